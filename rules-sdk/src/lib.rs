@@ -1,0 +1,223 @@
+//! # AuthPulse rules SDK
+//!
+//! A detection rule is a pure function from one event's [`Features`] (computed by the
+//! host, which owns all state) and the rule's own parameters to an optional [`Hit`].
+//! Write it as a type implementing [`Rule`], export it with [`export_rule!`], and build
+//! the crate for `wasm32-unknown-unknown`: the result is a sandboxed module the
+//! AuthPulse daemon loads. The same code builds natively, so the rule's unit tests
+//! run with plain `cargo test` (see [`testing`]).
+//!
+//! ```
+//! use authpulse_rules_sdk::{export_rule, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity};
+//!
+//! pub struct TooManyLogins {
+//!     limit: u32,
+//! }
+//!
+//! impl Rule for TooManyLogins {
+//!     const METADATA: Metadata = Metadata {
+//!         name: "too_many_logins",
+//!         version: "1.0.0",
+//!         description: "More logins in an hour than the limit",
+//!         severity: Severity::Medium,
+//!         mitre: &["T1110"],
+//!         params: &[ParamSpec {
+//!             name: "limit",
+//!             description: "Logins per hour that are still normal",
+//!             kind: ParamKind::Count,
+//!             default: 100.0,
+//!             min: 1.0,
+//!             max: 1e9,
+//!         }],
+//!         reasons: &["logins in the last hour above the limit"],
+//!     };
+//!
+//!     fn new(params: &Params) -> Self {
+//!         TooManyLogins { limit: params.get("limit") as u32 }
+//!     }
+//!
+//!     fn evaluate(&self, f: &Features) -> Option<Hit> {
+//!         (f.user_logins_1h > self.limit).then(|| Hit::new(50.0, 0))
+//!     }
+//! }
+//!
+//! export_rule!(TooManyLogins);
+//!
+//! // Natively, in the rule's own tests:
+//! let rule = authpulse_rules_sdk::testing::RuleHarness::<TooManyLogins>::with_defaults();
+//! let busy = Features { user_logins_1h: 101, ..Default::default() };
+//! assert_eq!(rule.evaluate(&busy), Some(Hit::new(50.0, 0)));
+//! ```
+//!
+//! ## The ABI (version [`ABI_VERSION`])
+//! A module imports nothing and exports `memory` plus:
+//!
+//! | export | signature | meaning |
+//! |---|---|---|
+//! | `authpulse_abi_version` | `() -> i32` | must equal [`ABI_VERSION`] |
+//! | `authpulse_metadata` | `() -> i64` | `(ptr << 32) \| len` of the metadata JSON in memory |
+//! | `authpulse_reserve` | `(capacity: i32, n_params: i32) -> i32` | pointer to a buffer laid out as [`BufferLayout`], 0 on failure |
+//! | `authpulse_configure` | `() -> i32` | reads the parameter values from the buffer; 0 = ok |
+//! | `authpulse_evaluate` | `(n: i32) -> i32` | scores the first `n` feature records into the verdict slots; returns the number of hits, or < 0 on error |
+//!
+//! The host calls `authpulse_evaluate` once per batch, not once per event.
+
+mod features;
+mod metadata;
+pub mod native;
+pub mod testing;
+
+#[doc(hidden)]
+pub mod __guest;
+
+pub use features::{
+    FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit, NO_PREVIOUS_LOGIN,
+    Verdict,
+};
+pub use metadata::{Metadata, ParamKind, ParamSpec, Severity};
+
+#[cfg(target_endian = "big")]
+compile_error!(
+    "the AuthPulse rule ABI is little-endian (as WebAssembly is); big-endian hosts are not supported"
+);
+
+/// Version of the host/guest contract described in the crate docs.
+/// A host refuses modules that declare another version.
+pub const ABI_VERSION: u32 = 1;
+
+/// Names of the exports a rule module must provide.
+pub mod exports {
+    pub const MEMORY: &str = "memory";
+    pub const ABI_VERSION: &str = "authpulse_abi_version";
+    pub const METADATA: &str = "authpulse_metadata";
+    pub const RESERVE: &str = "authpulse_reserve";
+    pub const CONFIGURE: &str = "authpulse_configure";
+    pub const EVALUATE: &str = "authpulse_evaluate";
+}
+
+/// Where the parameters, feature records and verdicts sit in the buffer that
+/// `authpulse_reserve(capacity, n_params)` returns. Offsets are relative to its pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferLayout {
+    pub capacity: usize,
+    pub n_params: usize,
+    /// `n_params` little-endian `f64` values, at offset 0.
+    pub params_offset: usize,
+    /// `capacity` [`Features`] records (64 bytes each).
+    pub features_offset: usize,
+    /// `capacity` [`Verdict`] records (8 bytes each).
+    pub verdicts_offset: usize,
+    /// Total size in bytes.
+    pub len: usize,
+}
+
+impl BufferLayout {
+    pub const fn new(capacity: usize, n_params: usize) -> BufferLayout {
+        let features_offset = n_params * 8;
+        let verdicts_offset = features_offset + capacity * size_of::<Features>();
+        let len = verdicts_offset + capacity * size_of::<Verdict>();
+        BufferLayout {
+            capacity,
+            n_params,
+            params_offset: 0,
+            features_offset,
+            verdicts_offset,
+            len,
+        }
+    }
+}
+
+/// Parameter values as the host resolved them from the policy, in the order of
+/// `Metadata::params`.
+#[derive(Clone, Copy, Debug)]
+pub struct Params<'a> {
+    specs: &'static [ParamSpec],
+    values: &'a [f64],
+}
+
+impl<'a> Params<'a> {
+    /// `values[i]` is the value of `specs[i]`. Missing trailing values take defaults.
+    pub fn new(specs: &'static [ParamSpec], values: &'a [f64]) -> Params<'a> {
+        Params { specs, values }
+    }
+
+    /// The value of the parameter called `name`.
+    ///
+    /// # Panics
+    /// If the rule's metadata declares no such parameter: that is a bug in the rule,
+    /// and the host refuses the module when it first configures it.
+    pub fn get(&self, name: &str) -> f64 {
+        let index = self
+            .specs
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap_or_else(|| panic!("rule asked for undeclared parameter `{name}`"));
+        self.values
+            .get(index)
+            .copied()
+            .unwrap_or(self.specs[index].default)
+    }
+}
+
+/// A detection rule. Implement this and export it with [`export_rule!`].
+///
+/// A rule holds no state across events: the host may run it on any batch, in any
+/// instance, and swap it at any time between batches.
+pub trait Rule: Sized + 'static {
+    /// What the rule declares about itself (name, parameters, reasons, ...).
+    const METADATA: Metadata;
+
+    /// Builds the rule from its parameter values (already range-checked by the host).
+    fn new(params: &Params) -> Self;
+
+    /// Scores one event.
+    fn evaluate(&self, features: &Features) -> Option<Hit>;
+
+    /// Scores a batch. The default calls [`Rule::evaluate`] per record.
+    #[inline]
+    fn evaluate_batch(&self, features: &[Features], verdicts: &mut [Verdict]) -> usize {
+        let mut hits = 0;
+        for (f, v) in features.iter().zip(verdicts.iter_mut()) {
+            *v = self.evaluate(f).into();
+            hits += usize::from(v.is_hit());
+        }
+        hits
+    }
+}
+
+/// Exports a [`Rule`] type as an AuthPulse rule module (on `wasm32` targets only;
+/// natively the macro expands to nothing, so the crate also builds for tests).
+#[macro_export]
+macro_rules! export_rule {
+    ($rule:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static GUEST: $crate::__guest::Guest<$rule> = $crate::__guest::Guest::new();
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn authpulse_abi_version() -> u32 {
+                $crate::ABI_VERSION
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn authpulse_metadata() -> u64 {
+                GUEST.metadata()
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn authpulse_reserve(capacity: u32, n_params: u32) -> u32 {
+                GUEST.reserve(capacity, n_params)
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn authpulse_configure() -> i32 {
+                GUEST.configure()
+            }
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn authpulse_evaluate(n: u32) -> i32 {
+                GUEST.evaluate(n)
+            }
+        };
+    };
+}

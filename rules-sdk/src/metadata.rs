@@ -1,0 +1,215 @@
+//! What a rule says about itself: name, version, severity, MITRE ATT&CK ids,
+//! parameter schema and the reasons it can give. The host reads it from the
+//! module (as JSON, see [`Metadata::to_json`]) before it runs a single event.
+
+/// How bad it is when the rule fires, carried into alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Lower-case name, as written in metadata JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What a parameter measures; decides how the policy file may write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A count of things (logins, computers, users).
+    Count,
+    /// A duration in seconds; the policy may write it as `"24h"`, `"15m"`, ...
+    Seconds,
+    /// A risk score in 0..=100.
+    Score,
+    /// A ratio in 0..=1.
+    Ratio,
+    /// A multiplier (e.g. "5x the baseline").
+    Factor,
+}
+
+impl ParamKind {
+    /// Lower-case name, as written in metadata JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ParamKind::Count => "count",
+            ParamKind::Seconds => "seconds",
+            ParamKind::Score => "score",
+            ParamKind::Ratio => "ratio",
+            ParamKind::Factor => "factor",
+        }
+    }
+}
+
+/// One tunable parameter of a rule. Values travel as `f64`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub kind: ParamKind,
+    pub default: f64,
+    /// Smallest value the policy may set (inclusive).
+    pub min: f64,
+    /// Largest value the policy may set (inclusive).
+    pub max: f64,
+}
+
+/// Everything a rule declares about itself.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Metadata {
+    /// Stable identifier, `snake_case`; the policy refers to the rule by it.
+    pub name: &'static str,
+    /// Semantic version of the rule logic.
+    pub version: &'static str,
+    /// One sentence on what the rule detects.
+    pub description: &'static str,
+    pub severity: Severity,
+    /// MITRE ATT&CK technique ids, e.g. `"T1021"`.
+    pub mitre: &'static [&'static str],
+    /// Parameters, in the order the host passes their values.
+    pub params: &'static [ParamSpec],
+    /// Human-readable reasons; a hit's `reason` indexes this list.
+    pub reasons: &'static [&'static str],
+}
+
+impl Metadata {
+    /// Index of the parameter called `name`.
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.params.iter().position(|p| p.name == name)
+    }
+
+    /// The parameters' defaults, in declaration order.
+    pub fn default_values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.params.iter().map(|p| p.default)
+    }
+
+    /// Metadata as the JSON document a module exports (ABI: `authpulse_metadata`).
+    ///
+    /// Hand-written so that rule modules need no serialisation dependency.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(512);
+        out.push_str("{\"abi_version\":");
+        push_u64(&mut out, u64::from(crate::ABI_VERSION));
+        out.push_str(",\"name\":");
+        push_str(&mut out, self.name);
+        out.push_str(",\"version\":");
+        push_str(&mut out, self.version);
+        out.push_str(",\"description\":");
+        push_str(&mut out, self.description);
+        out.push_str(",\"severity\":");
+        push_str(&mut out, self.severity.as_str());
+        out.push_str(",\"mitre\":[");
+        for (i, id) in self.mitre.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, id);
+        }
+        out.push_str("],\"params\":[");
+        for (i, p) in self.params.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            push_str(&mut out, p.name);
+            out.push_str(",\"description\":");
+            push_str(&mut out, p.description);
+            out.push_str(",\"kind\":");
+            push_str(&mut out, p.kind.as_str());
+            out.push_str(",\"default\":");
+            push_f64(&mut out, p.default);
+            out.push_str(",\"min\":");
+            push_f64(&mut out, p.min);
+            out.push_str(",\"max\":");
+            push_f64(&mut out, p.max);
+            out.push('}');
+        }
+        out.push_str("],\"reasons\":[");
+        for (i, r) in self.reasons.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, r);
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
+fn push_u64(out: &mut String, v: u64) {
+    use core::fmt::Write;
+    let _ = write!(out, "{v}");
+}
+
+fn push_f64(out: &mut String, v: f64) {
+    use core::fmt::Write;
+    if v.is_finite() {
+        // `{:?}` always keeps a decimal point or exponent, so it round-trips as JSON.
+        let _ = write!(out, "{v:?}");
+    } else {
+        out.push_str("null");
+    }
+}
+
+fn push_str(out: &mut String, s: &str) {
+    use core::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_and_lists_everything() {
+        const META: Metadata = Metadata {
+            name: "x",
+            version: "1.2.3",
+            description: "says \"hi\"\n",
+            severity: Severity::High,
+            mitre: &["T1021", "T1078"],
+            params: &[ParamSpec {
+                name: "limit",
+                description: "d",
+                kind: ParamKind::Count,
+                default: 10.0,
+                min: 1.0,
+                max: 1e6,
+            }],
+            reasons: &["r0", "r1"],
+        };
+        let json = META.to_json();
+        assert_eq!(
+            json,
+            "{\"abi_version\":1,\"name\":\"x\",\"version\":\"1.2.3\",\
+             \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\
+             \"mitre\":[\"T1021\",\"T1078\"],\"params\":[{\"name\":\"limit\",\
+             \"description\":\"d\",\"kind\":\"count\",\"default\":10.0,\"min\":1.0,\
+             \"max\":1000000.0}],\"reasons\":[\"r0\",\"r1\"]}"
+        );
+    }
+}

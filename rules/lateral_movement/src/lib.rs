@@ -1,0 +1,144 @@
+//! Rule `lateral_movement`: within the last hour the user reached many computers
+//! they had never used, and those make up most of what they touched. Fires on each
+//! new computer while the pattern holds, scoring higher the wider the spread.
+
+use authpulse_rules_sdk::{
+    Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+};
+
+pub struct LateralMovement {
+    min_new_computers: u32,
+    min_new_ratio: f32,
+    burn_in_s: u32,
+    score: f32,
+}
+
+pub const REASON_SPREAD: u32 = 0;
+
+/// Each new computer beyond the threshold adds this much, up to 100.
+const SCORE_PER_EXTRA_COMPUTER: f32 = 1.0;
+
+impl Rule for LateralMovement {
+    const METADATA: Metadata = Metadata {
+        name: "lateral_movement",
+        version: "1.0.0",
+        description: "Many distinct, mostly never-used computers within an hour",
+        severity: Severity::High,
+        mitre: &["T1021", "T1570"],
+        params: &[
+            ParamSpec {
+                name: "min_new_computers",
+                description: "Computers first used within the last hour to fire",
+                kind: ParamKind::Count,
+                default: 10.0,
+                min: 2.0,
+                max: 1e6,
+            },
+            ParamSpec {
+                name: "min_new_ratio",
+                description: "Share of the hour's distinct computers that must be new",
+                kind: ParamKind::Ratio,
+                default: 0.5,
+                min: 0.0,
+                max: 1.0,
+            },
+            ParamSpec {
+                name: "burn_in",
+                description: "Stay quiet until the user has been seen for this long",
+                kind: ParamKind::Seconds,
+                default: 86_400.0,
+                min: 0.0,
+                max: 31_536_000.0,
+            },
+            ParamSpec {
+                name: "score",
+                description: "Risk contribution at the threshold",
+                kind: ParamKind::Score,
+                default: 75.0,
+                min: 0.0,
+                max: 100.0,
+            },
+        ],
+        reasons: &["many computers never used before reached within an hour"],
+    };
+
+    fn new(p: &Params) -> Self {
+        LateralMovement {
+            min_new_computers: p.get("min_new_computers") as u32,
+            min_new_ratio: p.get("min_new_ratio") as f32,
+            burn_in_s: p.get("burn_in") as u32,
+            score: p.get("score") as f32,
+        }
+    }
+
+    #[inline]
+    fn evaluate(&self, f: &Features) -> Option<Hit> {
+        let new = f.user_new_computers_1h;
+        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s || new < self.min_new_computers {
+            return None;
+        }
+        let distinct = f.user_distinct_computers_1h.max(1) as f32;
+        if (new as f32) < self.min_new_ratio * distinct {
+            return None;
+        }
+        let extra = (new - self.min_new_computers) as f32;
+        Some(Hit::new(
+            self.score + extra * SCORE_PER_EXTRA_COMPUTER,
+            REASON_SPREAD,
+        ))
+    }
+}
+
+export_rule!(LateralMovement);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authpulse_rules_sdk::{FLAG_NEW_DEVICE_FOR_USER, testing::RuleHarness};
+
+    fn spread(new: u32, distinct: u32) -> Features {
+        Features {
+            flags: FLAG_NEW_DEVICE_FOR_USER,
+            user_tenure_s: 30 * 86_400,
+            user_new_computers_1h: new,
+            user_distinct_computers_1h: distinct,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fires_on_wide_new_spread_and_escalates() {
+        let rule = RuleHarness::<LateralMovement>::with_defaults();
+        assert_eq!(rule.evaluate(&spread(10, 12)), Some(Hit::new(75.0, 0)));
+        assert_eq!(rule.evaluate(&spread(25, 27)), Some(Hit::new(90.0, 0)));
+        assert_eq!(rule.evaluate(&spread(60, 60)), Some(Hit::new(100.0, 0)));
+    }
+
+    #[test]
+    fn quiet_below_threshold() {
+        let rule = RuleHarness::<LateralMovement>::with_defaults();
+        assert_eq!(rule.evaluate(&spread(9, 9)), None);
+    }
+
+    #[test]
+    fn quiet_when_mostly_known_computers() {
+        // A busy admin touching 40 computers, only 10 of them new.
+        let rule = RuleHarness::<LateralMovement>::with_defaults();
+        assert_eq!(rule.evaluate(&spread(10, 40)), None);
+    }
+
+    #[test]
+    fn quiet_on_known_computer_and_in_burn_in() {
+        let rule = RuleHarness::<LateralMovement>::with_defaults();
+        let known = Features {
+            flags: 0,
+            ..spread(20, 20)
+        };
+        assert_eq!(rule.evaluate(&known), None);
+        let fresh = Features {
+            user_tenure_s: 3600,
+            ..spread(20, 20)
+        };
+        assert_eq!(rule.evaluate(&fresh), None);
+    }
+}
