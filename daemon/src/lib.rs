@@ -1,1 +1,14 @@
+//! AuthPulse: real-time risk scoring of authentication events.
+//!
+//! Data flows `input` -> `order` (watermark, dedup, reorder) -> `state`
+//! (windows, devices, host popularity -> features) -> `rules` (WASM, batched)
+//! -> `risk` (score, level, flags) -> `alerts` (per-user incidents), driven by
+//! `pipeline`. `generator` writes realistic LANL-format data; `profile` measures
+//! a data set against the published LANL statistics.
 
+pub mod event;
+pub mod input;
+pub mod order;
+pub mod policy;
+pub mod rules;
+pub mod state;

@@ -57,6 +57,13 @@ const _: () = assert!(core::mem::size_of::<Features>() == 64);
 const _: () = assert!(core::mem::align_of::<Features>() == 8);
 
 impl Features {
+    /// The records as the bytes the ABI moves into a module's memory.
+    pub fn slice_as_bytes(records: &[Features]) -> &[u8] {
+        // SAFETY: `Features` is `repr(C)` with only integer fields and no padding
+        // (its size is asserted above), so every byte is initialised.
+        unsafe { core::slice::from_raw_parts(records.as_ptr().cast::<u8>(), size_of_val(records)) }
+    }
+
     /// True when this user had never used this computer before this event.
     #[inline]
     pub fn is_new_device(&self) -> bool {
@@ -97,6 +104,15 @@ pub struct Verdict {
 const _: () = assert!(core::mem::size_of::<Verdict>() == 8);
 
 impl Verdict {
+    /// The records as writable bytes, for copying verdicts out of a module's memory.
+    pub fn slice_as_bytes_mut(records: &mut [Verdict]) -> &mut [u8] {
+        // SAFETY: `Verdict` is `repr(C)` { f32, u32 } with no padding; every bit
+        // pattern is a valid value, so arbitrary bytes may be written.
+        unsafe {
+            core::slice::from_raw_parts_mut(records.as_mut_ptr().cast::<u8>(), size_of_val(records))
+        }
+    }
+
     /// The "did not fire" verdict.
     pub const NONE: Verdict = Verdict {
         score: 0.0,

@@ -1,0 +1,179 @@
+//! Event identity: interned user/computer ids, the LANL time base, and the
+//! `event_id` (first 32 hex chars of sha256 of `time|user|computer`).
+
+use std::num::NonZeroU128;
+
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+
+/// Dense id of an interned name; index into per-user / per-computer state.
+pub type NameId = u32;
+
+/// Maps names (`U123`, `C456`) to dense ids and back. Names are copied once, on
+/// first sight; every later lookup borrows the input bytes.
+#[derive(Default)]
+pub struct Interner {
+    ids: FxHashMap<Box<[u8]>, NameId>,
+    names: Vec<Box<[u8]>>,
+}
+
+impl Interner {
+    /// The id of `name`, interning it if new. Returns `(id, was_new)`.
+    #[inline]
+    pub fn intern(&mut self, name: &[u8]) -> (NameId, bool) {
+        if let Some(&id) = self.ids.get(name) {
+            return (id, false);
+        }
+        let id = NameId::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
+        let owned: Box<[u8]> = name.into();
+        self.names.push(owned.clone());
+        self.ids.insert(owned, id);
+        (id, true)
+    }
+
+    /// The id of `name`, if it was interned.
+    pub fn get(&self, name: &[u8]) -> Option<NameId> {
+        self.ids.get(name).copied()
+    }
+
+    /// The name of `id` (input names are validated UTF-8).
+    #[inline]
+    pub fn name(&self, id: NameId) -> &str {
+        std::str::from_utf8(&self.names[id as usize]).unwrap_or("\u{fffd}")
+    }
+
+    #[inline]
+    pub fn name_bytes(&self, id: NameId) -> &[u8] {
+        &self.names[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// An `event_id`: the first 16 bytes of sha256(`lanl_time|user|computer`),
+/// written as 32 lower-case hex characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(pub NonZeroU128);
+
+impl EventId {
+    /// The id of the LANL record `lanl_time,user,computer`.
+    pub fn derive(lanl_time: i64, user: &str, computer: &str) -> EventId {
+        let mut hasher = Sha256::new();
+        let mut buf = itoa::Buffer::new();
+        hasher.update(buf.format(lanl_time).as_bytes());
+        hasher.update(b"|");
+        hasher.update(user.as_bytes());
+        hasher.update(b"|");
+        hasher.update(computer.as_bytes());
+        let digest = hasher.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        // A zero prefix has probability 2^-128; map it to 1 rather than panic.
+        EventId(NonZeroU128::new(u128::from_be_bytes(first)).unwrap_or(NonZeroU128::MIN))
+    }
+
+    /// Parses 32 hex characters.
+    pub fn parse(hex: &str) -> Option<EventId> {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(hex, 16)
+            .ok()
+            .map(|v| EventId(NonZeroU128::new(v).unwrap_or(NonZeroU128::MIN)))
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0.get())
+    }
+}
+
+/// Maps LANL times (seconds from the data set's start) to Unix time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBase {
+    /// Unix time of LANL time 0.
+    pub base_unix: i64,
+}
+
+impl TimeBase {
+    /// 2024-01-01T00:00:00Z, a Monday, so the generator's weekly cycle lines up.
+    pub const DEFAULT: TimeBase = TimeBase {
+        base_unix: 1_704_067_200,
+    };
+
+    #[inline]
+    pub fn to_unix(self, lanl_time: i64) -> i64 {
+        self.base_unix + lanl_time
+    }
+
+    #[inline]
+    pub fn to_lanl(self, unix: i64) -> i64 {
+        unix - self.base_unix
+    }
+
+    /// Parses `YYYY-MM-DD` or an RFC 3339 timestamp.
+    pub fn parse(s: &str) -> Result<TimeBase, String> {
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            let dt = date
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc();
+            return Ok(TimeBase {
+                base_unix: dt.timestamp(),
+            });
+        }
+        chrono::DateTime::parse_from_rfc3339(s)
+            .map(|dt| TimeBase {
+                base_unix: dt.timestamp(),
+            })
+            .map_err(|e| format!("`{s}` is neither YYYY-MM-DD nor RFC 3339: {e}"))
+    }
+}
+
+/// Formats Unix seconds as RFC 3339 UTC (`2024-01-01T00:00:01Z`).
+pub fn format_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|dt| dt.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_id_is_sha256_prefix_of_lanl_record() {
+        // `printf '1|U1|C1' | sha256sum` = 9341c1af8b819d9bfb1ffee11659a83f b891...
+        let id = EventId::derive(1, "U1", "C1");
+        let expected = "9341c1af8b819d9bfb1ffee11659a83f";
+        assert_eq!(id.to_string(), expected);
+        assert_eq!(EventId::parse(expected), Some(id));
+        assert_eq!(EventId::parse("xyz"), None);
+    }
+
+    #[test]
+    fn interner_is_dense_and_stable() {
+        let mut i = Interner::default();
+        assert_eq!(i.intern(b"U1"), (0, true));
+        assert_eq!(i.intern(b"U2"), (1, true));
+        assert_eq!(i.intern(b"U1"), (0, false));
+        assert_eq!(i.name(1), "U2");
+    }
+
+    #[test]
+    fn time_base_parses_dates() {
+        assert_eq!(TimeBase::parse("2024-01-01").unwrap(), TimeBase::DEFAULT);
+        assert_eq!(
+            format_time(TimeBase::DEFAULT.to_unix(1)),
+            "2024-01-01T00:00:01Z"
+        );
+        assert!(TimeBase::parse("yesterday").is_err());
+    }
+}

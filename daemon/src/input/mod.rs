@@ -1,0 +1,152 @@
+//! Reading and validating input records: the chunked line reader, the two record
+//! forms (LANL CSV `time,user,computer` and JSON events) and the reasons a record
+//! is refused. Nothing here panics on input.
+
+mod csv;
+mod json;
+mod lines;
+
+pub use csv::{is_header, parse_csv};
+pub use json::parse_json;
+pub use lines::{Line, LineReader, MAX_LINE_DEFAULT};
+
+use std::fmt;
+
+use crate::event::EventId;
+
+/// Record form of the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Decide from the first non-blank line (`{` means JSON).
+    Auto,
+    /// LANL `time,user,computer`, time in seconds from the data set's start.
+    Csv,
+    /// One JSON event per line (`event_id`, `event_time`, `user_id`, `computer_id`, `ingestion_time`).
+    Json,
+}
+
+impl Format {
+    /// The concrete format of a line (for `Auto`, by its first byte).
+    pub fn detect(line: &[u8]) -> Format {
+        match line.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Format::Json,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// A valid record, borrowing the input line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Event time, Unix seconds.
+    pub event_time: i64,
+    pub user: &'a [u8],
+    pub computer: &'a [u8],
+    /// Given by JSON input; derived from the record otherwise.
+    pub event_id: Option<EventId>,
+    /// Given by JSON input (Unix seconds); the read time otherwise.
+    pub ingestion_time: Option<i64>,
+}
+
+/// Longest user or computer name accepted.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Latest event time accepted: 9999-12-31T23:59:59Z.
+pub const MAX_UNIX_TIME: i64 = 253_402_300_799;
+
+/// Why a record was refused. Each becomes a dead-letter line and a counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reject {
+    NotUtf8,
+    LineTooLong {
+        len: u64,
+        max: usize,
+    },
+    FieldCount {
+        found: usize,
+    },
+    EmptyField(&'static str),
+    FieldTooLong(&'static str),
+    ControlCharacter(&'static str),
+    BadTime(String),
+    BadJson(String),
+    BadEventId,
+    /// Older than the watermark when it arrived.
+    Late {
+        event_time: i64,
+        watermark: i64,
+    },
+}
+
+impl Reject {
+    /// Short, stable name for counters and dead-letter `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reject::NotUtf8 => "not_utf8",
+            Reject::LineTooLong { .. } => "line_too_long",
+            Reject::FieldCount { .. } => "field_count",
+            Reject::EmptyField(_) => "empty_field",
+            Reject::FieldTooLong(_) => "field_too_long",
+            Reject::ControlCharacter(_) => "control_character",
+            Reject::BadTime(_) => "bad_time",
+            Reject::BadJson(_) => "bad_json",
+            Reject::BadEventId => "bad_event_id",
+            Reject::Late { .. } => "late",
+        }
+    }
+
+    pub fn is_late(&self) -> bool {
+        matches!(self, Reject::Late { .. })
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reject::NotUtf8 => write!(f, "line is not valid UTF-8"),
+            Reject::LineTooLong { len, max } => {
+                write!(f, "line is {len} bytes, longer than the {max}-byte limit")
+            }
+            Reject::FieldCount { found } => {
+                write!(f, "expected 3 fields `time,user,computer`, found {found}")
+            }
+            Reject::EmptyField(field) => write!(f, "field `{field}` is empty"),
+            Reject::FieldTooLong(field) => {
+                write!(f, "field `{field}` is longer than {MAX_NAME_LEN} bytes")
+            }
+            Reject::ControlCharacter(field) => {
+                write!(f, "field `{field}` contains a control character")
+            }
+            Reject::BadTime(detail) => write!(f, "bad time: {detail}"),
+            Reject::BadJson(detail) => write!(f, "bad JSON event: {detail}"),
+            Reject::BadEventId => write!(f, "event_id must be 32 hexadecimal characters"),
+            Reject::Late {
+                event_time,
+                watermark,
+            } => write!(
+                f,
+                "late: event time {} is before the watermark {}",
+                crate::event::format_time(*event_time),
+                crate::event::format_time(*watermark)
+            ),
+        }
+    }
+}
+
+/// Checks a user or computer name.
+fn check_name(field: &'static str, value: &[u8]) -> Result<(), Reject> {
+    if value.is_empty() {
+        return Err(Reject::EmptyField(field));
+    }
+    if value.len() > MAX_NAME_LEN {
+        return Err(Reject::FieldTooLong(field));
+    }
+    if value.iter().any(|b| b.is_ascii_control()) {
+        return Err(Reject::ControlCharacter(field));
+    }
+    if std::str::from_utf8(value).is_err() {
+        return Err(Reject::NotUtf8);
+    }
+    Ok(())
+}

@@ -1,0 +1,571 @@
+//! The policy file (`policies.yaml`): which rules run, their weights, parameters
+//! and failure handling, the risk bands, alerting, allowlists, sandbox limits and
+//! the event-time watermark. The doc comments on these structs are the reference
+//! for the file; `authpulse policy check FILE` validates one.
+//!
+//! YAML is read with `serde_yaml_ng`, a maintained fork of `serde_yaml` (which its
+//! author archived and marked deprecated in 2024).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The built-in default policy: the repository's `policies.yaml`.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("../../policies.yaml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Yaml {
+        path: String,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// Root of `policies.yaml`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Event-time handling.
+    #[serde(default)]
+    pub watermark: WatermarkConfig,
+    /// How rule contributions become a score and a level.
+    #[serde(default)]
+    pub risk: RiskConfig,
+    /// When and how alerts are raised.
+    #[serde(default)]
+    pub alerts: AlertConfig,
+    /// Users and computers that are never scored (their events still update state).
+    #[serde(default)]
+    pub allowlist: Allowlist,
+    /// Default limits for every rule module.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// The rules to run, in order. Order decides the order of `risk_flags`.
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// How far behind the latest event time an event may arrive and still be
+    /// scored (and deduplicated). Older events are dead-lettered as late. Events
+    /// are held this long (in event time) before scoring, so it is also the
+    /// latency bought for order-independent results. Default `5m`.
+    #[serde(with = "duration", default = "WatermarkConfig::default_lateness")]
+    pub allowed_lateness: Duration,
+}
+
+impl WatermarkConfig {
+    fn default_lateness() -> Duration {
+        Duration::from_secs(300)
+    }
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        WatermarkConfig {
+            allowed_lateness: Self::default_lateness(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskConfig {
+    /// Lowest score of each level; scores below `medium` are LOW.
+    #[serde(default)]
+    pub bands: RiskBands,
+}
+
+impl Default for RiskConfig {
+    fn default() -> Self {
+        RiskConfig {
+            bands: RiskBands::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RiskBands {
+    /// Default 30.
+    pub medium: u8,
+    /// Default 60.
+    pub high: u8,
+    /// Default 85.
+    pub critical: u8,
+}
+
+impl Default for RiskBands {
+    fn default() -> Self {
+        RiskBands {
+            medium: 30,
+            high: 60,
+            critical: 85,
+        }
+    }
+}
+
+/// Risk level of an event or alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RiskLevel {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl RiskLevel {
+    pub const ALL: [RiskLevel; 4] = [
+        RiskLevel::Low,
+        RiskLevel::Medium,
+        RiskLevel::High,
+        RiskLevel::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskLevel::Low => "LOW",
+            RiskLevel::Medium => "MEDIUM",
+            RiskLevel::High => "HIGH",
+            RiskLevel::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl RiskBands {
+    #[inline]
+    pub fn level(&self, score: u8) -> RiskLevel {
+        if score >= self.critical {
+            RiskLevel::Critical
+        } else if score >= self.high {
+            RiskLevel::High
+        } else if score >= self.medium {
+            RiskLevel::Medium
+        } else {
+            RiskLevel::Low
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertConfig {
+    /// Events at or above this level open or extend an incident. Default `HIGH`.
+    #[serde(default = "AlertConfig::default_min_level")]
+    pub min_level: RiskLevel,
+    /// A user's risky events less than this apart (event time) belong to one
+    /// incident, hence one alert. Default `60m`.
+    #[serde(with = "duration", default = "AlertConfig::default_dedup_window")]
+    pub dedup_window: Duration,
+    /// How many event ids an alert carries as samples. Default 10.
+    #[serde(default = "AlertConfig::default_max_sample_events")]
+    pub max_sample_events: usize,
+}
+
+impl AlertConfig {
+    fn default_min_level() -> RiskLevel {
+        RiskLevel::High
+    }
+    fn default_dedup_window() -> Duration {
+        Duration::from_secs(3600)
+    }
+    fn default_max_sample_events() -> usize {
+        10
+    }
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            min_level: Self::default_min_level(),
+            dedup_window: Self::default_dedup_window(),
+            max_sample_events: Self::default_max_sample_events(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allowlist {
+    /// User names whose events score 0 (e.g. known scanners).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Computer names whose events score 0.
+    #[serde(default)]
+    pub computers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Linear memory cap per module, in MiB. Default 16.
+    #[serde(default = "SandboxConfig::default_max_memory_mib")]
+    pub max_memory_mib: u32,
+    /// Wall-clock budget for one batch call into a module. Default `100ms`.
+    #[serde(with = "duration", default = "SandboxConfig::default_batch_deadline")]
+    pub batch_deadline: Duration,
+}
+
+impl SandboxConfig {
+    fn default_max_memory_mib() -> u32 {
+        16
+    }
+    fn default_batch_deadline() -> Duration {
+        Duration::from_millis(100)
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            max_memory_mib: Self::default_max_memory_mib(),
+            batch_deadline: Self::default_batch_deadline(),
+        }
+    }
+}
+
+/// What to do when a rule traps, times out or returns garbage: `fail_open`, or
+/// `{ disable_after: N }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "FailurePolicyRepr", into = "FailurePolicyRepr")]
+pub enum FailurePolicy {
+    /// The batch gets no contribution from the rule; the failure is counted.
+    #[default]
+    FailOpen,
+    /// Like `fail_open`, and after N consecutive failed batches the rule is
+    /// disabled until the policy is reloaded.
+    DisableAfter(u32),
+}
+
+/// How [`FailurePolicy`] is written in YAML (plain, not YAML tags).
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+enum FailurePolicyRepr {
+    Name(String),
+    DisableAfter { disable_after: u32 },
+}
+
+impl TryFrom<FailurePolicyRepr> for FailurePolicy {
+    type Error = String;
+    fn try_from(repr: FailurePolicyRepr) -> Result<Self, String> {
+        match repr {
+            FailurePolicyRepr::Name(name) if name == "fail_open" => Ok(FailurePolicy::FailOpen),
+            FailurePolicyRepr::Name(other) => Err(format!(
+                "unknown failure policy `{other}`, expected `fail_open` or `{{ disable_after: N }}`"
+            )),
+            FailurePolicyRepr::DisableAfter { disable_after } => {
+                Ok(FailurePolicy::DisableAfter(disable_after))
+            }
+        }
+    }
+}
+
+impl From<FailurePolicy> for FailurePolicyRepr {
+    fn from(policy: FailurePolicy) -> Self {
+        match policy {
+            FailurePolicy::FailOpen => FailurePolicyRepr::Name("fail_open".into()),
+            FailurePolicy::DisableAfter(n) => FailurePolicyRepr::DisableAfter { disable_after: n },
+        }
+    }
+}
+
+/// One rule in the policy.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Identifier used in `risk_flags` and alerts; letters, digits, `_`.
+    pub id: String,
+    /// `builtin:NAME` for a module embedded in the binary, or a path to a
+    /// `.wasm` file (relative to the policy file).
+    pub module: String,
+    /// Optional hex sha256 the module must have.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Multiplier on the rule's contribution, 0..=10. Default 1.
+    #[serde(default = "RuleConfig::default_weight")]
+    pub weight: f64,
+    /// Set false to keep the rule in the file but not run it.
+    #[serde(default = "RuleConfig::default_enabled")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// Parameter values by name (see `authpulse rules inspect`); a number, or
+    /// for duration parameters a string such as `"24h"`.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+impl RuleConfig {
+    fn default_weight() -> f64 {
+        1.0
+    }
+    fn default_enabled() -> bool {
+        true
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Number(f64),
+    Text(String),
+}
+
+/// Where a rule's module comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModuleSource {
+    Builtin(String),
+    File(PathBuf),
+}
+
+/// A parsed and validated policy, with what it was read from.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub file: PolicyFile,
+    /// Where it came from, for messages (`built-in` or the path).
+    pub origin: String,
+    /// Directory relative module paths resolve against.
+    pub base_dir: PathBuf,
+    /// The exact bytes it was parsed from (hashed into the policy version).
+    pub source: String,
+}
+
+impl Policy {
+    /// The built-in default policy.
+    pub fn builtin() -> Policy {
+        Policy::parse(DEFAULT_POLICY_YAML, "built-in policy", Path::new("."))
+            .expect("the built-in policy is valid (checked by tests)")
+    }
+
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Policy::parse(&text, &path.display().to_string(), &base_dir)
+    }
+
+    /// Parses and validates policy text.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Policy, PolicyError> {
+        let file: PolicyFile =
+            serde_yaml_ng::from_str(text).map_err(|source| PolicyError::Yaml {
+                path: origin.to_string(),
+                source,
+            })?;
+        let policy = Policy {
+            file,
+            origin: origin.to_string(),
+            base_dir: base_dir.to_path_buf(),
+            source: text.to_string(),
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    fn invalid(&self, field: impl Into<String>, message: impl Into<String>) -> PolicyError {
+        PolicyError::Invalid {
+            path: self.origin.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        let f = &self.file;
+        const WEEK: Duration = Duration::from_secs(7 * 86_400);
+        if f.watermark.allowed_lateness > WEEK {
+            return Err(self.invalid("watermark.allowed_lateness", "must be at most 7 days"));
+        }
+        let b = f.risk.bands;
+        if !(0 < b.medium && b.medium < b.high && b.high < b.critical && b.critical <= 100) {
+            return Err(self.invalid(
+                "risk.bands",
+                format!(
+                    "need 0 < medium < high < critical <= 100, got medium {}, high {}, critical {}",
+                    b.medium, b.high, b.critical
+                ),
+            ));
+        }
+        if f.alerts.dedup_window.is_zero() || f.alerts.dedup_window > WEEK {
+            return Err(self.invalid(
+                "alerts.dedup_window",
+                "must be more than 0 and at most 7 days",
+            ));
+        }
+        if !(1..=1000).contains(&f.alerts.max_sample_events) {
+            return Err(self.invalid("alerts.max_sample_events", "must be 1..=1000"));
+        }
+        if !(1..=4096).contains(&f.sandbox.max_memory_mib) {
+            return Err(self.invalid("sandbox.max_memory_mib", "must be 1..=4096"));
+        }
+        let deadline = f.sandbox.batch_deadline;
+        if deadline < Duration::from_millis(1) || deadline > Duration::from_secs(60) {
+            return Err(self.invalid("sandbox.batch_deadline", "must be 1ms..=60s"));
+        }
+        if f.rules.is_empty() {
+            return Err(self.invalid("rules", "at least one rule is needed"));
+        }
+        if f.rules.len() > 32 {
+            return Err(self.invalid("rules", "at most 32 rules (risk_flags is a 32-bit set)"));
+        }
+        for (i, rule) in f.rules.iter().enumerate() {
+            let at = format!("rules[{i}]");
+            if rule.id.is_empty()
+                || !rule
+                    .id
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'_')
+            {
+                return Err(self.invalid(
+                    format!("{at}.id"),
+                    format!("`{}` must be non-empty letters, digits and `_`", rule.id),
+                ));
+            }
+            if f.rules[..i].iter().any(|r| r.id == rule.id) {
+                return Err(
+                    self.invalid(format!("{at}.id"), format!("`{}` appears twice", rule.id))
+                );
+            }
+            let at = format!("rules[{i}] ({})", rule.id);
+            if !(rule.weight.is_finite() && (0.0..=10.0).contains(&rule.weight)) {
+                return Err(self.invalid(format!("{at}.weight"), "must be 0..=10"));
+            }
+            if let Some(hash) = &rule.sha256
+                && (hash.len() != 64 || !hash.bytes().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(
+                    self.invalid(format!("{at}.sha256"), "must be 64 hexadecimal characters")
+                );
+            }
+            if let FailurePolicy::DisableAfter(0) = rule.on_failure {
+                return Err(self.invalid(
+                    format!("{at}.on_failure.disable_after"),
+                    "must be at least 1",
+                ));
+            }
+            if rule.module.trim().is_empty() {
+                return Err(self.invalid(format!("{at}.module"), "is empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where rule `index`'s module comes from.
+    pub fn module_source(&self, index: usize) -> ModuleSource {
+        let module = &self.file.rules[index].module;
+        match module.strip_prefix("builtin:") {
+            Some(name) => ModuleSource::Builtin(name.to_string()),
+            None => ModuleSource::File(self.base_dir.join(module)),
+        }
+    }
+
+    /// Error for rule `index`'s field `field`.
+    pub fn rule_error(&self, index: usize, field: &str, message: impl Into<String>) -> PolicyError {
+        let id = &self.file.rules[index].id;
+        self.invalid(format!("rules[{index}] ({id}).{field}"), message)
+    }
+}
+
+/// Durations written as `"5m"`, `"100ms"`, `"24h"` (humantime) or whole seconds.
+pub mod duration {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+                serde::de::Error::custom(format!("`{t}` is not a duration like 90s, 5m, 24h: {e}"))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_policy_is_valid() {
+        let p = Policy::builtin();
+        assert_eq!(p.file.rules.len(), 4);
+        assert_eq!(p.file.watermark.allowed_lateness, Duration::from_secs(300));
+        assert_eq!(p.file.alerts.min_level, RiskLevel::High);
+    }
+
+    fn err(yaml: &str) -> String {
+        Policy::parse(yaml, "p.yaml", Path::new("."))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn refuses_bad_policies_precisely() {
+        let e = err("rules: []\nbogus: 1\n");
+        assert!(
+            e.contains("unknown field `bogus`") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = err("rules:\n  - id: a\n    module: builtin:x\n    weight: 11\n");
+        assert_eq!(e, "p.yaml: rules[0] (a).weight: must be 0..=10");
+        let e = err(
+            "risk:\n  bands: {medium: 70, high: 60, critical: 85}\nrules:\n  - {id: a, module: 'builtin:x'}\n",
+        );
+        assert!(e.contains("risk.bands"), "{e}");
+        let e = err("watermark:\n  allowed_lateness: soon\nrules: []\n");
+        assert!(e.contains("not a duration"), "{e}");
+        let e = err("rules:\n  - {id: a, module: 'builtin:x'}\n  - {id: a, module: 'builtin:y'}\n");
+        assert!(e.contains("appears twice"), "{e}");
+    }
+
+    #[test]
+    fn durations_accept_text_and_seconds() {
+        let p = Policy::parse(
+            "watermark: {allowed_lateness: 90}\nalerts: {dedup_window: 2h}\nrules:\n  - {id: a, module: 'builtin:x', on_failure: {disable_after: 3}}\n",
+            "p",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(p.file.watermark.allowed_lateness, Duration::from_secs(90));
+        assert_eq!(p.file.alerts.dedup_window, Duration::from_secs(7200));
+        assert_eq!(p.file.rules[0].on_failure, FailurePolicy::DisableAfter(3));
+    }
+
+    #[test]
+    fn levels_follow_bands() {
+        let b = RiskBands::default();
+        assert_eq!(b.level(29), RiskLevel::Low);
+        assert_eq!(b.level(30), RiskLevel::Medium);
+        assert_eq!(b.level(60), RiskLevel::High);
+        assert_eq!(b.level(100), RiskLevel::Critical);
+    }
+}

@@ -1,0 +1,15 @@
+//! The default rule modules, compiled from `rules/*` to wasm32 by `build.rs` and
+//! embedded in the binary.
+
+include!(concat!(env!("OUT_DIR"), "/builtin_modules.rs"));
+
+/// Names of the built-in rules (`builtin:NAME` in a policy).
+pub const BUILTIN_RULES: [&str; 4] = ["new_device", "burst", "lateral_movement", "rare_host"];
+
+/// The embedded module called `name`.
+pub fn builtin_module(name: &str) -> Option<&'static [u8]> {
+    BUILTIN_MODULES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
+}

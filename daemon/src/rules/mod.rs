@@ -1,0 +1,392 @@
+//! Rules at run time: loading the modules a policy names (WASM in the sandbox,
+//! or natively for comparison), resolving their parameters, evaluating them one
+//! batch at a time, and containing their failures.
+
+mod builtin;
+mod native;
+mod wasm;
+
+pub use builtin::{BUILTIN_RULES, builtin_module};
+pub use wasm::{LoadError, SandboxLimits, WasmModule, WasmRule};
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use authpulse_rules_sdk::{Features, Verdict};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::policy::{FailurePolicy, ModuleSource, ParamValue, Policy, PolicyError};
+
+/// A module's metadata as the host reads it (the JSON of `authpulse_metadata`).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct RuleMetadata {
+    pub abi_version: u32,
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub severity: String,
+    pub mitre: Vec<String>,
+    pub params: Vec<ParamSchema>,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct ParamSchema {
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub default: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// How rules execute.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Sandboxed WebAssembly modules (production).
+    #[default]
+    Wasm,
+    /// The built-in rules compiled into the daemon (to measure the sandbox's cost).
+    Native,
+}
+
+/// Why a batch got no verdicts from a rule.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFailure {
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("exceeded its batch deadline")]
+    Timeout,
+    #[error("returned an invalid result: {0}")]
+    BadOutput(String),
+}
+
+/// A configured rule instance.
+pub trait RuleModule: Send {
+    /// Scores `features` into `verdicts` (same length, at most the batch capacity).
+    fn evaluate(
+        &mut self,
+        features: &[Features],
+        verdicts: &mut [Verdict],
+    ) -> Result<(), RuleFailure>;
+}
+
+/// Counters per rule, for the summary and metrics.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RuleStats {
+    pub evaluations: u64,
+    pub hits: u64,
+    pub failures: u64,
+    pub nanos: u64,
+    pub disabled: bool,
+    #[serde(skip)]
+    consecutive_failures: u32,
+}
+
+pub struct ActiveRule {
+    pub id: String,
+    pub weight: f32,
+    pub metadata: Arc<RuleMetadata>,
+    pub module_sha256: String,
+    pub on_failure: FailurePolicy,
+    pub stats: RuleStats,
+    /// Verdicts of the last batch, one per event.
+    pub verdicts: Vec<Verdict>,
+    module: Box<dyn RuleModule>,
+}
+
+/// The rules of one policy version, ready to score batches.
+pub struct RuleSet {
+    pub rules: Vec<ActiveRule>,
+    /// Content hash of the policy text and every module: every scored event
+    /// records it.
+    pub version: String,
+    capacity: usize,
+}
+
+impl RuleSet {
+    /// Loads, checks and configures every enabled rule of `policy`.
+    /// `capacity` is the largest batch that will be evaluated.
+    pub fn load(policy: &Policy, engine: Engine, capacity: usize) -> Result<RuleSet, PolicyError> {
+        let limits = SandboxLimits::from_policy(&policy.file.sandbox);
+        let mut rules = Vec::new();
+        let mut version = Sha256::new();
+        version.update(policy.source.as_bytes());
+        for (index, config) in policy.file.rules.iter().enumerate() {
+            if !config.enabled {
+                continue;
+            }
+            let source = policy.module_source(index);
+            let bytes: Arc<[u8]> = match &source {
+                ModuleSource::Builtin(name) => builtin_module(name)
+                    .ok_or_else(|| {
+                        policy.rule_error(
+                            index,
+                            "module",
+                            format!(
+                                "no built-in module `{name}` (built-in: {})",
+                                BUILTIN_RULES.join(", ")
+                            ),
+                        )
+                    })?
+                    .into(),
+                ModuleSource::File(path) => std::fs::read(path)
+                    .map_err(|e| {
+                        policy.rule_error(
+                            index,
+                            "module",
+                            format!("cannot read {}: {e}", path.display()),
+                        )
+                    })?
+                    .into(),
+            };
+            let sha256 = hex_sha256(&bytes);
+            if let Some(pinned) = &config.sha256
+                && !pinned.eq_ignore_ascii_case(&sha256)
+            {
+                return Err(policy.rule_error(
+                    index,
+                    "sha256",
+                    format!("module hash is {sha256}, the policy pins {pinned}"),
+                ));
+            }
+            version.update(sha256.as_bytes());
+            let compiled = WasmModule::compile(&bytes)
+                .map_err(|e| policy.rule_error(index, "module", e.to_string()))?;
+            let metadata = compiled.metadata.clone();
+            let values = resolve_params(policy, index, &metadata)?;
+            let module: Box<dyn RuleModule> = match engine {
+                Engine::Wasm => Box::new(
+                    WasmRule::new(Arc::new(compiled), limits, values, capacity)
+                        .map_err(|e| policy.rule_error(index, "module", e.to_string()))?,
+                ),
+                Engine::Native => match &source {
+                    ModuleSource::Builtin(name) => {
+                        native::builtin(name, &values).ok_or_else(|| {
+                            policy.rule_error(
+                                index,
+                                "module",
+                                format!("`{name}` has no native build"),
+                            )
+                        })?
+                    }
+                    ModuleSource::File(_) => {
+                        return Err(policy.rule_error(
+                            index,
+                            "module",
+                            "only built-in rules can run natively; use --engine wasm",
+                        ));
+                    }
+                },
+            };
+            rules.push(ActiveRule {
+                id: config.id.clone(),
+                weight: config.weight as f32,
+                metadata,
+                module_sha256: sha256,
+                on_failure: config.on_failure,
+                stats: RuleStats::default(),
+                verdicts: vec![Verdict::NONE; capacity],
+                module,
+            });
+        }
+        let digest = version.finalize();
+        Ok(RuleSet {
+            rules,
+            version: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            capacity,
+        })
+    }
+
+    /// Largest batch [`RuleSet::evaluate`] accepts.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Runs every rule over the batch; afterwards `rule.verdicts[..features.len()]`
+    /// holds each rule's verdicts. A failing rule contributes nothing to this
+    /// batch (and may be disabled, per its policy); the others are unaffected.
+    pub fn evaluate(&mut self, features: &[Features]) {
+        assert!(
+            features.len() <= self.capacity,
+            "batch larger than the rule set's capacity"
+        );
+        let n = features.len();
+        for rule in &mut self.rules {
+            let verdicts = &mut rule.verdicts[..n];
+            if rule.stats.disabled {
+                verdicts.fill(Verdict::NONE);
+                continue;
+            }
+            let started = Instant::now();
+            let outcome = rule.module.evaluate(features, verdicts);
+            rule.stats.nanos += started.elapsed().as_nanos() as u64;
+            match outcome {
+                Ok(()) => {
+                    rule.stats.evaluations += n as u64;
+                    rule.stats.hits += verdicts.iter().filter(|v| v.is_hit()).count() as u64;
+                    rule.stats.consecutive_failures = 0;
+                }
+                Err(failure) => {
+                    verdicts.fill(Verdict::NONE);
+                    rule.stats.failures += 1;
+                    rule.stats.consecutive_failures += 1;
+                    let disable = matches!(rule.on_failure,
+                        FailurePolicy::DisableAfter(limit) if rule.stats.consecutive_failures >= limit);
+                    tracing::warn!(rule = %rule.id, batch_events = n, disabled = disable, "rule failed: {failure}");
+                    if disable {
+                        rule.stats.disabled = true;
+                        tracing::error!(rule = %rule.id, "rule disabled after {} consecutive failures", rule.stats.consecutive_failures);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The policy's values for the module's parameters, in declaration order,
+/// range-checked against the module's schema.
+fn resolve_params(
+    policy: &Policy,
+    index: usize,
+    metadata: &RuleMetadata,
+) -> Result<Vec<f64>, PolicyError> {
+    let config = &policy.file.rules[index];
+    for name in config.params.keys() {
+        if !metadata.params.iter().any(|p| &p.name == name) {
+            let known: Vec<&str> = metadata.params.iter().map(|p| p.name.as_str()).collect();
+            return Err(policy.rule_error(
+                index,
+                &format!("params.{name}"),
+                format!(
+                    "`{}` has no parameter `{name}` (it has: {})",
+                    metadata.name,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    metadata
+        .params
+        .iter()
+        .map(|spec| {
+            let field = format!("params.{}", spec.name);
+            let value = match config.params.get(&spec.name) {
+                None => spec.default,
+                Some(ParamValue::Number(v)) => *v,
+                Some(ParamValue::Text(text)) if spec.kind == "seconds" => {
+                    humantime::parse_duration(text)
+                        .map_err(|e| {
+                            policy.rule_error(
+                                index,
+                                &field,
+                                format!("`{text}` is not a duration: {e}"),
+                            )
+                        })?
+                        .as_secs_f64()
+                }
+                Some(ParamValue::Text(text)) => {
+                    return Err(policy.rule_error(
+                        index,
+                        &field,
+                        format!("`{text}` is not a number"),
+                    ));
+                }
+            };
+            if !value.is_finite() || value < spec.min || value > spec.max {
+                return Err(policy.rule_error(
+                    index,
+                    &field,
+                    format!("{value} is outside {}..={}", spec.min, spec.max),
+                ));
+            }
+            Ok(value)
+        })
+        .collect()
+}
+
+/// Lower-case hex sha256.
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn builtin_policy_loads_in_both_engines_with_same_version() {
+        let policy = Policy::builtin();
+        let wasm = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
+        let native = RuleSet::load(&policy, Engine::Native, 64).unwrap();
+        assert_eq!(wasm.rules.len(), 4);
+        assert_eq!(wasm.version, native.version);
+        assert_eq!(wasm.version.len(), 16);
+        assert_eq!(wasm.rules[2].metadata.name, "lateral_movement");
+    }
+
+    fn policy_err(yaml: &str) -> String {
+        let policy = Policy::parse(yaml, "p.yaml", Path::new(".")).unwrap();
+        match RuleSet::load(&policy, Engine::Wasm, 8) {
+            Ok(_) => panic!("policy should be refused"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_params_precisely() {
+        assert_eq!(
+            policy_err(
+                "rules:\n  - id: nd\n    module: builtin:new_device\n    params: {score: 101}\n"
+            ),
+            "p.yaml: rules[0] (nd).params.score: 101 is outside 0..=100"
+        );
+        let e = policy_err(
+            "rules:\n  - id: nd\n    module: builtin:new_device\n    params: {scroe: 1}\n",
+        );
+        assert!(
+            e.contains("has no parameter `scroe`") && e.contains("score"),
+            "{e}"
+        );
+        let e = policy_err("rules:\n  - id: x\n    module: builtin:nope\n");
+        assert!(e.contains("no built-in module `nope`"), "{e}");
+        let e = policy_err(&format!(
+            "rules:\n  - id: x\n    module: builtin:burst\n    sha256: {}\n",
+            "0".repeat(64)
+        ));
+        assert!(e.contains("rules[0] (x).sha256: module hash is"), "{e}");
+    }
+
+    #[test]
+    fn wasm_and_native_agree() {
+        let policy = Policy::builtin();
+        let mut wasm = RuleSet::load(&policy, Engine::Wasm, 256).unwrap();
+        let mut native = RuleSet::load(&policy, Engine::Native, 256).unwrap();
+        let features: Vec<Features> = (0..256u32)
+            .map(|i| Features {
+                user_logins_1h: i * 3,
+                user_logins_24h: i * 5,
+                user_new_computers_1h: i % 30,
+                user_distinct_computers_1h: i % 40 + 1,
+                user_known_computers: i,
+                user_tenure_s: i * 1000,
+                host_users_ever: i % 5,
+                flags: i % 2,
+                ..Default::default()
+            })
+            .collect();
+        wasm.evaluate(&features);
+        native.evaluate(&features);
+        for (w, n) in wasm.rules.iter().zip(&native.rules) {
+            assert_eq!(w.verdicts, n.verdicts, "rule {}", w.id);
+            assert!(w.stats.hits > 0, "rule {} never fired on the sample", w.id);
+            assert_eq!(w.stats.failures, 0);
+        }
+    }
+}
