@@ -6,9 +6,14 @@
 //! `pipeline`. `generator` writes realistic LANL-format data; `profile` measures
 //! a data set against the published LANL statistics.
 
+pub mod alerts;
 pub mod event;
+pub mod generator;
 pub mod input;
 pub mod order;
+pub mod pipeline;
 pub mod policy;
+pub mod risk;
 pub mod rules;
+pub mod sinks;
 pub mod state;

@@ -1,7 +1,8 @@
 //! Rule `burst`: a user logs on far more often in the last hour than both an
 //! absolute floor and a multiple of their own hourly baseline (the 23 hours
-//! before, or as much of them as the user has existed). Comparing with the user's
-//! own baseline keeps busy service accounts quiet while they behave as usual.
+//! before). Comparing with the user's own baseline keeps busy service accounts
+//! quiet while they behave as usual; until a user has a day of history there is
+//! no baseline, so the rule stays quiet (burn-in).
 
 use authpulse_rules_sdk::{
     Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
@@ -10,6 +11,7 @@ use authpulse_rules_sdk::{
 pub struct Burst {
     min_logins_1h: f32,
     baseline_factor: f32,
+    burn_in_s: u32,
     score: f32,
 }
 
@@ -44,6 +46,14 @@ impl Rule for Burst {
                 max: 1000.0,
             },
             ParamSpec {
+                name: "burn_in",
+                description: "Stay quiet until the user has this much history (at least a day makes a baseline)",
+                kind: ParamKind::Seconds,
+                default: 86_400.0,
+                min: 0.0,
+                max: 31_536_000.0,
+            },
+            ParamSpec {
                 name: "score",
                 description: "Risk contribution of a burst (1.5x for a burst 3x over the limit)",
                 kind: ParamKind::Score,
@@ -62,6 +72,7 @@ impl Rule for Burst {
         Burst {
             min_logins_1h: p.get("min_logins_1h") as f32,
             baseline_factor: p.get("baseline_factor") as f32,
+            burn_in_s: p.get("burn_in") as u32,
             score: p.get("score") as f32,
         }
     }
@@ -69,16 +80,12 @@ impl Rule for Burst {
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
         let last_hour = f.user_logins_1h as f32;
-        if last_hour <= self.min_logins_1h {
+        if last_hour <= self.min_logins_1h || f.user_tenure_s < self.burn_in_s {
             return None;
         }
-        // Baseline: logins per hour over the rest of the 24h window, over the
-        // hours the user has actually existed (at least one).
+        // Baseline: the user's mean logins per hour over the 23 hours before the last.
         let before = f.user_logins_24h.saturating_sub(f.user_logins_1h) as f32;
-        let hours_before = (f.user_tenure_s as f32 / 3600.0 - 1.0).clamp(1.0, 23.0);
-        let limit = self
-            .min_logins_1h
-            .max(self.baseline_factor * before / hours_before);
+        let limit = self.min_logins_1h.max(self.baseline_factor * before / 23.0);
         if last_hour <= limit {
             return None;
         }
@@ -142,10 +149,18 @@ mod tests {
     }
 
     #[test]
-    fn young_user_baseline_uses_their_own_hours() {
-        // Existed 3h: 2 hours before the last, 100 logins there = 50/h, limit 250.
+    fn quiet_during_burn_in() {
         let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(rule.evaluate(&logins(240, 340, 3)), None);
-        assert!(rule.evaluate(&logins(260, 360, 3)).is_some());
+        assert_eq!(rule.evaluate(&logins(1_000, 1_000, 23)), None);
+        let eager = RuleHarness::<Burst>::with_defaults().with("burn_in", 0.0);
+        assert!(eager.evaluate(&logins(1_000, 1_000, 23)).is_some());
+    }
+
+    #[test]
+    fn baseline_is_the_mean_of_the_23_hours_before() {
+        // 23 * 50 logins before the last hour: baseline 50/h, limit 250.
+        let rule = RuleHarness::<Burst>::with_defaults();
+        assert_eq!(rule.evaluate(&logins(250, 23 * 50 + 250, 48)), None);
+        assert!(rule.evaluate(&logins(251, 23 * 50 + 251, 48)).is_some());
     }
 }

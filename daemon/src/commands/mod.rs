@@ -1,0 +1,47 @@
+//! Subcommands: one file each.
+
+mod bench;
+mod demo;
+mod gen_cmd;
+mod policy_cmd;
+mod progress;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// AuthPulse: real-time risk scoring of authentication events with sandboxed
+/// WebAssembly rules.
+///
+/// Quick start: `authpulse demo` generates a realistic LANL-style data set with a
+/// few hidden attacks, scores it, and shows the alerts.
+#[derive(Parser)]
+#[command(name = "authpulse", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate LANL-format authentication data (`time,user,computer`).
+    Gen(gen_cmd::GenArgs),
+    /// Score events from a file or stdin; write alerts and dead letters.
+    Run(run::RunArgs),
+    /// Generate data with hidden attacks, score it, show the top alerts.
+    Demo(demo::DemoArgs),
+    /// Measure pipeline throughput with the rules as WASM and natively.
+    Bench(bench::BenchArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
+}
+
+pub fn execute(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Gen(args) => gen_cmd::execute(args),
+        Command::Run(args) => run::execute(args),
+        Command::Demo(args) => demo::execute(args),
+        Command::Bench(args) => bench::execute(args),
+        Command::Policy(cmd) => policy_cmd::execute(cmd),
+    }
+}

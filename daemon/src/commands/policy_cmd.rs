@@ -1,0 +1,40 @@
+//! `authpulse policy check`: validate a policy file and its rule modules.
+
+use std::path::PathBuf;
+
+use authpulse::policy::Policy;
+use authpulse::rules::{Engine, RuleSet};
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Parse, validate and load every rule of a policy; print its version.
+    Check {
+        /// The policy file (default: the built-in policy).
+        file: Option<PathBuf>,
+    },
+}
+
+pub fn execute(cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Check { file } => {
+            let policy = match &file {
+                Some(path) => Policy::load(path)?,
+                None => Policy::builtin(),
+            };
+            let rules = RuleSet::load(&policy, Engine::Wasm, 1)?;
+            println!("{}: ok, policy_version {}", policy.origin, rules.version);
+            for rule in &rules.rules {
+                println!(
+                    "  {:<18} {} v{} weight {} ({})",
+                    rule.id,
+                    rule.metadata.name,
+                    rule.metadata.version,
+                    rule.weight,
+                    rule.metadata.description
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! `authpulse run`: score events from a file or stdin.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use authpulse::event::TimeBase;
+use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
+use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse::policy::Policy;
+use authpulse::rules::Engine;
+use authpulse::sinks::{Discard, JsonLinesFile, ScoredJsonLines, ScoredSink};
+use clap::Args;
+
+use super::progress;
+
+/// Score authentication events and raise alerts.
+///
+/// Reads LANL CSV (`time,user,computer`) or JSON events (one per line) from a
+/// file or stdin, to the end (or, with --follow, as the file grows until
+/// Ctrl-C). Malformed and late records go to the dead-letter file with their line
+/// number and reason. Alerts (one per user incident) go to the alerts file. At
+/// exit one JSON summary line is printed on stdout; progress goes to stderr.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Input file, or `-` for stdin.
+    #[arg(default_value = "-")]
+    pub input: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Keep reading a growing file (stop with Ctrl-C / SIGTERM).
+    #[arg(long)]
+    pub follow: bool,
+    /// Directory for results.
+    #[arg(long, default_value = "authpulse-out")]
+    pub output: PathBuf,
+    /// Policy file. Default: ./policies.yaml if present, else the built-in policy.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Dead-letter file (JSON lines). Default: OUTPUT/dead-letter.jsonl.
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// Alerts file (JSON lines). Default: OUTPUT/alerts.jsonl.
+    #[arg(long)]
+    pub alerts: Option<PathBuf>,
+    /// Also write every scored event as JSON lines here (large; for inspection).
+    #[arg(long)]
+    pub scored: Option<PathBuf>,
+    /// Date that LANL time 0 maps to (YYYY-MM-DD or RFC 3339).
+    #[arg(long, default_value = "2024-01-01", value_parser = TimeBase::parse)]
+    pub base_date: TimeBase,
+    /// Events per call into the rules (results do not depend on it).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// Run the rules as sandboxed WASM (default) or natively (built-in rules only).
+    #[arg(long, value_enum, default_value_t = Engine::Wasm)]
+    pub engine: Engine,
+    /// Lines longer than this are dead-lettered without being parsed.
+    #[arg(long, default_value_t = MAX_LINE_DEFAULT)]
+    pub max_line_bytes: usize,
+}
+
+impl RunArgs {
+    pub fn with_input(input: PathBuf, output: PathBuf) -> RunArgs {
+        RunArgs {
+            input,
+            format: Format::Auto,
+            follow: false,
+            output,
+            policy: None,
+            dead_letter: None,
+            alerts: None,
+            scored: None,
+            base_date: TimeBase::DEFAULT,
+            batch_size: 4096,
+            engine: Engine::Wasm,
+            max_line_bytes: MAX_LINE_DEFAULT,
+        }
+    }
+
+    pub fn alerts_path(&self) -> PathBuf {
+        self.alerts
+            .clone()
+            .unwrap_or_else(|| self.output.join("alerts.jsonl"))
+    }
+
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.dead_letter
+            .clone()
+            .unwrap_or_else(|| self.output.join("dead-letter.jsonl"))
+    }
+}
+
+/// The policy `run` uses: --policy, else ./policies.yaml, else the built-in one.
+pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<Policy> {
+    if let Some(path) = explicit {
+        return Ok(Policy::load(path)?);
+    }
+    let local = Path::new("policies.yaml");
+    if local.exists() {
+        return Ok(Policy::load(local)?);
+    }
+    Ok(Policy::builtin())
+}
+
+pub fn execute(args: RunArgs) -> anyhow::Result<()> {
+    let summary = score(&args)?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+/// Runs the pipeline as `args` say and returns its summary.
+pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
+    let policy = resolve_policy(args.policy.as_deref())?;
+    tracing::info!(policy = %policy.origin, "policy loaded");
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("create {}", args.output.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
+    }
+
+    let (reader, size): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file =
+            File::open(&args.input).with_context(|| format!("open {}", args.input.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), if args.follow { None } else { size })
+    };
+    let mut lines = LineReader::new(reader, args.max_line_bytes);
+    if args.follow {
+        lines = lines.follow(Arc::clone(&stop));
+    }
+
+    let mut dead_letters = JsonLinesFile::new(args.dead_letter_path());
+    let mut alerts = JsonLinesFile::new(args.alerts_path());
+    let mut scored: Box<dyn ScoredSink> = match &args.scored {
+        Some(path) => Box::new(ScoredJsonLines(JsonLinesFile::new(path))),
+        None => Box::new(Discard),
+    };
+    let options = PipelineOptions {
+        format: args.format,
+        time_base: args.base_date,
+        batch_size: args.batch_size as usize,
+        engine: args.engine,
+    };
+    let mut pipeline = Pipeline::new(
+        policy,
+        options,
+        Outputs {
+            dead_letters: &mut dead_letters,
+            alerts: &mut alerts,
+            scored: scored.as_mut(),
+        },
+    )?;
+    tracing::info!(policy_version = pipeline.policy_version(), engine = ?args.engine, "scoring");
+
+    let bar = progress::bar(size, "bytes");
+    pipeline::consume(&mut pipeline, &mut lines, &stop, |bytes, events| {
+        bar.set_position(bytes);
+        bar.set_message(format!("{events} events"));
+    })
+    .with_context(|| format!("read {}", args.input.display()))?;
+    bar.finish_and_clear();
+    let summary = pipeline.finish().context("write results")?;
+    if summary.invalid + summary.late > 0 {
+        tracing::warn!(
+            invalid = summary.invalid,
+            late = summary.late,
+            path = %args.dead_letter_path().display(),
+            "records dead-lettered"
+        );
+    }
+    if summary.alerts > 0 {
+        tracing::info!(alerts = summary.alerts, path = %args.alerts_path().display(), "alerts written");
+    }
+    Ok(summary)
+}

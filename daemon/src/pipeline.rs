@@ -1,0 +1,484 @@
+//! The scoring pipeline: records in, scored events, alerts and dead letters out.
+//!
+//! ```text
+//! line -> parse/validate -> intern -> Orderer (late? duplicate? hold)
+//!      -> EngineState::observe (features, in event-time order) -> batch
+//!      -> RuleSet::evaluate (one call per rule per batch) -> risk::combine
+//!      -> AlertEngine (incidents) -> sinks
+//! ```
+//!
+//! Single-threaded by design: the per-event work is a few hash lookups and
+//! counter updates, and one ordered thread is what makes results independent of
+//! batching. Batches only amortise the calls into the rule modules.
+
+use std::io;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use authpulse_rules_sdk::Features;
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+
+use crate::alerts::{Alert, AlertEngine, Incident, RiskyEvent};
+use crate::event::{EventId, Interner, NameId, TimeBase};
+use crate::input::{self, Format, Line, Record, Reject};
+use crate::order::{Admission, Orderer, Pending};
+use crate::policy::{Policy, PolicyError, RiskLevel};
+use crate::risk;
+use crate::rules::{Engine, RuleSet};
+use crate::sinks::{AlertSink, DeadLetter, DeadLetterSink, ScoredBatch, ScoredSink};
+use crate::state::EngineState;
+
+/// Longest raw text kept in a dead letter.
+const DEAD_LETTER_RAW_MAX: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub format: Format,
+    pub time_base: TimeBase,
+    /// Events per call into the rules. Results do not depend on it.
+    pub batch_size: usize,
+    pub engine: Engine,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            format: Format::Auto,
+            time_base: TimeBase::DEFAULT,
+            batch_size: 4096,
+            engine: Engine::Wasm,
+        }
+    }
+}
+
+/// Where the pipeline's results go.
+pub struct Outputs<'a> {
+    pub dead_letters: &'a mut dyn DeadLetterSink,
+    pub alerts: &'a mut dyn AlertSink,
+    pub scored: &'a mut dyn ScoredSink,
+}
+
+#[derive(Default)]
+struct Batch {
+    events: Vec<Pending>,
+    features: Vec<Features>,
+    scores: Vec<u8>,
+    levels: Vec<RiskLevel>,
+    flags: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    events_read: u64,
+    invalid: u64,
+    duplicates: u64,
+    late: u64,
+    scored: u64,
+    alerts: u64,
+    by_level: [u64; 4],
+    invalid_by_reason: FxHashMap<&'static str, u64>,
+}
+
+/// The JSON line `run` prints at exit.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    pub events_read: u64,
+    pub events_valid: u64,
+    pub invalid: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub events_scored: u64,
+    pub alerts: u64,
+    pub risk_levels: std::collections::BTreeMap<String, u64>,
+    pub rule_hits: std::collections::BTreeMap<String, u64>,
+    pub rule_failures: std::collections::BTreeMap<String, u64>,
+    pub invalid_by_reason: std::collections::BTreeMap<String, u64>,
+    pub users: u64,
+    pub computers: u64,
+    pub device_pairs: u64,
+    pub policy_version: String,
+    pub engine: String,
+    pub elapsed_s: f64,
+    pub events_per_s: f64,
+}
+
+pub struct Pipeline<'o> {
+    options: PipelineOptions,
+    policy: Policy,
+    rules: RuleSet,
+    rule_ids: Vec<String>,
+    users: Interner,
+    computers: Interner,
+    allow_users: FxHashSet<NameId>,
+    allow_computers: FxHashSet<NameId>,
+    orderer: Orderer,
+    state: EngineState,
+    alerts: AlertEngine,
+    ready: Vec<Pending>,
+    batch: Batch,
+    counters: Counters,
+    format: Option<Format>,
+    scratch: Vec<u8>,
+    ingest_clock: i64,
+    started: Instant,
+    outputs: Outputs<'o>,
+}
+
+impl<'o> Pipeline<'o> {
+    /// Loads the policy's rules and sets up empty state.
+    pub fn new(
+        policy: Policy,
+        options: PipelineOptions,
+        outputs: Outputs<'o>,
+    ) -> Result<Self, PolicyError> {
+        let batch_size = options.batch_size.max(1);
+        let rules = RuleSet::load(&policy, options.engine, batch_size)?;
+        let rule_ids = rules.rules.iter().map(|r| r.id.clone()).collect();
+        let mut users = Interner::default();
+        let mut computers = Interner::default();
+        let allow_users = policy
+            .file
+            .allowlist
+            .users
+            .iter()
+            .map(|u| users.intern(u.as_bytes()).0)
+            .collect();
+        let allow_computers = policy
+            .file
+            .allowlist
+            .computers
+            .iter()
+            .map(|c| computers.intern(c.as_bytes()).0)
+            .collect();
+        let format = (options.format != Format::Auto).then_some(options.format);
+        Ok(Pipeline {
+            orderer: Orderer::new(policy.file.watermark.allowed_lateness.as_secs()),
+            alerts: AlertEngine::new(&policy.file.alerts),
+            options: PipelineOptions {
+                batch_size,
+                ..options
+            },
+            policy,
+            rules,
+            rule_ids,
+            users,
+            computers,
+            allow_users,
+            allow_computers,
+            state: EngineState::default(),
+            ready: Vec::new(),
+            batch: Batch::default(),
+            counters: Counters::default(),
+            format,
+            scratch: Vec::new(),
+            ingest_clock: unix_now(),
+            started: Instant::now(),
+            outputs,
+        })
+    }
+
+    /// The version every scored event records.
+    pub fn policy_version(&self) -> &str {
+        &self.rules.version
+    }
+
+    pub fn events_read(&self) -> u64 {
+        self.counters.events_read
+    }
+
+    pub fn alerts_raised(&self) -> u64 {
+        self.counters.alerts
+    }
+
+    /// Feeds one input line.
+    pub fn push_line(&mut self, line_no: u64, line: Line<'_>) -> io::Result<()> {
+        let bytes = match line {
+            Line::TooLong { len, prefix } => {
+                self.counters.events_read += 1;
+                let reject = Reject::LineTooLong {
+                    len,
+                    max: input::MAX_LINE_DEFAULT,
+                };
+                return self.reject(line_no, prefix, reject);
+            }
+            Line::Complete(bytes) => bytes,
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let format = *self.format.get_or_insert_with(|| Format::detect(bytes));
+        if format == Format::Csv && self.counters.events_read == 0 && input::is_header(bytes) {
+            return Ok(());
+        }
+        self.counters.events_read += 1;
+        if format == Format::Json {
+            // JSON names that needed unescaping live in `scratch`, lent out here.
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let outcome = match input::parse_json(bytes, &mut scratch) {
+                Ok(record) => self.offer(line_no, bytes, record),
+                Err(reject) => self.reject(line_no, bytes, reject),
+            };
+            self.scratch = scratch;
+            return outcome;
+        }
+        match input::parse_csv(bytes, self.options.time_base) {
+            Ok(record) => self.offer(line_no, bytes, record),
+            Err(reject) => self.reject(line_no, bytes, reject),
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, line_no: u64, raw: &[u8], record: Record<'_>) -> io::Result<()> {
+        let pending = Pending {
+            event_time: record.event_time,
+            user: self.users.intern(record.user).0,
+            computer: self.computers.intern(record.computer).0,
+            ingestion_time: record.ingestion_time.unwrap_or(self.ingest_clock),
+            event_id: record.event_id,
+        };
+        match self
+            .orderer
+            .offer(pending, (&self.users, &self.computers), &mut self.ready)
+        {
+            Admission::Accepted => {}
+            Admission::Duplicate => self.counters.duplicates += 1,
+            Admission::Late { watermark } => {
+                let reject = Reject::Late {
+                    event_time: record.event_time,
+                    watermark,
+                };
+                self.reject(line_no, raw, reject)?;
+            }
+        }
+        if !self.ready.is_empty() {
+            self.process_ready()?;
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, line_no: u64, raw: &[u8], reject: Reject) -> io::Result<()> {
+        if reject.is_late() {
+            self.counters.late += 1;
+        } else {
+            self.counters.invalid += 1;
+        }
+        *self
+            .counters
+            .invalid_by_reason
+            .entry(reject.kind())
+            .or_default() += 1;
+        let raw = &raw[..raw.len().min(DEAD_LETTER_RAW_MAX)];
+        self.outputs.dead_letters.write(&DeadLetter {
+            line: line_no,
+            kind: reject.kind().to_string(),
+            reason: reject.to_string(),
+            raw: String::from_utf8_lossy(raw).into_owned(),
+        })
+    }
+
+    /// Computes features for released events, scoring each full batch.
+    fn process_ready(&mut self) -> io::Result<()> {
+        let mut ready = std::mem::take(&mut self.ready);
+        for event in ready.drain(..) {
+            let features = self
+                .state
+                .observe(event.event_time, event.user, event.computer);
+            self.batch.events.push(event);
+            self.batch.features.push(features);
+            if self.batch.events.len() == self.options.batch_size {
+                self.score_batch()?;
+            }
+        }
+        self.ready = ready;
+        Ok(())
+    }
+
+    /// Runs the rules over the batch, aggregates, alerts and writes it out.
+    fn score_batch(&mut self) -> io::Result<()> {
+        let n = self.batch.events.len();
+        if n == 0 {
+            return Ok(());
+        }
+        self.rules.evaluate(&self.batch.features);
+        let bands = self.policy.file.risk.bands;
+        let check_allowlist = !self.allow_users.is_empty() || !self.allow_computers.is_empty();
+        let Batch {
+            events,
+            scores,
+            levels,
+            flags,
+            features,
+        } = &mut self.batch;
+        for (i, event) in events.iter().enumerate() {
+            let (mut score, mut fired) = risk::combine(
+                self.rules
+                    .rules
+                    .iter()
+                    .map(|rule| (rule.weight, &rule.verdicts[i])),
+            );
+            if check_allowlist
+                && (self.allow_users.contains(&event.user)
+                    || self.allow_computers.contains(&event.computer))
+            {
+                (score, fired) = (0, 0);
+            }
+            let level = risk::level(&bands, score);
+            scores.push(score);
+            levels.push(level);
+            flags.push(fired);
+            self.counters.by_level[level as usize] += 1;
+            if self.alerts.is_alertable(level) {
+                let event_id = event.event_id.unwrap_or_else(|| {
+                    EventId::derive(
+                        self.options.time_base.to_lanl(event.event_time),
+                        self.users.name(event.user),
+                        self.computers.name(event.computer),
+                    )
+                });
+                let rules = &self.rules.rules;
+                self.alerts.observe(
+                    RiskyEvent {
+                        user: event.user,
+                        computer: event.computer,
+                        time: event.event_time,
+                        event_id,
+                        score,
+                        flags: fired,
+                    },
+                    |r| Some(rules[r].verdicts[i].reason),
+                    rules.len(),
+                    &self.rules.version,
+                    &self.users,
+                );
+            }
+        }
+        self.counters.scored += n as u64;
+        self.outputs.scored.write_batch(&ScoredBatch {
+            events,
+            features,
+            scores,
+            levels,
+            flags,
+            rule_ids: &self.rule_ids,
+            policy_version: &self.rules.version,
+            users: &self.users,
+            computers: &self.computers,
+            time_base: self.options.time_base,
+        })?;
+        let now = events[n - 1].event_time;
+        events.clear();
+        features.clear();
+        scores.clear();
+        levels.clear();
+        flags.clear();
+        let closed = self.alerts.close_expired(now);
+        self.emit_alerts(closed)?;
+        self.ingest_clock = unix_now();
+        Ok(())
+    }
+
+    fn emit_alerts(&mut self, closed: Vec<Incident>) -> io::Result<()> {
+        for incident in closed {
+            let level = self.policy.file.risk.bands.level(incident.max_score);
+            let alert = Alert::render(&incident, &self.users, &self.computers, &self.rules, level);
+            self.outputs.alerts.send(&alert)?;
+            self.counters.alerts += 1;
+        }
+        Ok(())
+    }
+
+    /// End of input: releases and scores every held event, closes every
+    /// incident, flushes the sinks, and returns the summary.
+    pub fn finish(mut self) -> io::Result<Summary> {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.orderer
+            .release_all((&self.users, &self.computers), &mut ready);
+        self.ready = ready;
+        self.process_ready()?;
+        self.score_batch()?;
+        let closed = self.alerts.close_all();
+        self.emit_alerts(closed)?;
+        self.outputs.dead_letters.flush()?;
+        self.outputs.alerts.flush()?;
+        self.outputs.scored.flush()?;
+        Ok(self.summary())
+    }
+
+    fn summary(&self) -> Summary {
+        let c = &self.counters;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let named = |f: &dyn Fn(&crate::rules::ActiveRule) -> u64| {
+            self.rules
+                .rules
+                .iter()
+                .map(|r| (r.id.clone(), f(r)))
+                .collect()
+        };
+        Summary {
+            events_read: c.events_read,
+            events_valid: c.events_read - c.invalid,
+            invalid: c.invalid,
+            duplicates: c.duplicates,
+            late: c.late,
+            events_scored: c.scored,
+            alerts: c.alerts,
+            risk_levels: RiskLevel::ALL
+                .iter()
+                .map(|l| (l.as_str().to_string(), c.by_level[*l as usize]))
+                .collect(),
+            rule_hits: named(&|r| r.stats.hits),
+            rule_failures: named(&|r| r.stats.failures),
+            invalid_by_reason: c
+                .invalid_by_reason
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            users: self.users.len() as u64,
+            computers: self.computers.len() as u64,
+            device_pairs: self.state.device_pairs() as u64,
+            policy_version: self.rules.version.clone(),
+            engine: format!("{:?}", self.options.engine).to_lowercase(),
+            elapsed_s: elapsed,
+            events_per_s: if elapsed > 0.0 {
+                c.events_read as f64 / elapsed
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Reads `lines` to the end (or until `stop` is set) into `pipeline`, calling
+/// `progress(bytes_consumed, events_read)` every 64Ki lines.
+pub fn consume<R: std::io::Read>(
+    pipeline: &mut Pipeline<'_>,
+    lines: &mut crate::input::LineReader<R>,
+    stop: &std::sync::atomic::AtomicBool,
+    mut progress: impl FnMut(u64, u64),
+) -> io::Result<()> {
+    let mut until_report = 0u32;
+    loop {
+        let line_no = lines.line_no() + 1;
+        let Some(line) = lines.next_line()? else {
+            break;
+        };
+        pipeline.push_line(line_no, line)?;
+        until_report += 1;
+        if until_report == 1 << 16 {
+            until_report = 0;
+            progress(lines.bytes_consumed(), pipeline.events_read());
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!("stopping early on signal; scoring what was read");
+                break;
+            }
+        }
+    }
+    progress(lines.bytes_consumed(), pipeline.events_read());
+    Ok(())
+}

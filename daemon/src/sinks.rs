@@ -1,0 +1,272 @@
+//! Where results go: dead letters, alerts and scored events, each behind a small
+//! trait so the pipeline does not care whether it writes files, memory (tests)
+//! or, later, tables and AWS services.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use authpulse_rules_sdk::Features;
+use serde::Serialize;
+
+use crate::alerts::Alert;
+use crate::event::{EventId, Interner, TimeBase, format_time};
+use crate::order::Pending;
+use crate::policy::RiskLevel;
+
+/// A refused record: where it was, why, and what it said.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    /// 1-based line number in the input.
+    pub line: u64,
+    /// Stable reason code (`late`, `bad_time`, `field_count`, ...).
+    pub kind: String,
+    pub reason: String,
+    /// The record as read (lossy UTF-8, at most 4 KiB).
+    pub raw: String,
+}
+
+pub trait DeadLetterSink {
+    fn write(&mut self, record: &DeadLetter) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub trait AlertSink {
+    fn send(&mut self, alert: &Alert) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A scored batch: parallel slices, one entry per event, in event-time order.
+pub struct ScoredBatch<'a> {
+    pub events: &'a [Pending],
+    pub features: &'a [Features],
+    pub scores: &'a [u8],
+    pub levels: &'a [RiskLevel],
+    pub flags: &'a [u32],
+    pub rule_ids: &'a [String],
+    pub policy_version: &'a str,
+    pub users: &'a Interner,
+    pub computers: &'a Interner,
+    pub time_base: TimeBase,
+}
+
+impl ScoredBatch<'_> {
+    /// The `event_id` of event `i` (given by the input, or derived).
+    pub fn event_id(&self, i: usize) -> EventId {
+        let e = &self.events[i];
+        e.event_id.unwrap_or_else(|| {
+            EventId::derive(
+                self.time_base.to_lanl(e.event_time),
+                self.users.name(e.user),
+                self.computers.name(e.computer),
+            )
+        })
+    }
+
+    /// Names of the rules in flag set `flags`.
+    pub fn flag_names(&self, flags: u32) -> impl Iterator<Item = &str> {
+        self.rule_ids
+            .iter()
+            .enumerate()
+            .filter(move |(r, _)| flags & (1 << r) != 0)
+            .map(|(_, id)| id.as_str())
+    }
+}
+
+pub trait ScoredSink {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Discards everything.
+pub struct Discard;
+
+impl DeadLetterSink for Discard {
+    fn write(&mut self, _: &DeadLetter) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AlertSink for Discard {
+    fn send(&mut self, _: &Alert) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ScoredSink for Discard {
+    fn write_batch(&mut self, _: &ScoredBatch<'_>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A JSON-lines file, created (with its directory) on the first record, so a
+/// run with nothing to report leaves no empty file behind.
+pub struct JsonLinesFile {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+    written: u64,
+}
+
+impl JsonLinesFile {
+    /// Truncates `path` on first write.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        JsonLinesFile {
+            path: path.into(),
+            out: None,
+            written: 0,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn write_json<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        if self.out.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&self.path)?;
+            self.out = Some(BufWriter::with_capacity(1 << 16, file));
+        }
+        let out = self.out.as_mut().expect("opened above");
+        serde_json::to_writer(&mut *out, value)?;
+        out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn flush_file(&mut self) -> io::Result<()> {
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl DeadLetterSink for JsonLinesFile {
+    fn write(&mut self, record: &DeadLetter) -> io::Result<()> {
+        self.write_json(record)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_file()
+    }
+}
+
+impl AlertSink for JsonLinesFile {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.write_json(alert)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_file()
+    }
+}
+
+/// One scored event as a row (what the curated table holds, as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ScoredRow {
+    pub event_id: String,
+    pub event_time: String,
+    pub user_id: String,
+    pub computer_id: String,
+    pub user_logins_1h: u32,
+    pub user_logins_24h: u32,
+    pub user_distinct_computers_1h: u32,
+    pub user_distinct_computers_24h: u32,
+    pub user_new_computers_1h: u32,
+    pub user_known_computers: u32,
+    pub host_users_ever: u32,
+    pub new_device: bool,
+    pub risk_score: u8,
+    pub risk_level: RiskLevel,
+    pub risk_flags: Vec<String>,
+    pub policy_version: String,
+}
+
+impl ScoredRow {
+    pub fn from_batch(batch: &ScoredBatch<'_>, i: usize) -> ScoredRow {
+        let e = &batch.events[i];
+        let f = &batch.features[i];
+        ScoredRow {
+            event_id: batch.event_id(i).to_string(),
+            event_time: format_time(e.event_time),
+            user_id: batch.users.name(e.user).to_string(),
+            computer_id: batch.computers.name(e.computer).to_string(),
+            user_logins_1h: f.user_logins_1h,
+            user_logins_24h: f.user_logins_24h,
+            user_distinct_computers_1h: f.user_distinct_computers_1h,
+            user_distinct_computers_24h: f.user_distinct_computers_24h,
+            user_new_computers_1h: f.user_new_computers_1h,
+            user_known_computers: f.user_known_computers,
+            host_users_ever: f.host_users_ever,
+            new_device: f.is_new_device(),
+            risk_score: batch.scores[i],
+            risk_level: batch.levels[i],
+            risk_flags: batch
+                .flag_names(batch.flags[i])
+                .map(str::to_string)
+                .collect(),
+            policy_version: batch.policy_version.to_string(),
+        }
+    }
+}
+
+/// Scored events as JSON lines (`run --scored FILE`): for inspection and
+/// small runs; the lakehouse tables are the production sink.
+pub struct ScoredJsonLines(pub JsonLinesFile);
+
+impl ScoredSink for ScoredJsonLines {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
+        for i in 0..batch.events.len() {
+            self.0.write_json(&ScoredRow::from_batch(batch, i))?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush_file()
+    }
+}
+
+/// Keeps everything in memory (tests, `demo`).
+#[derive(Default)]
+pub struct Collect {
+    pub dead_letters: Vec<DeadLetter>,
+    pub alerts: Vec<Alert>,
+    pub rows: Vec<ScoredRow>,
+}
+
+impl DeadLetterSink for Collect {
+    fn write(&mut self, record: &DeadLetter) -> io::Result<()> {
+        self.dead_letters.push(record.clone());
+        Ok(())
+    }
+}
+
+impl AlertSink for Collect {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.alerts.push(alert.clone());
+        Ok(())
+    }
+}
+
+impl ScoredSink for Collect {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
+        self.rows
+            .extend((0..batch.events.len()).map(|i| ScoredRow::from_batch(batch, i)));
+        Ok(())
+    }
+}
