@@ -193,12 +193,9 @@ impl<'o> Pipeline<'o> {
     /// Feeds one input line.
     pub fn push_line(&mut self, line_no: u64, line: Line<'_>) -> io::Result<()> {
         let bytes = match line {
-            Line::TooLong { len, prefix } => {
+            Line::TooLong { len, max, prefix } => {
                 self.counters.events_read += 1;
-                let reject = Reject::LineTooLong {
-                    len,
-                    max: input::MAX_LINE_DEFAULT,
-                };
+                let reject = Reject::LineTooLong { len, max };
                 return self.reject(line_no, prefix, reject);
             }
             Line::Complete(bytes) => bytes,

@@ -23,9 +23,10 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     Complete(&'a [u8]),
-    /// Longer than the limit: its full length and its first bytes.
+    /// Longer than the limit `max`: its full length and its first bytes.
     TooLong {
         len: u64,
+        max: usize,
         prefix: &'a [u8],
     },
 }
@@ -87,6 +88,7 @@ impl<R: Read> LineReader<R> {
                 if i > self.max_line {
                     return Ok(Some(Line::TooLong {
                         len: i as u64,
+                        max: self.max_line,
                         prefix: &self.buf[s..s + TOO_LONG_PREFIX.min(i)],
                     }));
                 }
@@ -166,6 +168,7 @@ impl<R: Read> LineReader<R> {
         self.line_no += 1;
         Ok(Line::TooLong {
             len,
+            max: self.max_line,
             prefix: &self.too_long_prefix,
         })
     }
@@ -182,7 +185,7 @@ mod tests {
         while let Some(line) = r.next_line().unwrap() {
             out.push(match line {
                 Line::Complete(l) => String::from_utf8_lossy(l).into_owned(),
-                Line::TooLong { len, prefix } => {
+                Line::TooLong { len, prefix, .. } => {
                     format!("<{len}:{}>", String::from_utf8_lossy(&prefix[..4]))
                 }
             });
@@ -205,7 +208,7 @@ mod tests {
         while let Some(line) = r.next_line().unwrap() {
             seen.push(match line {
                 Line::Complete(l) => String::from_utf8_lossy(l).into_owned(),
-                Line::TooLong { len, prefix } => format!("long {len} {}", prefix.len()),
+                Line::TooLong { len, prefix, .. } => format!("long {len} {}", prefix.len()),
             });
         }
         assert_eq!(seen, ["ok1", "long 5000 256", "ok2"]);
