@@ -258,14 +258,22 @@ impl Generator {
                 let t = day_start + sec as u32;
                 let time = time_text.format(u64::from(t) + 1).as_bytes().to_vec();
                 this_second.clear();
-                let mut emit = |buf: &mut Vec<u8>, rng: &mut Pcg64Mcg, u: u32, c: u32, stats: &mut GenerateStats| {
+                let mut emit = |buf: &mut Vec<u8>,
+                                rng: &mut Pcg64Mcg,
+                                u: u32,
+                                c: u32,
+                                stats: &mut GenerateStats| {
                     // A natural repeat within the second counts as a duplicate;
                     // deliberate copies top the share up to DUPLICATE_SHARE.
                     if !this_second.insert((u64::from(u) << 32) | u64::from(c)) {
                         stats.duplicates += 1;
                     }
                     let behind = (stats.duplicates as f64) < DUPLICATE_SHARE * stats.lines as f64;
-                    let copies = if behind && rng.random_bool(0.02) { 2 } else { 1 };
+                    let copies = if behind && rng.random_bool(0.02) {
+                        2
+                    } else {
+                        1
+                    };
                     for _ in 0..copies {
                         buf.extend_from_slice(&time);
                         buf.push(b',');
@@ -450,16 +458,25 @@ mod tests {
         assert!(near(cpu.mean, 27.5, 2.5), "{r:?}");
         assert!(near(cpu.p90, 44.0, 4.0), "{r:?}");
         assert!(near(cpu.p99, 148.0, 20.0), "{r:?}");
-        assert!(cpu.max >= 1000.0, "service-like accounts reach thousands: {r:?}");
+        assert!(
+            cpu.max >= 1000.0,
+            "service-like accounts reach thousands: {r:?}"
+        );
         assert_eq!(r.users_per_computer_median, 3.0, "{r:?}");
         assert!(near(r.computers_with_one_user, 0.24, 0.03), "{r:?}");
-        assert!(near(r.computers_with_at_most_five_users, 0.77, 0.05), "{r:?}");
+        assert!(
+            near(r.computers_with_at_most_five_users, 0.77, 0.05),
+            "{r:?}"
+        );
         assert!(near(f64::from(r.hubs_over_20pct), 50.0, 5.0), "{r:?}");
         assert!(near(r.pairs as f64, 312_283.0, 0.08 * 312_283.0), "{r:?}");
         assert!(near(r.discovered_day_1, 0.162, 0.01), "{r:?}");
         assert!(near(r.discovered_day_30, 0.355, 0.01), "{r:?}");
         assert!(near(r.discovered_day_58, 0.435, 0.01), "{r:?}");
-        assert!((570.0..=1450.0).contains(&r.new_pairs_per_day_after_month_1), "{r:?}");
+        assert!(
+            (570.0..=1450.0).contains(&r.new_pairs_per_day_after_month_1),
+            "{r:?}"
+        );
     }
 
     /// Weekly and daily cycles, and the duplicate share, in the written lines.
@@ -484,7 +501,10 @@ mod tests {
         let mut lines = 0u64;
         for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let comma = line.iter().position(|&b| b == b',').unwrap();
-            let t: u64 = std::str::from_utf8(&line[..comma]).unwrap().parse().unwrap();
+            let t: u64 = std::str::from_utf8(&line[..comma])
+                .unwrap()
+                .parse()
+                .unwrap();
             if t != second {
                 seen_this_second.clear();
                 second = t;
@@ -503,8 +523,14 @@ mod tests {
         assert!((0.55..0.65).contains(&(weekend / weekday)), "{per_day:?}");
         // 2.59M/day at 11,362 users, scaled to 500.
         let mean = per_day.iter().sum::<u64>() as f64 / 7.0;
-        assert!((mean / (2_590_000.0 * 500.0 / 11_362.0) - 1.0).abs() < 0.02, "{mean}");
-        assert!(per_hour[13] > 3 * per_hour[2], "office hours are busier than nights: {per_hour:?}");
+        assert!(
+            (mean / (2_590_000.0 * 500.0 / 11_362.0) - 1.0).abs() < 0.02,
+            "{mean}"
+        );
+        assert!(
+            per_hour[13] > 3 * per_hour[2],
+            "office hours are busier than nights: {per_hour:?}"
+        );
         let share = duplicates as f64 / lines as f64;
         assert!((0.003..0.008).contains(&share), "duplicate lines: {share}");
     }
