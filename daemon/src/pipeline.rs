@@ -319,7 +319,7 @@ impl<'o> Pipeline<'o> {
             {
                 (score, fired) = (0, 0);
             }
-            let level = risk::level(&bands, score);
+            let level = bands.level(score);
             scores.push(score);
             levels.push(level);
             flags.push(fired);

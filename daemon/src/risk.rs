@@ -6,10 +6,10 @@
 //! risk unexplained, and the score is what all of them together explain:
 //! `100 * (1 - prod(1 - w_i*s_i/100))`. Two medium signals make a high one, no
 //! number of signals passes 100, and a weight-0 rule never moves the score.
+//! Levels come from the policy's bands ([`RiskBands::level`](crate::policy::RiskBands::level)).
 
 use authpulse_rules_sdk::Verdict;
 
-use crate::policy::{RiskBands, RiskLevel};
 
 /// Score and flags of one event from its rules' verdicts, in policy order.
 /// Bit `r` of the flags is set when rule `r` fired.
@@ -24,12 +24,6 @@ pub fn combine<'a>(verdicts: impl Iterator<Item = (f32, &'a Verdict)>) -> (u8, u
         }
     }
     (((1.0 - unexplained) * 100.0).round() as u8, flags)
-}
-
-/// Level of a score under the policy's bands.
-#[inline]
-pub fn level(bands: &RiskBands, score: u8) -> RiskLevel {
-    bands.level(score)
 }
 
 #[cfg(test)]
