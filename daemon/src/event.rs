@@ -15,6 +15,10 @@ pub type NameId = u32;
 pub struct Interner {
     ids: FxHashMap<Box<[u8]>, NameId>,
     names: Vec<Box<[u8]>>,
+    /// First 8 bytes of each name, big-endian, zero-padded: comparing these
+    /// orders names like comparing the bytes (names hold no NUL), without
+    /// touching the names themselves unless the prefixes tie.
+    order_keys: Vec<u64>,
 }
 
 impl Interner {
@@ -26,9 +30,26 @@ impl Interner {
         }
         let id = NameId::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
         let owned: Box<[u8]> = name.into();
+        let mut prefix = [0u8; 8];
+        let n = name.len().min(8);
+        prefix[..n].copy_from_slice(&name[..n]);
+        self.order_keys.push(u64::from_be_bytes(prefix));
         self.names.push(owned.clone());
         self.ids.insert(owned, id);
         (id, true)
+    }
+
+    /// Orders two interned names as their bytes would (fast path: 8-byte prefixes).
+    #[inline]
+    pub fn cmp_names(&self, a: NameId, b: NameId) -> std::cmp::Ordering {
+        if a == b {
+            return std::cmp::Ordering::Equal;
+        }
+        let (ka, kb) = (self.order_keys[a as usize], self.order_keys[b as usize]);
+        if ka != kb {
+            return ka.cmp(&kb);
+        }
+        self.names[a as usize].cmp(&self.names[b as usize])
     }
 
     /// The id of `name`, if it was interned.
@@ -165,6 +186,33 @@ mod tests {
         assert_eq!(i.intern(b"U2"), (1, true));
         assert_eq!(i.intern(b"U1"), (0, false));
         assert_eq!(i.name(1), "U2");
+    }
+
+    #[test]
+    fn name_order_matches_byte_order() {
+        let names: [&[u8]; 8] = [
+            b"U1",
+            b"U10",
+            b"U2",
+            b"ANONYMOUS LOGON",
+            b"ANONYMOUS LOGOFF",
+            b"U1\x7f",
+            b"",
+            b"Zz",
+        ];
+        let mut i = Interner::default();
+        for n in names {
+            i.intern(n);
+        }
+        for (a, na) in names.iter().enumerate() {
+            for (b, nb) in names.iter().enumerate() {
+                assert_eq!(
+                    i.cmp_names(a as NameId, b as NameId),
+                    na.cmp(nb),
+                    "{na:?} vs {nb:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -139,16 +139,13 @@ impl Orderer {
                 continue;
             }
             // Names, not ids: ids depend on arrival order, names do not.
-            bucket.sort_unstable_by(|a, b| {
-                users
-                    .name_bytes(a.user)
-                    .cmp(users.name_bytes(b.user))
-                    .then_with(|| {
-                        computers
-                            .name_bytes(a.computer)
-                            .cmp(computers.name_bytes(b.computer))
-                    })
-            });
+            if bucket.len() > 1 {
+                bucket.sort_unstable_by(|a, b| {
+                    users
+                        .cmp_names(a.user, b.user)
+                        .then_with(|| computers.cmp_names(a.computer, b.computer))
+                });
+            }
             for event in bucket.drain(..) {
                 self.held.remove(&event.key());
                 out.push(event);

@@ -85,20 +85,12 @@ impl Default for WatermarkConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RiskConfig {
     /// Lowest score of each level; scores below `medium` are LOW.
     #[serde(default)]
     pub bands: RiskBands,
-}
-
-impl Default for RiskConfig {
-    fn default() -> Self {
-        RiskConfig {
-            bands: RiskBands::default(),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]

@@ -10,7 +10,6 @@
 
 use authpulse_rules_sdk::Verdict;
 
-
 /// Score and flags of one event from its rules' verdicts, in policy order.
 /// Bit `r` of the flags is set when rule `r` fired.
 #[inline]

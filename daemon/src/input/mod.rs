@@ -142,6 +142,10 @@ fn check_name(field: &'static str, value: &[u8]) -> Result<(), Reject> {
     if value.len() > MAX_NAME_LEN {
         return Err(Reject::FieldTooLong(field));
     }
+    // Fast path: printable ASCII, which every real name is, is valid as is.
+    if value.iter().all(|&b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
+    }
     if value.iter().any(|b| b.is_ascii_control()) {
         return Err(Reject::ControlCharacter(field));
     }
