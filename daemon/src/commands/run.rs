@@ -21,7 +21,7 @@ use super::progress;
 ///
 /// Reads LANL CSV (`time,user,computer`) or JSON events (one per line) from a
 /// file or stdin, to the end (or, with --follow, as the file grows until
-/// Ctrl-C). Malformed and late records go to the dead-letter file with their line
+/// Ctrl-C; a second Ctrl-C exits at once). Malformed and late records go to the dead-letter file with their line
 /// number and reason. Alerts (one per user incident) go to the alerts file. At
 /// exit one JSON summary line is printed on stdout; progress goes to stderr.
 #[derive(Args, Debug, Clone)]
@@ -119,8 +119,12 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("create {}", args.output.display()))?;
 
+    // First Ctrl-C / SIGTERM: stop reading, score what was read, write results.
+    // A second one exits at once (e.g. while blocked on an idle stdin).
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .context("install signal handler")?;
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
     }
 
