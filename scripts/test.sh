@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. The README's second quick-start command.
 #
-# Installs what the build needs first (the wasm32 target the rule modules are
-# compiled to), so it works on a fresh machine with only rustup/cargo.
+# Installs what the tests need first: the wasm32 target the rule modules are
+# compiled to, and a Python venv (.venv) with PyIceberg and DuckDB, the
+# independent readers that check the Iceberg tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 if command -v rustup >/dev/null 2>&1; then
     rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
         || rustup target add wasm32-unknown-unknown
 fi
 
+venv="$root/.venv"
+requirements="$root/tests/lakehouse/requirements.txt"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+    echo "setting up $venv (PyIceberg, DuckDB) ..."
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
+fi
+
 cargo fmt --all -- --check
 cargo test --workspace --locked "$@"
+
+# The tables `authpulse run` writes, read by PyIceberg and DuckDB.
+cargo build --locked -p authpulse
+target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+AUTHPULSE_BIN="$target_dir/debug/authpulse" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/lakehouse

@@ -110,6 +110,19 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// Writes the 32 hex characters into `buf` without allocating.
+    #[inline]
+    pub fn write_hex(self, buf: &mut [u8; 32]) -> &str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let v = self.0.get();
+        for (i, slot) in buf.iter_mut().enumerate() {
+            *slot = DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        std::str::from_utf8(buf).expect("hex digits are ASCII")
+    }
+}
+
 impl std::fmt::Display for EventId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:032x}", self.0.get())
@@ -176,6 +189,7 @@ mod tests {
         let expected = "9341c1af8b819d9bfb1ffee11659a83f";
         assert_eq!(id.to_string(), expected);
         assert_eq!(EventId::parse(expected), Some(id));
+        assert_eq!(id.write_hex(&mut [0; 32]), expected);
         assert_eq!(EventId::parse("xyz"), None);
     }
 

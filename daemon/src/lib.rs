@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod event;
 pub mod generator;
 pub mod input;
+pub mod lakehouse;
 pub mod order;
 pub mod pipeline;
 pub mod policy;

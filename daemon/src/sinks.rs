@@ -241,6 +241,20 @@ impl ScoredSink for ScoredJsonLines {
     }
 }
 
+/// Sends scored batches to several sinks in turn.
+pub struct Tee<'a>(pub Vec<&'a mut dyn ScoredSink>);
+
+impl ScoredSink for Tee<'_> {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|sink| sink.write_batch(batch))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.flush())
+    }
+}
+
 /// Keeps everything in memory (tests, `demo`).
 #[derive(Default)]
 pub struct Collect {

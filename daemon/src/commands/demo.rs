@@ -52,6 +52,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("create {}", args.output.display()))?;
+    clear_previous_demo(&args.output)?;
     eprintln!(
         "generating {} days for {} users into {} ...",
         args.days,
@@ -74,6 +75,23 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         run_args.alerts_path().display(),
         run_args.dead_letter_path().display()
     );
+    Ok(())
+}
+
+/// The demo regenerates its data each time, so its tables and results start
+/// empty too (a rerun into a warehouse holding events would be refused).
+fn clear_previous_demo(dir: &std::path::Path) -> anyhow::Result<()> {
+    for file in ["catalog.db", "alerts.jsonl", "dead-letter.jsonl"] {
+        let path = dir.join(file);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
+        }
+    }
+    let warehouse = dir.join("warehouse");
+    if warehouse.exists() {
+        std::fs::remove_dir_all(&warehouse)
+            .with_context(|| format!("remove {}", warehouse.display()))?;
+    }
     Ok(())
 }
 

@@ -9,10 +9,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use authpulse::event::TimeBase;
 use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
+use authpulse::lakehouse::sink::LakehouseSink;
+use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::rules::Engine;
-use authpulse::sinks::{Discard, JsonLinesFile, ScoredJsonLines, ScoredSink};
+use authpulse::sinks::{Discard, JsonLinesFile, ScoredJsonLines, ScoredSink, Tee};
 use clap::Args;
 
 use super::progress;
@@ -61,6 +63,14 @@ pub struct RunArgs {
     /// Lines longer than this are dead-lettered without being parsed.
     #[arg(long, default_value_t = MAX_LINE_DEFAULT)]
     pub max_line_bytes: usize,
+    /// Do not write the Iceberg tables (OUTPUT/catalog.db, OUTPUT/warehouse/).
+    #[arg(long)]
+    pub no_lakehouse: bool,
+    /// Add to a warehouse that already holds events from an earlier run.
+    /// Without it such a run is refused: AuthPulse does not yet deduplicate
+    /// across runs, so rerunning the same input would store its events twice.
+    #[arg(long)]
+    pub append: bool,
 }
 
 impl RunArgs {
@@ -78,6 +88,8 @@ impl RunArgs {
             batch_size: 4096,
             engine: Engine::Wasm,
             max_line_bytes: MAX_LINE_DEFAULT,
+            no_lakehouse: false,
+            append: false,
         }
     }
 
@@ -92,6 +104,30 @@ impl RunArgs {
             .clone()
             .unwrap_or_else(|| self.output.join("dead-letter.jsonl"))
     }
+}
+
+/// Refuses to add a second copy of events to a warehouse that already holds
+/// committed events, unless `--append`.
+fn refuse_rerun(warehouse: &Warehouse, args: &RunArgs) -> anyhow::Result<()> {
+    if args.append {
+        return Ok(());
+    }
+    let table = warehouse.load(authpulse::lakehouse::tables::CURATED)?;
+    if let Some(snapshot) = table.metadata().current_snapshot() {
+        let rows = snapshot
+            .summary()
+            .additional_properties
+            .get("total-records")
+            .cloned()
+            .unwrap_or_else(|| "some".into());
+        anyhow::bail!(
+            "{} already holds {rows} scored events (snapshot {}); rerunning would store events twice. \
+             Use a new --output, or --append to add to it on purpose",
+            args.output.display(),
+            snapshot.snapshot_id()
+        );
+    }
+    Ok(())
 }
 
 /// The policy `run` uses: --policy, else ./policies.yaml, else the built-in one.
@@ -143,9 +179,35 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
 
     let mut dead_letters = JsonLinesFile::new(args.dead_letter_path());
     let mut alerts = JsonLinesFile::new(args.alerts_path());
-    let mut scored: Box<dyn ScoredSink> = match &args.scored {
-        Some(path) => Box::new(ScoredJsonLines(JsonLinesFile::new(path))),
-        None => Box::new(Discard),
+    let mut json_rows = args
+        .scored
+        .as_ref()
+        .map(|path| ScoredJsonLines(JsonLinesFile::new(path)));
+    let mut lakehouse = if args.no_lakehouse {
+        None
+    } else {
+        let warehouse = Warehouse::open(&WarehouseConfig::embedded(&args.output))
+            .with_context(|| format!("open the warehouse in {}", args.output.display()))?;
+        refuse_rerun(&warehouse, args)?;
+        tracing::info!(
+            warehouse = warehouse.description(),
+            "writing Iceberg tables"
+        );
+        Some(LakehouseSink::start(&warehouse).context("start the table writer")?)
+    };
+    let mut sinks: Vec<&mut dyn ScoredSink> = Vec::new();
+    if let Some(sink) = json_rows.as_mut() {
+        sinks.push(sink);
+    }
+    if let Some(sink) = lakehouse.as_mut() {
+        sinks.push(sink);
+    }
+    let mut discard = Discard;
+    let mut tee = Tee(sinks);
+    let scored: &mut dyn ScoredSink = if tee.0.is_empty() {
+        &mut discard
+    } else {
+        &mut tee
     };
     let options = PipelineOptions {
         format: args.format,
@@ -159,7 +221,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
         Outputs {
             dead_letters: &mut dead_letters,
             alerts: &mut alerts,
-            scored: scored.as_mut(),
+            scored,
         },
     )?;
     tracing::info!(policy_version = pipeline.policy_version(), engine = ?args.engine, "scoring");

@@ -1,0 +1,160 @@
+//! The lakehouse: Apache Iceberg tables with Parquet data files, in a catalog.
+//!
+//! One seam, [`Warehouse`], owns the async runtime and the catalog; the rest of
+//! the daemon is synchronous and talks to it through [`sink::LakehouseSink`].
+//! The embedded default is a local warehouse directory with a SQLite-backed
+//! Iceberg SQL catalog (the layout PyIceberg's `SqlCatalog` reads):
+//!
+//! ```text
+//! OUTPUT/catalog.db                      iceberg_tables, iceberg_namespace_properties
+//! OUTPUT/warehouse/authpulse/<table>/    metadata/*.json, *.avro; data/<partition>/*.parquet
+//! ```
+
+pub mod sink;
+pub mod tables;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use iceberg::io::LocalFsStorageFactory;
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+
+/// Catalog name recorded in `catalog.db` (PyIceberg: `SqlCatalog("authpulse", ...)`).
+pub const CATALOG_NAME: &str = "authpulse";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakehouseError {
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] iceberg::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("the table writer stopped: {0}")]
+    WriterGone(String),
+}
+
+/// Where the tables live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WarehouseConfig {
+    /// A local directory holding `catalog.db` (SQLite) and `warehouse/`.
+    Embedded { dir: PathBuf },
+}
+
+impl WarehouseConfig {
+    /// The embedded warehouse under `dir` (`run --output DIR`).
+    pub fn embedded(dir: &Path) -> Self {
+        WarehouseConfig::Embedded {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+/// An open catalog and the runtime its async API runs on.
+pub struct Warehouse {
+    runtime: Arc<tokio::runtime::Runtime>,
+    catalog: Arc<dyn Catalog>,
+    namespace: NamespaceIdent,
+    description: String,
+}
+
+impl Warehouse {
+    /// Opens (creating on first use) the catalog, the namespace and the tables.
+    pub fn open(config: &WarehouseConfig) -> Result<Warehouse, LakehouseError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lakehouse")
+            .enable_all()
+            .build()
+            .map_err(LakehouseError::Runtime)?;
+        let (catalog, description) = match config {
+            WarehouseConfig::Embedded { dir } => {
+                let data = dir.join("warehouse");
+                std::fs::create_dir_all(&data).map_err(|source| LakehouseError::Io {
+                    path: data.display().to_string(),
+                    source,
+                })?;
+                let absolute = std::fs::canonicalize(dir).map_err(|source| LakehouseError::Io {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+                let uri = format!("sqlite:{}?mode=rwc", absolute.join("catalog.db").display());
+                let warehouse = format!("file://{}", absolute.join("warehouse").display());
+                let builder = SqlCatalogBuilder::default()
+                    .uri(uri)
+                    .warehouse_location(warehouse.clone())
+                    .sql_bind_style(SqlBindStyle::QMark)
+                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
+                    .with_runtime(iceberg::Runtime::new(&runtime));
+                let catalog = runtime.block_on(builder.load(CATALOG_NAME, HashMap::new()))?;
+                (Arc::new(catalog) as Arc<dyn Catalog>, warehouse)
+            }
+        };
+        let warehouse = Warehouse {
+            runtime: Arc::new(runtime),
+            catalog,
+            namespace: NamespaceIdent::new(tables::NAMESPACE.to_string()),
+            description,
+        };
+        warehouse.ensure_tables()?;
+        Ok(warehouse)
+    }
+
+    /// Human-readable location, for logs.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn runtime(&self) -> &Arc<tokio::runtime::Runtime> {
+        &self.runtime
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    pub fn ident(&self, table: &str) -> TableIdent {
+        TableIdent::new(self.namespace.clone(), table.to_string())
+    }
+
+    /// Loads a table's current metadata.
+    pub fn load(&self, table: &str) -> Result<Table, LakehouseError> {
+        Ok(self
+            .runtime
+            .block_on(self.catalog.load_table(&self.ident(table)))?)
+    }
+
+    fn ensure_tables(&self) -> Result<(), LakehouseError> {
+        self.runtime.block_on(async {
+            if !self.catalog.namespace_exists(&self.namespace).await? {
+                self.catalog
+                    .create_namespace(&self.namespace, HashMap::new())
+                    .await?;
+            }
+            let ident = self.ident(tables::CURATED);
+            if !self.catalog.table_exists(&ident).await? {
+                let creation = TableCreation::builder()
+                    .name(tables::CURATED.to_string())
+                    .schema(tables::curated_schema())
+                    .partition_spec(tables::curated_partition_spec())
+                    .properties(HashMap::from([(
+                        "write.parquet.compression-codec".to_string(),
+                        "zstd".to_string(),
+                    )]))
+                    .build();
+                self.catalog.create_table(&self.namespace, creation).await?;
+                tracing::info!(table = %ident, "created table");
+            }
+            Ok::<_, LakehouseError>(())
+        })
+    }
+}

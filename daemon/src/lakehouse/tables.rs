@@ -1,0 +1,81 @@
+//! The Iceberg tables AuthPulse writes (namespace `authpulse`): schemas and
+//! partition specs. Field ids are part of the contract with every reader; new
+//! columns get new ids and are optional, so schema changes are additive.
+
+use std::sync::Arc;
+
+use iceberg::spec::{
+    ListType, NestedField, PartitionSpec, PrimitiveType, Schema, Transform, Type,
+    UnboundPartitionSpec,
+};
+
+/// Namespace of every AuthPulse table.
+pub const NAMESPACE: &str = "authpulse";
+
+/// `auth_events_curated`: every scored event with its features and score,
+/// partitioned by day of `event_time`.
+pub const CURATED: &str = "auth_events_curated";
+
+fn required(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
+    NestedField::required(id, name, Type::Primitive(ty)).into()
+}
+
+fn optional(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
+    NestedField::optional(id, name, Type::Primitive(ty)).into()
+}
+
+/// Schema of `auth_events_curated`.
+pub fn curated_schema() -> Schema {
+    use PrimitiveType::{Boolean, Int, Long, String, Timestamptz};
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(vec![
+            required(1, "event_id", String),
+            required(2, "event_time", Timestamptz),
+            required(3, "user_id", String),
+            required(4, "computer_id", String),
+            required(5, "ingestion_time", Timestamptz),
+            required(6, "user_logins_1h", Int),
+            required(7, "user_logins_24h", Int),
+            required(8, "user_distinct_computers_1h", Int),
+            required(9, "user_distinct_computers_24h", Int),
+            required(10, "user_new_computers_1h", Int),
+            required(11, "user_new_computers_24h", Int),
+            required(12, "user_known_computers", Int),
+            required(13, "user_tenure_s", Long),
+            optional(14, "user_gap_s", Long),
+            required(15, "host_users_ever", Int),
+            required(16, "host_users_today", Int),
+            required(17, "new_device", Boolean),
+            required(18, "new_computer", Boolean),
+            required(19, "risk_score", Int),
+            required(20, "risk_level", String),
+            NestedField::required(
+                21,
+                "risk_flags",
+                Type::List(ListType::new(
+                    NestedField::list_element(24, Type::Primitive(String), true).into(),
+                )),
+            )
+            .into(),
+            required(22, "policy_version", String),
+            required(23, "processing_time", Timestamptz),
+        ])
+        .build()
+        .expect("the curated schema is valid")
+}
+
+/// `day(event_time)`.
+pub fn curated_partition_spec() -> UnboundPartitionSpec {
+    UnboundPartitionSpec::builder()
+        .add_partition_field(2, "event_day", Transform::Day)
+        .expect("event_time exists")
+        .build()
+}
+
+/// The bound spec, for tests that need one without a catalog.
+pub fn bound_curated_spec(schema: Arc<Schema>) -> PartitionSpec {
+    curated_partition_spec()
+        .bind(schema)
+        .expect("the curated partition spec binds to its schema")
+}
