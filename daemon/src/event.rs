@@ -14,7 +14,8 @@ pub type NameId = u32;
 #[derive(Default)]
 pub struct Interner {
     ids: FxHashMap<Box<[u8]>, NameId>,
-    names: Vec<Box<[u8]>>,
+    /// Validated once, when first interned, so lookups never re-check UTF-8.
+    names: Vec<Box<str>>,
     /// First 8 bytes of each name, big-endian, zero-padded: comparing these
     /// orders names like comparing the bytes (names hold no NUL), without
     /// touching the names themselves unless the prefixes tie.
@@ -30,11 +31,12 @@ impl Interner {
         }
         let id = NameId::try_from(self.names.len()).expect("fewer than 2^32 distinct names");
         let owned: Box<[u8]> = name.into();
+        let text: Box<str> = String::from_utf8_lossy(name).into();
         let mut prefix = [0u8; 8];
         let n = name.len().min(8);
         prefix[..n].copy_from_slice(&name[..n]);
         self.order_keys.push(u64::from_be_bytes(prefix));
-        self.names.push(owned.clone());
+        self.names.push(text);
         self.ids.insert(owned, id);
         (id, true)
     }
@@ -57,15 +59,16 @@ impl Interner {
         self.ids.get(name).copied()
     }
 
-    /// The name of `id` (input names are validated UTF-8).
+    /// The name of `id` (input names are validated UTF-8; anything else was
+    /// stored with replacement characters).
     #[inline]
     pub fn name(&self, id: NameId) -> &str {
-        std::str::from_utf8(&self.names[id as usize]).unwrap_or("\u{fffd}")
+        &self.names[id as usize]
     }
 
     #[inline]
     pub fn name_bytes(&self, id: NameId) -> &[u8] {
-        &self.names[id as usize]
+        self.names[id as usize].as_bytes()
     }
 
     pub fn len(&self) -> usize {

@@ -37,6 +37,7 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::{LakehouseError, Warehouse, tables};
 use crate::sinks::{ScoredBatch, ScoredSink};
@@ -181,10 +182,12 @@ type CuratedWriter = FanoutWriter<
 
 fn new_writer(table: &Table) -> Result<CuratedWriter, LakehouseError> {
     let schema = table.metadata().current_schema().clone();
+    // Event ids are random: a dictionary would only cost time and space.
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid zstd level"),
         ))
+        .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
         .build();
     let file_names = DefaultFileNameGenerator::new(
         "authpulse".to_string(),
