@@ -241,10 +241,19 @@ impl ScoredSink for ScoredJsonLines {
     }
 }
 
-/// Sends scored batches to several sinks in turn.
-pub struct Tee<'a>(pub Vec<&'a mut dyn ScoredSink>);
+/// Sends everything to several sinks in turn.
+pub struct Tee<'a, S: ?Sized>(pub Vec<&'a mut S>);
 
-impl ScoredSink for Tee<'_> {
+impl AlertSink for Tee<'_, dyn AlertSink + '_> {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.send(alert))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.flush())
+    }
+}
+
+impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
         self.0
             .iter_mut()

@@ -64,6 +64,26 @@ def test_pyiceberg_reads_what_authpulse_reported(run):
     assert int(snapshot.summary["total-records"]) == summary["events_scored"]
 
 
+def test_alerts_table_matches_the_alerts_file(run):
+    out, summary, work = run
+    catalog = SqlCatalog("authpulse", uri=f"sqlite:///{out / 'catalog.db'}",
+                         warehouse=f"file://{out / 'warehouse'}")
+    rows = catalog.load_table("authpulse.alerts").scan().to_arrow().to_pylist()
+    assert len(rows) == summary["alerts"] >= 2
+    from_file = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert sorted(r["alert_id"] for r in rows) == sorted(a["alert_id"] for a in from_file)
+    by_id = {r["alert_id"]: r for r in rows}
+    for alert in from_file:
+        row = by_id[alert["alert_id"]]
+        assert row["user_id"] == alert["user_id"]
+        assert row["risk_score"] == alert["risk_score"] and row["risk_level"] == alert["risk_level"]
+        assert row["risk_flags"] == alert["risk_flags"] and row["event_ids"] == alert["event_ids"]
+        assert row["event_count"] == alert["event_count"]
+        assert row["first_event_time"].strftime("%Y-%m-%dT%H:%M:%SZ") == alert["first_event_time"]
+    lateral = [r for r in rows if "lateral_movement" in r["risk_flags"]]
+    assert lateral and all("T1021" in r["mitre_techniques"] for r in lateral)
+
+
 def test_known_event_has_its_features(run):
     out, _, work = run
     _, rows = curated_arrow(out)

@@ -9,12 +9,13 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use authpulse::event::TimeBase;
 use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
-use authpulse::lakehouse::sink::LakehouseSink;
+use authpulse::lakehouse::alerts::AlertTableSink;
+use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::rules::Engine;
-use authpulse::sinks::{Discard, JsonLinesFile, ScoredJsonLines, ScoredSink, Tee};
+use authpulse::sinks::{AlertSink, Discard, JsonLinesFile, ScoredJsonLines, ScoredSink, Tee};
 use clap::Args;
 
 use super::progress;
@@ -193,13 +194,20 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
             warehouse = warehouse.description(),
             "writing Iceberg tables"
         );
-        Some(LakehouseSink::start(&warehouse).context("start the table writer")?)
+        Some((
+            CuratedSink::start(&warehouse).context("start the curated table writer")?,
+            AlertTableSink::start(&warehouse).context("start the alerts table writer")?,
+        ))
+    };
+    let (mut curated, mut alert_table) = match lakehouse.as_mut() {
+        Some((curated, alerts)) => (Some(curated), Some(alerts)),
+        None => (None, None),
     };
     let mut sinks: Vec<&mut dyn ScoredSink> = Vec::new();
     if let Some(sink) = json_rows.as_mut() {
         sinks.push(sink);
     }
-    if let Some(sink) = lakehouse.as_mut() {
+    if let Some(sink) = curated.take() {
         sinks.push(sink);
     }
     let mut discard = Discard;
@@ -209,6 +217,11 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
     } else {
         &mut tee
     };
+    let mut alert_sinks: Vec<&mut dyn AlertSink> = vec![&mut alerts];
+    if let Some(sink) = alert_table.take() {
+        alert_sinks.push(sink);
+    }
+    let mut alert_tee = Tee(alert_sinks);
     let options = PipelineOptions {
         format: args.format,
         time_base: args.base_date,
@@ -220,7 +233,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
         options,
         Outputs {
             dead_letters: &mut dead_letters,
-            alerts: &mut alerts,
+            alerts: &mut alert_tee,
             scored,
         },
     )?;

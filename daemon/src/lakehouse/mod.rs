@@ -1,7 +1,9 @@
 //! The lakehouse: Apache Iceberg tables with Parquet data files, in a catalog.
 //!
 //! One seam, [`Warehouse`], owns the async runtime and the catalog; the rest of
-//! the daemon is synchronous and talks to it through [`sink::LakehouseSink`].
+//! the daemon is synchronous and talks to it through the table sinks
+//! ([`curated::CuratedSink`], [`alerts::AlertTableSink`]), each feeding a
+//! [`writer::TableWriter`] thread.
 //! The embedded default is a local warehouse directory with a SQLite-backed
 //! Iceberg SQL catalog (the layout PyIceberg's `SqlCatalog` reads):
 //!
@@ -10,8 +12,10 @@
 //! OUTPUT/warehouse/authpulse/<table>/    metadata/*.json, *.avro; data/<partition>/*.parquet
 //! ```
 
-pub mod sink;
+pub mod alerts;
+pub mod curated;
 pub mod tables;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -140,12 +144,15 @@ impl Warehouse {
                     .create_namespace(&self.namespace, HashMap::new())
                     .await?;
             }
-            let ident = self.ident(tables::CURATED);
-            if !self.catalog.table_exists(&ident).await? {
+            for table in tables::ALL {
+                let ident = self.ident(table.name);
+                if self.catalog.table_exists(&ident).await? {
+                    continue;
+                }
                 let creation = TableCreation::builder()
-                    .name(tables::CURATED.to_string())
-                    .schema(tables::curated_schema())
-                    .partition_spec(tables::curated_partition_spec())
+                    .name(table.name.to_string())
+                    .schema((table.schema)())
+                    .partition_spec((table.partition_spec)())
                     .properties(HashMap::from([(
                         "write.parquet.compression-codec".to_string(),
                         "zstd".to_string(),

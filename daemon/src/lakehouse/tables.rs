@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use iceberg::spec::{
-    ListType, NestedField, PartitionSpec, PrimitiveType, Schema, Transform, Type,
-    UnboundPartitionSpec,
+    ListType, NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
 };
 
 /// Namespace of every AuthPulse table.
@@ -15,6 +14,42 @@ pub const NAMESPACE: &str = "authpulse";
 /// `auth_events_curated`: every scored event with its features and score,
 /// partitioned by day of `event_time`.
 pub const CURATED: &str = "auth_events_curated";
+
+/// `alerts`: every alert raised, partitioned by day of `first_event_time`.
+pub const ALERTS: &str = "alerts";
+
+/// A table AuthPulse creates on first use.
+pub struct TableDefinition {
+    pub name: &'static str,
+    pub schema: fn() -> Schema,
+    pub partition_spec: fn() -> UnboundPartitionSpec,
+}
+
+/// Every table, in creation order.
+pub const ALL: [TableDefinition; 2] = [
+    TableDefinition {
+        name: CURATED,
+        schema: curated_schema,
+        partition_spec: curated_partition_spec,
+    },
+    TableDefinition {
+        name: ALERTS,
+        schema: alerts_schema,
+        partition_spec: alerts_partition_spec,
+    },
+];
+
+fn string_list(id: i32, element_id: i32, name: &str) -> Arc<NestedField> {
+    NestedField::required(
+        id,
+        name,
+        Type::List(ListType::new(
+            NestedField::list_element(element_id, Type::Primitive(PrimitiveType::String), true)
+                .into(),
+        )),
+    )
+    .into()
+}
 
 fn required(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
     NestedField::required(id, name, Type::Primitive(ty)).into()
@@ -73,9 +108,51 @@ pub fn curated_partition_spec() -> UnboundPartitionSpec {
         .build()
 }
 
-/// The bound spec, for tests that need one without a catalog.
-pub fn bound_curated_spec(schema: Arc<Schema>) -> PartitionSpec {
-    curated_partition_spec()
-        .bind(schema)
-        .expect("the curated partition spec binds to its schema")
+/// Schema of `alerts`: one row per alert (user incident).
+pub fn alerts_schema() -> Schema {
+    use PrimitiveType::{Int, Long, String, Timestamptz};
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(vec![
+            required(1, "alert_id", String),
+            required(2, "user_id", String),
+            required(3, "risk_score", Int),
+            required(4, "risk_level", String),
+            string_list(5, 20, "risk_flags"),
+            required(6, "first_event_time", Timestamptz),
+            required(7, "last_event_time", Timestamptz),
+            required(8, "event_count", Long),
+            string_list(9, 21, "event_ids"),
+            string_list(10, 22, "computers"),
+            string_list(11, 23, "mitre_techniques"),
+            string_list(12, 24, "reasons"),
+            required(13, "policy_version", String),
+            required(14, "summary", String),
+            required(15, "raised_time", Timestamptz),
+        ])
+        .build()
+        .expect("the alerts schema is valid")
+}
+
+/// `day(first_event_time)`.
+pub fn alerts_partition_spec() -> UnboundPartitionSpec {
+    UnboundPartitionSpec::builder()
+        .add_partition_field(6, "first_event_day", Transform::Day)
+        .expect("first_event_time exists")
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iceberg::spec::PartitionSpec;
+
+    #[test]
+    fn partition_specs_bind_to_their_schemas() {
+        for table in ALL {
+            let schema = Arc::new((table.schema)());
+            let spec: PartitionSpec = (table.partition_spec)().bind(schema).expect(table.name);
+            assert_eq!(spec.fields().len(), 1, "{}", table.name);
+        }
+    }
 }
