@@ -84,6 +84,36 @@ def test_alerts_table_matches_the_alerts_file(run):
     assert lateral and all("T1021" in r["mitre_techniques"] for r in lateral)
 
 
+def test_aggregates_agree_with_the_curated_events(run):
+    out, summary, _ = run
+    import pyarrow.compute as pc
+    catalog = SqlCatalog("authpulse", uri=f"sqlite:///{out / 'catalog.db'}",
+                         warehouse=f"file://{out / 'warehouse'}")
+    _, events = curated_arrow(out)
+    hourly = catalog.load_table("authpulse.user_behavior_hourly").scan().to_arrow()
+    daily = catalog.load_table("authpulse.host_popularity_daily").scan().to_arrow()
+    assert pc.sum(hourly.column("logins")).as_py() == summary["events_scored"]
+    assert pc.sum(daily.column("logins")).as_py() == summary["events_scored"]
+    assert pc.sum(hourly.column("new_devices")).as_py() == summary["device_pairs"]
+    assert pc.sum(daily.column("first_time_users")).as_py() == summary["device_pairs"]
+
+    # Recompute per (user, hour) and per (computer, day) from the events.
+    hour = pc.floor_temporal(events.column("event_time"), unit="hour")
+    day = pc.floor_temporal(events.column("event_time"), unit="day")
+    events = events.append_column("hour", hour).append_column("day", day)
+    by_hour = events.group_by(["user_id", "hour"]).aggregate(
+        [("computer_id", "count_distinct"), ("risk_score", "max"), ("risk_score", "sum")])
+    expected = {(r["user_id"], r["hour"]): (r["computer_id_count_distinct"], r["risk_score_max"], r["risk_score_sum"])
+                for r in by_hour.to_pylist()}
+    got = {(r["user_id"], r["window_start"]): (r["distinct_computers"], r["max_risk"], r["sum_risk"])
+           for r in hourly.to_pylist()}
+    assert got == expected
+    by_day = events.group_by(["computer_id", "day"]).aggregate([("user_id", "count_distinct")])
+    expected = {(r["computer_id"], r["day"].date()): r["user_id_count_distinct"] for r in by_day.to_pylist()}
+    got = {(r["computer_id"], r["day"]): r["distinct_users"] for r in daily.to_pylist()}
+    assert got == expected
+
+
 def test_known_event_has_its_features(run):
     out, _, work = run
     _, rows = curated_arrow(out)

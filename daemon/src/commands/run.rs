@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use authpulse::event::TimeBase;
 use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
+use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::{Warehouse, WarehouseConfig};
@@ -196,18 +197,22 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
         );
         Some((
             CuratedSink::start(&warehouse).context("start the curated table writer")?,
+            AggregateSink::start(&warehouse).context("start the aggregate table writers")?,
             AlertTableSink::start(&warehouse).context("start the alerts table writer")?,
         ))
     };
-    let (mut curated, mut alert_table) = match lakehouse.as_mut() {
-        Some((curated, alerts)) => (Some(curated), Some(alerts)),
-        None => (None, None),
+    let (mut curated, mut aggregates, mut alert_table) = match lakehouse.as_mut() {
+        Some((curated, aggregates, alerts)) => (Some(curated), Some(aggregates), Some(alerts)),
+        None => (None, None, None),
     };
     let mut sinks: Vec<&mut dyn ScoredSink> = Vec::new();
     if let Some(sink) = json_rows.as_mut() {
         sinks.push(sink);
     }
     if let Some(sink) = curated.take() {
+        sinks.push(sink);
+    }
+    if let Some(sink) = aggregates.take() {
         sinks.push(sink);
     }
     let mut discard = Discard;

@@ -12,6 +12,7 @@
 //! OUTPUT/warehouse/authpulse/<table>/    metadata/*.json, *.avro; data/<partition>/*.parquet
 //! ```
 
+pub mod aggregates;
 pub mod alerts;
 pub mod curated;
 pub mod tables;

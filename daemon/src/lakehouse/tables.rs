@@ -18,6 +18,12 @@ pub const CURATED: &str = "auth_events_curated";
 /// `alerts`: every alert raised, partitioned by day of `first_event_time`.
 pub const ALERTS: &str = "alerts";
 
+/// `user_behavior_hourly`: per user per hour (tumbling), partitioned by day.
+pub const USER_HOURLY: &str = "user_behavior_hourly";
+
+/// `host_popularity_daily`: per computer per UTC day, partitioned by month.
+pub const HOST_DAILY: &str = "host_popularity_daily";
+
 /// A table AuthPulse creates on first use.
 pub struct TableDefinition {
     pub name: &'static str,
@@ -26,7 +32,7 @@ pub struct TableDefinition {
 }
 
 /// Every table, in creation order.
-pub const ALL: [TableDefinition; 2] = [
+pub const ALL: [TableDefinition; 4] = [
     TableDefinition {
         name: CURATED,
         schema: curated_schema,
@@ -36,6 +42,16 @@ pub const ALL: [TableDefinition; 2] = [
         name: ALERTS,
         schema: alerts_schema,
         partition_spec: alerts_partition_spec,
+    },
+    TableDefinition {
+        name: USER_HOURLY,
+        schema: user_hourly_schema,
+        partition_spec: user_hourly_partition_spec,
+    },
+    TableDefinition {
+        name: HOST_DAILY,
+        schema: host_daily_schema,
+        partition_spec: host_daily_partition_spec,
     },
 ];
 
@@ -139,6 +155,58 @@ pub fn alerts_partition_spec() -> UnboundPartitionSpec {
     UnboundPartitionSpec::builder()
         .add_partition_field(6, "first_event_day", Transform::Day)
         .expect("first_event_time exists")
+        .build()
+}
+
+/// Schema of `user_behavior_hourly`.
+pub fn user_hourly_schema() -> Schema {
+    use PrimitiveType::{Int, Long, String, Timestamptz};
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(vec![
+            required(1, "user_id", String),
+            required(2, "window_start", Timestamptz),
+            required(3, "window_end", Timestamptz),
+            required(4, "logins", Long),
+            required(5, "distinct_computers", Int),
+            required(6, "new_devices", Int),
+            required(7, "max_risk", Int),
+            required(8, "sum_risk", Long),
+        ])
+        .build()
+        .expect("the user_behavior_hourly schema is valid")
+}
+
+/// `day(window_start)`.
+pub fn user_hourly_partition_spec() -> UnboundPartitionSpec {
+    UnboundPartitionSpec::builder()
+        .add_partition_field(2, "window_day", Transform::Day)
+        .expect("window_start exists")
+        .build()
+}
+
+/// Schema of `host_popularity_daily`.
+pub fn host_daily_schema() -> Schema {
+    use PrimitiveType::{Date, Int, Long, String};
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(vec![
+            required(1, "computer_id", String),
+            required(2, "day", Date),
+            required(3, "distinct_users", Int),
+            required(4, "logins", Long),
+            required(5, "first_time_users", Int),
+            required(6, "users_ever", Int),
+        ])
+        .build()
+        .expect("the host_popularity_daily schema is valid")
+}
+
+/// `month(day)`: a day of one computer is one small row.
+pub fn host_daily_partition_spec() -> UnboundPartitionSpec {
+    UnboundPartitionSpec::builder()
+        .add_partition_field(2, "month", Transform::Month)
+        .expect("day exists")
         .build()
 }
 
