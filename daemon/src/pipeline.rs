@@ -38,6 +38,9 @@ pub struct PipelineOptions {
     /// Events per call into the rules. Results do not depend on it.
     pub batch_size: usize,
     pub engine: Engine,
+    /// How often sinks make their data durable and visible (table commits)
+    /// while input continues; `None`: only at the end of input.
+    pub commit_interval: Option<std::time::Duration>,
 }
 
 impl Default for PipelineOptions {
@@ -47,6 +50,7 @@ impl Default for PipelineOptions {
             time_base: TimeBase::DEFAULT,
             batch_size: 4096,
             engine: Engine::Wasm,
+            commit_interval: None,
         }
     }
 }
@@ -121,6 +125,7 @@ pub struct Pipeline<'o> {
     scratch: Vec<u8>,
     ingest_clock: i64,
     started: Instant,
+    last_checkpoint: Instant,
     outputs: Outputs<'o>,
 }
 
@@ -173,6 +178,7 @@ impl<'o> Pipeline<'o> {
             scratch: Vec::new(),
             ingest_clock: unix_now(),
             started: Instant::now(),
+            last_checkpoint: Instant::now(),
             outputs,
         })
     }
@@ -199,6 +205,7 @@ impl<'o> Pipeline<'o> {
                 return self.reject(line_no, prefix, reject);
             }
             Line::Complete(bytes) => bytes,
+            Line::Idle => return self.idle(),
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
@@ -384,6 +391,31 @@ impl<'o> Pipeline<'o> {
         Ok(())
     }
 
+    /// Input is idle (follow mode): score what is released, so a slow stream
+    /// is not held back by a half-full batch, and checkpoint if it is time.
+    pub fn idle(&mut self) -> io::Result<()> {
+        self.score_batch()?;
+        self.maybe_checkpoint()
+    }
+
+    /// Checkpoints the sinks if the commit interval has passed.
+    pub fn maybe_checkpoint(&mut self) -> io::Result<()> {
+        match self.options.commit_interval {
+            Some(interval) if self.last_checkpoint.elapsed() >= interval => self.checkpoint(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes everything scored so far durable and visible. Events still held
+    /// by the orderer, or waiting in a partial batch, are not part of it.
+    pub fn checkpoint(&mut self) -> io::Result<()> {
+        self.outputs.scored.checkpoint()?;
+        self.outputs.alerts.checkpoint()?;
+        self.outputs.dead_letters.flush()?;
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
     /// End of input: releases and scores every held event, closes every
     /// incident, flushes the sinks, and returns the summary.
     pub fn finish(mut self) -> io::Result<Summary> {
@@ -469,6 +501,7 @@ pub fn consume<R: std::io::Read>(
         until_report += 1;
         if until_report == 1 << 16 {
             until_report = 0;
+            pipeline.maybe_checkpoint()?;
             progress(lines.bytes_consumed(), pipeline.events_read());
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!("stopping early on signal; scoring what was read");

@@ -35,6 +35,11 @@ pub trait DeadLetterSink {
 
 pub trait AlertSink {
     fn send(&mut self, alert: &Alert) -> io::Result<()>;
+    /// Makes everything sent so far durable and visible (commit interval).
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+    /// End of input.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -79,6 +84,11 @@ impl ScoredBatch<'_> {
 
 pub trait ScoredSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
+    /// Makes everything written so far durable and visible (commit interval).
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+    /// End of input.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -247,6 +257,9 @@ pub struct Tee<'a, S: ?Sized>(pub Vec<&'a mut S>);
 impl AlertSink for Tee<'_, dyn AlertSink + '_> {
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.send(alert))
+    }
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.checkpoint())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.flush())

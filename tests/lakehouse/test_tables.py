@@ -155,3 +155,45 @@ def test_rerun_into_the_same_warehouse_is_refused(run):
     assert "already holds" in again.stderr and "--append" in again.stderr
     _, rows = curated_arrow(out)
     assert rows.num_rows == summary["events_scored"]
+
+
+def test_follow_commits_on_an_interval(tmp_path):
+    """A following daemon makes scored events visible while it runs."""
+    import signal
+    import time
+
+    live = tmp_path / "live.csv"
+    # 20 minutes of event time: with the 5-minute lateness, the first ~15 are
+    # released (scored) while the stream is still open.
+    lines = [f"{t},U{t % 7},C{t % 11}" for t in range(1, 1201, 3)]
+    live.write_text("\n".join(lines[:10]) + "\n")
+    proc = subprocess.Popen([BIN, "run", "live.csv", "--follow", "--output", "out",
+                             "--commit-interval", "300ms"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "AUTHPULSE_LOG": "warn"})
+    try:
+        time.sleep(1.0)
+        with live.open("a") as f:
+            f.write("\n".join(lines[10:]) + "\n")
+        out = tmp_path / "out"
+        released = sum(1 for t in range(1, 1201, 3) if t < 1198 - 300)
+        deadline = time.time() + 30
+        seen = 0
+        while time.time() < deadline:
+            if (out / "catalog.db").exists():
+                try:
+                    seen = curated_arrow(out)[1].num_rows
+                except Exception:  # table not committed yet
+                    seen = 0
+            if seen == released:
+                break
+            time.sleep(0.3)
+        assert proc.poll() is None, "still following"
+        assert seen == released
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["events_scored"] == len(lines)
+    assert curated_arrow(tmp_path / "out")[1].num_rows == len(lines)

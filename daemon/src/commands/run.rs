@@ -65,6 +65,11 @@ pub struct RunArgs {
     /// Lines longer than this are dead-lettered without being parsed.
     #[arg(long, default_value_t = MAX_LINE_DEFAULT)]
     pub max_line_bytes: usize,
+    /// Commit the tables (and flush alerts) this often while reading.
+    /// Default: 5s with --follow, otherwise once at the end of input. Shorter
+    /// means fresher tables and more, smaller files (see docs/tables.md).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub commit_interval: Option<std::time::Duration>,
     /// Do not write the Iceberg tables (OUTPUT/catalog.db, OUTPUT/warehouse/).
     #[arg(long)]
     pub no_lakehouse: bool,
@@ -90,6 +95,7 @@ impl RunArgs {
             batch_size: 4096,
             engine: Engine::Wasm,
             max_line_bytes: MAX_LINE_DEFAULT,
+            commit_interval: None,
             no_lakehouse: false,
             append: false,
         }
@@ -232,6 +238,9 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
         time_base: args.base_date,
         batch_size: args.batch_size as usize,
         engine: args.engine,
+        commit_interval: args
+            .commit_interval
+            .or(args.follow.then_some(std::time::Duration::from_secs(5))),
     };
     let mut pipeline = Pipeline::new(
         policy,

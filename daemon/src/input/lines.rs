@@ -29,6 +29,9 @@ pub enum Line<'a> {
         max: usize,
         prefix: &'a [u8],
     },
+    /// Follow mode only: no new data arrived for a poll period. The caller
+    /// can do periodic work (commits) and ask again.
+    Idle,
 }
 
 pub struct LineReader<R> {
@@ -41,6 +44,8 @@ pub struct LineReader<R> {
     bytes_consumed: u64,
     eof: bool,
     follow: Option<Arc<AtomicBool>>,
+    /// Set when a follow-mode read found no data; reported once as `Line::Idle`.
+    idle: bool,
     too_long_prefix: Vec<u8>,
 }
 
@@ -57,6 +62,7 @@ impl<R: Read> LineReader<R> {
             bytes_consumed: 0,
             eof: false,
             follow: None,
+            idle: false,
             too_long_prefix: Vec::new(),
         }
     }
@@ -98,6 +104,9 @@ impl<R: Read> LineReader<R> {
             if pending > self.max_line {
                 return self.skip_long_line().map(Some);
             }
+            if std::mem::take(&mut self.idle) {
+                return Ok(Some(Line::Idle));
+            }
             if self.eof {
                 if pending == 0 {
                     return Ok(None);
@@ -124,7 +133,11 @@ impl<R: Read> LineReader<R> {
         loop {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(0) => match &self.follow {
-                    Some(stop) if !stop.load(Ordering::Relaxed) => std::thread::sleep(FOLLOW_POLL),
+                    Some(stop) if !stop.load(Ordering::Relaxed) => {
+                        std::thread::sleep(FOLLOW_POLL);
+                        self.idle = true;
+                        return Ok(());
+                    }
                     _ => {
                         self.eof = true;
                         return Ok(());
@@ -188,6 +201,7 @@ mod tests {
                 Line::TooLong { len, prefix, .. } => {
                     format!("<{len}:{}>", String::from_utf8_lossy(&prefix[..4]))
                 }
+                Line::Idle => unreachable!("not following"),
             });
         }
         out
@@ -209,6 +223,7 @@ mod tests {
             seen.push(match line {
                 Line::Complete(l) => String::from_utf8_lossy(l).into_owned(),
                 Line::TooLong { len, prefix, .. } => format!("long {len} {}", prefix.len()),
+                Line::Idle => unreachable!("not following"),
             });
         }
         assert_eq!(seen, ["ok1", "long 5000 256", "ok2"]);

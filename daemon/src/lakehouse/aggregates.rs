@@ -169,6 +169,14 @@ impl ScoredSink for AggregateSink {
         Ok(())
     }
 
+    /// Commits the closed hours and days (the open ones stay in memory).
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.write_closed()?;
+        self.hourly.commit(HashMap::new())?;
+        self.daily.commit(HashMap::new())?;
+        Ok(())
+    }
+
     /// End of input: the watermark passes everything, so the open hour and day
     /// close too; both tables are committed.
     fn flush(&mut self) -> io::Result<()> {

@@ -76,6 +76,11 @@ impl ScoredSink for CuratedSink {
         Ok(())
     }
 
+    /// Commit everything written so far.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+
     /// End of input: commit everything written.
     fn flush(&mut self) -> io::Result<()> {
         if self.rows_since_commit > 0 || self.columns.rows() > 0 {
