@@ -75,6 +75,12 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         run_args.alerts_path().display(),
         run_args.dead_letter_path().display()
     );
+    println!(
+        "Iceberg tables (authpulse.auth_events_curated, alerts, user_behavior_hourly, host_popularity_daily): \
+         SQL catalog {} over {} (see docs/tables.md to read them with PyIceberg or DuckDB)",
+        args.output.join("catalog.db").display(),
+        args.output.join("warehouse").display()
+    );
     Ok(())
 }
 
