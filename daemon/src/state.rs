@@ -16,8 +16,9 @@ use rustc_hash::FxHashMap;
 
 use crate::event::NameId;
 
-const HOUR: i64 = 3_600;
-const DAY: i64 = 86_400;
+/// Seconds in an hour and a day: the window lengths.
+pub const HOUR: i64 = 3_600;
+pub const DAY: i64 = 86_400;
 
 /// One (user, computer) pair: an entry of the user's device history.
 #[derive(Clone, Copy, Debug)]

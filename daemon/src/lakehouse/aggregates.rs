@@ -22,9 +22,7 @@ use super::writer::TableWriter;
 use super::{LakehouseError, Warehouse, tables};
 use crate::event::NameId;
 use crate::sinks::{ScoredBatch, ScoredSink};
-
-const HOUR: i64 = 3_600;
-const DAY: i64 = 86_400;
+use crate::state::{DAY, HOUR};
 
 #[derive(Default, Clone, Copy)]
 struct UserHour {
