@@ -16,7 +16,7 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 use super::writer::TableWriter;
 use super::{LakehouseError, Warehouse, tables};
@@ -47,9 +47,13 @@ pub struct AggregateSink {
     daily: TableWriter,
     hour: Option<i64>,
     day: Option<i64>,
-    users: FxHashMap<NameId, UserHour>,
+    /// Indexed by the dense interned ids; `touched_*` lists the ids with a
+    /// row in the open hour/day, so closing costs what was used, not all ids.
+    users: Vec<UserHour>,
+    touched_users: Vec<NameId>,
     pairs_this_hour: FxHashSet<u64>,
-    hosts: FxHashMap<NameId, HostDay>,
+    hosts: Vec<HostDay>,
+    touched_hosts: Vec<NameId>,
     /// Names by id, copied once on first sight, so rows can close without the
     /// pipeline's interners (at the end of input).
     user_names: Vec<Option<Box<str>>>,
@@ -66,9 +70,11 @@ impl AggregateSink {
             daily: TableWriter::start(warehouse, tables::HOST_DAILY, &[])?,
             hour: None,
             day: None,
-            users: FxHashMap::default(),
+            users: Vec::new(),
+            touched_users: Vec::new(),
             pairs_this_hour: FxHashSet::default(),
-            hosts: FxHashMap::default(),
+            hosts: Vec::new(),
+            touched_hosts: Vec::new(),
             user_names: Vec::new(),
             computer_names: Vec::new(),
             hourly_rows: Vec::new(),
@@ -78,10 +84,17 @@ impl AggregateSink {
 
     fn close_hour(&mut self, hour: i64) {
         let names = &self.user_names;
+        let users = &mut self.users;
         let mut rows: Vec<_> = self
-            .users
-            .drain()
-            .map(|(user, agg)| (cached(names, user), hour, agg))
+            .touched_users
+            .drain(..)
+            .map(|user| {
+                (
+                    cached(names, user),
+                    hour,
+                    std::mem::take(&mut users[user as usize]),
+                )
+            })
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         self.hourly_rows.extend(rows);
@@ -90,10 +103,17 @@ impl AggregateSink {
 
     fn close_day(&mut self, day: i64) {
         let names = &self.computer_names;
+        let hosts = &mut self.hosts;
         let mut rows: Vec<_> = self
-            .hosts
-            .drain()
-            .map(|(computer, agg)| (cached(names, computer), day, agg))
+            .touched_hosts
+            .drain(..)
+            .map(|computer| {
+                (
+                    cached(names, computer),
+                    day,
+                    std::mem::take(&mut hosts[computer as usize]),
+                )
+            })
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         self.daily_rows.extend(rows);
@@ -143,7 +163,9 @@ impl ScoredSink for AggregateSink {
             });
             let f = &batch.features[i];
             let score = batch.scores[i];
-            let user = self.users.entry(event.user).or_default();
+            let user = slot(&mut self.users, &mut self.touched_users, event.user, |u| {
+                u.logins == 0
+            });
             user.logins += 1;
             if self
                 .pairs_this_hour
@@ -155,7 +177,12 @@ impl ScoredSink for AggregateSink {
             user.max_risk = user.max_risk.max(score);
             user.sum_risk += u64::from(score);
 
-            let host = self.hosts.entry(event.computer).or_default();
+            let host = slot(
+                &mut self.hosts,
+                &mut self.touched_hosts,
+                event.computer,
+                |h| h.logins == 0,
+            );
             host.logins += 1;
             host.distinct_users = host.distinct_users.max(f.host_users_today);
             host.first_time_users += u32::from(f.is_new_device());
@@ -189,6 +216,24 @@ impl ScoredSink for AggregateSink {
         self.daily.commit(HashMap::new())?;
         Ok(())
     }
+}
+
+/// The open row of `id`, noting it as touched when it was empty.
+#[inline]
+fn slot<'a, T: Default + Clone>(
+    rows: &'a mut Vec<T>,
+    touched: &mut Vec<NameId>,
+    id: NameId,
+    is_empty: impl Fn(&T) -> bool,
+) -> &'a mut T {
+    let i = id as usize;
+    if i >= rows.len() {
+        rows.resize(i + 1, T::default());
+    }
+    if is_empty(&rows[i]) {
+        touched.push(id);
+    }
+    &mut rows[i]
 }
 
 /// Copies `id`'s name the first time it is seen.

@@ -159,7 +159,7 @@ fn new_writer(table: &Table, no_dictionary: &[&str]) -> Result<PartitionedWriter
     let schema = table.metadata().current_schema().clone();
     // Event ids are random: a dictionary would only cost time and space.
     let mut properties = WriterProperties::builder().set_compression(Compression::ZSTD(
-        ZstdLevel::try_new(3).expect("valid zstd level"),
+        ZstdLevel::try_new(1).expect("valid zstd level"), // level 3 cost 20% throughput for a larger file
     ));
     for column in no_dictionary {
         properties = properties.set_column_dictionary_enabled(ColumnPath::from(*column), false);
