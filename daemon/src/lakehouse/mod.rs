@@ -110,7 +110,7 @@ impl Warehouse {
             namespace: NamespaceIdent::new(tables::NAMESPACE.to_string()),
             description,
         };
-        warehouse.ensure_tables()?;
+        warehouse.ensure_tables(&tables::ALL)?;
         Ok(warehouse)
     }
 
@@ -138,16 +138,20 @@ impl Warehouse {
             .block_on(self.catalog.load_table(&self.ident(table)))?)
     }
 
-    fn ensure_tables(&self) -> Result<(), LakehouseError> {
+    /// Creates missing tables, and adds to existing ones the columns their
+    /// definition has gained (as optional columns: old data files are not
+    /// rewritten, readers see nulls for old rows).
+    fn ensure_tables(&self, definitions: &[tables::TableDefinition]) -> Result<(), LakehouseError> {
         self.runtime.block_on(async {
             if !self.catalog.namespace_exists(&self.namespace).await? {
                 self.catalog
                     .create_namespace(&self.namespace, HashMap::new())
                     .await?;
             }
-            for table in tables::ALL {
+            for table in definitions {
                 let ident = self.ident(table.name);
                 if self.catalog.table_exists(&ident).await? {
+                    self.add_missing_columns(&ident, (table.schema)()).await?;
                     continue;
                 }
                 let creation = TableCreation::builder()
@@ -164,5 +168,108 @@ impl Warehouse {
             }
             Ok::<_, LakehouseError>(())
         })
+    }
+
+    async fn add_missing_columns(
+        &self,
+        ident: &TableIdent,
+        wanted: iceberg::spec::Schema,
+    ) -> Result<(), LakehouseError> {
+        use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
+        let table = self.catalog.load_table(ident).await?;
+        let current = table.metadata().current_schema();
+        let missing: Vec<_> = wanted
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|field| current.field_by_name(&field.name).is_none())
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut update = Transaction::new(&table).update_schema();
+        for field in &missing {
+            update = update.add_column(AddColumn::optional(
+                &field.name,
+                (*field.field_type).clone(),
+            ));
+        }
+        let transaction = update.apply(Transaction::new(&table))?;
+        transaction.commit(self.catalog.as_ref()).await?;
+        let names: Vec<&str> = missing.iter().map(|f| f.name.as_str()).collect();
+        tracing::info!(table = %ident, columns = ?names, "added columns");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tables::TableDefinition;
+
+    /// The curated schema as an older release had it: without its last column.
+    fn older_curated_schema() -> iceberg::spec::Schema {
+        let full = tables::curated_schema();
+        let mut fields: Vec<_> = full.as_struct().fields().to_vec();
+        fields.pop();
+        iceberg::spec::Schema::builder()
+            .with_schema_id(0)
+            .with_fields(fields)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn new_columns_are_added_on_open_without_touching_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let older = [TableDefinition {
+            name: tables::CURATED,
+            schema: older_curated_schema,
+            partition_spec: tables::curated_partition_spec,
+        }];
+        let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();
+        // Simulate the older release: a fresh namespace holding the older table.
+        let old_ns = NamespaceIdent::new("older".into());
+        let old = Warehouse {
+            runtime: Arc::clone(&warehouse.runtime),
+            catalog: Arc::clone(&warehouse.catalog),
+            namespace: old_ns,
+            description: String::new(),
+        };
+        old.ensure_tables(&older).unwrap();
+        let before = old.load(tables::CURATED).unwrap();
+        assert!(
+            before
+                .metadata()
+                .current_schema()
+                .field_by_name("processing_time")
+                .is_none()
+        );
+
+        old.ensure_tables(&tables::ALL).unwrap();
+        let after = old.load(tables::CURATED).unwrap();
+        let schema = after.metadata().current_schema();
+        let added = schema
+            .field_by_name("processing_time")
+            .expect("column added");
+        assert!(!added.required, "added columns are optional");
+        assert_eq!(
+            schema.field_by_name("event_id").unwrap().id,
+            1,
+            "old field ids are kept"
+        );
+        assert_eq!(
+            added.id,
+            before.metadata().last_column_id() + 1,
+            "a fresh id after the old ones"
+        );
+        // Opening again changes nothing.
+        old.ensure_tables(&tables::ALL).unwrap();
+        let again = old.load(tables::CURATED).unwrap();
+        assert_eq!(
+            again.metadata().current_schema_id(),
+            after.metadata().current_schema_id()
+        );
     }
 }
