@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashSet;
 
-use crate::event::{EventId, Interner, NameId};
+use crate::event::{EventId, Interner, NameId, TimeBase};
 
 /// An accepted event waiting for the watermark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +29,17 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Its `event_id`: as given by the input, or derived from the record.
+    pub fn event_id(&self, base: TimeBase, users: &Interner, computers: &Interner) -> EventId {
+        self.event_id.unwrap_or_else(|| {
+            EventId::derive(
+                base.to_lanl(self.event_time),
+                users.name(self.user),
+                computers.name(self.computer),
+            )
+        })
+    }
+
     #[inline]
     fn key(&self) -> u128 {
         ((self.event_time as u64 as u128) << 64)

@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::alerts::{Alert, AlertEngine, Incident, RiskyEvent};
-use crate::event::{EventId, Interner, NameId, TimeBase};
+use crate::event::{Interner, NameId, TimeBase};
 use crate::input::{self, Format, Line, Record, Reject};
 use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
@@ -332,13 +332,7 @@ impl<'o> Pipeline<'o> {
             flags.push(fired);
             self.counters.by_level[level as usize] += 1;
             if self.alerts.is_alertable(level) {
-                let event_id = event.event_id.unwrap_or_else(|| {
-                    EventId::derive(
-                        self.options.time_base.to_lanl(event.event_time),
-                        self.users.name(event.user),
-                        self.computers.name(event.computer),
-                    )
-                });
+                let event_id = event.event_id(self.options.time_base, &self.users, &self.computers);
                 let rules = &self.rules.rules;
                 self.alerts.observe(
                     RiskyEvent {

@@ -62,14 +62,7 @@ pub struct ScoredBatch<'a> {
 impl ScoredBatch<'_> {
     /// The `event_id` of event `i` (given by the input, or derived).
     pub fn event_id(&self, i: usize) -> EventId {
-        let e = &self.events[i];
-        e.event_id.unwrap_or_else(|| {
-            EventId::derive(
-                self.time_base.to_lanl(e.event_time),
-                self.users.name(e.user),
-                self.computers.name(e.computer),
-            )
-        })
+        self.events[i].event_id(self.time_base, self.users, self.computers)
     }
 
     /// Names of the rules in flag set `flags`.
