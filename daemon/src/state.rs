@@ -182,32 +182,32 @@ impl EngineState {
 /// leave the hour, entries at or before `now - 24h` leave the day.
 #[inline]
 fn expire(user: &mut UserState, devices: &[Device], now: i64) {
-    while let Some(entry) = user.window.get(user.hour_start) {
-        if entry.time > now - HOUR {
-            break;
-        }
-        let device = &devices[entry.device as usize];
-        if device.last_seq == entry.seq {
-            user.distinct_1h -= 1;
-        }
-        if device.first_seq == entry.seq {
-            user.new_1h -= 1;
-        }
+    while let Some(&entry) = user.window.get(user.hour_start)
+        && entry.time <= now - HOUR
+    {
+        leave(entry, devices, &mut user.distinct_1h, &mut user.new_1h);
         user.hour_start += 1;
     }
-    while let Some(entry) = user.window.front() {
-        if entry.time > now - DAY {
-            break;
-        }
-        let device = &devices[entry.device as usize];
-        if device.last_seq == entry.seq {
-            user.distinct_24h -= 1;
-        }
-        if device.first_seq == entry.seq {
-            user.new_24h -= 1;
-        }
+    while let Some(&entry) = user.window.front()
+        && entry.time <= now - DAY
+    {
+        leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);
         user.window.pop_front();
         user.hour_start -= 1;
+    }
+}
+
+/// Accounts for `entry` leaving a window: the pair leaves the window's distinct
+/// computers if this was its latest occurrence, and its new computers if this
+/// was its first occurrence ever.
+#[inline]
+fn leave(entry: WindowEntry, devices: &[Device], distinct: &mut u32, new: &mut u32) {
+    let device = &devices[entry.device as usize];
+    if device.last_seq == entry.seq {
+        *distinct -= 1;
+    }
+    if device.first_seq == entry.seq {
+        *new -= 1;
     }
 }
 
