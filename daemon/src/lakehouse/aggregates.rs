@@ -83,39 +83,23 @@ impl AggregateSink {
     }
 
     fn close_hour(&mut self, hour: i64) {
-        let names = &self.user_names;
-        let users = &mut self.users;
-        let mut rows: Vec<_> = self
-            .touched_users
-            .drain(..)
-            .map(|user| {
-                (
-                    cached(names, user),
-                    hour,
-                    std::mem::take(&mut users[user as usize]),
-                )
-            })
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let rows = close(
+            &mut self.touched_users,
+            &mut self.users,
+            &self.user_names,
+            hour,
+        );
         self.hourly_rows.extend(rows);
         self.pairs_this_hour.clear();
     }
 
     fn close_day(&mut self, day: i64) {
-        let names = &self.computer_names;
-        let hosts = &mut self.hosts;
-        let mut rows: Vec<_> = self
-            .touched_hosts
-            .drain(..)
-            .map(|computer| {
-                (
-                    cached(names, computer),
-                    day,
-                    std::mem::take(&mut hosts[computer as usize]),
-                )
-            })
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let rows = close(
+            &mut self.touched_hosts,
+            &mut self.hosts,
+            &self.computer_names,
+            day,
+        );
         self.daily_rows.extend(rows);
     }
 
@@ -211,11 +195,30 @@ impl ScoredSink for AggregateSink {
         if let Some(day) = self.day.take() {
             self.close_day(day);
         }
-        self.write_closed()?;
-        self.hourly.commit(HashMap::new())?;
-        self.daily.commit(HashMap::new())?;
-        Ok(())
+        self.checkpoint()
     }
+}
+
+/// Takes the window's rows (those touched), named and sorted by name, and
+/// leaves their slots empty for the next window.
+fn close<T: Default>(
+    touched: &mut Vec<NameId>,
+    rows: &mut [T],
+    names: &[Option<Box<str>>],
+    window: i64,
+) -> Vec<(String, i64, T)> {
+    let mut closed: Vec<_> = touched
+        .drain(..)
+        .map(|id| {
+            (
+                cached(names, id),
+                window,
+                std::mem::take(&mut rows[id as usize]),
+            )
+        })
+        .collect();
+    closed.sort_by(|a, b| a.0.cmp(&b.0));
+    closed
 }
 
 /// The open row of `id`, noting it as touched when it was empty.
