@@ -477,6 +477,21 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+impl Pipeline<'_> {
+    /// Scores in-memory input to the end and returns the summary (tests,
+    /// benchmarks, embedding).
+    pub fn score_bytes(mut self, data: &[u8]) -> io::Result<Summary> {
+        let mut lines = crate::input::LineReader::new(data, crate::input::MAX_LINE_DEFAULT);
+        consume(
+            &mut self,
+            &mut lines,
+            &std::sync::atomic::AtomicBool::new(false),
+            |_, _| {},
+        )?;
+        self.finish()
+    }
+}
+
 /// Reads `lines` to the end (or until `stop` is set) into `pipeline`, calling
 /// `progress(bytes_consumed, events_read)` every 64Ki lines.
 pub fn consume<R: std::io::Read>(

@@ -2,12 +2,10 @@
 //! sandboxed WASM and, on the same data in the same process, compiled natively.
 //! The ratio is the sandbox's cost. Numbers go in docs/benchmarks.md.
 
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use authpulse::generator::Generator;
-use authpulse::input::{LineReader, MAX_LINE_DEFAULT};
-use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::rules::Engine;
 use authpulse::sinks::{Collect, Discard};
@@ -126,7 +124,7 @@ fn run_once(
     let mut dead = Discard;
     let mut alerts = Collect::default();
     let mut scored = Discard;
-    let mut pipeline = Pipeline::new(
+    let pipeline = Pipeline::new(
         policy.clone(),
         PipelineOptions {
             batch_size,
@@ -140,13 +138,6 @@ fn run_once(
         },
     )?;
     let started = Instant::now();
-    let mut lines = LineReader::new(data, MAX_LINE_DEFAULT);
-    pipeline::consume(
-        &mut pipeline,
-        &mut lines,
-        &AtomicBool::new(false),
-        |_, _| {},
-    )?;
-    let summary = pipeline.finish()?;
+    let summary = pipeline.score_bytes(data)?;
     Ok((summary, started.elapsed().as_secs_f64()))
 }

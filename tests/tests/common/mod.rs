@@ -2,11 +2,8 @@
 //! over bytes with everything collected in memory.
 #![allow(dead_code)]
 
-use std::sync::atomic::AtomicBool;
-
 use authpulse::generator::{Attack, Generator, GeneratorConfig};
-use authpulse::input::{LineReader, MAX_LINE_DEFAULT};
-use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::rules::Engine;
 use authpulse::sinks::Collect;
@@ -42,7 +39,7 @@ pub fn score(data: &[u8], policy: &Policy, batch_size: usize, engine: Engine) ->
     let mut dead = Collect::default();
     let mut alerts = Collect::default();
     let mut rows = Collect::default();
-    let mut pipe = Pipeline::new(
+    let pipe = Pipeline::new(
         policy.clone(),
         PipelineOptions {
             batch_size,
@@ -56,9 +53,7 @@ pub fn score(data: &[u8], policy: &Policy, batch_size: usize, engine: Engine) ->
         },
     )
     .expect("policy loads");
-    let mut lines = LineReader::new(data, MAX_LINE_DEFAULT);
-    pipeline::consume(&mut pipe, &mut lines, &AtomicBool::new(false), |_, _| {}).unwrap();
-    let summary = pipe.finish().unwrap();
+    let summary = pipe.score_bytes(data).unwrap();
     Outcome {
         summary,
         collected: Collect {
