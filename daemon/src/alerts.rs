@@ -72,12 +72,6 @@ impl AlertEngine {
         level >= self.config.min_level
     }
 
-    /// Replaces the alerting settings (on policy reload); open incidents stay.
-    pub fn reconfigure(&mut self, config: &AlertConfig) {
-        self.window = config.dedup_window.as_secs() as i64;
-        self.config = config.clone();
-    }
-
     /// Adds an alertable event. `reasons(r)` is rule `r`'s reason for this event.
     pub fn observe(
         &mut self,
@@ -158,10 +152,6 @@ impl AlertEngine {
         closed
             .sort_by(|a, b| (a.expiry(window), &a.alert_id).cmp(&(b.expiry(window), &b.alert_id)));
         closed
-    }
-
-    pub fn open_incidents(&self) -> usize {
-        self.open.len()
     }
 }
 

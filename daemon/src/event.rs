@@ -54,11 +54,6 @@ impl Interner {
         self.names[a as usize].cmp(&self.names[b as usize])
     }
 
-    /// The id of `name`, if it was interned.
-    pub fn get(&self, name: &[u8]) -> Option<NameId> {
-        self.ids.get(name).copied()
-    }
-
     /// The name of `id` (input names are validated UTF-8; anything else was
     /// stored with replacement characters).
     #[inline]

@@ -192,10 +192,6 @@ impl<'o> Pipeline<'o> {
         self.counters.events_read
     }
 
-    pub fn alerts_raised(&self) -> u64 {
-        self.counters.alerts
-    }
-
     /// Feeds one input line.
     pub fn push_line(&mut self, line_no: u64, line: Line<'_>) -> io::Result<()> {
         let bytes = match line {

@@ -113,7 +113,6 @@ impl ScoredSink for Discard {
 pub struct JsonLinesFile {
     path: PathBuf,
     out: Option<BufWriter<File>>,
-    written: u64,
 }
 
 impl JsonLinesFile {
@@ -122,16 +121,11 @@ impl JsonLinesFile {
         JsonLinesFile {
             path: path.into(),
             out: None,
-            written: 0,
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     fn write_json<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
@@ -149,7 +143,6 @@ impl JsonLinesFile {
         let out = self.out.as_mut().expect("opened above");
         serde_json::to_writer(&mut *out, value)?;
         out.write_all(b"\n")?;
-        self.written += 1;
         Ok(())
     }
 

@@ -59,11 +59,6 @@ impl CuratedSink {
         self.rows_since_commit = 0;
         Ok(info)
     }
-
-    /// What the last commit added.
-    pub fn last_commit(&self) -> &CommitInfo {
-        self.writer.last_commit()
-    }
 }
 
 impl ScoredSink for CuratedSink {

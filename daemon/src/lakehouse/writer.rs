@@ -57,7 +57,6 @@ pub struct TableWriter {
     arrow_schema: SchemaRef,
     to_writer: Option<SyncSender<Command>>,
     writer: Option<JoinHandle<Result<(), LakehouseError>>>,
-    last_commit: CommitInfo,
 }
 
 impl TableWriter {
@@ -83,18 +82,12 @@ impl TableWriter {
             arrow_schema,
             to_writer: Some(to_writer),
             writer: Some(writer),
-            last_commit: CommitInfo::default(),
         })
     }
 
     /// The table's schema as Arrow (with Iceberg field ids), for building batches.
     pub fn arrow_schema(&self) -> &SchemaRef {
         &self.arrow_schema
-    }
-
-    /// What the last commit added.
-    pub fn last_commit(&self) -> &CommitInfo {
-        &self.last_commit
     }
 
     /// Queues a batch for writing (blocks while the writer is two batches behind).
@@ -137,7 +130,6 @@ impl TableWriter {
         if info.rows > 0 {
             tracing::info!(table = self.table, rows = info.rows, files = info.data_files, snapshot = ?info.snapshot_id, "committed");
         }
-        self.last_commit = info.clone();
         Ok(info)
     }
 }

@@ -200,11 +200,6 @@ impl RuleSet {
         })
     }
 
-    /// Largest batch [`RuleSet::evaluate`] accepts.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Runs every rule over the batch; afterwards `rule.verdicts[..features.len()]`
     /// holds each rule's verdicts. A failing rule contributes nothing to this
     /// batch (and may be disabled, per its policy); the others are unaffected.
