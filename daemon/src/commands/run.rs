@@ -120,19 +120,11 @@ fn refuse_rerun(warehouse: &Warehouse, args: &RunArgs) -> anyhow::Result<()> {
     if args.append {
         return Ok(());
     }
-    let table = warehouse.load(authpulse::lakehouse::tables::CURATED)?;
-    if let Some(snapshot) = table.metadata().current_snapshot() {
-        let rows = snapshot
-            .summary()
-            .additional_properties
-            .get("total-records")
-            .cloned()
-            .unwrap_or_else(|| "some".into());
+    if let Some((rows, snapshot)) = warehouse.committed_events()? {
         anyhow::bail!(
-            "{} already holds {rows} scored events (snapshot {}); rerunning would store events twice. \
+            "{} already holds {rows} scored events (snapshot {snapshot}); rerunning would store events twice. \
              Use a new --output, or --append to add to it on purpose",
-            args.output.display(),
-            snapshot.snapshot_id()
+            args.output.display()
         );
     }
     Ok(())

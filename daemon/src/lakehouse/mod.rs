@@ -131,6 +131,21 @@ impl Warehouse {
         TableIdent::new(self.namespace.clone(), table.to_string())
     }
 
+    /// Events already committed to `auth_events_curated`, with the snapshot
+    /// that holds them, or `None` when the table is empty.
+    pub fn committed_events(&self) -> Result<Option<(u64, i64)>, LakehouseError> {
+        let table = self.load(tables::CURATED)?;
+        Ok(table.metadata().current_snapshot().map(|snapshot| {
+            let rows = snapshot
+                .summary()
+                .additional_properties
+                .get("total-records")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            (rows, snapshot.snapshot_id())
+        }))
+    }
+
     /// Loads a table's current metadata.
     pub fn load(&self, table: &str) -> Result<Table, LakehouseError> {
         Ok(self
