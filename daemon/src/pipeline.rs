@@ -25,7 +25,10 @@ use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
 use crate::risk;
 use crate::rules::{Engine, RuleSet};
-use crate::sinks::{AlertSink, DeadLetter, DeadLetterSink, ScoredBatch, ScoredSink};
+use crate::sinks::{
+    AlertSink, DeadLetter, DeadLetterSink, Disposition, Received, ReceivedSink, ScoredBatch,
+    ScoredSink,
+};
 use crate::state::EngineState;
 
 /// Longest raw text kept in a dead letter.
@@ -60,6 +63,8 @@ pub struct Outputs<'a> {
     pub dead_letters: &'a mut dyn DeadLetterSink,
     pub alerts: &'a mut dyn AlertSink,
     pub scored: &'a mut dyn ScoredSink,
+    /// Every valid record as received (`auth_events_raw`), if wanted.
+    pub received: Option<&'a mut dyn ReceivedSink>,
 }
 
 #[derive(Default)]
@@ -229,26 +234,47 @@ impl<'o> Pipeline<'o> {
 
     #[inline]
     fn offer(&mut self, line_no: u64, raw: &[u8], record: Record<'_>) -> io::Result<()> {
-        let pending = Pending {
+        let mut pending = Pending {
             event_time: record.event_time,
             user: self.users.intern(record.user).0,
             computer: self.computers.intern(record.computer).0,
             ingestion_time: record.ingestion_time.unwrap_or(self.ingest_clock),
             event_id: record.event_id,
         };
-        match self
-            .orderer
-            .offer(pending, (&self.users, &self.computers), &mut self.ready)
-        {
-            Admission::Accepted => {}
-            Admission::Duplicate => self.counters.duplicates += 1,
-            Admission::Late { watermark } => {
-                let reject = Reject::Late {
-                    event_time: record.event_time,
-                    watermark,
-                };
-                self.reject(line_no, raw, reject)?;
-            }
+        if self.outputs.received.is_some() && pending.event_id.is_none() {
+            // Derived once here, so the raw and curated rows carry the same id
+            // without hashing twice.
+            pending.event_id =
+                Some(pending.event_id(self.options.time_base, &self.users, &self.computers));
+        }
+        let disposition =
+            match self
+                .orderer
+                .offer(pending, (&self.users, &self.computers), &mut self.ready)
+            {
+                Admission::Accepted => Disposition::Accepted,
+                Admission::Duplicate => {
+                    self.counters.duplicates += 1;
+                    Disposition::Duplicate
+                }
+                Admission::Late { watermark } => {
+                    let reject = Reject::Late {
+                        event_time: record.event_time,
+                        watermark,
+                    };
+                    self.reject(line_no, raw, reject)?;
+                    Disposition::Late
+                }
+            };
+        if let Some(received) = self.outputs.received.as_deref_mut() {
+            received.receive(&Received {
+                line: line_no,
+                event: &pending,
+                event_id: pending.event_id.expect("derived above"),
+                user: self.users.name(pending.user),
+                computer: self.computers.name(pending.computer),
+                disposition,
+            })?;
         }
         if !self.ready.is_empty() {
             self.process_ready()?;
@@ -397,8 +423,12 @@ impl<'o> Pipeline<'o> {
     }
 
     /// Makes everything scored so far durable and visible. Events still held
-    /// by the orderer, or waiting in a partial batch, are not part of it.
+    /// by the orderer, or waiting in a partial batch, are not part of it
+    /// (they are part of the raw table's commit: it records arrivals).
     pub fn checkpoint(&mut self) -> io::Result<()> {
+        if let Some(received) = self.outputs.received.as_deref_mut() {
+            received.checkpoint()?;
+        }
         self.outputs.scored.checkpoint()?;
         self.outputs.alerts.checkpoint()?;
         self.outputs.dead_letters.flush()?;
@@ -418,6 +448,9 @@ impl<'o> Pipeline<'o> {
         let closed = self.alerts.close_all();
         self.emit_alerts(closed)?;
         self.outputs.dead_letters.flush()?;
+        if let Some(received) = self.outputs.received.as_deref_mut() {
+            received.flush()?;
+        }
         self.outputs.alerts.flush()?;
         self.outputs.scored.flush()?;
         Ok(self.summary())

@@ -75,6 +75,52 @@ impl ScoredBatch<'_> {
     }
 }
 
+/// What admission made of a valid record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Held for ordering, then scored.
+    Accepted,
+    /// The same (time, user, computer) was already accepted: not scored again.
+    Duplicate,
+    /// Behind the watermark: dead-lettered, not scored.
+    Late,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Accepted => "accepted",
+            Disposition::Duplicate => "duplicate",
+            Disposition::Late => "late",
+        }
+    }
+}
+
+/// A valid record as it arrived, before ordering and deduplication.
+pub struct Received<'a> {
+    /// 1-based position in the source (line number).
+    pub line: u64,
+    pub event: &'a Pending,
+    /// Given by the input, or derived.
+    pub event_id: EventId,
+    pub user: &'a str,
+    pub computer: &'a str,
+    pub disposition: Disposition,
+}
+
+/// Every valid record as received (`auth_events_raw`).
+pub trait ReceivedSink {
+    fn receive(&mut self, record: &Received<'_>) -> io::Result<()>;
+    /// Makes everything received so far durable and visible (commit interval).
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+    /// End of input.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 pub trait ScoredSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
     /// Makes everything written so far durable and visible (commit interval).

@@ -135,6 +135,7 @@ fn run_once(
             dead_letters: &mut dead,
             alerts: &mut alerts,
             scored: &mut scored,
+            received: None,
         },
     )?;
     let started = Instant::now();

@@ -3,8 +3,10 @@
 mod bench;
 mod demo;
 mod gen_cmd;
+mod maintain;
 mod policy_cmd;
 mod progress;
+mod query;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,10 @@ enum Command {
     Run(run::RunArgs),
     /// Generate data with hidden attacks, score it, show the top alerts.
     Demo(demo::DemoArgs),
+    /// Run read-only SQL over the Iceberg tables `run` wrote.
+    Query(query::QueryArgs),
+    /// Compact small files and expire old snapshots of the Iceberg tables.
+    Maintain(maintain::MaintainArgs),
     /// Measure pipeline throughput with the rules as WASM and natively.
     Bench(bench::BenchArgs),
     /// Work with policy files.
@@ -41,6 +47,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(args) => gen_cmd::execute(args),
         Command::Run(args) => run::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Query(args) => query::execute(args),
+        Command::Maintain(args) => maintain::execute(args),
         Command::Bench(args) => bench::execute(args),
         Command::Policy(cmd) => policy_cmd::execute(cmd),
     }

@@ -12,11 +12,14 @@ use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
 use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
+use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::rules::Engine;
-use authpulse::sinks::{AlertSink, Discard, JsonLinesFile, ScoredJsonLines, ScoredSink, Tee};
+use authpulse::sinks::{
+    AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
+};
 use clap::Args;
 
 use super::progress;
@@ -193,15 +196,23 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
             warehouse = warehouse.description(),
             "writing Iceberg tables"
         );
+        let source = if args.input.as_os_str() == "-" {
+            "stdin".to_string()
+        } else {
+            format!("file:{}", args.input.display())
+        };
         Some((
+            RawSink::start(&warehouse, &source).context("start the raw table writer")?,
             CuratedSink::start(&warehouse).context("start the curated table writer")?,
             AggregateSink::start(&warehouse).context("start the aggregate table writers")?,
             AlertTableSink::start(&warehouse).context("start the alerts table writer")?,
         ))
     };
-    let (mut curated, mut aggregates, mut alert_table) = match lakehouse.as_mut() {
-        Some((curated, aggregates, alerts)) => (Some(curated), Some(aggregates), Some(alerts)),
-        None => (None, None, None),
+    let (mut raw, mut curated, mut aggregates, mut alert_table) = match lakehouse.as_mut() {
+        Some((raw, curated, aggregates, alerts)) => {
+            (Some(raw), Some(curated), Some(aggregates), Some(alerts))
+        }
+        None => (None, None, None, None),
     };
     let mut sinks: Vec<&mut dyn ScoredSink> = Vec::new();
     if let Some(sink) = json_rows.as_mut() {
@@ -241,6 +252,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
             dead_letters: &mut dead_letters,
             alerts: &mut alert_tee,
             scored,
+            received: raw.take().map(|sink| sink as &mut dyn ReceivedSink),
         },
     )?;
     tracing::info!(policy_version = pipeline.policy_version(), engine = ?args.engine, "scoring");

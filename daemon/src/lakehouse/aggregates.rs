@@ -66,8 +66,8 @@ pub struct AggregateSink {
 impl AggregateSink {
     pub fn start(warehouse: &Warehouse) -> Result<AggregateSink, LakehouseError> {
         Ok(AggregateSink {
-            hourly: TableWriter::start(warehouse, tables::USER_HOURLY, &[])?,
-            daily: TableWriter::start(warehouse, tables::HOST_DAILY, &[])?,
+            hourly: TableWriter::start(warehouse, tables::USER_HOURLY)?,
+            daily: TableWriter::start(warehouse, tables::HOST_DAILY)?,
             hour: None,
             day: None,
             users: Vec::new(),

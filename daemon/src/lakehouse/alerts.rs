@@ -26,7 +26,7 @@ pub struct AlertTableSink {
 impl AlertTableSink {
     pub fn start(warehouse: &Warehouse) -> Result<AlertTableSink, LakehouseError> {
         Ok(AlertTableSink {
-            writer: TableWriter::start(warehouse, tables::ALERTS, &["alert_id", "event_ids"])?,
+            writer: TableWriter::start(warehouse, tables::ALERTS)?,
             pending: Vec::new(),
         })
     }

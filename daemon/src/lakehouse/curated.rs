@@ -2,7 +2,7 @@
 //!
 //! The pipeline thread appends each batch's rows to Arrow column builders (no
 //! per-row allocation: strings are copied into the builders' buffers); every
-//! `rows_per_chunk` rows they become a record batch for the table's writer
+//! chunk of rows they become a record batch for the table's writer
 //! thread, and the end of input commits them.
 
 use std::collections::HashMap;
@@ -18,57 +18,34 @@ use arrow_schema::{DataType, SchemaRef};
 use authpulse_rules_sdk::NO_PREVIOUS_LOGIN;
 use iceberg::arrow::UTC_TIME_ZONE;
 
-use super::writer::{CommitInfo, TableWriter};
+use super::writer::{Chunked, Columns, CommitInfo, TableWriter};
 use super::{LakehouseError, Warehouse, tables};
 use crate::sinks::{ScoredBatch, ScoredSink};
 
-/// Rows per Arrow batch handed to the writer thread.
-const DEFAULT_ROWS_PER_CHUNK: usize = 256 * 1024;
-
 /// A [`ScoredSink`] writing `auth_events_curated`.
 pub struct CuratedSink {
-    columns: CuratedColumns,
-    writer: TableWriter,
-    rows_per_chunk: usize,
-    rows_since_commit: u64,
+    table: Chunked<CuratedColumns>,
 }
 
 impl CuratedSink {
     pub fn start(warehouse: &Warehouse) -> Result<CuratedSink, LakehouseError> {
-        let writer = TableWriter::start(warehouse, tables::CURATED, &["event_id"])?;
+        let writer = TableWriter::start(warehouse, tables::CURATED)?;
+        let columns = CuratedColumns::new(Arc::clone(writer.arrow_schema()));
         Ok(CuratedSink {
-            columns: CuratedColumns::new(Arc::clone(writer.arrow_schema())),
-            writer,
-            rows_per_chunk: DEFAULT_ROWS_PER_CHUNK,
-            rows_since_commit: 0,
+            table: Chunked::new(columns, writer),
         })
-    }
-
-    fn ship_chunk(&mut self) -> io::Result<()> {
-        if self.columns.rows() == 0 {
-            return Ok(());
-        }
-        let batch = self.columns.finish().map_err(io::Error::other)?;
-        self.writer.write(batch)
     }
 
     /// Writes out buffered rows and commits them as one snapshot.
     pub fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
-        self.ship_chunk()?;
-        let info = self.writer.commit(properties)?;
-        self.rows_since_commit = 0;
-        Ok(info)
+        self.table.commit(properties)
     }
 }
 
 impl ScoredSink for CuratedSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
-        self.columns.append(batch);
-        self.rows_since_commit += batch.events.len() as u64;
-        if self.columns.rows() >= self.rows_per_chunk {
-            self.ship_chunk()?;
-        }
-        Ok(())
+        self.table.columns.append(batch);
+        self.table.appended(batch.events.len())
     }
 
     /// Commit everything written so far.
@@ -78,10 +55,7 @@ impl ScoredSink for CuratedSink {
 
     /// End of input: commit everything written.
     fn flush(&mut self) -> io::Result<()> {
-        if self.rows_since_commit > 0 || self.columns.rows() > 0 {
-            self.commit(HashMap::new())?;
-        }
-        Ok(())
+        self.table.commit_pending()
     }
 }
 
@@ -131,10 +105,6 @@ impl CuratedColumns {
         }
     }
 
-    fn rows(&self) -> usize {
-        self.event_id.len()
-    }
-
     fn append(&mut self, batch: &ScoredBatch<'_>) {
         let processing_us = unix_micros_now();
         let mut hex = [0u8; 32];
@@ -180,6 +150,12 @@ impl CuratedColumns {
             self.policy_version.append_value(batch.policy_version);
             self.processing_time.append_value(processing_us);
         }
+    }
+}
+
+impl Columns for CuratedColumns {
+    fn rows(&self) -> usize {
+        self.event_id.len()
     }
 
     fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {

@@ -2,8 +2,8 @@
 //!
 //! One seam, [`Warehouse`], owns the async runtime and the catalog; the rest of
 //! the daemon is synchronous and talks to it through the table sinks
-//! ([`curated::CuratedSink`], [`alerts::AlertTableSink`]), each feeding a
-//! [`writer::TableWriter`] thread.
+//! ([`raw::RawSink`], [`curated::CuratedSink`], [`alerts::AlertTableSink`],
+//! [`aggregates::AggregateSink`]), each feeding [`writer::TableWriter`] threads.
 //! The embedded default is a local warehouse directory with a SQLite-backed
 //! Iceberg SQL catalog (the layout PyIceberg's `SqlCatalog` reads):
 //!
@@ -15,6 +15,9 @@
 pub mod aggregates;
 pub mod alerts;
 pub mod curated;
+pub mod maintain;
+pub mod query;
+pub mod raw;
 pub mod tables;
 pub mod writer;
 
@@ -40,10 +43,14 @@ pub enum LakehouseError {
     },
     #[error("iceberg: {0}")]
     Iceberg(#[from] iceberg::Error),
+    #[error("catalog database: {0}")]
+    Sql(#[from] sqlx::Error),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("no warehouse in {0} (write one with `authpulse run --output {0}`)")]
+    NoWarehouse(String),
     #[error("the table writer stopped: {0}")]
     WriterGone(String),
 }
@@ -66,6 +73,7 @@ impl WarehouseConfig {
 
 /// An open catalog and the runtime its async API runs on.
 pub struct Warehouse {
+    config: WarehouseConfig,
     runtime: Arc<tokio::runtime::Runtime>,
     catalog: Arc<dyn Catalog>,
     namespace: NamespaceIdent,
@@ -75,6 +83,25 @@ pub struct Warehouse {
 impl Warehouse {
     /// Opens (creating on first use) the catalog, the namespace and the tables.
     pub fn open(config: &WarehouseConfig) -> Result<Warehouse, LakehouseError> {
+        let warehouse = Warehouse::connect(config)?;
+        warehouse.ensure_tables(&tables::ALL)?;
+        Ok(warehouse)
+    }
+
+    /// Opens a warehouse that `run` has already created, changing nothing
+    /// (readers: `query`, `maintain`).
+    pub fn open_existing(config: &WarehouseConfig) -> Result<Warehouse, LakehouseError> {
+        match config {
+            WarehouseConfig::Embedded { dir } => {
+                if !dir.join("catalog.db").is_file() {
+                    return Err(LakehouseError::NoWarehouse(dir.display().to_string()));
+                }
+            }
+        }
+        Warehouse::connect(config)
+    }
+
+    fn connect(config: &WarehouseConfig) -> Result<Warehouse, LakehouseError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lakehouse")
@@ -104,14 +131,13 @@ impl Warehouse {
                 (Arc::new(catalog) as Arc<dyn Catalog>, warehouse)
             }
         };
-        let warehouse = Warehouse {
+        Ok(Warehouse {
+            config: config.clone(),
             runtime: Arc::new(runtime),
             catalog,
             namespace: NamespaceIdent::new(tables::NAMESPACE.to_string()),
             description,
-        };
-        warehouse.ensure_tables(&tables::ALL)?;
-        Ok(warehouse)
+        })
     }
 
     /// Human-readable location, for logs.
@@ -144,6 +170,41 @@ impl Warehouse {
                 .unwrap_or(0);
             (rows, snapshot.snapshot_id())
         }))
+    }
+
+    /// Points the catalog entry of `table` from metadata file `expected` to
+    /// `new`, if it still points at `expected` (compare-and-swap, the same
+    /// statement the SQL catalog commits with). `false`: someone else committed
+    /// first. This is the one commit path iceberg-rust's transactions do not
+    /// offer yet (replacing data files, for compaction).
+    pub fn swap_metadata(
+        &self,
+        table: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, LakehouseError> {
+        match &self.config {
+            WarehouseConfig::Embedded { dir } => self.runtime.block_on(async {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join("catalog.db"))
+                    .busy_timeout(std::time::Duration::from_secs(10));
+                let mut connection = sqlx::ConnectOptions::connect(&options).await?;
+                let done = sqlx::query(
+                    "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                     WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+                     AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
+                )
+                .bind(new)
+                .bind(expected)
+                .bind(CATALOG_NAME)
+                .bind(tables::NAMESPACE)
+                .bind(table)
+                .bind(expected)
+                .execute(&mut connection)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }),
+        }
     }
 
     /// Loads a table's current metadata.
@@ -242,11 +303,13 @@ mod tests {
             name: tables::CURATED,
             schema: older_curated_schema,
             partition_spec: tables::curated_partition_spec,
+            no_dictionary: &[],
         }];
         let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();
         // Simulate the older release: a fresh namespace holding the older table.
         let old_ns = NamespaceIdent::new("older".into());
         let old = Warehouse {
+            config: warehouse.config.clone(),
             runtime: Arc::clone(&warehouse.runtime),
             catalog: Arc::clone(&warehouse.catalog),
             namespace: old_ns,

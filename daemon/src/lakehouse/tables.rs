@@ -11,6 +11,11 @@ use iceberg::spec::{
 /// Namespace of every AuthPulse table.
 pub const NAMESPACE: &str = "authpulse";
 
+/// `auth_events_raw`: every valid record as received (duplicates and late
+/// arrivals included, with what admission made of them), partitioned by hour
+/// of `ingestion_time`.
+pub const RAW: &str = "auth_events_raw";
+
 /// `auth_events_curated`: every scored event with its features and score,
 /// partitioned by day of `event_time`.
 pub const CURATED: &str = "auth_events_curated";
@@ -29,29 +34,47 @@ pub struct TableDefinition {
     pub name: &'static str,
     pub schema: fn() -> Schema,
     pub partition_spec: fn() -> UnboundPartitionSpec,
+    /// Columns of random values (ids), written without dictionary encoding:
+    /// a dictionary would only cost time and space.
+    pub no_dictionary: &'static [&'static str],
+}
+
+/// The definition of table `name`, if it is one of [`ALL`].
+pub fn definition(name: &str) -> Option<&'static TableDefinition> {
+    ALL.iter().find(|t| t.name == name)
 }
 
 /// Every table, in creation order.
-pub const ALL: [TableDefinition; 4] = [
+pub static ALL: [TableDefinition; 5] = [
+    TableDefinition {
+        name: RAW,
+        schema: raw_schema,
+        partition_spec: raw_partition_spec,
+        no_dictionary: &["event_id"],
+    },
     TableDefinition {
         name: CURATED,
         schema: curated_schema,
         partition_spec: curated_partition_spec,
+        no_dictionary: &["event_id"],
     },
     TableDefinition {
         name: ALERTS,
         schema: alerts_schema,
         partition_spec: alerts_partition_spec,
+        no_dictionary: &["alert_id", "event_ids"],
     },
     TableDefinition {
         name: USER_HOURLY,
         schema: user_hourly_schema,
         partition_spec: user_hourly_partition_spec,
+        no_dictionary: &[],
     },
     TableDefinition {
         name: HOST_DAILY,
         schema: host_daily_schema,
         partition_spec: host_daily_partition_spec,
+        no_dictionary: &[],
     },
 ];
 
@@ -73,6 +96,33 @@ fn required(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
 
 fn optional(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
     NestedField::optional(id, name, Type::Primitive(ty)).into()
+}
+
+/// Schema of `auth_events_raw`.
+pub fn raw_schema() -> Schema {
+    use PrimitiveType::{Long, String, Timestamptz};
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(vec![
+            required(1, "event_id", String),
+            required(2, "event_time", Timestamptz),
+            required(3, "user_id", String),
+            required(4, "computer_id", String),
+            required(5, "ingestion_time", Timestamptz),
+            required(6, "source", String),
+            required(7, "source_line", Long),
+            required(8, "admission", String),
+        ])
+        .build()
+        .expect("the raw schema is valid")
+}
+
+/// `hour(ingestion_time)`.
+pub fn raw_partition_spec() -> UnboundPartitionSpec {
+    UnboundPartitionSpec::builder()
+        .add_partition_field(5, "ingestion_hour", Transform::Hour)
+        .expect("ingestion_time exists")
+        .build()
 }
 
 /// Schema of `auth_events_curated`.
@@ -217,7 +267,7 @@ mod tests {
 
     #[test]
     fn partition_specs_bind_to_their_schemas() {
-        for table in ALL {
+        for table in &ALL {
             let schema = Arc::new((table.schema)());
             let spec: PartitionSpec = (table.partition_spec)().bind(schema).expect(table.name);
             assert_eq!(spec.fields().len(), 1, "{}", table.name);

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
 use iceberg::Catalog;
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
-use iceberg::spec::DataFileFormat;
+use iceberg::spec::{
+    DataFileFormat, Literal, PartitionKey, PrimitiveType, Struct, Transform, Type,
+};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -30,7 +32,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use super::{LakehouseError, Warehouse};
+use super::{LakehouseError, Warehouse, tables};
 
 /// Target size of one Parquet data file.
 const TARGET_FILE_BYTES: usize = 256 * 1024 * 1024;
@@ -60,13 +62,12 @@ pub struct TableWriter {
 }
 
 impl TableWriter {
-    /// Starts the writer thread for `table` in `warehouse`. Columns named in
-    /// `no_dictionary` are written without dictionary encoding (random ids).
+    /// Starts the writer thread for `table` in `warehouse`.
     pub fn start(
         warehouse: &Warehouse,
         table: &'static str,
-        no_dictionary: &'static [&'static str],
     ) -> Result<TableWriter, LakehouseError> {
+        let no_dictionary = tables::definition(table).map_or(&[][..], |t| t.no_dictionary);
         let loaded = warehouse.load(table)?;
         let arrow_schema: SchemaRef =
             Arc::new(schema_to_arrow_schema(loaded.metadata().current_schema())?);
@@ -143,13 +144,77 @@ impl Drop for TableWriter {
     }
 }
 
-type PartitionedWriter = FanoutWriter<
+/// Arrow column builders for one table's rows.
+pub(super) trait Columns {
+    fn rows(&self) -> usize;
+    /// The rows appended so far as one batch; the builders start empty again.
+    fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError>;
+}
+
+/// Rows per Arrow batch handed to a writer thread: large enough to amortise
+/// the per-batch costs, small enough to keep the pipeline's buffers modest.
+const ROWS_PER_CHUNK: usize = 256 * 1024;
+
+/// Rows appended to the pipeline-side builders leave for the writer thread
+/// every [`ROWS_PER_CHUNK`] rows, and are committed on checkpoint or at the end.
+pub(super) struct Chunked<C> {
+    pub(super) columns: C,
+    writer: TableWriter,
+    uncommitted: u64,
+}
+
+impl<C: Columns> Chunked<C> {
+    pub(super) fn new(columns: C, writer: TableWriter) -> Self {
+        Chunked {
+            columns,
+            writer,
+            uncommitted: 0,
+        }
+    }
+
+    /// Call after appending `rows` rows to the builders.
+    pub(super) fn appended(&mut self, rows: usize) -> io::Result<()> {
+        self.uncommitted += rows as u64;
+        if self.columns.rows() >= ROWS_PER_CHUNK {
+            self.ship()?;
+        }
+        Ok(())
+    }
+
+    fn ship(&mut self) -> io::Result<()> {
+        if self.columns.rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.columns.finish().map_err(io::Error::other)?;
+        self.writer.write(batch)
+    }
+
+    /// Writes out buffered rows and commits them as one snapshot.
+    pub(super) fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
+        self.ship()?;
+        let info = self.writer.commit(properties)?;
+        self.uncommitted = 0;
+        Ok(info)
+    }
+
+    /// Commits, if anything was appended since the last commit.
+    pub(super) fn commit_pending(&mut self) -> io::Result<()> {
+        if self.uncommitted > 0 || self.columns.rows() > 0 {
+            self.commit(HashMap::new())?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) type PartitionedWriter = FanoutWriter<
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>,
 >;
 
-fn new_writer(table: &Table, no_dictionary: &[&str]) -> Result<PartitionedWriter, LakehouseError> {
+pub(super) fn new_writer(
+    table: &Table,
+    no_dictionary: &[&str],
+) -> Result<PartitionedWriter, LakehouseError> {
     let schema = table.metadata().current_schema().clone();
-    // Event ids are random: a dictionary would only cost time and space.
     let mut properties = WriterProperties::builder().set_compression(Compression::ZSTD(
         ZstdLevel::try_new(1).expect("valid zstd level"), // level 3 cost 20% throughput for a larger file
     ));
@@ -173,12 +238,124 @@ fn new_writer(table: &Table, no_dictionary: &[&str]) -> Result<PartitionedWriter
 }
 
 /// A unique suffix per writer, so files of different commits never collide.
-fn uuid_suffix() -> String {
+pub(super) fn uuid_suffix() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{nanos:x}-{:x}", std::process::id())
+}
+
+/// Cuts record batches into one batch per partition.
+///
+/// The tables that carry volume are partitioned by `hour` or `day` of a
+/// timestamp column, and their rows arrive in (or nearly in) that column's
+/// order, so a batch is a few runs of equal partition value: those are cut as
+/// zero-copy slices, with the partition value computed by integer division.
+/// Any other spec, or a batch whose rows are scattered across partitions,
+/// goes through iceberg's general splitter (which computes every row's value
+/// and copies rows into per-partition batches).
+pub(super) struct Splitter {
+    runs: Option<RunSplit>,
+    general: RecordBatchPartitionSplitter,
+}
+
+struct RunSplit {
+    column: usize,
+    unit_micros: i64,
+    key: PartitionKey,
+}
+
+/// More runs than this in one batch: the rows are not ordered by partition.
+const MAX_RUNS: usize = 64;
+
+impl Splitter {
+    pub(super) fn new(table: &Table) -> Result<Splitter, LakehouseError> {
+        let schema = table.metadata().current_schema().clone();
+        let spec = table.metadata().default_partition_spec().clone();
+        let runs = match spec.fields() {
+            [field] => {
+                let unit_micros = match field.transform {
+                    Transform::Hour => Some(3_600_000_000),
+                    Transform::Day => Some(86_400_000_000),
+                    _ => None,
+                };
+                let source = schema.field_by_id(field.source_id);
+                let column = schema
+                    .as_struct()
+                    .fields()
+                    .iter()
+                    .position(|f| f.id == field.source_id);
+                let is_timestamp = source.is_some_and(|f| {
+                    matches!(
+                        *f.field_type,
+                        Type::Primitive(PrimitiveType::Timestamptz | PrimitiveType::Timestamp)
+                    )
+                });
+                match (unit_micros, column, is_timestamp) {
+                    (Some(unit_micros), Some(column), true) => Some(RunSplit {
+                        column,
+                        unit_micros,
+                        key: PartitionKey::new(
+                            (*spec).clone(),
+                            Arc::clone(&schema),
+                            Struct::from_iter([Some(Literal::int(0))]),
+                        ),
+                    }),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let general = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+        Ok(Splitter { runs, general })
+    }
+
+    pub(super) fn split(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<(PartitionKey, RecordBatch)>, LakehouseError> {
+        if let Some(runs) = &self.runs
+            && let Some(parts) = runs.split(batch)
+        {
+            return Ok(parts);
+        }
+        Ok(self.general.split(batch)?)
+    }
+}
+
+impl RunSplit {
+    /// `None` when the batch has too many runs to be worth slicing.
+    fn split(&self, batch: &RecordBatch) -> Option<Vec<(PartitionKey, RecordBatch)>> {
+        let times = batch
+            .column(self.column)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()?;
+        if times.null_count() > 0 {
+            return None;
+        }
+        let values = times.values();
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < values.len() {
+            let value = values[start].div_euclid(self.unit_micros);
+            let run = values[start..]
+                .iter()
+                .position(|t| t.div_euclid(self.unit_micros) != value)
+                .unwrap_or(values.len() - start);
+            if parts.len() == MAX_RUNS {
+                return None;
+            }
+            let partition = i32::try_from(value).ok()?;
+            parts.push((
+                self.key
+                    .copy_with_data(Struct::from_iter([Some(Literal::int(partition))])),
+                batch.slice(start, run),
+            ));
+            start += run;
+        }
+        Some(parts)
+    }
 }
 
 fn write_loop(
@@ -188,9 +365,7 @@ fn write_loop(
     no_dictionary: &[&str],
     commands: &Receiver<Command>,
 ) -> Result<(), LakehouseError> {
-    let schema = table.metadata().current_schema().clone();
-    let spec = table.metadata().default_partition_spec().clone();
-    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+    let splitter = Splitter::new(&table)?;
     let mut writer: Option<PartitionedWriter> = None;
     let mut rows: u64 = 0;
     for command in commands {
@@ -254,4 +429,87 @@ fn commit(
         data_files,
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lakehouse::WarehouseConfig;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+
+    /// A raw-table batch whose ingestion times cover three hours, the last
+    /// hour's rows interleaved with the second's.
+    fn raw_batch(schema: &SchemaRef) -> RecordBatch {
+        const HOUR: i64 = 3_600_000_000;
+        let base = 1_704_067_200_000_000; // 2024-01-01T00:00:00Z
+        let ingestion: Vec<i64> = (0..10)
+            .map(|i| base + i * HOUR / 4)
+            .chain([base + 2 * HOUR, base + HOUR + 5, base + 2 * HOUR + 7])
+            .collect();
+        let n = ingestion.len();
+        let text = |prefix: &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("{prefix}{i}")),
+            ))
+        };
+        let times = |values: Vec<i64>| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(values).with_timezone("+00:00"))
+        };
+        RecordBatch::try_new(
+            Arc::clone(schema),
+            vec![
+                text("e"),
+                times(vec![base; n]),
+                text("U"),
+                text("C"),
+                times(ingestion),
+                text("s"),
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                text("a"),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn summary(parts: &[(PartitionKey, RecordBatch)]) -> Vec<(String, Vec<i64>)> {
+        let mut out: Vec<(String, Vec<i64>)> = Vec::new();
+        for (key, batch) in parts {
+            let lines = batch
+                .column(6)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec();
+            let path = key.to_path();
+            match out.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, rows)) => rows.extend(lines),
+                None => out.push((path, lines)),
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn run_slicing_partitions_like_the_general_splitter() {
+        let dir = tempfile::tempdir().unwrap();
+        let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();
+        let table = warehouse.load(tables::RAW).unwrap();
+        let splitter = Splitter::new(&table).unwrap();
+        assert!(
+            splitter.runs.is_some(),
+            "hour(ingestion_time) is sliced by runs"
+        );
+        let schema = Arc::new(schema_to_arrow_schema(table.metadata().current_schema()).unwrap());
+        let batch = raw_batch(&schema);
+
+        let runs = splitter.runs.as_ref().unwrap().split(&batch).unwrap();
+        assert_eq!(runs.len(), 5, "hours 0, 1, 2, then 1 and 2 again");
+        let general = splitter.general.split(&batch).unwrap();
+        assert_eq!(summary(&runs), summary(&general));
+        assert_eq!(summary(&runs).len(), 3, "three hours");
+        // Hours since the epoch: 2024-01-01T00 is hour 473,352.
+        assert_eq!(summary(&runs)[0].0, "ingestion_hour=473352");
+    }
 }

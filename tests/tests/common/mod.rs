@@ -50,6 +50,7 @@ pub fn score(data: &[u8], policy: &Policy, batch_size: usize, engine: Engine) ->
             dead_letters: &mut dead,
             alerts: &mut alerts,
             scored: &mut rows,
+            received: None,
         },
     )
     .expect("policy loads");

@@ -1,0 +1,475 @@
+//! Table maintenance, so a long-running daemon does not degrade queries.
+//!
+//! A following daemon commits every few seconds, and every commit adds a
+//! snapshot, a manifest and, per partition touched, a small data file. Left
+//! alone, planning a query reads thousands of manifests and opens thousands of
+//! files. [`maintain`] does, per table:
+//!
+//! 1. **Compaction**: in every partition holding more than one data file
+//!    smaller than [`MaintainOptions::small_file_bytes`], those files are read
+//!    (through iceberg's Arrow reader, so older schemas are projected) and
+//!    rewritten as large files; all live files are listed in one new manifest;
+//!    the result is committed as one `replace` snapshot. Readers see the same
+//!    rows before and after.
+//! 2. **Snapshot expiry**: snapshots older than the cut-off are removed from
+//!    the metadata, keeping at least [`MaintainOptions::retain_last`]
+//!    (iceberg's `ExpireSnapshotsAction`).
+//! 3. **File clean-up**: data files, manifests and manifest lists that only the
+//!    removed snapshots referenced are deleted, as are metadata files that have
+//!    left the table's metadata log. Nothing a live snapshot, or a commit not
+//!    yet made, refers to is touched, so it is safe beside a running daemon.
+//!
+//! iceberg-rust's transactions cannot yet replace data files, so step 1 writes
+//! the manifest, manifest list and table metadata with iceberg's own writers
+//! and commits by [`Warehouse::swap_metadata`], the catalog's compare-and-swap.
+//! If the daemon commits in between, the replace is rebuilt on the new
+//! snapshot (the rewritten data files stay valid: the daemon only appends).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use iceberg::MetadataLocation;
+use iceberg::spec::{
+    DataFile, MAIN_BRANCH, ManifestEntryRef, ManifestListWriter, ManifestWriterBuilder, Operation,
+    Snapshot, Summary, TableMetadataBuilder,
+};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::writer::partitioning::PartitioningWriter;
+
+use super::writer::{Splitter, new_writer, uuid_suffix};
+use super::{LakehouseError, Warehouse, tables};
+
+/// What `maintain` does; the defaults suit a daemon committing every 5 s.
+#[derive(Clone, Debug)]
+pub struct MaintainOptions {
+    /// Rewrite partitions' small files into large ones.
+    pub compact: bool,
+    /// Files below this size are candidates for compaction.
+    pub small_file_bytes: u64,
+    /// Snapshots older than this are expired (time travel reaches this far back).
+    pub expire_older_than: Duration,
+    /// Snapshots always kept, however old.
+    pub retain_last: usize,
+}
+
+impl Default for MaintainOptions {
+    fn default() -> Self {
+        MaintainOptions {
+            compact: true,
+            small_file_bytes: 64 * 1024 * 1024,
+            expire_older_than: Duration::from_secs(24 * 3600),
+            retain_last: 5,
+        }
+    }
+}
+
+/// What maintenance did to one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableReport {
+    pub table: String,
+    pub data_files_before: usize,
+    pub data_files_after: usize,
+    pub manifests_before: usize,
+    pub manifests_after: usize,
+    pub rows: u64,
+    /// Small files rewritten, and the files they became.
+    pub files_compacted: usize,
+    pub files_written: usize,
+    pub snapshots_expired: usize,
+    pub files_deleted: usize,
+    pub bytes_deleted: u64,
+}
+
+/// Attempts at committing a replace before giving up (each retry follows a
+/// commit by someone else).
+const COMMIT_ATTEMPTS: usize = 10;
+
+/// Maintains every AuthPulse table in `warehouse`.
+pub fn maintain(
+    warehouse: &Warehouse,
+    options: &MaintainOptions,
+) -> Result<Vec<TableReport>, LakehouseError> {
+    tables::ALL
+        .iter()
+        .map(|definition| maintain_table(warehouse, definition, options))
+        .collect()
+}
+
+fn maintain_table(
+    warehouse: &Warehouse,
+    definition: &tables::TableDefinition,
+    options: &MaintainOptions,
+) -> Result<TableReport, LakehouseError> {
+    let name = definition.name;
+    let before = warehouse.load(name)?;
+    let runtime = warehouse.runtime();
+    let referenced_before = runtime.block_on(referenced_files(&before))?;
+    let live = runtime.block_on(live_entries(&before))?;
+    let mut report = TableReport {
+        table: before.identifier().to_string(),
+        data_files_before: live.entries.len(),
+        manifests_before: live.manifests,
+        rows: live.entries.iter().map(|e| e.record_count()).sum(),
+        ..TableReport::default()
+    };
+
+    let mut table = before.clone();
+    if options.compact && (live.manifests > 1 || !small_groups(&live, options).is_empty()) {
+        let groups = small_groups(&live, options);
+        let replaced: Vec<DataFile> = groups.iter().flatten().cloned().collect();
+        let written = runtime.block_on(rewrite(&table, definition, &replaced))?;
+        report.files_compacted = replaced.len();
+        report.files_written = written.len();
+        table = commit_replace(warehouse, name, &replaced, &written)?;
+    }
+
+    let cutoff = unix_millis_now() - options.expire_older_than.as_millis() as i64;
+    let snapshots = table.metadata().snapshots().len();
+    let expire = Transaction::new(&table)
+        .expire_snapshots()
+        .expire_older_than_ms(cutoff)
+        .retain_last(options.retain_last.max(1));
+    let transaction = expire.apply(Transaction::new(&table))?;
+    table = runtime.block_on(transaction.commit(warehouse.catalog().as_ref()))?;
+    report.snapshots_expired = snapshots.saturating_sub(table.metadata().snapshots().len());
+
+    let after = warehouse.load(name)?;
+    let referenced_after = runtime.block_on(referenced_files(&after))?;
+    let unreferenced: Vec<&String> = referenced_before
+        .iter()
+        .filter(|(path, _)| !referenced_after.contains_key(*path))
+        .map(|(path, _)| path)
+        .collect();
+    for path in unreferenced {
+        runtime.block_on(after.file_io().delete(path))?;
+        report.files_deleted += 1;
+        report.bytes_deleted += referenced_before[path];
+    }
+    report.files_deleted += runtime.block_on(delete_old_metadata(&before, &after))?;
+    let live_after = runtime.block_on(live_entries(&after))?;
+    report.data_files_after = live_after.entries.len();
+    report.manifests_after = live_after.manifests;
+    Ok(report)
+}
+
+/// The live data files of a table's current snapshot.
+struct Live {
+    manifests: usize,
+    entries: Vec<ManifestEntryRef>,
+}
+
+async fn live_entries(table: &Table) -> Result<Live, LakehouseError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Live {
+            manifests: 0,
+            entries: Vec::new(),
+        });
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let manifests = list.entries().len();
+    let mut entries = Vec::new();
+    for manifest in list.entries() {
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        entries.extend(loaded.entries().iter().filter(|e| e.is_alive()).cloned());
+    }
+    Ok(Live { manifests, entries })
+}
+
+/// Per partition, its small files, where there are at least two.
+fn small_groups(live: &Live, options: &MaintainOptions) -> Vec<Vec<DataFile>> {
+    let mut by_partition: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    for entry in &live.entries {
+        if entry.file_size_in_bytes() < options.small_file_bytes {
+            let file = entry.data_file();
+            by_partition
+                .entry(format!("{:?}", file.partition()))
+                .or_default()
+                .push(file.clone());
+        }
+    }
+    by_partition.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// Reads `files` and writes their rows into new, large files.
+async fn rewrite(
+    table: &Table,
+    definition: &tables::TableDefinition,
+    files: &[DataFile],
+) -> Result<Vec<DataFile>, LakehouseError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: HashSet<&str> = files.iter().map(|f| f.file_path()).collect();
+    let tasks: Vec<_> = table
+        .scan()
+        .select_all()
+        .build()?
+        .plan_files()
+        .await?
+        .try_filter(|task| std::future::ready(wanted.contains(task.data_file_path.as_str())))
+        .try_collect()
+        .await?;
+    let reader = table.reader_builder().build();
+    let mut batches = reader
+        .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())?
+        .stream();
+    let splitter = Splitter::new(table)?;
+    let mut writer = new_writer(table, definition.no_dictionary)?;
+    while let Some(batch) = batches.try_next().await? {
+        for (key, part) in splitter.split(&batch)? {
+            writer.write(key, part).await?;
+        }
+    }
+    Ok(writer.close().await?)
+}
+
+/// Commits one `replace` snapshot: `replaced` out, `written` in, every other
+/// live file carried over, all in one manifest.
+fn commit_replace(
+    warehouse: &Warehouse,
+    name: &str,
+    replaced: &[DataFile],
+    written: &[DataFile],
+) -> Result<Table, LakehouseError> {
+    let runtime = warehouse.runtime();
+    for _ in 0..COMMIT_ATTEMPTS {
+        let table = warehouse.load(name)?;
+        let staged = runtime.block_on(stage_replace(&table, replaced, written))?;
+        let current = table
+            .metadata_location()
+            .expect("a loaded table has a metadata location");
+        if warehouse.swap_metadata(name, current, &staged.metadata_location)? {
+            return warehouse.load(name);
+        }
+        tracing::info!(
+            table = name,
+            "a commit came in meanwhile; replaying the compaction on it"
+        );
+        for path in staged.files {
+            runtime.block_on(table.file_io().delete(&path))?;
+        }
+    }
+    Err(LakehouseError::WriterGone(format!(
+        "compacting {name}: {COMMIT_ATTEMPTS} commits in a row conflicted with other writers"
+    )))
+}
+
+struct Staged {
+    metadata_location: String,
+    /// Everything written for it (removed again if the swap fails).
+    files: Vec<String>,
+}
+
+async fn stage_replace(
+    table: &Table,
+    replaced: &[DataFile],
+    written: &[DataFile],
+) -> Result<Staged, LakehouseError> {
+    let metadata = table.metadata();
+    let parent = metadata
+        .current_snapshot()
+        .expect("compaction needs a snapshot");
+    let live = live_entries(table).await?;
+    let gone: HashSet<&str> = replaced.iter().map(|f| f.file_path()).collect();
+    let still_live = live
+        .entries
+        .iter()
+        .filter(|e| gone.contains(e.file_path()))
+        .count();
+    if still_live != gone.len() {
+        return Err(LakehouseError::WriterGone(format!(
+            "{}: files being compacted were removed by another writer",
+            table.identifier()
+        )));
+    }
+
+    let snapshot_id = new_snapshot_id(table);
+    let sequence_number = metadata.next_sequence_number();
+    let suffix = uuid_suffix();
+    let manifest_path = format!("{}/metadata/{suffix}-compact-m0.avro", metadata.location());
+    let list_path = format!(
+        "{}/metadata/snap-{snapshot_id}-0-{suffix}-compact.avro",
+        metadata.location()
+    );
+    let file_io = table.file_io();
+    let mut manifest = ManifestWriterBuilder::new(
+        file_io.new_output(&manifest_path)?,
+        Some(snapshot_id),
+        metadata.current_schema().clone(),
+        (**metadata.default_partition_spec()).clone(),
+    )
+    .build_v2_data();
+    let (mut rows, mut deleted_rows) = (0u64, 0u64);
+    for entry in &live.entries {
+        let sequence = entry.sequence_number().unwrap_or(0);
+        if gone.contains(entry.file_path()) {
+            deleted_rows += entry.record_count();
+            manifest.add_delete_file(
+                entry.data_file().clone(),
+                sequence,
+                entry.file_sequence_number,
+            )?;
+        } else {
+            rows += entry.record_count();
+            manifest.add_existing_file(
+                entry.data_file().clone(),
+                entry.snapshot_id().unwrap_or(parent.snapshot_id()),
+                sequence,
+                entry.file_sequence_number,
+            )?;
+        }
+    }
+    let added_rows: u64 = written.iter().map(|f| f.record_count()).sum();
+    for file in written {
+        manifest.add_file(file.clone(), sequence_number)?;
+    }
+    let manifest = manifest.write_manifest_file().await?;
+    let mut list = ManifestListWriter::v2(
+        file_io.new_output(&list_path)?.writer().await?,
+        snapshot_id,
+        Some(parent.snapshot_id()),
+        sequence_number,
+    );
+    list.add_manifests(std::iter::once(manifest))?;
+    list.close().await?;
+
+    let kept_files = live.entries.len() - gone.len();
+    let summary = Summary {
+        operation: Operation::Replace,
+        additional_properties: HashMap::from([
+            ("added-data-files".into(), written.len().to_string()),
+            ("deleted-data-files".into(), gone.len().to_string()),
+            ("added-records".into(), added_rows.to_string()),
+            ("deleted-records".into(), deleted_rows.to_string()),
+            ("total-records".into(), (rows + added_rows).to_string()),
+            (
+                "total-data-files".into(),
+                (kept_files + written.len()).to_string(),
+            ),
+            ("authpulse.operation".into(), "compaction".into()),
+        ]),
+    };
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(Some(parent.snapshot_id()))
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(unix_millis_now().max(parent.timestamp_ms() + 1))
+        .with_manifest_list(list_path.clone())
+        .with_summary(summary)
+        .with_schema_id(metadata.current_schema_id())
+        .build();
+    let current = table
+        .metadata_location()
+        .expect("a loaded table has a metadata location");
+    let built =
+        TableMetadataBuilder::new_from_metadata(metadata.clone(), Some(current.to_string()))
+            .set_branch_snapshot(snapshot, MAIN_BRANCH)?
+            .build()?;
+    let location = MetadataLocation::from_str(current)?.with_next_version();
+    built.metadata.write_to(file_io, &location).await?;
+    Ok(Staged {
+        metadata_location: location.to_string(),
+        files: vec![manifest_path, list_path, location.to_string()],
+    })
+}
+
+/// A snapshot id not used by the table (positive, as Iceberg requires).
+fn new_snapshot_id(table: &Table) -> i64 {
+    let mut candidate = (unix_millis_now() << 16 | i64::from(std::process::id() as u16)).abs();
+    while table.metadata().snapshot_by_id(candidate).is_some() {
+        candidate += 1;
+    }
+    candidate
+}
+
+/// Every file any snapshot of `table` refers to (manifest lists, manifests,
+/// data files), with its size where known.
+async fn referenced_files(table: &Table) -> Result<HashMap<String, u64>, LakehouseError> {
+    let mut files = HashMap::new();
+    let mut manifests = HashMap::new();
+    for snapshot in table.metadata().snapshots() {
+        files.insert(snapshot.manifest_list().to_string(), 0);
+        let list = table.manifest_list_reader(snapshot).load().await?;
+        for manifest in list.entries() {
+            manifests
+                .entry(manifest.manifest_path.clone())
+                .or_insert_with(|| manifest.clone());
+        }
+    }
+    for (path, manifest) in manifests {
+        files.insert(path, manifest.manifest_length.max(0) as u64);
+        // Live entries only: a `deleted` entry is a tombstone, and the file it
+        // names is needed only by snapshots whose manifests list it as live.
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        for entry in loaded.entries().iter().filter(|e| e.is_alive()) {
+            files.insert(entry.file_path().to_string(), entry.file_size_in_bytes());
+        }
+    }
+    Ok(files)
+}
+
+/// Deletes metadata files that have left the table's metadata log. Catalog
+/// commits write a new metadata file each time and the log keeps the last
+/// 100, so older ones are garbage. Local warehouses are listed (catching
+/// files that left the log before maintenance ever ran); elsewhere only
+/// files seen leaving the log between `before` and `after` are deleted.
+async fn delete_old_metadata(before: &Table, after: &Table) -> Result<usize, LakehouseError> {
+    let kept: HashSet<&str> = after
+        .metadata()
+        .metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.as_str())
+        .chain(after.metadata_location())
+        .collect();
+    let oldest_kept = kept.iter().filter_map(|p| metadata_version(p)).min();
+    let mut doomed: Vec<String> = before
+        .metadata()
+        .metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.clone())
+        .filter(|p| !kept.contains(p.as_str()))
+        .collect();
+    if let (Some(dir), Some(oldest)) = (
+        after
+            .metadata()
+            .location()
+            .strip_prefix("file://")
+            .map(|d| std::path::Path::new(d).join("metadata")),
+        oldest_kept,
+    ) && let Ok(listing) = std::fs::read_dir(&dir)
+    {
+        for file in listing.flatten() {
+            let path = format!("file://{}", file.path().display());
+            if path.ends_with(".metadata.json")
+                && metadata_version(&path).is_some_and(|v| v < oldest)
+                && !kept.contains(path.as_str())
+            {
+                doomed.push(path);
+            }
+        }
+    }
+    doomed.sort();
+    doomed.dedup();
+    let mut deleted = 0;
+    for path in doomed {
+        if after.file_io().delete(&path).await.is_ok() {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// The version number a metadata file name starts with (`00042-<uuid>.metadata.json`).
+fn metadata_version(path: &str) -> Option<u64> {
+    let name = path.rsplit('/').next()?;
+    name.split('-').next()?.parse().ok()
+}
+
+fn unix_millis_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
