@@ -64,7 +64,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
 
     eprintln!("scoring with the default policy (rules as WASM) ...");
     let run_args = RunArgs::with_input(data, args.output.clone());
-    let summary = run::score(&run_args)?;
+    let summary = run::score(&run_args)?.summary;
     println!("{}", serde_json::to_string(&summary)?);
 
     let alerts = read_alerts(&run_args.alerts_path())?;

@@ -13,6 +13,7 @@ use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::raw::RawSink;
+use authpulse::lakehouse::writer::WriterStats;
 use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
@@ -146,13 +147,20 @@ pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<Policy> {
 }
 
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
-    let summary = score(&args)?;
-    println!("{}", serde_json::to_string(&summary)?);
+    let outcome = score(&args)?;
+    println!("{}", serde_json::to_string(&outcome.summary)?);
     Ok(())
 }
 
+/// What a run did.
+pub struct Outcome {
+    pub summary: Summary,
+    /// Per table written: rows, files, bytes, writer time, commit latencies.
+    pub tables: Vec<WriterStats>,
+}
+
 /// Runs the pipeline as `args` say and returns its summary.
-pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
+pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     let policy = resolve_policy(args.policy.as_deref())?;
     tracing::info!(policy = %policy.origin, "policy loaded");
     std::fs::create_dir_all(&args.output)
@@ -276,5 +284,24 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Summary> {
     if summary.alerts > 0 {
         tracing::info!(alerts = summary.alerts, path = %args.alerts_path().display(), "alerts written");
     }
-    Ok(summary)
+    let tables: Vec<WriterStats> = match &lakehouse {
+        Some((raw, curated, aggregates, alerts)) => [raw.stats(), curated.stats()]
+            .into_iter()
+            .chain(aggregates.stats())
+            .chain([alerts.stats()])
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    for table in &tables {
+        tracing::debug!(
+            table = table.table,
+            rows = table.rows,
+            files = table.data_files,
+            bytes = table.bytes,
+            commits = table.commit_s.len(),
+            "table written"
+        );
+    }
+    Ok(Outcome { summary, tables })
 }

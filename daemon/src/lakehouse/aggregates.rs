@@ -18,7 +18,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
 use rustc_hash::FxHashSet;
 
-use super::writer::TableWriter;
+use super::writer::{TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::event::NameId;
 use crate::sinks::{ScoredBatch, ScoredSink};
@@ -80,6 +80,11 @@ impl AggregateSink {
             hourly_rows: Vec::new(),
             daily_rows: Vec::new(),
         })
+    }
+
+    /// The hourly and the daily table's writer totals.
+    pub fn stats(&self) -> [&WriterStats; 2] {
+        [self.hourly.stats(), self.daily.stats()]
     }
 
     fn close_hour(&mut self, hour: i64) {

@@ -12,7 +12,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
 
 use super::curated::{list_builder, unix_micros_now};
-use super::writer::TableWriter;
+use super::writer::{TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::alerts::Alert;
 use crate::sinks::AlertSink;
@@ -29,6 +29,10 @@ impl AlertTableSink {
             writer: TableWriter::start(warehouse, tables::ALERTS)?,
             pending: Vec::new(),
         })
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     fn batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {

@@ -18,7 +18,7 @@ use arrow_schema::{DataType, SchemaRef};
 use authpulse_rules_sdk::NO_PREVIOUS_LOGIN;
 use iceberg::arrow::UTC_TIME_ZONE;
 
-use super::writer::{Chunked, Columns, CommitInfo, TableWriter};
+use super::writer::{Chunked, Columns, CommitInfo, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::sinks::{ScoredBatch, ScoredSink};
 
@@ -34,6 +34,10 @@ impl CuratedSink {
         Ok(CuratedSink {
             table: Chunked::new(columns, writer),
         })
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        self.table.stats()
     }
 
     /// Writes out buffered rows and commits them as one snapshot.

@@ -13,7 +13,7 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use iceberg::arrow::UTC_TIME_ZONE;
 
-use super::writer::{Chunked, Columns, TableWriter};
+use super::writer::{Chunked, Columns, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::sinks::{Received, ReceivedSink};
 
@@ -30,6 +30,12 @@ impl RawSink {
         Ok(RawSink {
             table: Chunked::new(columns, writer),
         })
+    }
+}
+
+impl RawSink {
+    pub fn stats(&self) -> &WriterStats {
+        self.table.stats()
     }
 }
 

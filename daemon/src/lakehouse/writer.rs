@@ -10,6 +10,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
@@ -43,6 +44,24 @@ pub struct CommitInfo {
     pub snapshot_id: Option<i64>,
     pub data_files: usize,
     pub rows: u64,
+    /// Parquet bytes written.
+    pub bytes: u64,
+    /// Writer-thread time spent partitioning and encoding since the last commit.
+    pub busy: Duration,
+}
+
+/// One table writer's totals, for benchmarks and the run's log.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WriterStats {
+    pub table: &'static str,
+    pub rows: u64,
+    pub data_files: usize,
+    pub bytes: u64,
+    /// Writer-thread time spent partitioning, encoding and compressing.
+    pub busy_s: f64,
+    /// Wall time of each commit with rows, from the request to the new
+    /// snapshot: closing the open files plus the catalog commit.
+    pub commit_s: Vec<f64>,
 }
 
 enum Command {
@@ -56,6 +75,7 @@ enum Command {
 /// The pipeline side of one table's writer thread.
 pub struct TableWriter {
     table: &'static str,
+    stats: WriterStats,
     arrow_schema: SchemaRef,
     to_writer: Option<SyncSender<Command>>,
     writer: Option<JoinHandle<Result<(), LakehouseError>>>,
@@ -80,10 +100,19 @@ impl TableWriter {
             .map_err(LakehouseError::Runtime)?;
         Ok(TableWriter {
             table,
+            stats: WriterStats {
+                table,
+                ..WriterStats::default()
+            },
             arrow_schema,
             to_writer: Some(to_writer),
             writer: Some(writer),
         })
+    }
+
+    /// Totals so far.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
     }
 
     /// The table's schema as Arrow (with Iceberg field ids), for building batches.
@@ -121,6 +150,7 @@ impl TableWriter {
     /// Commits everything written so far as one snapshot carrying `properties`
     /// in its summary.
     pub fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
+        let started = Instant::now();
         let (done, result) = sync_channel(1);
         self.send(Command::Commit { properties, done })?;
         let info = match result.recv() {
@@ -128,7 +158,12 @@ impl TableWriter {
             Ok(Err(message)) => return Err(io::Error::other(message)),
             Err(_) => return Err(io::Error::other(self.writer_failure())),
         };
+        self.stats.busy_s += info.busy.as_secs_f64();
         if info.rows > 0 {
+            self.stats.rows += info.rows;
+            self.stats.data_files += info.data_files;
+            self.stats.bytes += info.bytes;
+            self.stats.commit_s.push(started.elapsed().as_secs_f64());
             tracing::info!(table = self.table, rows = info.rows, files = info.data_files, snapshot = ?info.snapshot_id, "committed");
         }
         Ok(info)
@@ -195,6 +230,10 @@ impl<C: Columns> Chunked<C> {
         let info = self.writer.commit(properties)?;
         self.uncommitted = 0;
         Ok(info)
+    }
+
+    pub(super) fn stats(&self) -> &WriterStats {
+        self.writer.stats()
     }
 
     /// Commits, if anything was appended since the last commit.
@@ -368,9 +407,11 @@ fn write_loop(
     let splitter = Splitter::new(&table)?;
     let mut writer: Option<PartitionedWriter> = None;
     let mut rows: u64 = 0;
+    let mut busy = Duration::ZERO;
     for command in commands {
         match command {
             Command::Write(batch) => {
+                let started = Instant::now();
                 if writer.is_none() {
                     writer = Some(new_writer(&table, no_dictionary)?);
                 }
@@ -379,6 +420,7 @@ fn write_loop(
                 for (key, part) in splitter.split(&batch)? {
                     runtime.block_on(open.write(key, part))?;
                 }
+                busy += started.elapsed();
             }
             Command::Commit { properties, done } => {
                 let outcome = commit(
@@ -388,8 +430,10 @@ fn write_loop(
                     writer.take(),
                     properties,
                     rows,
-                );
+                )
+                .map(|info| CommitInfo { busy, ..info });
                 rows = 0;
+                busy = Duration::ZERO;
                 let failed = outcome.as_ref().err().map(ToString::to_string);
                 let _ = done.send(outcome.map_err(|e| e.to_string()));
                 if let Some(message) = failed {
@@ -417,6 +461,7 @@ fn commit(
         return Ok(CommitInfo::default());
     }
     let data_files = files.len();
+    let bytes = files.iter().map(|f| f.file_size_in_bytes()).sum();
     let transaction = Transaction::new(table);
     let append = transaction
         .fast_append()
@@ -428,6 +473,8 @@ fn commit(
         snapshot_id: table.metadata().current_snapshot_id(),
         data_files,
         rows,
+        bytes,
+        busy: Duration::ZERO,
     })
 }
 
