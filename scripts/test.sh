@@ -25,7 +25,10 @@ fi
 cargo fmt --all -- --check
 cargo test --workspace --locked "$@"
 
-# The tables `authpulse run` writes, read by PyIceberg and DuckDB.
-cargo build --locked -p authpulse
+# The tables `authpulse run` writes, read by PyIceberg and DuckDB. The binary
+# is the one `cargo test` built for the CLI tests: a separate `cargo build`
+# would resolve features without the dev-dependencies and compile much of the
+# dependency tree a second time.
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+test -x "$target_dir/debug/authpulse"
 AUTHPULSE_BIN="$target_dir/debug/authpulse" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/lakehouse
