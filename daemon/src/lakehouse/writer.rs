@@ -30,7 +30,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::{LakehouseError, Warehouse, tables};
@@ -258,7 +258,11 @@ pub(super) fn new_writer(
         ZstdLevel::try_new(1).expect("valid zstd level"), // level 3 cost 20% throughput for a larger file
     ));
     for column in no_dictionary {
-        properties = properties.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        // Random ids: a dictionary never pays, and min/max statistics of
+        // random values prune nothing, so neither is worth computing.
+        properties = properties
+            .set_column_dictionary_enabled(ColumnPath::from(*column), false)
+            .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
     }
     let properties = properties.build();
     let file_names = DefaultFileNameGenerator::new(
