@@ -85,13 +85,8 @@ pub fn print(
         OutputFormat::Table if is_plan(output) => print_plan(output, out)?,
         OutputFormat::Table => {
             if output.batches.iter().all(|b| b.num_rows() == 0) {
-                let names: Vec<&str> = output
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                writeln!(out, "(no rows; columns: {})", names.join(", "))?;
+                let names = column_names(output).join(", ");
+                writeln!(out, "(no rows; columns: {names})")?;
             } else {
                 writeln!(out, "{}", pretty_format_batches(&output.batches)?)?;
             }
@@ -115,13 +110,16 @@ pub fn print(
 
 /// `EXPLAIN` output: two string columns, `plan_type` and `plan`.
 fn is_plan(output: &QueryOutput) -> bool {
-    let names: Vec<&str> = output
+    column_names(output) == ["plan_type", "plan"]
+}
+
+fn column_names(output: &QueryOutput) -> Vec<&str> {
+    output
         .schema
         .fields()
         .iter()
         .map(|f| f.name().as_str())
-        .collect();
-    names == ["plan_type", "plan"]
+        .collect()
 }
 
 /// Plans read best as indented text, not inside table cells.
