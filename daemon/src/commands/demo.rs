@@ -76,10 +76,13 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         run_args.dead_letter_path().display()
     );
     println!(
-        "Iceberg tables (authpulse.auth_events_curated, alerts, user_behavior_hourly, host_popularity_daily): \
-         SQL catalog {} over {} (see docs/tables.md to read them with PyIceberg or DuckDB)",
+        "Iceberg tables (authpulse.auth_events_raw, auth_events_curated, alerts, user_behavior_hourly, \
+         host_popularity_daily): SQL catalog {} over {}\n\
+         query them: authpulse query --output {} \"SELECT risk_level, count(*) FROM auth_events_curated GROUP BY 1\" \
+         (or with PyIceberg or DuckDB, see docs/tables.md)",
         args.output.join("catalog.db").display(),
-        args.output.join("warehouse").display()
+        args.output.join("warehouse").display(),
+        args.output.display()
     );
     Ok(())
 }
