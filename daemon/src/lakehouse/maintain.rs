@@ -117,8 +117,12 @@ fn maintain_table(
     };
 
     let mut table = before.clone();
-    if options.compact && (live.manifests > 1 || !small_groups(&live, options).is_empty()) {
-        let groups = small_groups(&live, options);
+    let groups = if options.compact {
+        small_groups(&live, options)
+    } else {
+        Vec::new()
+    };
+    if options.compact && (live.manifests > 1 || !groups.is_empty()) {
         let replaced: Vec<DataFile> = groups.iter().flatten().cloned().collect();
         let written = runtime.block_on(rewrite(&table, definition, &replaced))?;
         report.files_compacted = replaced.len();
@@ -136,6 +140,8 @@ fn maintain_table(
     table = runtime.block_on(transaction.commit(warehouse.catalog().as_ref()))?;
     report.snapshots_expired = snapshots.saturating_sub(table.metadata().snapshots().len());
 
+    // Loaded afresh, not taken from the expiry commit: a daemon commit that
+    // came in meanwhile must count as referencing its files.
     let after = warehouse.load(name)?;
     let referenced_after = runtime.block_on(referenced_files(&after))?;
     let unreferenced: Vec<&String> = referenced_before
@@ -252,9 +258,10 @@ fn commit_replace(
             runtime.block_on(table.file_io().delete(&path))?;
         }
     }
-    Err(LakehouseError::WriterGone(format!(
-        "compacting {name}: {COMMIT_ATTEMPTS} commits in a row conflicted with other writers"
-    )))
+    Err(LakehouseError::Compaction {
+        table: name.to_string(),
+        reason: format!("{COMMIT_ATTEMPTS} commits in a row conflicted with other writers"),
+    })
 }
 
 struct Staged {
@@ -280,10 +287,10 @@ async fn stage_replace(
         .filter(|e| gone.contains(e.file_path()))
         .count();
     if still_live != gone.len() {
-        return Err(LakehouseError::WriterGone(format!(
-            "{}: files being compacted were removed by another writer",
-            table.identifier()
-        )));
+        return Err(LakehouseError::Compaction {
+            table: table.identifier().to_string(),
+            reason: "files being compacted were removed by another writer".into(),
+        });
     }
 
     let snapshot_id = new_snapshot_id(table);

@@ -51,6 +51,8 @@ pub enum LakehouseError {
     Runtime(std::io::Error),
     #[error("no warehouse in {0} (write one with `authpulse run --output {0}`)")]
     NoWarehouse(String),
+    #[error("compacting {table}: {reason}")]
+    Compaction { table: String, reason: String },
     #[error("the table writer stopped: {0}")]
     WriterGone(String),
 }
