@@ -424,7 +424,9 @@ impl<'o> Pipeline<'o> {
 
     /// Makes everything scored so far durable and visible. Events still held
     /// by the orderer, or waiting in a partial batch, are not part of it
-    /// (they are part of the raw table's commit: it records arrivals).
+    /// (they are part of the raw table's commit: it records arrivals). Table
+    /// sinks may only start their commit here and finish it by the next
+    /// checkpoint or [`Pipeline::finish`].
     pub fn checkpoint(&mut self) -> io::Result<()> {
         if let Some(received) = self.outputs.received.as_deref_mut() {
             received.checkpoint()?;
@@ -448,6 +450,11 @@ impl<'o> Pipeline<'o> {
         let closed = self.alerts.close_all();
         self.emit_alerts(closed)?;
         self.outputs.dead_letters.flush()?;
+        // Start the raw table's commit first, so that it runs beside the
+        // curated table's, then wait for each.
+        if let Some(received) = self.outputs.received.as_deref_mut() {
+            received.checkpoint()?;
+        }
         if let Some(received) = self.outputs.received.as_deref_mut() {
             received.flush()?;
         }

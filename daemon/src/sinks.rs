@@ -111,7 +111,8 @@ pub struct Received<'a> {
 /// Every valid record as received (`auth_events_raw`).
 pub trait ReceivedSink {
     fn receive(&mut self, record: &Received<'_>) -> io::Result<()>;
-    /// Makes everything received so far durable and visible (commit interval).
+    /// Makes everything received so far durable and visible (commit
+    /// interval), or starts to: it must be done by the next call or `flush`.
     fn checkpoint(&mut self) -> io::Result<()> {
         self.flush()
     }
@@ -123,7 +124,8 @@ pub trait ReceivedSink {
 
 pub trait ScoredSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
-    /// Makes everything written so far durable and visible (commit interval).
+    /// Makes everything written so far durable and visible (commit
+    /// interval), or starts to: it must be done by the next call or `flush`.
     fn checkpoint(&mut self) -> io::Result<()> {
         self.flush()
     }

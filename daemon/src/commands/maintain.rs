@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::maintain::{self, MaintainOptions};
-use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use clap::Args;
+
+use super::catalog_args::CatalogArgs;
 
 /// Compact small data files and expire old snapshots of every table.
 ///
@@ -19,9 +21,12 @@ use clap::Args;
 /// Prints one JSON line per table with what it did.
 #[derive(Args, Debug, Clone)]
 pub struct MaintainArgs {
-    /// The directory `run --output` wrote (holds catalog.db and warehouse/).
+    /// The directory `run --output` wrote (with the embedded catalog: holds
+    /// catalog.db and warehouse/).
     #[arg(long, default_value = "authpulse-out")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// Expire snapshots older than this (time travel reaches no further back).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub expire_older_than: Duration,
@@ -37,7 +42,7 @@ pub struct MaintainArgs {
 }
 
 pub fn execute(args: MaintainArgs) -> anyhow::Result<()> {
-    let warehouse = Warehouse::open_existing(&WarehouseConfig::embedded(&args.output))?;
+    let warehouse = Warehouse::open_existing(&args.catalog.config(&args.output)?)?;
     let options = MaintainOptions {
         compact: !args.no_compact,
         small_file_bytes: args.small_file_mib * 1024 * 1024,

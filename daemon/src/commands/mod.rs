@@ -1,6 +1,7 @@
 //! Subcommands: one file each.
 
 mod bench;
+mod catalog_args;
 mod demo;
 mod gen_cmd;
 mod maintain;

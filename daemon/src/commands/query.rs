@@ -4,13 +4,15 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
+use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::query::{self, QueryOutput};
-use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use clap::{Args, ValueEnum};
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::csv::WriterBuilder;
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+
+use super::catalog_args::CatalogArgs;
 
 /// Run SQL over the AuthPulse tables (DataFusion over Iceberg).
 ///
@@ -38,9 +40,12 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 pub struct QueryArgs {
     /// The SQL statement, or `-` to read it from stdin.
     pub sql: String,
-    /// The directory `run --output` wrote (holds catalog.db and warehouse/).
+    /// The directory `run --output` wrote (with the embedded catalog: holds
+    /// catalog.db and warehouse/).
     #[arg(long, default_value = "authpulse-out")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
@@ -66,7 +71,7 @@ pub fn execute(args: QueryArgs) -> anyhow::Result<()> {
     } else {
         args.sql.clone()
     };
-    let warehouse = Warehouse::open_existing(&WarehouseConfig::embedded(&args.output))?;
+    let warehouse = Warehouse::open_existing(&args.catalog.config(&args.output)?)?;
     let output = query::run(&warehouse, &sql)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

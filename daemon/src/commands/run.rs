@@ -9,12 +9,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use authpulse::event::TimeBase;
 use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
+use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::writer::WriterStats;
-use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::rules::Engine;
@@ -23,6 +23,7 @@ use authpulse::sinks::{
 };
 use clap::Args;
 
+use super::catalog_args::CatalogArgs;
 use super::progress;
 
 /// Score authentication events and raise alerts.
@@ -74,7 +75,7 @@ pub struct RunArgs {
     /// means fresher tables and more, smaller files (see docs/tables.md).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub commit_interval: Option<std::time::Duration>,
-    /// Do not write the Iceberg tables (OUTPUT/catalog.db, OUTPUT/warehouse/).
+    /// Do not write the Iceberg tables.
     #[arg(long)]
     pub no_lakehouse: bool,
     /// Add to a warehouse that already holds events from an earlier run.
@@ -82,6 +83,10 @@ pub struct RunArgs {
     /// across runs, so rerunning the same input would store its events twice.
     #[arg(long)]
     pub append: bool,
+    /// Where the Iceberg tables go: by default OUTPUT/catalog.db and
+    /// OUTPUT/warehouse/.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 impl RunArgs {
@@ -102,6 +107,7 @@ impl RunArgs {
             commit_interval: None,
             no_lakehouse: false,
             append: false,
+            catalog: CatalogArgs::default(),
         }
     }
 
@@ -127,8 +133,8 @@ fn refuse_rerun(warehouse: &Warehouse, args: &RunArgs) -> anyhow::Result<()> {
     if let Some((rows, snapshot)) = warehouse.committed_events()? {
         anyhow::bail!(
             "{} already holds {rows} scored events (snapshot {snapshot}); rerunning would store events twice. \
-             Use a new --output, or --append to add to it on purpose",
-            args.output.display()
+             Use a new --output (or --warehouse), or --append to add to it on purpose",
+            warehouse.description()
         );
     }
     Ok(())
@@ -197,8 +203,8 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     let mut lakehouse = if args.no_lakehouse {
         None
     } else {
-        let warehouse = Warehouse::open(&WarehouseConfig::embedded(&args.output))
-            .with_context(|| format!("open the warehouse in {}", args.output.display()))?;
+        let config = args.catalog.config(&args.output)?;
+        let warehouse = Warehouse::open(&config).context("open the warehouse")?;
         refuse_rerun(&warehouse, args)?;
         tracing::info!(
             warehouse = warehouse.description(),

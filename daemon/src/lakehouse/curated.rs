@@ -52,9 +52,10 @@ impl ScoredSink for CuratedSink {
         self.table.appended(batch.events.len())
     }
 
-    /// Commit everything written so far.
+    /// Start committing everything written so far (waited for at the next
+    /// checkpoint or at the end).
     fn checkpoint(&mut self) -> io::Result<()> {
-        self.flush()
+        self.table.start_commit()
     }
 
     /// End of input: commit everything written.

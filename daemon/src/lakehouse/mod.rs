@@ -4,16 +4,13 @@
 //! the daemon is synchronous and talks to it through the table sinks
 //! ([`raw::RawSink`], [`curated::CuratedSink`], [`alerts::AlertTableSink`],
 //! [`aggregates::AggregateSink`]), each feeding [`writer::TableWriter`] threads.
-//! The embedded default is a local warehouse directory with a SQLite-backed
-//! Iceberg SQL catalog (the layout PyIceberg's `SqlCatalog` reads):
-//!
-//! ```text
-//! OUTPUT/catalog.db                      iceberg_tables, iceberg_namespace_properties
-//! OUTPUT/warehouse/authpulse/<table>/    metadata/*.json, *.avro; data/<partition>/*.parquet
-//! ```
+//! Which catalog holds the tables is [`WarehouseConfig`]'s choice (see
+//! [`catalog`]): the embedded default is a local directory with a SQLite-backed
+//! Iceberg SQL catalog; in production, AWS Glue with the data on S3.
 
 pub mod aggregates;
 pub mod alerts;
+pub mod catalog;
 pub mod curated;
 pub mod maintain;
 pub mod query;
@@ -22,13 +19,13 @@ pub mod tables;
 pub mod writer;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use iceberg::io::LocalFsStorageFactory;
 use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+
+pub use catalog::WarehouseConfig;
+pub use catalog::glue::GlueConfig;
 
 /// Catalog name recorded in `catalog.db` (PyIceberg: `SqlCatalog("authpulse", ...)`).
 pub const CATALOG_NAME: &str = "authpulse";
@@ -49,7 +46,11 @@ pub enum LakehouseError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("no warehouse in {0} (write one with `authpulse run --output {0}`)")]
+    #[error("AWS Glue: {0}")]
+    Glue(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("no warehouse in {0}")]
     NoWarehouse(String),
     #[error("compacting {table}: {reason}")]
     Compaction { table: String, reason: String },
@@ -57,27 +58,11 @@ pub enum LakehouseError {
     WriterGone(String),
 }
 
-/// Where the tables live.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WarehouseConfig {
-    /// A local directory holding `catalog.db` (SQLite) and `warehouse/`.
-    Embedded { dir: PathBuf },
-}
-
-impl WarehouseConfig {
-    /// The embedded warehouse under `dir` (`run --output DIR`).
-    pub fn embedded(dir: &Path) -> Self {
-        WarehouseConfig::Embedded {
-            dir: dir.to_path_buf(),
-        }
-    }
-}
-
 /// An open catalog and the runtime its async API runs on.
 pub struct Warehouse {
-    config: WarehouseConfig,
     runtime: Arc<tokio::runtime::Runtime>,
     catalog: Arc<dyn Catalog>,
+    connection: Arc<catalog::Connection>,
     namespace: NamespaceIdent,
     description: String,
 }
@@ -93,14 +78,19 @@ impl Warehouse {
     /// Opens a warehouse that `run` has already created, changing nothing
     /// (readers: `query`, `maintain`).
     pub fn open_existing(config: &WarehouseConfig) -> Result<Warehouse, LakehouseError> {
-        match config {
-            WarehouseConfig::Embedded { dir } => {
-                if !dir.join("catalog.db").is_file() {
-                    return Err(LakehouseError::NoWarehouse(dir.display().to_string()));
-                }
-            }
+        catalog::check_exists(config)?;
+        let warehouse = Warehouse::connect(config)?;
+        let exists = warehouse
+            .runtime
+            .block_on(warehouse.catalog.namespace_exists(&warehouse.namespace))?;
+        if !exists {
+            return Err(LakehouseError::NoWarehouse(format!(
+                "{}: no namespace `{}` (`authpulse run` creates it)",
+                warehouse.description,
+                tables::NAMESPACE
+            )));
         }
-        Warehouse::connect(config)
+        Ok(warehouse)
     }
 
     fn connect(config: &WarehouseConfig) -> Result<Warehouse, LakehouseError> {
@@ -110,35 +100,13 @@ impl Warehouse {
             .enable_all()
             .build()
             .map_err(LakehouseError::Runtime)?;
-        let (catalog, description) = match config {
-            WarehouseConfig::Embedded { dir } => {
-                let data = dir.join("warehouse");
-                std::fs::create_dir_all(&data).map_err(|source| LakehouseError::Io {
-                    path: data.display().to_string(),
-                    source,
-                })?;
-                let absolute = std::fs::canonicalize(dir).map_err(|source| LakehouseError::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-                let uri = format!("sqlite:{}?mode=rwc", absolute.join("catalog.db").display());
-                let warehouse = format!("file://{}", absolute.join("warehouse").display());
-                let builder = SqlCatalogBuilder::default()
-                    .uri(uri)
-                    .warehouse_location(warehouse.clone())
-                    .sql_bind_style(SqlBindStyle::QMark)
-                    .with_storage_factory(Arc::new(LocalFsStorageFactory))
-                    .with_runtime(iceberg::Runtime::new(&runtime));
-                let catalog = runtime.block_on(builder.load(CATALOG_NAME, HashMap::new()))?;
-                (Arc::new(catalog) as Arc<dyn Catalog>, warehouse)
-            }
-        };
+        let connected = runtime.block_on(catalog::connect(config, &runtime))?;
         Ok(Warehouse {
-            config: config.clone(),
             runtime: Arc::new(runtime),
-            catalog,
+            catalog: connected.catalog,
+            connection: Arc::new(connected.connection),
             namespace: NamespaceIdent::new(tables::NAMESPACE.to_string()),
-            description,
+            description: connected.description,
         })
     }
 
@@ -175,38 +143,20 @@ impl Warehouse {
     }
 
     /// Points the catalog entry of `table` from metadata file `expected` to
-    /// `new`, if it still points at `expected` (compare-and-swap, the same
-    /// statement the SQL catalog commits with). `false`: someone else committed
-    /// first. This is the one commit path iceberg-rust's transactions do not
-    /// offer yet (replacing data files, for compaction).
+    /// `new`, if it still points at `expected` (compare-and-swap, as the
+    /// catalog's own commits do). `false`: someone else committed first. This
+    /// is the one commit path iceberg-rust's transactions do not offer yet
+    /// (replacing data files, for compaction).
     pub fn swap_metadata(
         &self,
         table: &str,
         expected: &str,
         new: &str,
     ) -> Result<bool, LakehouseError> {
-        match &self.config {
-            WarehouseConfig::Embedded { dir } => self.runtime.block_on(async {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(dir.join("catalog.db"))
-                    .busy_timeout(std::time::Duration::from_secs(10));
-                let mut connection = sqlx::ConnectOptions::connect(&options).await?;
-                let done = sqlx::query(
-                    "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                     WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
-                     AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?",
-                )
-                .bind(new)
-                .bind(expected)
-                .bind(CATALOG_NAME)
-                .bind(tables::NAMESPACE)
-                .bind(table)
-                .bind(expected)
-                .execute(&mut connection)
-                .await?;
-                Ok(done.rows_affected() == 1)
-            }),
-        }
+        self.runtime.block_on(
+            self.connection
+                .swap_metadata(&self.namespace, table, expected, new),
+        )
     }
 
     /// Loads a table's current metadata.
@@ -311,9 +261,9 @@ mod tests {
         // Simulate the older release: a fresh namespace holding the older table.
         let old_ns = NamespaceIdent::new("older".into());
         let old = Warehouse {
-            config: warehouse.config.clone(),
             runtime: Arc::clone(&warehouse.runtime),
             catalog: Arc::clone(&warehouse.catalog),
+            connection: Arc::clone(&warehouse.connection),
             namespace: old_ns,
             description: String::new(),
         };

@@ -45,6 +45,10 @@ impl ReceivedSink for RawSink {
         self.table.appended(1)
     }
 
+    fn checkpoint(&mut self) -> std::io::Result<()> {
+        self.table.start_commit()
+    }
+
     fn flush(&mut self) -> std::io::Result<()> {
         self.table.commit_pending()
     }

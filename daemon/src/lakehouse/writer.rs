@@ -147,13 +147,25 @@ impl TableWriter {
         }
     }
 
-    /// Commits everything written so far as one snapshot carrying `properties`
-    /// in its summary.
-    pub fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
-        let started = Instant::now();
+    /// Asks the writer thread to commit everything written so far as one
+    /// snapshot carrying `properties` in its summary, without waiting for it:
+    /// the pipeline goes on while the files are closed and the catalog
+    /// updated, and the tables' writers commit side by side.
+    pub fn request_commit(
+        &mut self,
+        properties: HashMap<String, String>,
+    ) -> io::Result<PendingCommit> {
         let (done, result) = sync_channel(1);
         self.send(Command::Commit { properties, done })?;
-        let info = match result.recv() {
+        Ok(PendingCommit {
+            requested: Instant::now(),
+            result,
+        })
+    }
+
+    /// Waits for a commit [`TableWriter::request_commit`] asked for.
+    pub fn await_commit(&mut self, pending: PendingCommit) -> io::Result<CommitInfo> {
+        let info = match pending.result.recv() {
             Ok(Ok(info)) => info,
             Ok(Err(message)) => return Err(io::Error::other(message)),
             Err(_) => return Err(io::Error::other(self.writer_failure())),
@@ -163,11 +175,25 @@ impl TableWriter {
             self.stats.rows += info.rows;
             self.stats.data_files += info.data_files;
             self.stats.bytes += info.bytes;
-            self.stats.commit_s.push(started.elapsed().as_secs_f64());
+            self.stats
+                .commit_s
+                .push(pending.requested.elapsed().as_secs_f64());
             tracing::info!(table = self.table, rows = info.rows, files = info.data_files, snapshot = ?info.snapshot_id, "committed");
         }
         Ok(info)
     }
+
+    /// Commits everything written so far and waits for the snapshot.
+    pub fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
+        let pending = self.request_commit(properties)?;
+        self.await_commit(pending)
+    }
+}
+
+/// A commit the writer thread has been asked for and not yet reported on.
+pub struct PendingCommit {
+    requested: Instant,
+    result: Receiver<Result<CommitInfo, String>>,
 }
 
 impl Drop for TableWriter {
@@ -192,10 +218,16 @@ const ROWS_PER_CHUNK: usize = 256 * 1024;
 
 /// Rows appended to the pipeline-side builders leave for the writer thread
 /// every [`ROWS_PER_CHUNK`] rows, and are committed on checkpoint or at the end.
+///
+/// A checkpoint only starts its commit ([`Chunked::start_commit`]); the next
+/// checkpoint, or [`Chunked::commit_pending`] at the end, waits for it. So the
+/// pipeline does not stall on file closes and catalog round trips, and at the
+/// end all tables commit at once rather than one after another.
 pub(super) struct Chunked<C> {
     pub(super) columns: C,
     writer: TableWriter,
     uncommitted: u64,
+    in_flight: Option<PendingCommit>,
 }
 
 impl<C: Columns> Chunked<C> {
@@ -204,6 +236,7 @@ impl<C: Columns> Chunked<C> {
             columns,
             writer,
             uncommitted: 0,
+            in_flight: None,
         }
     }
 
@@ -224,24 +257,44 @@ impl<C: Columns> Chunked<C> {
         self.writer.write(batch)
     }
 
-    /// Writes out buffered rows and commits them as one snapshot.
+    /// Writes out buffered rows and commits them as one snapshot, waiting
+    /// for it (and for any commit still in flight).
     pub(super) fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
+        self.settle()?;
         self.ship()?;
         let info = self.writer.commit(properties)?;
         self.uncommitted = 0;
         Ok(info)
     }
 
+    /// Starts committing what was appended since the last commit, if
+    /// anything, once the previous commit has landed. Does not wait.
+    pub(super) fn start_commit(&mut self) -> io::Result<()> {
+        self.settle()?;
+        if self.uncommitted > 0 || self.columns.rows() > 0 {
+            self.ship()?;
+            self.in_flight = Some(self.writer.request_commit(HashMap::new())?);
+            self.uncommitted = 0;
+        }
+        Ok(())
+    }
+
+    /// Waits for the commit in flight, if any.
+    fn settle(&mut self) -> io::Result<()> {
+        if let Some(pending) = self.in_flight.take() {
+            self.writer.await_commit(pending)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn stats(&self) -> &WriterStats {
         self.writer.stats()
     }
 
-    /// Commits, if anything was appended since the last commit.
+    /// Commits what is pending and waits until every commit has landed.
     pub(super) fn commit_pending(&mut self) -> io::Result<()> {
-        if self.uncommitted > 0 || self.columns.rows() > 0 {
-            self.commit(HashMap::new())?;
-        }
-        Ok(())
+        self.start_commit()?;
+        self.settle()
     }
 }
 
