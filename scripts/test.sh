@@ -3,7 +3,8 @@
 #
 # Installs what the tests need first: the wasm32 target the rule modules are
 # compiled to, and a Python venv (.venv) with PyIceberg and DuckDB, the
-# independent readers that check the Iceberg tables.
+# independent readers that check the Iceberg tables, and moto, the local S3 +
+# Glue server the production-catalog test writes to.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,7 +17,7 @@ fi
 venv="$root/.venv"
 requirements="$root/tests/lakehouse/requirements.txt"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-    echo "setting up $venv (PyIceberg, DuckDB) ..."
+    echo "setting up $venv (PyIceberg, DuckDB, moto) ..."
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
     cp "$requirements" "$venv/requirements.txt"
