@@ -66,6 +66,37 @@ impl AlertEngine {
         }
     }
 
+    /// Takes a reloaded policy's alert settings and rule list (`old_rules` and
+    /// `new_rules` are the rule ids by position). Open incidents carry on;
+    /// their flags and reasons follow each rule to its new position, and a
+    /// rule the new policy dropped leaves their flag lists (its score stays
+    /// in `max_score`).
+    pub fn reload(&mut self, config: &AlertConfig, old_rules: &[String], new_rules: &[String]) {
+        self.config = config.clone();
+        self.window = config.dedup_window.as_secs() as i64;
+        if old_rules == new_rules {
+            return;
+        }
+        let moved: Vec<Option<usize>> = old_rules
+            .iter()
+            .map(|id| new_rules.iter().position(|n| n == id))
+            .collect();
+        for incident in self.open.values_mut() {
+            let mut flags = 0u32;
+            let mut reasons = vec![None; new_rules.len()];
+            for (old, new) in moved.iter().enumerate() {
+                if let Some(new) = *new {
+                    if incident.flags & (1 << old) != 0 {
+                        flags |= 1 << new;
+                    }
+                    reasons[new] = incident.reasons.get(old).copied().flatten();
+                }
+            }
+            incident.flags = flags;
+            incident.reasons = reasons;
+        }
+    }
+
     /// Whether an event at `level` concerns alerting.
     #[inline]
     pub fn is_alertable(&self, level: RiskLevel) -> bool {

@@ -14,6 +14,7 @@ pub mod lakehouse;
 pub mod order;
 pub mod pipeline;
 pub mod policy;
+pub mod reload;
 pub mod risk;
 pub mod rules;
 pub mod sinks;

@@ -23,6 +23,7 @@ use crate::event::{Interner, NameId, TimeBase};
 use crate::input::{self, Format, Line, Record, Reject};
 use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
+use crate::reload::{Candidate, PolicyWatcher, ReloadEvent};
 use crate::risk;
 use crate::rules::{Engine, RuleSet};
 use crate::sinks::{
@@ -86,6 +87,10 @@ struct Counters {
     alerts: u64,
     by_level: [u64; 4],
     invalid_by_reason: FxHashMap<&'static str, u64>,
+    policy_reloads: u64,
+    policy_reloads_refused: u64,
+    /// Hits and failures of rule sets replaced by reloads, by rule id.
+    retired_rules: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 /// The JSON line `run` prints at exit.
@@ -106,6 +111,12 @@ pub struct Summary {
     pub computers: u64,
     pub device_pairs: u64,
     pub policy_version: String,
+    /// Policy changes swapped in while running.
+    #[serde(default)]
+    pub policy_reloads: u64,
+    /// Policy changes refused (the running policy stayed).
+    #[serde(default)]
+    pub policy_reloads_refused: u64,
     pub engine: String,
     pub elapsed_s: f64,
     pub events_per_s: f64,
@@ -132,6 +143,7 @@ pub struct Pipeline<'o> {
     started: Instant,
     last_checkpoint: Instant,
     outputs: Outputs<'o>,
+    watcher: Option<PolicyWatcher>,
 }
 
 impl<'o> Pipeline<'o> {
@@ -185,7 +197,82 @@ impl<'o> Pipeline<'o> {
             started: Instant::now(),
             last_checkpoint: Instant::now(),
             outputs,
+            watcher: None,
         })
+    }
+
+    /// Takes policy changes from `watcher` from now on, swapping each in
+    /// between two batches.
+    pub fn watch_policy(&mut self, watcher: PolicyWatcher) {
+        self.watcher = Some(watcher);
+    }
+
+    /// The policy in use.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Applies what the policy watcher has ready (between batches only).
+    fn apply_reloads(&mut self) {
+        while let Some(event) = self.watcher.as_ref().and_then(PolicyWatcher::try_next) {
+            match event {
+                ReloadEvent::Ready(candidate) => self.swap_policy(*candidate),
+                ReloadEvent::Refused(_) => self.counters.policy_reloads_refused += 1,
+            }
+        }
+    }
+
+    /// Swaps in a new policy version. State (windows, devices, host
+    /// popularity, open incidents) carries on; only scoring changes.
+    fn swap_policy(&mut self, candidate: Candidate) {
+        let started = Instant::now();
+        let Candidate {
+            policy,
+            rules,
+            noticed,
+        } = candidate;
+        for rule in &self.rules.rules {
+            let totals = self
+                .counters
+                .retired_rules
+                .entry(rule.id.clone())
+                .or_default();
+            totals.0 += rule.stats.hits;
+            totals.1 += rule.stats.failures;
+        }
+        let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
+        self.alerts
+            .reload(&policy.file.alerts, &self.rule_ids, &rule_ids);
+        self.rule_ids = rule_ids;
+        self.allow_users = policy
+            .file
+            .allowlist
+            .users
+            .iter()
+            .map(|u| self.users.intern(u.as_bytes()).0)
+            .collect();
+        self.allow_computers = policy
+            .file
+            .allowlist
+            .computers
+            .iter()
+            .map(|c| self.computers.intern(c.as_bytes()).0)
+            .collect();
+        let previous = std::mem::replace(&mut self.rules, rules);
+        self.policy = policy;
+        self.counters.policy_reloads += 1;
+        let pause = started.elapsed();
+        tracing::info!(
+            policy = %self.policy.origin,
+            policy_version = %self.rules.version,
+            previous_version = %previous.version,
+            pause_us = pause.as_micros() as u64,
+            effective_after_ms = noticed.elapsed().as_millis() as u64,
+            "policy reloaded"
+        );
+        if let Some(watcher) = &self.watcher {
+            watcher.retire(previous);
+        }
     }
 
     /// The version every scored event records.
@@ -321,6 +408,9 @@ impl<'o> Pipeline<'o> {
 
     /// Runs the rules over the batch, aggregates, alerts and writes it out.
     fn score_batch(&mut self) -> io::Result<()> {
+        if self.watcher.is_some() {
+            self.apply_reloads();
+        }
         let n = self.batch.events.len();
         if n == 0 {
             return Ok(());
@@ -466,12 +556,18 @@ impl<'o> Pipeline<'o> {
     fn summary(&self) -> Summary {
         let c = &self.counters;
         let elapsed = self.started.elapsed().as_secs_f64();
-        let named = |f: &dyn Fn(&crate::rules::ActiveRule) -> u64| {
-            self.rules
-                .rules
+        // Rules of replaced policy versions keep their counts.
+        let named = |f: &dyn Fn(&crate::rules::ActiveRule) -> u64,
+                     retired: fn(&(u64, u64)) -> u64| {
+            let mut counts: std::collections::BTreeMap<String, u64> = c
+                .retired_rules
                 .iter()
-                .map(|r| (r.id.clone(), f(r)))
-                .collect()
+                .map(|(id, totals)| (id.clone(), retired(totals)))
+                .collect();
+            for rule in &self.rules.rules {
+                *counts.entry(rule.id.clone()).or_default() += f(rule);
+            }
+            counts
         };
         Summary {
             events_read: c.events_read,
@@ -485,8 +581,8 @@ impl<'o> Pipeline<'o> {
                 .iter()
                 .map(|l| (l.as_str().to_string(), c.by_level[*l as usize]))
                 .collect(),
-            rule_hits: named(&|r| r.stats.hits),
-            rule_failures: named(&|r| r.stats.failures),
+            rule_hits: named(&|r| r.stats.hits, |t| t.0),
+            rule_failures: named(&|r| r.stats.failures, |t| t.1),
             invalid_by_reason: c
                 .invalid_by_reason
                 .iter()
@@ -496,6 +592,8 @@ impl<'o> Pipeline<'o> {
             computers: self.computers.len() as u64,
             device_pairs: self.state.device_pairs() as u64,
             policy_version: self.rules.version.clone(),
+            policy_reloads: c.policy_reloads,
+            policy_reloads_refused: c.policy_reloads_refused,
             engine: format!("{:?}", self.options.engine).to_lowercase(),
             elapsed_s: elapsed,
             events_per_s: if elapsed > 0.0 {

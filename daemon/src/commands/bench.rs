@@ -172,6 +172,7 @@ fn bench_tables(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
             let output = dir.path().join(format!("out-{round}-{i}"));
             let mut run_args = run::RunArgs::with_input(input.clone(), output.clone());
             run_args.no_lakehouse = !lakehouse;
+            run_args.no_policy_reload = true;
             run_args.batch_size = args.batch_size as u32;
             run_args.commit_interval = Some(args.commit_interval);
             let started = Instant::now();

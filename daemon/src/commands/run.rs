@@ -17,6 +17,7 @@ use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::writer::WriterStats;
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
+use authpulse::reload::PolicyWatcher;
 use authpulse::rules::Engine;
 use authpulse::sinks::{
     AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
@@ -46,9 +47,15 @@ pub struct RunArgs {
     /// Directory for results.
     #[arg(long, default_value = "authpulse-out")]
     pub output: PathBuf,
-    /// Policy file. Default: ./policies.yaml if present, else the built-in policy.
+    /// Policy file. Default: ./policies.yaml if present, else the built-in
+    /// policy. A policy file and the modules it names are watched: a change
+    /// (or SIGHUP) is validated, compiled and swapped in between batches
+    /// without a restart; a bad change is refused and the running policy stays.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Do not watch the policy file for changes.
+    #[arg(long)]
+    pub no_policy_reload: bool,
     /// Dead-letter file (JSON lines). Default: OUTPUT/dead-letter.jsonl.
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,
@@ -97,6 +104,7 @@ impl RunArgs {
             follow: false,
             output,
             policy: None,
+            no_policy_reload: false,
             dead_letter: None,
             alerts: None,
             scored: None,
@@ -140,16 +148,17 @@ fn refuse_rerun(warehouse: &Warehouse, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The policy `run` uses: --policy, else ./policies.yaml, else the built-in one.
-pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<Policy> {
+/// The policy `run` uses: --policy, else ./policies.yaml, else the built-in
+/// one; with the file it came from.
+pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<(Policy, Option<PathBuf>)> {
     if let Some(path) = explicit {
-        return Ok(Policy::load(path)?);
+        return Ok((Policy::load(path)?, Some(path.to_path_buf())));
     }
     let local = Path::new("policies.yaml");
     if local.exists() {
-        return Ok(Policy::load(local)?);
+        return Ok((Policy::load(local)?, Some(local.to_path_buf())));
     }
-    Ok(Policy::builtin())
+    Ok((Policy::builtin(), None))
 }
 
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
@@ -167,7 +176,7 @@ pub struct Outcome {
 
 /// Runs the pipeline as `args` say and returns its summary.
 pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
-    let policy = resolve_policy(args.policy.as_deref())?;
+    let (policy, policy_path) = resolve_policy(args.policy.as_deref())?;
     tracing::info!(policy = %policy.origin, "policy loaded");
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("create {}", args.output.display()))?;
@@ -270,6 +279,17 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         },
     )?;
     tracing::info!(policy_version = pipeline.policy_version(), engine = ?args.engine, "scoring");
+    if let Some(path) = policy_path.filter(|_| !args.no_policy_reload) {
+        let watcher = PolicyWatcher::start(
+            &path,
+            pipeline.policy(),
+            pipeline.policy_version(),
+            args.engine,
+            args.batch_size as usize,
+        )?;
+        pipeline.watch_policy(watcher);
+        tracing::info!(policy = %path.display(), "watching the policy and its modules for changes (and SIGHUP)");
+    }
 
     let bar = progress::bar(size, "bytes");
     pipeline::consume(&mut pipeline, &mut lines, &stop, |bytes, events| {
