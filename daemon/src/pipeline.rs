@@ -158,20 +158,8 @@ impl<'o> Pipeline<'o> {
         let rule_ids = rules.rules.iter().map(|r| r.id.clone()).collect();
         let mut users = Interner::default();
         let mut computers = Interner::default();
-        let allow_users = policy
-            .file
-            .allowlist
-            .users
-            .iter()
-            .map(|u| users.intern(u.as_bytes()).0)
-            .collect();
-        let allow_computers = policy
-            .file
-            .allowlist
-            .computers
-            .iter()
-            .map(|c| computers.intern(c.as_bytes()).0)
-            .collect();
+        let allow_users = intern_all(&mut users, &policy.file.allowlist.users);
+        let allow_computers = intern_all(&mut computers, &policy.file.allowlist.computers);
         let format = (options.format != Format::Auto).then_some(options.format);
         Ok(Pipeline {
             orderer: Orderer::new(policy.file.watermark.allowed_lateness.as_secs()),
@@ -244,20 +232,8 @@ impl<'o> Pipeline<'o> {
         self.alerts
             .reload(&policy.file.alerts, &self.rule_ids, &rule_ids);
         self.rule_ids = rule_ids;
-        self.allow_users = policy
-            .file
-            .allowlist
-            .users
-            .iter()
-            .map(|u| self.users.intern(u.as_bytes()).0)
-            .collect();
-        self.allow_computers = policy
-            .file
-            .allowlist
-            .computers
-            .iter()
-            .map(|c| self.computers.intern(c.as_bytes()).0)
-            .collect();
+        self.allow_users = intern_all(&mut self.users, &policy.file.allowlist.users);
+        self.allow_computers = intern_all(&mut self.computers, &policy.file.allowlist.computers);
         let previous = std::mem::replace(&mut self.rules, rules);
         self.policy = policy;
         self.counters.policy_reloads += 1;
@@ -603,6 +579,14 @@ impl<'o> Pipeline<'o> {
             },
         }
     }
+}
+
+/// The ids of `names` (an allowlist), interning names not seen yet.
+fn intern_all(interner: &mut Interner, names: &[String]) -> FxHashSet<NameId> {
+    names
+        .iter()
+        .map(|name| interner.intern(name.as_bytes()).0)
+        .collect()
 }
 
 fn unix_now() -> i64 {
