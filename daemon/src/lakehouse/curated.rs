@@ -5,7 +5,6 @@
 //! chunk of rows they become a record batch for the table's writer
 //! thread, and the end of input commits them.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use arrow_schema::{DataType, SchemaRef};
 use authpulse_rules_sdk::NO_PREVIOUS_LOGIN;
 use iceberg::arrow::UTC_TIME_ZONE;
 
-use super::writer::{Chunked, Columns, CommitInfo, TableWriter, WriterStats};
+use super::writer::{Chunked, Columns, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::sinks::{ScoredBatch, ScoredSink};
 
@@ -38,11 +37,6 @@ impl CuratedSink {
 
     pub fn stats(&self) -> &WriterStats {
         self.table.stats()
-    }
-
-    /// Writes out buffered rows and commits them as one snapshot.
-    pub fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
-        self.table.commit(properties)
     }
 }
 

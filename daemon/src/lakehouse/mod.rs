@@ -46,8 +46,6 @@ pub enum LakehouseError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("AWS Glue: {0}")]
-    Glue(String),
     #[error("{0}")]
     Config(String),
     #[error("no warehouse in {0}")]

@@ -257,16 +257,6 @@ impl<C: Columns> Chunked<C> {
         self.writer.write(batch)
     }
 
-    /// Writes out buffered rows and commits them as one snapshot, waiting
-    /// for it (and for any commit still in flight).
-    pub(super) fn commit(&mut self, properties: HashMap<String, String>) -> io::Result<CommitInfo> {
-        self.settle()?;
-        self.ship()?;
-        let info = self.writer.commit(properties)?;
-        self.uncommitted = 0;
-        Ok(info)
-    }
-
     /// Starts committing what was appended since the last commit, if
     /// anything, once the previous commit has landed. Does not wait.
     pub(super) fn start_commit(&mut self) -> io::Result<()> {

@@ -144,9 +144,6 @@ pub(crate) struct GlueTables {
     runtime: iceberg::Runtime,
 }
 
-/// The connection's handle on the same catalog, for [`Connection::Glue`].
-pub(crate) struct Glue(Arc<GlueTables>);
-
 pub(crate) async fn connect(
     config: &GlueConfig,
     runtime: &tokio::runtime::Runtime,
@@ -174,21 +171,9 @@ pub(crate) async fn connect(
     });
     Ok(Connected {
         catalog: Arc::clone(&tables) as Arc<dyn Catalog>,
-        connection: Connection::Glue(Glue(tables)),
+        connection: Connection::Glue(tables),
         description: format!("glue:{} ({})", config.warehouse, config.region),
     })
-}
-
-impl Glue {
-    pub(crate) async fn swap_metadata(
-        &self,
-        namespace: &NamespaceIdent,
-        table: &str,
-        expected: &str,
-        new: &str,
-    ) -> Result<bool, LakehouseError> {
-        self.0.swap_metadata(namespace, table, expected, new).await
-    }
 }
 
 /// A Glue table entry as last read: where it points and its version.
@@ -302,7 +287,7 @@ impl GlueTables {
 
     /// Glue's optimistic lock: read the entry with its `VersionId`, check it
     /// still points at `expected`, and update it on that version only.
-    async fn swap_metadata(
+    pub(crate) async fn swap_metadata(
         &self,
         namespace: &NamespaceIdent,
         table: &str,

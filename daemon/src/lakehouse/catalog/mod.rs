@@ -39,7 +39,7 @@ impl WarehouseConfig {
 /// A connected catalog, with what the kind needs for its own commits.
 pub(crate) enum Connection {
     Sqlite(sqlite::Sqlite),
-    Glue(glue::Glue),
+    Glue(Arc<glue::GlueTables>),
 }
 
 /// What [`connect`] returns.
