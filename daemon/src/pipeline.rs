@@ -11,6 +11,7 @@
 //! counter updates, and one ordered thread is what makes results independent of
 //! batching. Batches only amortise the calls into the rule modules.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +26,7 @@ use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
 use crate::reload::{Candidate, PolicyWatcher, ReloadEvent};
 use crate::risk;
-use crate::rules::{Engine, RuleSet};
+use crate::rules::{Engine, RuleReport, RuleSet};
 use crate::sinks::{
     AlertSink, DeadLetter, DeadLetterSink, Disposition, Received, ReceivedSink, ScoredBatch,
     ScoredSink,
@@ -89,8 +90,8 @@ struct Counters {
     invalid_by_reason: FxHashMap<&'static str, u64>,
     policy_reloads: u64,
     policy_reloads_refused: u64,
-    /// Hits and failures of rule sets replaced by reloads, by rule id.
-    retired_rules: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Totals of rule sets replaced by reloads, by rule id.
+    retired_rules: BTreeMap<String, RuleReport>,
 }
 
 /// The JSON line `run` prints at exit.
@@ -103,14 +104,18 @@ pub struct Summary {
     pub late: u64,
     pub events_scored: u64,
     pub alerts: u64,
-    pub risk_levels: std::collections::BTreeMap<String, u64>,
-    pub rule_hits: std::collections::BTreeMap<String, u64>,
-    pub rule_failures: std::collections::BTreeMap<String, u64>,
-    pub invalid_by_reason: std::collections::BTreeMap<String, u64>,
+    pub risk_levels: BTreeMap<String, u64>,
+    pub rule_hits: BTreeMap<String, u64>,
+    pub rule_failures: BTreeMap<String, u64>,
+    pub invalid_by_reason: BTreeMap<String, u64>,
     pub users: u64,
     pub computers: u64,
     pub device_pairs: u64,
     pub policy_version: String,
+    /// Per rule (by id, across reloads): mode, evaluations, hits, failures,
+    /// time spent.
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleReport>,
     /// Policy changes swapped in while running.
     #[serde(default)]
     pub policy_reloads: u64,
@@ -126,7 +131,6 @@ pub struct Pipeline<'o> {
     options: PipelineOptions,
     policy: Policy,
     rules: RuleSet,
-    rule_ids: Vec<String>,
     users: Interner,
     computers: Interner,
     allow_users: FxHashSet<NameId>,
@@ -155,7 +159,6 @@ impl<'o> Pipeline<'o> {
     ) -> Result<Self, PolicyError> {
         let batch_size = options.batch_size.max(1);
         let rules = RuleSet::load(&policy, options.engine, batch_size)?;
-        let rule_ids = rules.rules.iter().map(|r| r.id.clone()).collect();
         let mut users = Interner::default();
         let mut computers = Interner::default();
         let allow_users = intern_all(&mut users, &policy.file.allowlist.users);
@@ -170,7 +173,6 @@ impl<'o> Pipeline<'o> {
             },
             policy,
             rules,
-            rule_ids,
             users,
             computers,
             allow_users,
@@ -220,18 +222,19 @@ impl<'o> Pipeline<'o> {
             noticed,
         } = candidate;
         for rule in &self.rules.rules {
-            let totals = self
-                .counters
+            self.counters
                 .retired_rules
                 .entry(rule.id.clone())
-                .or_default();
-            totals.0 += rule.stats.hits;
-            totals.1 += rule.stats.failures;
+                .or_default()
+                .add(rule);
         }
-        let rule_ids: Vec<String> = rules.rules.iter().map(|r| r.id.clone()).collect();
-        self.alerts
-            .reload(&policy.file.alerts, &self.rule_ids, &rule_ids);
-        self.rule_ids = rule_ids;
+        // Matching by flag label drops the flags of a rule that went from
+        // enforce to shadow: shadow hits never count toward an alert.
+        self.alerts.reload(
+            &policy.file.alerts,
+            &self.rules.flag_labels,
+            &rules.flag_labels,
+        );
         self.allow_users = intern_all(&mut self.users, &policy.file.allowlist.users);
         self.allow_computers = intern_all(&mut self.computers, &policy.file.allowlist.computers);
         let previous = std::mem::replace(&mut self.rules, rules);
@@ -401,12 +404,13 @@ impl<'o> Pipeline<'o> {
             flags,
             features,
         } = &mut self.batch;
+        let shadow_mask = self.rules.shadow_mask;
         for (i, event) in events.iter().enumerate() {
             let (mut score, mut fired) = risk::combine(
                 self.rules
-                    .rules
-                    .iter()
-                    .map(|rule| (rule.weight, &rule.verdicts[i])),
+                    .scoring_weights()
+                    .zip(&self.rules.rules)
+                    .map(|(weight, rule)| (weight, &rule.verdicts[i])),
             );
             if check_allowlist
                 && (self.allow_users.contains(&event.user)
@@ -429,7 +433,7 @@ impl<'o> Pipeline<'o> {
                         time: event.event_time,
                         event_id,
                         score,
-                        flags: fired,
+                        flags: fired & !shadow_mask,
                     },
                     |r| Some(rules[r].verdicts[i].reason),
                     rules.len(),
@@ -445,8 +449,7 @@ impl<'o> Pipeline<'o> {
             scores,
             levels,
             flags,
-            rule_ids: &self.rule_ids,
-            policy_version: &self.rules.version,
+            rules: &self.rules,
             users: &self.users,
             computers: &self.computers,
             time_base: self.options.time_base,
@@ -533,17 +536,15 @@ impl<'o> Pipeline<'o> {
         let c = &self.counters;
         let elapsed = self.started.elapsed().as_secs_f64();
         // Rules of replaced policy versions keep their counts.
-        let named = |f: &dyn Fn(&crate::rules::ActiveRule) -> u64,
-                     retired: fn(&(u64, u64)) -> u64| {
-            let mut counts: std::collections::BTreeMap<String, u64> = c
-                .retired_rules
+        let mut rules = c.retired_rules.clone();
+        for rule in &self.rules.rules {
+            rules.entry(rule.id.clone()).or_default().add(rule);
+        }
+        let named = |count: fn(&RuleReport) -> u64| {
+            rules
                 .iter()
-                .map(|(id, totals)| (id.clone(), retired(totals)))
-                .collect();
-            for rule in &self.rules.rules {
-                *counts.entry(rule.id.clone()).or_default() += f(rule);
-            }
-            counts
+                .map(|(id, report)| (id.clone(), count(report)))
+                .collect()
         };
         Summary {
             events_read: c.events_read,
@@ -557,8 +558,8 @@ impl<'o> Pipeline<'o> {
                 .iter()
                 .map(|l| (l.as_str().to_string(), c.by_level[*l as usize]))
                 .collect(),
-            rule_hits: named(&|r| r.stats.hits, |t| t.0),
-            rule_failures: named(&|r| r.stats.failures, |t| t.1),
+            rule_hits: named(|r| r.hits),
+            rule_failures: named(|r| r.failures),
             invalid_by_reason: c
                 .invalid_by_reason
                 .iter()
@@ -568,6 +569,7 @@ impl<'o> Pipeline<'o> {
             computers: self.computers.len() as u64,
             device_pairs: self.state.device_pairs() as u64,
             policy_version: self.rules.version.clone(),
+            rules,
             policy_reloads: c.policy_reloads,
             policy_reloads_refused: c.policy_reloads_refused,
             engine: format!("{:?}", self.options.engine).to_lowercase(),

@@ -205,15 +205,30 @@ pub struct Allowlist {
     pub computers: Vec<String>,
 }
 
+/// Limits and trust settings for every rule module. Each module runs in its
+/// own sandbox: one instance, one linear memory, no imports.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
-    /// Linear memory cap per module, in MiB. Default 16.
+    /// Linear memory cap per module, in MiB (1..=4096). Default 16.
     #[serde(default = "SandboxConfig::default_max_memory_mib")]
     pub max_memory_mib: u32,
-    /// Wall-clock budget for one batch call into a module. Default `100ms`.
+    /// Wall-clock budget for one batch call into a module (1ms..=60s), enforced
+    /// by epoch interruption. Default `100ms`.
     #[serde(with = "duration", default = "SandboxConfig::default_batch_deadline")]
     pub batch_deadline: Duration,
+    /// Tables a module may define (function tables for indirect calls;
+    /// 1..=16). Default 4.
+    #[serde(default = "SandboxConfig::default_max_tables")]
+    pub max_tables: u32,
+    /// Elements in any one table (1..=1,000,000). Default 100,000.
+    #[serde(default = "SandboxConfig::default_max_table_elements")]
+    pub max_table_elements: u32,
+    /// Whether a rule may load a `.wasm` file whose `sha256` the policy does
+    /// not pin. Built-in modules are part of the binary and always trusted.
+    /// Default `false`: every file module must be pinned.
+    #[serde(default)]
+    pub allow_unpinned: bool,
 }
 
 impl SandboxConfig {
@@ -223,6 +238,12 @@ impl SandboxConfig {
     fn default_batch_deadline() -> Duration {
         Duration::from_millis(100)
     }
+    fn default_max_tables() -> u32 {
+        4
+    }
+    fn default_max_table_elements() -> u32 {
+        100_000
+    }
 }
 
 impl Default for SandboxConfig {
@@ -230,8 +251,40 @@ impl Default for SandboxConfig {
         SandboxConfig {
             max_memory_mib: Self::default_max_memory_mib(),
             batch_deadline: Self::default_batch_deadline(),
+            max_tables: Self::default_max_tables(),
+            max_table_elements: Self::default_max_table_elements(),
+            allow_unpinned: false,
         }
     }
+}
+
+/// Per-rule overrides of the `sandbox` limits; unset fields inherit them.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Linear memory cap for this rule's module, in MiB (1..=4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mib: Option<u32>,
+    /// Budget for one batch call into this rule's module (1ms..=60s).
+    #[serde(
+        default,
+        with = "optional_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub batch_deadline: Option<Duration>,
+}
+
+/// Whether a rule's hits count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleMode {
+    /// Hits add to the risk score and can raise alerts.
+    #[default]
+    Enforce,
+    /// The rule runs and its hits are recorded (summary counts, `risk_flags`
+    /// entries written `shadow:ID`), but it adds nothing to the score and
+    /// raises no alert: the way to try a new rule on live traffic.
+    Shadow,
 }
 
 /// What to do when a rule traps, times out or returns garbage: `fail_open`, or
@@ -297,8 +350,14 @@ pub struct RuleConfig {
     /// Set false to keep the rule in the file but not run it.
     #[serde(default = "RuleConfig::default_enabled")]
     pub enabled: bool,
+    /// `enforce` (default) or `shadow`: see [`RuleMode`].
+    #[serde(default)]
+    pub mode: RuleMode,
     #[serde(default)]
     pub on_failure: FailurePolicy,
+    /// Overrides of the `sandbox` limits for this rule only.
+    #[serde(default)]
+    pub limits: LimitOverrides,
     /// Parameter values by name (see `authpulse rules inspect`); a number, or
     /// for duration parameters a string such as `"24h"`.
     #[serde(default)]
@@ -407,12 +466,13 @@ impl Policy {
         if !(1..=1000).contains(&f.alerts.max_sample_events) {
             return Err(self.invalid("alerts.max_sample_events", "must be 1..=1000"));
         }
-        if !(1..=4096).contains(&f.sandbox.max_memory_mib) {
-            return Err(self.invalid("sandbox.max_memory_mib", "must be 1..=4096"));
+        self.check_memory("sandbox.max_memory_mib", f.sandbox.max_memory_mib)?;
+        self.check_deadline("sandbox.batch_deadline", f.sandbox.batch_deadline)?;
+        if !(1..=16).contains(&f.sandbox.max_tables) {
+            return Err(self.invalid("sandbox.max_tables", "must be 1..=16"));
         }
-        let deadline = f.sandbox.batch_deadline;
-        if deadline < Duration::from_millis(1) || deadline > Duration::from_secs(60) {
-            return Err(self.invalid("sandbox.batch_deadline", "must be 1ms..=60s"));
+        if !(1..=1_000_000).contains(&f.sandbox.max_table_elements) {
+            return Err(self.invalid("sandbox.max_table_elements", "must be 1..=1000000"));
         }
         if f.rules.is_empty() {
             return Err(self.invalid("rules", "at least one rule is needed"));
@@ -458,8 +518,30 @@ impl Policy {
             if rule.module.trim().is_empty() {
                 return Err(self.invalid(format!("{at}.module"), "is empty"));
             }
+            if let Some(mib) = rule.limits.max_memory_mib {
+                self.check_memory(&format!("{at}.limits.max_memory_mib"), mib)?;
+            }
+            if let Some(deadline) = rule.limits.batch_deadline {
+                self.check_deadline(&format!("{at}.limits.batch_deadline"), deadline)?;
+            }
         }
         Ok(())
+    }
+
+    fn check_memory(&self, field: &str, mib: u32) -> Result<(), PolicyError> {
+        if (1..=4096).contains(&mib) {
+            Ok(())
+        } else {
+            Err(self.invalid(field, format!("{mib} MiB is outside 1..=4096")))
+        }
+    }
+
+    fn check_deadline(&self, field: &str, deadline: Duration) -> Result<(), PolicyError> {
+        if deadline < Duration::from_millis(1) || deadline > Duration::from_secs(60) {
+            Err(self.invalid(field, "must be 1ms..=60s"))
+        } else {
+            Ok(())
+        }
     }
 
     /// Where rule `index`'s module comes from.
@@ -499,6 +581,22 @@ pub mod duration {
                 serde::de::Error::custom(format!("`{t}` is not a duration like 90s, 5m, 24h: {e}"))
             }),
         }
+    }
+}
+
+/// [`duration`] for optional fields.
+mod optional_duration {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        duration::deserialize(d).map(Some)
     }
 }
 
@@ -550,6 +648,66 @@ mod tests {
         assert_eq!(p.file.watermark.allowed_lateness, Duration::from_secs(90));
         assert_eq!(p.file.alerts.dedup_window, Duration::from_secs(7200));
         assert_eq!(p.file.rules[0].on_failure, FailurePolicy::DisableAfter(3));
+    }
+
+    #[test]
+    fn modes_and_limit_overrides() {
+        let p = Policy::parse(
+            "sandbox: {max_tables: 2, allow_unpinned: true}
+rules:
+  - id: a
+    module: 'builtin:x'
+    mode: shadow
+    limits: {max_memory_mib: 64, batch_deadline: 250ms}
+  - {id: b, module: 'builtin:y'}
+",
+            "p",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(p.file.rules[0].mode, RuleMode::Shadow);
+        assert_eq!(p.file.rules[1].mode, RuleMode::Enforce);
+        assert_eq!(
+            p.file.rules[0].limits,
+            LimitOverrides {
+                max_memory_mib: Some(64),
+                batch_deadline: Some(Duration::from_millis(250)),
+            }
+        );
+        assert_eq!(p.file.rules[1].limits, LimitOverrides::default());
+        assert!(p.file.sandbox.allow_unpinned);
+        assert_eq!(p.file.sandbox.max_tables, 2);
+        assert_eq!(p.file.sandbox.max_table_elements, 100_000);
+
+        let e = err("rules:
+  - id: a
+    module: 'builtin:x'
+    limits: {max_memory_mib: 0}
+");
+        assert_eq!(
+            e,
+            "p.yaml: rules[0] (a).limits.max_memory_mib: 0 MiB is outside 1..=4096"
+        );
+        let e = err("rules:
+  - id: a
+    module: 'builtin:x'
+    limits: {batch_deadline: 2m}
+");
+        assert_eq!(
+            e,
+            "p.yaml: rules[0] (a).limits.batch_deadline: must be 1ms..=60s"
+        );
+        let e = err("rules:
+  - id: a
+    module: 'builtin:x'
+    mode: loud
+");
+        assert!(e.contains("unknown variant `loud`"), "{e}");
+        let e = err("sandbox: {max_tables: 0}
+rules:
+  - {id: a, module: 'builtin:x'}
+");
+        assert_eq!(e, "p.yaml: sandbox.max_tables: must be 1..=16");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::alerts::Alert;
 use crate::event::{EventId, Interner, TimeBase, format_time};
 use crate::order::Pending;
 use crate::policy::RiskLevel;
+use crate::rules::RuleSet;
 
 /// A refused record: where it was, why, and what it said.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -51,9 +52,11 @@ pub struct ScoredBatch<'a> {
     pub features: &'a [Features],
     pub scores: &'a [u8],
     pub levels: &'a [RiskLevel],
+    /// Rules that fired, bit `r` for rule `r` of `rules` (shadow rules too).
     pub flags: &'a [u32],
-    pub rule_ids: &'a [String],
-    pub policy_version: &'a str,
+    /// The rule set that scored the batch: its version, flag labels, and each
+    /// rule's verdicts for this batch (`rules.rules[r].verdicts[i]`).
+    pub rules: &'a RuleSet,
     pub users: &'a Interner,
     pub computers: &'a Interner,
     pub time_base: TimeBase,
@@ -65,9 +68,16 @@ impl ScoredBatch<'_> {
         self.events[i].event_id(self.time_base, self.users, self.computers)
     }
 
-    /// Names of the rules in flag set `flags`.
+    /// The policy version the batch was scored with.
+    pub fn policy_version(&self) -> &str {
+        &self.rules.version
+    }
+
+    /// `risk_flags` for flag set `flags`: rule ids, `shadow:ID` for rules in
+    /// shadow mode.
     pub fn flag_names(&self, flags: u32) -> impl Iterator<Item = &str> {
-        self.rule_ids
+        self.rules
+            .flag_labels
             .iter()
             .enumerate()
             .filter(move |(r, _)| flags & (1 << r) != 0)
@@ -264,7 +274,7 @@ impl ScoredRow {
                 .flag_names(batch.flags[i])
                 .map(str::to_string)
                 .collect(),
-            policy_version: batch.policy_version.to_string(),
+            policy_version: batch.policy_version().to_string(),
         }
     }
 }

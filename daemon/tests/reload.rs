@@ -48,13 +48,16 @@ fn flags(row: &Value) -> HashSet<&str> {
 }
 
 /// The default policy with `new_device`'s weight doubled and the `burst`
-/// rule running the rare_host module from a file.
+/// rule running the rare_host module from a (pinned) file.
 fn changed_policy() -> String {
     let yaml = authpulse::policy::DEFAULT_POLICY_YAML;
     let start = yaml.find("  - id: burst").unwrap();
     let end = yaml.find("  - id: lateral_movement").unwrap();
     let mut changed = yaml[..start].replacen("weight: 1.0", "weight: 2.0", 1);
-    changed.push_str("  - id: burst\n    module: swapped.wasm\n    on_failure: fail_open\n\n");
+    let pin = authpulse::rules::hex_sha256(authpulse::rules::builtin_module("rare_host").unwrap());
+    changed.push_str(&format!(
+        "  - id: burst\n    module: swapped.wasm\n    sha256: {pin}\n    on_failure: fail_open\n\n"
+    ));
     changed.push_str(&yaml[end..]);
     changed
 }

@@ -15,6 +15,16 @@ const METADATA: &str = r#"{"abi_version":1,"name":"hostile","version":"0.0.1","d
 /// A module that speaks the ABI, with `evaluate_body` as `authpulse_evaluate`
 /// (its parameter is local 0, the batch size; `$cap` is the reserved capacity).
 fn module(abi_version: u32, extra: &str, evaluate_body: &str) -> Vec<u8> {
+    module_with_metadata_len(abi_version, extra, METADATA.len(), evaluate_body)
+}
+
+/// [`module`], with the metadata's length as `authpulse_metadata` reports it.
+fn module_with_metadata_len(
+    abi_version: u32,
+    extra: &str,
+    metadata_len: usize,
+    evaluate_body: &str,
+) -> Vec<u8> {
     let escaped = METADATA.replace('"', "\\\"");
     let wat = format!(
         r#"(module
@@ -24,13 +34,12 @@ fn module(abi_version: u32, extra: &str, evaluate_body: &str) -> Vec<u8> {
           (data (i32.const 1024) "{escaped}")
           (func (export "authpulse_abi_version") (result i32) (i32.const {abi_version}))
           (func (export "authpulse_metadata") (result i64)
-            (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len})))
+            (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {metadata_len})))
           (func (export "authpulse_reserve") (param i32 i32) (result i32)
             (global.set $cap (local.get 0)) (i32.const 8192))
           (func (export "authpulse_configure") (result i32) (i32.const 0))
           (func $recurse (call $recurse))
-          (func (export "authpulse_evaluate") (param i32) (result i32) {evaluate_body}))"#,
-        len = METADATA.len()
+          (func (export "authpulse_evaluate") (param i32) (result i32) {evaluate_body}))"#
     );
     wat::parse_str(wat).expect("valid WAT")
 }
@@ -38,9 +47,10 @@ fn module(abi_version: u32, extra: &str, evaluate_body: &str) -> Vec<u8> {
 /// The built-in policy plus `hostile.wasm`, with a short batch deadline.
 fn policy_with(dir: &Path, wasm: &[u8]) -> Result<Policy, String> {
     std::fs::write(dir.join("hostile.wasm"), wasm).unwrap();
-    let yaml = authpulse::policy::DEFAULT_POLICY_YAML
-        .replace("batch_deadline: 100ms", "batch_deadline: 20ms")
-        + "\n  - id: hostile\n    module: hostile.wasm\n    on_failure: fail_open\n";
+    let yaml = authpulse::policy::DEFAULT_POLICY_YAML.replace(
+        "batch_deadline: 100ms",
+        "batch_deadline: 20ms\n  allow_unpinned: true",
+    ) + "\n  - id: hostile\n    module: hostile.wasm\n    on_failure: fail_open\n";
     let policy = Policy::parse(&yaml, "hostile-policy.yaml", dir).map_err(|e| e.to_string())?;
     authpulse::rules::RuleSet::load(&policy, Engine::Wasm, 4096).map_err(|e| e.to_string())?;
     Ok(policy)
@@ -186,4 +196,77 @@ fn hash_pin_is_enforced() {
         .unwrap()
         .to_string();
     assert!(e.contains("module hash is") && e.contains(&good), "{e}");
+}
+
+#[test]
+fn huge_output_is_rejected() {
+    // Claims more hits than the batch has events.
+    assert_contained("(i32.const 2147483647)");
+    // Metadata of 2 GiB is refused before it is read.
+    let e = refused(&module_with_metadata_len(
+        1,
+        "",
+        0x7fff_ffff,
+        "(i32.const 0)",
+    ));
+    assert!(
+        e.contains("module metadata: 2147483647 bytes is more than 65536"),
+        "{e}"
+    );
+}
+
+#[test]
+fn oversized_table_is_refused() {
+    let e = refused(&module(1, "(table 200000 funcref)", "(i32.const 0)"));
+    assert!(
+        e.contains("rules[4] (hostile).module: module failed to start"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unpinned_file_module_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = module(1, "", "(i32.const 0)");
+    std::fs::write(dir.path().join("hostile.wasm"), &wasm).unwrap();
+    let hash = authpulse::rules::hex_sha256(&wasm);
+    let load = |yaml: &str| {
+        let policy = Policy::parse(yaml, "p.yaml", dir.path()).unwrap();
+        authpulse::rules::RuleSet::load(&policy, Engine::Wasm, 16).map(|_| ())
+    };
+    let e = load("rules:\n  - id: unpinned\n    module: hostile.wasm\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("p.yaml: rules[0] (unpinned).sha256: ")
+            && e.contains("hostile.wasm is not pinned")
+            && e.contains(&format!("sha256: {hash}"))
+            && e.contains("sandbox.allow_unpinned: true"),
+        "{e}"
+    );
+    load("sandbox: {allow_unpinned: true}\nrules:\n  - id: unpinned\n    module: hostile.wasm\n")
+        .unwrap();
+    // Built-in modules are part of the binary: no pin needed.
+    load("rules:\n  - id: builtin\n    module: builtin:burst\n").unwrap();
+}
+
+#[test]
+fn per_rule_memory_override() {
+    // Grows to ~63 MiB once: over the default 16 MiB cap, under a 128 MiB
+    // override for this rule alone.
+    let body = "(if (i32.lt_u (memory.size) (i32.const 1000)) (then (if (i32.eq (memory.grow (i32.const 1000)) (i32.const -1)) (then unreachable)))) (i32.const 0)";
+    let dir = tempfile::tempdir().unwrap();
+    let failures = |limits: &str| {
+        std::fs::write(dir.path().join("hungry.wasm"), module(1, "", body)).unwrap();
+        let yaml = format!(
+            "sandbox: {{allow_unpinned: true}}\nrules:\n  - id: hungry\n    module: hungry.wasm\n{limits}"
+        );
+        let policy = Policy::parse(&yaml, "p.yaml", dir.path()).unwrap();
+        let cut = data()[..200_000].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+        let run = score(&data()[..cut], &policy, 4096, Engine::Wasm);
+        assert!(run.summary.events_scored > 4096, "{:?}", run.summary);
+        run.summary.rule_failures["hungry"]
+    };
+    assert!(failures("") > 0);
+    assert_eq!(failures("    limits: {max_memory_mib: 128}\n"), 0);
 }

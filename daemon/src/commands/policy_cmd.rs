@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use authpulse::policy::Policy;
+use authpulse::policy::{Policy, RuleMode};
 use authpulse::rules::{Engine, RuleSet};
 use clap::Subcommand;
 
@@ -25,8 +25,12 @@ pub fn execute(cmd: PolicyCommand) -> anyhow::Result<()> {
             let rules = RuleSet::load(&policy, Engine::Wasm, 1)?;
             println!("{}: ok, policy_version {}", policy.origin, rules.version);
             for rule in &rules.rules {
+                let mode = match rule.mode {
+                    RuleMode::Enforce => "",
+                    RuleMode::Shadow => " [shadow: recorded, not scored]",
+                };
                 println!(
-                    "  {:<18} {} v{} weight {} ({})",
+                    "  {:<18} {} v{} weight {}{mode} ({})",
                     rule.id,
                     rule.metadata.name,
                     rule.metadata.version,

@@ -146,7 +146,7 @@ impl CuratedColumns {
                 self.risk_flags.values().append_value(flag);
             }
             self.risk_flags.append(true);
-            self.policy_version.append_value(batch.policy_version);
+            self.policy_version.append_value(batch.policy_version());
             self.processing_time.append_value(processing_us);
         }
     }

@@ -16,7 +16,7 @@ use authpulse_rules_sdk::{Features, Verdict};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::policy::{FailurePolicy, ModuleSource, ParamValue, Policy, PolicyError};
+use crate::policy::{FailurePolicy, ModuleSource, ParamValue, Policy, PolicyError, RuleMode};
 
 /// A module's metadata as the host reads it (the JSON of `authpulse_metadata`).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -85,9 +85,38 @@ pub struct RuleStats {
     consecutive_failures: u32,
 }
 
+/// One rule's totals over a run, across policy versions (by rule id).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleReport {
+    /// The rule's mode in the latest policy version that had it.
+    pub mode: RuleMode,
+    /// Events evaluated (successful batches only).
+    pub evaluations: u64,
+    pub hits: u64,
+    /// Failed batches.
+    pub failures: u64,
+    /// Wall-clock time spent in the rule, host-to-guest copies included.
+    pub time_ms: f64,
+    /// Switched off by `disable_after` (until the next reload).
+    pub disabled: bool,
+}
+
+impl RuleReport {
+    /// Adds `rule`'s counts, and takes its mode and state.
+    pub fn add(&mut self, rule: &ActiveRule) {
+        self.mode = rule.mode;
+        self.evaluations += rule.stats.evaluations;
+        self.hits += rule.stats.hits;
+        self.failures += rule.stats.failures;
+        self.time_ms += rule.stats.nanos as f64 / 1e6;
+        self.disabled = rule.stats.disabled;
+    }
+}
+
 pub struct ActiveRule {
     pub id: String,
     pub weight: f32,
+    pub mode: RuleMode,
     pub metadata: Arc<RuleMetadata>,
     pub module_sha256: String,
     pub on_failure: FailurePolicy,
@@ -103,6 +132,10 @@ pub struct RuleSet {
     /// Content hash of the policy text and every module: every scored event
     /// records it.
     pub version: String,
+    /// Bit `r` set when rule `r` runs in shadow mode.
+    pub shadow_mask: u32,
+    /// What `risk_flags` says for each rule's hit: its id, or `shadow:ID`.
+    pub flag_labels: Vec<String>,
     capacity: usize,
 }
 
@@ -110,7 +143,7 @@ impl RuleSet {
     /// Loads, checks and configures every enabled rule of `policy`.
     /// `capacity` is the largest batch that will be evaluated.
     pub fn load(policy: &Policy, engine: Engine, capacity: usize) -> Result<RuleSet, PolicyError> {
-        let limits = SandboxLimits::from_policy(&policy.file.sandbox);
+        let sandbox = &policy.file.sandbox;
         let mut rules = Vec::new();
         let mut version = Sha256::new();
         version.update(policy.source.as_bytes());
@@ -143,17 +176,30 @@ impl RuleSet {
                     .into(),
             };
             let sha256 = hex_sha256(&bytes);
-            if let Some(pinned) = &config.sha256
-                && !pinned.eq_ignore_ascii_case(&sha256)
-            {
-                return Err(policy.rule_error(
-                    index,
-                    "sha256",
-                    format!("module hash is {sha256}, the policy pins {pinned}"),
-                ));
+            match (&config.sha256, &source) {
+                (Some(pinned), _) if !pinned.eq_ignore_ascii_case(&sha256) => {
+                    return Err(policy.rule_error(
+                        index,
+                        "sha256",
+                        format!("module hash is {sha256}, the policy pins {pinned}"),
+                    ));
+                }
+                (None, ModuleSource::File(path)) if !sandbox.allow_unpinned => {
+                    return Err(policy.rule_error(
+                        index,
+                        "sha256",
+                        format!(
+                            "{} is not pinned: add `sha256: {sha256}` to the rule (after \
+                             reviewing the module), or set `sandbox.allow_unpinned: true`",
+                            path.display()
+                        ),
+                    ));
+                }
+                _ => {}
             }
             version.update(sha256.as_bytes());
-            let compiled = WasmModule::compile(&bytes)
+            let limits = SandboxLimits::from_policy(sandbox, &config.limits);
+            let compiled = WasmModule::compile(&bytes, limits)
                 .map_err(|e| policy.rule_error(index, "module", e.to_string()))?;
             let metadata = compiled.metadata.clone();
             let values = resolve_params(policy, index, &metadata)?;
@@ -184,6 +230,7 @@ impl RuleSet {
             rules.push(ActiveRule {
                 id: config.id.clone(),
                 weight: config.weight as f32,
+                mode: config.mode,
                 metadata,
                 module_sha256: sha256,
                 on_failure: config.on_failure,
@@ -193,10 +240,34 @@ impl RuleSet {
             });
         }
         let digest = version.finalize();
+        let shadow_mask = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.mode == RuleMode::Shadow)
+            .fold(0u32, |mask, (r, _)| mask | 1 << r);
+        let flag_labels = rules
+            .iter()
+            .map(|rule| match rule.mode {
+                RuleMode::Enforce => rule.id.clone(),
+                RuleMode::Shadow => format!("shadow:{}", rule.id),
+            })
+            .collect();
         Ok(RuleSet {
             rules,
             version: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            shadow_mask,
+            flag_labels,
             capacity,
+        })
+    }
+
+    /// Each rule's weight in the score: a shadow rule's is 0, so its hits
+    /// are flagged but move nothing.
+    #[inline]
+    pub fn scoring_weights(&self) -> impl Iterator<Item = f32> + '_ {
+        self.rules.iter().map(|rule| match rule.mode {
+            RuleMode::Enforce => rule.weight,
+            RuleMode::Shadow => 0.0,
         })
     }
 

@@ -1,8 +1,8 @@
 //! The WebAssembly sandbox (wasmtime). A module is compiled and checked once
 //! ([`WasmModule::compile`]): no imports at all, the ABI exports with the right
 //! types, the right ABI version, metadata that parses. Each rule then runs in its
-//! own store with a linear-memory cap, one instance, and an epoch deadline per
-//! batch call; any trap, timeout or bad output fails that batch only, and the
+//! own store with a linear-memory cap, table caps, one instance, and an epoch
+//! deadline per batch call; any trap, timeout or bad output fails that batch only, and the
 //! instance is rebuilt from scratch before the next one.
 
 use std::sync::{Arc, OnceLock};
@@ -15,7 +15,7 @@ use wasmtime::{
 };
 
 use super::{RuleFailure, RuleMetadata, RuleModule};
-use crate::policy::SandboxConfig;
+use crate::policy::{LimitOverrides, SandboxConfig};
 
 /// One epoch tick; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -67,22 +67,27 @@ pub enum LoadError {
 pub struct SandboxLimits {
     pub max_memory_bytes: usize,
     pub deadline_ticks: u64,
+    pub max_tables: usize,
+    pub max_table_elements: usize,
 }
 
 impl SandboxLimits {
-    pub fn from_policy(config: &SandboxConfig) -> Self {
+    /// The policy's `sandbox` limits with one rule's overrides applied.
+    pub fn from_policy(config: &SandboxConfig, overrides: &LimitOverrides) -> Self {
+        let memory_mib = overrides.max_memory_mib.unwrap_or(config.max_memory_mib);
+        let deadline = overrides.batch_deadline.unwrap_or(config.batch_deadline);
         SandboxLimits {
-            max_memory_bytes: config.max_memory_mib as usize * 1024 * 1024,
-            deadline_ticks: (config.batch_deadline.as_millis() as u64
-                / EPOCH_TICK.as_millis() as u64)
-                .max(1),
+            max_memory_bytes: memory_mib as usize * 1024 * 1024,
+            deadline_ticks: (deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1),
+            max_tables: config.max_tables as usize,
+            max_table_elements: config.max_table_elements as usize,
         }
     }
 }
 
 impl Default for SandboxLimits {
     fn default() -> Self {
-        Self::from_policy(&SandboxConfig::default())
+        Self::from_policy(&SandboxConfig::default(), &LimitOverrides::default())
     }
 }
 
@@ -93,8 +98,9 @@ pub struct WasmModule {
 }
 
 impl WasmModule {
-    /// Compiles `bytes` and checks them against the ABI.
-    pub fn compile(bytes: &[u8]) -> Result<WasmModule, LoadError> {
+    /// Compiles `bytes` and checks them against the ABI, starting one
+    /// instance under `limits` to read the metadata.
+    pub fn compile(bytes: &[u8], limits: SandboxLimits) -> Result<WasmModule, LoadError> {
         let module =
             Module::new(engine(), bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let imports: Vec<String> = module
@@ -104,8 +110,8 @@ impl WasmModule {
         if !imports.is_empty() {
             return Err(LoadError::Imports(imports.join(", ")));
         }
-        // Read the metadata from a throwaway instance under default limits.
-        let mut probe = Instantiated::new(&module, SandboxLimits::default())?;
+        // Read the metadata from a throwaway instance.
+        let mut probe = Instantiated::new(&module, limits)?;
         let metadata = probe.metadata()?;
         Ok(WasmModule {
             module,
@@ -126,8 +132,10 @@ impl Instantiated {
         let store_limits = StoreLimitsBuilder::new()
             .memory_size(limits.max_memory_bytes)
             .memories(1)
-            .tables(4)
-            .table_elements(100_000)
+            .tables(limits.max_tables)
+            .table_elements(limits.max_table_elements)
+            // A module has no imports, so it cannot create instances itself;
+            // the cap makes that a guarantee rather than a consequence.
             .instances(1)
             .build();
         let mut store = Store::new(engine(), store_limits);
@@ -315,6 +323,12 @@ impl WasmRule {
         if status < 0 {
             return Err(RuleFailure::BadOutput(format!(
                 "authpulse_evaluate returned status {status}"
+            )));
+        }
+        if status as usize > features.len() {
+            return Err(RuleFailure::BadOutput(format!(
+                "authpulse_evaluate claims {status} hits in a batch of {}",
+                features.len()
             )));
         }
         inst.memory
