@@ -8,9 +8,11 @@
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
+#[path = "wasm_build.rs"]
+mod wasm_build;
+
+use wasm_build::WASM_TARGET;
 
 /// (rule name, package, library file stem)
 const RULES: &[(&str, &str, &str)] = &[
@@ -48,46 +50,22 @@ fn main() {
         "cargo:rerun-if-changed={}",
         root.join("Cargo.lock").display()
     );
+    println!("cargo:rerun-if-changed=wasm_build.rs");
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    ensure_wasm_target();
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    wasm_build::ensure_wasm_target(&rustc, |note| println!("cargo:warning={note}"))
+        .unwrap_or_else(|e| panic!("{e}"));
 
     let wasm_target_dir = out_dir.join("wasm-target");
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = wasm_build::cargo_build(&cargo);
     cmd.current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            WASM_TARGET,
-            "--target-dir",
-        ])
-        .arg(&wasm_target_dir);
+        .arg("--target-dir")
+        .arg(&wasm_target_dir)
+        .env_remove("CARGO_TARGET_DIR");
     for (_, package, _) in RULES {
         cmd.args(["-p", package]);
     }
-    // The outer build's flags and wrappers are for the host, not for wasm.
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_LLVM_COV",
-        "LLVM_PROFILE_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    // Small, self-contained modules: no debug info, one codegen unit, LTO, and
-    // panics abort (a panic in a rule is a trap the host contains anyway).
-    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-        .env("CARGO_PROFILE_RELEASE_LTO", "true")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
-        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3");
     let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("could not run {cargo:?} to build the rule modules: {e}"));
@@ -122,33 +100,5 @@ fn copy_if_changed(from: &Path, to: &Path) {
         fs::read(from).unwrap_or_else(|e| panic!("rule module {} missing: {e}", from.display()));
     if fs::read(to).ok().as_deref() != Some(&bytes[..]) {
         fs::write(to, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", to.display()));
-    }
-}
-
-/// Installs the wasm32 target through rustup when it is missing, so the first
-/// build on a fresh machine works; fails with instructions when it cannot.
-fn ensure_wasm_target() {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let libdir = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if libdir.as_deref().is_some_and(|d| d.exists()) {
-        return;
-    }
-    println!(
-        "cargo:warning=installing the {WASM_TARGET} target with rustup (needed to build the rule modules)"
-    );
-    let added = Command::new("rustup")
-        .args(["target", "add", WASM_TARGET])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !added {
-        panic!(
-            "the {WASM_TARGET} Rust target is not installed and `rustup target add {WASM_TARGET}` failed; \
-             install it for the active toolchain and build again"
-        );
     }
 }

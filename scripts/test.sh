@@ -32,4 +32,11 @@ cargo test --workspace --locked "$@"
 # dependency tree a second time.
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 test -x "$target_dir/debug/authpulse"
+
+# A rule author's workflow on the template crate: build the module (one
+# command), then replay its test events and compare with its expected hits.
+"$target_dir/debug/authpulse" rules build rules/template -o "$target_dir/rule-template/dormant_return.wasm"
+"$target_dir/debug/authpulse" rules test "$target_dir/rule-template/dormant_return.wasm" \
+    --input rules/template/tests/events.csv --expect rules/template/tests/expected.csv
+
 AUTHPULSE_BIN="$target_dir/debug/authpulse" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/lakehouse

@@ -8,6 +8,7 @@ mod maintain;
 mod policy_cmd;
 mod progress;
 mod query;
+mod rules_cmd;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
+    /// Build, inspect and test rule modules (for rule authors).
+    #[command(subcommand)]
+    Rules(rules_cmd::RulesCommand),
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -52,5 +56,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Maintain(args) => maintain::execute(args),
         Command::Bench(args) => bench::execute(args),
         Command::Policy(cmd) => policy_cmd::execute(cmd),
+        Command::Rules(cmd) => rules_cmd::execute(cmd),
     }
 }

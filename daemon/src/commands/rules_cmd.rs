@@ -1,0 +1,672 @@
+//! `authpulse rules`: tooling for rule authors. `build` compiles a rule crate
+//! to a checked `.wasm`, `inspect` shows what a module declares, and `test`
+//! replays events through one rule with the host's real features, printing
+//! what it flags and, with `--expect`, failing on any difference (so a rule's
+//! expectations run in its author's CI).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+use authpulse::event::{TimeBase, format_time};
+use authpulse::input::Format;
+use authpulse::pipeline::{Outputs, Pipeline, PipelineOptions};
+use authpulse::policy::{Policy, PolicyFile, RuleConfig, SandboxConfig};
+use authpulse::rules::{
+    BUILTIN_RULES, Engine, RuleMetadata, SandboxLimits, WasmModule, builtin_module, hex_sha256,
+};
+use authpulse::sinks::{Collect, ScoredBatch, ScoredSink};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+/// The recipe the daemon's build script uses for the built-in rules.
+#[path = "../../wasm_build.rs"]
+mod wasm_build;
+
+use wasm_build::WASM_TARGET;
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Build a rule crate into a `.wasm` module and check it as the daemon would.
+    ///
+    /// Runs `cargo build --release --target wasm32-unknown-unknown` on the
+    /// crate (adding the target with rustup if it is missing), loads the result
+    /// in the sandbox, and prints its hash and a policy entry to paste.
+    Build(BuildArgs),
+    /// Show a module's ABI version, metadata, parameter schema, size and hash.
+    Inspect(InspectArgs),
+    /// Replay events through one rule and print what it flags.
+    ///
+    /// The events go through the real pipeline (parsing, ordering,
+    /// deduplication, windows, device history, host popularity), so the rule
+    /// sees exactly the features the daemon would give it. With --expect, the
+    /// hits are compared with a file of expected hits and any difference fails
+    /// the command.
+    Test(TestArgs),
+}
+
+/// A rule module: a `.wasm` file, or `builtin:NAME` for one embedded in the binary.
+#[derive(Clone, Debug)]
+pub struct ModuleArg(String);
+
+impl ModuleArg {
+    fn read(&self) -> anyhow::Result<Vec<u8>> {
+        match self.0.strip_prefix("builtin:") {
+            Some(name) => builtin_module(name).map(<[u8]>::to_vec).with_context(|| {
+                format!(
+                    "no built-in module `{name}` (built-in: {})",
+                    BUILTIN_RULES.join(", ")
+                )
+            }),
+            None => std::fs::read(&self.0).with_context(|| format!("cannot read {}", self.0)),
+        }
+    }
+
+    /// The module as a policy names it: built-in, or an absolute path.
+    fn policy_module(&self) -> anyhow::Result<String> {
+        if self.0.starts_with("builtin:") {
+            return Ok(self.0.clone());
+        }
+        let path =
+            std::path::absolute(&self.0).with_context(|| format!("cannot resolve {}", self.0))?;
+        Ok(path.display().to_string())
+    }
+}
+
+impl std::str::FromStr for ModuleArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(ModuleArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for ModuleArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The rule crate (a directory with Cargo.toml).
+    #[arg(default_value = ".")]
+    pub crate_dir: PathBuf,
+    /// Also copy the module here.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The module: a `.wasm` file or `builtin:NAME`.
+    pub module: ModuleArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum HitFormat {
+    /// Aligned columns, for reading.
+    #[default]
+    Table,
+    /// CSV with a header: the format --expect reads.
+    Csv,
+    /// One JSON object per hit.
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// The module: a `.wasm` file or `builtin:NAME`.
+    pub module: ModuleArg,
+    /// Events: LANL CSV (`time,user,computer`) or JSON lines, as `run` reads.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// A parameter value, `NAME=VALUE` (repeatable); others take the module's
+    /// defaults. Durations may be written `24h`.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Expected hits: CSV with the columns `event_time,user,computer` and
+    /// optionally `score` and `reason` (compared when present), as
+    /// `--format csv` prints them. Any missing, unexpected or different hit
+    /// fails the command.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// How to print the hits.
+    #[arg(long, value_enum, default_value_t = HitFormat::Table)]
+    pub format: HitFormat,
+    /// Date that LANL time 0 maps to (YYYY-MM-DD or RFC 3339).
+    #[arg(long, default_value = "2024-01-01", value_parser = TimeBase::parse)]
+    pub base_date: TimeBase,
+    /// How far behind the latest event time an event may arrive (as the
+    /// policy's `watermark.allowed_lateness`).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub allowed_lateness: std::time::Duration,
+}
+
+pub fn execute(cmd: RulesCommand) -> anyhow::Result<()> {
+    match cmd {
+        RulesCommand::Build(args) => build(args),
+        RulesCommand::Inspect(args) => inspect(args),
+        RulesCommand::Test(args) => test(args),
+    }
+}
+
+/// What `inspect` reports about a module.
+#[derive(Serialize)]
+struct Inspection {
+    module: String,
+    size_bytes: usize,
+    sha256: String,
+    metadata: RuleMetadata,
+}
+
+fn load(module: &ModuleArg) -> anyhow::Result<Inspection> {
+    let bytes = module.read()?;
+    let compiled = WasmModule::compile(&bytes, SandboxLimits::default())
+        .with_context(|| format!("{module} is not a usable rule module"))?;
+    Ok(Inspection {
+        module: module.to_string(),
+        size_bytes: bytes.len(),
+        sha256: hex_sha256(&bytes),
+        metadata: (*compiled.metadata).clone(),
+    })
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let inspection = load(&args.module)?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &inspection)?;
+        writeln!(out)?;
+    } else {
+        print_inspection(&mut out, &inspection)?;
+    }
+    Ok(())
+}
+
+fn print_inspection(out: &mut impl Write, i: &Inspection) -> io::Result<()> {
+    let m = &i.metadata;
+    writeln!(out, "module       {}", i.module)?;
+    writeln!(
+        out,
+        "size         {} bytes ({:.1} KiB)",
+        i.size_bytes,
+        i.size_bytes as f64 / 1024.0
+    )?;
+    writeln!(out, "sha256       {}", i.sha256)?;
+    writeln!(out, "abi          {}", m.abi_version)?;
+    writeln!(out, "rule         {} {}", m.name, m.version)?;
+    writeln!(out, "description  {}", m.description)?;
+    writeln!(out, "severity     {}", m.severity)?;
+    writeln!(
+        out,
+        "mitre        {}",
+        if m.mitre.is_empty() {
+            "-".to_string()
+        } else {
+            m.mitre.join(", ")
+        }
+    )?;
+    writeln!(out, "parameters")?;
+    if m.params.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for p in &m.params {
+        writeln!(
+            out,
+            "  {:<width$}  {:<8} default {:<8} range {}..={}  {}",
+            p.name,
+            p.kind,
+            param_text(&p.kind, p.default),
+            param_text(&p.kind, p.min),
+            param_text(&p.kind, p.max),
+            p.description
+        )?;
+    }
+    writeln!(out, "reasons")?;
+    for (index, reason) in m.reasons.iter().enumerate() {
+        writeln!(out, "  {index:<3} {reason}")?;
+    }
+    writeln!(out, "policy entry")?;
+    writeln!(out, "  - id: {}", m.name)?;
+    writeln!(out, "    module: {}", i.module)?;
+    if !i.module.starts_with("builtin:") {
+        writeln!(out, "    sha256: {}", i.sha256)?;
+    }
+    if !m.params.is_empty() {
+        writeln!(out, "    params:")?;
+        for p in &m.params {
+            writeln!(out, "      {}: {}", p.name, param_text(&p.kind, p.default))?;
+        }
+    }
+    Ok(())
+}
+
+/// A parameter value as a policy would write it (`86400` seconds as `1d`).
+fn param_text(kind: &str, value: f64) -> String {
+    if kind != "seconds" || value < 1.0 || value.fract() != 0.0 || value >= 1e15 {
+        return value.to_string();
+    }
+    let seconds = value as u64;
+    [(86_400, "d"), (3_600, "h"), (60, "m")]
+        .iter()
+        .find(|(unit, _)| seconds.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{seconds}s"),
+            |(unit, suffix)| format!("{}{suffix}", seconds / unit),
+        )
+}
+
+/// One hit of the rule under test; also a row of an `--expect` file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Hit {
+    event_time: String,
+    user: String,
+    computer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+}
+
+impl Hit {
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.event_time, &self.user, &self.computer)
+    }
+}
+
+/// Collects the hits of rule 0 (the only rule of the test policy).
+#[derive(Default)]
+struct Hits(Vec<Hit>);
+
+impl ScoredSink for Hits {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
+        let rule = &batch.rules.rules[0];
+        for (i, verdict) in rule.verdicts[..batch.events.len()].iter().enumerate() {
+            if !verdict.is_hit() {
+                continue;
+            }
+            let event = &batch.events[i];
+            self.0.push(Hit {
+                event_time: format_time(event.event_time),
+                user: batch.users.name(event.user).to_string(),
+                computer: batch.computers.name(event.computer).to_string(),
+                score: Some(verdict.score),
+                reason: rule.metadata.reasons.get(verdict.reason as usize).cloned(),
+                event_id: Some(batch.event_id(i).to_string()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The one-rule policy `rules test` runs.
+fn test_policy(args: &TestArgs, metadata: &RuleMetadata) -> anyhow::Result<Policy> {
+    let mut params = BTreeMap::new();
+    for param in &args.params {
+        let (name, value) = param
+            .split_once('=')
+            .with_context(|| format!("--param `{param}` is not NAME=VALUE"))?;
+        let value = match value.trim().parse::<f64>() {
+            Ok(number) => authpulse::policy::ParamValue::Number(number),
+            Err(_) => authpulse::policy::ParamValue::Text(value.trim().to_string()),
+        };
+        params.insert(name.trim().to_string(), value);
+    }
+    let id: String = metadata
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mut file = PolicyFile {
+        watermark: Default::default(),
+        risk: Default::default(),
+        alerts: Default::default(),
+        allowlist: Default::default(),
+        // A local build under test is not pinned.
+        sandbox: SandboxConfig {
+            allow_unpinned: true,
+            ..SandboxConfig::default()
+        },
+        rules: vec![RuleConfig {
+            id: if id.is_empty() { "rule".into() } else { id },
+            module: args.module.policy_module()?,
+            sha256: None,
+            weight: 1.0,
+            enabled: true,
+            mode: Default::default(),
+            on_failure: Default::default(),
+            limits: Default::default(),
+            params,
+        }],
+    };
+    file.watermark.allowed_lateness = args.allowed_lateness;
+    let text = serde_yaml_ng::to_string(&file)?;
+    Ok(Policy::parse(&text, "rules test", Path::new("."))?)
+}
+
+fn test(args: TestArgs) -> anyhow::Result<()> {
+    let inspection = load(&args.module)?;
+    let policy = test_policy(&args, &inspection.metadata)?;
+    let data = std::fs::read(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let mut hits = Hits::default();
+    let mut dead = Collect::default();
+    let mut alerts = authpulse::sinks::Discard;
+    let pipeline = Pipeline::new(
+        policy,
+        PipelineOptions {
+            format: Format::Auto,
+            time_base: args.base_date,
+            engine: Engine::Wasm,
+            ..PipelineOptions::default()
+        },
+        Outputs {
+            dead_letters: &mut dead,
+            alerts: &mut alerts,
+            scored: &mut hits,
+            received: None,
+        },
+    )?;
+    let summary = pipeline.score_bytes(&data)?;
+    let report = summary
+        .rules
+        .values()
+        .next()
+        .context("the test policy has one rule")?;
+
+    let mut out = io::stdout().lock();
+    print_hits(&mut out, args.format, &hits.0)?;
+    out.flush()?;
+    eprintln!(
+        "{}: {} events read, {} scored, {} hits, {} failed batches, {} dead letters, {:.1} ms in the rule",
+        inspection.metadata.name,
+        summary.events_read,
+        summary.events_scored,
+        report.hits,
+        report.failures,
+        dead.dead_letters.len(),
+        report.time_ms
+    );
+    for letter in dead.dead_letters.iter().take(5) {
+        eprintln!("  dead letter, line {}: {}", letter.line, letter.reason);
+    }
+    if report.failures > 0 {
+        bail!(
+            "the rule failed on {} batch(es); see the log above",
+            report.failures
+        );
+    }
+    if let Some(expect) = &args.expect {
+        let expected = read_expected(expect)?;
+        let mismatches = compare(&expected, &hits.0);
+        if !mismatches.is_empty() {
+            for line in &mismatches {
+                eprintln!("  {line}");
+            }
+            bail!(
+                "{} difference(s) from {}",
+                mismatches.len(),
+                expect.display()
+            );
+        }
+        eprintln!(
+            "all {} expected hits match {}",
+            expected.len(),
+            expect.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_hits(out: &mut impl Write, format: HitFormat, hits: &[Hit]) -> anyhow::Result<()> {
+    match format {
+        HitFormat::Table => {
+            writeln!(
+                out,
+                "{:<20} {:<14} {:<14} {:>6}  reason",
+                "event_time", "user", "computer", "score"
+            )?;
+            for h in hits {
+                writeln!(
+                    out,
+                    "{:<20} {:<14} {:<14} {:>6.1}  {}",
+                    h.event_time,
+                    h.user,
+                    h.computer,
+                    h.score.unwrap_or_default(),
+                    h.reason.as_deref().unwrap_or("")
+                )?;
+            }
+        }
+        HitFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record([
+                "event_time",
+                "user",
+                "computer",
+                "score",
+                "reason",
+                "event_id",
+            ])?;
+            for h in hits {
+                let score = h.score.map(|s| s.to_string()).unwrap_or_default();
+                csv.write_record([
+                    h.event_time.as_str(),
+                    &h.user,
+                    &h.computer,
+                    &score,
+                    h.reason.as_deref().unwrap_or(""),
+                    h.event_id.as_deref().unwrap_or(""),
+                ])?;
+            }
+            csv.flush()?;
+        }
+        HitFormat::Json => {
+            for h in hits {
+                serde_json::to_writer(&mut *out, h)?;
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_expected(path: &Path) -> anyhow::Result<Vec<Hit>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    for required in ["event_time", "user", "computer"] {
+        if !headers.iter().any(|h| h == required) {
+            bail!(
+                "{}: the header needs the columns event_time, user, computer (and may have score, reason); it has: {}",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let mut expected = Vec::new();
+    for (row, record) in reader.deserialize::<Hit>().enumerate() {
+        let mut hit = record.with_context(|| format!("{}: row {}", path.display(), row + 1))?;
+        hit.reason = hit.reason.filter(|r| !r.is_empty());
+        expected.push(hit);
+    }
+    Ok(expected)
+}
+
+/// Differences between expected and actual hits, one line each.
+fn compare(expected: &[Hit], actual: &[Hit]) -> Vec<String> {
+    let by_key: BTreeMap<_, _> = actual.iter().map(|h| (h.key(), h)).collect();
+    let expected_keys: std::collections::BTreeSet<_> = expected.iter().map(Hit::key).collect();
+    let mut lines = Vec::new();
+    for want in expected {
+        let (time, user, computer) = want.key();
+        let Some(got) = by_key.get(&want.key()) else {
+            lines.push(format!(
+                "missing: {time} {user} {computer} was expected to be flagged"
+            ));
+            continue;
+        };
+        if let (Some(w), Some(g)) = (want.score, got.score)
+            && (w - g).abs() > 0.01
+        {
+            lines.push(format!(
+                "score: {time} {user} {computer} scored {g}, expected {w}"
+            ));
+        }
+        if let (Some(w), Some(g)) = (&want.reason, &got.reason)
+            && w != g
+        {
+            lines.push(format!(
+                "reason: {time} {user} {computer} flagged for `{g}`, expected `{w}`"
+            ));
+        }
+    }
+    for got in actual {
+        if !expected_keys.contains(&got.key()) {
+            let (time, user, computer) = got.key();
+            lines.push(format!(
+                "unexpected: {time} {user} {computer} flagged ({}), not expected",
+                got.reason.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    lines
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let manifest = args.crate_dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!("{} has no Cargo.toml", args.crate_dir.display());
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    wasm_build::ensure_wasm_target(&rustc, |note| eprintln!("{note}"))
+        .map_err(anyhow::Error::msg)?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "building {} for {WASM_TARGET} (release) ...",
+        args.crate_dir.display()
+    );
+    let output = wasm_build::cargo_build(&cargo)
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
+    if !output.status.success() {
+        bail!("cargo build failed ({})", output.status);
+    }
+    let wasm = built_module(&output.stdout, &manifest)?;
+    let module = ModuleArg(wasm.display().to_string());
+    let mut inspection = load(&module)?;
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(&wasm, out).with_context(|| format!("cannot write {}", out.display()))?;
+        inspection.module = out.display().to_string();
+    }
+    print_inspection(&mut io::stdout().lock(), &inspection)?;
+    Ok(())
+}
+
+/// The `.wasm` cargo reported for the crate at `manifest`.
+fn built_module(messages: &[u8], manifest: &Path) -> anyhow::Result<PathBuf> {
+    #[derive(Deserialize)]
+    struct Message {
+        reason: String,
+        #[serde(default)]
+        manifest_path: Option<PathBuf>,
+        #[serde(default)]
+        filenames: Vec<PathBuf>,
+    }
+    let manifest = std::fs::canonicalize(manifest)?;
+    let mut found = None;
+    for line in messages.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(message) = serde_json::from_slice::<Message>(line) else {
+            continue;
+        };
+        if message.reason != "compiler-artifact"
+            || message.manifest_path.as_deref() != Some(manifest.as_path())
+        {
+            continue;
+        }
+        if let Some(wasm) = message
+            .filenames
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == "wasm"))
+        {
+            found = Some(wasm);
+        }
+    }
+    found.with_context(|| {
+        format!(
+            "cargo built no .wasm for {}: its [lib] needs crate-type = [\"cdylib\", \"rlib\"]",
+            manifest.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(time: &str, user: &str, score: Option<f32>, reason: Option<&str>) -> Hit {
+        Hit {
+            event_time: time.into(),
+            user: user.into(),
+            computer: "C1".into(),
+            score,
+            reason: reason.map(str::to_string),
+            event_id: None,
+        }
+    }
+
+    #[test]
+    fn compare_reports_every_kind_of_difference() {
+        let expected = vec![
+            hit("t1", "U1", None, None),
+            hit("t2", "U2", Some(40.0), None),
+            hit("t3", "U3", None, Some("a")),
+            hit("t4", "U4", None, None),
+        ];
+        let actual = vec![
+            hit("t1", "U1", Some(10.0), Some("x")),
+            hit("t2", "U2", Some(45.0), Some("x")),
+            hit("t3", "U3", Some(1.0), Some("b")),
+            hit("t5", "U5", Some(1.0), Some("c")),
+        ];
+        let lines = compare(&expected, &actual);
+        assert_eq!(
+            lines,
+            vec![
+                "score: t2 U2 C1 scored 45, expected 40",
+                "reason: t3 U3 C1 flagged for `b`, expected `a`",
+                "missing: t4 U4 C1 was expected to be flagged",
+                "unexpected: t5 U5 C1 flagged (c), not expected",
+            ]
+        );
+        assert!(compare(&actual, &actual).is_empty());
+    }
+
+    #[test]
+    fn param_text_writes_durations() {
+        assert_eq!(param_text("seconds", 86_400.0), "1d");
+        assert_eq!(param_text("seconds", 31_536_000.0), "365d");
+        assert_eq!(param_text("seconds", 5_400.0), "90m");
+        assert_eq!(param_text("seconds", 61.0), "61s");
+        assert_eq!(param_text("seconds", 0.0), "0");
+        assert_eq!(param_text("number", 2.5), "2.5");
+    }
+}
