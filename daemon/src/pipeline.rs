@@ -92,6 +92,16 @@ struct Counters {
     policy_reloads_refused: u64,
     /// Totals of rule sets replaced by reloads, by rule id.
     retired_rules: BTreeMap<String, RuleReport>,
+    reload_timings: ReloadTimings,
+}
+
+/// How each policy swap went, in order (for `bench --reload`).
+#[derive(Clone, Debug, Default)]
+pub struct ReloadTimings {
+    /// Time the hot path stood still for each swap.
+    pub pause_us: Vec<u64>,
+    /// From the change being noticed on disk to the swap.
+    pub effective_ms: Vec<u64>,
 }
 
 /// The JSON line `run` prints at exit.
@@ -241,17 +251,26 @@ impl<'o> Pipeline<'o> {
         self.policy = policy;
         self.counters.policy_reloads += 1;
         let pause = started.elapsed();
+        let effective = noticed.elapsed();
+        let timings = &mut self.counters.reload_timings;
+        timings.pause_us.push(pause.as_micros() as u64);
+        timings.effective_ms.push(effective.as_millis() as u64);
         tracing::info!(
             policy = %self.policy.origin,
             policy_version = %self.rules.version,
             previous_version = %previous.version,
             pause_us = pause.as_micros() as u64,
-            effective_after_ms = noticed.elapsed().as_millis() as u64,
+            effective_after_ms = effective.as_millis() as u64,
             "policy reloaded"
         );
         if let Some(watcher) = &self.watcher {
             watcher.retire(previous);
         }
+    }
+
+    /// Pause and reload-to-effect time of every policy swap so far.
+    pub fn reload_timings(&self) -> &ReloadTimings {
+        &self.counters.reload_timings
     }
 
     /// The version every scored event records.

@@ -146,6 +146,7 @@ pub trait ScoredSink {
 }
 
 /// Discards everything.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Discard;
 
 impl DeadLetterSink for Discard {

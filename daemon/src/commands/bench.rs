@@ -16,7 +16,8 @@ use super::gen_cmd::GenArgs;
 use super::run;
 
 /// Measure events/s through parse + state + rules, WASM vs native; or, with
-/// --tables, the whole file-to-Iceberg run.
+/// --tables, the whole file-to-Iceberg run; or, with --reload, policy swaps
+/// under load.
 ///
 /// Data is generated in memory first (not timed), so the numbers are the
 /// pipeline's, not the generator's. Each variant runs --repeat times; the best
@@ -45,6 +46,15 @@ pub struct BenchArgs {
     /// With --tables: how often the run commits while reading.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub commit_interval: std::time::Duration,
+    /// Instead: score the data while the policy file is rewritten every
+    /// --reload-every (a weight change, written to a temporary file and
+    /// renamed over the policy, as deploy tools do); reports the pause each
+    /// swap caused on the hot path and the time from the change to the swap.
+    #[arg(long)]
+    pub reload: bool,
+    /// With --reload: how often the policy changes.
+    #[arg(long, default_value = "700ms", value_parser = humantime::parse_duration)]
+    pub reload_every: std::time::Duration,
 }
 
 #[derive(Serialize)]
@@ -79,6 +89,9 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
 
     if args.tables {
         return bench_tables(&args, &data);
+    }
+    if args.reload {
+        return bench_reload(&args, &data);
     }
     let policy = Policy::builtin();
     let mut results = Vec::new();
@@ -135,26 +148,44 @@ fn run_once(
     batch_size: usize,
     data: &[u8],
 ) -> anyhow::Result<(Summary, f64)> {
-    let mut dead = Discard;
-    let mut alerts = Collect::default();
-    let mut scored = Discard;
-    let pipeline = Pipeline::new(
-        policy.clone(),
-        PipelineOptions {
-            batch_size,
-            engine,
-            ..PipelineOptions::default()
-        },
-        Outputs {
-            dead_letters: &mut dead,
-            alerts: &mut alerts,
-            scored: &mut scored,
-            received: None,
-        },
-    )?;
+    let mut sinks = BenchSinks::default();
+    let pipeline = sinks.pipeline(policy, engine, batch_size)?;
     let started = Instant::now();
     let summary = pipeline.score_bytes(data)?;
     Ok((summary, started.elapsed().as_secs_f64()))
+}
+
+/// Where a benchmark's pipeline sends its results: alerts are kept (to
+/// compare runs), everything else is dropped.
+#[derive(Default)]
+struct BenchSinks {
+    dead: Discard,
+    alerts: Collect,
+    scored: Discard,
+}
+
+impl BenchSinks {
+    fn pipeline(
+        &mut self,
+        policy: &Policy,
+        engine: Engine,
+        batch_size: usize,
+    ) -> anyhow::Result<Pipeline<'_>> {
+        Ok(Pipeline::new(
+            policy.clone(),
+            PipelineOptions {
+                batch_size,
+                engine,
+                ..PipelineOptions::default()
+            },
+            Outputs {
+                dead_letters: &mut self.dead,
+                alerts: &mut self.alerts,
+                scored: &mut self.scored,
+                received: None,
+            },
+        )?)
+    }
 }
 
 /// `bench --tables`: `run` end to end from a file, with and without tables.
@@ -223,6 +254,101 @@ fn bench_tables(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
         events / best[1],
         (1.0 - best[0] / best[1]) * 100.0,
         args.repeat.max(1)
+    );
+    Ok(())
+}
+
+/// `bench --reload`: the pipeline scores the data while another thread keeps
+/// changing the policy file under a [`PolicyWatcher`].
+fn bench_reload(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("authpulse-bench")
+        .tempdir()?;
+    let path = dir.path().join("policies.yaml");
+    let variants = [
+        authpulse::policy::DEFAULT_POLICY_YAML.to_string(),
+        authpulse::policy::DEFAULT_POLICY_YAML.replacen("weight: 1.0", "weight: 1.5", 1),
+    ];
+    std::fs::write(&path, &variants[0])?;
+    let policy = Policy::load(&path)?;
+
+    let (no_reload, _) = run_once(&policy, Engine::Wasm, args.batch_size, data)?;
+    let baseline_eps = no_reload.events_per_s;
+
+    let mut sinks = BenchSinks::default();
+    let mut pipeline = sinks.pipeline(&policy, Engine::Wasm, args.batch_size)?;
+    let watcher = authpulse::reload::PolicyWatcher::start(
+        &path,
+        &policy,
+        pipeline.policy_version(),
+        Engine::Wasm,
+        args.batch_size,
+    )?;
+    pipeline.watch_policy(watcher);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path, every) = (stop.clone(), path.clone(), args.reload_every);
+        std::thread::spawn(move || -> std::io::Result<u32> {
+            let mut writes = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(every);
+                writes += 1;
+                let staged = path.with_extension("yaml.new");
+                std::fs::write(&staged, &variants[writes as usize % 2])?;
+                std::fs::rename(&staged, &path)?;
+            }
+            Ok(writes)
+        })
+    };
+    let started = Instant::now();
+    let mut lines = authpulse::input::LineReader::new(data, authpulse::input::MAX_LINE_DEFAULT);
+    let never = std::sync::atomic::AtomicBool::new(false);
+    authpulse::pipeline::consume(&mut pipeline, &mut lines, &never, |_, _| {})?;
+    let timings = pipeline.reload_timings().clone();
+    let summary = pipeline.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.join().expect("writer thread")?;
+    anyhow::ensure!(
+        summary.events_scored == no_reload.events_scored,
+        "reloads changed the number of events scored: {} vs {}",
+        summary.events_scored,
+        no_reload.events_scored
+    );
+
+    let stats = |values: &[u64]| {
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        (at(0.5), at(1.0))
+    };
+    let (pause_p50, pause_max) = stats(&timings.pause_us);
+    let (effect_p50, effect_max) = stats(&timings.effective_ms);
+    let events_per_s = summary.events_read as f64 / seconds;
+    let report = serde_json::json!({
+        "lines": summary.events_read,
+        "policy_writes": writes,
+        "reloads": summary.policy_reloads,
+        "refused": summary.policy_reloads_refused,
+        "pause_us_p50": pause_p50,
+        "pause_us_max": pause_max,
+        "effective_ms_p50": effect_p50,
+        "effective_ms_max": effect_max,
+        "events_per_s_while_reloading": events_per_s,
+        "events_per_s_without_reloads": baseline_eps,
+    });
+    println!("{}", serde_json::to_string(&report)?);
+    eprintln!(
+        "{} reloads while scoring {} events: hot-path pause p50 {pause_p50} us, max {pause_max} us; \
+         change to effect p50 {effect_p50} ms, max {effect_max} ms; {events_per_s:.0} events/s \
+         ({baseline_eps:.0} without reloads)",
+        summary.policy_reloads, summary.events_read
     );
     Ok(())
 }
