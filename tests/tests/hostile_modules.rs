@@ -179,23 +179,42 @@ fn missing_export_is_refused() {
     assert!(e.contains("authpulse_abi_version"), "{e}");
 }
 
+/// A well-behaved module written as `hostile.wasm` in a fresh directory, its
+/// sha256, and a loader for policies in that directory.
+struct ModuleFile {
+    dir: tempfile::TempDir,
+    sha256: String,
+}
+
+impl ModuleFile {
+    fn new() -> ModuleFile {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = module(1, "", "(i32.const 0)");
+        std::fs::write(dir.path().join("hostile.wasm"), &wasm).unwrap();
+        let sha256 = authpulse::rules::hex_sha256(&wasm);
+        ModuleFile { dir, sha256 }
+    }
+
+    fn load(&self, yaml: &str) -> Result<(), String> {
+        let policy = Policy::parse(yaml, "p.yaml", self.dir.path()).unwrap();
+        authpulse::rules::RuleSet::load(&policy, Engine::Wasm, 16)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[test]
 fn hash_pin_is_enforced() {
-    let dir = tempfile::tempdir().unwrap();
-    let wasm = module(1, "", "(local.get 0)");
-    std::fs::write(dir.path().join("hostile.wasm"), &wasm).unwrap();
-    let good = authpulse::rules::hex_sha256(&wasm);
+    let file = ModuleFile::new();
     let yaml = |hash: &str| {
         format!("rules:\n  - id: pinned\n    module: hostile.wasm\n    sha256: {hash}\n")
     };
-    let ok = Policy::parse(&yaml(&good), "p.yaml", dir.path()).unwrap();
-    assert!(authpulse::rules::RuleSet::load(&ok, Engine::Wasm, 16).is_ok());
-    let bad = Policy::parse(&yaml(&"ab".repeat(32)), "p.yaml", dir.path()).unwrap();
-    let e = authpulse::rules::RuleSet::load(&bad, Engine::Wasm, 16)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("module hash is") && e.contains(&good), "{e}");
+    assert!(file.load(&yaml(&file.sha256)).is_ok());
+    let e = file.load(&yaml(&"ab".repeat(32))).unwrap_err();
+    assert!(
+        e.contains("module hash is") && e.contains(&file.sha256),
+        "{e}"
+    );
 }
 
 #[test]
@@ -226,17 +245,10 @@ fn oversized_table_is_refused() {
 
 #[test]
 fn unpinned_file_module_is_refused_unless_allowed() {
-    let dir = tempfile::tempdir().unwrap();
-    let wasm = module(1, "", "(i32.const 0)");
-    std::fs::write(dir.path().join("hostile.wasm"), &wasm).unwrap();
-    let hash = authpulse::rules::hex_sha256(&wasm);
-    let load = |yaml: &str| {
-        let policy = Policy::parse(yaml, "p.yaml", dir.path()).unwrap();
-        authpulse::rules::RuleSet::load(&policy, Engine::Wasm, 16).map(|_| ())
-    };
-    let e = load("rules:\n  - id: unpinned\n    module: hostile.wasm\n")
-        .unwrap_err()
-        .to_string();
+    let file = ModuleFile::new();
+    let hash = &file.sha256;
+    let load = |yaml: &str| file.load(yaml);
+    let e = load("rules:\n  - id: unpinned\n    module: hostile.wasm\n").unwrap_err();
     assert!(
         e.starts_with("p.yaml: rules[0] (unpinned).sha256: ")
             && e.contains("hostile.wasm is not pinned")
