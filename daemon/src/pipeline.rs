@@ -356,8 +356,8 @@ impl<'o> Pipeline<'o> {
                 line: line_no,
                 event: &pending,
                 event_id: pending.event_id.expect("derived above"),
-                user: self.users.name(pending.user),
-                computer: self.computers.name(pending.computer),
+                users: &self.users,
+                computers: &self.computers,
                 disposition,
             })?;
         }

@@ -113,9 +113,20 @@ pub struct Received<'a> {
     pub event: &'a Pending,
     /// Given by the input, or derived.
     pub event_id: EventId,
-    pub user: &'a str,
-    pub computer: &'a str,
+    /// Where `event.user` and `event.computer` are named.
+    pub users: &'a Interner,
+    pub computers: &'a Interner,
     pub disposition: Disposition,
+}
+
+impl Received<'_> {
+    pub fn user(&self) -> &str {
+        self.users.name(self.event.user)
+    }
+
+    pub fn computer(&self) -> &str {
+        self.computers.name(self.event.computer)
+    }
 }
 
 /// Every valid record as received (`auth_events_raw`).

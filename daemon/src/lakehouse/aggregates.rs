@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use arrow_array::builder::{
     Date32Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
@@ -18,7 +20,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
 use rustc_hash::FxHashSet;
 
-use super::writer::{TableWriter, WriterStats};
+use super::columns::{NameLog, Names};
+use super::writer::{ROWS_PER_CHUNK, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::event::NameId;
 use crate::sinks::{ScoredBatch, ScoredSink};
@@ -41,8 +44,186 @@ struct HostDay {
     users_ever: u32,
 }
 
+/// What the aggregates need of one scored event.
+#[derive(Clone, Copy)]
+struct AggRow {
+    event_time: i64,
+    user: NameId,
+    computer: NameId,
+    host_users_today: u32,
+    host_users_ever: u32,
+    score: u8,
+    new_device: bool,
+}
+
+enum Message {
+    Rows {
+        rows: Vec<AggRow>,
+        new_users: Vec<Box<str>>,
+        new_computers: Vec<Box<str>>,
+    },
+    /// Write the closed windows and commit both tables; `end` closes the open
+    /// ones first (end of input).
+    Commit {
+        end: bool,
+        done: SyncSender<Result<[WriterStats; 2], String>>,
+    },
+}
+
 /// A [`ScoredSink`] maintaining and writing both aggregate tables.
+///
+/// The pipeline thread only copies what the aggregates need of each event;
+/// the aggregation, the row building and the two tables' writers run on an
+/// `aggregates` thread.
 pub struct AggregateSink {
+    rows: Vec<AggRow>,
+    users: NameLog,
+    computers: NameLog,
+    to_thread: Option<SyncSender<Message>>,
+    thread: Option<JoinHandle<Result<(), LakehouseError>>>,
+    in_flight: Option<Receiver<Result<[WriterStats; 2], String>>>,
+    stats: [WriterStats; 2],
+}
+
+impl AggregateSink {
+    pub fn start(warehouse: &Warehouse) -> Result<AggregateSink, LakehouseError> {
+        let mut aggregator = Aggregator::new(
+            TableWriter::start(warehouse, tables::USER_HOURLY)?,
+            TableWriter::start(warehouse, tables::HOST_DAILY)?,
+        );
+        let stats = [
+            aggregator.hourly.stats().clone(),
+            aggregator.daily.stats().clone(),
+        ];
+        let (to_thread, messages) = sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name("aggregates".into())
+            .spawn(move || aggregator.run(&messages))
+            .map_err(LakehouseError::Runtime)?;
+        Ok(AggregateSink {
+            rows: Vec::with_capacity(ROWS_PER_CHUNK),
+            users: NameLog::default(),
+            computers: NameLog::default(),
+            to_thread: Some(to_thread),
+            thread: Some(thread),
+            in_flight: None,
+            stats,
+        })
+    }
+
+    /// The hourly and the daily table's writer totals, as of the last commit.
+    pub fn stats(&self) -> [&WriterStats; 2] {
+        [&self.stats[0], &self.stats[1]]
+    }
+
+    fn send(&mut self, message: Message) -> io::Result<()> {
+        let sent = self
+            .to_thread
+            .as_ref()
+            .is_some_and(|tx| tx.send(message).is_ok());
+        if sent {
+            return Ok(());
+        }
+        Err(io::Error::other(self.thread_failure()))
+    }
+
+    fn thread_failure(&mut self) -> String {
+        self.to_thread = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => format!("writing the aggregate tables failed: {e}"),
+            Some(Err(_)) => "the aggregates thread panicked".to_string(),
+            _ => "the aggregates thread has stopped".to_string(),
+        }
+    }
+
+    fn ship(&mut self) -> io::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK));
+        let message = Message::Rows {
+            rows,
+            new_users: self.users.take(),
+            new_computers: self.computers.take(),
+        };
+        self.send(message)
+    }
+
+    /// Ships what is buffered and asks for a commit, after the one in flight
+    /// has landed; `end` also closes the open hour and day.
+    fn start_commit(&mut self, end: bool) -> io::Result<()> {
+        self.settle()?;
+        self.ship()?;
+        let (done, result) = sync_channel(1);
+        self.send(Message::Commit { end, done })?;
+        self.in_flight = Some(result);
+        Ok(())
+    }
+
+    fn settle(&mut self) -> io::Result<()> {
+        if let Some(result) = self.in_flight.take() {
+            match result.recv() {
+                Ok(Ok(stats)) => self.stats = stats,
+                Ok(Err(message)) => return Err(io::Error::other(message)),
+                Err(_) => return Err(io::Error::other(self.thread_failure())),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AggregateSink {
+    fn drop(&mut self) {
+        self.to_thread = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl ScoredSink for AggregateSink {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
+        self.users.catch_up(batch.users);
+        self.computers.catch_up(batch.computers);
+        self.rows.extend(
+            batch
+                .events
+                .iter()
+                .zip(batch.features)
+                .zip(batch.scores)
+                .map(|((event, f), &score)| AggRow {
+                    event_time: event.event_time,
+                    user: event.user,
+                    computer: event.computer,
+                    host_users_today: f.host_users_today,
+                    host_users_ever: f.host_users_ever,
+                    score,
+                    new_device: f.is_new_device(),
+                }),
+        );
+        if self.rows.len() >= ROWS_PER_CHUNK {
+            self.ship()?;
+        }
+        Ok(())
+    }
+
+    /// Starts committing the closed hours and days (the open ones stay in
+    /// memory); waited for at the next checkpoint or at the end.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.start_commit(false)
+    }
+
+    /// End of input: the watermark passes everything, so the open hour and day
+    /// close too; both tables are committed.
+    fn flush(&mut self) -> io::Result<()> {
+        self.start_commit(true)?;
+        self.settle()
+    }
+}
+
+/// The `aggregates` thread's state: the open hour and day, and the tables'
+/// writers.
+struct Aggregator {
     hourly: TableWriter,
     daily: TableWriter,
     hour: Option<i64>,
@@ -54,20 +235,21 @@ pub struct AggregateSink {
     pairs_this_hour: FxHashSet<u64>,
     hosts: Vec<HostDay>,
     touched_hosts: Vec<NameId>,
-    /// Names by id, copied once on first sight, so rows can close without the
-    /// pipeline's interners (at the end of input).
-    user_names: Vec<Option<Box<str>>>,
-    computer_names: Vec<Option<Box<str>>>,
+    user_names: Names,
+    computer_names: Names,
     /// Closed rows waiting to be written, with names resolved.
     hourly_rows: Vec<(String, i64, UserHour)>,
     daily_rows: Vec<(String, i64, HostDay)>,
 }
 
-impl AggregateSink {
-    pub fn start(warehouse: &Warehouse) -> Result<AggregateSink, LakehouseError> {
-        Ok(AggregateSink {
-            hourly: TableWriter::start(warehouse, tables::USER_HOURLY)?,
-            daily: TableWriter::start(warehouse, tables::HOST_DAILY)?,
+impl Aggregator {
+    /// Rows buffered before they go to the writers (bounded: about one day of hosts).
+    const WRITE_AT_ROWS: usize = 64 * 1024;
+
+    fn new(hourly: TableWriter, daily: TableWriter) -> Aggregator {
+        Aggregator {
+            hourly,
+            daily,
             hour: None,
             day: None,
             users: Vec::new(),
@@ -75,16 +257,84 @@ impl AggregateSink {
             pairs_this_hour: FxHashSet::default(),
             hosts: Vec::new(),
             touched_hosts: Vec::new(),
-            user_names: Vec::new(),
-            computer_names: Vec::new(),
+            user_names: Names::default(),
+            computer_names: Names::default(),
             hourly_rows: Vec::new(),
             daily_rows: Vec::new(),
-        })
+        }
     }
 
-    /// The hourly and the daily table's writer totals.
-    pub fn stats(&self) -> [&WriterStats; 2] {
-        [self.hourly.stats(), self.daily.stats()]
+    fn run(&mut self, messages: &Receiver<Message>) -> Result<(), LakehouseError> {
+        for message in messages {
+            match message {
+                Message::Rows {
+                    rows,
+                    new_users,
+                    new_computers,
+                } => {
+                    self.user_names.extend(new_users);
+                    self.computer_names.extend(new_computers);
+                    self.add(&rows);
+                    if self.hourly_rows.len() + self.daily_rows.len() >= Self::WRITE_AT_ROWS {
+                        self.write_closed()
+                            .map_err(|e| LakehouseError::WriterGone(e.to_string()))?;
+                    }
+                }
+                Message::Commit { end, done } => {
+                    let outcome = self.commit(end).map_err(|e| e.to_string());
+                    let failed = outcome.as_ref().err().cloned();
+                    let _ = done.send(outcome);
+                    if let Some(message) = failed {
+                        return Err(LakehouseError::WriterGone(message));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, rows: &[AggRow]) {
+        for row in rows {
+            let hour = row.event_time.div_euclid(HOUR);
+            let day = row.event_time.div_euclid(DAY);
+            if let Some(open) = self.hour
+                && open != hour
+            {
+                self.close_hour(open);
+            }
+            if let Some(open) = self.day
+                && open != day
+            {
+                self.close_day(open);
+            }
+            self.hour = Some(hour);
+            self.day = Some(day);
+
+            let user = slot(&mut self.users, &mut self.touched_users, row.user, |u| {
+                u.logins == 0
+            });
+            user.logins += 1;
+            if self
+                .pairs_this_hour
+                .insert((u64::from(row.user) << 32) | u64::from(row.computer))
+            {
+                user.distinct_computers += 1;
+            }
+            user.new_devices += u32::from(row.new_device);
+            user.max_risk = user.max_risk.max(row.score);
+            user.sum_risk += u64::from(row.score);
+
+            let host = slot(
+                &mut self.hosts,
+                &mut self.touched_hosts,
+                row.computer,
+                |h| h.logins == 0,
+            );
+            host.logins += 1;
+            host.distinct_users = host.distinct_users.max(row.host_users_today);
+            host.first_time_users += u32::from(row.new_device);
+            host.users_ever = host.users_ever.max(row.host_users_ever);
+        }
     }
 
     fn close_hour(&mut self, hour: i64) {
@@ -122,85 +372,20 @@ impl AggregateSink {
         Ok(())
     }
 
-    /// Rows buffered before they go to the writers (bounded: about one day of hosts).
-    const WRITE_AT_ROWS: usize = 64 * 1024;
-}
-
-impl ScoredSink for AggregateSink {
-    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
-        for (i, event) in batch.events.iter().enumerate() {
-            let hour = event.event_time.div_euclid(HOUR);
-            let day = event.event_time.div_euclid(DAY);
-            if let Some(open) = self.hour
-                && open != hour
-            {
-                self.close_hour(open);
+    /// Commits the closed windows (and at the end, the open ones too).
+    fn commit(&mut self, end: bool) -> io::Result<[WriterStats; 2]> {
+        if end {
+            if let Some(hour) = self.hour.take() {
+                self.close_hour(hour);
             }
-            if let Some(open) = self.day
-                && open != day
-            {
-                self.close_day(open);
+            if let Some(day) = self.day.take() {
+                self.close_day(day);
             }
-            self.hour = Some(hour);
-            self.day = Some(day);
-
-            remember(&mut self.user_names, event.user, || {
-                batch.users.name(event.user)
-            });
-            remember(&mut self.computer_names, event.computer, || {
-                batch.computers.name(event.computer)
-            });
-            let f = &batch.features[i];
-            let score = batch.scores[i];
-            let user = slot(&mut self.users, &mut self.touched_users, event.user, |u| {
-                u.logins == 0
-            });
-            user.logins += 1;
-            if self
-                .pairs_this_hour
-                .insert((u64::from(event.user) << 32) | u64::from(event.computer))
-            {
-                user.distinct_computers += 1;
-            }
-            user.new_devices += u32::from(f.is_new_device());
-            user.max_risk = user.max_risk.max(score);
-            user.sum_risk += u64::from(score);
-
-            let host = slot(
-                &mut self.hosts,
-                &mut self.touched_hosts,
-                event.computer,
-                |h| h.logins == 0,
-            );
-            host.logins += 1;
-            host.distinct_users = host.distinct_users.max(f.host_users_today);
-            host.first_time_users += u32::from(f.is_new_device());
-            host.users_ever = host.users_ever.max(f.host_users_ever);
         }
-        if self.hourly_rows.len() + self.daily_rows.len() >= Self::WRITE_AT_ROWS {
-            self.write_closed()?;
-        }
-        Ok(())
-    }
-
-    /// Commits the closed hours and days (the open ones stay in memory).
-    fn checkpoint(&mut self) -> io::Result<()> {
         self.write_closed()?;
         self.hourly.commit(HashMap::new())?;
         self.daily.commit(HashMap::new())?;
-        Ok(())
-    }
-
-    /// End of input: the watermark passes everything, so the open hour and day
-    /// close too; both tables are committed.
-    fn flush(&mut self) -> io::Result<()> {
-        if let Some(hour) = self.hour.take() {
-            self.close_hour(hour);
-        }
-        if let Some(day) = self.day.take() {
-            self.close_day(day);
-        }
-        self.checkpoint()
+        Ok([self.hourly.stats().clone(), self.daily.stats().clone()])
     }
 }
 
@@ -209,14 +394,14 @@ impl ScoredSink for AggregateSink {
 fn close<T: Default>(
     touched: &mut Vec<NameId>,
     rows: &mut [T],
-    names: &[Option<Box<str>>],
+    names: &Names,
     window: i64,
 ) -> Vec<(String, i64, T)> {
     let mut closed: Vec<_> = touched
         .drain(..)
         .map(|id| {
             (
-                cached(names, id),
+                names.name(id).to_string(),
                 window,
                 std::mem::take(&mut rows[id as usize]),
             )
@@ -242,26 +427,6 @@ fn slot<'a, T: Default + Clone>(
         touched.push(id);
     }
     &mut rows[i]
-}
-
-/// Copies `id`'s name the first time it is seen.
-#[inline]
-fn remember<'a>(names: &mut Vec<Option<Box<str>>>, id: NameId, name: impl FnOnce() -> &'a str) {
-    let i = id as usize;
-    if i >= names.len() {
-        names.resize(i + 1, None);
-    }
-    if names[i].is_none() {
-        names[i] = Some(name().into());
-    }
-}
-
-fn cached(names: &[Option<Box<str>>], id: NameId) -> String {
-    names
-        .get(id as usize)
-        .and_then(|n| n.as_deref())
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn hourly_batch(

@@ -1,37 +1,39 @@
 //! `auth_events_curated`: every scored event with its features and score.
 //!
-//! The pipeline thread appends each batch's rows to Arrow column builders (no
-//! per-row allocation: strings are copied into the builders' buffers); every
-//! chunk of rows they become a record batch for the table's writer
-//! thread, and the end of input commits them.
+//! The pipeline thread copies each scored event into a fixed-size
+//! [`ScoredRow`] (features, interned ids, score, flag bits; no strings, no
+//! allocation per row); every chunk of rows goes to the table's writer
+//! thread, whose [`CuratedEncoder`] builds the Arrow columns (names, hex ids,
+//! flag lists), and the end of input commits them.
 
 use std::io;
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
-use authpulse_rules_sdk::NO_PREVIOUS_LOGIN;
-use iceberg::arrow::UTC_TIME_ZONE;
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch};
+use arrow_buffer::BooleanBuffer;
+use arrow_schema::{ArrowError, DataType, SchemaRef};
+use authpulse_rules_sdk::{Features, NO_PREVIOUS_LOGIN};
 
-use super::writer::{Chunked, Columns, TableWriter, WriterStats};
+use super::columns::{NameLog, Names, event_ids, int32s, micros, strings, timestamps};
+use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
+use crate::event::EventId;
+use crate::policy::RiskLevel;
 use crate::sinks::{ScoredBatch, ScoredSink};
 
 /// A [`ScoredSink`] writing `auth_events_curated`.
 pub struct CuratedSink {
-    table: Chunked<CuratedColumns>,
+    table: Chunked<CuratedRows>,
 }
 
 impl CuratedSink {
     pub fn start(warehouse: &Warehouse) -> Result<CuratedSink, LakehouseError> {
-        let writer = TableWriter::start(warehouse, tables::CURATED)?;
-        let columns = CuratedColumns::new(Arc::clone(writer.arrow_schema()));
+        let writer = TableWriter::start_with(warehouse, tables::CURATED, |schema| {
+            CuratedEncoder::new(schema)
+        })?;
         Ok(CuratedSink {
-            table: Chunked::new(columns, writer),
+            table: Chunked::new(CuratedRows::default(), writer),
         })
     }
 
@@ -42,7 +44,7 @@ impl CuratedSink {
 
 impl ScoredSink for CuratedSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
-        self.table.columns.append(batch);
+        self.table.rows.append(batch);
         self.table.appended(batch.events.len())
     }
 
@@ -58,150 +60,220 @@ impl ScoredSink for CuratedSink {
     }
 }
 
-/// Column builders in the order of the curated schema.
-struct CuratedColumns {
-    schema: SchemaRef,
-    event_id: StringBuilder,
-    event_time: TimestampMicrosecondBuilder,
-    user_id: StringBuilder,
-    computer_id: StringBuilder,
-    ingestion_time: TimestampMicrosecondBuilder,
-    counts: [Int32Builder; 7],
-    user_tenure_s: Int64Builder,
-    user_gap_s: Int64Builder,
-    host_users_ever: Int32Builder,
-    host_users_today: Int32Builder,
-    new_device: BooleanBuilder,
-    new_computer: BooleanBuilder,
-    risk_score: Int32Builder,
-    risk_level: StringBuilder,
-    risk_flags: ListBuilder<StringBuilder>,
-    policy_version: StringBuilder,
-    processing_time: TimestampMicrosecondBuilder,
+/// One scored event, as the pipeline hands it to the writer.
+#[derive(Clone, Copy)]
+pub(super) struct ScoredRow {
+    /// Event time, user and computer ids, and every feature column.
+    features: Features,
+    event_id: EventId,
+    ingestion_time: i64,
+    processing_us: i64,
+    /// Rule bits, named by policy `policy`'s flag labels.
+    flags: u32,
+    /// Index of the scoring policy in the order the writer learnt them.
+    policy: u32,
+    score: u8,
+    level: RiskLevel,
 }
 
-impl CuratedColumns {
-    fn new(schema: SchemaRef) -> Self {
-        CuratedColumns {
-            risk_flags: list_builder(&schema, "risk_flags"),
-            schema,
-            event_id: StringBuilder::new(),
-            event_time: TimestampMicrosecondBuilder::new(),
-            user_id: StringBuilder::new(),
-            computer_id: StringBuilder::new(),
-            ingestion_time: TimestampMicrosecondBuilder::new(),
-            counts: Default::default(),
-            user_tenure_s: Int64Builder::new(),
-            user_gap_s: Int64Builder::new(),
-            host_users_ever: Int32Builder::new(),
-            host_users_today: Int32Builder::new(),
-            new_device: BooleanBuilder::new(),
-            new_computer: BooleanBuilder::new(),
-            risk_score: Int32Builder::new(),
-            risk_level: StringBuilder::new(),
-            policy_version: StringBuilder::new(),
-            processing_time: TimestampMicrosecondBuilder::new(),
-        }
-    }
+/// What a rule set's rows need to name their flags and version.
+pub(super) struct PolicyLabels {
+    version: Box<str>,
+    /// `risk_flags` entry of rule bit `r`: the rule id, or `shadow:ID`.
+    flags: Vec<Box<str>>,
+}
 
+/// A chunk of scored rows with what the writer has not seen yet.
+pub struct ScoredChunk {
+    rows: Vec<ScoredRow>,
+    new_users: Vec<Box<str>>,
+    new_computers: Vec<Box<str>>,
+    new_policies: Vec<PolicyLabels>,
+}
+
+/// The pipeline side: rows collected since the last chunk left.
+#[derive(Default)]
+struct CuratedRows {
+    rows: Vec<ScoredRow>,
+    users: NameLog,
+    computers: NameLog,
+    /// The latest policy version seen, and its index.
+    policy: Option<(Box<str>, u32)>,
+    policies_seen: u32,
+    new_policies: Vec<PolicyLabels>,
+}
+
+impl CuratedRows {
     fn append(&mut self, batch: &ScoredBatch<'_>) {
+        self.users.catch_up(batch.users);
+        self.computers.catch_up(batch.computers);
+        let policy = self.policy_index(batch);
         let processing_us = unix_micros_now();
-        let mut hex = [0u8; 32];
-        for (i, (event, f)) in batch.events.iter().zip(batch.features).enumerate() {
-            self.event_id
-                .append_value(batch.event_id(i).write_hex(&mut hex));
-            self.event_time.append_value(event.event_time * 1_000_000);
-            self.user_id.append_value(batch.users.name(event.user));
-            self.computer_id
-                .append_value(batch.computers.name(event.computer));
-            self.ingestion_time
-                .append_value(event.ingestion_time * 1_000_000);
-            let counts = [
-                f.user_logins_1h,
-                f.user_logins_24h,
-                f.user_distinct_computers_1h,
-                f.user_distinct_computers_24h,
-                f.user_new_computers_1h,
-                f.user_new_computers_24h,
-                f.user_known_computers,
-            ];
-            for (builder, value) in self.counts.iter_mut().zip(counts) {
-                builder.append_value(clamp_i32(value));
-            }
-            self.user_tenure_s.append_value(i64::from(f.user_tenure_s));
-            if f.user_gap_s == NO_PREVIOUS_LOGIN {
-                self.user_gap_s.append_null();
-            } else {
-                self.user_gap_s.append_value(i64::from(f.user_gap_s));
-            }
-            self.host_users_ever
-                .append_value(clamp_i32(f.host_users_ever));
-            self.host_users_today
-                .append_value(clamp_i32(f.host_users_today));
-            self.new_device.append_value(f.is_new_device());
-            self.new_computer.append_value(f.is_new_computer());
-            self.risk_score.append_value(i32::from(batch.scores[i]));
-            self.risk_level.append_value(batch.levels[i].as_str());
-            for flag in batch.flag_names(batch.flags[i]) {
-                self.risk_flags.values().append_value(flag);
-            }
-            self.risk_flags.append(true);
-            self.policy_version.append_value(batch.policy_version());
-            self.processing_time.append_value(processing_us);
+        self.rows.reserve(batch.events.len());
+        for (i, (event, features)) in batch.events.iter().zip(batch.features).enumerate() {
+            debug_assert_eq!(features.event_time, event.event_time);
+            self.rows.push(ScoredRow {
+                features: *features,
+                event_id: batch.event_id(i),
+                ingestion_time: event.ingestion_time,
+                processing_us,
+                flags: batch.flags[i],
+                policy,
+                score: batch.scores[i],
+                level: batch.levels[i],
+            });
+        }
+    }
+
+    /// The index of the batch's policy, noting its labels when it is new.
+    fn policy_index(&mut self, batch: &ScoredBatch<'_>) -> u32 {
+        if let Some((version, index)) = &self.policy
+            && **version == *batch.policy_version()
+        {
+            return *index;
+        }
+        let index = self.policies_seen;
+        self.policies_seen += 1;
+        self.policy = Some((batch.policy_version().into(), index));
+        self.new_policies.push(PolicyLabels {
+            version: batch.policy_version().into(),
+            flags: batch
+                .rules
+                .flag_labels
+                .iter()
+                .map(|l| l.as_str().into())
+                .collect(),
+        });
+        index
+    }
+}
+
+impl RowBuffer for CuratedRows {
+    type Encoder = CuratedEncoder;
+
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn take(&mut self) -> ScoredChunk {
+        ScoredChunk {
+            rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
+            new_users: self.users.take(),
+            new_computers: self.computers.take(),
+            new_policies: std::mem::take(&mut self.new_policies),
         }
     }
 }
 
-impl Columns for CuratedColumns {
-    fn rows(&self) -> usize {
-        self.event_id.len()
+/// The writer side: names and policies seen so far.
+pub struct CuratedEncoder {
+    users: Names,
+    computers: Names,
+    policies: Vec<PolicyLabels>,
+    /// `risk_flags`' element field, with its Iceberg field id.
+    flag_field: Arc<arrow_schema::Field>,
+}
+
+impl CuratedEncoder {
+    fn new(schema: &SchemaRef) -> Self {
+        CuratedEncoder {
+            users: Names::default(),
+            computers: Names::default(),
+            policies: Vec::new(),
+            flag_field: list_element(schema, "risk_flags"),
+        }
     }
 
-    fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let tz = || Some(Arc::<str>::from(UTC_TIME_ZONE));
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.event_id.finish()),
-            Arc::new(self.event_time.finish().with_timezone_opt(tz())),
-            Arc::new(self.user_id.finish()),
-            Arc::new(self.computer_id.finish()),
-            Arc::new(self.ingestion_time.finish().with_timezone_opt(tz())),
+    fn flag_lists(&self, rows: &[ScoredRow]) -> ArrayRef {
+        let mut lists = ListBuilder::with_capacity(StringBuilder::new(), rows.len())
+            .with_field(Arc::clone(&self.flag_field));
+        for row in rows {
+            let mut bits = row.flags;
+            let labels = &self.policies[row.policy as usize].flags;
+            while bits != 0 {
+                let r = bits.trailing_zeros() as usize;
+                lists.values().append_value(&labels[r]);
+                bits &= bits - 1;
+            }
+            lists.append(true);
+        }
+        Arc::new(lists.finish())
+    }
+}
+
+impl Encoder for CuratedEncoder {
+    type Rows = ScoredChunk;
+
+    fn encode(
+        &mut self,
+        chunk: ScoredChunk,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, ArrowError> {
+        self.users.extend(chunk.new_users);
+        self.computers.extend(chunk.new_computers);
+        self.policies.extend(chunk.new_policies);
+        let rows = &chunk.rows[..];
+        let f = |get: fn(&Features) -> u32| -> ArrayRef {
+            Arc::new(int32s(rows.iter().map(|r| get(&r.features))))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
+            Arc::new(timestamps(rows.iter().map(|r| r.features.event_time))),
+            Arc::new(self.users.column(rows.iter().map(|r| r.features.user))),
+            Arc::new(
+                self.computers
+                    .column(rows.iter().map(|r| r.features.computer)),
+            ),
+            Arc::new(timestamps(rows.iter().map(|r| r.ingestion_time))),
+            f(|f| f.user_logins_1h),
+            f(|f| f.user_logins_24h),
+            f(|f| f.user_distinct_computers_1h),
+            f(|f| f.user_distinct_computers_24h),
+            f(|f| f.user_new_computers_1h),
+            f(|f| f.user_new_computers_24h),
+            f(|f| f.user_known_computers),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| i64::from(r.features.user_tenure_s)),
+            )),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| {
+                let gap = r.features.user_gap_s;
+                (gap != NO_PREVIOUS_LOGIN).then_some(i64::from(gap))
+            }))),
+            f(|f| f.host_users_ever),
+            f(|f| f.host_users_today),
+            Arc::new(BooleanArray::new(
+                BooleanBuffer::collect_bool(rows.len(), |i| rows[i].features.is_new_device()),
+                None,
+            )),
+            Arc::new(BooleanArray::new(
+                BooleanBuffer::collect_bool(rows.len(), |i| rows[i].features.is_new_computer()),
+                None,
+            )),
+            Arc::new(int32s(rows.iter().map(|r| u32::from(r.score)))),
+            Arc::new(strings(rows.iter().map(|r| r.level.as_str()))),
+            self.flag_lists(rows),
+            Arc::new(strings(
+                rows.iter()
+                    .map(|r| &*self.policies[r.policy as usize].version),
+            )),
+            Arc::new(micros(rows.iter().map(|r| r.processing_us))),
         ];
-        columns.extend(
-            self.counts
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
-        columns.extend([
-            Arc::new(self.user_tenure_s.finish()) as ArrayRef,
-            Arc::new(self.user_gap_s.finish()),
-            Arc::new(self.host_users_ever.finish()),
-            Arc::new(self.host_users_today.finish()),
-            Arc::new(self.new_device.finish()),
-            Arc::new(self.new_computer.finish()),
-            Arc::new(self.risk_score.finish()),
-            Arc::new(self.risk_level.finish()),
-            Arc::new(self.risk_flags.finish()),
-            Arc::new(self.policy_version.finish()),
-            Arc::new(self.processing_time.finish().with_timezone_opt(tz())),
-        ]);
-        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+        RecordBatch::try_new(Arc::clone(schema), columns)
+    }
+}
+
+/// The element field (with its Iceberg field id) of list column `name`.
+fn list_element(schema: &SchemaRef, name: &str) -> Arc<arrow_schema::Field> {
+    match schema.field_with_name(name).map(|f| f.data_type()) {
+        Ok(DataType::List(element)) => Arc::clone(element),
+        other => panic!("{name} must be a list column, found {other:?}"),
     }
 }
 
 /// A list-of-strings builder whose element field (with its Iceberg field id)
 /// matches column `name` of `schema`.
 pub(super) fn list_builder(schema: &SchemaRef, name: &str) -> ListBuilder<StringBuilder> {
-    match schema.field_with_name(name).map(|f| f.data_type()) {
-        Ok(DataType::List(element)) => {
-            ListBuilder::new(StringBuilder::new()).with_field(Arc::clone(element))
-        }
-        other => panic!("{name} must be a list column, found {other:?}"),
-    }
-}
-
-#[inline]
-fn clamp_i32(v: u32) -> i32 {
-    i32::try_from(v).unwrap_or(i32::MAX)
+    ListBuilder::new(StringBuilder::new()).with_field(list_element(schema, name))
 }
 
 pub(super) fn unix_micros_now() -> i64 {

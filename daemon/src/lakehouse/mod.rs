@@ -11,6 +11,7 @@
 pub mod aggregates;
 pub mod alerts;
 pub mod catalog;
+mod columns;
 pub mod curated;
 pub mod maintain;
 pub mod query;

@@ -6,29 +6,31 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    ArrayBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use arrow_schema::SchemaRef;
-use iceberg::arrow::UTC_TIME_ZONE;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{ArrowError, SchemaRef};
 
-use super::writer::{Chunked, Columns, TableWriter, WriterStats};
+use super::columns::{NameLog, Names, event_ids, strings, timestamps};
+use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use crate::sinks::{Received, ReceivedSink};
+use crate::event::{EventId, NameId};
+use crate::sinks::{Disposition, Received, ReceivedSink};
 
 /// A [`ReceivedSink`] writing `auth_events_raw`.
 pub struct RawSink {
-    table: Chunked<RawColumns>,
+    table: Chunked<RawRows>,
 }
 
 impl RawSink {
     /// `source` names the input in every row (`file:NAME`, `stdin`, ...).
     pub fn start(warehouse: &Warehouse, source: &str) -> Result<RawSink, LakehouseError> {
-        let writer = TableWriter::start(warehouse, tables::RAW)?;
-        let columns = RawColumns::new(Arc::clone(writer.arrow_schema()), source);
+        let source: Arc<str> = source.into();
+        let writer = TableWriter::start_with(warehouse, tables::RAW, |_| RawEncoder {
+            source,
+            users: Names::default(),
+            computers: Names::default(),
+        })?;
         Ok(RawSink {
-            table: Chunked::new(columns, writer),
+            table: Chunked::new(RawRows::default(), writer),
         })
     }
 }
@@ -41,7 +43,7 @@ impl RawSink {
 
 impl ReceivedSink for RawSink {
     fn receive(&mut self, record: &Received<'_>) -> std::io::Result<()> {
-        self.table.columns.append(record);
+        self.table.rows.append(record);
         self.table.appended(1)
     }
 
@@ -54,69 +56,91 @@ impl ReceivedSink for RawSink {
     }
 }
 
-struct RawColumns {
-    schema: SchemaRef,
-    source: String,
-    event_id: StringBuilder,
-    event_time: TimestampMicrosecondBuilder,
-    user_id: StringBuilder,
-    computer_id: StringBuilder,
-    ingestion_time: TimestampMicrosecondBuilder,
-    source_line: Int64Builder,
-    admission: StringBuilder,
+/// One received record, as the pipeline hands it to the writer.
+#[derive(Clone, Copy)]
+pub(super) struct RawRow {
+    event_id: EventId,
+    event_time: i64,
+    ingestion_time: i64,
+    line: u64,
+    user: NameId,
+    computer: NameId,
+    disposition: Disposition,
 }
 
-impl RawColumns {
-    fn new(schema: SchemaRef, source: &str) -> Self {
-        RawColumns {
-            schema,
-            source: source.to_string(),
-            event_id: StringBuilder::new(),
-            event_time: TimestampMicrosecondBuilder::new(),
-            user_id: StringBuilder::new(),
-            computer_id: StringBuilder::new(),
-            ingestion_time: TimestampMicrosecondBuilder::new(),
-            source_line: Int64Builder::new(),
-            admission: StringBuilder::new(),
-        }
-    }
+pub struct RawChunk {
+    rows: Vec<RawRow>,
+    new_users: Vec<Box<str>>,
+    new_computers: Vec<Box<str>>,
+}
 
+#[derive(Default)]
+struct RawRows {
+    rows: Vec<RawRow>,
+    users: NameLog,
+    computers: NameLog,
+}
+
+impl RawRows {
     #[inline]
     fn append(&mut self, record: &Received<'_>) {
-        let mut hex = [0u8; 32];
-        self.event_id
-            .append_value(record.event_id.write_hex(&mut hex));
-        self.event_time
-            .append_value(record.event.event_time * 1_000_000);
-        self.user_id.append_value(record.user);
-        self.computer_id.append_value(record.computer);
-        self.ingestion_time
-            .append_value(record.event.ingestion_time * 1_000_000);
-        self.source_line
-            .append_value(i64::try_from(record.line).unwrap_or(i64::MAX));
-        self.admission.append_value(record.disposition.as_str());
+        self.users.catch_up(record.users);
+        self.computers.catch_up(record.computers);
+        self.rows.push(RawRow {
+            event_id: record.event_id,
+            event_time: record.event.event_time,
+            ingestion_time: record.event.ingestion_time,
+            line: record.line,
+            user: record.event.user,
+            computer: record.event.computer,
+            disposition: record.disposition,
+        });
     }
 }
 
-impl Columns for RawColumns {
+impl RowBuffer for RawRows {
+    type Encoder = RawEncoder;
+
     fn rows(&self) -> usize {
-        self.event_id.len()
+        self.rows.len()
     }
 
-    fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let tz = || Some(Arc::<str>::from(UTC_TIME_ZONE));
-        let rows = self.rows();
-        // One source per run: built whole here rather than copied per row.
+    fn take(&mut self) -> RawChunk {
+        RawChunk {
+            rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
+            new_users: self.users.take(),
+            new_computers: self.computers.take(),
+        }
+    }
+}
+
+pub struct RawEncoder {
+    source: Arc<str>,
+    users: Names,
+    computers: Names,
+}
+
+impl Encoder for RawEncoder {
+    type Rows = RawChunk;
+
+    fn encode(&mut self, chunk: RawChunk, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        self.users.extend(chunk.new_users);
+        self.computers.extend(chunk.new_computers);
+        let rows = &chunk.rows[..];
+        // One source per run: built whole rather than copied per row.
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.event_id.finish()),
-            Arc::new(self.event_time.finish().with_timezone_opt(tz())),
-            Arc::new(self.user_id.finish()),
-            Arc::new(self.computer_id.finish()),
-            Arc::new(self.ingestion_time.finish().with_timezone_opt(tz())),
-            Arc::new(StringArray::new_repeated(&self.source, rows)),
-            Arc::new(self.source_line.finish()),
-            Arc::new(self.admission.finish()),
+            Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
+            Arc::new(timestamps(rows.iter().map(|r| r.event_time))),
+            Arc::new(self.users.column(rows.iter().map(|r| r.user))),
+            Arc::new(self.computers.column(rows.iter().map(|r| r.computer))),
+            Arc::new(timestamps(rows.iter().map(|r| r.ingestion_time))),
+            Arc::new(StringArray::new_repeated(&*self.source, rows.len())),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter()
+                    .map(|r| i64::try_from(r.line).unwrap_or(i64::MAX)),
+            )),
+            Arc::new(strings(rows.iter().map(|r| r.disposition.as_str()))),
         ];
-        RecordBatch::try_new(Arc::clone(&self.schema), columns)
+        RecordBatch::try_new(Arc::clone(schema), columns)
     }
 }

@@ -1,9 +1,14 @@
-//! One writer thread per table: the pipeline thread hands it finished Arrow
-//! record batches through a bounded channel; the thread splits them by the
-//! table's partition spec and streams them into rolling Parquet files; a commit
-//! closes the files and appends them to the table as one Iceberg snapshot.
-//! Encoding and compression thus run beside the pipeline, and a slow disk slows
-//! the pipeline down (the channel is bounded) instead of buffering without end.
+//! One writer thread per table: the pipeline thread hands it chunks of rows
+//! through a bounded channel; the thread turns them into Arrow record batches
+//! (the table's [`Encoder`]), splits those by the table's partition spec and
+//! streams them into rolling Parquet files; a commit closes the files and
+//! appends them to the table as one Iceberg snapshot.
+//!
+//! The event tables' chunks are compact fixed-size rows (interned ids, times,
+//! features), so building the string columns, hex ids included, and the
+//! Parquet encoding and compression all run beside the pipeline, not on it.
+//! A slow disk slows the pipeline down (the channel is bounded) instead of
+//! buffering without end.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, RecordBatch, TimestampMicrosecondArray};
-use arrow_schema::SchemaRef;
+use arrow_schema::{ArrowError, SchemaRef};
 use iceberg::Catalog;
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
 use iceberg::spec::{
@@ -64,8 +69,27 @@ pub struct WriterStats {
     pub commit_s: Vec<f64>,
 }
 
-enum Command {
-    Write(RecordBatch),
+/// Turns the rows a sink collects on the pipeline thread into Arrow record
+/// batches, on the table's writer thread.
+pub trait Encoder: Send + 'static {
+    /// One chunk of rows as the pipeline hands it over.
+    type Rows: Send + 'static;
+    fn encode(&mut self, rows: Self::Rows, schema: &SchemaRef) -> Result<RecordBatch, ArrowError>;
+}
+
+/// For tables whose few rows are built into record batches by the sink itself
+/// (alerts, aggregates).
+pub struct Prebuilt;
+
+impl Encoder for Prebuilt {
+    type Rows = RecordBatch;
+    fn encode(&mut self, rows: RecordBatch, _: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+        Ok(rows)
+    }
+}
+
+enum Command<R> {
+    Write(R),
     Commit {
         properties: HashMap<String, String>,
         done: SyncSender<Result<CommitInfo, String>>,
@@ -73,20 +97,32 @@ enum Command {
 }
 
 /// The pipeline side of one table's writer thread.
-pub struct TableWriter {
+pub struct TableWriter<E: Encoder = Prebuilt> {
     table: &'static str,
     stats: WriterStats,
     arrow_schema: SchemaRef,
-    to_writer: Option<SyncSender<Command>>,
+    to_writer: Option<SyncSender<Command<E::Rows>>>,
     writer: Option<JoinHandle<Result<(), LakehouseError>>>,
 }
 
-impl TableWriter {
-    /// Starts the writer thread for `table` in `warehouse`.
+impl TableWriter<Prebuilt> {
+    /// Starts the writer thread for `table` in `warehouse`, taking record batches.
     pub fn start(
         warehouse: &Warehouse,
         table: &'static str,
-    ) -> Result<TableWriter, LakehouseError> {
+    ) -> Result<TableWriter<Prebuilt>, LakehouseError> {
+        TableWriter::start_with(warehouse, table, |_| Prebuilt)
+    }
+}
+
+impl<E: Encoder> TableWriter<E> {
+    /// Starts the writer thread for `table` in `warehouse`, with the encoder
+    /// `encoder` makes for the table's Arrow schema.
+    pub(super) fn start_with(
+        warehouse: &Warehouse,
+        table: &'static str,
+        encoder: impl FnOnce(&SchemaRef) -> E,
+    ) -> Result<TableWriter<E>, LakehouseError> {
         let no_dictionary = tables::definition(table).map_or(&[][..], |t| t.no_dictionary);
         let loaded = warehouse.load(table)?;
         let arrow_schema: SchemaRef =
@@ -94,9 +130,18 @@ impl TableWriter {
         let (to_writer, commands) = sync_channel(2);
         let runtime = Arc::clone(warehouse.runtime());
         let catalog = Arc::clone(warehouse.catalog());
+        let encoder = encoder(&arrow_schema);
+        let schema = Arc::clone(&arrow_schema);
         let writer = std::thread::Builder::new()
             .name(format!("{table}-writer"))
-            .spawn(move || write_loop(&runtime, catalog.as_ref(), loaded, no_dictionary, &commands))
+            .spawn(move || {
+                let sink = TableSink {
+                    runtime: &runtime,
+                    catalog: catalog.as_ref(),
+                    no_dictionary,
+                };
+                sink.run(loaded, encoder, &schema, &commands)
+            })
             .map_err(LakehouseError::Runtime)?;
         Ok(TableWriter {
             table,
@@ -120,12 +165,12 @@ impl TableWriter {
         &self.arrow_schema
     }
 
-    /// Queues a batch for writing (blocks while the writer is two batches behind).
-    pub fn write(&mut self, batch: RecordBatch) -> io::Result<()> {
-        self.send(Command::Write(batch))
+    /// Queues rows for writing (blocks while the writer is two chunks behind).
+    pub fn write(&mut self, rows: E::Rows) -> io::Result<()> {
+        self.send(Command::Write(rows))
     }
 
-    fn send(&mut self, command: Command) -> io::Result<()> {
+    fn send(&mut self, command: Command<E::Rows>) -> io::Result<()> {
         let sent = self
             .to_writer
             .as_ref()
@@ -196,7 +241,7 @@ pub struct PendingCommit {
     result: Receiver<Result<CommitInfo, String>>,
 }
 
-impl Drop for TableWriter {
+impl<E: Encoder> Drop for TableWriter<E> {
     fn drop(&mut self) {
         self.to_writer = None;
         if let Some(writer) = self.writer.take() {
@@ -205,16 +250,18 @@ impl Drop for TableWriter {
     }
 }
 
-/// Arrow column builders for one table's rows.
-pub(super) trait Columns {
+/// Where a sink collects one table's rows on the pipeline thread.
+pub(super) trait RowBuffer {
+    type Encoder: Encoder;
     fn rows(&self) -> usize;
-    /// The rows appended so far as one batch; the builders start empty again.
-    fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError>;
+    /// The rows collected so far as one chunk; the buffer starts empty again.
+    fn take(&mut self) -> <Self::Encoder as Encoder>::Rows;
 }
 
-/// Rows per Arrow batch handed to a writer thread: large enough to amortise
-/// the per-batch costs, small enough to keep the pipeline's buffers modest.
-const ROWS_PER_CHUNK: usize = 256 * 1024;
+/// Rows per chunk handed to a writer thread: large enough to amortise the
+/// per-chunk costs, small enough to keep the buffers in flight modest (about
+/// 6 MiB of curated rows).
+pub(super) const ROWS_PER_CHUNK: usize = 64 * 1024;
 
 /// Rows appended to the pipeline-side builders leave for the writer thread
 /// every [`ROWS_PER_CHUNK`] rows, and are committed on checkpoint or at the end.
@@ -223,17 +270,17 @@ const ROWS_PER_CHUNK: usize = 256 * 1024;
 /// checkpoint, or [`Chunked::commit_pending`] at the end, waits for it. So the
 /// pipeline does not stall on file closes and catalog round trips, and at the
 /// end all tables commit at once rather than one after another.
-pub(super) struct Chunked<C> {
-    pub(super) columns: C,
-    writer: TableWriter,
+pub(super) struct Chunked<B: RowBuffer> {
+    pub(super) rows: B,
+    writer: TableWriter<B::Encoder>,
     uncommitted: u64,
     in_flight: Option<PendingCommit>,
 }
 
-impl<C: Columns> Chunked<C> {
-    pub(super) fn new(columns: C, writer: TableWriter) -> Self {
+impl<B: RowBuffer> Chunked<B> {
+    pub(super) fn new(rows: B, writer: TableWriter<B::Encoder>) -> Self {
         Chunked {
-            columns,
+            rows,
             writer,
             uncommitted: 0,
             in_flight: None,
@@ -243,25 +290,25 @@ impl<C: Columns> Chunked<C> {
     /// Call after appending `rows` rows to the builders.
     pub(super) fn appended(&mut self, rows: usize) -> io::Result<()> {
         self.uncommitted += rows as u64;
-        if self.columns.rows() >= ROWS_PER_CHUNK {
+        if self.rows.rows() >= ROWS_PER_CHUNK {
             self.ship()?;
         }
         Ok(())
     }
 
     fn ship(&mut self) -> io::Result<()> {
-        if self.columns.rows() == 0 {
+        if self.rows.rows() == 0 {
             return Ok(());
         }
-        let batch = self.columns.finish().map_err(io::Error::other)?;
-        self.writer.write(batch)
+        let chunk = self.rows.take();
+        self.writer.write(chunk)
     }
 
     /// Starts committing what was appended since the last commit, if
     /// anything, once the previous commit has landed. Does not wait.
     pub(super) fn start_commit(&mut self) -> io::Result<()> {
         self.settle()?;
-        if self.uncommitted > 0 || self.columns.rows() > 0 {
+        if self.uncommitted > 0 || self.rows.rows() > 0 {
             self.ship()?;
             self.in_flight = Some(self.writer.request_commit(HashMap::new())?);
             self.uncommitted = 0;
@@ -444,52 +491,63 @@ impl RunSplit {
     }
 }
 
-fn write_loop(
-    runtime: &tokio::runtime::Runtime,
-    catalog: &dyn Catalog,
-    mut table: Table,
-    no_dictionary: &[&str],
-    commands: &Receiver<Command>,
-) -> Result<(), LakehouseError> {
-    let splitter = Splitter::new(&table)?;
-    let mut writer: Option<PartitionedWriter> = None;
-    let mut rows: u64 = 0;
-    let mut busy = Duration::ZERO;
-    for command in commands {
-        match command {
-            Command::Write(batch) => {
-                let started = Instant::now();
-                if writer.is_none() {
-                    writer = Some(new_writer(&table, no_dictionary)?);
+/// The writer thread's side: encodes, partitions and writes chunks, and
+/// commits on request.
+struct TableSink<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    catalog: &'a dyn Catalog,
+    no_dictionary: &'static [&'static str],
+}
+
+impl TableSink<'_> {
+    fn run<E: Encoder>(
+        &self,
+        mut table: Table,
+        mut encoder: E,
+        schema: &SchemaRef,
+        commands: &Receiver<Command<E::Rows>>,
+    ) -> Result<(), LakehouseError> {
+        let splitter = Splitter::new(&table)?;
+        let mut writer: Option<PartitionedWriter> = None;
+        let mut rows: u64 = 0;
+        let mut busy = Duration::ZERO;
+        for command in commands {
+            match command {
+                Command::Write(chunk) => {
+                    let started = Instant::now();
+                    let batch = encoder.encode(chunk, schema)?;
+                    if writer.is_none() {
+                        writer = Some(new_writer(&table, self.no_dictionary)?);
+                    }
+                    let open = writer.as_mut().expect("created above");
+                    rows += batch.num_rows() as u64;
+                    for (key, part) in splitter.split(&batch)? {
+                        self.runtime.block_on(open.write(key, part))?;
+                    }
+                    busy += started.elapsed();
                 }
-                let open = writer.as_mut().expect("created above");
-                rows += batch.num_rows() as u64;
-                for (key, part) in splitter.split(&batch)? {
-                    runtime.block_on(open.write(key, part))?;
-                }
-                busy += started.elapsed();
-            }
-            Command::Commit { properties, done } => {
-                let outcome = commit(
-                    runtime,
-                    catalog,
-                    &mut table,
-                    writer.take(),
-                    properties,
-                    rows,
-                )
-                .map(|info| CommitInfo { busy, ..info });
-                rows = 0;
-                busy = Duration::ZERO;
-                let failed = outcome.as_ref().err().map(ToString::to_string);
-                let _ = done.send(outcome.map_err(|e| e.to_string()));
-                if let Some(message) = failed {
-                    return Err(LakehouseError::WriterGone(message));
+                Command::Commit { properties, done } => {
+                    let outcome = commit(
+                        self.runtime,
+                        self.catalog,
+                        &mut table,
+                        writer.take(),
+                        properties,
+                        rows,
+                    )
+                    .map(|info| CommitInfo { busy, ..info });
+                    rows = 0;
+                    busy = Duration::ZERO;
+                    let failed = outcome.as_ref().err().map(ToString::to_string);
+                    let _ = done.send(outcome.map_err(|e| e.to_string()));
+                    if let Some(message) = failed {
+                        return Err(LakehouseError::WriterGone(message));
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn commit(

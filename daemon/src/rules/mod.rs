@@ -147,6 +147,9 @@ impl RuleSet {
         let mut rules = Vec::new();
         let mut version = Sha256::new();
         version.update(policy.source.as_bytes());
+        // Read and check every module first, so a policy with a bad pin is
+        // refused before anything is compiled.
+        let mut checked = Vec::new();
         for (index, config) in policy.file.rules.iter().enumerate() {
             if !config.enabled {
                 continue;
@@ -199,8 +202,31 @@ impl RuleSet {
             }
             version.update(sha256.as_bytes());
             let limits = SandboxLimits::from_policy(sandbox, &config.limits);
-            let compiled = WasmModule::compile(&bytes, limits)
-                .map_err(|e| policy.rule_error(index, "module", e.to_string()))?;
+            checked.push((index, config, source, bytes, sha256, limits));
+        }
+        // Compiling is most of a (re)load's time: one thread per module, so a
+        // reload takes as long as its largest module on enough cores.
+        let compiled: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = checked
+                .iter()
+                .map(|(_, _, _, bytes, _, limits)| {
+                    scope.spawn(move || WasmModule::compile(bytes, *limits))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        for ((index, config, source, _, sha256, limits), compiled) in
+            checked.into_iter().zip(compiled)
+        {
+            let compiled =
+                compiled.map_err(|e| policy.rule_error(index, "module", e.to_string()))?;
             let metadata = compiled.metadata.clone();
             let values = resolve_params(policy, index, &metadata)?;
             let module: Box<dyn RuleModule> = match engine {

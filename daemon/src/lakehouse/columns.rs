@@ -1,0 +1,165 @@
+//! Arrow columns from the pipeline's compact rows, built on the writer threads.
+//!
+//! The pipeline keeps users and computers as dense interned ids. Rather than
+//! copy names into every row on the pipeline thread, a sink sends each name to
+//! its writer once ([`NameLog`] collects the names interned since the last
+//! chunk), and the writer keeps its own copy ([`Names`]) to turn id columns
+//! into string columns.
+
+use std::sync::Arc;
+
+use arrow_array::{Int32Array, StringArray, TimestampMicrosecondArray};
+use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use iceberg::arrow::UTC_TIME_ZONE;
+
+use crate::event::{EventId, Interner, NameId};
+
+/// Pipeline side: the names an interner gained since they were last sent.
+#[derive(Default)]
+pub(super) struct NameLog {
+    known: usize,
+    new: Vec<Box<str>>,
+}
+
+impl NameLog {
+    /// Notes the names `interner` gained since the last call (one comparison
+    /// when there are none).
+    #[inline]
+    pub(super) fn catch_up(&mut self, interner: &Interner) {
+        if interner.len() > self.known {
+            self.new
+                .extend((self.known..interner.len()).map(|id| interner.name(id as NameId).into()));
+            self.known = interner.len();
+        }
+    }
+
+    /// The names noted since the last call, in id order.
+    pub(super) fn take(&mut self) -> Vec<Box<str>> {
+        std::mem::take(&mut self.new)
+    }
+}
+
+/// Writer side: names by id, as received from a [`NameLog`].
+#[derive(Default)]
+pub(super) struct Names {
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    pub(super) fn extend(&mut self, new: Vec<Box<str>>) {
+        self.names.extend(new);
+    }
+
+    pub(super) fn name(&self, id: NameId) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The column of names of `ids`. Every id was interned, and so sent,
+    /// before a row could carry it.
+    pub(super) fn column(&self, ids: impl ExactSizeIterator<Item = NameId>) -> StringArray {
+        strings(ids.map(|id| &*self.names[id as usize]))
+    }
+}
+
+/// A string column from exactly-sized values, in one pass and two buffers.
+pub(super) fn strings<'a>(values: impl ExactSizeIterator<Item = &'a str>) -> StringArray {
+    let mut offsets = Vec::with_capacity(values.len() + 1);
+    let mut bytes: Vec<u8> = Vec::with_capacity(values.len() * 8);
+    offsets.push(0i32);
+    for value in values {
+        bytes.extend_from_slice(value.as_bytes());
+        offsets.push(i32::try_from(bytes.len()).expect("a chunk's strings fit in 2 GiB"));
+    }
+    StringArray::new(
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Buffer::from_vec(bytes),
+        None,
+    )
+}
+
+/// The `event_id` column: 32 lower-case hex characters per id, written
+/// straight into the column's buffer.
+pub(super) fn event_ids(ids: impl ExactSizeIterator<Item = EventId>) -> StringArray {
+    /// The two hex digits of every byte value.
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut table = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+            b += 1;
+        }
+        table
+    };
+    let rows = ids.len();
+    let mut bytes: Vec<u8> = Vec::with_capacity(rows * 32);
+    for id in ids {
+        for byte in id.0.get().to_be_bytes() {
+            bytes.extend_from_slice(&PAIRS[byte as usize]);
+        }
+    }
+    let offsets = (0..=rows).map(|i| i32::try_from(i * 32).expect("a chunk's ids fit in 2 GiB"));
+    StringArray::new(
+        OffsetBuffer::new(ScalarBuffer::from_iter(offsets)),
+        Buffer::from_vec(bytes),
+        None,
+    )
+}
+
+/// A UTC timestamp column from Unix seconds.
+pub(super) fn timestamps(seconds: impl ExactSizeIterator<Item = i64>) -> TimestampMicrosecondArray {
+    micros(seconds.map(|s| s * 1_000_000))
+}
+
+/// A UTC timestamp column from Unix microseconds.
+pub(super) fn micros(values: impl ExactSizeIterator<Item = i64>) -> TimestampMicrosecondArray {
+    TimestampMicrosecondArray::from_iter_values(values)
+        .with_timezone_opt(Some(Arc::<str>::from(UTC_TIME_ZONE)))
+}
+
+pub(super) fn int32s(values: impl ExactSizeIterator<Item = u32>) -> Int32Array {
+    Int32Array::from_iter_values(values.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+    use std::num::NonZeroU128;
+
+    #[test]
+    fn event_ids_match_the_display_form() {
+        let ids = [
+            EventId::derive(1, "U1", "C1"),
+            EventId(NonZeroU128::MIN),
+            EventId(NonZeroU128::MAX),
+        ];
+        let column = event_ids(ids.iter().copied());
+        assert_eq!(column.len(), 3);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(column.value(i), id.to_string());
+        }
+        assert_eq!(column.value(0), "9341c1af8b819d9bfb1ffee11659a83f");
+    }
+
+    #[test]
+    fn names_arrive_once_and_resolve_ids() {
+        let mut interner = Interner::default();
+        let mut log = NameLog::default();
+        let mut names = Names::default();
+        interner.intern(b"U1");
+        interner.intern(b"U2");
+        log.catch_up(&interner);
+        log.catch_up(&interner);
+        names.extend(log.take());
+        interner.intern(b"ANONYMOUS LOGON");
+        log.catch_up(&interner);
+        let sent = log.take();
+        assert_eq!(sent.len(), 1, "only the new name is sent");
+        names.extend(sent);
+        let column = names.column([2, 0, 1, 0].into_iter());
+        let values: Vec<&str> = column.iter().map(Option::unwrap).collect();
+        assert_eq!(values, ["ANONYMOUS LOGON", "U1", "U2", "U1"]);
+        assert!(log.take().is_empty());
+    }
+}
