@@ -223,7 +223,7 @@ async fn rewrite(
         .read(futures::stream::iter(tasks.into_iter().map(Ok)).boxed())?
         .stream();
     let splitter = Splitter::new(table)?;
-    let mut writer = new_writer(table, definition.no_dictionary)?;
+    let mut writer = new_writer(table, definition.layouts)?;
     while let Some(batch) = batches.try_next().await? {
         for (key, part) in splitter.split(&batch)? {
             writer.write(key, part).await?;

@@ -254,7 +254,7 @@ mod tests {
             name: tables::CURATED,
             schema: older_curated_schema,
             partition_spec: tables::curated_partition_spec,
-            no_dictionary: &[],
+            layouts: &[],
         }];
         let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();
         // Simulate the older release: a fresh namespace holding the older table.

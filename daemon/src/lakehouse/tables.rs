@@ -34,9 +34,25 @@ pub struct TableDefinition {
     pub name: &'static str,
     pub schema: fn() -> Schema,
     pub partition_spec: fn() -> UnboundPartitionSpec,
-    /// Columns of random values (ids), written without dictionary encoding:
-    /// a dictionary would only cost time and space.
-    pub no_dictionary: &'static [&'static str],
+    /// How columns whose values have a known shape are best written
+    /// (the others: dictionary encoding, min/max statistics).
+    pub layouts: &'static [(&'static str, ColumnLayout)],
+}
+
+/// The shape of a column's values, which decides its Parquet encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnLayout {
+    /// Random ids: a dictionary would only cost time and space, and min/max
+    /// statistics of random values prune nothing, so neither is written.
+    RandomId,
+    /// Names in no order within a file (users, computers): dictionary
+    /// encoded, but min/max statistics would span nearly every name and
+    /// prune nothing, so they are not computed.
+    Unordered,
+    /// Values in (nearly) ascending order (event and ingestion times, line
+    /// numbers): delta encoded, which is smaller and cheaper than a
+    /// dictionary for them; statistics kept (they prune by time).
+    Ascending,
 }
 
 /// The definition of table `name`, if it is one of [`ALL`].
@@ -44,37 +60,50 @@ pub fn definition(name: &str) -> Option<&'static TableDefinition> {
     ALL.iter().find(|t| t.name == name)
 }
 
+/// The two event tables' column layouts (columns a table lacks are ignored).
+const EVENT_LAYOUTS: &[(&str, ColumnLayout)] = &[
+    ("event_id", ColumnLayout::RandomId),
+    ("user_id", ColumnLayout::Unordered),
+    ("computer_id", ColumnLayout::Unordered),
+    ("event_time", ColumnLayout::Ascending),
+    ("ingestion_time", ColumnLayout::Ascending),
+    ("source_line", ColumnLayout::Ascending),
+];
+
 /// Every table, in creation order.
 pub static ALL: [TableDefinition; 5] = [
     TableDefinition {
         name: RAW,
         schema: raw_schema,
         partition_spec: raw_partition_spec,
-        no_dictionary: &["event_id"],
+        layouts: EVENT_LAYOUTS,
     },
     TableDefinition {
         name: CURATED,
         schema: curated_schema,
         partition_spec: curated_partition_spec,
-        no_dictionary: &["event_id"],
+        layouts: EVENT_LAYOUTS,
     },
     TableDefinition {
         name: ALERTS,
         schema: alerts_schema,
         partition_spec: alerts_partition_spec,
-        no_dictionary: &["alert_id", "event_ids"],
+        layouts: &[
+            ("alert_id", ColumnLayout::RandomId),
+            ("event_ids.list.element", ColumnLayout::RandomId),
+        ],
     },
     TableDefinition {
         name: USER_HOURLY,
         schema: user_hourly_schema,
         partition_spec: user_hourly_partition_spec,
-        no_dictionary: &[],
+        layouts: &[],
     },
     TableDefinition {
         name: HOST_DAILY,
         schema: host_daily_schema,
         partition_spec: host_daily_partition_spec,
-        no_dictionary: &[],
+        layouts: &[],
     },
 ];
 
