@@ -92,10 +92,15 @@ pub(super) fn event_ids(ids: impl ExactSizeIterator<Item = EventId>) -> StringAr
         table
     };
     let rows = ids.len();
-    let mut bytes: Vec<u8> = Vec::with_capacity(rows * 32);
-    for id in ids {
-        for byte in id.0.get().to_be_bytes() {
-            bytes.extend_from_slice(&PAIRS[byte as usize]);
+    let mut bytes = vec![0u8; rows * 32];
+    for (id, hex) in ids.zip(bytes.chunks_exact_mut(32)) {
+        for (byte, pair) in
+            id.0.get()
+                .to_be_bytes()
+                .into_iter()
+                .zip(hex.chunks_exact_mut(2))
+        {
+            pair.copy_from_slice(&PAIRS[byte as usize]);
         }
     }
     let offsets = (0..=rows).map(|i| i32::try_from(i * 32).expect("a chunk's ids fit in 2 GiB"));

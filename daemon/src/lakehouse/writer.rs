@@ -54,6 +54,8 @@ pub struct CommitInfo {
     pub bytes: u64,
     /// Writer-thread time spent partitioning and encoding since the last commit.
     pub busy: Duration,
+    /// When the snapshot was in the catalog (`None`: nothing to commit).
+    pub landed: Option<Instant>,
 }
 
 /// One table writer's totals, for benchmarks and the run's log.
@@ -66,7 +68,8 @@ pub struct WriterStats {
     /// Writer-thread time spent partitioning, encoding and compressing.
     pub busy_s: f64,
     /// Wall time of each commit with rows, from the request to the new
-    /// snapshot: closing the open files plus the catalog commit.
+    /// snapshot in the catalog: the chunks queued before the request, closing
+    /// the open files, and the catalog commit.
     pub commit_s: Vec<f64>,
 }
 
@@ -221,9 +224,10 @@ impl<E: Encoder> TableWriter<E> {
             self.stats.rows += info.rows;
             self.stats.data_files += info.data_files;
             self.stats.bytes += info.bytes;
+            let landed = info.landed.unwrap_or_else(Instant::now);
             self.stats
                 .commit_s
-                .push(pending.requested.elapsed().as_secs_f64());
+                .push(landed.duration_since(pending.requested).as_secs_f64());
             tracing::info!(table = self.table, rows = info.rows, files = info.data_files, snapshot = ?info.snapshot_id, "committed");
         }
         Ok(info)
@@ -595,6 +599,7 @@ fn commit(
         rows,
         bytes,
         busy: Duration::ZERO,
+        landed: Some(Instant::now()),
     })
 }
 
