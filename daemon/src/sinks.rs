@@ -328,6 +328,9 @@ impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
             .iter_mut()
             .try_for_each(|sink| sink.write_batch(batch))
     }
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.checkpoint())
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.flush())
     }
@@ -360,5 +363,68 @@ impl ScoredSink for Collect {
         self.rows
             .extend((0..batch.events.len()).map(|i| ScoredRow::from_batch(batch, i)));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records which calls reached it.
+    #[derive(Default)]
+    struct Calls(Vec<&'static str>);
+
+    impl ScoredSink for Calls {
+        fn write_batch(&mut self, _: &ScoredBatch<'_>) -> io::Result<()> {
+            self.0.push("write");
+            Ok(())
+        }
+        fn checkpoint(&mut self) -> io::Result<()> {
+            self.0.push("checkpoint");
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.push("flush");
+            Ok(())
+        }
+    }
+
+    impl AlertSink for Calls {
+        fn send(&mut self, _: &Alert) -> io::Result<()> {
+            self.0.push("send");
+            Ok(())
+        }
+        fn checkpoint(&mut self) -> io::Result<()> {
+            self.0.push("checkpoint");
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.0.push("flush");
+            Ok(())
+        }
+    }
+
+    /// A checkpoint through a tee must stay a checkpoint: table sinks only
+    /// start their commit there, while a flush waits for it, which would stall
+    /// the pipeline at every commit interval.
+    #[test]
+    fn tees_pass_checkpoints_on_as_checkpoints() {
+        let (mut a, mut b) = (Calls::default(), Calls::default());
+        {
+            let mut tee: Tee<dyn ScoredSink> = Tee(vec![&mut a, &mut b]);
+            tee.checkpoint().unwrap();
+            tee.flush().unwrap();
+        }
+        assert_eq!(a.0, ["checkpoint", "flush"]);
+        assert_eq!(b.0, ["checkpoint", "flush"]);
+
+        let (mut a, mut b) = (Calls::default(), Calls::default());
+        {
+            let mut tee: Tee<dyn AlertSink> = Tee(vec![&mut a, &mut b]);
+            tee.checkpoint().unwrap();
+            tee.flush().unwrap();
+        }
+        assert_eq!(a.0, ["checkpoint", "flush"]);
+        assert_eq!(b.0, ["checkpoint", "flush"]);
     }
 }
