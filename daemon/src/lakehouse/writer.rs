@@ -268,7 +268,7 @@ pub(super) trait RowBuffer {
 /// 6 MiB of curated rows).
 pub(super) const ROWS_PER_CHUNK: usize = 64 * 1024;
 
-/// Rows appended to the pipeline-side builders leave for the writer thread
+/// Rows collected on the pipeline thread leave for the writer thread
 /// every [`ROWS_PER_CHUNK`] rows, and are committed on checkpoint or at the end.
 ///
 /// A checkpoint only starts its commit ([`Chunked::start_commit`]); the next
@@ -292,7 +292,7 @@ impl<B: RowBuffer> Chunked<B> {
         }
     }
 
-    /// Call after appending `rows` rows to the builders.
+    /// Call after adding `rows` rows to the buffer.
     pub(super) fn appended(&mut self, rows: usize) -> io::Result<()> {
         self.uncommitted += rows as u64;
         if self.rows.rows() >= ROWS_PER_CHUNK {
