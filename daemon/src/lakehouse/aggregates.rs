@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::thread::JoinHandle;
 
 use arrow_array::builder::{
     Date32Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
@@ -20,8 +19,8 @@ use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
 use rustc_hash::FxHashSet;
 
-use super::columns::{NameLog, Names};
-use super::writer::{ROWS_PER_CHUNK, TableWriter, WriterStats};
+use super::columns::{NameLog, Names, NewNames};
+use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::event::NameId;
 use crate::sinks::{ScoredBatch, ScoredSink};
@@ -59,8 +58,7 @@ struct AggRow {
 enum Message {
     Rows {
         rows: Vec<AggRow>,
-        new_users: Vec<Box<str>>,
-        new_computers: Vec<Box<str>>,
+        names: NewNames,
     },
     /// Write the closed windows and commit both tables; `end` closes the open
     /// ones first (end of input).
@@ -77,10 +75,8 @@ enum Message {
 /// `aggregates` thread.
 pub struct AggregateSink {
     rows: Vec<AggRow>,
-    users: NameLog,
-    computers: NameLog,
-    to_thread: Option<SyncSender<Message>>,
-    thread: Option<JoinHandle<Result<(), LakehouseError>>>,
+    names: NameLog,
+    thread: Worker<Message>,
     in_flight: Option<Receiver<Result<[WriterStats; 2], String>>>,
     stats: [WriterStats; 2],
 }
@@ -95,17 +91,15 @@ impl AggregateSink {
             aggregator.hourly.stats().clone(),
             aggregator.daily.stats().clone(),
         ];
-        let (to_thread, messages) = sync_channel(2);
-        let thread = std::thread::Builder::new()
-            .name("aggregates".into())
-            .spawn(move || aggregator.run(&messages))
-            .map_err(LakehouseError::Runtime)?;
+        let thread = Worker::spawn(
+            "aggregates".into(),
+            "the aggregates thread".into(),
+            move |messages| aggregator.run(&messages),
+        )?;
         Ok(AggregateSink {
             rows: Vec::with_capacity(ROWS_PER_CHUNK),
-            users: NameLog::default(),
-            computers: NameLog::default(),
-            to_thread: Some(to_thread),
-            thread: Some(thread),
+            names: NameLog::default(),
+            thread,
             in_flight: None,
             stats,
         })
@@ -116,26 +110,6 @@ impl AggregateSink {
         [&self.stats[0], &self.stats[1]]
     }
 
-    fn send(&mut self, message: Message) -> io::Result<()> {
-        let sent = self
-            .to_thread
-            .as_ref()
-            .is_some_and(|tx| tx.send(message).is_ok());
-        if sent {
-            return Ok(());
-        }
-        Err(io::Error::other(self.thread_failure()))
-    }
-
-    fn thread_failure(&mut self) -> String {
-        self.to_thread = None;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => format!("writing the aggregate tables failed: {e}"),
-            Some(Err(_)) => "the aggregates thread panicked".to_string(),
-            _ => "the aggregates thread has stopped".to_string(),
-        }
-    }
-
     fn ship(&mut self) -> io::Result<()> {
         if self.rows.is_empty() {
             return Ok(());
@@ -143,10 +117,9 @@ impl AggregateSink {
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK));
         let message = Message::Rows {
             rows,
-            new_users: self.users.take(),
-            new_computers: self.computers.take(),
+            names: self.names.take(),
         };
-        self.send(message)
+        self.thread.send(message)
     }
 
     /// Ships what is buffered and asks for a commit, after the one in flight
@@ -155,7 +128,7 @@ impl AggregateSink {
         self.settle()?;
         self.ship()?;
         let (done, result) = sync_channel(1);
-        self.send(Message::Commit { end, done })?;
+        self.thread.send(Message::Commit { end, done })?;
         self.in_flight = Some(result);
         Ok(())
     }
@@ -165,26 +138,16 @@ impl AggregateSink {
             match result.recv() {
                 Ok(Ok(stats)) => self.stats = stats,
                 Ok(Err(message)) => return Err(io::Error::other(message)),
-                Err(_) => return Err(io::Error::other(self.thread_failure())),
+                Err(_) => return Err(io::Error::other(self.thread.failure())),
             }
         }
         Ok(())
     }
 }
 
-impl Drop for AggregateSink {
-    fn drop(&mut self) {
-        self.to_thread = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 impl ScoredSink for AggregateSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
-        self.users.catch_up(batch.users);
-        self.computers.catch_up(batch.computers);
+        self.names.catch_up(batch.users, batch.computers);
         self.rows.extend(
             batch
                 .events
@@ -235,8 +198,7 @@ struct Aggregator {
     pairs_this_hour: FxHashSet<u64>,
     hosts: Vec<HostDay>,
     touched_hosts: Vec<NameId>,
-    user_names: Names,
-    computer_names: Names,
+    names: Names,
     /// Closed rows waiting to be written, with names resolved.
     hourly_rows: Vec<(String, i64, UserHour)>,
     daily_rows: Vec<(String, i64, HostDay)>,
@@ -257,8 +219,7 @@ impl Aggregator {
             pairs_this_hour: FxHashSet::default(),
             hosts: Vec::new(),
             touched_hosts: Vec::new(),
-            user_names: Names::default(),
-            computer_names: Names::default(),
+            names: Names::default(),
             hourly_rows: Vec::new(),
             daily_rows: Vec::new(),
         }
@@ -267,13 +228,8 @@ impl Aggregator {
     fn run(&mut self, messages: &Receiver<Message>) -> Result<(), LakehouseError> {
         for message in messages {
             match message {
-                Message::Rows {
-                    rows,
-                    new_users,
-                    new_computers,
-                } => {
-                    self.user_names.extend(new_users);
-                    self.computer_names.extend(new_computers);
+                Message::Rows { rows, names } => {
+                    self.names.learn(names);
                     self.add(&rows);
                     if self.hourly_rows.len() + self.daily_rows.len() >= Self::WRITE_AT_ROWS {
                         self.write_closed()
@@ -341,7 +297,7 @@ impl Aggregator {
         let rows = close(
             &mut self.touched_users,
             &mut self.users,
-            &self.user_names,
+            |id| self.names.user(id),
             hour,
         );
         self.hourly_rows.extend(rows);
@@ -352,7 +308,7 @@ impl Aggregator {
         let rows = close(
             &mut self.touched_hosts,
             &mut self.hosts,
-            &self.computer_names,
+            |id| self.names.computer(id),
             day,
         );
         self.daily_rows.extend(rows);
@@ -391,17 +347,17 @@ impl Aggregator {
 
 /// Takes the window's rows (those touched), named and sorted by name, and
 /// leaves their slots empty for the next window.
-fn close<T: Default>(
+fn close<'a, T: Default>(
     touched: &mut Vec<NameId>,
     rows: &mut [T],
-    names: &Names,
+    name: impl Fn(NameId) -> &'a str,
     window: i64,
 ) -> Vec<(String, i64, T)> {
     let mut closed: Vec<_> = touched
         .drain(..)
         .map(|id| {
             (
-                names.name(id).to_string(),
+                name(id).to_string(),
                 window,
                 std::mem::take(&mut rows[id as usize]),
             )

@@ -14,50 +14,85 @@ use iceberg::arrow::UTC_TIME_ZONE;
 
 use crate::event::{EventId, Interner, NameId};
 
-/// Pipeline side: the names an interner gained since they were last sent.
+/// The user and computer names a chunk's rows introduce, in id order.
+#[derive(Default)]
+pub(super) struct NewNames {
+    users: Vec<Box<str>>,
+    computers: Vec<Box<str>>,
+}
+
+/// Pipeline side: the names the interners gained since they were last sent.
 #[derive(Default)]
 pub(super) struct NameLog {
+    users: InternerLog,
+    computers: InternerLog,
+}
+
+impl NameLog {
+    /// Notes the names the interners gained since the last call (two
+    /// comparisons when there are none).
+    #[inline]
+    pub(super) fn catch_up(&mut self, users: &Interner, computers: &Interner) {
+        self.users.catch_up(users);
+        self.computers.catch_up(computers);
+    }
+
+    /// The names noted since the last call.
+    pub(super) fn take(&mut self) -> NewNames {
+        NewNames {
+            users: std::mem::take(&mut self.users.new),
+            computers: std::mem::take(&mut self.computers.new),
+        }
+    }
+}
+
+#[derive(Default)]
+struct InternerLog {
     known: usize,
     new: Vec<Box<str>>,
 }
 
-impl NameLog {
-    /// Notes the names `interner` gained since the last call (one comparison
-    /// when there are none).
+impl InternerLog {
     #[inline]
-    pub(super) fn catch_up(&mut self, interner: &Interner) {
+    fn catch_up(&mut self, interner: &Interner) {
         if interner.len() > self.known {
             self.new
                 .extend((self.known..interner.len()).map(|id| interner.name(id as NameId).into()));
             self.known = interner.len();
         }
     }
-
-    /// The names noted since the last call, in id order.
-    pub(super) fn take(&mut self) -> Vec<Box<str>> {
-        std::mem::take(&mut self.new)
-    }
 }
 
-/// Writer side: names by id, as received from a [`NameLog`].
+/// Writer side: user and computer names by id, as received from a [`NameLog`].
 #[derive(Default)]
 pub(super) struct Names {
-    names: Vec<Box<str>>,
+    users: Vec<Box<str>>,
+    computers: Vec<Box<str>>,
 }
 
 impl Names {
-    pub(super) fn extend(&mut self, new: Vec<Box<str>>) {
-        self.names.extend(new);
+    pub(super) fn learn(&mut self, new: NewNames) {
+        self.users.extend(new.users);
+        self.computers.extend(new.computers);
     }
 
-    pub(super) fn name(&self, id: NameId) -> &str {
-        &self.names[id as usize]
+    pub(super) fn user(&self, id: NameId) -> &str {
+        &self.users[id as usize]
     }
 
-    /// The column of names of `ids`. Every id was interned, and so sent,
-    /// before a row could carry it.
-    pub(super) fn column(&self, ids: impl ExactSizeIterator<Item = NameId>) -> StringArray {
-        strings(ids.map(|id| &*self.names[id as usize]))
+    pub(super) fn computer(&self, id: NameId) -> &str {
+        &self.computers[id as usize]
+    }
+
+    /// The column of the names of user ids `ids`. Every id was interned, and
+    /// so sent, before a row could carry it.
+    pub(super) fn users(&self, ids: impl ExactSizeIterator<Item = NameId>) -> StringArray {
+        strings(ids.map(|id| self.user(id)))
+    }
+
+    /// The column of the names of computer ids `ids`.
+    pub(super) fn computers(&self, ids: impl ExactSizeIterator<Item = NameId>) -> StringArray {
+        strings(ids.map(|id| self.computer(id)))
     }
 }
 
@@ -149,22 +184,26 @@ mod tests {
 
     #[test]
     fn names_arrive_once_and_resolve_ids() {
-        let mut interner = Interner::default();
+        let (mut users, mut computers) = (Interner::default(), Interner::default());
         let mut log = NameLog::default();
         let mut names = Names::default();
-        interner.intern(b"U1");
-        interner.intern(b"U2");
-        log.catch_up(&interner);
-        log.catch_up(&interner);
-        names.extend(log.take());
-        interner.intern(b"ANONYMOUS LOGON");
-        log.catch_up(&interner);
+        users.intern(b"U1");
+        users.intern(b"U2");
+        computers.intern(b"C1");
+        log.catch_up(&users, &computers);
+        log.catch_up(&users, &computers);
+        names.learn(log.take());
+        users.intern(b"ANONYMOUS LOGON");
+        log.catch_up(&users, &computers);
         let sent = log.take();
-        assert_eq!(sent.len(), 1, "only the new name is sent");
-        names.extend(sent);
-        let column = names.column([2, 0, 1, 0].into_iter());
+        assert_eq!(sent.users.len(), 1, "only the new name is sent");
+        assert!(sent.computers.is_empty());
+        names.learn(sent);
+        let column = names.users([2, 0, 1, 0].into_iter());
         let values: Vec<&str> = column.iter().map(Option::unwrap).collect();
         assert_eq!(values, ["ANONYMOUS LOGON", "U1", "U2", "U1"]);
-        assert!(log.take().is_empty());
+        assert_eq!(names.computer(0), "C1");
+        let again = log.take();
+        assert!(again.users.is_empty() && again.computers.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use arrow_buffer::BooleanBuffer;
 use arrow_schema::{ArrowError, DataType, SchemaRef};
 use authpulse_rules_sdk::{Features, NO_PREVIOUS_LOGIN};
 
-use super::columns::{NameLog, Names, event_ids, int32s, micros, strings, timestamps};
+use super::columns::{NameLog, Names, NewNames, event_ids, int32s, micros, strings, timestamps};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::event::EventId;
@@ -86,8 +86,7 @@ pub(super) struct PolicyLabels {
 /// A chunk of scored rows with what the writer has not seen yet.
 pub struct ScoredChunk {
     rows: Vec<ScoredRow>,
-    new_users: Vec<Box<str>>,
-    new_computers: Vec<Box<str>>,
+    names: NewNames,
     new_policies: Vec<PolicyLabels>,
 }
 
@@ -95,8 +94,7 @@ pub struct ScoredChunk {
 #[derive(Default)]
 struct CuratedRows {
     rows: Vec<ScoredRow>,
-    users: NameLog,
-    computers: NameLog,
+    names: NameLog,
     /// The latest policy version seen, and its index.
     policy: Option<(Box<str>, u32)>,
     policies_seen: u32,
@@ -105,8 +103,7 @@ struct CuratedRows {
 
 impl CuratedRows {
     fn append(&mut self, batch: &ScoredBatch<'_>) {
-        self.users.catch_up(batch.users);
-        self.computers.catch_up(batch.computers);
+        self.names.catch_up(batch.users, batch.computers);
         let policy = self.policy_index(batch);
         let processing_us = unix_micros_now();
         self.rows.reserve(batch.events.len());
@@ -158,8 +155,7 @@ impl RowBuffer for CuratedRows {
     fn take(&mut self) -> ScoredChunk {
         ScoredChunk {
             rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
-            new_users: self.users.take(),
-            new_computers: self.computers.take(),
+            names: self.names.take(),
             new_policies: std::mem::take(&mut self.new_policies),
         }
     }
@@ -167,8 +163,7 @@ impl RowBuffer for CuratedRows {
 
 /// The writer side: names and policies seen so far.
 pub struct CuratedEncoder {
-    users: Names,
-    computers: Names,
+    names: Names,
     policies: Vec<PolicyLabels>,
     /// `risk_flags`' element field, with its Iceberg field id.
     flag_field: Arc<arrow_schema::Field>,
@@ -177,8 +172,7 @@ pub struct CuratedEncoder {
 impl CuratedEncoder {
     fn new(schema: &SchemaRef) -> Self {
         CuratedEncoder {
-            users: Names::default(),
-            computers: Names::default(),
+            names: Names::default(),
             policies: Vec::new(),
             flag_field: list_element(schema, "risk_flags"),
         }
@@ -209,8 +203,7 @@ impl Encoder for CuratedEncoder {
         chunk: ScoredChunk,
         schema: &SchemaRef,
     ) -> Result<RecordBatch, ArrowError> {
-        self.users.extend(chunk.new_users);
-        self.computers.extend(chunk.new_computers);
+        self.names.learn(chunk.names);
         self.policies.extend(chunk.new_policies);
         let rows = &chunk.rows[..];
         let f = |get: fn(&Features) -> u32| -> ArrayRef {
@@ -219,10 +212,10 @@ impl Encoder for CuratedEncoder {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
             Arc::new(timestamps(rows.iter().map(|r| r.features.event_time))),
-            Arc::new(self.users.column(rows.iter().map(|r| r.features.user))),
+            Arc::new(self.names.users(rows.iter().map(|r| r.features.user))),
             Arc::new(
-                self.computers
-                    .column(rows.iter().map(|r| r.features.computer)),
+                self.names
+                    .computers(rows.iter().map(|r| r.features.computer)),
             ),
             Arc::new(timestamps(rows.iter().map(|r| r.ingestion_time))),
             f(|f| f.user_logins_1h),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::columns::{NameLog, Names, event_ids, strings, timestamps};
+use super::columns::{NameLog, Names, NewNames, event_ids, strings, timestamps};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use crate::event::{EventId, NameId};
@@ -26,8 +26,7 @@ impl RawSink {
         let source: Arc<str> = source.into();
         let writer = TableWriter::start_with(warehouse, tables::RAW, |_| RawEncoder {
             source,
-            users: Names::default(),
-            computers: Names::default(),
+            names: Names::default(),
         })?;
         Ok(RawSink {
             table: Chunked::new(RawRows::default(), writer),
@@ -70,22 +69,19 @@ pub(super) struct RawRow {
 
 pub struct RawChunk {
     rows: Vec<RawRow>,
-    new_users: Vec<Box<str>>,
-    new_computers: Vec<Box<str>>,
+    names: NewNames,
 }
 
 #[derive(Default)]
 struct RawRows {
     rows: Vec<RawRow>,
-    users: NameLog,
-    computers: NameLog,
+    names: NameLog,
 }
 
 impl RawRows {
     #[inline]
     fn append(&mut self, record: &Received<'_>) {
-        self.users.catch_up(record.users);
-        self.computers.catch_up(record.computers);
+        self.names.catch_up(record.users, record.computers);
         self.rows.push(RawRow {
             event_id: record.event_id,
             event_time: record.event.event_time,
@@ -108,31 +104,28 @@ impl RowBuffer for RawRows {
     fn take(&mut self) -> RawChunk {
         RawChunk {
             rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
-            new_users: self.users.take(),
-            new_computers: self.computers.take(),
+            names: self.names.take(),
         }
     }
 }
 
 pub struct RawEncoder {
     source: Arc<str>,
-    users: Names,
-    computers: Names,
+    names: Names,
 }
 
 impl Encoder for RawEncoder {
     type Rows = RawChunk;
 
     fn encode(&mut self, chunk: RawChunk, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
-        self.users.extend(chunk.new_users);
-        self.computers.extend(chunk.new_computers);
+        self.names.learn(chunk.names);
         let rows = &chunk.rows[..];
         // One source per run: built whole rather than copied per row.
         let columns: Vec<ArrayRef> = vec![
             Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
             Arc::new(timestamps(rows.iter().map(|r| r.event_time))),
-            Arc::new(self.users.column(rows.iter().map(|r| r.user))),
-            Arc::new(self.computers.column(rows.iter().map(|r| r.computer))),
+            Arc::new(self.names.users(rows.iter().map(|r| r.user))),
+            Arc::new(self.names.computers(rows.iter().map(|r| r.computer))),
             Arc::new(timestamps(rows.iter().map(|r| r.ingestion_time))),
             Arc::new(StringArray::new_repeated(&*self.source, rows.len())),
             Arc::new(Int64Array::from_iter_values(

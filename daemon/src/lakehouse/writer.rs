@@ -105,8 +105,7 @@ pub struct TableWriter<E: Encoder = Prebuilt> {
     table: &'static str,
     stats: WriterStats,
     arrow_schema: SchemaRef,
-    to_writer: Option<SyncSender<Command<E::Rows>>>,
-    writer: Option<JoinHandle<Result<(), LakehouseError>>>,
+    writer: Worker<Command<E::Rows>>,
 }
 
 impl TableWriter<Prebuilt> {
@@ -131,22 +130,19 @@ impl<E: Encoder> TableWriter<E> {
         let loaded = warehouse.load(table)?;
         let arrow_schema: SchemaRef =
             Arc::new(schema_to_arrow_schema(loaded.metadata().current_schema())?);
-        let (to_writer, commands) = sync_channel(2);
         let runtime = Arc::clone(warehouse.runtime());
         let catalog = Arc::clone(warehouse.catalog());
         let encoder = encoder(&arrow_schema);
         let schema = Arc::clone(&arrow_schema);
-        let writer = std::thread::Builder::new()
-            .name(format!("{table}-writer"))
-            .spawn(move || {
-                let sink = TableSink {
-                    runtime: &runtime,
-                    catalog: catalog.as_ref(),
-                    layouts,
-                };
-                sink.run(loaded, encoder, &schema, &commands)
-            })
-            .map_err(LakehouseError::Runtime)?;
+        let what = format!("the {table} writer");
+        let writer = Worker::spawn(format!("{table}-writer"), what, move |commands| {
+            let sink = TableSink {
+                runtime: &runtime,
+                catalog: catalog.as_ref(),
+                layouts,
+            };
+            sink.run(loaded, encoder, &schema, &commands)
+        })?;
         Ok(TableWriter {
             table,
             stats: WriterStats {
@@ -154,8 +150,7 @@ impl<E: Encoder> TableWriter<E> {
                 ..WriterStats::default()
             },
             arrow_schema,
-            to_writer: Some(to_writer),
-            writer: Some(writer),
+            writer,
         })
     }
 
@@ -175,25 +170,7 @@ impl<E: Encoder> TableWriter<E> {
     }
 
     fn send(&mut self, command: Command<E::Rows>) -> io::Result<()> {
-        let sent = self
-            .to_writer
-            .as_ref()
-            .is_some_and(|tx| tx.send(command).is_ok());
-        if sent {
-            return Ok(());
-        }
-        Err(io::Error::other(self.writer_failure()))
-    }
-
-    /// The writer thread's error, once it has stopped.
-    fn writer_failure(&mut self) -> String {
-        self.to_writer = None;
-        let table = self.table;
-        match self.writer.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => format!("writing {table} failed: {e}"),
-            Some(Err(_)) => format!("the {table} writer panicked"),
-            _ => format!("the {table} writer has stopped"),
-        }
+        self.writer.send(command)
     }
 
     /// Asks the writer thread to commit everything written so far as one
@@ -217,7 +194,7 @@ impl<E: Encoder> TableWriter<E> {
         let info = match pending.result.recv() {
             Ok(Ok(info)) => info,
             Ok(Err(message)) => return Err(io::Error::other(message)),
-            Err(_) => return Err(io::Error::other(self.writer_failure())),
+            Err(_) => return Err(io::Error::other(self.writer.failure())),
         };
         self.stats.busy_s += info.busy.as_secs_f64();
         if info.rows > 0 {
@@ -246,11 +223,65 @@ pub struct PendingCommit {
     result: Receiver<Result<CommitInfo, String>>,
 }
 
-impl<E: Encoder> Drop for TableWriter<E> {
+/// A thread fed through a bounded channel (two messages deep, so a slow
+/// thread slows its sender down instead of buffering without end), joined on
+/// drop; a send to a thread that has stopped reports why it stopped.
+pub(super) struct Worker<M> {
+    /// What the thread is, for messages (`the auth_events_raw writer`).
+    what: String,
+    to_thread: Option<SyncSender<M>>,
+    thread: Option<JoinHandle<Result<(), LakehouseError>>>,
+}
+
+impl<M: Send + 'static> Worker<M> {
+    /// Starts `run` on a thread called `name` (short: Linux keeps 15
+    /// characters); `what` names it in messages.
+    pub(super) fn spawn(
+        name: String,
+        what: String,
+        run: impl FnOnce(Receiver<M>) -> Result<(), LakehouseError> + Send + 'static,
+    ) -> Result<Worker<M>, LakehouseError> {
+        let (to_thread, messages) = sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(messages))
+            .map_err(LakehouseError::Runtime)?;
+        Ok(Worker {
+            what,
+            to_thread: Some(to_thread),
+            thread: Some(thread),
+        })
+    }
+
+    /// Sends `message`, blocking while the thread is two messages behind.
+    pub(super) fn send(&mut self, message: M) -> io::Result<()> {
+        let sent = self
+            .to_thread
+            .as_ref()
+            .is_some_and(|tx| tx.send(message).is_ok());
+        if sent {
+            return Ok(());
+        }
+        Err(io::Error::other(self.failure()))
+    }
+
+    /// Why the thread stopped (it has, or is stopping).
+    pub(super) fn failure(&mut self) -> String {
+        self.to_thread = None;
+        let what = &self.what;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => format!("{what} failed: {e}"),
+            Some(Err(_)) => format!("{what} panicked"),
+            _ => format!("{what} has stopped"),
+        }
+    }
+}
+
+impl<M> Drop for Worker<M> {
     fn drop(&mut self) {
-        self.to_writer = None;
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        self.to_thread = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
