@@ -97,7 +97,6 @@ struct CuratedRows {
     names: NameLog,
     /// The latest policy version seen, and its index.
     policy: Option<(Box<str>, u32)>,
-    policies_seen: u32,
     new_policies: Vec<PolicyLabels>,
 }
 
@@ -129,8 +128,8 @@ impl CuratedRows {
         {
             return *index;
         }
-        let index = self.policies_seen;
-        self.policies_seen += 1;
+        // Versions are numbered in the order they appear.
+        let index = self.policy.as_ref().map_or(0, |(_, index)| index + 1);
         self.policy = Some((batch.policy_version().into(), index));
         self.new_policies.push(PolicyLabels {
             version: batch.policy_version().into(),
