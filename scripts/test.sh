@@ -3,8 +3,9 @@
 #
 # Installs what the tests need first: the wasm32 target the rule modules are
 # compiled to, and a Python venv (.venv) with PyIceberg and DuckDB, the
-# independent readers that check the Iceberg tables, and moto, the local S3 +
-# Glue server the production-catalog test writes to.
+# independent readers that check the Iceberg tables, moto, the local AWS
+# server (Kinesis, S3, Glue, SNS, SQS) the AWS tests run against, and cbor2,
+# which decodes the CloudWatch requests in the metrics test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,7 +18,7 @@ fi
 venv="$root/.venv"
 requirements="$root/tests/lakehouse/requirements.txt"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-    echo "setting up $venv (PyIceberg, DuckDB, moto) ..."
+    echo "setting up $venv (PyIceberg, DuckDB, moto, cbor2) ..."
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
     cp "$requirements" "$venv/requirements.txt"

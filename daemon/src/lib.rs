@@ -7,10 +7,12 @@
 //! a data set against the published LANL statistics.
 
 pub mod alerts;
+pub mod aws;
 pub mod event;
 pub mod generator;
 pub mod input;
 pub mod lakehouse;
+pub mod metrics;
 pub mod order;
 pub mod pipeline;
 pub mod policy;

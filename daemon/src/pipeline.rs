@@ -21,7 +21,8 @@ use serde::Serialize;
 
 use crate::alerts::{Alert, AlertEngine, Incident, RiskyEvent};
 use crate::event::{Interner, NameId, TimeBase};
-use crate::input::{self, Format, Line, Record, Reject};
+use crate::input::{self, Format, Line, Record, Reject, Source};
+use crate::metrics::{LagHistogram, MetricsSnapshot};
 use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
 use crate::reload::{Candidate, PolicyWatcher, ReloadEvent};
@@ -93,6 +94,12 @@ struct Counters {
     /// Totals of rule sets replaced by reloads, by rule id.
     retired_rules: BTreeMap<String, RuleReport>,
     reload_timings: ReloadTimings,
+    batches: u64,
+    batch_time: std::time::Duration,
+    /// Processing lag of events scored since the last metrics snapshot.
+    lag: LagHistogram,
+    /// Failures of rule sets replaced by reloads.
+    retired_failures: u64,
 }
 
 /// How each policy swap went, in order (for `bench --reload`).
@@ -237,6 +244,7 @@ impl<'o> Pipeline<'o> {
                 .entry(rule.id.clone())
                 .or_default()
                 .add(rule);
+            self.counters.retired_failures += rule.stats.failures;
         }
         // Matching by flag label drops the flags of a rule that went from
         // enforce to shadow: shadow hits never count toward an alert.
@@ -291,7 +299,9 @@ impl<'o> Pipeline<'o> {
                 return self.reject(line_no, prefix, reject);
             }
             Line::Complete(bytes) => bytes,
-            Line::Idle => return self.idle(),
+            // A live source is quiet: score what is released, so a slow
+            // stream is not held back by a half-full batch.
+            Line::Idle => return self.score_batch(),
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
@@ -413,6 +423,8 @@ impl<'o> Pipeline<'o> {
         if n == 0 {
             return Ok(());
         }
+        let started = Instant::now();
+        let processed_at = unix_now();
         self.rules.evaluate(&self.batch.features);
         let bands = self.policy.file.risk.bands;
         let check_allowlist = !self.allow_users.is_empty() || !self.allow_computers.is_empty();
@@ -438,6 +450,7 @@ impl<'o> Pipeline<'o> {
                 (score, fired) = (0, 0);
             }
             let level = bands.level(score);
+            self.counters.lag.record(processed_at - event.event_time);
             scores.push(score);
             levels.push(level);
             flags.push(fired);
@@ -481,7 +494,9 @@ impl<'o> Pipeline<'o> {
         flags.clear();
         let closed = self.alerts.close_expired(now);
         self.emit_alerts(closed)?;
-        self.ingest_clock = unix_now();
+        self.ingest_clock = processed_at;
+        self.counters.batches += 1;
+        self.counters.batch_time += started.elapsed();
         Ok(())
     }
 
@@ -495,18 +510,33 @@ impl<'o> Pipeline<'o> {
         Ok(())
     }
 
-    /// Input is idle (follow mode): score what is released, so a slow stream
-    /// is not held back by a half-full batch, and checkpoint if it is time.
-    pub fn idle(&mut self) -> io::Result<()> {
-        self.score_batch()?;
-        self.maybe_checkpoint()
+    /// Checkpoints the sinks if the commit interval has passed; says whether
+    /// it did.
+    pub fn maybe_checkpoint(&mut self) -> io::Result<bool> {
+        match self.options.commit_interval {
+            Some(interval) if self.last_checkpoint.elapsed() >= interval => {
+                self.checkpoint()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
-    /// Checkpoints the sinks if the commit interval has passed.
-    pub fn maybe_checkpoint(&mut self) -> io::Result<()> {
-        match self.options.commit_interval {
-            Some(interval) if self.last_checkpoint.elapsed() >= interval => self.checkpoint(),
-            _ => Ok(()),
+    /// Counters so far, and the lag of the events scored since the last call.
+    pub fn metrics(&mut self) -> MetricsSnapshot {
+        let c = &mut self.counters;
+        let current_failures: u64 = self.rules.rules.iter().map(|r| r.stats.failures).sum();
+        MetricsSnapshot {
+            events_read: c.events_read,
+            invalid: c.invalid,
+            duplicates: c.duplicates,
+            late: c.late,
+            events_scored: c.scored,
+            alerts: c.alerts,
+            rule_failures: c.retired_failures + current_failures,
+            batches: c.batches,
+            batch_time: c.batch_time,
+            lag: std::mem::take(&mut c.lag),
         }
     }
 
@@ -526,9 +556,10 @@ impl<'o> Pipeline<'o> {
         Ok(())
     }
 
-    /// End of input: releases and scores every held event, closes every
-    /// incident, flushes the sinks, and returns the summary.
-    pub fn finish(mut self) -> io::Result<Summary> {
+    /// End of input: releases and scores every held event and closes every
+    /// incident (their alerts go out). [`Pipeline::finish`] does this too;
+    /// calling it first lets a caller read the final [`Pipeline::metrics`].
+    pub fn end_of_input(&mut self) -> io::Result<()> {
         let mut ready = std::mem::take(&mut self.ready);
         self.orderer
             .release_all((&self.users, &self.computers), &mut ready);
@@ -536,7 +567,13 @@ impl<'o> Pipeline<'o> {
         self.process_ready()?;
         self.score_batch()?;
         let closed = self.alerts.close_all();
-        self.emit_alerts(closed)?;
+        self.emit_alerts(closed)
+    }
+
+    /// End of input: [`Pipeline::end_of_input`], then flushes the sinks and
+    /// returns the summary.
+    pub fn finish(mut self) -> io::Result<Summary> {
+        self.end_of_input()?;
         self.outputs.dead_letters.flush()?;
         // Start the raw table's commit first, so that it runs beside the
         // curated table's, then wait for each.
@@ -631,32 +668,37 @@ impl Pipeline<'_> {
     }
 }
 
-/// Reads `lines` to the end (or until `stop` is set) into `pipeline`, calling
-/// `progress(bytes_consumed, events_read)` every 64Ki lines.
-pub fn consume<R: std::io::Read>(
+/// Reads `source` to the end (or until `stop` is set) into `pipeline`.
+/// Checkpoints when the commit interval has passed, and then tells the
+/// source (which saves its positions). Calls `tick(pipeline, source)` every
+/// 64Ki events and whenever the source is idle, for progress and metrics.
+pub fn consume<S: Source + ?Sized>(
     pipeline: &mut Pipeline<'_>,
-    lines: &mut crate::input::LineReader<R>,
+    source: &mut S,
     stop: &std::sync::atomic::AtomicBool,
-    mut progress: impl FnMut(u64, u64),
+    mut tick: impl FnMut(&mut Pipeline<'_>, &S),
 ) -> io::Result<()> {
-    let mut until_report = 0u32;
+    let mut until_tick = 0u32;
     loop {
-        let line_no = lines.line_no() + 1;
-        let Some(line) = lines.next_line()? else {
+        let line_no = source.line_no() + 1;
+        let Some(line) = source.next_line()? else {
             break;
         };
+        let idle = matches!(line, Line::Idle);
         pipeline.push_line(line_no, line)?;
-        until_report += 1;
-        if until_report == 1 << 16 {
-            until_report = 0;
-            pipeline.maybe_checkpoint()?;
-            progress(lines.bytes_consumed(), pipeline.events_read());
+        until_tick += 1;
+        if idle || until_tick == 1 << 16 {
+            until_tick = 0;
+            if pipeline.maybe_checkpoint()? {
+                source.checkpointed()?;
+            }
+            tick(pipeline, source);
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!("stopping early on signal; scoring what was read");
                 break;
             }
         }
     }
-    progress(lines.bytes_consumed(), pipeline.events_read());
+    tick(pipeline, source);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Subcommands: one file each.
 
+mod aws_args;
 mod bench;
 mod catalog_args;
 mod demo;
@@ -8,6 +9,7 @@ mod maintain;
 mod policy_cmd;
 mod progress;
 mod query;
+mod replay;
 mod rules_cmd;
 mod run;
 
@@ -30,7 +32,9 @@ enum Command {
     /// Generate LANL-format authentication data (`time,user,computer`).
     Gen(gen_cmd::GenArgs),
     /// Score events from a file or stdin; write alerts and dead letters.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
+    /// Write events to a Kinesis stream (the producer side of `run --source kinesis://`).
+    Replay(replay::ReplayArgs),
     /// Generate data with hidden attacks, score it, show the top alerts.
     Demo(demo::DemoArgs),
     /// Run read-only SQL over the Iceberg tables `run` wrote.
@@ -50,8 +54,9 @@ enum Command {
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(args) => gen_cmd::execute(args),
-        Command::Run(args) => run::execute(args),
+        Command::Run(args) => run::execute(*args),
         Command::Demo(args) => demo::execute(args),
+        Command::Replay(args) => replay::execute(args),
         Command::Query(args) => query::execute(args),
         Command::Maintain(args) => maintain::execute(args),
         Command::Bench(args) => bench::execute(args),

@@ -1,4 +1,4 @@
-//! `authpulse run`: score events from a file or stdin.
+//! `authpulse run`: score events from a file, stdin or a Kinesis stream.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -7,14 +7,20 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
+use authpulse::aws::AwsSettings;
+use authpulse::aws::checkpoint::Checkpoint;
+use authpulse::aws::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
+use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig, StartAt};
+use authpulse::aws::sns::{self, SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
 use authpulse::event::TimeBase;
-use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT};
+use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::writer::WriterStats;
+use authpulse::metrics::MetricsSnapshot;
 use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse::policy::Policy;
 use authpulse::reload::PolicyWatcher;
@@ -24,6 +30,7 @@ use authpulse::sinks::{
 };
 use clap::Args;
 
+use super::aws_args::{AwsArgs, From, SourceUrl};
 use super::catalog_args::CatalogArgs;
 use super::progress;
 
@@ -31,7 +38,8 @@ use super::progress;
 ///
 /// Reads LANL CSV (`time,user,computer`) or JSON events (one per line) from a
 /// file or stdin, to the end (or, with --follow, as the file grows until
-/// Ctrl-C; a second Ctrl-C exits at once). Malformed and late records go to the dead-letter file with their line
+/// Ctrl-C; a second Ctrl-C exits at once), or every shard of a Kinesis stream
+/// (--source kinesis://STREAM; until Ctrl-C, or --until-caught-up). Malformed and late records go to the dead-letter file with their line
 /// number and reason. Alerts (one per user incident) go to the alerts file. At
 /// exit one JSON summary line is printed on stdout; progress goes to stderr.
 #[derive(Args, Debug, Clone)]
@@ -94,6 +102,8 @@ pub struct RunArgs {
     /// OUTPUT/warehouse/.
     #[command(flatten)]
     pub catalog: CatalogArgs,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 impl RunArgs {
@@ -116,6 +126,7 @@ impl RunArgs {
             no_lakehouse: false,
             append: false,
             catalog: CatalogArgs::default(),
+            aws: AwsArgs::default(),
         }
     }
 
@@ -163,7 +174,22 @@ pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<(Policy, Option
 
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let outcome = score(&args)?;
-    println!("{}", serde_json::to_string(&outcome.summary)?);
+    let mut line = serde_json::to_value(&outcome.summary)?;
+    if let Some(object) = line.as_object_mut() {
+        if let Some(sns) = outcome.sns {
+            object.insert(
+                "sns".into(),
+                serde_json::json!({"published": sns.published, "retries": sns.retries, "pending": sns.pending}),
+            );
+        }
+        if let Some(metrics) = outcome.cloudwatch {
+            object.insert(
+                "cloudwatch".into(),
+                serde_json::json!({"calls": metrics.calls, "datums": metrics.datums, "dropped_rounds": metrics.dropped_rounds}),
+            );
+        }
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -172,6 +198,188 @@ pub struct Outcome {
     pub summary: Summary,
     /// Per table written: rows, files, bytes, writer time, commit latencies.
     pub tables: Vec<WriterStats>,
+    /// With --sns-topic: what was published, and what waits in the outbox.
+    pub sns: Option<SnsReport>,
+    /// With --cloudwatch: what was published.
+    pub cloudwatch: Option<cloudwatch::PublishReport>,
+}
+
+/// The source a run reads.
+struct Opened {
+    source: Box<dyn Source>,
+    /// Bytes in all, when known (for the progress bar).
+    size: Option<u64>,
+    /// As the raw table records it (`file:…`, `stdin`, `kinesis:…`).
+    name: String,
+    /// Resuming a stream from its checkpoint (not a rerun).
+    resuming: bool,
+}
+
+/// Opens the source `args` name.
+fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened> {
+    if let Some(SourceUrl::Kinesis(stream)) = &args.aws.source {
+        let checkpoint_path = args.aws.kinesis_checkpoint_path(&args.output);
+        let saved = Checkpoint::load(&checkpoint_path)?;
+        let mut config = KinesisSourceConfig::new(stream, checkpoint_path.clone());
+        let resuming = match (&args.aws.from, saved) {
+            (Some(From::Checkpoint) | None, Some(saved)) => {
+                if saved.stream != *stream {
+                    anyhow::bail!(
+                        "{} holds positions of stream `{}`, not `{stream}`: use another --kinesis-checkpoint or --output",
+                        checkpoint_path.display(),
+                        saved.stream
+                    );
+                }
+                tracing::info!(checkpoint = %checkpoint_path.display(), written = %saved.written, "resuming from the checkpoint");
+                config.checkpoint = Some(saved);
+                true
+            }
+            (Some(From::Checkpoint), None) => anyhow::bail!(
+                "--from checkpoint: there is no checkpoint at {}",
+                checkpoint_path.display()
+            ),
+            (Some(From::Start(start)), _) => {
+                config.start = start.clone();
+                false
+            }
+            (None, None) => {
+                config.start = StartAt::TrimHorizon;
+                false
+            }
+        };
+        config.until_caught_up = args.aws.until_caught_up;
+        config.poll_interval = args.aws.poll_interval;
+        config.aws = aws_settings(args);
+        let source = KinesisSource::start(config)
+            .with_context(|| format!("read Kinesis stream `{stream}`"))?;
+        return Ok(Opened {
+            source: Box::new(source),
+            size: None,
+            name: format!("kinesis:{stream}"),
+            resuming,
+        });
+    }
+    let (reader, size): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file =
+            File::open(&args.input).with_context(|| format!("open {}", args.input.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), if args.follow { None } else { size })
+    };
+    let mut lines = LineReader::new(reader, args.max_line_bytes);
+    if args.follow {
+        lines = lines.follow(Arc::clone(stop));
+    }
+    let description = if args.input.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        format!("file:{}", args.input.display())
+    };
+    Ok(Opened {
+        source: Box::new(lines),
+        size,
+        name: description,
+        resuming: false,
+    })
+}
+
+fn aws_settings(args: &RunArgs) -> AwsSettings {
+    AwsSettings {
+        region: args.catalog.aws_region.clone(),
+        endpoint: args.aws.aws_endpoint.clone(),
+    }
+}
+
+/// Publishes metrics every interval (CloudWatch, EMF) and watches the
+/// freshness SLA.
+struct MetricsTicker {
+    interval: std::time::Duration,
+    last: std::time::Instant,
+    previous: MetricsSnapshot,
+    cloudwatch: Option<CloudWatchPublisher>,
+    emf: Option<EmfWriter>,
+    namespace: String,
+    dimensions: Vec<(String, String)>,
+    sla: Option<std::time::Duration>,
+    sla_breached: bool,
+    sns: Option<SnsPublisher>,
+}
+
+impl MetricsTicker {
+    fn tick(&mut self, pipeline: &mut Pipeline<'_>, source: &dyn Source, last_round: bool) {
+        if !last_round && self.last.elapsed() < self.interval {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let current = pipeline.metrics();
+        let ages = source.iterator_ages_ms();
+        let readings = cloudwatch::readings(&self.previous, &current, &ages);
+        let now = std::time::SystemTime::now();
+        if let Some(emf) = &mut self.emf
+            && let Err(e) = emf.write(&cloudwatch::emf_line(
+                &self.namespace,
+                &self.dimensions,
+                &readings,
+                now,
+            ))
+        {
+            tracing::warn!(error = %e, "cannot write EMF metrics");
+        }
+        if let Some(publisher) = &self.cloudwatch {
+            publisher.put(readings, now);
+        }
+        self.check_freshness(&current);
+        self.previous = current;
+    }
+
+    fn check_freshness(&mut self, current: &MetricsSnapshot) {
+        let (Some(sla), Some(p95)) = (self.sla, current.lag.quantile(0.95)) else {
+            return;
+        };
+        let breached = p95 > sla.as_secs();
+        if breached && !self.sla_breached {
+            let p50 = current.lag.quantile(0.5).unwrap_or(0);
+            tracing::warn!(
+                p95_lag_s = p95,
+                sla_s = sla.as_secs(),
+                "freshness SLA breached"
+            );
+            if let Some(sns) = &self.sns {
+                let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let body = serde_json::json!({
+                    "kind": "freshness_sla",
+                    "pipeline": self.dimensions.first().map(|(_, v)| v.as_str()),
+                    "p95_lag_s": p95,
+                    "p50_lag_s": p50,
+                    "sla_s": sla.as_secs(),
+                    "events": current.lag.count(),
+                    "at": at,
+                });
+                let message = sns::Message {
+                    id: format!("freshness-{at}"),
+                    kind: "freshness_sla".into(),
+                    subject: sns::subject(&format!(
+                        "AuthPulse freshness SLA breached: p95 processing lag {p95} s > {} s",
+                        sla.as_secs()
+                    )),
+                    body: body.to_string(),
+                    risk_level: "high".into(),
+                    group: "freshness".into(),
+                };
+                if let Err(e) = sns.publish(message) {
+                    tracing::error!(error = %e, "cannot queue the freshness alert");
+                }
+            }
+        } else if !breached && self.sla_breached {
+            tracing::info!(
+                p95_lag_s = p95,
+                sla_s = sla.as_secs(),
+                "freshness SLA met again"
+            );
+        }
+        self.sla_breached = breached;
+    }
 }
 
 /// Runs the pipeline as `args` say and returns its summary.
@@ -190,18 +398,15 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
     }
 
-    let (reader, size): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
-        (Box::new(io::stdin().lock()), None)
-    } else {
-        let file =
-            File::open(&args.input).with_context(|| format!("open {}", args.input.display()))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), if args.follow { None } else { size })
-    };
-    let mut lines = LineReader::new(reader, args.max_line_bytes);
-    if args.follow {
-        lines = lines.follow(Arc::clone(&stop));
-    }
+    args.aws
+        .validate(args.input.as_os_str() != "-", args.follow)?;
+    let Opened {
+        mut source,
+        size,
+        name: source_name,
+        resuming,
+    } = open_source(args, &stop)?;
+    let live = args.follow || args.aws.source.is_some();
 
     let mut dead_letters = JsonLinesFile::new(args.dead_letter_path());
     let mut alerts = JsonLinesFile::new(args.alerts_path());
@@ -214,18 +419,16 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     } else {
         let config = args.catalog.config(&args.output)?;
         let warehouse = Warehouse::open(&config).context("open the warehouse")?;
-        refuse_rerun(&warehouse, args)?;
+        // Resuming a stream from its checkpoint adds the events after it.
+        if !resuming {
+            refuse_rerun(&warehouse, args)?;
+        }
         tracing::info!(
             warehouse = warehouse.description(),
             "writing Iceberg tables"
         );
-        let source = if args.input.as_os_str() == "-" {
-            "stdin".to_string()
-        } else {
-            format!("file:{}", args.input.display())
-        };
         Some((
-            RawSink::start(&warehouse, &source).context("start the raw table writer")?,
+            RawSink::start(&warehouse, &source_name).context("start the raw table writer")?,
             CuratedSink::start(&warehouse).context("start the curated table writer")?,
             AggregateSink::start(&warehouse).context("start the aggregate table writers")?,
             AlertTableSink::start(&warehouse).context("start the alerts table writer")?,
@@ -254,7 +457,64 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     } else {
         &mut tee
     };
+    let (mut sns_alerts, _sns_worker) = match &args.aws.sns_topic {
+        Some(topic) => {
+            let (publisher, worker) = SnsPublisher::start(SnsConfig {
+                topic_arn: topic.clone(),
+                aws: aws_settings(args),
+                outbox: args.output.join("sns-outbox.jsonl"),
+                drain_timeout: args.aws.sns_drain_timeout,
+            })
+            .context("start the SNS publisher")?;
+            tracing::info!(topic = %topic, "publishing alerts to SNS");
+            (
+                Some(SnsAlerts {
+                    publisher,
+                    report: SnsReport::default(),
+                }),
+                Some(worker),
+            )
+        }
+        None => (None, None),
+    };
+    let mut ticker = if args.aws.wants_metrics() {
+        let dimensions = vec![("Pipeline".to_string(), args.aws.pipeline_name.clone())];
+        let cloudwatch = if args.aws.cloudwatch {
+            let publisher = CloudWatchPublisher::start(CloudWatchConfig {
+                namespace: args.aws.cloudwatch_namespace.clone(),
+                dimensions: dimensions.clone(),
+                aws: aws_settings(args),
+            })
+            .context("start the CloudWatch publisher")?;
+            Some(publisher)
+        } else {
+            None
+        };
+        let emf = match &args.aws.metrics_emf {
+            Some(path) => {
+                Some(EmfWriter::create(path).with_context(|| format!("open {}", path.display()))?)
+            }
+            None => None,
+        };
+        Some(MetricsTicker {
+            interval: args.aws.metrics_interval,
+            last: std::time::Instant::now(),
+            previous: MetricsSnapshot::default(),
+            cloudwatch,
+            emf,
+            namespace: args.aws.cloudwatch_namespace.clone(),
+            dimensions,
+            sla: Some(args.aws.freshness_sla).filter(|d| !d.is_zero()),
+            sla_breached: false,
+            sns: sns_alerts.as_ref().map(|s| s.publisher.clone()),
+        })
+    } else {
+        None
+    };
     let mut alert_sinks: Vec<&mut dyn AlertSink> = vec![&mut alerts];
+    if let Some(sink) = sns_alerts.as_mut() {
+        alert_sinks.push(sink);
+    }
     if let Some(sink) = alert_table.take() {
         alert_sinks.push(sink);
     }
@@ -266,7 +526,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         engine: args.engine,
         commit_interval: args
             .commit_interval
-            .or(args.follow.then_some(std::time::Duration::from_secs(5))),
+            .or(live.then_some(std::time::Duration::from_secs(5))),
     };
     let mut pipeline = Pipeline::new(
         policy,
@@ -292,13 +552,29 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     }
 
     let bar = progress::bar(size, "bytes");
-    pipeline::consume(&mut pipeline, &mut lines, &stop, |bytes, events| {
-        bar.set_position(bytes);
-        bar.set_message(format!("{events} events"));
+    pipeline::consume(&mut pipeline, source.as_mut(), &stop, |pipeline, source| {
+        bar.set_position(source.bytes_consumed());
+        bar.set_message(format!("{} events", pipeline.events_read()));
+        if let Some(ticker) = ticker.as_mut() {
+            ticker.tick(pipeline, source, false);
+        }
     })
-    .with_context(|| format!("read {}", args.input.display()))?;
+    .with_context(|| format!("read {source_name}"))?;
     bar.finish_and_clear();
+    pipeline.end_of_input().context("score the last events")?;
+    if let Some(ticker) = ticker.as_mut() {
+        ticker.tick(&mut pipeline, source.as_ref(), true);
+    }
     let summary = pipeline.finish().context("write results")?;
+    // Everything read is now scored and committed: save the positions.
+    source
+        .checkpointed()
+        .context("save the source's positions")?;
+    let cloudwatch = ticker
+        .as_ref()
+        .and_then(|t| t.cloudwatch.as_ref())
+        .map(CloudWatchPublisher::flush);
+    let sns = sns_alerts.as_ref().map(|s| s.report);
     if summary.invalid + summary.late > 0 {
         tracing::warn!(
             invalid = summary.invalid,
@@ -329,5 +605,10 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
             "table written"
         );
     }
-    Ok(Outcome { summary, tables })
+    Ok(Outcome {
+        summary,
+        tables,
+        sns,
+        cloudwatch,
+    })
 }

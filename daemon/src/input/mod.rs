@@ -10,9 +10,46 @@ pub use csv::{is_header, parse_csv};
 pub use json::parse_json;
 pub use lines::{Line, LineReader, MAX_LINE_DEFAULT};
 
-use std::fmt;
+use std::{fmt, io};
 
 use crate::event::EventId;
+
+/// Where events come from: a file or stdin ([`LineReader`]) or a Kinesis
+/// stream (`aws::kinesis::KinesisSource`). The pipeline reads every source
+/// the same way, one line (one event) at a time.
+pub trait Source {
+    /// The next event, [`Line::Idle`] when none arrived for a while (a live
+    /// source), or `None` at the end.
+    fn next_line(&mut self) -> io::Result<Option<Line<'_>>>;
+    /// Number of the event returned last (1-based): the dead-letter `line`.
+    fn line_no(&self) -> u64;
+    /// Bytes consumed so far, for progress.
+    fn bytes_consumed(&self) -> u64;
+    /// The pipeline has made everything returned so far durable: a source
+    /// with positions of its own saves them.
+    fn checkpointed(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Per partition of a streaming source (a Kinesis shard): how far behind
+    /// the stream's tip the reader is, in milliseconds.
+    fn iterator_ages_ms(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
+}
+
+impl<R: io::Read> Source for LineReader<R> {
+    fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        LineReader::next_line(self)
+    }
+
+    fn line_no(&self) -> u64 {
+        LineReader::line_no(self)
+    }
+
+    fn bytes_consumed(&self) -> u64 {
+        LineReader::bytes_consumed(self)
+    }
+}
 
 /// Record form of the input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

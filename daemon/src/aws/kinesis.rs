@@ -1,0 +1,610 @@
+//! The Kinesis source: every shard of a stream, read with `GetRecords`,
+//! merged in event-time order ([`super::merge`]) and handed to the pipeline one
+//! event at a time through the same [`Source`] seam as a file.
+//!
+//! - One reader task per open shard; a coordinator task lists the shards and
+//!   starts a child shard only once each of its parents has been read to its
+//!   end, so that a user's events (partition key `user_id`) stay in order
+//!   across a split or a merge.
+//! - Throttling (`ProvisionedThroughputExceeded`) and transient errors are
+//!   retried with backoff from the same iterator; an expired iterator is
+//!   renewed after the last sequence number read. A reader never skips.
+//! - A record may hold one event, several newline-separated events, or a KPL
+//!   aggregate ([`super::aggregation`]).
+//! - Positions are saved to a checkpoint file at every pipeline checkpoint.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
+use tokio::sync::Semaphore;
+
+use super::aggregation::deaggregate;
+use super::checkpoint::Checkpoint;
+use super::merge::{Next, ShardMerge, ShardMessage, ShardPosition, ShardRecord};
+use super::{AwsSettings, Backoff, error_text};
+use crate::input::{Line, Source};
+
+/// Where reading starts in shards that have no checkpointed position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record still retained.
+    TrimHorizon,
+    /// Only records written from now on.
+    Latest,
+    /// Records that arrived at or after this time (Unix milliseconds).
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for StartAt {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.to_ascii_lowercase().replace('_', "-").as_str() {
+            "trim-horizon" | "oldest" => Ok(StartAt::TrimHorizon),
+            "latest" => Ok(StartAt::Latest),
+            _ => chrono::DateTime::parse_from_rfc3339(value)
+                .map(|t| StartAt::Timestamp(t.timestamp_millis()))
+                .map_err(|_| {
+                    format!(
+                        "`{value}` is not trim-horizon, latest or an RFC 3339 time (2024-01-01T00:00:00Z)"
+                    )
+                }),
+        }
+    }
+}
+
+/// How to read a stream.
+#[derive(Clone, Debug)]
+pub struct KinesisSourceConfig {
+    pub stream: String,
+    /// For shards the checkpoint does not name (all of them without one).
+    pub start: StartAt,
+    /// Resume from here: per shard, after its last processed record.
+    pub checkpoint: Option<Checkpoint>,
+    /// Where positions are saved.
+    pub checkpoint_path: PathBuf,
+    /// Stop once every open shard has been read to its tip.
+    pub until_caught_up: bool,
+    /// Wait between reads of a shard that is at its tip.
+    pub poll_interval: Duration,
+    /// Records per `GetRecords` call (at most 10,000).
+    pub records_per_call: i32,
+    pub aws: AwsSettings,
+}
+
+impl KinesisSourceConfig {
+    pub fn new(stream: impl Into<String>, checkpoint_path: PathBuf) -> Self {
+        KinesisSourceConfig {
+            stream: stream.into(),
+            start: StartAt::TrimHorizon,
+            checkpoint: None,
+            checkpoint_path,
+            until_caught_up: false,
+            poll_interval: Duration::from_secs(1),
+            records_per_call: 10_000,
+            aws: AwsSettings::default(),
+        }
+    }
+}
+
+/// Batches a reader may hold unconsumed (memory bound per shard).
+const CREDITS_PER_SHARD: usize = 3;
+
+/// Kinesis allows 5 `GetRecords` calls per second per shard.
+const MIN_CALL_GAP: Duration = Duration::from_millis(200);
+
+/// How long the pipeline waits for records before doing its idle work.
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+
+/// The pipeline's view of a stream.
+pub struct KinesisSource {
+    // Dropped first: stops the readers before the merge goes away.
+    runtime: Option<tokio::runtime::Runtime>,
+    merge: ShardMerge,
+    checkpoint: Checkpoint,
+    checkpoint_path: PathBuf,
+    /// Events handed out (the "line number" of dead letters).
+    events: u64,
+    bytes: u64,
+    /// The current record's unread part (several events per record).
+    rest: Option<Rest>,
+    stopped: bool,
+}
+
+enum Rest {
+    /// Byte offset into the current (plain) record.
+    Plain(usize),
+    /// The current record's deaggregated events, and the next one's index.
+    Aggregated(Vec<Vec<u8>>, usize),
+}
+
+impl KinesisSource {
+    /// Connects, lists the shards and starts reading.
+    pub fn start(config: KinesisSourceConfig) -> io::Result<KinesisSource> {
+        let runtime = super::runtime("kinesis")?;
+        let sdk = runtime.block_on(config.aws.load());
+        let client = Client::new(&sdk);
+        // Fail fast on a wrong stream name or missing permission.
+        runtime
+            .block_on(list_shards(&client, &config.stream))
+            .map_err(|e| io::Error::other(format!("Kinesis stream `{}`: {e}", config.stream)))?;
+        let (tx, rx) = mpsc::channel();
+        let merge = ShardMerge::new(rx, config.until_caught_up, IDLE_WAIT);
+        let checkpoint = config.checkpoint.clone().unwrap_or_else(|| Checkpoint {
+            stream: config.stream.clone(),
+            ..Checkpoint::default()
+        });
+        let checkpoint_path = config.checkpoint_path.clone();
+        runtime.spawn(coordinate(client, config, tx));
+        Ok(KinesisSource {
+            runtime: Some(runtime),
+            merge,
+            checkpoint,
+            checkpoint_path,
+            events: 0,
+            bytes: 0,
+            rest: None,
+            stopped: false,
+        })
+    }
+
+    /// Per shard: position and lag behind the tip.
+    pub fn positions(&self) -> Vec<ShardPosition> {
+        self.merge.positions()
+    }
+
+    /// Where the next event of the current record is, if one is left
+    /// (counted as handed out).
+    fn next_span(&mut self) -> Option<Span> {
+        let span = match &mut self.rest {
+            Some(Rest::Aggregated(events, next)) => {
+                let i = *next;
+                let event = events.get(i)?;
+                *next += 1;
+                (Span::Aggregated(i), event.len())
+            }
+            Some(Rest::Plain(offset)) => {
+                let data = self.merge.current().unwrap_or_default();
+                loop {
+                    let start = *offset;
+                    if start >= data.len() {
+                        return None;
+                    }
+                    let end =
+                        memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+                    *offset = end + 1;
+                    // Blank lines (a trailing newline) are not events.
+                    if !data[start..end].iter().all(u8::is_ascii_whitespace) {
+                        break (Span::Plain(start, end), end - start);
+                    }
+                }
+            }
+            None => return None,
+        };
+        self.events += 1;
+        self.bytes += span.1 as u64;
+        Some(span.0)
+    }
+}
+
+enum Span {
+    Aggregated(usize),
+    Plain(usize, usize),
+}
+
+impl Source for KinesisSource {
+    fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        loop {
+            if let Some(span) = self.next_span() {
+                let line = match (span, &self.rest) {
+                    (Span::Aggregated(i), Some(Rest::Aggregated(events, _))) => &events[i][..],
+                    (Span::Plain(start, end), _) => {
+                        &self.merge.current().unwrap_or_default()[start..end]
+                    }
+                    _ => unreachable!("span of another record"),
+                };
+                return Ok(Some(Line::Complete(line)));
+            }
+            self.rest = None;
+            if self.stopped {
+                return Ok(None);
+            }
+            match self.merge.next_record().map_err(io::Error::other)? {
+                Next::Idle => return Ok(Some(Line::Idle)),
+                Next::Done => {
+                    self.stopped = true;
+                    return Ok(None);
+                }
+                Next::Record { data, .. } => match deaggregate(data) {
+                    Ok(None) => self.rest = Some(Rest::Plain(0)),
+                    Ok(Some(events)) => {
+                        let owned = events.into_iter().map(<[u8]>::to_vec).collect();
+                        self.rest = Some(Rest::Aggregated(owned, 0));
+                    }
+                    // Handed on whole, so it is dead-lettered with its reason.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable aggregated Kinesis record");
+                        self.rest = Some(Rest::Plain(0));
+                    }
+                },
+            }
+        }
+    }
+
+    fn line_no(&self) -> u64 {
+        self.events
+    }
+
+    fn bytes_consumed(&self) -> u64 {
+        self.bytes
+    }
+
+    fn checkpointed(&mut self) -> io::Result<()> {
+        self.checkpoint.update(&self.merge.positions());
+        self.checkpoint.save(&self.checkpoint_path)
+    }
+
+    fn iterator_ages_ms(&self) -> Vec<(String, i64)> {
+        self.merge
+            .positions()
+            .into_iter()
+            .filter(|p| !p.ended)
+            .filter_map(|p| Some((p.shard_id, p.millis_behind?)))
+            .collect()
+    }
+}
+
+impl Drop for KinesisSource {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Every shard of the stream (all pages).
+async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, String> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        // A next token and the stream name may not be given together.
+        let request = match &token {
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let page = request.send().await.map_err(|e| error_text(&e))?;
+        shards.extend(page.shards.unwrap_or_default());
+        match page.next_token {
+            Some(next) => token = Some(next),
+            None => return Ok(shards),
+        }
+    }
+}
+
+/// Lists the shards, starts a reader for each readable one, and when a
+/// shard ends starts its children before telling the merge it ended.
+async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sender<ShardMessage>) {
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut finished: HashSet<String> = config
+        .checkpoint
+        .iter()
+        .flat_map(|c| c.shards.iter())
+        .filter(|(_, s)| s.ended)
+        .map(|(id, _)| id.clone())
+        .collect();
+    let mut running: HashSet<String> = HashSet::new();
+    let mut just_ended: Option<String> = None;
+    let mut attempt = 0;
+    loop {
+        let shards = match list_shards(&client, &config.stream).await {
+            Ok(shards) => {
+                attempt = 0;
+                shards
+            }
+            Err(e) => {
+                tracing::warn!(stream = %config.stream, error = %e, "cannot list the shards; retrying");
+                tokio::time::sleep(Backoff::DEFAULT.jittered(attempt)).await;
+                attempt += 1;
+                continue;
+            }
+        };
+        let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+        for shard in &shards {
+            let id = &shard.shard_id;
+            if finished.contains(id) || running.contains(id) {
+                continue;
+            }
+            // Parents that have aged out of the stream no longer count.
+            let parents_done = [&shard.parent_shard_id, &shard.adjacent_parent_shard_id]
+                .into_iter()
+                .flatten()
+                .all(|p| finished.contains(p) || !listed.contains(p.as_str()));
+            if !parents_done {
+                continue;
+            }
+            let is_child = shard.parent_shard_id.is_some() && just_ended.is_some();
+            let resume = config
+                .checkpoint
+                .as_ref()
+                .and_then(|c| c.shards.get(id))
+                .and_then(|s| s.sequence.clone());
+            let start = match (resume, is_child) {
+                (Some(sequence), _) => Position::After(sequence),
+                // A child's first record follows its parent's last.
+                (None, true) => Position::Start(StartAt::TrimHorizon),
+                (None, false) => Position::Start(config.start.clone()),
+            };
+            let credits = Arc::new(Semaphore::new(CREDITS_PER_SHARD));
+            if tx
+                .send(ShardMessage::Started {
+                    shard_id: id.clone(),
+                    credits: credits.clone(),
+                })
+                .is_err()
+            {
+                return;
+            }
+            tracing::info!(stream = %config.stream, shard = %id, start = ?start, "reading shard");
+            running.insert(id.clone());
+            tokio::spawn(read_shard(ShardReader {
+                client: client.clone(),
+                stream: config.stream.clone(),
+                shard_id: id.clone(),
+                credits,
+                tx: tx.clone(),
+                ended: ended_tx.clone(),
+                poll_interval: config.poll_interval,
+                records_per_call: config.records_per_call,
+                start,
+            }));
+        }
+        if let Some(id) = just_ended.take()
+            && tx.send(ShardMessage::Ended { shard_id: id }).is_err()
+        {
+            return;
+        }
+        if running.is_empty() {
+            tracing::info!(stream = %config.stream, "every shard has ended");
+            return;
+        }
+        let Some(id) = ended_rx.recv().await else {
+            return;
+        };
+        running.remove(&id);
+        finished.insert(id.clone());
+        just_ended = Some(id);
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Position {
+    Start(StartAt),
+    After(String),
+}
+
+struct ShardReader {
+    client: Client,
+    stream: String,
+    shard_id: String,
+    credits: Arc<Semaphore>,
+    tx: mpsc::Sender<ShardMessage>,
+    ended: tokio::sync::mpsc::UnboundedSender<String>,
+    poll_interval: Duration,
+    records_per_call: i32,
+    start: Position,
+}
+
+async fn read_shard(reader: ShardReader) {
+    let shard = reader.shard_id.clone();
+    if let Err(why) = read_shard_records(&reader).await {
+        let _ = reader
+            .tx
+            .send(ShardMessage::Failed(format!("shard {shard}: {why}")));
+    }
+}
+
+async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
+    let mut position = reader.start.clone();
+    let mut iterator = shard_iterator(reader, &position).await?;
+    let mut failures = 0u32;
+    let mut last_arrival = 0i64;
+    loop {
+        reader
+            .credits
+            .acquire()
+            .await
+            .map_err(|_| "stopped".to_string())?
+            .forget();
+        let response = match reader
+            .client
+            .get_records()
+            .shard_iterator(&iterator)
+            .limit(reader.records_per_call)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                failures = 0;
+                response
+            }
+            Err(error) => {
+                reader.credits.add_permits(1);
+                let service = error.as_service_error();
+                if service.is_some_and(|e| e.is_expired_iterator_exception()) {
+                    tracing::debug!(shard = %reader.shard_id, "shard iterator expired; renewing it");
+                    iterator = shard_iterator(reader, &position).await?;
+                    continue;
+                }
+                if service.is_some_and(|e| e.is_resource_not_found_exception()) {
+                    return Err(format!("the stream is gone: {}", error_text(&error)));
+                }
+                let throttled = service.is_some_and(|e| {
+                    e.is_provisioned_throughput_exceeded_exception()
+                        || e.is_kms_throttling_exception()
+                });
+                let delay = Backoff::DEFAULT.jittered(failures);
+                failures += 1;
+                if throttled {
+                    tracing::debug!(shard = %reader.shard_id, delay_ms = delay.as_millis() as u64, "throttled; backing off");
+                } else {
+                    tracing::warn!(shard = %reader.shard_id, error = %error_text(&error), delay_ms = delay.as_millis() as u64, "GetRecords failed; retrying");
+                }
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+        };
+        let millis_behind = response.millis_behind_latest;
+        let records: Vec<ShardRecord> = response
+            .records
+            .into_iter()
+            .map(|record| {
+                last_arrival = record
+                    .approximate_arrival_timestamp
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(last_arrival);
+                let data = record.data.into_inner();
+                ShardRecord {
+                    order_ms: event_time_ms(&data).unwrap_or(last_arrival),
+                    data,
+                    sequence: record.sequence_number,
+                }
+            })
+            .collect();
+        let got_records = !records.is_empty();
+        if let Some(last) = records.last() {
+            position = Position::After(last.sequence.clone());
+        }
+        let message = ShardMessage::Records {
+            shard_id: reader.shard_id.clone(),
+            records,
+            millis_behind,
+        };
+        if reader.tx.send(message).is_err() {
+            return Ok(());
+        }
+        match response.next_shard_iterator {
+            Some(next) => iterator = next,
+            None => {
+                tracing::info!(stream = %reader.stream, shard = %reader.shard_id, "shard read to its end");
+                let _ = reader.ended.send(reader.shard_id.clone());
+                return Ok(());
+            }
+        }
+        let behind = millis_behind.unwrap_or(0) > 0;
+        let pause = if got_records && behind {
+            MIN_CALL_GAP
+        } else {
+            reader.poll_interval.max(MIN_CALL_GAP)
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The event time of a record's first event, in Unix milliseconds, read
+/// without a full parse (this runs on the reader's thread, for the merge
+/// order): the `event_time` of a JSON event, or the LANL seconds of a CSV
+/// line (ordered among themselves). `None` if neither is there.
+pub fn event_time_ms(data: &[u8]) -> Option<i64> {
+    if let Ok(Some(events)) = deaggregate(data) {
+        return events.first().and_then(|first| event_time_ms(first));
+    }
+    let start = data.iter().position(|b| !b.is_ascii_whitespace())?;
+    let data = &data[start..];
+    if data[0] == b'{' {
+        const FIELD: &[u8] = b"\"event_time\"";
+        let at = memchr::memmem::find(data, FIELD)? + FIELD.len();
+        let rest = &data[at..];
+        let open = memchr::memchr(b'"', rest)? + 1;
+        let close = open + memchr::memchr(b'"', &rest[open..])?;
+        let text = std::str::from_utf8(&rest[open..close]).ok()?;
+        return chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.timestamp_millis());
+    }
+    let end = memchr::memchr(b',', data)?;
+    let seconds: i64 = std::str::from_utf8(&data[..end])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    seconds.checked_mul(1000)
+}
+
+async fn shard_iterator(reader: &ShardReader, position: &Position) -> Result<String, String> {
+    let mut attempt = 0;
+    loop {
+        let mut request = reader
+            .client
+            .get_shard_iterator()
+            .stream_name(&reader.stream)
+            .shard_id(&reader.shard_id);
+        request = match position {
+            Position::Start(StartAt::TrimHorizon) => {
+                request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+            }
+            Position::Start(StartAt::Latest) => {
+                request.shard_iterator_type(ShardIteratorType::Latest)
+            }
+            Position::Start(StartAt::Timestamp(millis)) => request
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*millis)),
+            Position::After(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(sequence),
+        };
+        match request.send().await {
+            Ok(response) => {
+                return response
+                    .shard_iterator
+                    .ok_or_else(|| "GetShardIterator returned no iterator".to_string());
+            }
+            Err(error) => {
+                let service = error.as_service_error();
+                if service.is_some_and(|e| {
+                    e.is_resource_not_found_exception() || e.is_invalid_argument_exception()
+                }) {
+                    return Err(error_text(&error));
+                }
+                let delay = Backoff::DEFAULT.jittered(attempt);
+                attempt += 1;
+                tracing::warn!(shard = %reader.shard_id, error = %error_text(&error), "GetShardIterator failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_for_the_merge() {
+        let json = br#"{"event_id":"x","event_time":"2024-01-01T00:00:01Z","user_id":"U1"}"#;
+        assert_eq!(event_time_ms(json), Some(1_704_067_201_000));
+        assert_eq!(event_time_ms(b"61,U1,C1\n62,U2,C2"), Some(61_000));
+        let mut aggregate = crate::aws::aggregation::Aggregate::default();
+        aggregate.push("U1", json);
+        assert_eq!(event_time_ms(&aggregate.finish()), Some(1_704_067_201_000));
+        assert_eq!(event_time_ms(b"{\"user_id\":\"U1\"}"), None);
+        assert_eq!(event_time_ms(b"garbage"), None);
+    }
+
+    #[test]
+    fn start_positions_parse() {
+        assert_eq!("TRIM_HORIZON".parse::<StartAt>(), Ok(StartAt::TrimHorizon));
+        assert_eq!("latest".parse::<StartAt>(), Ok(StartAt::Latest));
+        assert_eq!(
+            "2024-01-01T00:00:01Z".parse::<StartAt>(),
+            Ok(StartAt::Timestamp(1_704_067_201_000))
+        );
+        let error = "yesterday".parse::<StartAt>().unwrap_err();
+        assert!(error.contains("RFC 3339"), "{error}");
+    }
+}

@@ -1,0 +1,431 @@
+//! Merging the shards of a stream into one record sequence for the pipeline.
+//!
+//! Each shard reader delivers its records in batches, in shard order. The
+//! merge hands the pipeline the buffered record with the earliest event time
+//! across shards, and waits for a shard that is behind (has nothing buffered
+//! and is not at its tip) rather than run ahead of it. So the pipeline sees
+//! the stream in close to event-time order whatever the number of shards: a
+//! backfill of a day from two shards does not see one shard an hour ahead of
+//! the other (one `PutRecords` call of 500 events can span an hour of a
+//! quiet day), which would make the other shard's events late for the
+//! watermark.
+//!
+//! A batch's memory comes back to its reader as a credit once the batch is
+//! consumed; a reader holds at most a few batches unconsumed, so the merge
+//! buffers at most `credits x shards` batches.
+//!
+//! This file is synchronous and knows nothing of the SDK: it is tested with
+//! hand-made batches.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// One Kinesis record as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardRecord {
+    pub data: Vec<u8>,
+    pub sequence: String,
+    /// Merge order, Unix milliseconds: the event time of the record's first
+    /// event, or its arrival time when that cannot be read.
+    pub order_ms: i64,
+}
+
+/// A returned credit: lets a reader fetch one more batch.
+pub trait Credit: Send + Sync {
+    fn give_back(&self);
+}
+
+impl Credit for tokio::sync::Semaphore {
+    fn give_back(&self) {
+        self.add_permits(1);
+    }
+}
+
+/// What shard readers (through their coordinator) tell the merge.
+pub enum ShardMessage {
+    /// A shard is being read from now on. Sent before its first batch, and
+    /// for a child shard before its parent's `Ended`, so that the merge never
+    /// believes the stream has run dry in between.
+    Started {
+        shard_id: String,
+        credits: Arc<dyn Credit>,
+    },
+    /// The next records of a shard, in shard order.
+    Records {
+        shard_id: String,
+        records: Vec<ShardRecord>,
+        /// `MillisBehindLatest` of the response.
+        millis_behind: Option<i64>,
+    },
+    /// The shard is closed (resharded) and every record of it was sent.
+    Ended { shard_id: String },
+    /// The reader cannot go on (the stream is gone, no permission, ...).
+    Failed(String),
+}
+
+/// What the merge has for the pipeline.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<'a> {
+    /// The next record.
+    Record { data: &'a [u8], shard: usize },
+    /// Nothing arrived within the wait; ask again.
+    Idle,
+    /// With `until_caught_up`: every open shard has been read to its tip. Or:
+    /// every shard of the stream has ended.
+    Done,
+}
+
+struct Shard {
+    id: String,
+    credits: Arc<dyn Credit>,
+    batches: VecDeque<Vec<ShardRecord>>,
+    /// Index of the next record of the front batch.
+    next: usize,
+    /// The last response had no records and no lag: nothing more to read now.
+    at_tip: bool,
+    ended: bool,
+    /// Sequence number of the last record handed out.
+    position: Option<String>,
+    millis_behind: Option<i64>,
+}
+
+impl Shard {
+    fn front(&self) -> Option<&ShardRecord> {
+        self.batches.front().map(|batch| &batch[self.next])
+    }
+
+    fn is_open(&self) -> bool {
+        !self.ended
+    }
+}
+
+/// A shard's read position, for checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardPosition {
+    pub shard_id: String,
+    /// Sequence number of the last record handed to the pipeline.
+    pub sequence: Option<String>,
+    /// Every record of the (closed) shard has been handed out.
+    pub ended: bool,
+    pub millis_behind: Option<i64>,
+}
+
+pub struct ShardMerge {
+    messages: Receiver<ShardMessage>,
+    shards: Vec<Shard>,
+    until_caught_up: bool,
+    wait: Duration,
+    /// Shard of the record handed out last: its position is settled on the
+    /// next call (the record's bytes are borrowed until then).
+    handed_out: Option<usize>,
+    disconnected: bool,
+}
+
+impl ShardMerge {
+    /// `wait`: how long [`ShardMerge::next_record`] waits for a message before
+    /// returning [`Next::Idle`].
+    pub fn new(messages: Receiver<ShardMessage>, until_caught_up: bool, wait: Duration) -> Self {
+        ShardMerge {
+            messages,
+            shards: Vec::new(),
+            until_caught_up,
+            wait,
+            handed_out: None,
+            disconnected: false,
+        }
+    }
+
+    /// The next record in arrival order across shards.
+    pub fn next_record(&mut self) -> Result<Next<'_>, String> {
+        if let Some(shard) = self.handed_out.take() {
+            self.advance(shard);
+        }
+        loop {
+            while let Ok(message) = self.messages.try_recv() {
+                self.apply(message)?;
+            }
+            match self.choose() {
+                Choice::Record(shard) => {
+                    self.handed_out = Some(shard);
+                    let s = &self.shards[shard];
+                    let record = s.front().expect("chosen shard has a record");
+                    return Ok(Next::Record {
+                        data: &record.data,
+                        shard,
+                    });
+                }
+                Choice::Done => return Ok(Next::Done),
+                Choice::Wait => {}
+            }
+            if self.disconnected {
+                return Err("the Kinesis readers stopped".into());
+            }
+            match self.messages.recv_timeout(self.wait) {
+                Ok(message) => self.apply(message)?,
+                Err(RecvTimeoutError::Timeout) => return Ok(Next::Idle),
+                Err(RecvTimeoutError::Disconnected) => self.disconnected = true,
+            }
+        }
+    }
+
+    /// Every shard's position: the sequence number of the last record handed
+    /// out (call it between two calls to [`ShardMerge::next_record`], once that
+    /// record has been processed).
+    pub fn positions(&self) -> Vec<ShardPosition> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let consumed = s.next + usize::from(self.handed_out == Some(i));
+                let sequence = match s.batches.front() {
+                    Some(batch) if consumed > 0 => Some(batch[consumed - 1].sequence.clone()),
+                    _ => s.position.clone(),
+                };
+                let drained = s.batches.is_empty()
+                    || (s.batches.len() == 1 && consumed == s.batches[0].len());
+                ShardPosition {
+                    shard_id: s.id.clone(),
+                    sequence,
+                    ended: s.ended && drained,
+                    millis_behind: s.millis_behind,
+                }
+            })
+            .collect()
+    }
+
+    /// The data of the record [`ShardMerge::next_record`] handed out last.
+    pub fn current(&self) -> Option<&[u8]> {
+        let shard = &self.shards[self.handed_out?];
+        shard.front().map(|record| record.data.as_slice())
+    }
+
+    /// The id of shard number `shard` (as in [`Next::Record`]).
+    pub fn shard_id(&self, shard: usize) -> &str {
+        &self.shards[shard].id
+    }
+
+    fn shard_index(&mut self, shard_id: &str) -> Option<usize> {
+        self.shards.iter().position(|s| s.id == shard_id)
+    }
+
+    fn apply(&mut self, message: ShardMessage) -> Result<(), String> {
+        match message {
+            ShardMessage::Started { shard_id, credits } => {
+                if self.shard_index(&shard_id).is_none() {
+                    self.shards.push(Shard {
+                        id: shard_id,
+                        credits,
+                        batches: VecDeque::new(),
+                        next: 0,
+                        at_tip: false,
+                        ended: false,
+                        position: None,
+                        millis_behind: None,
+                    });
+                }
+            }
+            ShardMessage::Records {
+                shard_id,
+                records,
+                millis_behind,
+            } => {
+                let Some(i) = self.shard_index(&shard_id) else {
+                    return Err(format!("records from shard {shard_id} before it started"));
+                };
+                let shard = &mut self.shards[i];
+                shard.millis_behind = millis_behind;
+                shard.at_tip = records.is_empty() && millis_behind.unwrap_or(0) == 0;
+                if records.is_empty() {
+                    shard.credits.give_back();
+                } else {
+                    shard.batches.push_back(records);
+                }
+            }
+            ShardMessage::Ended { shard_id } => {
+                if let Some(i) = self.shard_index(&shard_id) {
+                    self.shards[i].ended = true;
+                }
+            }
+            ShardMessage::Failed(why) => return Err(why),
+        }
+        Ok(())
+    }
+
+    fn choose(&self) -> Choice {
+        let mut best: Option<(i64, usize)> = None;
+        for (i, shard) in self.shards.iter().enumerate() {
+            match shard.front() {
+                Some(record) if best.is_none_or(|(order, _)| record.order_ms < order) => {
+                    best = Some((record.order_ms, i));
+                }
+                Some(_) => {}
+                // Behind and nothing buffered: what it brings next may be
+                // earlier than anything buffered elsewhere.
+                None if shard.is_open() && !shard.at_tip => return Choice::Wait,
+                None => {}
+            }
+        }
+        if let Some((_, shard)) = best {
+            return Choice::Record(shard);
+        }
+        if self.shards.is_empty() {
+            return Choice::Wait;
+        }
+        let all_ended = self.shards.iter().all(|s| !s.is_open());
+        if all_ended || self.until_caught_up {
+            // Every open shard is at its tip with nothing buffered.
+            Choice::Done
+        } else {
+            Choice::Wait
+        }
+    }
+
+    fn advance(&mut self, shard: usize) {
+        let s = &mut self.shards[shard];
+        let batch_len = s.batches.front().map_or(0, Vec::len);
+        s.next += 1;
+        if s.next == batch_len {
+            let mut batch = s.batches.pop_front().expect("front batch");
+            s.position = batch.pop().map(|last| last.sequence);
+            s.next = 0;
+            s.credits.give_back();
+        }
+    }
+}
+
+enum Choice {
+    Record(usize),
+    Wait,
+    Done,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc::{Sender, channel};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Credit for Count {
+        fn give_back(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn records(shard: &str, arrivals: &[i64]) -> ShardMessage {
+        ShardMessage::Records {
+            shard_id: shard.into(),
+            records: arrivals
+                .iter()
+                .map(|&t| ShardRecord {
+                    data: format!("{shard}@{t}").into_bytes(),
+                    sequence: format!("{t}"),
+                    order_ms: t,
+                })
+                .collect(),
+            millis_behind: Some(1),
+        }
+    }
+
+    fn tip(shard: &str) -> ShardMessage {
+        ShardMessage::Records {
+            shard_id: shard.into(),
+            records: Vec::new(),
+            millis_behind: Some(0),
+        }
+    }
+
+    fn start(tx: &Sender<ShardMessage>, shard: &str) -> Arc<Count> {
+        let credits = Arc::new(Count::default());
+        tx.send(ShardMessage::Started {
+            shard_id: shard.into(),
+            credits: credits.clone(),
+        })
+        .unwrap();
+        credits
+    }
+
+    fn drain(merge: &mut ShardMerge) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            match merge.next_record().unwrap() {
+                Next::Record { data, .. } => out.push(String::from_utf8(data.to_vec()).unwrap()),
+                Next::Idle => out.push("idle".into()),
+                Next::Done => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn merges_shards_in_time_order_and_waits_for_a_shard_behind() {
+        let (tx, rx) = channel();
+        let mut merge = ShardMerge::new(rx, true, Duration::from_millis(1));
+        let a = start(&tx, "a");
+        start(&tx, "b");
+        tx.send(records("a", &[1, 4, 6])).unwrap();
+        // b has sent nothing yet: nothing may be handed out.
+        assert_eq!(merge.next_record().unwrap(), Next::Idle);
+        tx.send(records("b", &[2, 3])).unwrap();
+        let first: Vec<String> = (0..3)
+            .map(|_| match merge.next_record().unwrap() {
+                Next::Record { data, .. } => String::from_utf8(data.to_vec()).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(first, ["a@1", "b@2", "b@3"]);
+        // b's batch is used up and b is not at its tip: wait for it.
+        assert_eq!(merge.next_record().unwrap(), Next::Idle);
+        tx.send(tip("b")).unwrap();
+        tx.send(tip("a")).unwrap();
+        assert_eq!(drain(&mut merge), ["a@4", "a@6"]);
+        assert_eq!(
+            a.0.load(Ordering::Relaxed),
+            2,
+            "a's batch and empty read returned"
+        );
+        let positions = merge.positions();
+        assert_eq!(positions[0].sequence.as_deref(), Some("6"));
+        assert_eq!(positions[1].sequence.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_child_follows_its_ended_parent() {
+        let (tx, rx) = channel();
+        let mut merge = ShardMerge::new(rx, true, Duration::from_millis(1));
+        start(&tx, "parent");
+        tx.send(records("parent", &[1, 2])).unwrap();
+        start(&tx, "child");
+        tx.send(ShardMessage::Ended {
+            shard_id: "parent".into(),
+        })
+        .unwrap();
+        tx.send(records("child", &[3])).unwrap();
+        tx.send(tip("child")).unwrap();
+        assert_eq!(drain(&mut merge), ["parent@1", "parent@2", "child@3"]);
+        let positions = merge.positions();
+        assert!(positions[0].ended);
+        assert!(!positions[1].ended);
+    }
+
+    #[test]
+    fn mid_batch_positions_and_failures() {
+        let (tx, rx) = channel();
+        let mut merge = ShardMerge::new(rx, false, Duration::from_millis(1));
+        start(&tx, "a");
+        tx.send(records("a", &[1, 2, 3])).unwrap();
+        assert!(merge.positions().is_empty(), "nothing read yet");
+        assert!(matches!(merge.next_record().unwrap(), Next::Record { .. }));
+        assert!(matches!(merge.next_record().unwrap(), Next::Record { .. }));
+        // Positions count the record handed out last as processed.
+        assert_eq!(merge.positions()[0].sequence.as_deref(), Some("2"));
+        assert!(matches!(merge.next_record().unwrap(), Next::Record { .. }));
+        assert_eq!(merge.positions()[0].sequence.as_deref(), Some("3"));
+        tx.send(ShardMessage::Failed("stream deleted".into()))
+            .unwrap();
+        assert_eq!(merge.next_record().unwrap_err(), "stream deleted");
+    }
+}

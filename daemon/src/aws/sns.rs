@@ -1,0 +1,425 @@
+//! Alerts to an Amazon SNS topic, at least once.
+//!
+//! Each alert is one JSON message (the alert's fields) with a one-line
+//! subject, and `risk_level`/`kind` message attributes that subscriptions can
+//! filter on. For a FIFO topic (`….fifo`) the message group is the user and
+//! the deduplication id is the alert's stable `alert_id`, so a resend after a
+//! crash is dropped by SNS itself.
+//!
+//! Publishing runs on its own task: the pipeline only queues a message. A
+//! failed publish is retried with backoff, in order, for as long as it takes.
+//! Unsent messages are written to an outbox file at every checkpoint and at
+//! the end, and the next start sends them first: an SNS outage delays alerts
+//! but loses none (they are in the `alerts` table and file as well).
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sns::Client;
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AwsSettings, Backoff, error_text};
+use crate::alerts::Alert;
+use crate::sinks::AlertSink;
+
+/// SNS's limit on a subject.
+const MAX_SUBJECT: usize = 100;
+
+/// One message for the topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Stable id: the FIFO deduplication id.
+    pub id: String,
+    /// `alert` or `freshness_sla`.
+    pub kind: String,
+    pub subject: String,
+    pub body: String,
+    pub risk_level: String,
+    /// FIFO message group (the user, for alerts).
+    pub group: String,
+}
+
+impl Message {
+    pub fn alert(alert: &Alert) -> io::Result<Message> {
+        Ok(Message {
+            id: alert.alert_id.clone(),
+            kind: "alert".into(),
+            subject: subject(&alert.summary),
+            body: serde_json::to_string(alert)?,
+            risk_level: alert.risk_level.as_str().to_string(),
+            group: alert.user_id.clone(),
+        })
+    }
+}
+
+/// A subject SNS accepts: one line of printable ASCII, at most 100 chars.
+pub fn subject(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if out.len() > MAX_SUBJECT {
+        out.truncate(MAX_SUBJECT - 3);
+        out.push_str("...");
+    }
+    if out.trim().is_empty() {
+        out = "AuthPulse alert".into();
+    }
+    out
+}
+
+#[derive(Clone, Debug)]
+pub struct SnsConfig {
+    pub topic_arn: String,
+    pub aws: AwsSettings,
+    /// Where unsent messages are kept between checkpoints and runs.
+    pub outbox: PathBuf,
+    /// At the end, how long to keep retrying before leaving the rest in the
+    /// outbox.
+    pub drain_timeout: Duration,
+}
+
+/// What the publishing task reports when asked to make its state durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnsReport {
+    pub published: u64,
+    pub retries: u64,
+    /// Left in the outbox.
+    pub pending: u64,
+}
+
+enum Command {
+    Publish(Message),
+    /// Write the outbox now.
+    Checkpoint(oneshot::Sender<io::Result<SnsReport>>),
+    /// Send what is queued (up to the drain timeout), then write the outbox.
+    Drain(oneshot::Sender<io::Result<SnsReport>>),
+}
+
+/// A handle to the publishing task; clones share it (the alert sink and the
+/// freshness check both publish).
+#[derive(Clone)]
+pub struct SnsPublisher {
+    commands: mpsc::UnboundedSender<Command>,
+    topic_arn: String,
+}
+
+/// Owns the publishing task's runtime; dropping it stops the task.
+pub struct SnsWorker {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for SnsWorker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+impl SnsPublisher {
+    /// Starts publishing to the topic; messages left in the outbox by an
+    /// earlier run are queued first.
+    pub fn start(config: SnsConfig) -> io::Result<(SnsPublisher, SnsWorker)> {
+        let runtime = super::runtime("sns")?;
+        let sdk = runtime.block_on(config.aws.load());
+        let client = Client::new(&sdk);
+        let backlog = read_outbox(&config.outbox)?;
+        if !backlog.is_empty() {
+            tracing::info!(messages = backlog.len(), outbox = %config.outbox.display(), "sending alerts left unsent by an earlier run");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let topic_arn = config.topic_arn.clone();
+        runtime.spawn(publish_loop(client, config, backlog, rx));
+        Ok((
+            SnsPublisher {
+                commands: tx,
+                topic_arn,
+            },
+            SnsWorker {
+                runtime: Some(runtime),
+            },
+        ))
+    }
+
+    pub fn topic_arn(&self) -> &str {
+        &self.topic_arn
+    }
+
+    pub fn publish(&self, message: Message) -> io::Result<()> {
+        self.commands
+            .send(Command::Publish(message))
+            .map_err(|_| stopped())
+    }
+
+    fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<io::Result<SnsReport>>) -> Command,
+    ) -> io::Result<SnsReport> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(command(tx)).map_err(|_| stopped())?;
+        rx.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// Writes the unsent messages to the outbox.
+    pub fn checkpoint(&self) -> io::Result<SnsReport> {
+        self.ask(Command::Checkpoint)
+    }
+
+    /// Sends what is queued (giving up after the drain timeout), then writes
+    /// what is left to the outbox.
+    pub fn drain(&self) -> io::Result<SnsReport> {
+        self.ask(Command::Drain)
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the SNS publisher has stopped")
+}
+
+/// The alert sink: queues each alert for the topic.
+pub struct SnsAlerts {
+    pub publisher: SnsPublisher,
+    /// Set by the last flush.
+    pub report: SnsReport,
+}
+
+impl AlertSink for SnsAlerts {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.publisher.publish(Message::alert(alert)?)
+    }
+
+    fn checkpoint(&mut self) -> io::Result<()> {
+        self.publisher.checkpoint().map(drop)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.report = self.publisher.drain()?;
+        if self.report.pending > 0 {
+            tracing::warn!(
+                pending = self.report.pending,
+                topic = %self.publisher.topic_arn(),
+                "SNS did not take every alert; the rest are in the outbox and go out on the next start"
+            );
+        }
+        Ok(())
+    }
+}
+
+struct Outbox {
+    path: PathBuf,
+    /// The file holds exactly `queue` as of the last write.
+    written: bool,
+}
+
+impl Outbox {
+    fn write(&mut self, queue: &VecDeque<Message>) -> io::Result<()> {
+        if queue.is_empty() {
+            if self.written || self.path.exists() {
+                match std::fs::remove_file(&self.path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            self.written = false;
+            return Ok(());
+        }
+        let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = self.path.with_file_name(tmp_name);
+        let mut file = io::BufWriter::new(std::fs::File::create(&tmp)?);
+        for message in queue {
+            serde_json::to_writer(&mut file, message)?;
+            file.write_all(b"\n")?;
+        }
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.written = true;
+        Ok(())
+    }
+}
+
+fn read_outbox(path: &Path) -> io::Result<VecDeque<Message>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(VecDeque::new()),
+        Err(e) => return Err(e),
+    };
+    let mut queue = VecDeque::new();
+    for (i, line) in io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let message = serde_json::from_str(&line).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} line {}: not an outbox message: {e}",
+                    path.display(),
+                    i + 1
+                ),
+            )
+        })?;
+        queue.push_back(message);
+    }
+    Ok(queue)
+}
+
+async fn publish_loop(
+    client: Client,
+    config: SnsConfig,
+    mut queue: VecDeque<Message>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let fifo = config.topic_arn.ends_with(".fifo");
+    let mut outbox = Outbox {
+        path: config.outbox.clone(),
+        written: config.outbox.exists(),
+    };
+    let mut report = SnsReport::default();
+    let mut failures = 0u32;
+    // When to try the head of the queue again after a failure.
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut draining: Option<(Instant, oneshot::Sender<io::Result<SnsReport>>)> = None;
+    loop {
+        let ready = !queue.is_empty() && retry_at.is_none_or(|t| t <= tokio::time::Instant::now());
+        if ready {
+            let message = queue.front().expect("not empty");
+            match publish(&client, &config.topic_arn, fifo, message).await {
+                Ok(()) => {
+                    queue.pop_front();
+                    report.published += 1;
+                    failures = 0;
+                    retry_at = None;
+                }
+                Err(error) => {
+                    let delay = Backoff::DEFAULT.jittered(failures);
+                    failures += 1;
+                    report.retries += 1;
+                    tracing::warn!(topic = %config.topic_arn, alert_id = %message.id, error = %error, retry_in_ms = delay.as_millis() as u64, "SNS publish failed; will retry");
+                    retry_at = Some(tokio::time::Instant::now() + delay);
+                }
+            }
+        }
+        // A drain ends when the queue is empty or its time is up.
+        if let Some((started, _)) = &draining
+            && (queue.is_empty() || started.elapsed() >= config.drain_timeout)
+        {
+            let (_, reply) = draining.take().expect("draining");
+            report.pending = queue.len() as u64;
+            let _ = reply.send(outbox.write(&queue).map(|()| report));
+        }
+        let command = if !queue.is_empty() {
+            let mut wake = retry_at.unwrap_or_else(tokio::time::Instant::now);
+            if let Some((started, _)) = &draining {
+                wake = wake.min(tokio::time::Instant::from_std(
+                    *started + config.drain_timeout,
+                ));
+            }
+            tokio::select! {
+                command = commands.recv() => command,
+                () = tokio::time::sleep_until(wake) => continue,
+            }
+        } else if draining.is_some() {
+            continue;
+        } else {
+            commands.recv().await
+        };
+        match command {
+            Some(Command::Publish(message)) => queue.push_back(message),
+            Some(Command::Checkpoint(reply)) => {
+                report.pending = queue.len() as u64;
+                let _ = reply.send(outbox.write(&queue).map(|()| report));
+            }
+            Some(Command::Drain(reply)) => draining = Some((Instant::now(), reply)),
+            None => {
+                // Every handle is gone: keep what is unsent.
+                if let Err(e) = outbox.write(&queue) {
+                    tracing::error!(error = %e, "cannot write the SNS outbox");
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn publish(
+    client: &Client,
+    topic: &str,
+    fifo: bool,
+    message: &Message,
+) -> Result<(), String> {
+    let attribute = |value: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .expect("data type is set")
+    };
+    let mut request = client
+        .publish()
+        .topic_arn(topic)
+        .subject(&message.subject)
+        .message(&message.body)
+        .message_attributes("kind", attribute(&message.kind))
+        .message_attributes("risk_level", attribute(&message.risk_level));
+    if fifo {
+        request = request
+            .message_group_id(&message.group)
+            .message_deduplication_id(&message.id);
+    }
+    request.send().await.map(drop).map_err(|e| error_text(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_fit_sns() {
+        assert_eq!(subject("U12: lateral movement"), "U12: lateral movement");
+        assert_eq!(subject("a\nb\u{e9}"), "a?b?");
+        let long = subject(&"x".repeat(300));
+        assert_eq!(long.len(), 100);
+        assert!(long.ends_with("..."));
+        assert_eq!(subject(" "), "AuthPulse alert");
+    }
+
+    #[test]
+    fn outbox_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sns-outbox.jsonl");
+        let mut outbox = Outbox {
+            path: path.clone(),
+            written: false,
+        };
+        let message = |id: &str| Message {
+            id: id.into(),
+            kind: "alert".into(),
+            subject: "s".into(),
+            body: "{}".into(),
+            risk_level: "high".into(),
+            group: "U1".into(),
+        };
+        let queue: VecDeque<Message> = [message("a"), message("b")].into();
+        outbox.write(&queue).unwrap();
+        assert_eq!(read_outbox(&path).unwrap(), queue);
+        outbox.write(&VecDeque::new()).unwrap();
+        assert!(!path.exists(), "an empty outbox is removed");
+        assert!(read_outbox(&path).unwrap().is_empty());
+        std::fs::write(&path, "{nope\n").unwrap();
+        let error = read_outbox(&path).unwrap_err();
+        assert!(error.to_string().contains("line 1"), "{error}");
+    }
+}

@@ -1,0 +1,214 @@
+//! `run`'s AWS options: the Kinesis source, SNS alerts and CloudWatch
+//! metrics. Credentials, region and endpoints come from the standard AWS
+//! chain (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::bail;
+use authpulse::aws::kinesis::StartAt;
+use clap::Args;
+
+/// Where events come from, as a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceUrl {
+    /// `kinesis://STREAM`
+    Kinesis(String),
+}
+
+impl std::str::FromStr for SourceUrl {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value.strip_prefix("kinesis://") {
+            Some(stream) if !stream.is_empty() && !stream.contains('/') => {
+                Ok(SourceUrl::Kinesis(stream.to_string()))
+            }
+            Some(_) => Err(format!("`{value}`: expected kinesis://STREAM_NAME")),
+            None => Err(format!(
+                "`{value}` is not a source URL: expected kinesis://STREAM_NAME (give a file as the INPUT argument)"
+            )),
+        }
+    }
+}
+
+/// Where a Kinesis source starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum From {
+    /// The saved positions (shards it does not name: trim-horizon).
+    Checkpoint,
+    Start(StartAt),
+}
+
+impl std::str::FromStr for From {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        if value.eq_ignore_ascii_case("checkpoint") {
+            return Ok(From::Checkpoint);
+        }
+        value.parse().map(From::Start)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "AWS")]
+pub struct AwsArgs {
+    /// Read a Kinesis stream instead of a file: `kinesis://STREAM`. Every
+    /// shard is read; a parent shard is finished before its children.
+    #[arg(long, value_name = "URL")]
+    pub source: Option<SourceUrl>,
+    /// Where a Kinesis source starts: `checkpoint` (the saved positions),
+    /// `trim-horizon` (the oldest retained record), `latest` (new records
+    /// only) or an RFC 3339 time. Default: the checkpoint if there is one,
+    /// else trim-horizon.
+    #[arg(long, value_name = "POSITION")]
+    pub from: Option<From>,
+    /// Stop (score, commit, print the summary) once every open shard has
+    /// been read to its tip: for backfills and tests.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Kinesis read positions. Default: OUTPUT/kinesis-checkpoint.json.
+    #[arg(long, value_name = "FILE")]
+    pub kinesis_checkpoint: Option<PathBuf>,
+    /// Wait between reads of a shard with nothing new.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Publish every alert to this SNS topic (JSON, at least once; a FIFO
+    /// topic deduplicates by alert_id). Unsent alerts wait in
+    /// OUTPUT/sns-outbox.jsonl and go out when SNS answers again.
+    #[arg(long, value_name = "ARN")]
+    pub sns_topic: Option<String>,
+    /// At the end, how long to keep retrying SNS before leaving the unsent
+    /// alerts in the outbox for the next start.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub sns_drain_timeout: Duration,
+    /// Publish metrics to CloudWatch (PutMetricData).
+    #[arg(long)]
+    pub cloudwatch: bool,
+    /// CloudWatch namespace of the metrics.
+    #[arg(long, default_value = "AuthPulse")]
+    pub cloudwatch_namespace: String,
+    /// Value of the `Pipeline` dimension on every metric.
+    #[arg(long, default_value = "authpulse")]
+    pub pipeline_name: String,
+    /// How often metrics are published.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub metrics_interval: Duration,
+    /// Also append the metrics as CloudWatch Embedded Metric Format lines to
+    /// this file (the CloudWatch agent turns them into metrics).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_emf: Option<PathBuf>,
+    /// Freshness SLA: when the 95th percentile of processing lag (event time
+    /// to scoring) over a metrics interval exceeds this, an alert goes to the
+    /// SNS topic (once, until the lag recovers). `0` turns it off.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub freshness_sla: Duration,
+    /// AWS endpoint for Kinesis, SNS and CloudWatch (a local server).
+    /// Default: AWS_ENDPOINT_URL_<SERVICE>, then AWS_ENDPOINT_URL, then AWS's.
+    #[arg(long, value_name = "URL")]
+    pub aws_endpoint: Option<String>,
+}
+
+impl Default for AwsArgs {
+    fn default() -> Self {
+        AwsArgs {
+            source: None,
+            from: None,
+            until_caught_up: false,
+            kinesis_checkpoint: None,
+            poll_interval: Duration::from_secs(1),
+            sns_topic: None,
+            sns_drain_timeout: Duration::from_secs(30),
+            cloudwatch: false,
+            cloudwatch_namespace: "AuthPulse".into(),
+            pipeline_name: "authpulse".into(),
+            metrics_interval: Duration::from_secs(60),
+            metrics_emf: None,
+            freshness_sla: Duration::from_secs(300),
+            aws_endpoint: None,
+        }
+    }
+}
+
+impl AwsArgs {
+    pub fn kinesis_checkpoint_path(&self, output: &Path) -> PathBuf {
+        self.kinesis_checkpoint
+            .clone()
+            .unwrap_or_else(|| output.join("kinesis-checkpoint.json"))
+    }
+
+    /// Refuses combinations that cannot work, before anything starts.
+    pub fn validate(&self, input_given: bool, follow: bool) -> anyhow::Result<()> {
+        if self.source.is_some() {
+            if input_given {
+                bail!("give either an INPUT file or --source, not both");
+            }
+            if follow {
+                bail!(
+                    "--follow is for files; a Kinesis source is always followed (use --until-caught-up to stop at the tip)"
+                );
+            }
+        } else {
+            for (flag, set) in [
+                ("--from", self.from.is_some()),
+                ("--until-caught-up", self.until_caught_up),
+                ("--kinesis-checkpoint", self.kinesis_checkpoint.is_some()),
+            ] {
+                if set {
+                    bail!("{flag} is for --source kinesis://STREAM");
+                }
+            }
+        }
+        if self.metrics_interval < Duration::from_secs(1) {
+            bail!("--metrics-interval must be at least 1s");
+        }
+        Ok(())
+    }
+
+    /// Whether metrics are computed at all.
+    pub fn wants_metrics(&self) -> bool {
+        self.cloudwatch || self.metrics_emf.is_some() || self.sns_topic.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_urls() {
+        assert_eq!(
+            "kinesis://auth-events".parse::<SourceUrl>(),
+            Ok(SourceUrl::Kinesis("auth-events".into()))
+        );
+        for bad in [
+            "kinesis://",
+            "s3://bucket/x",
+            "auth-events",
+            "kinesis://a/b",
+        ] {
+            let error = bad.parse::<SourceUrl>().unwrap_err();
+            assert!(error.contains("kinesis://STREAM_NAME"), "{bad}: {error}");
+        }
+        assert_eq!("checkpoint".parse::<From>(), Ok(From::Checkpoint));
+        assert_eq!("latest".parse::<From>(), Ok(From::Start(StartAt::Latest)));
+    }
+
+    #[test]
+    fn kinesis_flags_need_a_kinesis_source() {
+        let args = AwsArgs {
+            until_caught_up: true,
+            ..AwsArgs::default()
+        };
+        let error = args.validate(false, false).unwrap_err();
+        assert!(error.to_string().contains("--source"), "{error}");
+        let args = AwsArgs {
+            source: Some(SourceUrl::Kinesis("s".into())),
+            ..AwsArgs::default()
+        };
+        assert!(args.validate(true, false).is_err());
+        assert!(args.validate(false, true).is_err());
+        assert!(args.validate(false, false).is_ok());
+    }
+}
