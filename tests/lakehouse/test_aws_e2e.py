@@ -255,3 +255,52 @@ def test_alerts_wait_in_the_outbox_while_sns_is_down(aws, moto_endpoint, aws_env
     assert not (tmp_path / "out" / "sns-outbox.jsonl").exists()
     delivered = [m["alert_id"] for _, _, m in received(moto_endpoint, aws["queue"])]
     assert sorted(delivered) == sorted(raised)
+
+
+def test_aggregated_records_and_a_split_shard(moto_endpoint, aws_env, tmp_path):
+    """KPL-aggregated records are read like plain ones, and a shard split in
+    the middle of the stream is followed: the parent is finished before its
+    children, every event is scored once and none is late.
+
+    (moto keeps routing records to the closed parent after a split, and never
+    ends it with a null iterator: the reader must see that a closed shard
+    with nothing left is done, and an aggregate must not span more event
+    time than the watermark allows, since here all of them share a shard.)"""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    stream = f"split-{uuid.uuid4().hex[:8]}"
+    kinesis = boto3_client("kinesis", moto_endpoint)
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    gen = authpulse("gen", "--users", "100", "--days", "1", "--events", "6000", "--seed", "3",
+                    "-o", "events.csv", cwd=tmp_path, env=aws_env)
+    assert gen.returncode == 0, gen.stderr
+    lines = [line for line in open(tmp_path / "events.csv") if line[0].isdigit()]
+    half = len(lines) // 2
+    (tmp_path / "first.csv").write_text("".join(lines[:half]))
+    (tmp_path / "second.csv").write_text("".join(lines[half:]))
+    unique = event_ids(tmp_path / "events.csv")
+
+    first = summary_of(authpulse("replay", "-i", "first.csv", "--stream", stream, "--aggregate",
+                                 "--aggregate-bytes", "4096", cwd=tmp_path, env=aws_env))
+    assert first["events_sent"] == half
+    # A quiet day (4 events a minute): about 5 events per minute-long aggregate.
+    assert first["records_sent"] < half // 4, "events are packed into fewer records"
+    parent = kinesis.list_shards(StreamName=stream)["Shards"][0]
+    middle = (int(parent["HashKeyRange"]["EndingHashKey"]) + 1) // 2
+    kinesis.split_shard(StreamName=stream, ShardToSplit=parent["ShardId"],
+                        NewStartingHashKey=str(middle))
+    second = summary_of(authpulse("replay", "-i", "second.csv", "--stream", stream, "--aggregate",
+                                  cwd=tmp_path, env=aws_env))
+    assert second["events_sent"] == len(lines) - half
+
+    run = summary_of(authpulse("run", "--source", f"kinesis://{stream}", "--until-caught-up",
+                               "--poll-interval", "200ms", "--output", "out", "--no-lakehouse",
+                               cwd=tmp_path, env=aws_env))
+    assert run["events_read"] == len(lines)
+    assert run["late"] == 0 and run["invalid"] == 0
+    assert run["events_scored"] == len(unique)
+    shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=stream)["Shards"]}
+    assert len(shards) == 3
+    checkpoint = json.loads((tmp_path / "out" / "kinesis-checkpoint.json").read_text())
+    assert checkpoint["shards"][parent["ShardId"]]["ended"] is True
+    children = [i for i, s in shards.items() if s.get("ParentShardId") == parent["ShardId"]]
+    assert len(children) == 2 and all(c in checkpoint["shards"] for c in children)

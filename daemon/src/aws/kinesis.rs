@@ -112,16 +112,7 @@ pub struct KinesisSource {
     /// Events handed out (the "line number" of dead letters).
     events: u64,
     bytes: u64,
-    /// The current record's unread part (several events per record).
-    rest: Option<Rest>,
     stopped: bool,
-}
-
-enum Rest {
-    /// Byte offset into the current (plain) record.
-    Plain(usize),
-    /// The current record's deaggregated events, and the next one's index.
-    Aggregated(Vec<Vec<u8>>, usize),
 }
 
 impl KinesisSource {
@@ -149,7 +140,6 @@ impl KinesisSource {
             checkpoint_path,
             events: 0,
             bytes: 0,
-            rest: None,
             stopped: false,
         })
     }
@@ -158,81 +148,23 @@ impl KinesisSource {
     pub fn positions(&self) -> Vec<ShardPosition> {
         self.merge.positions()
     }
-
-    /// Where the next event of the current record is, if one is left
-    /// (counted as handed out).
-    fn next_span(&mut self) -> Option<Span> {
-        let span = match &mut self.rest {
-            Some(Rest::Aggregated(events, next)) => {
-                let i = *next;
-                let event = events.get(i)?;
-                *next += 1;
-                (Span::Aggregated(i), event.len())
-            }
-            Some(Rest::Plain(offset)) => {
-                let data = self.merge.current().unwrap_or_default();
-                loop {
-                    let start = *offset;
-                    if start >= data.len() {
-                        return None;
-                    }
-                    let end =
-                        memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-                    *offset = end + 1;
-                    // Blank lines (a trailing newline) are not events.
-                    if !data[start..end].iter().all(u8::is_ascii_whitespace) {
-                        break (Span::Plain(start, end), end - start);
-                    }
-                }
-            }
-            None => return None,
-        };
-        self.events += 1;
-        self.bytes += span.1 as u64;
-        Some(span.0)
-    }
-}
-
-enum Span {
-    Aggregated(usize),
-    Plain(usize, usize),
 }
 
 impl Source for KinesisSource {
     fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
-        loop {
-            if let Some(span) = self.next_span() {
-                let line = match (span, &self.rest) {
-                    (Span::Aggregated(i), Some(Rest::Aggregated(events, _))) => &events[i][..],
-                    (Span::Plain(start, end), _) => {
-                        &self.merge.current().unwrap_or_default()[start..end]
-                    }
-                    _ => unreachable!("span of another record"),
-                };
-                return Ok(Some(Line::Complete(line)));
+        if self.stopped {
+            return Ok(None);
+        }
+        match self.merge.next_record().map_err(io::Error::other)? {
+            Next::Idle => Ok(Some(Line::Idle)),
+            Next::Done => {
+                self.stopped = true;
+                Ok(None)
             }
-            self.rest = None;
-            if self.stopped {
-                return Ok(None);
-            }
-            match self.merge.next_record().map_err(io::Error::other)? {
-                Next::Idle => return Ok(Some(Line::Idle)),
-                Next::Done => {
-                    self.stopped = true;
-                    return Ok(None);
-                }
-                Next::Record { data, .. } => match deaggregate(data) {
-                    Ok(None) => self.rest = Some(Rest::Plain(0)),
-                    Ok(Some(events)) => {
-                        let owned = events.into_iter().map(<[u8]>::to_vec).collect();
-                        self.rest = Some(Rest::Aggregated(owned, 0));
-                    }
-                    // Handed on whole, so it is dead-lettered with its reason.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "undecodable aggregated Kinesis record");
-                        self.rest = Some(Rest::Plain(0));
-                    }
-                },
+            Next::Record { data, .. } => {
+                self.events += 1;
+                self.bytes += data.len() as u64;
+                Ok(Some(Line::Complete(data)))
             }
         }
     }
@@ -257,6 +189,62 @@ impl Source for KinesisSource {
             .filter(|p| !p.ended)
             .filter_map(|p| Some((p.shard_id, p.millis_behind?)))
             .collect()
+    }
+}
+
+/// The events of one Kinesis record, each with its own merge order: the
+/// events of a KPL aggregate, or the non-blank lines of a plain record (one
+/// event, usually). An aggregate that fails its checks is handed on whole,
+/// to be dead-lettered with the reason.
+pub fn split_record(data: Vec<u8>, sequence: String, arrival_ms: i64, out: &mut Vec<ShardRecord>) {
+    let first = out.len();
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return;
+    }
+    match deaggregate(&data) {
+        Ok(Some(events)) => {
+            for event in events {
+                out.push(ShardRecord {
+                    order_ms: event_time_ms(event).unwrap_or(arrival_ms),
+                    data: event.to_vec(),
+                    sequence: sequence.clone(),
+                    complete: false,
+                });
+            }
+        }
+        Ok(None) if memchr::memchr(b'\n', data.trim_ascii_end()).is_none() => {
+            out.push(ShardRecord {
+                order_ms: event_time_ms(&data).unwrap_or(arrival_ms),
+                data,
+                sequence: sequence.clone(),
+                complete: false,
+            });
+        }
+        Ok(None) => {
+            for line in data.split(|&b| b == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                out.push(ShardRecord {
+                    order_ms: event_time_ms(line).unwrap_or(arrival_ms),
+                    data: line.to_vec(),
+                    sequence: sequence.clone(),
+                    complete: false,
+                });
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, sequence = %sequence, "undecodable aggregated Kinesis record");
+            out.push(ShardRecord {
+                order_ms: arrival_ms,
+                data,
+                sequence: sequence.clone(),
+                complete: false,
+            });
+        }
+    }
+    if let Some(last) = out[first..].last_mut() {
+        last.complete = true;
     }
 }
 
@@ -340,11 +328,16 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
                 (None, true) => Position::Start(StartAt::TrimHorizon),
                 (None, false) => Position::Start(config.start.clone()),
             };
+            let closed = shard
+                .sequence_number_range
+                .as_ref()
+                .is_some_and(|r| r.ending_sequence_number.is_some());
             let credits = Arc::new(Semaphore::new(CREDITS_PER_SHARD));
             if tx
                 .send(ShardMessage::Started {
                     shard_id: id.clone(),
                     credits: credits.clone(),
+                    closed,
                 })
                 .is_err()
             {
@@ -353,6 +346,7 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
             tracing::info!(stream = %config.stream, shard = %id, start = ?start, "reading shard");
             running.insert(id.clone());
             tokio::spawn(read_shard(ShardReader {
+                closed,
                 client: client.clone(),
                 stream: config.stream.clone(),
                 shard_id: id.clone(),
@@ -398,6 +392,8 @@ struct ShardReader {
     poll_interval: Duration,
     records_per_call: i32,
     start: Position,
+    /// The shard was already closed (resharded) when listed.
+    closed: bool,
 }
 
 async fn read_shard(reader: ShardReader) {
@@ -460,26 +456,21 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
             }
         };
         let millis_behind = response.millis_behind_latest;
-        let records: Vec<ShardRecord> = response
-            .records
-            .into_iter()
-            .map(|record| {
-                last_arrival = record
-                    .approximate_arrival_timestamp
-                    .and_then(|t| t.to_millis().ok())
-                    .unwrap_or(last_arrival);
-                let data = record.data.into_inner();
-                ShardRecord {
-                    order_ms: event_time_ms(&data).unwrap_or(last_arrival),
-                    data,
-                    sequence: record.sequence_number,
-                }
-            })
-            .collect();
-        let got_records = !records.is_empty();
-        if let Some(last) = records.last() {
-            position = Position::After(last.sequence.clone());
+        let mut records: Vec<ShardRecord> = Vec::with_capacity(response.records.len());
+        for record in response.records {
+            last_arrival = record
+                .approximate_arrival_timestamp
+                .and_then(|t| t.to_millis().ok())
+                .unwrap_or(last_arrival);
+            position = Position::After(record.sequence_number.clone());
+            split_record(
+                record.data.into_inner(),
+                record.sequence_number,
+                last_arrival,
+                &mut records,
+            );
         }
+        let got_records = !records.is_empty();
         let message = ShardMessage::Records {
             shard_id: reader.shard_id.clone(),
             records,
@@ -488,7 +479,11 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
         if reader.tx.send(message).is_err() {
             return Ok(());
         }
-        match response.next_shard_iterator {
+        // Kinesis ends a closed shard with no next iterator. Some
+        // Kinesis-compatible servers never do; for them a closed shard that
+        // answers with nothing and no lag is read to its end as well.
+        let drained = reader.closed && !got_records && millis_behind.unwrap_or(0) == 0;
+        match response.next_shard_iterator.filter(|_| !drained) {
             Some(next) => iterator = next,
             None => {
                 tracing::info!(stream = %reader.stream, shard = %reader.shard_id, "shard read to its end");
@@ -583,6 +578,30 @@ async fn shard_iterator(reader: &ShardReader, position: &Position) -> Result<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_split_into_events() {
+        let mut out = Vec::new();
+        split_record(b"1,U1,C1\n\n2,U2,C2\n".to_vec(), "7".into(), 5, &mut out);
+        let mut aggregate = crate::aws::aggregation::Aggregate::default();
+        aggregate.push("U3", b"3,U3,C3");
+        aggregate.push("U4", b"{}");
+        split_record(aggregate.finish(), "8".into(), 5, &mut out);
+        split_record(b" \n ".to_vec(), "9".into(), 5, &mut out);
+        let got: Vec<(&[u8], &str, bool, i64)> = out
+            .iter()
+            .map(|r| (&r.data[..], r.sequence.as_str(), r.complete, r.order_ms))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (&b"1,U1,C1"[..], "7", false, 1000),
+                (&b"2,U2,C2"[..], "7", true, 2000),
+                (&b"3,U3,C3"[..], "8", false, 3000),
+                (&b"{}"[..], "8", true, 5),
+            ]
+        );
+    }
 
     #[test]
     fn event_times_for_the_merge() {

@@ -22,11 +22,16 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-/// One Kinesis record as read.
+/// One event as read: a whole Kinesis record, or one event of a record that
+/// holds several (a KPL aggregate, newline-separated lines).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardRecord {
     pub data: Vec<u8>,
+    /// Sequence number of the Kinesis record it came in.
     pub sequence: String,
+    /// The last event of its Kinesis record: only then is the record done
+    /// with, and its sequence number a position to resume after.
+    pub complete: bool,
     /// Merge order, Unix milliseconds: the event time of the record's first
     /// event, or its arrival time when that cannot be read.
     pub order_ms: i64,
@@ -51,6 +56,9 @@ pub enum ShardMessage {
     Started {
         shard_id: String,
         credits: Arc<dyn Credit>,
+        /// Closed by a reshard: it will end, and until it has, its children
+        /// have not started, so the stream is not caught up.
+        closed: bool,
     },
     /// The next records of a shard, in shard order.
     Records {
@@ -85,6 +93,7 @@ struct Shard {
     next: usize,
     /// The last response had no records and no lag: nothing more to read now.
     at_tip: bool,
+    closed: bool,
     ended: bool,
     /// Sequence number of the last record handed out.
     position: Option<String>,
@@ -179,10 +188,15 @@ impl ShardMerge {
             .enumerate()
             .map(|(i, s)| {
                 let consumed = s.next + usize::from(self.handed_out == Some(i));
-                let sequence = match s.batches.front() {
-                    Some(batch) if consumed > 0 => Some(batch[consumed - 1].sequence.clone()),
-                    _ => s.position.clone(),
-                };
+                // The last Kinesis record whose every event was handed out:
+                // resuming after it re-reads at most the rest of one record
+                // (whose events are then dropped as duplicates).
+                let sequence = s
+                    .batches
+                    .front()
+                    .and_then(|batch| batch[..consumed].iter().rev().find(|r| r.complete))
+                    .map(|r| r.sequence.clone())
+                    .or_else(|| s.position.clone());
                 let drained = s.batches.is_empty()
                     || (s.batches.len() == 1 && consumed == s.batches[0].len());
                 ShardPosition {
@@ -212,7 +226,11 @@ impl ShardMerge {
 
     fn apply(&mut self, message: ShardMessage) -> Result<(), String> {
         match message {
-            ShardMessage::Started { shard_id, credits } => {
+            ShardMessage::Started {
+                shard_id,
+                credits,
+                closed,
+            } => {
                 if self.shard_index(&shard_id).is_none() {
                     self.shards.push(Shard {
                         id: shard_id,
@@ -220,6 +238,7 @@ impl ShardMerge {
                         batches: VecDeque::new(),
                         next: 0,
                         at_tip: false,
+                        closed,
                         ended: false,
                         position: None,
                         millis_behind: None,
@@ -262,8 +281,11 @@ impl ShardMerge {
                 }
                 Some(_) => {}
                 // Behind and nothing buffered: what it brings next may be
-                // earlier than anything buffered elsewhere.
-                None if shard.is_open() && !shard.at_tip => return Choice::Wait,
+                // earlier than anything buffered elsewhere. A closed shard is
+                // waited for until it has ended and its children started.
+                None if shard.is_open() && (!shard.at_tip || shard.closed) => {
+                    return Choice::Wait;
+                }
                 None => {}
             }
         }
@@ -288,6 +310,7 @@ impl ShardMerge {
         s.next += 1;
         if s.next == batch_len {
             let mut batch = s.batches.pop_front().expect("front batch");
+            // A reader never splits a Kinesis record over two batches.
             s.position = batch.pop().map(|last| last.sequence);
             s.next = 0;
             s.credits.give_back();
@@ -324,6 +347,7 @@ mod tests {
                 .map(|&t| ShardRecord {
                     data: format!("{shard}@{t}").into_bytes(),
                     sequence: format!("{t}"),
+                    complete: true,
                     order_ms: t,
                 })
                 .collect(),
@@ -344,6 +368,7 @@ mod tests {
         tx.send(ShardMessage::Started {
             shard_id: shard.into(),
             credits: credits.clone(),
+            closed: shard == "parent",
         })
         .unwrap();
         credits
@@ -398,6 +423,10 @@ mod tests {
         let mut merge = ShardMerge::new(rx, true, Duration::from_millis(1));
         start(&tx, "parent");
         tx.send(records("parent", &[1, 2])).unwrap();
+        tx.send(tip("parent")).unwrap();
+        // The closed parent is at its tip but has not ended: its children
+        // are yet to come, so the stream is not caught up.
+        assert_eq!(drain_until_idle(&mut merge), ["parent@1", "parent@2"]);
         start(&tx, "child");
         tx.send(ShardMessage::Ended {
             shard_id: "parent".into(),
@@ -405,10 +434,49 @@ mod tests {
         .unwrap();
         tx.send(records("child", &[3])).unwrap();
         tx.send(tip("child")).unwrap();
-        assert_eq!(drain(&mut merge), ["parent@1", "parent@2", "child@3"]);
+        assert_eq!(drain(&mut merge), ["child@3"]);
         let positions = merge.positions();
         assert!(positions[0].ended);
         assert!(!positions[1].ended);
+    }
+
+    fn drain_until_idle(merge: &mut ShardMerge) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            match merge.next_record().unwrap() {
+                Next::Record { data, .. } => out.push(String::from_utf8(data.to_vec()).unwrap()),
+                Next::Idle => return out,
+                Next::Done => panic!("done too early, after {out:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_of_several_events_is_a_position_only_once_done() {
+        let (tx, rx) = channel();
+        let mut merge = ShardMerge::new(rx, true, Duration::from_millis(1));
+        start(&tx, "a");
+        let event = |sequence: &str, complete| ShardRecord {
+            data: b"e".to_vec(),
+            sequence: sequence.into(),
+            complete,
+            order_ms: 0,
+        };
+        tx.send(ShardMessage::Records {
+            shard_id: "a".into(),
+            records: vec![event("1", true), event("2", false), event("2", true)],
+            millis_behind: Some(1),
+        })
+        .unwrap();
+        merge.next_record().unwrap();
+        merge.next_record().unwrap();
+        assert_eq!(
+            merge.positions()[0].sequence.as_deref(),
+            Some("1"),
+            "record 2 half done"
+        );
+        merge.next_record().unwrap();
+        assert_eq!(merge.positions()[0].sequence.as_deref(), Some("2"));
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //! - Optionally KPL aggregation ([`super::aggregation`]): events are grouped
 //!   by the shard their key hashes to (MD5 of the key, as Kinesis does) and
 //!   packed up to `aggregate_bytes` per record, so they still reach the same
-//!   shard as unaggregated ones.
+//!   shard as unaggregated ones. An aggregate is also closed once the stream
+//!   has moved `AGGREGATE_SPAN` of event time past its first event (what the
+//!   KPL's buffering time does in wall-clock time): on a quiet shard an
+//!   aggregate would otherwise hold hours of events, and reach the reader
+//!   after events far newer from the other shards, too late for the
+//!   watermark.
 
 use std::time::Duration;
 
@@ -30,6 +35,10 @@ pub const MAX_BYTES_PER_CALL: usize = 5 * 1024 * 1024;
 
 /// KPL's default aggregate size.
 pub const DEFAULT_AGGREGATE_BYTES: usize = 50 * 1024;
+
+/// Event time an open aggregate may fall behind the newest event sent, in
+/// seconds: well inside the daemon's default 5-minute watermark.
+pub const AGGREGATE_SPAN: i64 = 60;
 
 #[derive(Clone, Debug)]
 pub struct ProducerConfig {
@@ -134,6 +143,8 @@ pub struct Producer {
     batch_bytes: usize,
     /// With aggregation: the open shards' hash ranges and one aggregate each.
     shards: Vec<(ShardRange, Aggregate)>,
+    /// Event time of the first event of each shard's open aggregate.
+    open_since: Vec<Option<i64>>,
     report: ProducerReport,
     /// Events given up on, as sent (JSON), for the caller to keep.
     given_up: Vec<Entry>,
@@ -195,6 +206,7 @@ impl Producer {
             config,
             batch: Vec::with_capacity(MAX_RECORDS_PER_CALL),
             batch_bytes: 0,
+            open_since: vec![None; shards.len()],
             shards,
             report: ProducerReport::default(),
             given_up: Vec::new(),
@@ -210,8 +222,9 @@ impl Producer {
         std::mem::take(&mut self.given_up)
     }
 
-    /// Queues one event; sends when a call is full.
-    pub fn send(&mut self, partition_key: &str, event: &[u8]) {
+    /// Queues one event (`event_time`: Unix seconds); sends when a call is
+    /// full.
+    pub fn send(&mut self, partition_key: &str, event: &[u8], event_time: i64) {
         let Some(limit) = self.config.aggregate_bytes else {
             self.push(Entry {
                 partition_key: partition_key.to_string(),
@@ -226,13 +239,27 @@ impl Producer {
             .iter()
             .position(|(range, _)| (range.start..=range.end).contains(&hash))
             .unwrap_or(0);
-        let aggregate = &mut self.shards[shard].1;
+        for i in 0..self.shards.len() {
+            if self.open_since[i].is_some_and(|since| event_time - since > AGGREGATE_SPAN) {
+                self.close_aggregate(i);
+            }
+        }
         let limit = limit.min(MAX_RECORD_BYTES);
+        let aggregate = &self.shards[shard].1;
         if !aggregate.is_empty() && aggregate.size_with(partition_key, event) > limit {
+            self.close_aggregate(shard);
+        }
+        self.shards[shard].1.push(partition_key, event);
+        self.open_since[shard].get_or_insert(event_time);
+    }
+
+    fn close_aggregate(&mut self, shard: usize) {
+        self.open_since[shard] = None;
+        let aggregate = &mut self.shards[shard].1;
+        if !aggregate.is_empty() {
             let entry = finish(aggregate);
             self.push(entry);
         }
-        self.shards[shard].1.push(partition_key, event);
     }
 
     fn push(&mut self, entry: Entry) {
@@ -247,14 +274,8 @@ impl Producer {
 
     /// Sends everything queued (open aggregates included) and waits.
     pub fn flush(&mut self) {
-        let open: Vec<Entry> = self
-            .shards
-            .iter_mut()
-            .filter(|(_, aggregate)| !aggregate.is_empty())
-            .map(|(_, aggregate)| finish(aggregate))
-            .collect();
-        for entry in open {
-            self.push(entry);
+        for shard in 0..self.shards.len() {
+            self.close_aggregate(shard);
         }
         self.send_batch();
     }

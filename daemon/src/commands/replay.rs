@@ -202,7 +202,7 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             },
         )?;
-        producer.send(user, &json);
+        producer.send(user, &json, record.event_time);
         events += 1;
         if events % 4096 == 0 {
             failed.keep(producer.take_given_up())?;
