@@ -85,6 +85,17 @@ impl Orderer {
         self.max_time.map(|m| m - self.lateness)
     }
 
+    /// The latest event time accepted so far.
+    pub fn latest(&self) -> Option<i64> {
+        self.max_time
+    }
+
+    /// Event time of the earliest event held, if any.
+    pub fn earliest_held(&self) -> Option<i64> {
+        let empty_seconds = self.buckets.iter().position(|b| !b.is_empty())?;
+        Some(self.first_second + empty_seconds as i64)
+    }
+
     /// Events held, waiting for the watermark.
     pub fn held(&self) -> usize {
         self.held.len()

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::alerts::{Alert, AlertEngine, Incident, RiskyEvent};
 use crate::event::{Interner, NameId, TimeBase};
-use crate::input::{self, Format, Line, Record, Reject, Source};
+use crate::input::{self, Format, Frontier, Line, Record, Reject, Source};
 use crate::metrics::{LagHistogram, MetricsSnapshot};
 use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
@@ -522,6 +522,19 @@ impl<'o> Pipeline<'o> {
         }
     }
 
+    /// How far scoring has got, in event time (for the source's positions).
+    pub fn frontier(&self) -> Frontier {
+        let waiting = [
+            self.batch.events.first().map(|e| e.event_time),
+            self.ready.first().map(|e| e.event_time),
+            self.orderer.earliest_held(),
+        ];
+        Frontier {
+            latest_read: self.orderer.latest(),
+            scored_before: waiting.into_iter().flatten().min().unwrap_or(i64::MAX),
+        }
+    }
+
     /// Counters so far, and the lag of the events scored since the last call.
     pub fn metrics(&mut self) -> MetricsSnapshot {
         let c = &mut self.counters;
@@ -690,7 +703,7 @@ pub fn consume<S: Source + ?Sized>(
         if idle || until_tick == 1 << 16 {
             until_tick = 0;
             if pipeline.maybe_checkpoint()? {
-                source.checkpointed()?;
+                source.checkpointed(pipeline.frontier())?;
             }
             tick(pipeline, source);
             if stop.load(std::sync::atomic::Ordering::Relaxed) {

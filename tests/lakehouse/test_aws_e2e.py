@@ -19,6 +19,7 @@ import os
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -304,3 +305,113 @@ def test_aggregated_records_and_a_split_shard(moto_endpoint, aws_env, tmp_path):
     assert checkpoint["shards"][parent["ShardId"]]["ended"] is True
     children = [i for i, s in shards.items() if s.get("ParentShardId") == parent["ShardId"]]
     assert len(children) == 2 and all(c in checkpoint["shards"] for c in children)
+
+
+class ThrottlingKinesis(http.server.ThreadingHTTPServer):
+    """A Kinesis endpoint in front of moto that throttles like the real one:
+    PutRecords calls report their last records as failed
+    (`ProvisionedThroughputExceededException`, the per-shard rate limit)
+    the first time it sees them, and every third GetRecords call is refused
+    whole with the same error."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.seen = set()
+        self.failed_records = 0
+        self.throttled_reads = 0
+        self.reads = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), ThrottlingHandler)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class ThrottlingHandler(http.server.BaseHTTPRequestHandler):
+    def forward(self, body):
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("content-type", "x-amz-target", "authorization", "x-amz-date")}
+        request = urllib.request.Request(self.server.upstream, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def reply(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        target = self.headers.get("X-Amz-Target", "")
+        server = self.server
+        throttled = {"ErrorCode": "ProvisionedThroughputExceededException",
+                     "ErrorMessage": "Rate exceeded for shard"}
+        if target.endswith(".GetRecords"):
+            with server.lock:
+                server.reads += 1
+                refuse = server.reads % 3 == 0
+                server.throttled_reads += refuse
+            if refuse:
+                return self.reply(400, json.dumps({"__type": "ProvisionedThroughputExceededException",
+                                                   "message": "Rate exceeded for shard"}).encode())
+        if not target.endswith(".PutRecords"):
+            return self.reply(*self.forward(body))
+        request = json.loads(body)
+        records = request["Records"]
+        with server.lock:
+            # The call's last three records fail the first time they are seen.
+            fail = [i >= len(records) - 3 and r["Data"] not in server.seen
+                    for i, r in enumerate(records)]
+            server.seen.update(r["Data"] for r in records)
+            server.failed_records += sum(fail)
+        accepted = [r for r, f in zip(records, fail) if not f]
+        results = iter([])
+        if accepted:
+            status, answer = self.forward(json.dumps({**request, "Records": accepted}).encode())
+            if status != 200:
+                return self.reply(status, answer)
+            results = iter(json.loads(answer)["Records"])
+        merged = [dict(throttled) if f else next(results) for f in fail]
+        self.reply(200, json.dumps({"FailedRecordCount": sum(fail), "Records": merged}).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_throttling_is_retried_without_loss_or_duplicates(moto_endpoint, aws_env, tmp_path):
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    stream = f"throttled-{uuid.uuid4().hex[:8]}"
+    boto3_client("kinesis", moto_endpoint).create_stream(StreamName=stream, ShardCount=2)
+    proxy = ThrottlingKinesis(moto_endpoint)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        env = {**aws_env, "AWS_ENDPOINT_URL_KINESIS": proxy.url}
+        gen = authpulse("gen", "--users", "100", "--days", "1", "--events", "5000", "--seed", "4",
+                        "-o", "events.csv", cwd=tmp_path, env=env)
+        assert gen.returncode == 0, gen.stderr
+        lines = sum(1 for line in open(tmp_path / "events.csv") if line[0].isdigit())
+        unique = event_ids(tmp_path / "events.csv")
+
+        replay = summary_of(authpulse("replay", "-i", "events.csv", "--stream", stream,
+                                      cwd=tmp_path, env=env))
+        # Only the failed records were sent again, each once.
+        assert proxy.failed_records >= lines // 500 * 3
+        assert replay["retried"] == proxy.failed_records
+        assert replay["events_sent"] == lines and replay["events_failed"] == 0
+
+        run = summary_of(authpulse("run", "--source", f"kinesis://{stream}", "--until-caught-up",
+                                   "--poll-interval", "200ms", "--output", "out", "--no-lakehouse",
+                                   cwd=tmp_path, env=env))
+        assert proxy.throttled_reads >= 1
+        # Backing off kept the readers' places: every event once, none late.
+        assert run["events_read"] == lines
+        assert run["duplicates"] == lines - len(unique)
+        assert run["events_scored"] == len(unique) and run["late"] == 0
+    finally:
+        proxy.shutdown()

@@ -1,15 +1,22 @@
 //! Kinesis read positions on disk: per shard, the sequence number of the last
-//! record the pipeline has processed, and whether the (closed) shard was read
-//! to its end. Written atomically (temporary file, then rename) at every
-//! pipeline checkpoint and at the end, so `--from checkpoint` resumes there.
+//! record whose events are all in the tables, and whether the (closed) shard
+//! was read to its end. Written atomically (temporary file, then rename) when
+//! a commit has landed and at the end, so `--from checkpoint` resumes there.
+//!
+//! Positions are saved late, not early ([`UnsavedPositions`]): a position is
+//! saved only once every event read before it is in a commit that has
+//! landed. Events the watermark still holds are not in a commit yet, so the
+//! saved positions trail the ones read by about the allowed lateness, and a
+//! restart after a crash re-reads some events rather than skip any.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::merge::ShardPosition;
+use crate::input::Frontier;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -64,6 +71,49 @@ impl Checkpoint {
     }
 }
 
+/// Positions read at each checkpoint, held until their events are committed.
+#[derive(Debug)]
+pub struct UnsavedPositions {
+    /// Positions at each checkpoint since the last one saved, with the
+    /// latest event time read by then.
+    taken: VecDeque<(Vec<ShardPosition>, Option<i64>)>,
+    /// Events before this event time are in the commit started at the last
+    /// checkpoint.
+    committing_before: i64,
+}
+
+impl Default for UnsavedPositions {
+    fn default() -> Self {
+        UnsavedPositions {
+            taken: VecDeque::new(),
+            committing_before: i64::MIN,
+        }
+    }
+}
+
+impl UnsavedPositions {
+    /// A checkpoint has started with `frontier`, at `positions`; the commit
+    /// started at the checkpoint before has landed (each checkpoint waits for
+    /// the one before). Returns the newest positions that are now safe: every
+    /// event read before them was scored before that previous checkpoint.
+    pub fn checkpoint(
+        &mut self,
+        positions: Vec<ShardPosition>,
+        frontier: Frontier,
+    ) -> Option<Vec<ShardPosition>> {
+        let durable_before = std::mem::replace(&mut self.committing_before, frontier.scored_before);
+        self.taken.push_back((positions, frontier.latest_read));
+        let mut safe = None;
+        while let Some((_, latest)) = self.taken.front() {
+            if latest.is_some_and(|t| t >= durable_before) {
+                break;
+            }
+            safe = self.taken.pop_front().map(|(positions, _)| positions);
+        }
+        safe
+    }
+}
+
 fn temporary(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
@@ -73,6 +123,50 @@ fn temporary(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(sequence: &str) -> Vec<ShardPosition> {
+        vec![ShardPosition {
+            shard_id: "s0".into(),
+            sequence: Some(sequence.into()),
+            ended: false,
+            millis_behind: None,
+        }]
+    }
+
+    fn frontier(latest_read: i64, scored_before: i64) -> Frontier {
+        Frontier {
+            latest_read: Some(latest_read),
+            scored_before,
+        }
+    }
+
+    #[test]
+    fn positions_are_saved_once_their_events_are_committed() {
+        let mut unsaved = UnsavedPositions::default();
+        // Read up to t=100; the watermark holds t>=40, so the commit started
+        // now holds events before 40 only.
+        assert_eq!(unsaved.checkpoint(at("a"), frontier(100, 40)), None);
+        // That commit has landed, but it holds nothing past 40: "a" (read up
+        // to 100) is not safe yet.
+        assert_eq!(unsaved.checkpoint(at("b"), frontier(130, 70)), None);
+        // Now events before 70 are in: still not 100.
+        assert_eq!(unsaved.checkpoint(at("c"), frontier(160, 105)), None);
+        // Events before 105 landed: "a" (100) is safe, "b" (130) not.
+        assert_eq!(
+            unsaved.checkpoint(at("d"), frontier(170, 165)),
+            Some(at("a"))
+        );
+        // Before 165: "b" and "c" are; the newest wins.
+        assert_eq!(
+            unsaved.checkpoint(at("e"), frontier(170, i64::MAX)),
+            Some(at("c"))
+        );
+        // Everything was scored: the next checkpoint saves all.
+        assert_eq!(
+            unsaved.checkpoint(at("f"), frontier(170, i64::MAX)),
+            Some(at("f"))
+        );
+    }
 
     #[test]
     fn round_trips_and_keeps_old_positions() {

@@ -23,7 +23,6 @@
 //! Counts are sent per interval (deltas), so CloudWatch's `Sum` over any
 //! period is the number of events in it.
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -358,7 +357,6 @@ pub fn emf_line(
 /// Appends EMF lines to a file.
 pub struct EmfWriter {
     file: std::fs::File,
-    line: String,
 }
 
 impl EmfWriter {
@@ -367,16 +365,12 @@ impl EmfWriter {
             .create(true)
             .append(true)
             .open(path)?;
-        Ok(EmfWriter {
-            file,
-            line: String::new(),
-        })
+        Ok(EmfWriter { file })
     }
 
+    /// One line, in one write (so concurrent appenders do not interleave).
     pub fn write(&mut self, line: &str) -> io::Result<()> {
-        self.line.clear();
-        let _ = writeln!(self.line, "{line}");
-        self.file.write_all(self.line.as_bytes())
+        self.file.write_all(format!("{line}\n").as_bytes())
     }
 }
 

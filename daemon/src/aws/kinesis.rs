@@ -25,10 +25,10 @@ use aws_sdk_kinesis::types::{Shard, ShardIteratorType};
 use tokio::sync::Semaphore;
 
 use super::aggregation::deaggregate;
-use super::checkpoint::Checkpoint;
-use super::merge::{Next, ShardMerge, ShardMessage, ShardPosition, ShardRecord};
+use super::checkpoint::{Checkpoint, UnsavedPositions};
+use super::merge::{Next, ShardMerge, ShardMessage, ShardRecord};
 use super::{AwsSettings, Backoff, error_text};
-use crate::input::{Line, Source};
+use crate::input::{Frontier, Line, Source};
 
 /// Where reading starts in shards that have no checkpointed position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +109,8 @@ pub struct KinesisSource {
     merge: ShardMerge,
     checkpoint: Checkpoint,
     checkpoint_path: PathBuf,
+    /// Positions read but not yet safe to save.
+    unsaved: UnsavedPositions,
     /// Events handed out (the "line number" of dead letters).
     events: u64,
     bytes: u64,
@@ -138,15 +140,11 @@ impl KinesisSource {
             merge,
             checkpoint,
             checkpoint_path,
+            unsaved: UnsavedPositions::default(),
             events: 0,
             bytes: 0,
             stopped: false,
         })
-    }
-
-    /// Per shard: position and lag behind the tip.
-    pub fn positions(&self) -> Vec<ShardPosition> {
-        self.merge.positions()
     }
 }
 
@@ -161,7 +159,7 @@ impl Source for KinesisSource {
                 self.stopped = true;
                 Ok(None)
             }
-            Next::Record { data, .. } => {
+            Next::Record(data) => {
                 self.events += 1;
                 self.bytes += data.len() as u64;
                 Ok(Some(Line::Complete(data)))
@@ -177,7 +175,18 @@ impl Source for KinesisSource {
         self.bytes
     }
 
-    fn checkpointed(&mut self) -> io::Result<()> {
+    fn checkpointed(&mut self, frontier: Frontier) -> io::Result<()> {
+        match self.unsaved.checkpoint(self.merge.positions(), frontier) {
+            Some(positions) => {
+                self.checkpoint.update(&positions);
+                self.checkpoint.save(&self.checkpoint_path)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn finished(&mut self) -> io::Result<()> {
+        self.unsaved = UnsavedPositions::default();
         self.checkpoint.update(&self.merge.positions());
         self.checkpoint.save(&self.checkpoint_path)
     }
@@ -256,6 +265,14 @@ impl Drop for KinesisSource {
     }
 }
 
+/// Whether a listed shard was closed by a reshard (it has an end).
+pub fn is_closed(shard: &Shard) -> bool {
+    shard
+        .sequence_number_range
+        .as_ref()
+        .is_some_and(|r| r.ending_sequence_number.is_some())
+}
+
 /// Every shard of the stream (all pages).
 async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, String> {
     let mut shards = Vec::new();
@@ -328,10 +345,7 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
                 (None, true) => Position::Start(StartAt::TrimHorizon),
                 (None, false) => Position::Start(config.start.clone()),
             };
-            let closed = shard
-                .sequence_number_range
-                .as_ref()
-                .is_some_and(|r| r.ending_sequence_number.is_some());
+            let closed = is_closed(shard);
             let credits = Arc::new(Semaphore::new(CREDITS_PER_SHARD));
             if tx
                 .send(ShardMessage::Started {

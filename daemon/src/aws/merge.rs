@@ -76,8 +76,8 @@ pub enum ShardMessage {
 /// What the merge has for the pipeline.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next<'a> {
-    /// The next record.
-    Record { data: &'a [u8], shard: usize },
+    /// The next event.
+    Record(&'a [u8]),
     /// Nothing arrived within the wait; ask again.
     Idle,
     /// With `until_caught_up`: every open shard has been read to its tip. Or:
@@ -160,10 +160,7 @@ impl ShardMerge {
                     self.handed_out = Some(shard);
                     let s = &self.shards[shard];
                     let record = s.front().expect("chosen shard has a record");
-                    return Ok(Next::Record {
-                        data: &record.data,
-                        shard,
-                    });
+                    return Ok(Next::Record(&record.data));
                 }
                 Choice::Done => return Ok(Next::Done),
                 Choice::Wait => {}
@@ -207,17 +204,6 @@ impl ShardMerge {
                 }
             })
             .collect()
-    }
-
-    /// The data of the record [`ShardMerge::next_record`] handed out last.
-    pub fn current(&self) -> Option<&[u8]> {
-        let shard = &self.shards[self.handed_out?];
-        shard.front().map(|record| record.data.as_slice())
-    }
-
-    /// The id of shard number `shard` (as in [`Next::Record`]).
-    pub fn shard_id(&self, shard: usize) -> &str {
-        &self.shards[shard].id
     }
 
     fn shard_index(&mut self, shard_id: &str) -> Option<usize> {
@@ -378,7 +364,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match merge.next_record().unwrap() {
-                Next::Record { data, .. } => out.push(String::from_utf8(data.to_vec()).unwrap()),
+                Next::Record(data) => out.push(String::from_utf8(data.to_vec()).unwrap()),
                 Next::Idle => out.push("idle".into()),
                 Next::Done => return out,
             }
@@ -397,7 +383,7 @@ mod tests {
         tx.send(records("b", &[2, 3])).unwrap();
         let first: Vec<String> = (0..3)
             .map(|_| match merge.next_record().unwrap() {
-                Next::Record { data, .. } => String::from_utf8(data.to_vec()).unwrap(),
+                Next::Record(data) => String::from_utf8(data.to_vec()).unwrap(),
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -444,7 +430,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match merge.next_record().unwrap() {
-                Next::Record { data, .. } => out.push(String::from_utf8(data.to_vec()).unwrap()),
+                Next::Record(data) => out.push(String::from_utf8(data.to_vec()).unwrap()),
                 Next::Idle => return out,
                 Next::Done => panic!("done too early, after {out:?}"),
             }
@@ -486,11 +472,11 @@ mod tests {
         start(&tx, "a");
         tx.send(records("a", &[1, 2, 3])).unwrap();
         assert!(merge.positions().is_empty(), "nothing read yet");
-        assert!(matches!(merge.next_record().unwrap(), Next::Record { .. }));
-        assert!(matches!(merge.next_record().unwrap(), Next::Record { .. }));
+        assert!(matches!(merge.next_record().unwrap(), Next::Record(_)));
+        assert!(matches!(merge.next_record().unwrap(), Next::Record(_)));
         // Positions count the record handed out last as processed.
         assert_eq!(merge.positions()[0].sequence.as_deref(), Some("2"));
-        assert!(matches!(merge.next_record().unwrap(), Next::Record { .. }));
+        assert!(matches!(merge.next_record().unwrap(), Next::Record(_)));
         assert_eq!(merge.positions()[0].sequence.as_deref(), Some("3"));
         tx.send(ShardMessage::Failed("stream deleted".into()))
             .unwrap();

@@ -174,16 +174,12 @@ impl Producer {
                     format!("list the shards of `{}`: {}", config.stream, error_text(&e))
                 })?;
             for shard in listed.shards.unwrap_or_default() {
-                let closed = shard
-                    .sequence_number_range
-                    .as_ref()
-                    .is_some_and(|r| r.ending_sequence_number.is_some());
+                if super::kinesis::is_closed(&shard) {
+                    continue;
+                }
                 let Some(range) = shard.hash_key_range else {
                     continue;
                 };
-                if closed {
-                    continue;
-                }
                 let parse = |s: &str| {
                     s.parse::<u128>()
                         .map_err(|e| format!("hash key `{s}`: {e}"))

@@ -567,9 +567,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     }
     let summary = pipeline.finish().context("write results")?;
     // Everything read is now scored and committed: save the positions.
-    source
-        .checkpointed()
-        .context("save the source's positions")?;
+    source.finished().context("save the source's positions")?;
     let cloudwatch = ticker
         .as_ref()
         .and_then(|t| t.cloudwatch.as_ref())

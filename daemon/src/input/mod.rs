@@ -25,9 +25,15 @@ pub trait Source {
     fn line_no(&self) -> u64;
     /// Bytes consumed so far, for progress.
     fn bytes_consumed(&self) -> u64;
-    /// The pipeline has made everything returned so far durable: a source
-    /// with positions of its own saves them.
-    fn checkpointed(&mut self) -> io::Result<()> {
+    /// The pipeline has started a checkpoint (a table commit), and the one
+    /// it started before has landed. A source with positions of its own
+    /// saves those that are now safe to resume from (see [`Frontier`]).
+    fn checkpointed(&mut self, _frontier: Frontier) -> io::Result<()> {
+        Ok(())
+    }
+    /// Everything returned so far is scored and committed (the end of a
+    /// run): the source saves its current positions.
+    fn finished(&mut self) -> io::Result<()> {
         Ok(())
     }
     /// Per partition of a streaming source (a Kinesis shard): how far behind
@@ -49,6 +55,18 @@ impl<R: io::Read> Source for LineReader<R> {
     fn bytes_consumed(&self) -> u64 {
         LineReader::bytes_consumed(self)
     }
+}
+
+/// How far scoring had got when a checkpoint started, in event time: what
+/// a source needs to tell which of its positions are safe to resume from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frontier {
+    /// The latest event time read so far (`None`: nothing read).
+    pub latest_read: Option<i64>,
+    /// Every event read with an earlier event time has been scored and is
+    /// part of this checkpoint; later ones are still held by the watermark
+    /// or wait in a partial batch. `i64::MAX`: nothing is waiting.
+    pub scored_before: i64,
 }
 
 /// Record form of the input.
