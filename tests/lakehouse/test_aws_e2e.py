@@ -158,7 +158,7 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
         "run", "--source", f"kinesis://{aws['stream']}", "--until-caught-up",
         "--poll-interval", "200ms", "--output", "out", *aws["lake"],
         "--sns-topic", aws["topic"], "--cloudwatch", "--metrics-interval", "1s",
-        "--pipeline-name", "e2e", cwd=tmp_path, env=env))
+        "--pipeline-name", "e2e", "--metrics-emf", "metrics.emf", cwd=tmp_path, env=env))
     assert run["events_read"] == lines
     assert run["late"] == 0 and run["invalid"] == 0
     assert run["events_scored"] == len(unique)
@@ -213,6 +213,14 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
     shard_dims = {dim["Value"] for d in by_name["IteratorAge"] for dim in d["Dimensions"]
                   if dim["Name"] == "Shard"}
     assert shard_dims == {s["ShardId"] for s in shards}
+
+    # The same readings as Embedded Metric Format lines.
+    emf = [json.loads(line) for line in open(tmp_path / "metrics.emf")]
+    assert sum(line["EventsIn"] for line in emf) == lines
+    directive = emf[0]["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "AuthPulse" and directive["Dimensions"] == [["Pipeline"]]
+    assert {m["Name"] for m in directive["Metrics"]} >= {"EventsIn", "ProcessingLagP95"}
+    assert all(line["Pipeline"] == "e2e" for line in emf)
 
     # A second run resumes from the checkpoint: nothing is read twice, and it
     # is not refused as a rerun.
@@ -415,3 +423,37 @@ def test_throttling_is_retried_without_loss_or_duplicates(moto_endpoint, aws_env
         assert run["events_scored"] == len(unique) and run["late"] == 0
     finally:
         proxy.shutdown()
+
+
+def test_fifo_topic_gets_group_and_deduplication_ids(moto_endpoint, aws_env, tmp_path):
+    """On a FIFO topic each alert carries the user as its message group and its
+    alert_id as the deduplication id, so SNS itself drops a resend."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    sns = boto3_client("sns", moto_endpoint)
+    sqs = boto3_client("sqs", moto_endpoint)
+    name = f"alerts-{uuid.uuid4().hex[:8]}.fifo"
+    topic = sns.create_topic(Name=name, Attributes={"FifoTopic": "true"})["TopicArn"]
+    queue = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn,
+                  Attributes={"RawMessageDelivery": "true"})
+    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--attacks", "2",
+                    "--seed", "11", "-o", "events.csv", cwd=tmp_path, env=aws_env)
+    assert gen.returncode == 0, gen.stderr
+    run = summary_of(authpulse("run", "events.csv", "--output", "out", "--no-lakehouse",
+                               "--sns-topic", topic, "--freshness-sla", "0",
+                               cwd=tmp_path, env=aws_env))
+    assert run["alerts"] >= 2 and run["sns"]["published"] == run["alerts"]
+    got = []
+    while True:
+        answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                     AttributeNames=["MessageGroupId", "MessageDeduplicationId"])
+        if not answer.get("Messages"):
+            break
+        for m in answer["Messages"]:
+            got.append((m["Attributes"], json.loads(m["Body"])))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    assert len(got) == run["alerts"]
+    for attributes, alert in got:
+        assert attributes["MessageGroupId"] == alert["user_id"]
+        assert attributes["MessageDeduplicationId"] == alert["alert_id"]

@@ -72,7 +72,7 @@ pub struct AwsArgs {
     #[arg(long, value_name = "FILE")]
     pub kinesis_checkpoint: Option<PathBuf>,
     /// Wait between reads of a shard with nothing new.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
     /// Publish every alert to this SNS topic (JSON, at least once; a FIFO
     /// topic deduplicates by alert_id). Unsent alerts wait in
@@ -81,19 +81,19 @@ pub struct AwsArgs {
     pub sns_topic: Option<String>,
     /// At the end, how long to keep retrying SNS before leaving the unsent
     /// alerts in the outbox for the next start.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub sns_drain_timeout: Duration,
     /// Publish metrics to CloudWatch (PutMetricData).
     #[arg(long)]
     pub cloudwatch: bool,
     /// CloudWatch namespace of the metrics.
-    #[arg(long, default_value = "AuthPulse")]
+    #[arg(long, default_value = "AuthPulse", value_name = "NAMESPACE")]
     pub cloudwatch_namespace: String,
     /// Value of the `Pipeline` dimension on every metric.
-    #[arg(long, default_value = "authpulse")]
+    #[arg(long, default_value = "authpulse", value_name = "NAME")]
     pub pipeline_name: String,
     /// How often metrics are published.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub metrics_interval: Duration,
     /// Also append the metrics as CloudWatch Embedded Metric Format lines to
     /// this file (the CloudWatch agent turns them into metrics).
@@ -102,7 +102,7 @@ pub struct AwsArgs {
     /// Freshness SLA: when the 95th percentile of processing lag (event time
     /// to scoring) over a metrics interval exceeds this, an alert goes to the
     /// SNS topic (once, until the lag recovers). `0` turns it off.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub freshness_sla: Duration,
     /// AWS endpoint for Kinesis, SNS and CloudWatch (a local server).
     /// Default: AWS_ENDPOINT_URL_<SERVICE>, then AWS_ENDPOINT_URL, then AWS's.
