@@ -1,6 +1,6 @@
 //! Operational metrics the pipeline keeps for publishers (CloudWatch, the
 //! log): cumulative counters, and the distribution of processing lag (event
-//! time to processing time) since the last look.
+//! time to the time the pipeline read the event) since the last look.
 //!
 //! Recording is one subtraction and one array increment per event; the
 //! histogram has fixed buckets, so quantiles come out without keeping values.
@@ -103,7 +103,7 @@ pub struct MetricsSnapshot {
     pub batches: u64,
     /// Summed time spent scoring batches.
     pub batch_time: Duration,
-    /// Processing lag of the events scored since the previous snapshot.
+    /// Processing lag of the events read since the previous snapshot.
     pub lag: LagHistogram,
 }
 

@@ -15,7 +15,7 @@
 //! | `AlertsRaised` | Count | alerts |
 //! | `RuleFailures` | Count | failed rule-module batches |
 //! | `BatchDuration` | Milliseconds | mean time to score one batch |
-//! | `ProcessingLag` | Seconds | event time to processing time, as a distribution (CloudWatch computes any percentile) |
+//! | `ProcessingLag` | Seconds | event time to the time the pipeline read the event, as a distribution (CloudWatch computes any percentile) |
 //! | `ProcessingLagP50`, `ProcessingLagP95` | Seconds | the same, as computed here |
 //! | `IteratorAge` | Milliseconds | per `Shard`: how far behind the stream's tip the reader is |
 //! | `IteratorAgeMax` | Milliseconds | the largest of those |

@@ -130,7 +130,12 @@ pub struct ShardMerge {
     /// next call (the record's bytes are borrowed until then).
     handed_out: Option<usize>,
     disconnected: bool,
+    /// Records to hand out before the channel is looked at again.
+    until_poll: u32,
 }
+
+/// See [`ShardMerge::next_record`].
+const POLL_EVERY: u32 = 1024;
 
 impl ShardMerge {
     /// `wait`: how long [`ShardMerge::next_record`] waits for a message before
@@ -143,6 +148,7 @@ impl ShardMerge {
             wait,
             handed_out: None,
             disconnected: false,
+            until_poll: 0,
         }
     }
 
@@ -152,15 +158,27 @@ impl ShardMerge {
             self.advance(shard);
         }
         loop {
-            while let Ok(message) = self.messages.try_recv() {
-                self.apply(message)?;
+            // New batches only queue behind records already buffered, so
+            // the channel is looked at every POLL_EVERY records, and always
+            // before waiting or stopping: not once per event.
+            let fresh = self.until_poll == 0;
+            if fresh {
+                while let Ok(message) = self.messages.try_recv() {
+                    self.apply(message)?;
+                }
+                self.until_poll = POLL_EVERY;
             }
             match self.choose() {
                 Choice::Record(shard) => {
+                    self.until_poll -= 1;
                     self.handed_out = Some(shard);
                     let s = &self.shards[shard];
                     let record = s.front().expect("chosen shard has a record");
                     return Ok(Next::Record(&record.data));
+                }
+                _ if !fresh => {
+                    self.until_poll = 0;
+                    continue;
                 }
                 Choice::Done => return Ok(Next::Done),
                 Choice::Wait => {}

@@ -100,7 +100,7 @@ pub struct AwsArgs {
     #[arg(long, value_name = "FILE")]
     pub metrics_emf: Option<PathBuf>,
     /// Freshness SLA: when the 95th percentile of processing lag (event time
-    /// to scoring) over a metrics interval exceeds this, an alert goes to the
+    /// to the pipeline reading the event) over a metrics interval exceeds this, an alert goes to the
     /// SNS topic (once, until the lag recovers). `0` turns it off.
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub freshness_sla: Duration,
