@@ -1,6 +1,9 @@
 //! `run`'s AWS options: the Kinesis source, SNS alerts and CloudWatch
 //! metrics. Credentials, region and endpoints come from the standard AWS
-//! chain (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...).
+//! chain (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, ...). The options
+//! a deployment sets once can also come from the environment
+//! (`AUTHPULSE_SOURCE`, `AUTHPULSE_SNS_TOPIC`, `AUTHPULSE_CLOUDWATCH`,
+//! `AUTHPULSE_PIPELINE_NAME`), as the catalog's do.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -56,7 +59,7 @@ impl std::str::FromStr for From {
 pub struct AwsArgs {
     /// Read a Kinesis stream instead of a file: `kinesis://STREAM`. Every
     /// shard is read; a parent shard is finished before its children.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "AUTHPULSE_SOURCE")]
     pub source: Option<SourceUrl>,
     /// Where a Kinesis source starts: `checkpoint` (the saved positions),
     /// `trim-horizon` (the oldest retained record), `latest` (new records
@@ -77,20 +80,25 @@ pub struct AwsArgs {
     /// Publish every alert to this SNS topic (JSON, at least once; a FIFO
     /// topic deduplicates by alert_id). Unsent alerts wait in
     /// OUTPUT/sns-outbox.jsonl and go out when SNS answers again.
-    #[arg(long, value_name = "ARN")]
+    #[arg(long, value_name = "ARN", env = "AUTHPULSE_SNS_TOPIC")]
     pub sns_topic: Option<String>,
     /// At the end, how long to keep retrying SNS before leaving the unsent
     /// alerts in the outbox for the next start.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub sns_drain_timeout: Duration,
     /// Publish metrics to CloudWatch (PutMetricData).
-    #[arg(long)]
+    #[arg(long, env = "AUTHPULSE_CLOUDWATCH")]
     pub cloudwatch: bool,
     /// CloudWatch namespace of the metrics.
     #[arg(long, default_value = "AuthPulse", value_name = "NAMESPACE")]
     pub cloudwatch_namespace: String,
     /// Value of the `Pipeline` dimension on every metric.
-    #[arg(long, default_value = "authpulse", value_name = "NAME")]
+    #[arg(
+        long,
+        default_value = "authpulse",
+        value_name = "NAME",
+        env = "AUTHPULSE_PIPELINE_NAME"
+    )]
     pub pipeline_name: String,
     /// How often metrics are published.
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = humantime::parse_duration)]

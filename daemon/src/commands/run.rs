@@ -250,8 +250,8 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
         config.until_caught_up = args.aws.until_caught_up;
         config.poll_interval = args.aws.poll_interval;
         config.aws = aws_settings(args);
-        let source = KinesisSource::start(config)
-            .with_context(|| format!("read Kinesis stream `{stream}`"))?;
+        // The error names the stream.
+        let source = KinesisSource::start(config)?;
         return Ok(Opened {
             source: Box::new(source),
             size: None,
