@@ -12,6 +12,7 @@ mod query;
 mod replay;
 mod rules_cmd;
 mod run;
+mod shell;
 
 use clap::{Parser, Subcommand};
 

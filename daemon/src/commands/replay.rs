@@ -2,13 +2,11 @@
 //! as the JSON events the daemon reads.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
 use authpulse::aws::AwsSettings;
 use authpulse::aws::producer::{
     DEFAULT_AGGREGATE_BYTES, Pace, Producer, ProducerConfig, ProducerReport,
@@ -18,7 +16,7 @@ use authpulse::input::{self, Format, Line, LineReader, MAX_LINE_DEFAULT};
 use clap::Args;
 use serde::Serialize;
 
-use super::progress;
+use super::{progress, shell};
 
 /// Replay authentication events into a Kinesis stream.
 ///
@@ -107,12 +105,7 @@ struct Summary {
 }
 
 pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
-            .context("install signal handler")?;
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
-    }
+    let stop = shell::stop_on_signals()?;
     let mut config = ProducerConfig::new(&args.stream);
     config.aws = AwsSettings {
         region: args.aws_region.clone(),
@@ -122,14 +115,7 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
     config.max_attempts = args.max_attempts;
     let mut producer = Producer::connect(config).map_err(anyhow::Error::msg)?;
 
-    let (reader, size): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
-        (Box::new(io::stdin().lock()), None)
-    } else {
-        let file =
-            File::open(&args.input).with_context(|| format!("open {}", args.input.display()))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), size)
-    };
+    let (reader, size) = shell::open_input(&args.input)?;
     let mut lines = LineReader::new(reader, MAX_LINE_DEFAULT);
     let pace = match (args.rate, args.speedup) {
         (Some(rate), _) => Pace::Rate(rate),

@@ -1,7 +1,5 @@
 //! `authpulse run`: score events from a file, stdin or a Kinesis stream.
 
-use std::fs::File;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -32,7 +30,7 @@ use clap::Args;
 
 use super::aws_args::{AwsArgs, From, SourceUrl};
 use super::catalog_args::CatalogArgs;
-use super::progress;
+use super::{progress, shell};
 
 /// Score authentication events and raise alerts.
 ///
@@ -259,14 +257,9 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
             resuming,
         });
     }
-    let (reader, size): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
-        (Box::new(io::stdin().lock()), None)
-    } else {
-        let file =
-            File::open(&args.input).with_context(|| format!("open {}", args.input.display()))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(file), if args.follow { None } else { size })
-    };
+    let (reader, size) = shell::open_input(&args.input)?;
+    // A followed file has no end to show progress against.
+    let size = size.filter(|_| !args.follow);
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     if args.follow {
         lines = lines.follow(Arc::clone(stop));
@@ -390,13 +383,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("create {}", args.output.display()))?;
 
     // First Ctrl-C / SIGTERM: stop reading, score what was read, write results.
-    // A second one exits at once (e.g. while blocked on an idle stdin).
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
-            .context("install signal handler")?;
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
-    }
+    let stop = shell::stop_on_signals()?;
 
     args.aws
         .validate(args.input.as_os_str() != "-", args.follow)?;
