@@ -99,8 +99,6 @@ struct Counters {
     /// Lag (event time to reading) of events read since the last metrics
     /// snapshot.
     lag: LagHistogram,
-    /// Failures of rule sets replaced by reloads.
-    retired_failures: u64,
 }
 
 /// How each policy swap went, in order (for `bench --reload`).
@@ -245,7 +243,6 @@ impl<'o> Pipeline<'o> {
                 .entry(rule.id.clone())
                 .or_default()
                 .add(rule);
-            self.counters.retired_failures += rule.stats.failures;
         }
         // Matching by flag label drops the flags of a rule that went from
         // enforce to shadow: shadow hits never count toward an alert.
@@ -530,9 +527,10 @@ impl<'o> Pipeline<'o> {
 
     /// How far scoring has got, in event time (for the source's positions).
     pub fn frontier(&self) -> Frontier {
+        // Released events wait only in the batch (`offer` drains `ready`);
+        // the rest are held by the orderer.
         let waiting = [
             self.batch.events.first().map(|e| e.event_time),
-            self.ready.first().map(|e| e.event_time),
             self.orderer.earliest_held(),
         ];
         Frontier {
@@ -544,7 +542,13 @@ impl<'o> Pipeline<'o> {
     /// Counters so far, and the lag of the events read since the last call.
     pub fn metrics(&mut self) -> MetricsSnapshot {
         let c = &mut self.counters;
-        let current_failures: u64 = self.rules.rules.iter().map(|r| r.stats.failures).sum();
+        let failures = c.retired_rules.values().map(|r| r.failures).sum::<u64>()
+            + self
+                .rules
+                .rules
+                .iter()
+                .map(|r| r.stats.failures)
+                .sum::<u64>();
         MetricsSnapshot {
             events_read: c.events_read,
             invalid: c.invalid,
@@ -552,7 +556,7 @@ impl<'o> Pipeline<'o> {
             late: c.late,
             events_scored: c.scored,
             alerts: c.alerts,
-            rule_failures: c.retired_failures + current_failures,
+            rule_failures: failures,
             batches: c.batches,
             batch_time: c.batch_time,
             lag: std::mem::take(&mut c.lag),

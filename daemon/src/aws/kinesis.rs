@@ -203,57 +203,43 @@ impl Source for KinesisSource {
 
 /// The events of one Kinesis record, each with its own merge order: the
 /// events of a KPL aggregate, or the non-blank lines of a plain record (one
-/// event, usually). An aggregate that fails its checks is handed on whole,
-/// to be dead-lettered with the reason.
+/// event, usually, whose bytes are moved, not copied). An aggregate that fails
+/// its checks is handed on whole, to be dead-lettered with the reason. The
+/// record's sequence number goes on its last event only.
 pub fn split_record(data: Vec<u8>, sequence: String, arrival_ms: i64, out: &mut Vec<ShardRecord>) {
     let first = out.len();
-    if data.iter().all(u8::is_ascii_whitespace) {
-        return;
-    }
+    let event = |data: Vec<u8>, order_ms: Option<i64>| ShardRecord {
+        order_ms: order_ms.unwrap_or(arrival_ms),
+        data,
+        resume_after: None,
+    };
     match deaggregate(&data) {
         Ok(Some(events)) => {
-            for event in events {
-                out.push(ShardRecord {
-                    order_ms: event_time_ms(event).unwrap_or(arrival_ms),
-                    data: event.to_vec(),
-                    sequence: sequence.clone(),
-                    complete: false,
-                });
+            for e in events {
+                out.push(event(e.to_vec(), event_time_ms(e)));
             }
         }
         Ok(None) if memchr::memchr(b'\n', data.trim_ascii_end()).is_none() => {
-            out.push(ShardRecord {
-                order_ms: event_time_ms(&data).unwrap_or(arrival_ms),
-                data,
-                sequence: sequence.clone(),
-                complete: false,
-            });
+            if !data.iter().all(u8::is_ascii_whitespace) {
+                let order = event_time_ms(&data);
+                out.push(event(data, order));
+            }
         }
         Ok(None) => {
             for line in data.split(|&b| b == b'\n') {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    out.push(event(line.to_vec(), event_time_ms(line)));
                 }
-                out.push(ShardRecord {
-                    order_ms: event_time_ms(line).unwrap_or(arrival_ms),
-                    data: line.to_vec(),
-                    sequence: sequence.clone(),
-                    complete: false,
-                });
             }
         }
         Err(error) => {
             tracing::warn!(%error, sequence = %sequence, "undecodable aggregated Kinesis record");
-            out.push(ShardRecord {
-                order_ms: arrival_ms,
-                data,
-                sequence: sequence.clone(),
-                complete: false,
-            });
+            out.push(event(data, None));
         }
     }
+    // (A record of blanks only has no event to carry its position.)
     if let Some(last) = out[first..].last_mut() {
-        last.complete = true;
+        last.resume_after = Some(sequence);
     }
 }
 
@@ -470,13 +456,15 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
             }
         };
         let millis_behind = response.millis_behind_latest;
+        if let Some(last) = response.records.last() {
+            position = Position::After(last.sequence_number.clone());
+        }
         let mut records: Vec<ShardRecord> = Vec::with_capacity(response.records.len());
         for record in response.records {
             last_arrival = record
                 .approximate_arrival_timestamp
                 .and_then(|t| t.to_millis().ok())
                 .unwrap_or(last_arrival);
-            position = Position::After(record.sequence_number.clone());
             split_record(
                 record.data.into_inner(),
                 record.sequence_number,
@@ -515,14 +503,11 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
     }
 }
 
-/// The event time of a record's first event, in Unix milliseconds, read
-/// without a full parse (this runs on the reader's thread, for the merge
-/// order): the `event_time` of a JSON event, or the LANL seconds of a CSV
-/// line (ordered among themselves). `None` if neither is there.
+/// The event time of one event, in Unix milliseconds, read without a full
+/// parse (this runs on the reader's thread, for the merge order): the
+/// `event_time` of a JSON event, or the LANL seconds of a CSV line (ordered
+/// among themselves). `None` if neither is there.
 pub fn event_time_ms(data: &[u8]) -> Option<i64> {
-    if let Ok(Some(events)) = deaggregate(data) {
-        return events.first().and_then(|first| event_time_ms(first));
-    }
     let start = data.iter().position(|b| !b.is_ascii_whitespace())?;
     let data = &data[start..];
     if data[0] == b'{' {
@@ -602,17 +587,17 @@ mod tests {
         aggregate.push("U4", b"{}");
         split_record(aggregate.finish(), "8".into(), 5, &mut out);
         split_record(b" \n ".to_vec(), "9".into(), 5, &mut out);
-        let got: Vec<(&[u8], &str, bool, i64)> = out
+        let got: Vec<(&[u8], Option<&str>, i64)> = out
             .iter()
-            .map(|r| (&r.data[..], r.sequence.as_str(), r.complete, r.order_ms))
+            .map(|r| (&r.data[..], r.resume_after.as_deref(), r.order_ms))
             .collect();
         assert_eq!(
             got,
             [
-                (&b"1,U1,C1"[..], "7", false, 1000),
-                (&b"2,U2,C2"[..], "7", true, 2000),
-                (&b"3,U3,C3"[..], "8", false, 3000),
-                (&b"{}"[..], "8", true, 5),
+                (&b"1,U1,C1"[..], None, 1000),
+                (&b"2,U2,C2"[..], Some("7"), 2000),
+                (&b"3,U3,C3"[..], None, 3000),
+                (&b"{}"[..], Some("8"), 5),
             ]
         );
     }
@@ -621,10 +606,7 @@ mod tests {
     fn event_times_for_the_merge() {
         let json = br#"{"event_id":"x","event_time":"2024-01-01T00:00:01Z","user_id":"U1"}"#;
         assert_eq!(event_time_ms(json), Some(1_704_067_201_000));
-        assert_eq!(event_time_ms(b"61,U1,C1\n62,U2,C2"), Some(61_000));
-        let mut aggregate = crate::aws::aggregation::Aggregate::default();
-        aggregate.push("U1", json);
-        assert_eq!(event_time_ms(&aggregate.finish()), Some(1_704_067_201_000));
+        assert_eq!(event_time_ms(b"61,U1,C1"), Some(61_000));
         assert_eq!(event_time_ms(b"{\"user_id\":\"U1\"}"), None);
         assert_eq!(event_time_ms(b"garbage"), None);
     }

@@ -27,11 +27,10 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardRecord {
     pub data: Vec<u8>,
-    /// Sequence number of the Kinesis record it came in.
-    pub sequence: String,
-    /// The last event of its Kinesis record: only then is the record done
-    /// with, and its sequence number a position to resume after.
-    pub complete: bool,
+    /// On the last event of its Kinesis record only: the record's sequence
+    /// number. Once that event is handed out the record is done with, and
+    /// this is a position to resume after.
+    pub resume_after: Option<String>,
     /// Merge order, Unix milliseconds: the event time of the record's first
     /// event, or its arrival time when that cannot be read.
     pub order_ms: i64,
@@ -209,8 +208,12 @@ impl ShardMerge {
                 let sequence = s
                     .batches
                     .front()
-                    .and_then(|batch| batch[..consumed].iter().rev().find(|r| r.complete))
-                    .map(|r| r.sequence.clone())
+                    .and_then(|batch| {
+                        batch[..consumed]
+                            .iter()
+                            .rev()
+                            .find_map(|r| r.resume_after.clone())
+                    })
                     .or_else(|| s.position.clone());
                 let drained = s.batches.is_empty()
                     || (s.batches.len() == 1 && consumed == s.batches[0].len());
@@ -315,7 +318,7 @@ impl ShardMerge {
         if s.next == batch_len {
             let mut batch = s.batches.pop_front().expect("front batch");
             // A reader never splits a Kinesis record over two batches.
-            s.position = batch.pop().map(|last| last.sequence);
+            s.position = batch.pop().and_then(|last| last.resume_after);
             s.next = 0;
             s.credits.give_back();
         }
@@ -350,8 +353,7 @@ mod tests {
                 .iter()
                 .map(|&t| ShardRecord {
                     data: format!("{shard}@{t}").into_bytes(),
-                    sequence: format!("{t}"),
-                    complete: true,
+                    resume_after: Some(format!("{t}")),
                     order_ms: t,
                 })
                 .collect(),
@@ -460,10 +462,9 @@ mod tests {
         let (tx, rx) = channel();
         let mut merge = ShardMerge::new(rx, true, Duration::from_millis(1));
         start(&tx, "a");
-        let event = |sequence: &str, complete| ShardRecord {
+        let event = |sequence: &str, complete: bool| ShardRecord {
             data: b"e".to_vec(),
-            sequence: sequence.into(),
-            complete,
+            resume_after: complete.then(|| sequence.into()),
             order_ms: 0,
         };
         tx.send(ShardMessage::Records {

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{AwsSettings, Backoff, error_text};
 use crate::alerts::Alert;
+use crate::metrics::LagHistogram;
 use crate::sinks::AlertSink;
 
 /// SNS's limit on a subject.
@@ -53,6 +54,33 @@ impl Message {
             risk_level: alert.risk_level.as_str().to_string(),
             group: alert.user_id.clone(),
         })
+    }
+
+    /// The freshness SLA was missed: `lag` (the interval's processing lag)
+    /// has its 95th percentile above `sla`.
+    pub fn freshness(pipeline: &str, lag: &LagHistogram, sla: Duration) -> Message {
+        let p95 = lag.quantile(0.95).unwrap_or(0);
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let body = serde_json::json!({
+            "kind": "freshness_sla",
+            "pipeline": pipeline,
+            "p95_lag_s": p95,
+            "p50_lag_s": lag.quantile(0.5).unwrap_or(0),
+            "sla_s": sla.as_secs(),
+            "events": lag.count(),
+            "at": at,
+        });
+        Message {
+            id: format!("freshness-{pipeline}-{at}"),
+            kind: "freshness_sla".into(),
+            subject: subject(&format!(
+                "AuthPulse freshness SLA breached: p95 processing lag {p95} s > {} s",
+                sla.as_secs()
+            )),
+            body: body.to_string(),
+            risk_level: "high".into(),
+            group: "freshness".into(),
+        }
     }
 }
 
@@ -216,23 +244,19 @@ impl AlertSink for SnsAlerts {
     }
 }
 
+/// The file of unsent messages: exactly the queue as of the last write, and
+/// no file when nothing is unsent.
 struct Outbox {
     path: PathBuf,
-    /// The file holds exactly `queue` as of the last write.
-    written: bool,
 }
 
 impl Outbox {
-    fn write(&mut self, queue: &VecDeque<Message>) -> io::Result<()> {
+    fn write(&self, queue: &VecDeque<Message>) -> io::Result<()> {
         if queue.is_empty() {
-            if self.written || self.path.exists() {
-                match std::fs::remove_file(&self.path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            self.written = false;
-            return Ok(());
+            return match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
         }
         let mut tmp_name = self.path.file_name().unwrap_or_default().to_os_string();
         tmp_name.push(".tmp");
@@ -243,9 +267,7 @@ impl Outbox {
             file.write_all(b"\n")?;
         }
         file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        self.written = true;
-        Ok(())
+        std::fs::rename(&tmp, &self.path)
     }
 }
 
@@ -283,9 +305,8 @@ async fn publish_loop(
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let fifo = config.topic_arn.ends_with(".fifo");
-    let mut outbox = Outbox {
+    let outbox = Outbox {
         path: config.outbox.clone(),
-        written: config.outbox.exists(),
     };
     let mut report = SnsReport::default();
     let mut failures = 0u32;
@@ -400,10 +421,7 @@ mod tests {
     fn outbox_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sns-outbox.jsonl");
-        let mut outbox = Outbox {
-            path: path.clone(),
-            written: false,
-        };
+        let outbox = Outbox { path: path.clone() };
         let message = |id: &str| Message {
             id: id.into(),
             kind: "alert".into(),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use authpulse::aws::AwsSettings;
 use authpulse::aws::checkpoint::Checkpoint;
 use authpulse::aws::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
-use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig, StartAt};
+use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig};
 use authpulse::aws::sns::{self, SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
 use authpulse::event::TimeBase;
 use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
@@ -240,10 +240,8 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
                 config.start = start.clone();
                 false
             }
-            (None, None) => {
-                config.start = StartAt::TrimHorizon;
-                false
-            }
+            // The config's default start: trim-horizon.
+            (None, None) => false,
         };
         config.until_caught_up = args.aws.until_caught_up;
         config.poll_interval = args.aws.poll_interval;
@@ -332,34 +330,14 @@ impl MetricsTicker {
         };
         let breached = p95 > sla.as_secs();
         if breached && !self.sla_breached {
-            let p50 = current.lag.quantile(0.5).unwrap_or(0);
             tracing::warn!(
                 p95_lag_s = p95,
                 sla_s = sla.as_secs(),
                 "freshness SLA breached"
             );
             if let Some(sns) = &self.sns {
-                let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                let body = serde_json::json!({
-                    "kind": "freshness_sla",
-                    "pipeline": self.dimensions.first().map(|(_, v)| v.as_str()),
-                    "p95_lag_s": p95,
-                    "p50_lag_s": p50,
-                    "sla_s": sla.as_secs(),
-                    "events": current.lag.count(),
-                    "at": at,
-                });
-                let message = sns::Message {
-                    id: format!("freshness-{at}"),
-                    kind: "freshness_sla".into(),
-                    subject: sns::subject(&format!(
-                        "AuthPulse freshness SLA breached: p95 processing lag {p95} s > {} s",
-                        sla.as_secs()
-                    )),
-                    body: body.to_string(),
-                    risk_level: "high".into(),
-                    group: "freshness".into(),
-                };
+                let pipeline = self.dimensions.first().map_or("", |(_, v)| v.as_str());
+                let message = sns::Message::freshness(pipeline, &current.lag, sla);
                 if let Err(e) = sns.publish(message) {
                     tracing::error!(error = %e, "cannot queue the freshness alert");
                 }
