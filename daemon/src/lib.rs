@@ -1,23 +1,11 @@
-//! AuthPulse: real-time risk scoring of authentication events.
+//! The `authpulse` daemon: the scoring engine (`authpulse-engine`) with the
+//! outputs and sources a deployment needs around it.
 //!
-//! Data flows `input` -> `order` (watermark, dedup, reorder) -> `state`
-//! (windows, devices, host popularity -> features) -> `rules` (WASM, batched)
-//! -> `risk` (score, level, flags) -> `alerts` (per-user incidents), driven by
-//! `pipeline`. `generator` writes realistic LANL-format data; `profile` measures
-//! a data set against the published LANL statistics.
+//! `lakehouse` writes the Iceberg tables (SQL catalog or AWS Glue) and reads
+//! them back for `query` and `maintain`; `aws` is the Kinesis source and
+//! producer, SNS alerts and CloudWatch metrics; `eval` matches alerts against
+//! labelled campaigns. The command line is in `main.rs` and `commands/`.
 
-pub mod alerts;
 pub mod aws;
-pub mod event;
-pub mod generator;
-pub mod input;
+pub mod eval;
 pub mod lakehouse;
-pub mod metrics;
-pub mod order;
-pub mod pipeline;
-pub mod policy;
-pub mod reload;
-pub mod risk;
-pub mod rules;
-pub mod sinks;
-pub mod state;

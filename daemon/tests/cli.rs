@@ -34,8 +34,10 @@ fn gen_then_run_from_file_writes_alerts_and_summary() {
             "4",
             "--events",
             "60000",
-            "--attacks",
+            "--campaigns",
             "2",
+            "--kinds",
+            "spray,burst",
         ])
         .args(["--seed", "5", "-o", "events.csv", "--truth", "truth.jsonl"])
         .status()
@@ -87,36 +89,49 @@ fn gen_then_run_from_file_writes_alerts_and_summary() {
     assert_eq!(levels, s["events_scored"].as_u64().unwrap());
 
     let alerts = std::fs::read_to_string(dir.path().join("out/alerts.jsonl")).unwrap();
-    assert_eq!(alerts.lines().count() as u64, s["alerts"].as_u64().unwrap());
+    assert_eq!(
+        alerts.lines().count() as u64,
+        s["alert_publications"].as_u64().unwrap()
+    );
+    let mut opened = 0;
     for line in alerts.lines() {
         let a: Value = serde_json::from_str(line).unwrap();
         for key in [
             "alert_id",
-            "user_id",
+            "status",
+            "sequence",
+            "entity_type",
+            "entity_id",
             "risk_score",
             "risk_level",
             "risk_flags",
+            "rules",
+            "opened_event_time",
             "first_event_time",
             "last_event_time",
             "event_count",
-            "event_ids",
+            "events",
+            "summary",
         ] {
             assert!(a.get(key).is_some(), "alert lacks {key}: {a}");
         }
+        opened += u64::from(a["status"] == "open");
     }
+    assert_eq!(opened, s["alerts"].as_u64().unwrap());
     for attack in truth.lines() {
-        let user = serde_json::from_str::<Value>(attack).unwrap()["user"]
+        let user = serde_json::from_str::<Value>(attack).unwrap()["users"][0]
             .as_str()
             .unwrap()
             .to_string();
         assert!(
-            alerts.contains(&format!("\"user_id\":\"{user}\"")),
+            alerts.contains(&format!("\"entity_id\":\"{user}\"")),
             "{user} not alerted"
         );
     }
-    assert!(
-        !dir.path().join("out/dead-letter.jsonl").exists(),
-        "clean input leaves no dead-letter file"
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/dead-letter.jsonl")).unwrap(),
+        "",
+        "clean input leaves an empty dead-letter file"
     );
 }
 
@@ -187,7 +202,7 @@ fn bad_policy_fails_with_a_precise_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("bad.yaml"),
-        "rules:\n  - id: nd\n    module: builtin:new_device\n    params: {score: 500}\n",
+        "rules:\n  - id: nd\n    module: builtin:burst\n    params: {score: 500}\n",
     )
     .unwrap();
     let out = authpulse(dir.path())
@@ -299,15 +314,19 @@ fn rules_inspect_shows_metadata_and_hash() {
         String::from_utf8_lossy(&out.stderr)
     );
     let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let module = authpulse::rules::builtin_module("new_device").unwrap();
-    assert_eq!(inspected["sha256"], authpulse::rules::hex_sha256(module));
+    let module = authpulse_engine::rules::builtin_module("new_device").unwrap();
+    assert_eq!(
+        inspected["sha256"],
+        authpulse_engine::rules::hex_sha256(module)
+    );
     assert_eq!(inspected["size_bytes"], module.len());
     let metadata = &inspected["metadata"];
-    assert_eq!(metadata["abi_version"], 1);
+    assert_eq!(metadata["abi_version"], 2);
     assert_eq!(metadata["name"], "new_device");
+    assert_eq!(metadata["entity"], "user");
     assert_eq!(metadata["mitre"], serde_json::json!(["T1078", "T1021"]));
-    assert_eq!(metadata["params"][1]["name"], "score");
-    assert_eq!(metadata["params"][1]["default"], 40.0);
+    assert_eq!(metadata["params"][1]["name"], "attack_per_day");
+    assert_eq!(metadata["params"][1]["default"], 24.0);
 
     // A file that is not a rule module is refused with the loader's reason.
     std::fs::write(dir.path().join("junk.wasm"), b"\0asm\x01\0\0\0junk").unwrap();
@@ -326,11 +345,11 @@ fn rules_inspect_shows_metadata_and_hash() {
 #[test]
 fn rules_test_prints_hits_and_checks_expectations() {
     let dir = tempfile::tempdir().unwrap();
-    // U1 has been seen for more than the 24h burn-in when it first uses C2;
-    // U2 uses a second computer while still in burn-in.
+    // U1 has been seen for more than the 24h burn-in when it first uses C2
+    // (U3's computer); U2 uses a second computer while still in burn-in.
     std::fs::write(
         dir.path().join("events.csv"),
-        "0,U1,C1\n0,U2,C3\n3600,U2,C4\n90000,U1,C1\n90060,U1,C2\n90120,U1,C2\n",
+        "0,U1,C1\n0,U2,C3\n10,U3,C2\n3600,U2,C4\n90000,U1,C1\n90060,U1,C2\n90120,U1,C2\n",
     )
     .unwrap();
     let run = |extra: &[&str]| {
@@ -356,12 +375,16 @@ fn rules_test_prints_hits_and_checks_expectations() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "event_time,user,computer,score,reason,event_id");
     assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].starts_with("2024-01-02T01:01:00Z,U1,C2,"), "{csv}");
     assert!(
-        lines[1].starts_with(
-            "2024-01-02T01:01:00Z,U1,C2,40,first logon by this user to this computer,"
+        lines[1].contains(
+            ",\"first logon to this computer, and new computers are unusual for this user\","
         ),
         "{csv}"
     );
+    // log10(24 new computers a day / 0.06, the floor for a user with two) decades.
+    let score: f32 = lines[1].split(',').nth(3).unwrap().parse().unwrap();
+    assert!((score - 32.93).abs() < 0.01, "{csv}");
 
     // Its own output is a valid expectation file ...
     std::fs::write(dir.path().join("expected.csv"), &csv).unwrap();
@@ -382,21 +405,23 @@ fn rules_test_prints_hits_and_checks_expectations() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("3 difference(s) from expected.csv"),
+        stderr.contains("4 difference(s) from expected.csv"),
         "{stderr}"
     );
 
     // Missing and different hits.
     std::fs::write(
         dir.path().join("wrong.csv"),
-        "# comment\nevent_time,user,computer,score\n2024-01-02T01:01:00Z,U1,C2,55\n2024-01-02T01:02:00Z,U1,C2,40\n",
+        "# comment\nevent_time,user,computer,score\n2024-01-02T01:01:00Z,U1,C2,55\n2024-01-02T01:02:00Z,U1,C2,33\n",
     )
     .unwrap();
     let out = run(&["--expect", "wrong.csv"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("score: 2024-01-02T01:01:00Z U1 C2 scored 40, expected 55"),
+        stderr.contains(&format!(
+            "score: 2024-01-02T01:01:00Z U1 C2 scored {score}, expected 55"
+        )),
         "{stderr}"
     );
     assert!(

@@ -43,8 +43,10 @@ fn scored_warehouse(dir: &Path) -> Value {
             "3",
             "--events",
             "45000",
-            "--attacks",
+            "--campaigns",
             "2",
+            "--kinds",
+            "spray,burst",
             "--seed",
             "11",
             "-o",
@@ -120,7 +122,10 @@ fn query_answers_from_the_tables_run_wrote() {
     );
     assert_eq!(csv.lines().next(), Some("risk_level"));
     assert_eq!(csv.lines().count(), levels.len() + 1);
-    let table = query("table", "SELECT count(*) AS n FROM alerts");
+    let table = query(
+        "table",
+        "SELECT count(*) AS n FROM alerts WHERE status = 'open'",
+    );
     assert!(table.contains("| n"), "{table}");
     assert!(
         table.contains(&format!("| {} ", summary["alerts"])),

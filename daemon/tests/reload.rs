@@ -50,11 +50,13 @@ fn flags(row: &Value) -> HashSet<&str> {
 /// The default policy with `new_device`'s weight doubled and the `burst`
 /// rule running the rare_host module from a (pinned) file.
 fn changed_policy() -> String {
-    let yaml = authpulse::policy::DEFAULT_POLICY_YAML;
+    let yaml = authpulse_engine::policy::DEFAULT_POLICY_YAML;
     let start = yaml.find("  - id: burst").unwrap();
     let end = yaml.find("  - id: lateral_movement").unwrap();
     let mut changed = yaml[..start].replacen("weight: 1.0", "weight: 2.0", 1);
-    let pin = authpulse::rules::hex_sha256(authpulse::rules::builtin_module("rare_host").unwrap());
+    let pin = authpulse_engine::rules::hex_sha256(
+        authpulse_engine::rules::builtin_module("rare_host").unwrap(),
+    );
     changed.push_str(&format!(
         "  - id: burst\n    module: swapped.wasm\n    sha256: {pin}\n    on_failure: fail_open\n\n"
     ));
@@ -87,8 +89,10 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
             "4",
             "--events",
             "60000",
-            "--attacks",
+            "--campaigns",
             "2",
+            "--kinds",
+            "spray,burst",
             "--seed",
             "5",
             "-o",
@@ -105,7 +109,7 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
     };
     std::fs::write(
         work.join("policies.yaml"),
-        authpulse::policy::DEFAULT_POLICY_YAML,
+        authpulse_engine::policy::DEFAULT_POLICY_YAML,
     )
     .unwrap();
 
@@ -166,7 +170,7 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
     // Change a weight and swap a module while the daemon waits for input.
     std::fs::write(
         work.join("swapped.wasm"),
-        authpulse::rules::builtin_module("rare_host").unwrap(),
+        authpulse_engine::rules::builtin_module("rare_host").unwrap(),
     )
     .unwrap();
     std::fs::write(work.join("policies.yaml"), changed_policy()).unwrap();

@@ -1,8 +1,11 @@
 //! The per-event feature record the host computes and hands to every rule.
 //!
-//! The layout is part of the ABI: 64 bytes, `repr(C)`, little-endian, no padding.
-//! The host owns all state (windows, device history, host popularity); a rule sees
-//! only this record, so a rule is a pure function of it and of its parameters.
+//! The layout is part of the ABI: 128 bytes, `repr(C)`, little-endian, no
+//! padding. Its first 64 bytes are the record of ABI version 1, unchanged, so
+//! a module built for version 1 receives exactly those. The host owns all
+//! state (windows, device history, host popularity, each entity's own
+//! history); a rule sees only this record, so a rule is a pure function of it
+//! and of its parameters.
 
 /// `flags` bit: this is the first time this user has logged on to this computer.
 pub const FLAG_NEW_DEVICE_FOR_USER: u32 = 1 << 0;
@@ -14,13 +17,28 @@ pub const FLAG_NEW_USER: u32 = 1 << 2;
 /// `user_gap_s` value when the user has no previous login.
 pub const NO_PREVIOUS_LOGIN: u32 = u32::MAX;
 
+/// Size of the record a module of ABI version 1 receives: the first 64 bytes
+/// of [`Features`].
+pub const FEATURES_V1_BYTES: usize = 64;
+
 /// One authentication event and everything the host knows about it, as of its event time.
 ///
-/// All counts include the event itself. Windows are sliding over event time:
-/// "last 1h" means `(event_time - 3600, event_time]`.
+/// All counts include the event itself unless they say "before". Windows are
+/// sliding over event time: "last 1h" means `(event_time - 3600, event_time]`.
+/// Clock hours and days are UTC.
+///
+/// **Baselines.** An entity's first day of history is when it shows most of
+/// what it already had (on a first start, every computer a user touches is
+/// new to the pipeline), so its usual rate of new computers (or new users,
+/// for a computer) is measured over its *baseline period*: from the end of
+/// its first day to the start of the last 24 hours. The `*_baseline_*`
+/// fields give the count and the length of that period; it is empty (0 s)
+/// until an entity has been seen for two days. See
+/// [`Features::usual_new_computers_per_day`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Features {
+    // ---- ABI version 1 (64 bytes) ----
     /// Event time, seconds since the Unix epoch (UTC).
     pub event_time: i64,
     /// Host-interned user id. Stable within one run; opaque to rules.
@@ -51,10 +69,50 @@ pub struct Features {
     pub host_users_today: u32,
     /// Bit set of `FLAG_*` constants.
     pub flags: u32,
+
+    // ---- added in ABI version 2: baselines from each entity's own history ----
+    /// The user's logins in their busiest clock hour before the current one
+    /// (0 until a clock hour of theirs has ended).
+    pub user_peak_logins_1h: u32,
+    /// The user's logins before this event, ever.
+    pub user_logins_before: u32,
+    /// Of those, the logins in this event's hour of day (UTC), on any day.
+    pub user_logins_at_hour_before: u32,
+    /// Computers the user first used during their baseline period.
+    pub user_baseline_new_computers: u32,
+    /// Length of the user's baseline period, seconds.
+    pub user_baseline_s: u32,
+    /// Distinct users who logged on to this computer in the last hour.
+    pub host_users_1h: u32,
+    /// Users who logged on to this computer for the first time within the last hour.
+    pub host_new_users_1h: u32,
+    /// Users who logged on to this computer for the first time within the last 24 hours.
+    pub host_new_users_24h: u32,
+    /// Users new to this computer during its baseline period.
+    pub host_baseline_new_users: u32,
+    /// Length of the computer's baseline period, seconds.
+    pub host_baseline_s: u32,
+    /// Seconds since anyone first logged on to this computer (saturating).
+    pub host_tenure_s: u32,
+    /// Distinct users of this computer in its busiest clock hour before the
+    /// current one.
+    pub host_peak_users_1h: u32,
+    /// Zero; room for later fields within the same record size.
+    pub reserved: [u32; 4],
 }
 
-const _: () = assert!(core::mem::size_of::<Features>() == 64);
+const _: () = assert!(core::mem::size_of::<Features>() == 128);
 const _: () = assert!(core::mem::align_of::<Features>() == 8);
+const _: () = assert!(core::mem::offset_of!(Features, user_peak_logins_1h) == FEATURES_V1_BYTES);
+
+const DAY: f32 = 86_400.0;
+
+/// What [`Features::usual_new_computer_rate`] assumes before a user's own
+/// history speaks: each day a user starts using about this share of the
+/// computers they already know (the LANL set's pace after its first month).
+pub const PRIOR_NEW_PER_KNOWN_PER_DAY: f32 = 0.03;
+/// How many days of history that assumption weighs.
+pub const PRIOR_DAYS: f32 = 2.0;
 
 impl Features {
     /// The records as the bytes the ABI moves into a module's memory.
@@ -87,6 +145,82 @@ impl Features {
             self.host_users_ever
         }
     }
+
+    /// How many computers a day this user usually starts using: the
+    /// baseline period's rate, shrunk toward `prior_per_day` as if
+    /// `prior_days` more days had shown that rate. A user with a short
+    /// history gets a rate near the prior; a long history speaks for itself.
+    #[inline]
+    pub fn usual_new_computers_per_day(&self, prior_per_day: f32, prior_days: f32) -> f32 {
+        shrunk_rate(
+            self.user_baseline_new_computers,
+            self.user_baseline_s,
+            prior_per_day,
+            prior_days,
+        )
+    }
+
+    /// The rate rules judge a user's new computers against:
+    /// [`Features::usual_new_computers_per_day`] with the default prior
+    /// ([`PRIOR_NEW_PER_KNOWN_PER_DAY`] of the computers the user knows,
+    /// weighing [`PRIOR_DAYS`] days), and never below that prior. A few
+    /// quiet days are no proof that a user is quieter than users of their
+    /// size; a busy history does show that they are busier.
+    #[inline]
+    pub fn usual_new_computer_rate(&self) -> f32 {
+        let prior = PRIOR_NEW_PER_KNOWN_PER_DAY * self.user_known_computers.max(1) as f32;
+        self.usual_new_computers_per_day(prior, PRIOR_DAYS)
+            .max(prior)
+    }
+
+    /// Decades of evidence in this user starting on a new computer: how much
+    /// likelier that is from an intruder reaching `attack_per_day` new
+    /// computers a day than from this user at their usual rate,
+    /// `log10(attack_per_day / usual_new_computer_rate)`. Negative for a
+    /// user who starts on new computers faster than that anyway.
+    #[inline]
+    pub fn new_computer_evidence(&self, attack_per_day: f32) -> f32 {
+        crate::stats::log10(f64::from(attack_per_day / self.usual_new_computer_rate())) as f32
+    }
+
+    /// [`Features::usual_new_users_per_day`] for a computer, as
+    /// [`Features::usual_new_computer_rate`] does for a user: the same share
+    /// of the users the computer already has is the prior and the floor.
+    #[inline]
+    pub fn usual_new_user_rate(&self) -> f32 {
+        let prior = PRIOR_NEW_PER_KNOWN_PER_DAY * self.host_users_ever.max(1) as f32;
+        self.usual_new_users_per_day(prior, PRIOR_DAYS).max(prior)
+    }
+
+    /// How many new users a day this computer usually gets, as
+    /// [`Features::usual_new_computers_per_day`] does for users.
+    #[inline]
+    pub fn usual_new_users_per_day(&self, prior_per_day: f32, prior_days: f32) -> f32 {
+        shrunk_rate(
+            self.host_baseline_new_users,
+            self.host_baseline_s,
+            prior_per_day,
+            prior_days,
+        )
+    }
+
+    /// The share of the user's earlier logins that fell in this event's hour
+    /// of day, or `None` before their first login.
+    #[inline]
+    pub fn hour_of_day_share(&self) -> Option<f32> {
+        (self.user_logins_before > 0)
+            .then(|| self.user_logins_at_hour_before as f32 / self.user_logins_before as f32)
+    }
+}
+
+#[inline]
+fn shrunk_rate(count: u32, seconds: u32, prior_per_day: f32, prior_days: f32) -> f32 {
+    let days = seconds as f32 / DAY;
+    let weight = days + prior_days;
+    if weight <= 0.0 {
+        return prior_per_day;
+    }
+    (count as f32 + prior_per_day * prior_days) / weight
 }
 
 /// What a rule says about one event: nothing, or a hit with a score and a reason.
@@ -155,5 +289,31 @@ impl From<Option<Hit>> for Verdict {
             },
             None => Verdict::NONE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usual_rates_shrink_toward_the_prior() {
+        let f = Features::default();
+        assert_eq!(f.usual_new_computers_per_day(0.5, 3.0), 0.5);
+        // Ten days with two new computers, prior 0.5/day over 2 days: 3 / 12.
+        let f = Features {
+            user_baseline_new_computers: 2,
+            user_baseline_s: 10 * 86_400,
+            ..Features::default()
+        };
+        assert!((f.usual_new_computers_per_day(0.5, 2.0) - 0.25).abs() < 1e-6);
+        assert_eq!(Features::default().usual_new_users_per_day(0.0, 0.0), 0.0);
+        assert_eq!(Features::default().hour_of_day_share(), None);
+        let f = Features {
+            user_logins_before: 40,
+            user_logins_at_hour_before: 10,
+            ..Features::default()
+        };
+        assert_eq!(f.hour_of_day_share(), Some(0.25));
     }
 }

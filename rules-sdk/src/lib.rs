@@ -8,36 +8,47 @@
 //! run with plain `cargo test` (see [`testing`]).
 //!
 //! ```
-//! use authpulse_rules_sdk::{export_rule, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity};
+//! use authpulse_rules_sdk::{
+//!     export_rule, Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+//! };
 //!
 //! pub struct TooManyLogins {
-//!     limit: u32,
+//!     factor: f32,
+//!     score: f32,
 //! }
 //!
 //! impl Rule for TooManyLogins {
 //!     const METADATA: Metadata = Metadata {
 //!         name: "too_many_logins",
 //!         version: "1.0.0",
-//!         description: "More logins in an hour than the limit",
+//!         description: "Far more logins in an hour than the user's busiest hour so far",
 //!         severity: Severity::Medium,
 //!         mitre: &["T1110"],
-//!         params: &[ParamSpec {
-//!             name: "limit",
-//!             description: "Logins per hour that are still normal",
-//!             kind: ParamKind::Count,
-//!             default: 100.0,
-//!             min: 1.0,
-//!             max: 1e9,
-//!         }],
-//!         reasons: &["logins in the last hour above the limit"],
+//!         entity: Entity::User,
+//!         params: &[
+//!             ParamSpec {
+//!                 name: "factor",
+//!                 description: "Fire above this multiple of the user's busiest hour",
+//!                 kind: ParamKind::Factor,
+//!                 default: 3.0,
+//!                 min: 1.0,
+//!                 max: 100.0,
+//!             },
+//!             ParamSpec::score(50.0, "Risk contribution of a hit"),
+//!         ],
+//!         reasons: &["logins in the last hour far above the user's busiest hour"],
 //!     };
 //!
 //!     fn new(params: &Params) -> Self {
-//!         TooManyLogins { limit: params.get("limit") as u32 }
+//!         TooManyLogins {
+//!             factor: params.get("factor") as f32,
+//!             score: params.get("score") as f32,
+//!         }
 //!     }
 //!
 //!     fn evaluate(&self, f: &Features) -> Option<Hit> {
-//!         (f.user_logins_1h > self.limit).then(|| Hit::new(50.0, 0))
+//!         let busiest = f.user_peak_logins_1h.max(10) as f32;
+//!         (f.user_logins_1h as f32 > self.factor * busiest).then(|| Hit::new(self.score, 0))
 //!     }
 //! }
 //!
@@ -45,7 +56,7 @@
 //!
 //! // Natively, in the rule's own tests:
 //! let rule = authpulse_rules_sdk::testing::RuleHarness::<TooManyLogins>::with_defaults();
-//! let busy = Features { user_logins_1h: 101, ..Default::default() };
+//! let busy = Features { user_logins_1h: 301, user_peak_logins_1h: 100, ..Default::default() };
 //! assert_eq!(rule.evaluate(&busy), Some(Hit::new(50.0, 0)));
 //! ```
 //!
@@ -61,29 +72,45 @@
 //! | `authpulse_evaluate` | `(n: i32) -> i32` | scores the first `n` feature records into the verdict slots; returns the number of hits, or < 0 on error |
 //!
 //! The host calls `authpulse_evaluate` once per batch, not once per event.
+//!
+//! Version 2 made the feature record 128 bytes: the 64 bytes of version 1,
+//! unchanged, followed by each entity's baselines; metadata gained `entity`.
+//! A host speaking version 2 still runs version-1 modules, handing them the
+//! first 64 bytes of each record ([`record_bytes`]).
 
 mod features;
 mod metadata;
 pub mod native;
+pub mod stats;
 pub mod testing;
 
 #[doc(hidden)]
 pub mod __guest;
 
 pub use features::{
-    FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit, NO_PREVIOUS_LOGIN,
-    Verdict,
+    FEATURES_V1_BYTES, FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit,
+    NO_PREVIOUS_LOGIN, PRIOR_DAYS, PRIOR_NEW_PER_KNOWN_PER_DAY, Verdict,
 };
-pub use metadata::{Metadata, ParamKind, ParamSpec, Severity};
+pub use metadata::{Entity, Metadata, ParamKind, ParamSpec, Severity};
 
 #[cfg(target_endian = "big")]
 compile_error!(
     "the AuthPulse rule ABI is little-endian (as WebAssembly is); big-endian hosts are not supported"
 );
 
-/// Version of the host/guest contract described in the crate docs.
-/// A host refuses modules that declare another version.
-pub const ABI_VERSION: u32 = 1;
+/// Version of the host/guest contract described in the crate docs, which
+/// modules built with this SDK declare.
+pub const ABI_VERSION: u32 = 2;
+
+/// Size of one feature record for a module of ABI version `abi`, or `None`
+/// for a version this SDK does not know.
+pub const fn record_bytes(abi: u32) -> Option<usize> {
+    match abi {
+        1 => Some(FEATURES_V1_BYTES),
+        2 => Some(size_of::<Features>()),
+        _ => None,
+    }
+}
 
 /// Names of the exports a rule module must provide.
 pub mod exports {
@@ -103,7 +130,7 @@ pub struct BufferLayout {
     pub n_params: usize,
     /// `n_params` little-endian `f64` values, at offset 0.
     pub params_offset: usize,
-    /// `capacity` [`Features`] records (64 bytes each).
+    /// `capacity` feature records ([`record_bytes`] each).
     pub features_offset: usize,
     /// `capacity` [`Verdict`] records (8 bytes each).
     pub verdicts_offset: usize,
@@ -112,9 +139,20 @@ pub struct BufferLayout {
 }
 
 impl BufferLayout {
+    /// The layout of this SDK's ABI version.
     pub const fn new(capacity: usize, n_params: usize) -> BufferLayout {
+        BufferLayout::with_record(capacity, n_params, size_of::<Features>())
+    }
+
+    /// The layout for feature records of `record_bytes` each (64 for a
+    /// version-1 module).
+    pub const fn with_record(
+        capacity: usize,
+        n_params: usize,
+        record_bytes: usize,
+    ) -> BufferLayout {
         let features_offset = n_params * 8;
-        let verdicts_offset = features_offset + capacity * size_of::<Features>();
+        let verdicts_offset = features_offset + capacity * record_bytes;
         let len = verdicts_offset + capacity * size_of::<Verdict>();
         BufferLayout {
             capacity,

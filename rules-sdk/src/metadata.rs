@@ -23,6 +23,27 @@ impl Severity {
     }
 }
 
+/// Which entity a rule's evidence is about: its hits add to that entity's
+/// accumulated risk (see the engine's entity risk), and an alert it raises is
+/// about that user or that computer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entity {
+    /// The account that logged on (most rules).
+    User,
+    /// The computer logged on to (many accounts arriving at one host).
+    Computer,
+}
+
+impl Entity {
+    /// Lower-case name, as written in metadata JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Entity::User => "user",
+            Entity::Computer => "computer",
+        }
+    }
+}
+
 /// What a parameter measures; decides how the policy file may write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKind {
@@ -64,6 +85,46 @@ pub struct ParamSpec {
     pub max: f64,
 }
 
+impl ParamSpec {
+    /// `burn_in`: how long an entity must have been seen before the rule
+    /// judges it (0 to a year; the policy may write `"24h"`).
+    pub const fn burn_in(default_s: f64) -> ParamSpec {
+        ParamSpec {
+            name: "burn_in",
+            description: "Stay quiet until the entity has been seen for this long",
+            kind: ParamKind::Seconds,
+            default: default_s,
+            min: 0.0,
+            max: 31_536_000.0,
+        }
+    }
+
+    /// `attack_per_day`: the pace of new computers an intruder is assumed to
+    /// keep, for [`Features::new_computer_evidence`](crate::Features::new_computer_evidence).
+    pub const fn attack_per_day(default: f64) -> ParamSpec {
+        ParamSpec {
+            name: "attack_per_day",
+            description: "New computers a day an intruder is assumed to reach (the evidence is log10 of this over the user's own rate)",
+            kind: ParamKind::Factor,
+            default,
+            min: 0.01,
+            max: 1e6,
+        }
+    }
+
+    /// `score`: the rule's risk contribution (0..=100).
+    pub const fn score(default: f64, description: &'static str) -> ParamSpec {
+        ParamSpec {
+            name: "score",
+            description,
+            kind: ParamKind::Score,
+            default,
+            min: 0.0,
+            max: 100.0,
+        }
+    }
+}
+
 /// Everything a rule declares about itself.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Metadata {
@@ -76,6 +137,8 @@ pub struct Metadata {
     pub severity: Severity,
     /// MITRE ATT&CK technique ids, e.g. `"T1021"`.
     pub mitre: &'static [&'static str],
+    /// The entity whose risk the rule's hits add to.
+    pub entity: Entity,
     /// Parameters, in the order the host passes their values.
     pub params: &'static [ParamSpec],
     /// Human-readable reasons; a hit's `reason` indexes this list.
@@ -108,6 +171,8 @@ impl Metadata {
         push_str(&mut out, self.description);
         out.push_str(",\"severity\":");
         push_str(&mut out, self.severity.as_str());
+        out.push_str(",\"entity\":");
+        push_str(&mut out, self.entity.as_str());
         out.push_str(",\"mitre\":[");
         for (i, id) in self.mitre.iter().enumerate() {
             if i > 0 {
@@ -192,6 +257,7 @@ mod tests {
             description: "says \"hi\"\n",
             severity: Severity::High,
             mitre: &["T1021", "T1078"],
+            entity: Entity::Computer,
             params: &[ParamSpec {
                 name: "limit",
                 description: "d",
@@ -205,8 +271,8 @@ mod tests {
         let json = META.to_json();
         assert_eq!(
             json,
-            "{\"abi_version\":1,\"name\":\"x\",\"version\":\"1.2.3\",\
-             \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\
+            "{\"abi_version\":2,\"name\":\"x\",\"version\":\"1.2.3\",\
+             \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\"entity\":\"computer\",\
              \"mitre\":[\"T1021\",\"T1078\"],\"params\":[{\"name\":\"limit\",\
              \"description\":\"d\",\"kind\":\"count\",\"default\":10.0,\"min\":1.0,\
              \"max\":1000000.0}],\"reasons\":[\"r0\",\"r1\"]}"

@@ -135,7 +135,7 @@ def event_ids(csv_path):
 
 def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_env, cloudwatch, tmp_path):
     # Two days: the rules need a day of history to see a device as new.
-    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--attacks", "2",
+    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--campaigns", "2", "--kinds", "spray,burst",
                     "--seed", "11", "-o", "events.csv", "--truth", "truth.jsonl",
                     cwd=tmp_path, env=aws_env)
     assert gen.returncode == 0, gen.stderr
@@ -174,14 +174,15 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
 
     # Exactly the alerts raised arrived through SNS, and the attacks' among them.
     table_alerts = catalog.load_table("authpulse.alerts").scan().to_arrow().to_pylist()
-    assert run["alerts"] == len(table_alerts) >= 1
+    assert run["alert_publications"] == len(table_alerts) > run["alerts"] >= 1
     messages = received(moto_endpoint, aws["queue"])
     alerts = [m for _, attrs, m in messages if attrs.get("kind") == "alert"]
-    assert sorted(a["alert_id"] for a in alerts) == sorted(a["alert_id"] for a in table_alerts)
+    key = lambda a: (a["alert_id"], a["sequence"])
+    assert sorted(map(key, alerts)) == sorted(map(key, table_alerts))
     assert run["sns"] == {"published": len(messages), "retries": 0, "pending": 0}
-    alerted_users = {a["user_id"] for a in alerts}
+    alerted_users = {a["entity_id"] for a in alerts if a["entity_type"] == "user"}
     for attack in attacks:
-        assert attack["user"] in alerted_users, attack
+        assert set(attack["users"]) & alerted_users, attack
     subject, attrs, first = next(m for m in messages if m[1].get("kind") == "alert")
     summary = first["summary"]
     assert subject == (summary if len(summary) <= 100 else summary[:97] + "...")
@@ -235,7 +236,7 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
 
 
 def test_alerts_wait_in_the_outbox_while_sns_is_down(aws, moto_endpoint, aws_env, tmp_path):
-    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--attacks", "1",
+    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--campaigns", "1", "--kinds", "spray,burst",
                     "--seed", "11", "-o", "events.csv", cwd=tmp_path, env=aws_env)
     assert gen.returncode == 0, gen.stderr
     # A topic that does not exist yet: every publish fails.
@@ -244,10 +245,10 @@ def test_alerts_wait_in_the_outbox_while_sns_is_down(aws, moto_endpoint, aws_env
                                "--sns-topic", missing, "--sns-drain-timeout", "1s",
                                "--freshness-sla", "0", cwd=tmp_path, env=aws_env))
     assert run["alerts"] >= 1
-    assert run["sns"]["published"] == 0 and run["sns"]["pending"] == run["alerts"]
+    assert run["sns"]["published"] == 0 and run["sns"]["pending"] == run["alert_publications"]
     outbox = [json.loads(line) for line in open(tmp_path / "out" / "sns-outbox.jsonl")]
-    raised = [json.loads(line)["alert_id"] for line in open(tmp_path / "out" / "alerts.jsonl")]
-    assert [m["id"] for m in outbox] == raised
+    raised = [json.loads(line) for line in open(tmp_path / "out" / "alerts.jsonl")]
+    assert [m["id"] for m in outbox] == [f'{a["alert_id"]}-{a["sequence"]}' for a in raised]
 
     # SNS is back: the next start sends the outbox first.
     sns = boto3_client("sns", moto_endpoint)
@@ -263,8 +264,8 @@ def test_alerts_wait_in_the_outbox_while_sns_is_down(aws, moto_endpoint, aws_env
                                  cwd=tmp_path, env=aws_env))
     assert later["sns"] == {"published": len(raised), "retries": 0, "pending": 0}
     assert not (tmp_path / "out" / "sns-outbox.jsonl").exists()
-    delivered = [m["alert_id"] for _, _, m in received(moto_endpoint, aws["queue"])]
-    assert sorted(delivered) == sorted(raised)
+    delivered = [(m["alert_id"], m["sequence"]) for _, _, m in received(moto_endpoint, aws["queue"])]
+    assert sorted(delivered) == sorted((a["alert_id"], a["sequence"]) for a in raised)
 
 
 def test_aggregated_records_and_a_split_shard(moto_endpoint, aws_env, tmp_path):
@@ -438,13 +439,13 @@ def test_fifo_topic_gets_group_and_deduplication_ids(moto_endpoint, aws_env, tmp
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn,
                   Attributes={"RawMessageDelivery": "true"})
-    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--attacks", "2",
+    gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000", "--campaigns", "2", "--kinds", "spray,burst",
                     "--seed", "11", "-o", "events.csv", cwd=tmp_path, env=aws_env)
     assert gen.returncode == 0, gen.stderr
     run = summary_of(authpulse("run", "events.csv", "--output", "out", "--no-lakehouse",
                                "--sns-topic", topic, "--freshness-sla", "0",
                                cwd=tmp_path, env=aws_env))
-    assert run["alerts"] >= 2 and run["sns"]["published"] == run["alerts"]
+    assert run["alerts"] >= 2 and run["sns"]["published"] == run["alert_publications"]
     got = []
     while True:
         answer = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
@@ -454,7 +455,7 @@ def test_fifo_topic_gets_group_and_deduplication_ids(moto_endpoint, aws_env, tmp
         for m in answer["Messages"]:
             got.append((m["Attributes"], json.loads(m["Body"])))
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-    assert len(got) == run["alerts"]
+    assert len(got) == run["alert_publications"]
     for attributes, alert in got:
-        assert attributes["MessageGroupId"] == alert["user_id"]
-        assert attributes["MessageDeduplicationId"] == alert["alert_id"]
+        assert attributes["MessageGroupId"] == f'{alert["entity_type"]}:{alert["entity_id"]}'
+        assert attributes["MessageDeduplicationId"] == f'{alert["alert_id"]}-{alert["sequence"]}'

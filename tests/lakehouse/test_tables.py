@@ -28,7 +28,7 @@ def authpulse(*args, cwd):
 def run(tmp_path_factory):
     work = tmp_path_factory.mktemp("lakehouse")
     gen = authpulse("gen", "--users", "400", "--days", "3", "--events", "120000",
-                    "--attacks", "2", "--seed", "7", "-o", "events.csv", cwd=work)
+                    "--campaigns", "2", "--kinds", "spray,burst", "--seed", "7", "-o", "events.csv", cwd=work)
     assert gen.returncode == 0, gen.stderr
     done = authpulse("run", "events.csv", "--output", "out", cwd=work)
     assert done.returncode == 0, done.stderr
@@ -91,17 +91,27 @@ def test_alerts_table_matches_the_alerts_file(run):
     catalog = SqlCatalog("authpulse", uri=f"sqlite:///{out / 'catalog.db'}",
                          warehouse=f"file://{out / 'warehouse'}")
     rows = catalog.load_table("authpulse.alerts").scan().to_arrow().to_pylist()
-    assert len(rows) == summary["alerts"] >= 2
+    # One row per publication: every incident's opening, updates and closing.
+    assert len(rows) == summary["alert_publications"] > summary["alerts"] >= 2
     from_file = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
-    assert sorted(r["alert_id"] for r in rows) == sorted(a["alert_id"] for a in from_file)
-    by_id = {r["alert_id"]: r for r in rows}
+    key = lambda a: (a["alert_id"], a["sequence"])
+    assert sorted(map(key, rows)) == sorted(map(key, from_file))
+    assert sum(a["status"] == "open" for a in from_file) == summary["alerts"]
+    assert sum(a["status"] == "closed" for a in from_file) == summary["alerts"]
+    by_id = {key(r): r for r in rows}
     for alert in from_file:
-        row = by_id[alert["alert_id"]]
-        assert row["user_id"] == alert["user_id"]
+        row = by_id[key(alert)]
+        assert (row["status"], row["entity_type"], row["entity_id"]) == (
+            alert["status"], alert["entity_type"], alert["entity_id"])
+        assert row["user_id"] == (alert["entity_id"] if alert["entity_type"] == "user" else "")
         assert row["risk_score"] == alert["risk_score"] and row["risk_level"] == alert["risk_level"]
-        assert row["risk_flags"] == alert["risk_flags"] and row["event_ids"] == alert["event_ids"]
+        assert row["risk_flags"] == alert["risk_flags"]
+        assert row["event_ids"] == [e["event_id"] for e in alert["events"]]
+        assert row["users"] == alert["users"] and row["computers"] == alert["computers"]
         assert row["event_count"] == alert["event_count"]
+        assert row["max_event_score"] == alert["max_event_score"]
         assert row["first_event_time"].strftime("%Y-%m-%dT%H:%M:%SZ") == alert["first_event_time"]
+        assert row["opened_event_time"].strftime("%Y-%m-%dT%H:%M:%SZ") == alert["opened_event_time"]
     lateral = [r for r in rows if "lateral_movement" in r["risk_flags"]]
     assert lateral and all("T1021" in r["mitre_techniques"] for r in lateral)
 

@@ -100,8 +100,10 @@ fn json_events_score_like_csv() {
         let mut f = text.split(',');
         let t: i64 = f.next().unwrap().parse().unwrap();
         let (user, computer) = (f.next().unwrap(), f.next().unwrap());
-        let time = authpulse::event::format_time(authpulse::event::TimeBase::DEFAULT.to_unix(t));
-        let id = authpulse::event::EventId::derive(t, user, computer);
+        let time = authpulse_engine::event::format_time(
+            authpulse_engine::event::TimeBase::DEFAULT.to_unix(t),
+        );
+        let id = authpulse_engine::event::EventId::derive(t, user, computer);
         json.extend_from_slice(
             format!(
                 r#"{{"event_id":"{id}","event_time":"{time}","user_id":"{user}","computer_id":"{computer}","ingestion_time":"{time}"}}"#

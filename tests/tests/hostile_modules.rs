@@ -6,8 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use authpulse::policy::Policy;
-use authpulse::rules::Engine;
+use authpulse_engine::policy::Policy;
+use authpulse_engine::rules::Engine;
 use common::{generate, score};
 
 const METADATA: &str = r#"{"abi_version":1,"name":"hostile","version":"0.0.1","description":"misbehaves","severity":"low","mitre":[],"params":[],"reasons":["r"]}"#;
@@ -47,12 +47,13 @@ fn module_with_metadata_len(
 /// The built-in policy plus `hostile.wasm`, with a short batch deadline.
 fn policy_with(dir: &Path, wasm: &[u8]) -> Result<Policy, String> {
     std::fs::write(dir.join("hostile.wasm"), wasm).unwrap();
-    let yaml = authpulse::policy::DEFAULT_POLICY_YAML.replace(
+    let yaml = authpulse_engine::policy::DEFAULT_POLICY_YAML.replace(
         "batch_deadline: 100ms",
         "batch_deadline: 20ms\n  allow_unpinned: true",
     ) + "\n  - id: hostile\n    module: hostile.wasm\n    on_failure: fail_open\n";
     let policy = Policy::parse(&yaml, "hostile-policy.yaml", dir).map_err(|e| e.to_string())?;
-    authpulse::rules::RuleSet::load(&policy, Engine::Wasm, 4096).map_err(|e| e.to_string())?;
+    authpulse_engine::rules::RuleSet::load(&policy, Engine::Wasm, 4096)
+        .map_err(|e| e.to_string())?;
     Ok(policy)
 }
 
@@ -76,7 +77,7 @@ fn assert_contained(evaluate_body: &str) {
         run.summary
     );
     assert_eq!(run.summary.rule_hits["hostile"], 0);
-    for rule in ["new_device", "burst", "lateral_movement", "rare_host"] {
+    for rule in authpulse_engine::rules::BUILTIN_RULES {
         assert_eq!(
             run.summary.rule_hits[rule], baseline.summary.rule_hits[rule],
             "{rule}"
@@ -149,7 +150,7 @@ fn imports_are_refused() {
     );
     let e = refused(&wasm);
     assert!(
-        e.contains("rules[4] (hostile).module") && e.contains("`wasi_snapshot_preview1::fd_write`"),
+        e.contains("rules[6] (hostile).module") && e.contains("`wasi_snapshot_preview1::fd_write`"),
         "{e}"
     );
     assert!(e.contains("may not import anything"), "{e}");
@@ -157,9 +158,15 @@ fn imports_are_refused() {
 
 #[test]
 fn wrong_abi_version_is_refused() {
+    let e = refused(&module(3, "", "(i32.const 0)"));
+    assert!(
+        e.contains("declares ABI version 3; this host runs versions 1 and 2"),
+        "{e}"
+    );
+    // The export and the metadata must agree.
     let e = refused(&module(2, "", "(i32.const 0)"));
     assert!(
-        e.contains("ABI version 2") && e.contains("speaks version 1"),
+        e.contains("module exports ABI version 2 but its metadata says 1"),
         "{e}"
     );
 }
@@ -191,13 +198,13 @@ impl ModuleFile {
         let dir = tempfile::tempdir().unwrap();
         let wasm = module(1, "", "(i32.const 0)");
         std::fs::write(dir.path().join("hostile.wasm"), &wasm).unwrap();
-        let sha256 = authpulse::rules::hex_sha256(&wasm);
+        let sha256 = authpulse_engine::rules::hex_sha256(&wasm);
         ModuleFile { dir, sha256 }
     }
 
     fn load(&self, yaml: &str) -> Result<(), String> {
         let policy = Policy::parse(yaml, "p.yaml", self.dir.path()).unwrap();
-        authpulse::rules::RuleSet::load(&policy, Engine::Wasm, 16)
+        authpulse_engine::rules::RuleSet::load(&policy, Engine::Wasm, 16)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -238,7 +245,7 @@ fn huge_output_is_rejected() {
 fn oversized_table_is_refused() {
     let e = refused(&module(1, "(table 200000 funcref)", "(i32.const 0)"));
     assert!(
-        e.contains("rules[4] (hostile).module: module failed to start"),
+        e.contains("rules[6] (hostile).module: module failed to start"),
         "{e}"
     );
 }

@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{comparable, generate, score_default};
+use common::{comparable, generate_kinds, score_default};
 use proptest::prelude::*;
 
-/// Generated once: 4 days, 300 users, a lateral movement and a burst.
+/// Generated once: 4 days, 300 users, one attack of each kind.
 fn data() -> &'static [u8] {
     static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    DATA.get_or_init(|| generate(300, 4, 60_000, 2, 11).0)
+    DATA.get_or_init(|| generate_kinds(300, 4, 60_000, 6, 11, &[]).0)
 }
 
 fn reference() -> &'static common::Outcome {

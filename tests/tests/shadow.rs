@@ -6,24 +6,25 @@ mod common;
 
 use std::path::Path;
 
-use authpulse::policy::{Policy, RuleMode};
-use authpulse::rules::Engine;
+use authpulse_engine::policy::{Policy, RuleMode};
+use authpulse_engine::rules::Engine;
+use authpulse_generator::Kind;
 use common::{generate, score};
 
 /// The default policy with `lateral_movement` changed by `edit`.
 fn policy_with_lateral(edit: &str) -> Policy {
-    let yaml = authpulse::policy::DEFAULT_POLICY_YAML.replace(
+    let yaml = authpulse_engine::policy::DEFAULT_POLICY_YAML.replace(
         "  - id: lateral_movement\n    module: builtin:lateral_movement\n",
         &format!("  - id: lateral_movement\n    module: builtin:lateral_movement\n{edit}"),
     );
-    assert_ne!(yaml, authpulse::policy::DEFAULT_POLICY_YAML);
+    assert_ne!(yaml, authpulse_engine::policy::DEFAULT_POLICY_YAML);
     Policy::parse(&yaml, "p.yaml", Path::new(".")).unwrap()
 }
 
 #[test]
 fn shadow_rule_is_recorded_but_never_counts() {
     let (data, attacks) = generate(400, 4, 100_000, 4, 21);
-    assert!(attacks.iter().any(|a| a.kind == "lateral_movement"));
+    assert!(attacks.iter().any(|a| a.kind == Kind::Spray));
     let enforced = score(&data, &Policy::builtin(), 4096, Engine::Wasm);
     let shadow = score(
         &data,
@@ -35,7 +36,7 @@ fn shadow_rule_is_recorded_but_never_counts() {
     let weightless = score(
         &data,
         &Policy::parse(
-            &authpulse::policy::DEFAULT_POLICY_YAML.replace(
+            &authpulse_engine::policy::DEFAULT_POLICY_YAML.replace(
                 "    module: builtin:lateral_movement\n    weight: 1.0\n",
                 "    module: builtin:lateral_movement\n    weight: 0.0\n",
             ),
@@ -96,7 +97,7 @@ fn shadow_rule_is_recorded_but_never_counts() {
         .iter()
         .zip(&weightless.collected.alerts)
     {
-        assert_eq!((&s.user_id, s.risk_score), (&w.user_id, w.risk_score));
+        assert_eq!((&s.entity_id, s.risk_score), (&w.entity_id, w.risk_score));
         assert!(
             !s.risk_flags.iter().any(|f| f.contains("lateral_movement")),
             "{s:?}"
@@ -116,7 +117,7 @@ fn shadow_rule_is_recorded_but_never_counts() {
 fn rule_report_counts_time_and_evaluations() {
     let (data, _) = generate(100, 2, 20_000, 0, 5);
     let run = score(&data, &Policy::builtin(), 1024, Engine::Wasm);
-    assert_eq!(run.summary.rules.len(), 4);
+    assert_eq!(run.summary.rules.len(), 6);
     for (id, report) in &run.summary.rules {
         assert_eq!(report.evaluations, run.summary.events_scored, "{id}");
         assert_eq!(report.hits, run.summary.rule_hits[id]);

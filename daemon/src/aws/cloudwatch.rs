@@ -32,7 +32,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{AwsSettings, Backoff, error_text};
-use crate::metrics::MetricsSnapshot;
+use authpulse_engine::metrics::MetricsSnapshot;
 
 /// `PutMetricData` takes at most 1,000 metrics per call.
 const MAX_DATUMS_PER_CALL: usize = 1000;

@@ -28,7 +28,7 @@ use super::aggregation::deaggregate;
 use super::checkpoint::{Checkpoint, UnsavedPositions};
 use super::merge::{Next, ShardMerge, ShardMessage, ShardRecord};
 use super::{AwsSettings, Backoff, error_text};
-use crate::input::{Frontier, Line, Source};
+use authpulse_engine::input::{Frontier, Line, Source};
 
 /// Where reading starts in shards that have no checkpointed position.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,10 +1,12 @@
 //! Alerts to an Amazon SNS topic, at least once.
 //!
-//! Each alert is one JSON message (the alert's fields) with a one-line
-//! subject, and `risk_level`/`kind` message attributes that subscriptions can
-//! filter on. For a FIFO topic (`….fifo`) the message group is the user and
-//! the deduplication id is the alert's stable `alert_id`, so a resend after a
-//! crash is dropped by SNS itself.
+//! Each alert publication (an incident's opening, its updates, its closing)
+//! is one JSON message (the alert's fields) with a one-line subject, and
+//! `risk_level`/`kind`/`status` message attributes that subscriptions can
+//! filter on (a pager may want only `open`). For a FIFO topic (`….fifo`) the
+//! message group is the entity (user or computer) and the deduplication id
+//! is `alert_id-sequence`, stable across reruns, so a resend after a crash is
+//! dropped by SNS itself.
 //!
 //! Publishing runs on its own task: the pipeline only queues a message. A
 //! failed publish is retried with backoff, in order, for as long as it takes.
@@ -23,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{AwsSettings, Backoff, error_text};
-use crate::alerts::Alert;
-use crate::metrics::LagHistogram;
-use crate::sinks::AlertSink;
+use authpulse_engine::alerts::Alert;
+use authpulse_engine::metrics::LagHistogram;
+use authpulse_engine::sinks::AlertSink;
 
 /// SNS's limit on a subject.
 const MAX_SUBJECT: usize = 100;
@@ -40,19 +42,23 @@ pub struct Message {
     pub subject: String,
     pub body: String,
     pub risk_level: String,
-    /// FIFO message group (the user, for alerts).
+    /// FIFO message group (the entity, for alerts).
     pub group: String,
+    /// An alert's `open`, `update` or `closed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 impl Message {
     pub fn alert(alert: &Alert) -> io::Result<Message> {
         Ok(Message {
-            id: alert.alert_id.clone(),
+            id: format!("{}-{}", alert.alert_id, alert.sequence),
             kind: "alert".into(),
-            subject: subject(&alert.summary),
+            subject: subject(&format!("[{}] {}", alert.status.as_str(), alert.summary)),
             body: serde_json::to_string(alert)?,
             risk_level: alert.risk_level.as_str().to_string(),
-            group: alert.user_id.clone(),
+            group: format!("{}:{}", alert.entity_type.as_str(), alert.entity_id),
+            status: Some(alert.status.as_str().to_string()),
         })
     }
 
@@ -80,6 +86,7 @@ impl Message {
             body: body.to_string(),
             risk_level: "high".into(),
             group: "freshness".into(),
+            status: None,
         }
     }
 }
@@ -395,6 +402,9 @@ async fn publish(
         .message(&message.body)
         .message_attributes("kind", attribute(&message.kind))
         .message_attributes("risk_level", attribute(&message.risk_level));
+    if let Some(status) = &message.status {
+        request = request.message_attributes("status", attribute(status));
+    }
     if fifo {
         request = request
             .message_group_id(&message.group)
@@ -428,7 +438,8 @@ mod tests {
             subject: "s".into(),
             body: "{}".into(),
             risk_level: "high".into(),
-            group: "U1".into(),
+            group: "user:U1".into(),
+            status: Some("open".into()),
         };
         let queue: VecDeque<Message> = [message("a"), message("b")].into();
         outbox.write(&queue).unwrap();

@@ -4,20 +4,21 @@
 
 use std::time::Instant;
 
-use authpulse::generator::Generator;
-use authpulse::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
-use authpulse::policy::Policy;
-use authpulse::rules::Engine;
-use authpulse::sinks::{Collect, Discard};
+use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::policy::Policy;
+use authpulse_engine::rules::Engine;
+use authpulse_engine::sinks::{Collect, Discard};
+use authpulse_generator::Generator;
 use clap::Args;
 use serde::Serialize;
 
 use super::gen_cmd::GenArgs;
-use super::run;
+use super::{latency, run};
 
 /// Measure events/s through parse + state + rules, WASM vs native; or, with
 /// --tables, the whole file-to-Iceberg run; or, with --reload, policy swaps
-/// under load.
+/// under load; or, with --latency, the time from an event's arrival to its
+/// alert on a live stream.
 ///
 /// Data is generated in memory first (not timed), so the numbers are the
 /// pipeline's, not the generator's. Each variant runs --repeat times; the best
@@ -55,6 +56,22 @@ pub struct BenchArgs {
     /// With --reload: how often the policy changes.
     #[arg(long, default_value = "700ms", value_parser = humantime::parse_duration)]
     pub reload_every: std::time::Duration,
+    /// Instead: stream events stamped with the current second into a pipe at
+    /// --rate for --duration, with an account every few seconds whose logons
+    /// open an alert; reports the wall-clock time from the triggering event's
+    /// arrival to the alert's publication (written to the alerts file).
+    #[arg(long)]
+    pub latency: bool,
+    /// With --latency: events per second.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u32,
+    /// With --latency: how long to stream.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// With --latency: the policy's allowed lateness for the run (the watermark
+    /// holds every event this long; 5m in the default policy).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lateness: std::time::Duration,
 }
 
 #[derive(Serialize)]
@@ -73,7 +90,10 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         users: Some(args.users),
         computers: None,
         seed: args.seed,
-        attacks: 4,
+        campaigns: 4,
+        benign: 0,
+        kinds: Vec::new(),
+        campaigns_from_day: None,
         truth: None,
         model_report: false,
     };
@@ -92,6 +112,33 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.reload {
         return bench_reload(&args, &data);
+    }
+    if args.latency {
+        let background = std::str::from_utf8(&data)?
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split(',').skip(1);
+                Some((fields.next()?.to_string(), fields.next()?.to_string()))
+            })
+            .collect();
+        let report = latency::bench_latency(latency::LatencyArgs {
+            rate: args.rate,
+            duration: args.duration,
+            lateness: args.lateness,
+            background,
+        })?;
+        println!("{report}");
+        eprintln!(
+            "alert latency at {} events/s with {} s lateness: p50 {:.2} s; beyond the lateness p50 {} ms, p95 {} ms, max {} ms ({} alerts)",
+            args.rate,
+            args.lateness.as_secs(),
+            report["latency_s_p50"].as_f64().unwrap_or(f64::NAN),
+            report["beyond_lateness_ms_p50"],
+            report["beyond_lateness_ms_p95"],
+            report["beyond_lateness_ms_max"],
+            report["alerts_measured"]
+        );
+        return Ok(());
     }
     let policy = Policy::builtin();
     let mut results = Vec::new();
@@ -266,8 +313,8 @@ fn bench_reload(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
         .tempdir()?;
     let path = dir.path().join("policies.yaml");
     let variants = [
-        authpulse::policy::DEFAULT_POLICY_YAML.to_string(),
-        authpulse::policy::DEFAULT_POLICY_YAML.replacen("weight: 1.0", "weight: 1.5", 1),
+        authpulse_engine::policy::DEFAULT_POLICY_YAML.to_string(),
+        authpulse_engine::policy::DEFAULT_POLICY_YAML.replacen("weight: 1.0", "weight: 1.5", 1),
     ];
     std::fs::write(&path, &variants[0])?;
     let policy = Policy::load(&path)?;
@@ -277,7 +324,7 @@ fn bench_reload(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
 
     let mut sinks = BenchSinks::default();
     let mut pipeline = sinks.pipeline(&policy, Engine::Wasm, args.batch_size)?;
-    let watcher = authpulse::reload::PolicyWatcher::start(
+    let watcher = authpulse_engine::reload::PolicyWatcher::start(
         &path,
         &policy,
         pipeline.policy_version(),
@@ -302,9 +349,10 @@ fn bench_reload(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
         })
     };
     let started = Instant::now();
-    let mut lines = authpulse::input::LineReader::new(data, authpulse::input::MAX_LINE_DEFAULT);
+    let mut lines =
+        authpulse_engine::input::LineReader::new(data, authpulse_engine::input::MAX_LINE_DEFAULT);
     let never = std::sync::atomic::AtomicBool::new(false);
-    authpulse::pipeline::consume(&mut pipeline, &mut lines, &never, |_, _| {})?;
+    authpulse_engine::pipeline::consume(&mut pipeline, &mut lines, &never, |_, _| {})?;
     let timings = pipeline.reload_timings().clone();
     let summary = pipeline.finish()?;
     let seconds = started.elapsed().as_secs_f64();

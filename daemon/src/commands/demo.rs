@@ -2,13 +2,15 @@
 //! hidden attacks, scores it with the default policy and WASM rules, prints the
 //! summary and the top alerts, and says which hidden attacks were caught.
 
-use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use authpulse::alerts::Alert;
-use authpulse::generator::{Attack, Generator};
+use authpulse::eval::AlertLog;
+use authpulse_engine::alerts::Alert;
+use authpulse_engine::event::TimeBase;
+use authpulse_engine::sinks::AlertSink;
+use authpulse_generator::{Campaign, Generator};
 use clap::Args;
 
 use super::gen_cmd::{self, GenArgs};
@@ -23,9 +25,12 @@ pub struct DemoArgs {
     /// Days of activity.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
-    /// Hidden incidents (alternating lateral movement and login bursts).
-    #[arg(long, default_value_t = 4)]
-    pub attacks: u32,
+    /// Attack campaigns to hide (spray, burst, chain, stealth, rare, fan_in, in turn).
+    #[arg(long, default_value_t = 6)]
+    pub campaigns: u32,
+    /// Benign hard cases to hide (rollout, roaming_admin, new_hire, in turn).
+    #[arg(long, default_value_t = 3)]
+    pub benign: u32,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Directory for the data and results.
@@ -46,7 +51,10 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         users: Some(args.users),
         computers: None,
         seed: args.seed,
-        attacks: args.attacks,
+        campaigns: args.campaigns,
+        benign: args.benign,
+        kinds: Vec::new(),
+        campaigns_from_day: Some(args.days.min(2)),
         truth: Some(truth),
         model_report: false,
     };
@@ -69,7 +77,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
 
     let alerts = read_alerts(&run_args.alerts_path())?;
     print_top_alerts(&alerts, args.top);
-    print_detection(generator.attacks(), &alerts);
+    print_detection(generator.campaigns(), &alerts, run_args.base_date);
     println!(
         "\nresults: {} (alerts), {} (dead letters, if any)",
         run_args.alerts_path().display(),
@@ -115,57 +123,79 @@ fn read_alerts(path: &std::path::Path) -> anyhow::Result<Vec<Alert>> {
         .collect()
 }
 
-fn print_top_alerts(alerts: &[Alert], top: usize) {
-    let mut sorted: Vec<&Alert> = alerts.iter().collect();
+/// The latest publication of each incident, riskiest first.
+fn latest_alerts(alerts: &[Alert]) -> Vec<&Alert> {
+    let mut latest: std::collections::BTreeMap<&str, &Alert> = Default::default();
+    for alert in alerts {
+        latest.insert(alert.alert_id.as_str(), alert);
+    }
+    let mut sorted: Vec<&Alert> = latest.into_values().collect();
     sorted.sort_by(|a, b| {
         b.risk_score
             .cmp(&a.risk_score)
             .then(b.event_count.cmp(&a.event_count))
+            .then(a.alert_id.cmp(&b.alert_id))
     });
+    sorted
+}
+
+fn print_top_alerts(alerts: &[Alert], top: usize) {
+    let sorted = latest_alerts(alerts);
     println!(
         "\ntop {} of {} alerts:",
         top.min(sorted.len()),
         sorted.len()
     );
     println!(
-        "{:<9} {:>5} {:<8} {:>6} {:<20} {:<20} flags",
-        "level", "score", "user", "events", "first event", "last event"
+        "{:<9} {:>5} {:<8} {:<7} {:>6} {:<20} {:<20} rules",
+        "level", "score", "entity", "id", "events", "first event", "last event"
     );
     for a in sorted.into_iter().take(top) {
+        let rules: Vec<String> = a
+            .rules
+            .iter()
+            .map(|r| format!("{} x{}", r.id, r.hits))
+            .collect();
         println!(
-            "{:<9} {:>5} {:<8} {:>6} {:<20} {:<20} {}",
+            "{:<9} {:>5} {:<8} {:<7} {:>6} {:<20} {:<20} {}",
             a.risk_level.as_str(),
             a.risk_score,
-            a.user_id,
+            a.entity_type.as_str(),
+            a.entity_id,
             a.event_count,
             a.first_event_time,
             a.last_event_time,
-            a.risk_flags.join(",")
+            rules.join(", ")
         );
     }
 }
 
-fn print_detection(attacks: &[Attack], alerts: &[Alert]) {
-    if attacks.is_empty() {
+/// Which hidden campaigns an alert caught, matched as `authpulse eval` does.
+fn print_detection(campaigns: &[Campaign], alerts: &[Alert], time_base: TimeBase) {
+    if campaigns.is_empty() {
         return;
     }
-    let alerted: BTreeSet<&str> = alerts.iter().map(|a| a.user_id.as_str()).collect();
-    println!("\nhidden attacks:");
-    for attack in attacks {
-        let caught = alerted.contains(attack.user.as_str());
+    let mut log = AlertLog::new(time_base);
+    for alert in alerts {
+        log.send(alert).expect("an in-memory log takes every alert");
+    }
+    let matched = log.match_campaigns(campaigns, 0);
+    println!("\nhidden campaigns:");
+    for (campaign, found) in campaigns.iter().zip(&matched.detected_at) {
+        let verdict = match (campaign.benign, found) {
+            (false, Some(at)) => format!("ALERTED after {} s", at.saturating_sub(campaign.start)),
+            (false, None) => "missed".into(),
+            (true, None) => "quiet (benign)".into(),
+            (true, Some(_)) => "ALERTED (benign: a false alert)".into(),
+        };
         println!(
-            "  {:<17} {:<8} {:>4} events on {:>3} computers: {}",
-            attack.kind,
-            attack.user,
-            attack.events,
-            attack.computers,
-            if caught { "ALERTED" } else { "missed" }
+            "  {:<14} {}: {verdict}",
+            campaign.kind.as_str(),
+            campaign.description
         );
     }
-    let attackers: BTreeSet<&str> = attacks.iter().map(|a| a.user.as_str()).collect();
-    let others = alerts
-        .iter()
-        .filter(|a| !attackers.contains(a.user_id.as_str()))
-        .count();
-    println!("  alerts on other users: {others}");
+    println!(
+        "  alerts on other users and computers: {}",
+        matched.false_alerts.len()
+    );
 }

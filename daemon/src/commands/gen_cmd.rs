@@ -5,7 +5,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use authpulse::generator::{Generator, GeneratorConfig, LANL_COMPUTERS, LANL_USERS, ModelReport};
+use authpulse_generator::{
+    CampaignPlan, Generator, GeneratorConfig, Kind, LANL_COMPUTERS, LANL_USERS, ModelReport,
+};
 use clap::Args;
 
 use super::progress;
@@ -17,6 +19,11 @@ use super::progress;
 /// gradual discovery of user/computer pairs, daily and weekly cycles, 0.5%
 /// duplicates) follow the 2014 LANL set; see docs/generator.md. The same seed
 /// and sizes always give the same bytes.
+///
+/// --campaigns hides labelled attacks (spray, burst, chain, stealth, rare,
+/// fan_in) and --benign hard benign cases (rollout, roaming_admin, new_hire)
+/// in the data; --truth writes what and where they are (one JSON line each),
+/// which `authpulse eval` and the demo match the alerts against.
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {
     /// Where to write (`-` for stdout).
@@ -36,10 +43,21 @@ pub struct GenArgs {
     pub computers: Option<u32>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Crafted incidents to hide (alternating lateral movement and login bursts).
+    /// Attack campaigns to hide, cycling through the attack kinds (of --kinds).
     #[arg(long, default_value_t = 0)]
-    pub attacks: u32,
-    /// Write the hidden incidents (ground truth) as JSON lines here.
+    pub campaigns: u32,
+    /// Benign hard cases to hide, cycling through the benign kinds (of --kinds).
+    #[arg(long, default_value_t = 0)]
+    pub benign: u32,
+    /// Only these kinds, comma-separated (default: all): spray, burst, chain,
+    /// stealth, rare, fan_in, rollout, roaming_admin, new_hire.
+    #[arg(long, value_delimiter = ',')]
+    pub kinds: Vec<Kind>,
+    /// Campaigns start on this day or later (0-based); the days before are
+    /// the detection's burn-in. Default: day 1, or 0 for one day of data.
+    #[arg(long, value_name = "DAY")]
+    pub campaigns_from_day: Option<u32>,
+    /// Write the hidden campaigns (ground truth) as JSON lines here.
     #[arg(long)]
     pub truth: Option<PathBuf>,
     /// Print the model's nine-month statistics (JSON) and exit without writing data.
@@ -62,7 +80,15 @@ impl GenArgs {
             days: self.days,
             events: self.events,
             seed: self.seed,
-            attacks: self.attacks,
+            campaigns: CampaignPlan {
+                attacks: self.campaigns,
+                benign: self.benign,
+                kinds: self.kinds.clone(),
+                from_day: self
+                    .campaigns_from_day
+                    .unwrap_or(1)
+                    .min(self.days.saturating_sub(1)),
+            },
         }
     }
 }
@@ -88,11 +114,10 @@ pub fn execute(args: GenArgs) -> anyhow::Result<()> {
 pub fn generate(
     args: &GenArgs,
     generator: &Generator,
-) -> anyhow::Result<authpulse::generator::GenerateStats> {
+) -> anyhow::Result<authpulse_generator::GenerateStats> {
     let config = args.config();
     let expected = config.events.unwrap_or_else(|| {
-        (authpulse::generator::LANL_EVENTS_PER_DAY * f64::from(config.users)
-            / f64::from(LANL_USERS)
+        (authpulse_generator::LANL_EVENTS_PER_DAY * f64::from(config.users) / f64::from(LANL_USERS)
             * f64::from(config.days)) as u64
     });
     let bar = progress::bar(Some(expected), "lines");
@@ -114,8 +139,8 @@ pub fn generate(
         let mut truth = BufWriter::new(
             File::create(path).with_context(|| format!("create {}", path.display()))?,
         );
-        for attack in generator.attacks() {
-            serde_json::to_writer(&mut truth, attack)?;
+        for campaign in generator.campaigns() {
+            serde_json::to_writer(&mut truth, campaign)?;
             truth.write_all(b"\n")?;
         }
         truth.flush()?;
@@ -124,7 +149,7 @@ pub fn generate(
         lines = stats.lines,
         duplicates = stats.duplicates,
         first_uses = stats.first_uses,
-        attacks = generator.attacks().len(),
+        campaigns = generator.campaigns().len(),
         users = config.users,
         computers = config.computers,
         "generated"

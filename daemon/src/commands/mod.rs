@@ -4,7 +4,9 @@ mod aws_args;
 mod bench;
 mod catalog_args;
 mod demo;
+mod eval;
 mod gen_cmd;
+mod latency;
 mod maintain;
 mod policy_cmd;
 mod progress;
@@ -38,6 +40,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Generate data with hidden attacks, score it, show the top alerts.
     Demo(demo::DemoArgs),
+    /// Measure detection on labelled campaigns against a naive baseline.
+    Eval(Box<eval::EvalArgs>),
     /// Run read-only SQL over the Iceberg tables `run` wrote.
     Query(query::QueryArgs),
     /// Compact small files and expire old snapshots of the Iceberg tables.
@@ -57,6 +61,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(args) => gen_cmd::execute(args),
         Command::Run(args) => run::execute(*args),
         Command::Demo(args) => demo::execute(args),
+        Command::Eval(args) => eval::execute(*args),
         Command::Replay(args) => replay::execute(args),
         Command::Query(args) => query::execute(args),
         Command::Maintain(args) => maintain::execute(args),

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use authpulse::policy::{Policy, RuleMode};
-use authpulse::rules::{Engine, RuleSet};
+use authpulse_engine::policy::{Policy, RuleMode};
+use authpulse_engine::rules::{Engine, RuleSet};
 use clap::Subcommand;
 
 #[derive(Subcommand)]

@@ -11,8 +11,8 @@ use authpulse::aws::AwsSettings;
 use authpulse::aws::producer::{
     DEFAULT_AGGREGATE_BYTES, Pace, Producer, ProducerConfig, ProducerReport,
 };
-use authpulse::event::{EventId, TimeBase, format_time};
-use authpulse::input::{self, Format, Line, LineReader, MAX_LINE_DEFAULT};
+use authpulse_engine::event::{EventId, TimeBase, format_time};
+use authpulse_engine::input::{self, Format, Line, LineReader, MAX_LINE_DEFAULT};
 use clap::Args;
 use serde::Serialize;
 

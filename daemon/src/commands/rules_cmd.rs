@@ -10,22 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
-use authpulse::event::{TimeBase, format_time};
-use authpulse::input::Format;
-use authpulse::pipeline::{Outputs, Pipeline, PipelineOptions};
-use authpulse::policy::{Policy, PolicyFile, RuleConfig, SandboxConfig};
-use authpulse::rules::{
+use authpulse_engine::event::{TimeBase, format_time};
+use authpulse_engine::input::Format;
+use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions};
+use authpulse_engine::policy::{Policy, PolicyFile, RuleConfig, SandboxConfig};
+use authpulse_engine::rules::{
     BUILTIN_RULES, Engine, RuleMetadata, SandboxLimits, WasmModule, builtin_module, hex_sha256,
 };
-use authpulse::sinks::{Collect, ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{Collect, ScoredBatch, ScoredSink};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-/// The recipe the daemon's build script uses for the built-in rules.
-#[path = "../../wasm_build.rs"]
-mod wasm_build;
-
-use wasm_build::WASM_TARGET;
+// The recipe the engine's build script uses for the built-in rules.
+use authpulse_engine::wasm_build::{self, WASM_TARGET};
 
 #[derive(Subcommand)]
 pub enum RulesCommand {
@@ -315,8 +312,8 @@ fn test_policy(args: &TestArgs, metadata: &RuleMetadata) -> anyhow::Result<Polic
             .split_once('=')
             .with_context(|| format!("--param `{param}` is not NAME=VALUE"))?;
         let value = match value.trim().parse::<f64>() {
-            Ok(number) => authpulse::policy::ParamValue::Number(number),
-            Err(_) => authpulse::policy::ParamValue::Text(value.trim().to_string()),
+            Ok(number) => authpulse_engine::policy::ParamValue::Number(number),
+            Err(_) => authpulse_engine::policy::ParamValue::Text(value.trim().to_string()),
         };
         params.insert(name.trim().to_string(), value);
     }
@@ -328,6 +325,7 @@ fn test_policy(args: &TestArgs, metadata: &RuleMetadata) -> anyhow::Result<Polic
     let mut file = PolicyFile {
         watermark: Default::default(),
         risk: Default::default(),
+        entity_risk: Default::default(),
         alerts: Default::default(),
         allowlist: Default::default(),
         // A local build under test is not pinned.
@@ -359,7 +357,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.input.display()))?;
     let mut hits = Hits::default();
     let mut dead = Collect::default();
-    let mut alerts = authpulse::sinks::Discard;
+    let mut alerts = authpulse_engine::sinks::Discard;
     let pipeline = Pipeline::new(
         policy,
         PipelineOptions {

@@ -10,20 +10,20 @@ use authpulse::aws::checkpoint::Checkpoint;
 use authpulse::aws::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
 use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig};
 use authpulse::aws::sns::{self, SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
-use authpulse::event::TimeBase;
-use authpulse::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::writer::WriterStats;
-use authpulse::metrics::MetricsSnapshot;
-use authpulse::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
-use authpulse::policy::Policy;
-use authpulse::reload::PolicyWatcher;
-use authpulse::rules::Engine;
-use authpulse::sinks::{
+use authpulse_engine::event::TimeBase;
+use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
+use authpulse_engine::metrics::MetricsSnapshot;
+use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::policy::Policy;
+use authpulse_engine::reload::PolicyWatcher;
+use authpulse_engine::rules::Engine;
+use authpulse_engine::sinks::{
     AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
 };
 use clap::Args;
@@ -373,12 +373,16 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     } = open_source(args, &stop)?;
     let live = args.follow || args.aws.source.is_some();
 
-    let mut dead_letters = JsonLinesFile::new(args.dead_letter_path());
-    let mut alerts = JsonLinesFile::new(args.alerts_path());
+    let create = |path: PathBuf| {
+        JsonLinesFile::create(&path).with_context(|| format!("create {}", path.display()))
+    };
+    let mut dead_letters = create(args.dead_letter_path())?;
+    let mut alerts = create(args.alerts_path())?;
     let mut json_rows = args
         .scored
-        .as_ref()
-        .map(|path| ScoredJsonLines(JsonLinesFile::new(path)));
+        .clone()
+        .map(|path| create(path).map(ScoredJsonLines))
+        .transpose()?;
     let mut lakehouse = if args.no_lakehouse {
         None
     } else {
@@ -492,6 +496,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         commit_interval: args
             .commit_interval
             .or(live.then_some(std::time::Duration::from_secs(5))),
+        ..PipelineOptions::default()
     };
     let mut pipeline = Pipeline::new(
         policy,

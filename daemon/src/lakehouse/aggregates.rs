@@ -22,9 +22,9 @@ use rustc_hash::FxHashSet;
 use super::columns::{NameLog, Names, NewNames};
 use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use crate::event::NameId;
-use crate::sinks::{ScoredBatch, ScoredSink};
-use crate::state::{DAY, HOUR};
+use authpulse_engine::event::NameId;
+use authpulse_engine::sinks::{ScoredBatch, ScoredSink};
+use authpulse_engine::state::{DAY, HOUR};
 
 #[derive(Default, Clone, Copy)]
 struct UserHour {

@@ -1,5 +1,6 @@
-//! `alerts`: every alert raised, one row per user incident. Alerts are few, so
-//! they are buffered and written as one batch, committed at the end of input.
+//! `alerts`: every alert publication, one row each (an incident's opening,
+//! its updates, its closing). Alerts are few, so they are buffered and
+//! written as one batch per commit.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,8 +15,8 @@ use iceberg::arrow::UTC_TIME_ZONE;
 use super::curated::{list_builder, unix_micros_now};
 use super::writer::{TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use crate::alerts::Alert;
-use crate::sinks::AlertSink;
+use authpulse_engine::alerts::Alert;
+use authpulse_engine::sinks::AlertSink;
 
 /// An [`AlertSink`] writing the `alerts` table.
 pub struct AlertTableSink {
@@ -39,31 +40,40 @@ impl AlertTableSink {
         let schema = Arc::clone(self.writer.arrow_schema());
         let mut strings: [StringBuilder; 3] = Default::default(); // alert_id, user_id, risk_level
         let mut tail: [StringBuilder; 2] = Default::default(); // policy_version, summary
-        let mut risk_score = Int32Builder::new();
+        let mut entity: [StringBuilder; 3] = Default::default(); // status, entity_type, entity_id
+        let mut ints: [Int32Builder; 3] = Default::default(); // risk_score, sequence, max_event_score
         let mut event_count = Int64Builder::new();
-        let mut times: [TimestampMicrosecondBuilder; 3] = Default::default(); // first, last, raised
+        // first, last, raised, opened
+        let mut times: [TimestampMicrosecondBuilder; 4] = Default::default();
         let mut lists = [
             "risk_flags",
             "event_ids",
             "computers",
             "mitre_techniques",
             "reasons",
+            "users",
         ]
         .map(|name| list_builder(&schema, name));
         for (alert, raised_us) in &self.pending {
             strings[0].append_value(&alert.alert_id);
-            strings[1].append_value(&alert.user_id);
+            strings[1].append_value(alert.user_id().unwrap_or(""));
             strings[2].append_value(alert.risk_level.as_str());
-            risk_score.append_value(i32::from(alert.risk_score));
+            ints[0].append_value(i32::from(alert.risk_score));
+            ints[1].append_value(alert.sequence as i32);
+            ints[2].append_value(i32::from(alert.max_event_score));
+            entity[0].append_value(alert.status.as_str());
+            entity[1].append_value(alert.entity_type.as_str());
+            entity[2].append_value(&alert.entity_id);
             event_count.append_value(i64::try_from(alert.event_count).unwrap_or(i64::MAX));
-            for (builder, text) in times[..2]
-                .iter_mut()
-                .zip([&alert.first_event_time, &alert.last_event_time])
-            {
+            for (i, text) in [
+                (0, &alert.first_event_time),
+                (1, &alert.last_event_time),
+                (3, &alert.opened_event_time),
+            ] {
                 let micros = chrono::DateTime::parse_from_rfc3339(text)
                     .map_err(|e| arrow_schema::ArrowError::ParseError(format!("{text}: {e}")))?
                     .timestamp_micros();
-                builder.append_value(micros);
+                times[i].append_value(micros);
             }
             times[2].append_value(*raised_us);
             let mut mitre: Vec<&str> = alert
@@ -74,12 +84,13 @@ impl AlertTableSink {
             mitre.sort_unstable();
             mitre.dedup();
             let reasons = alert.rules.iter().map(|r| r.reason.as_str());
-            let values: [Vec<&str>; 5] = [
+            let values: [Vec<&str>; 6] = [
                 alert.risk_flags.iter().map(String::as_str).collect(),
-                alert.event_ids.iter().map(String::as_str).collect(),
+                alert.events.iter().map(|e| e.event_id.as_str()).collect(),
                 alert.computers.iter().map(String::as_str).collect(),
                 mitre,
                 reasons.collect(),
+                alert.users.iter().map(String::as_str).collect(),
             ];
             for (builder, items) in lists.iter_mut().zip(values) {
                 for item in items {
@@ -92,9 +103,11 @@ impl AlertTableSink {
         }
         let tz = || Some(Arc::<str>::from(UTC_TIME_ZONE));
         let [alert_id, user_id, risk_level] = &mut strings;
-        let [risk_flags, event_ids, computers, mitre, reasons] = &mut lists;
-        let [first, last, raised] = &mut times;
+        let [risk_flags, event_ids, computers, mitre, reasons, users] = &mut lists;
+        let [first, last, raised, opened] = &mut times;
         let [policy_version, summary] = &mut tail;
+        let [status, entity_type, entity_id] = &mut entity;
+        let [risk_score, sequence, max_event_score] = &mut ints;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(alert_id.finish()),
             Arc::new(user_id.finish()),
@@ -111,6 +124,13 @@ impl AlertTableSink {
             Arc::new(policy_version.finish()),
             Arc::new(summary.finish()),
             Arc::new(raised.finish().with_timezone_opt(tz())),
+            Arc::new(status.finish()),
+            Arc::new(sequence.finish()),
+            Arc::new(entity_type.finish()),
+            Arc::new(entity_id.finish()),
+            Arc::new(max_event_score.finish()),
+            Arc::new(opened.finish().with_timezone_opt(tz())),
+            Arc::new(users.finish()),
         ];
         RecordBatch::try_new(schema, columns)
     }

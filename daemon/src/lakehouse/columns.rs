@@ -12,7 +12,7 @@ use arrow_array::{Int32Array, StringArray, TimestampMicrosecondArray};
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use iceberg::arrow::UTC_TIME_ZONE;
 
-use crate::event::{EventId, Interner, NameId};
+use authpulse_engine::event::{EventId, Interner, NameId};
 
 /// The user and computer names a chunk's rows introduce, in id order.
 #[derive(Default)]

@@ -18,9 +18,9 @@ use authpulse_rules_sdk::{Features, NO_PREVIOUS_LOGIN};
 use super::columns::{NameLog, Names, NewNames, event_ids, int32s, micros, strings, timestamps};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use crate::event::EventId;
-use crate::policy::RiskLevel;
-use crate::sinks::{ScoredBatch, ScoredSink};
+use authpulse_engine::event::EventId;
+use authpulse_engine::policy::RiskLevel;
+use authpulse_engine::sinks::{ScoredBatch, ScoredSink};
 
 /// A [`ScoredSink`] writing `auth_events_curated`.
 pub struct CuratedSink {

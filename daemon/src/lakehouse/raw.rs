@@ -12,8 +12,8 @@ use arrow_schema::{ArrowError, SchemaRef};
 use super::columns::{NameLog, Names, NewNames, event_ids, strings, timestamps};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use crate::event::{EventId, NameId};
-use crate::sinks::{Disposition, Received, ReceivedSink};
+use authpulse_engine::event::{EventId, NameId};
+use authpulse_engine::sinks::{Disposition, Received, ReceivedSink};
 
 /// A [`ReceivedSink`] writing `auth_events_raw`.
 pub struct RawSink {

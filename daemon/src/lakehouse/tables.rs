@@ -20,7 +20,8 @@ pub const RAW: &str = "auth_events_raw";
 /// partitioned by day of `event_time`.
 pub const CURATED: &str = "auth_events_curated";
 
-/// `alerts`: every alert raised, partitioned by day of `first_event_time`.
+/// `alerts`: every alert publication (an incident's opening, updates and
+/// closing), partitioned by day of `first_event_time`.
 pub const ALERTS: &str = "alerts";
 
 /// `user_behavior_hourly`: per user per hour (tumbling), partitioned by day.
@@ -119,6 +120,18 @@ fn string_list(id: i32, element_id: i32, name: &str) -> Arc<NestedField> {
     .into()
 }
 
+fn optional_string_list(id: i32, element_id: i32, name: &str) -> Arc<NestedField> {
+    NestedField::optional(
+        id,
+        name,
+        Type::List(ListType::new(
+            NestedField::list_element(element_id, Type::Primitive(PrimitiveType::String), true)
+                .into(),
+        )),
+    )
+    .into()
+}
+
 fn required(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
     NestedField::required(id, name, Type::Primitive(ty)).into()
 }
@@ -203,7 +216,11 @@ pub fn curated_partition_spec() -> UnboundPartitionSpec {
         .build()
 }
 
-/// Schema of `alerts`: one row per alert (user incident).
+/// Schema of `alerts`: one row per publication of an incident (`status`
+/// open, update or closed; the latest `sequence` of an `alert_id` is its
+/// current state). Fields 25-32 came with entity incidents; a table made
+/// before them gets them as optional columns, with the same ids, on open.
+/// `user_id` is the user of a user incident and empty for a computer's.
 pub fn alerts_schema() -> Schema {
     use PrimitiveType::{Int, Long, String, Timestamptz};
     Schema::builder()
@@ -224,6 +241,13 @@ pub fn alerts_schema() -> Schema {
             required(13, "policy_version", String),
             required(14, "summary", String),
             required(15, "raised_time", Timestamptz),
+            optional(25, "status", String),
+            optional(26, "sequence", Int),
+            optional(27, "entity_type", String),
+            optional(28, "entity_id", String),
+            optional(29, "max_event_score", Int),
+            optional(30, "opened_event_time", Timestamptz),
+            optional_string_list(31, 32, "users"),
         ])
         .build()
         .expect("the alerts schema is valid")

@@ -1,77 +1,86 @@
-//! Rule `burst`: a user logs on far more often in the last hour than both an
-//! absolute floor and a multiple of their own hourly baseline (the 23 hours
-//! before). Comparing with the user's own baseline keeps busy service accounts
-//! quiet while they behave as usual; until a user has a day of history there is
-//! no baseline, so the rule stays quiet (burn-in).
+//! Rule `burst`: a user logs on far more often in the last hour than in their
+//! own busiest hour so far. Busy accounts stay quiet at their usual pace; a
+//! quiet account that suddenly makes hundreds of logons does not.
+//!
+//! It needs no history for the loudest cases: while a user is in burn-in
+//! (after a first start, or a new account), hundreds of logons within an
+//! hour, far above the user's pace since they were first seen, fire too.
+//! That pace needs a quarter of an hour before the last hour to measure, so
+//! an account's first 75 minutes are left alone: the busiest service
+//! accounts make hundreds of logons an hour from the moment they appear.
 
+use authpulse_rules_sdk::stats::log2;
 use authpulse_rules_sdk::{
-    Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct Burst {
     min_logins_1h: f32,
-    baseline_factor: f32,
+    peak_factor: f32,
+    cold_min_logins_1h: f32,
     burn_in_s: u32,
     score: f32,
 }
 
-pub const REASON_BURST: u32 = 0;
-pub const REASON_SEVERE_BURST: u32 = 1;
+pub const REASON_ABOVE_PEAK: u32 = 0;
+pub const REASON_COLD: u32 = 1;
 
-/// A burst this many times over the limit scores 1.5x.
-const SEVERE_MULTIPLE: f32 = 3.0;
+/// Each doubling beyond the limit adds this much to the score.
+const SCORE_PER_DOUBLING: f32 = 15.0;
+
+/// In burn-in, the last hour must exceed the pace so far this many times.
+const COLD_PACE_FACTOR: f32 = 4.0;
 
 impl Rule for Burst {
     const METADATA: Metadata = Metadata {
         name: "burst",
-        version: "1.0.0",
-        description: "Logins in the last hour far above the user's own baseline",
-        severity: Severity::Medium,
+        version: "2.0.0",
+        description: "Logins in the last hour far above the user's own busiest hour",
+        severity: Severity::High,
         mitre: &["T1110", "T1078"],
+        entity: Entity::User,
         params: &[
             ParamSpec {
                 name: "min_logins_1h",
                 description: "Never fire below this many logins in an hour",
                 kind: ParamKind::Count,
-                default: 120.0,
+                default: 60.0,
                 min: 1.0,
                 max: 1e9,
             },
             ParamSpec {
-                name: "baseline_factor",
-                description: "Fire above this multiple of the user's average hourly logins",
+                name: "peak_factor",
+                description: "Fire above this multiple of the user's busiest hour so far",
                 kind: ParamKind::Factor,
-                default: 5.0,
+                default: 2.0,
                 min: 1.0,
                 max: 1000.0,
             },
             ParamSpec {
-                name: "burn_in",
-                description: "Stay quiet until the user has this much history (at least a day makes a baseline)",
-                kind: ParamKind::Seconds,
-                default: 86_400.0,
-                min: 0.0,
-                max: 31_536_000.0,
+                name: "cold_min_logins_1h",
+                description: "In burn-in: fire at this many logins in an hour (far above the user's pace so far)",
+                kind: ParamKind::Count,
+                default: 250.0,
+                min: 1.0,
+                max: 1e9,
             },
-            ParamSpec {
-                name: "score",
-                description: "Risk contribution of a burst (1.5x for a burst 3x over the limit)",
-                kind: ParamKind::Score,
-                default: 50.0,
-                min: 0.0,
-                max: 100.0,
-            },
+            ParamSpec::burn_in(86_400.0),
+            ParamSpec::score(
+                65.0,
+                "Risk contribution at the limit; each doubling beyond adds 15",
+            ),
         ],
         reasons: &[
-            "logins in the last hour far above the user's baseline",
-            "logins in the last hour more than three times the burst limit",
+            "logins in the last hour far above the user's busiest hour",
+            "hundreds of logins within an hour from an account with little history",
         ],
     };
 
     fn new(p: &Params) -> Self {
         Burst {
             min_logins_1h: p.get("min_logins_1h") as f32,
-            baseline_factor: p.get("baseline_factor") as f32,
+            peak_factor: p.get("peak_factor") as f32,
+            cold_min_logins_1h: p.get("cold_min_logins_1h") as f32,
             burn_in_s: p.get("burn_in") as u32,
             score: p.get("score") as f32,
         }
@@ -80,20 +89,27 @@ impl Rule for Burst {
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
         let last_hour = f.user_logins_1h as f32;
-        if last_hour <= self.min_logins_1h || f.user_tenure_s < self.burn_in_s {
-            return None;
-        }
-        // Baseline: the user's mean logins per hour over the 23 hours before the last.
-        let before = f.user_logins_24h.saturating_sub(f.user_logins_1h) as f32;
-        let limit = self.min_logins_1h.max(self.baseline_factor * before / 23.0);
-        if last_hour <= limit {
-            return None;
-        }
-        if last_hour > SEVERE_MULTIPLE * limit {
-            Some(Hit::new(self.score * 1.5, REASON_SEVERE_BURST))
+        let (limit, reason) = if f.user_tenure_s >= self.burn_in_s {
+            let peak = f.user_peak_logins_1h as f32;
+            (
+                self.min_logins_1h.max(self.peak_factor * peak),
+                REASON_ABOVE_PEAK,
+            )
         } else {
-            Some(Hit::new(self.score, REASON_BURST))
-        }
+            // Little history: the pace since the user was first seen, in the
+            // time before the last hour.
+            let hours_before = f.user_tenure_s as f32 / 3600.0 - 1.0;
+            if hours_before < 0.25 {
+                return None;
+            }
+            let before = f.user_logins_24h.saturating_sub(f.user_logins_1h) as f32;
+            let pace = COLD_PACE_FACTOR * before / hours_before;
+            (self.cold_min_logins_1h.max(pace), REASON_COLD)
+        };
+        (last_hour > limit).then(|| {
+            let doublings = log2(f64::from(last_hour / limit)) as f32;
+            Hit::new(self.score + SCORE_PER_DOUBLING * doublings, reason)
+        })
     }
 }
 
@@ -104,63 +120,51 @@ mod tests {
     use super::*;
     use authpulse_rules_sdk::testing::RuleHarness;
 
-    fn logins(last_hour: u32, last_day: u32, tenure_h: u32) -> Features {
+    fn logins(last_hour: u32, last_day: u32, peak: u32, tenure_h: u32) -> Features {
         Features {
             user_logins_1h: last_hour,
             user_logins_24h: last_day,
+            user_peak_logins_1h: peak,
             user_tenure_s: tenure_h * 3600,
             ..Default::default()
         }
     }
 
     #[test]
-    fn quiet_below_floor() {
+    fn measured_against_the_users_busiest_hour() {
         let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(rule.evaluate(&logins(120, 120, 48)), None);
+        // Busiest hour in two weeks: 96. 242 in the last hour is 2.5x over.
+        let hit = rule.evaluate(&logins(242, 400, 96, 14 * 24)).unwrap();
+        assert_eq!(hit.reason, REASON_ABOVE_PEAK);
+        assert!(hit.score > 65.0, "{hit:?}");
+        assert_eq!(rule.evaluate(&logins(190, 400, 96, 14 * 24)), None);
     }
 
     #[test]
-    fn fires_above_floor_for_quiet_user() {
+    fn busy_account_at_its_usual_pace_is_quiet() {
         let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(
-            rule.evaluate(&logins(200, 230, 48)),
-            Some(Hit::new(50.0, REASON_BURST))
-        );
+        assert_eq!(rule.evaluate(&logins(700, 12_000, 800, 48)), None);
+        // Small accounts need the floor too: 10 where 4 was the most is noise.
+        assert_eq!(rule.evaluate(&logins(10, 30, 4, 48)), None);
     }
 
     #[test]
-    fn busy_account_at_its_usual_rate_is_quiet() {
-        // 500/h all day long: baseline 500/h, limit 2500/h.
+    fn fires_in_burn_in_only_when_loud() {
         let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(rule.evaluate(&logins(500, 24 * 500, 48)), None);
-        assert_eq!(
-            rule.evaluate(&logins(2_600, 23 * 500 + 2_600, 48)),
-            Some(Hit::new(50.0, REASON_BURST))
-        );
+        // Five hours after a first start: 300 logons in the last hour.
+        let hit = rule.evaluate(&logins(300, 320, 0, 5)).unwrap();
+        assert_eq!(hit.reason, REASON_COLD);
+        // An account at a steady 300 an hour since the start is not a burst.
+        assert_eq!(rule.evaluate(&logins(300, 1_500, 300, 5)), None);
+        assert_eq!(rule.evaluate(&logins(200, 200, 0, 2)), None);
+        // Within its first 75 minutes an account has no pace yet.
+        assert_eq!(rule.evaluate(&logins(900, 900, 0, 1)), None);
     }
 
     #[test]
-    fn severe_burst_scores_higher() {
+    fn score_grows_with_each_doubling() {
         let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(
-            rule.evaluate(&logins(400, 400, 48)),
-            Some(Hit::new(75.0, REASON_SEVERE_BURST))
-        );
-    }
-
-    #[test]
-    fn quiet_during_burn_in() {
-        let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(rule.evaluate(&logins(1_000, 1_000, 23)), None);
-        let eager = RuleHarness::<Burst>::with_defaults().with("burn_in", 0.0);
-        assert!(eager.evaluate(&logins(1_000, 1_000, 23)).is_some());
-    }
-
-    #[test]
-    fn baseline_is_the_mean_of_the_23_hours_before() {
-        // 23 * 50 logins before the last hour: baseline 50/h, limit 250.
-        let rule = RuleHarness::<Burst>::with_defaults();
-        assert_eq!(rule.evaluate(&logins(250, 23 * 50 + 250, 48)), None);
-        assert!(rule.evaluate(&logins(251, 23 * 50 + 251, 48)).is_some());
+        let hit = rule.evaluate(&logins(400, 500, 100, 48)).unwrap();
+        assert!((hit.score - 80.0).abs() < 0.01, "{hit:?}");
     }
 }

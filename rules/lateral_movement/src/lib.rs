@@ -1,36 +1,51 @@
 //! Rule `lateral_movement`: within the last hour the user reached many computers
 //! they had never used, and those make up most of what they touched. Fires on each
 //! new computer while the pattern holds, scoring higher the wider the spread.
+//!
+//! It needs no history for the widest spreads: in burn-in (after a first start
+//! every computer is new, so ordinary users show a few), it fires from
+//! `cold_min_new_computers` on.
 
 use authpulse_rules_sdk::{
-    Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct LateralMovement {
     min_new_computers: u32,
+    cold_min_new_computers: u32,
     min_new_ratio: f32,
     burn_in_s: u32,
     score: f32,
 }
 
 pub const REASON_SPREAD: u32 = 0;
+pub const REASON_COLD_SPREAD: u32 = 1;
 
 /// Each new computer beyond the threshold adds this much, up to 100.
-const SCORE_PER_EXTRA_COMPUTER: f32 = 1.0;
+const SCORE_PER_EXTRA_COMPUTER: f32 = 2.0;
 
 impl Rule for LateralMovement {
     const METADATA: Metadata = Metadata {
         name: "lateral_movement",
-        version: "1.0.0",
+        version: "2.0.0",
         description: "Many distinct, mostly never-used computers within an hour",
         severity: Severity::High,
         mitre: &["T1021", "T1570"],
+        entity: Entity::User,
         params: &[
             ParamSpec {
                 name: "min_new_computers",
                 description: "Computers first used within the last hour to fire",
                 kind: ParamKind::Count,
-                default: 10.0,
+                default: 8.0,
+                min: 2.0,
+                max: 1e6,
+            },
+            ParamSpec {
+                name: "cold_min_new_computers",
+                description: "In burn-in: computers first used within the last hour to fire",
+                kind: ParamKind::Count,
+                default: 40.0,
                 min: 2.0,
                 max: 1e6,
             },
@@ -42,29 +57,22 @@ impl Rule for LateralMovement {
                 min: 0.0,
                 max: 1.0,
             },
-            ParamSpec {
-                name: "burn_in",
-                description: "Stay quiet until the user has been seen for this long",
-                kind: ParamKind::Seconds,
-                default: 86_400.0,
-                min: 0.0,
-                max: 31_536_000.0,
-            },
-            ParamSpec {
-                name: "score",
-                description: "Risk contribution at the threshold",
-                kind: ParamKind::Score,
-                default: 75.0,
-                min: 0.0,
-                max: 100.0,
-            },
+            ParamSpec::burn_in(86_400.0),
+            ParamSpec::score(
+                70.0,
+                "Risk contribution at the threshold; each computer beyond adds 2",
+            ),
         ],
-        reasons: &["many computers never used before reached within an hour"],
+        reasons: &[
+            "many computers never used before reached within an hour",
+            "dozens of computers reached within an hour by an account with little history",
+        ],
     };
 
     fn new(p: &Params) -> Self {
         LateralMovement {
             min_new_computers: p.get("min_new_computers") as u32,
+            cold_min_new_computers: p.get("cold_min_new_computers") as u32,
             min_new_ratio: p.get("min_new_ratio") as f32,
             burn_in_s: p.get("burn_in") as u32,
             score: p.get("score") as f32,
@@ -73,18 +81,23 @@ impl Rule for LateralMovement {
 
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
+        let (min, reason) = if f.user_tenure_s >= self.burn_in_s {
+            (self.min_new_computers, REASON_SPREAD)
+        } else {
+            (self.cold_min_new_computers, REASON_COLD_SPREAD)
+        };
         let new = f.user_new_computers_1h;
-        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s || new < self.min_new_computers {
+        if !f.is_new_device() || new < min {
             return None;
         }
         let distinct = f.user_distinct_computers_1h.max(1) as f32;
         if (new as f32) < self.min_new_ratio * distinct {
             return None;
         }
-        let extra = (new - self.min_new_computers) as f32;
+        let extra = (new - min) as f32;
         Some(Hit::new(
             self.score + extra * SCORE_PER_EXTRA_COMPUTER,
-            REASON_SPREAD,
+            reason,
         ))
     }
 }
@@ -109,15 +122,15 @@ mod tests {
     #[test]
     fn fires_on_wide_new_spread_and_escalates() {
         let rule = RuleHarness::<LateralMovement>::with_defaults();
-        assert_eq!(rule.evaluate(&spread(10, 12)), Some(Hit::new(75.0, 0)));
-        assert_eq!(rule.evaluate(&spread(25, 27)), Some(Hit::new(90.0, 0)));
+        assert_eq!(rule.evaluate(&spread(8, 12)), Some(Hit::new(70.0, 0)));
+        assert_eq!(rule.evaluate(&spread(13, 15)), Some(Hit::new(80.0, 0)));
         assert_eq!(rule.evaluate(&spread(60, 60)), Some(Hit::new(100.0, 0)));
     }
 
     #[test]
     fn quiet_below_threshold() {
         let rule = RuleHarness::<LateralMovement>::with_defaults();
-        assert_eq!(rule.evaluate(&spread(9, 9)), None);
+        assert_eq!(rule.evaluate(&spread(7, 7)), None);
     }
 
     #[test]
@@ -140,5 +153,14 @@ mod tests {
             ..spread(20, 20)
         };
         assert_eq!(rule.evaluate(&fresh), None);
+        // ... unless the spread is wide even for a first hour.
+        let wide = Features {
+            user_tenure_s: 3600,
+            ..spread(45, 46)
+        };
+        assert_eq!(
+            rule.evaluate(&wide),
+            Some(Hit::new(80.0, REASON_COLD_SPREAD))
+        );
     }
 }

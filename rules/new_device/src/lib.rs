@@ -1,75 +1,79 @@
 //! Rule `new_device`: a user logs on to a computer that is not in their device
-//! history. Quiet while the user is in burn-in (the host has not yet seen enough of
-//! them), and softer for users who already roam many computers (admins, service
-//! accounts), for whom one more computer says less.
+//! history, weighed by how unusual that is *for this user* and *for that
+//! computer*.
+//!
+//! Its score is evidence (see `stats::score_of_evidence`): the log of how
+//! much likelier the logon is from an intruder moving `attack_per_day` hops
+//! a day than from this user, who usually starts about `r` new computers a
+//! day, i.e. `log10(attack_per_day / r)` decades. A computer many users share
+//! (a file server, a domain controller) is where users go anyway and
+//! intruders seldom need to, and a computer nobody used before is being set
+//! up for its first user: on both the evidence counts `shared_weight`. A
+//! computer that several users started on within its first day is being
+//! rolled out: no evidence at all.
+//! Alone it never alerts; two or three within hours, on a user who rarely
+//! gets one, add up on the user (entity risk). Quiet during burn-in.
 
+use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct NewDevice {
     burn_in_s: u32,
-    score: f32,
-    roamer_computers: u32,
-    roamer_factor: f32,
+    attack_per_day: f32,
+    shared_users: u32,
+    shared_weight: f32,
 }
 
-pub const REASON_NEW_DEVICE: u32 = 0;
-pub const REASON_NEW_DEVICE_ROAMER: u32 = 1;
+pub const REASON_UNUSUAL: u32 = 0;
+pub const REASON_SHARED: u32 = 1;
+
+/// A computer that this many users started on within its first day is
+/// being rolled out.
+const ROLLOUT_USERS: u32 = 5;
+const ROLLOUT_DAY_S: u32 = 86_400;
 
 impl Rule for NewDevice {
     const METADATA: Metadata = Metadata {
         name: "new_device",
-        version: "1.0.0",
-        description: "User logs on to a computer they have never used before",
-        severity: Severity::Medium,
+        version: "2.0.0",
+        description: "User logs on to a computer they never used, weighed by how rare that is for them",
+        severity: Severity::Low,
         mitre: &["T1078", "T1021"],
+        entity: Entity::User,
         params: &[
+            ParamSpec::burn_in(86_400.0),
+            ParamSpec::attack_per_day(24.0),
             ParamSpec {
-                name: "burn_in",
-                description: "Stay quiet until the user has been seen for this long",
-                kind: ParamKind::Seconds,
-                default: 86_400.0,
-                min: 0.0,
-                max: 31_536_000.0,
-            },
-            ParamSpec {
-                name: "score",
-                description: "Risk contribution of a new device",
-                kind: ParamKind::Score,
-                default: 40.0,
-                min: 0.0,
-                max: 100.0,
-            },
-            ParamSpec {
-                name: "roamer_computers",
-                description: "Users who already used more computers than this are roamers",
+                name: "shared_users",
+                description: "A computer with at least this many other users is shared",
                 kind: ParamKind::Count,
-                default: 150.0,
+                default: 20.0,
                 min: 1.0,
                 max: 1e9,
             },
             ParamSpec {
-                name: "roamer_factor",
-                description: "Multiplier on the score for roamers",
+                name: "shared_weight",
+                description: "Share of the evidence a shared computer counts",
                 kind: ParamKind::Ratio,
-                default: 0.5,
+                default: 0.35,
                 min: 0.0,
                 max: 1.0,
             },
         ],
         reasons: &[
-            "first logon by this user to this computer",
-            "first logon to this computer by a user who already roams many computers",
+            "first logon to this computer, and new computers are unusual for this user",
+            "first logon to a computer many users share, or nobody used before",
         ],
     };
 
     fn new(p: &Params) -> Self {
         NewDevice {
             burn_in_s: p.get("burn_in") as u32,
-            score: p.get("score") as f32,
-            roamer_computers: p.get("roamer_computers") as u32,
-            roamer_factor: p.get("roamer_factor") as f32,
+            attack_per_day: p.get("attack_per_day") as f32,
+            shared_users: p.get("shared_users") as u32,
+            shared_weight: p.get("shared_weight") as f32,
         }
     }
 
@@ -78,15 +82,22 @@ impl Rule for NewDevice {
         if !f.is_new_device() || f.user_tenure_s < self.burn_in_s {
             return None;
         }
-        // `user_known_computers` includes this one.
-        if f.user_known_computers > self.roamer_computers {
-            Some(Hit::new(
-                self.score * self.roamer_factor,
-                REASON_NEW_DEVICE_ROAMER,
-            ))
-        } else {
-            Some(Hit::new(self.score, REASON_NEW_DEVICE))
+        let mut decades = f.new_computer_evidence(self.attack_per_day);
+        let rolling_out = f.host_tenure_s < ROLLOUT_DAY_S && f.host_new_users_24h >= ROLLOUT_USERS;
+        if rolling_out {
+            return None;
         }
+        let others = f.host_users_before();
+        let shared = others == 0 || others >= self.shared_users;
+        if shared {
+            decades *= self.shared_weight;
+        }
+        let reason = if shared {
+            REASON_SHARED
+        } else {
+            REASON_UNUSUAL
+        };
+        (decades > 0.0).then(|| Hit::new(score_of_evidence(decades), reason))
     }
 }
 
@@ -95,54 +106,69 @@ export_rule!(NewDevice);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authpulse_rules_sdk::stats::evidence_of_score;
     use authpulse_rules_sdk::{FLAG_NEW_DEVICE_FOR_USER, testing::RuleHarness};
 
-    fn new_device(tenure_s: u32, known: u32) -> Features {
+    /// A new device for a user known for `days` with `known` computers, of
+    /// which `new` arrived in their baseline period, on a computer that had
+    /// `others` users.
+    fn new_device(days: u32, known: u32, new: u32, others: u32) -> Features {
         Features {
             flags: FLAG_NEW_DEVICE_FOR_USER,
-            user_tenure_s: tenure_s,
+            user_tenure_s: days * 86_400,
             user_known_computers: known,
+            user_baseline_new_computers: new,
+            user_baseline_s: days.saturating_sub(2) * 86_400,
+            host_users_ever: others + 1,
             ..Default::default()
         }
     }
 
     #[test]
-    fn fires_on_new_device_after_burn_in() {
+    fn evidence_is_the_attack_rate_over_the_users_own() {
         let rule = RuleHarness::<NewDevice>::with_defaults();
-        assert_eq!(
-            rule.evaluate(&new_device(2 * 86_400, 5)),
-            Some(Hit::new(40.0, REASON_NEW_DEVICE))
-        );
+        // 20 known, 3 new in 30 days: 0.13 a day, below the floor of 0.03 a
+        // day per known computer (0.6), against 24: log10(40) = 1.6 decades.
+        let hit = rule.evaluate(&new_device(32, 20, 3, 2)).unwrap();
+        assert_eq!(hit.reason, REASON_UNUSUAL);
+        let decades = evidence_of_score(hit.score);
+        assert!((decades - 1.602).abs() < 0.01, "{hit:?}: {decades}");
+        // A roamer with 300 computers, 60 new in 10 days: ~6 a day.
+        let roamer = rule.evaluate(&new_device(12, 300, 60, 2)).unwrap();
+        assert!(evidence_of_score(roamer.score) < 0.8, "{roamer:?}");
     }
 
     #[test]
-    fn quiet_during_burn_in() {
+    fn shared_new_and_rolled_out_computers_count_less() {
         let rule = RuleHarness::<NewDevice>::with_defaults();
-        assert_eq!(rule.evaluate(&new_device(86_399, 5)), None);
-        let short = RuleHarness::<NewDevice>::with_defaults().with("burn_in", 60.0);
-        assert!(short.evaluate(&new_device(60, 5)).is_some());
+        let personal = rule.evaluate(&new_device(32, 20, 3, 2)).unwrap();
+        let shared = rule.evaluate(&new_device(32, 20, 3, 500)).unwrap();
+        assert_eq!(shared.reason, REASON_SHARED);
+        let ratio = evidence_of_score(shared.score) / evidence_of_score(personal.score);
+        assert!((ratio - 0.35).abs() < 0.01, "{ratio}");
+        // Its first user counts as little; the users of a computer rolled
+        // out today count nothing.
+        assert_eq!(rule.evaluate(&new_device(32, 20, 3, 0)), Some(shared));
+        let rollout = Features {
+            host_tenure_s: 3 * 3600,
+            host_new_users_24h: 40,
+            ..new_device(32, 20, 3, 39)
+        };
+        assert_eq!(rule.evaluate(&rollout), None);
     }
 
     #[test]
-    fn quiet_on_known_device() {
+    fn quiet_during_burn_in_on_known_computers_and_for_heavy_roamers() {
         let rule = RuleHarness::<NewDevice>::with_defaults();
+        assert_eq!(rule.evaluate(&new_device(0, 5, 0, 2)), None);
         let known = Features {
             flags: 0,
-            ..new_device(10 * 86_400, 5)
+            ..new_device(30, 20, 1, 2)
         };
         assert_eq!(rule.evaluate(&known), None);
-    }
-
-    #[test]
-    fn softer_for_roamers() {
-        let rule = RuleHarness::<NewDevice>::with_defaults().with("roamer_computers", 10.0);
-        assert_eq!(
-            rule.evaluate(&new_device(10 * 86_400, 11)),
-            Some(Hit::new(20.0, REASON_NEW_DEVICE_ROAMER))
-        );
-        assert_eq!(
-            rule.evaluate(&new_device(10 * 86_400, 10)),
-            Some(Hit::new(40.0, REASON_NEW_DEVICE))
-        );
+        // Thirty new computers a day is more than an intruder's pace.
+        assert_eq!(rule.evaluate(&new_device(12, 2_000, 300, 2)), None);
+        let eager = RuleHarness::<NewDevice>::with_defaults().with("burn_in", 0.0);
+        assert!(eager.evaluate(&new_device(0, 5, 0, 2)).is_some());
     }
 }

@@ -1,27 +1,38 @@
 //! Rule `rare_host`: a user logs on, for the first time, to a computer that only
 //! one or a few other users have ever used (someone else's workstation, a
-//! forgotten server). Brand-new computers are left alone: with no history their
-//! rarity means nothing yet.
+//! forgotten server). Ordinary users seldom do (about one new computer in
+//! ten is that rare), intruders often. It adds `extra` times the evidence
+//! `new_device` finds in the new computer (how unusual new computers are for
+//! this user), so that for a user who rarely starts on new computers two
+//! rare ones within hours alert, while a roaming account's many rare
+//! computers add nothing. Computers in their first day are left alone: with
+//! no history their rarity means nothing yet.
 
+use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct RareHost {
     max_prior_users: u32,
     burn_in_s: u32,
-    score: f32,
+    attack_per_day: f32,
+    extra: f32,
 }
 
 pub const REASON_RARE_HOST: u32 = 0;
 
+/// A computer's rarity means something once it has a day of history.
+const ESTABLISHED_S: u32 = 86_400;
+
 impl Rule for RareHost {
     const METADATA: Metadata = Metadata {
         name: "rare_host",
-        version: "1.0.0",
+        version: "2.0.0",
         description: "First logon to a computer very few users have ever used",
         severity: Severity::Low,
         mitre: &["T1021"],
+        entity: Entity::User,
         params: &[
             ParamSpec {
                 name: "max_prior_users",
@@ -31,21 +42,15 @@ impl Rule for RareHost {
                 min: 1.0,
                 max: 1e6,
             },
+            ParamSpec::burn_in(86_400.0),
+            ParamSpec::attack_per_day(24.0),
             ParamSpec {
-                name: "burn_in",
-                description: "Stay quiet until the user has been seen for this long",
-                kind: ParamKind::Seconds,
-                default: 86_400.0,
+                name: "extra",
+                description: "Evidence added, as a multiple of what the new computer says on its own",
+                kind: ParamKind::Factor,
+                default: 0.8,
                 min: 0.0,
-                max: 31_536_000.0,
-            },
-            ParamSpec {
-                name: "score",
-                description: "Risk contribution",
-                kind: ParamKind::Score,
-                default: 30.0,
-                min: 0.0,
-                max: 100.0,
+                max: 10.0,
             },
         ],
         reasons: &["first logon to a computer few other users have ever used"],
@@ -55,7 +60,8 @@ impl Rule for RareHost {
         RareHost {
             max_prior_users: p.get("max_prior_users") as u32,
             burn_in_s: p.get("burn_in") as u32,
-            score: p.get("score") as f32,
+            attack_per_day: p.get("attack_per_day") as f32,
+            extra: p.get("extra") as f32,
         }
     }
 
@@ -64,9 +70,13 @@ impl Rule for RareHost {
         if !f.is_new_device() || f.user_tenure_s < self.burn_in_s {
             return None;
         }
-        let prior = f.host_users_before();
-        (prior >= 1 && prior <= self.max_prior_users)
-            .then(|| Hit::new(self.score, REASON_RARE_HOST))
+        if !(1..=self.max_prior_users).contains(&f.host_users_before())
+            || f.host_tenure_s < ESTABLISHED_S
+        {
+            return None;
+        }
+        let decades = self.extra * f.new_computer_evidence(self.attack_per_day);
+        (decades > 0.0).then(|| Hit::new(score_of_evidence(decades), REASON_RARE_HOST))
     }
 }
 
@@ -77,11 +87,14 @@ mod tests {
     use super::*;
     use authpulse_rules_sdk::{FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, testing::RuleHarness};
 
+    /// A first visit by a user with 20 computers (none new lately).
     fn first_visit(users_ever_incl_this: u32) -> Features {
         Features {
             flags: FLAG_NEW_DEVICE_FOR_USER,
             user_tenure_s: 7 * 86_400,
+            user_known_computers: 20,
             host_users_ever: users_ever_incl_this,
+            host_tenure_s: 30 * 86_400,
             ..Default::default()
         }
     }
@@ -89,14 +102,32 @@ mod tests {
     #[test]
     fn fires_on_someone_elses_workstation() {
         let rule = RuleHarness::<RareHost>::with_defaults();
-        assert_eq!(rule.evaluate(&first_visit(2)), Some(Hit::new(30.0, 0)));
-        assert_eq!(rule.evaluate(&first_visit(3)), Some(Hit::new(30.0, 0)));
+        // 0.8 x log10(24 / 0.6) = 1.28 decades.
+        let hit = rule.evaluate(&first_visit(2)).unwrap();
+        assert_eq!(hit.reason, REASON_RARE_HOST);
+        assert!((17.0..18.0).contains(&hit.score), "{hit:?}");
+        assert_eq!(rule.evaluate(&first_visit(3)), Some(hit));
+    }
+
+    #[test]
+    fn adds_nothing_for_a_roaming_account() {
+        let rule = RuleHarness::<RareHost>::with_defaults();
+        let roamer = Features {
+            user_known_computers: 2_000,
+            ..first_visit(2)
+        };
+        assert_eq!(rule.evaluate(&roamer), None);
     }
 
     #[test]
     fn quiet_on_popular_or_brand_new_computers() {
         let rule = RuleHarness::<RareHost>::with_defaults();
         assert_eq!(rule.evaluate(&first_visit(4)), None);
+        let young = Features {
+            host_tenure_s: 3600,
+            ..first_visit(2)
+        };
+        assert_eq!(rule.evaluate(&young), None);
         let brand_new = Features {
             flags: FLAG_NEW_DEVICE_FOR_USER | FLAG_NEW_COMPUTER,
             ..first_visit(1)

@@ -9,8 +9,8 @@
 //! function of the event's features, the export macro, and native tests.
 
 use authpulse_rules_sdk::{
-    Features, Hit, Metadata, NO_PREVIOUS_LOGIN, ParamKind, ParamSpec, Params, Rule, Severity,
-    export_rule,
+    Entity, Features, Hit, Metadata, NO_PREVIOUS_LOGIN, ParamKind, ParamSpec, Params, Rule,
+    Severity, export_rule,
 };
 
 pub struct DormantReturn {
@@ -30,6 +30,7 @@ impl Rule for DormantReturn {
         description: "A long-silent account logs on again, to a computer it never used",
         severity: Severity::Medium,
         mitre: &["T1078"],
+        entity: Entity::User,
         params: &[
             ParamSpec {
                 name: "min_gap",
@@ -39,14 +40,12 @@ impl Rule for DormantReturn {
                 min: 3_600.0,
                 max: 31_536_000.0,
             },
-            ParamSpec {
-                name: "score",
-                description: "Risk contribution when the computer is new to the user",
-                kind: ParamKind::Score,
-                default: 45.0,
-                min: 0.0,
-                max: 100.0,
-            },
+            // Common parameters come ready-made: `ParamSpec::score` and
+            // `ParamSpec::burn_in`.
+            ParamSpec::score(
+                45.0,
+                "Risk contribution when the computer is new to the user",
+            ),
             ParamSpec {
                 name: "unknown_computer_score",
                 description: "Risk contribution when no one has used the computer before",

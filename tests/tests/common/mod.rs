@@ -2,31 +2,57 @@
 //! over bytes with everything collected in memory.
 #![allow(dead_code)]
 
-use authpulse::generator::{Attack, Generator, GeneratorConfig};
-use authpulse::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
-use authpulse::policy::Policy;
-use authpulse::rules::Engine;
-use authpulse::sinks::Collect;
+use authpulse_engine::alerts::Alert;
+use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::policy::Policy;
+use authpulse_engine::rules::Engine;
+use authpulse_engine::sinks::Collect;
+use authpulse_generator::{Campaign, CampaignPlan, Generator, GeneratorConfig, Kind};
 
-/// Generated LANL CSV and its hidden attacks.
+/// Generated LANL CSV and its hidden loud attacks (sprays and bursts, in
+/// turn, from day 2 on).
 pub fn generate(
     users: u32,
     days: u32,
     events: u64,
     attacks: u32,
     seed: u64,
-) -> (Vec<u8>, Vec<Attack>) {
+) -> (Vec<u8>, Vec<Campaign>) {
+    generate_kinds(
+        users,
+        days,
+        events,
+        attacks,
+        seed,
+        &[Kind::Spray, Kind::Burst],
+    )
+}
+
+/// [`generate`] with attacks of `kinds` (all kinds when empty).
+pub fn generate_kinds(
+    users: u32,
+    days: u32,
+    events: u64,
+    attacks: u32,
+    seed: u64,
+    kinds: &[Kind],
+) -> (Vec<u8>, Vec<Campaign>) {
     let generator = Generator::new(GeneratorConfig {
         users,
         computers: users * 2,
         days,
         events: Some(events),
         seed,
-        attacks,
+        campaigns: CampaignPlan {
+            attacks,
+            benign: 0,
+            kinds: kinds.to_vec(),
+            from_day: 2.min(days - 1),
+        },
     });
     let mut data = Vec::new();
     generator.write(&mut data, |_| {}).unwrap();
-    (data, generator.attacks().to_vec())
+    (data, generator.campaigns().to_vec())
 }
 
 pub struct Outcome {
@@ -67,6 +93,19 @@ pub fn score(data: &[u8], policy: &Policy, batch_size: usize, engine: Engine) ->
 
 pub fn score_default(data: &[u8], batch_size: usize) -> Outcome {
     score(data, &Policy::builtin(), batch_size, Engine::Wasm)
+}
+
+/// The latest publication of each incident (its closing, after a run), in
+/// the order the incidents first appeared.
+pub fn latest(alerts: &[Alert]) -> Vec<&Alert> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut last: std::collections::HashMap<&str, &Alert> = Default::default();
+    for alert in alerts {
+        if last.insert(alert.alert_id.as_str(), alert).is_none() {
+            order.push(alert.alert_id.as_str());
+        }
+    }
+    order.into_iter().map(|id| last[id]).collect()
 }
 
 /// Every field of the summary but the timings.

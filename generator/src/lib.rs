@@ -1,15 +1,21 @@
-//! `authpulse gen`: LANL-format authentication data (`time,user,computer`,
-//! sorted by time) that looks like the real set, deterministic for a seed.
-//! The model is in [`model`]; this file turns it into lines.
+//! # AuthPulse data generator
+//!
+//! LANL-format authentication data (`time,user,computer`, sorted by time) that
+//! looks like the real set, deterministic for a seed: what `authpulse gen`
+//! writes and what `eval`, the demo, the benchmarks and the tests run on. The
+//! statistical model is in [`model`], the labelled campaigns hidden in the data
+//! in [`campaigns`]; this file turns them into lines.
 //!
 //! Each day gets its share of events (weekends 0.6x weekdays); each event falls
 //! on a second drawn from the daily cycle. A pair's first use is an event at its
 //! discovery time; every other event picks a user by activity and one of the
 //! computers that user has already used, favouring the ones first used earliest
 //! (their own workstation, the domain controllers). 0.5% of lines are
-//! duplicates: natural same-second repeats, topped up with deliberate copies. `--attacks` hides crafted incidents in the stream and reports
-//! them (ground truth for tests and the demo).
+//! duplicates: natural same-second repeats, topped up with deliberate copies.
+//! Campaigns ([`CampaignPlan`]) are merged into the stream at their seconds,
+//! and reported as ground truth ([`Campaign`]).
 
+pub mod campaigns;
 pub mod model;
 
 use std::io::{self, Write};
@@ -20,6 +26,7 @@ use rand_distr::weighted::WeightedAliasIndex;
 use rand_pcg::Pcg64Mcg;
 use serde::Serialize;
 
+pub use campaigns::{Campaign, CampaignPlan, Kind};
 pub use model::{Graph, LANL_COMPUTERS, LANL_EVENTS_PER_DAY, LANL_USERS, PERIOD_DAYS};
 
 /// Share of duplicate lines, as in the real set. Busy accounts log on to the
@@ -27,7 +34,7 @@ pub use model::{Graph, LANL_COMPUTERS, LANL_EVENTS_PER_DAY, LANL_USERS, PERIOD_D
 /// the generator counts those and writes deliberate copies to make up the rest.
 pub const DUPLICATE_SHARE: f64 = 0.005;
 const WEEKEND_FACTOR: f64 = 0.6;
-const DAY: u32 = 86_400;
+pub(crate) const DAY: u32 = 86_400;
 
 #[derive(Clone, Debug)]
 pub struct GeneratorConfig {
@@ -37,8 +44,8 @@ pub struct GeneratorConfig {
     /// Total lines; `None` means the real set's rate scaled to `users`.
     pub events: Option<u64>,
     pub seed: u64,
-    /// Crafted incidents to hide in the data (half lateral movement, half bursts).
-    pub attacks: u32,
+    /// Labelled campaigns to hide in the data.
+    pub campaigns: CampaignPlan,
 }
 
 impl Default for GeneratorConfig {
@@ -49,7 +56,7 @@ impl Default for GeneratorConfig {
             days: 1,
             events: None,
             seed: 1,
-            attacks: 0,
+            campaigns: CampaignPlan::default(),
         }
     }
 }
@@ -79,123 +86,41 @@ impl GeneratorConfig {
     }
 }
 
-/// A crafted incident, as ground truth.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Attack {
-    pub kind: String,
-    pub user: String,
-    /// LANL times (seconds from the start) of the first and last event.
-    pub start: u32,
-    pub end: u32,
-    pub events: u32,
-    pub computers: u32,
-}
-
 /// What was written.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct GenerateStats {
     pub lines: u64,
     pub duplicates: u64,
     pub first_uses: u64,
-    pub attack_events: u64,
+    /// Lines written for campaigns.
+    pub campaign_events: u64,
 }
 
 pub struct Generator {
     config: GeneratorConfig,
     graph: Graph,
-    attacks: Vec<Attack>,
-    /// (LANL time, user, computer), sorted.
-    attack_events: Vec<(u32, u32, u32)>,
+    planned: campaigns::Planned,
 }
 
 impl Generator {
     pub fn new(config: GeneratorConfig) -> Generator {
         let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
         let graph = Graph::build(config.users.max(1), config.computers.max(1), &mut rng);
-        let mut generator = Generator {
+        let planned = campaigns::plan(&graph, config.days, &config.campaigns, &mut rng);
+        Generator {
             config,
             graph,
-            attacks: Vec::new(),
-            attack_events: Vec::new(),
-        };
-        generator.plan_attacks(&mut rng);
-        generator
+            planned,
+        }
     }
 
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
 
-    pub fn attacks(&self) -> &[Attack] {
-        &self.attacks
-    }
-
-    /// Picks ordinary users (10..=60 computers, active from day 1) and hides
-    /// incidents after their burn-in: lateral movement reaches 25-40 computers
-    /// they never use, seconds apart; a burst replays 400 logins in 30 minutes.
-    fn plan_attacks<R: Rng>(&mut self, rng: &mut R) {
-        let span_days = self.config.days;
-        if self.config.attacks == 0 || span_days == 0 {
-            return;
-        }
-        let candidates: Vec<u32> = (0..self.graph.users)
-            .filter(|&u| {
-                let p = &self.graph.pairs[u as usize];
-                (10..=60).contains(&p.computers.len())
-                    && p.first_use.first().is_some_and(|&t| t < DAY / 2)
-            })
-            .collect();
-        if candidates.is_empty() {
-            return;
-        }
-        let first_day = if span_days >= 3 { 2 } else { span_days - 1 };
-        for i in 0..self.config.attacks {
-            let user = candidates[rng.random_range(0..candidates.len())];
-            if self.attacks.iter().any(|a| a.user == user_name(user)) {
-                continue;
-            }
-            let day = rng.random_range(first_day..span_days);
-            let start = day * DAY + rng.random_range(9 * 3600..16 * 3600);
-            let known = &self.graph.pairs[user as usize].computers;
-            let (kind, times_and_targets): (&str, Vec<(u32, u32)>) = if i % 2 == 0 {
-                let n = rng.random_range(25..=40);
-                let mut t = start;
-                let mut targets = Vec::new();
-                while targets.len() < n {
-                    let c = rng.random_range(
-                        self.graph.hubs..self.graph.computers.max(self.graph.hubs + 1),
-                    );
-                    if c < self.graph.computers
-                        && !known.contains(&c)
-                        && !targets.iter().any(|&(_, x)| x == c)
-                    {
-                        t += rng.random_range(5..40);
-                        targets.push((t, c));
-                    }
-                }
-                ("lateral_movement", targets)
-            } else {
-                let usable: Vec<u32> = known.iter().copied().take(5).collect();
-                let events = (0..400)
-                    .map(|k| (start + k * 1800 / 400, usable[k as usize % usable.len()]))
-                    .collect();
-                ("burst", events)
-            };
-            let mut computers: Vec<u32> = times_and_targets.iter().map(|p| p.1).collect();
-            computers.sort_unstable();
-            computers.dedup();
-            self.attacks.push(Attack {
-                kind: kind.to_string(),
-                user: user_name(user),
-                start: times_and_targets[0].0 + 1,
-                end: times_and_targets.last().expect("non-empty").0 + 1,
-                events: times_and_targets.len() as u32,
-                computers: computers.len() as u32,
-            });
-            self.attack_events
-                .extend(times_and_targets.into_iter().map(|(t, c)| (t, user, c)));
-        }
-        self.attack_events.sort_unstable();
+    /// The campaigns hidden in the data (ground truth).
+    pub fn campaigns(&self) -> &[Campaign] {
+        &self.planned.campaigns
     }
 
     /// Writes the data set. `progress(lines)` is called every ~1M lines.
@@ -206,12 +131,14 @@ impl Generator {
     ) -> io::Result<GenerateStats> {
         let mut rng = Pcg64Mcg::seed_from_u64(self.config.seed ^ 0x9e37_79b9_7f4a_7c15);
         let graph = &self.graph;
-        let user_names: Vec<Vec<u8>> = (0..graph.users)
+        // Campaigns may bring accounts and computers of their own.
+        let user_names: Vec<Vec<u8>> = (0..self.planned.users)
             .map(|u| user_name(u).into_bytes())
             .collect();
-        let computer_names: Vec<Vec<u8>> = (0..graph.computers)
-            .map(|c| format!("C{}", c + 1).into_bytes())
+        let computer_names: Vec<Vec<u8>> = (0..self.planned.computers)
+            .map(|c| computer_name(c).into_bytes())
             .collect();
+        let campaign_events = &self.planned.events;
         let activity =
             WeightedAliasIndex::new(graph.activity.clone()).expect("positive activity weights");
         let hours = WeightedAliasIndex::new(model::hour_weights().to_vec()).expect("valid weights");
@@ -238,7 +165,7 @@ impl Generator {
         let mut stats = GenerateStats::default();
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
         let mut next_first = 0usize;
-        let mut next_attack = 0usize;
+        let mut next_campaign = 0usize;
         let mut per_second = vec![0u32; DAY as usize];
         let mut next_report = 1u64 << 20;
         let mut time_text = itoa::Buffer::new();
@@ -296,13 +223,12 @@ impl Generator {
                     stats.first_uses += 1;
                     next_first += 1;
                 }
-                while next_attack < self.attack_events.len()
-                    && self.attack_events[next_attack].0 == t
+                while next_campaign < campaign_events.len() && campaign_events[next_campaign].0 == t
                 {
-                    let (_, u, c) = self.attack_events[next_attack];
+                    let (_, u, c) = campaign_events[next_campaign];
                     emit(&mut buf, &mut rng, u, c, &mut stats);
-                    stats.attack_events += 1;
-                    next_attack += 1;
+                    stats.campaign_events += 1;
+                    next_campaign += 1;
                 }
                 for _ in 0..count {
                     if active.is_empty() {
@@ -344,8 +270,14 @@ impl Generator {
     }
 }
 
+/// The name of user id `u` (`U1` for 0).
 pub fn user_name(u: u32) -> String {
     format!("U{}", u + 1)
+}
+
+/// The name of computer id `c` (`C1` for 0).
+pub fn computer_name(c: u32) -> String {
+    format!("C{}", c + 1)
 }
 
 /// Statistics of the modelled nine months (the graph), set against the real
@@ -488,7 +420,7 @@ mod tests {
             days: 7,
             events: None,
             seed: 2,
-            attacks: 0,
+            campaigns: CampaignPlan::default(),
         };
         let mut out = Vec::new();
         Generator::new(config).write(&mut out, |_| {}).unwrap();
@@ -543,7 +475,12 @@ mod tests {
             days: 1,
             events: Some(20_000),
             seed: 7,
-            attacks: 2,
+            campaigns: CampaignPlan {
+                attacks: 6,
+                benign: 3,
+                from_day: 0,
+                kinds: Vec::new(),
+            },
         };
         let mut a = Vec::new();
         let mut b = Vec::new();
@@ -562,7 +499,7 @@ mod tests {
             days: 3,
             events: Some(60_000),
             seed: 3,
-            attacks: 0,
+            campaigns: CampaignPlan::default(),
         };
         let mut out = Vec::new();
         let stats = Generator::new(config).write(&mut out, |_| {}).unwrap();

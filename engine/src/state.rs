@@ -1,11 +1,22 @@
 //! Engine state and feature computation: per-user sliding windows (1h, 24h),
-//! device history (every computer each user has used, with first-seen time) and
-//! host popularity (distinct users per computer, ever and per UTC day).
+//! device history (every computer each user has used, with first-seen time),
+//! host popularity (distinct users per computer, ever, per UTC day and in the
+//! last hour), and each entity's own baselines: a user's busiest hour, their
+//! logins by hour of day and their usual rate of new computers; a computer's
+//! busiest hour and its usual rate of new users.
 //!
 //! Events must arrive in event-time order (the [`Orderer`](crate::order::Orderer)
 //! guarantees it). Per event the work is one hash lookup (the user/computer pair)
 //! plus amortised O(1) window upkeep; nothing allocates once the windows and maps
 //! have grown to their working size.
+//!
+//! **Baseline periods.** An entity's first day shows most of what it already
+//! had (after a first start every computer a user touches is new to the
+//! pipeline), and the last 24 hours are what a rule is judging. So the usual
+//! rate of new computers (of new users, for a computer) is counted between
+//! the two: from the end of its first day to the start of the last 24 hours.
+//! Discoveries within the first day are `initial`, later ones `later`; those
+//! of the baseline period are `later` less the ones still in the 24h window.
 
 use std::collections::VecDeque;
 
@@ -29,6 +40,9 @@ struct Device {
     /// entry with the same sequence number is that first / latest occurrence.
     first_seq: u32,
     last_seq: u32,
+    /// The same for the computer's window: computer-local sequence number of
+    /// the pair's latest event there.
+    host_last_seq: u32,
     /// UTC day of the latest event, for per-day host popularity.
     last_day: i64,
 }
@@ -54,13 +68,63 @@ struct UserState {
     new_1h: u32,
     new_24h: u32,
     known_computers: u32,
+    /// Computers first used within the user's first day, and after it.
+    initial_computers: u32,
+    later_computers: u32,
+    busiest: BusiestHour,
+    logins: u32,
+    /// Logins per hour of day (UTC).
+    logins_by_hour: [u32; 24],
 }
 
+/// Activity in the current clock hour and in the busiest one before it.
 #[derive(Default, Clone, Copy)]
+struct BusiestHour {
+    hour: i64,
+    current: u32,
+    peak: u32,
+}
+
+impl BusiestHour {
+    /// Moves to the clock hour of `time`, closing the previous one.
+    #[inline]
+    fn at(&mut self, time: i64) {
+        let hour = time.div_euclid(HOUR);
+        if hour != self.hour {
+            self.peak = self.peak.max(self.current);
+            self.hour = hour;
+            self.current = 0;
+        }
+    }
+}
+
+/// One of a computer's events inside its 1h window.
+#[derive(Clone, Copy, Debug)]
+struct HostEntry {
+    time: i64,
+    device: u32,
+    seq: u32,
+}
+
+#[derive(Default)]
 struct HostState {
     users_ever: u32,
     day: i64,
     users_today: u32,
+    first_seen: i64,
+    next_seq: u32,
+    /// Events of the last hour, oldest first.
+    window: VecDeque<HostEntry>,
+    users_1h: u32,
+    /// When each user first logged on to it, within the last 24h; the last
+    /// hour's are `firsts[firsts_hour_start..]`.
+    firsts: VecDeque<i64>,
+    firsts_hour_start: usize,
+    /// Users new to it within its first day, and after it.
+    initial_users: u32,
+    later_users: u32,
+    /// Distinct users per clock hour.
+    busiest: BusiestHour,
 }
 
 /// All state the features are computed from.
@@ -94,19 +158,24 @@ impl EngineState {
             self.users.resize_with(u + 1, UserState::default);
         }
         if c >= self.hosts.len() {
-            self.hosts.resize(c + 1, HostState::default());
+            self.hosts.resize_with(c + 1, HostState::default);
         }
         let devices = &mut self.devices;
         let user_state = &mut self.users[u];
+        let host = &mut self.hosts[c];
         let mut flags = 0;
         if user_state.last_seen.is_none() {
             user_state.first_seen = time;
             flags |= FLAG_NEW_USER;
         }
+        if host.users_ever == 0 {
+            host.first_seen = time;
+        }
         expire(user_state, devices, time);
+        expire_host(host, devices, time);
 
-        let host = &mut self.hosts[c];
         let seq = user_state.next_seq;
+        let host_seq = host.next_seq;
         let key = (u64::from(user) << 32) | u64::from(computer);
         let device_id = *self.device_index.entry(key).or_insert_with(|| {
             let id = u32::try_from(devices.len()).expect("fewer than 2^32 user/computer pairs");
@@ -115,6 +184,7 @@ impl EngineState {
                 last_seen: i64::MIN,
                 first_seq: seq,
                 last_seq: seq,
+                host_last_seq: host_seq,
                 last_day: i64::MIN,
             });
             flags |= FLAG_NEW_DEVICE_FOR_USER;
@@ -122,21 +192,38 @@ impl EngineState {
                 flags |= FLAG_NEW_COMPUTER;
             }
             host.users_ever += 1;
+            host.firsts.push_back(time);
+            if time < host.first_seen + DAY {
+                host.initial_users += 1;
+            } else {
+                host.later_users += 1;
+            }
             user_state.known_computers += 1;
             user_state.new_1h += 1;
             user_state.new_24h += 1;
+            if time < user_state.first_seen + DAY {
+                user_state.initial_computers += 1;
+            } else {
+                user_state.later_computers += 1;
+            }
             id
         });
         let device = &mut devices[device_id as usize];
         // A pair enters a window when its latest occurrence had left it.
         if device.last_seen <= time - HOUR {
             user_state.distinct_1h += 1;
+            host.users_1h += 1;
         }
         if device.last_seen <= time - DAY {
             user_state.distinct_24h += 1;
         }
+        host.busiest.at(time);
+        if device.last_seen < host.busiest.hour * HOUR {
+            host.busiest.current += 1;
+        }
         device.last_seen = time;
         device.last_seq = seq;
+        device.host_last_seq = host_seq;
         let day = time.div_euclid(DAY);
         if host.day != day {
             host.day = day;
@@ -146,6 +233,12 @@ impl EngineState {
             device.last_day = day;
             host.users_today += 1;
         }
+        host.window.push_back(HostEntry {
+            time,
+            device: device_id,
+            seq: host_seq,
+        });
+        host.next_seq = host_seq.wrapping_add(1);
 
         user_state.window.push_back(WindowEntry {
             time,
@@ -157,6 +250,23 @@ impl EngineState {
             .last_seen
             .map_or(NO_PREVIOUS_LOGIN, |prev| saturate(time - prev));
         user_state.last_seen = Some(time);
+        user_state.busiest.at(time);
+        user_state.busiest.current += 1;
+        let hour_of_day = (time.rem_euclid(DAY) / HOUR) as usize;
+        let logins_before = user_state.logins;
+        let logins_at_hour_before = user_state.logins_by_hour[hour_of_day];
+        user_state.logins = logins_before.saturating_add(1);
+        user_state.logins_by_hour[hour_of_day] = logins_at_hour_before.saturating_add(1);
+
+        let (user_baseline_new_computers, user_baseline_s) = baseline(
+            user_state.first_seen,
+            time,
+            user_state.later_computers,
+            user_state.new_24h,
+        );
+        let host_new_users_24h = host.firsts.len() as u32;
+        let (host_baseline_new_users, host_baseline_s) =
+            baseline(host.first_seen, time, host.later_users, host_new_users_24h);
 
         Features {
             event_time: time,
@@ -174,8 +284,35 @@ impl EngineState {
             host_users_ever: host.users_ever,
             host_users_today: host.users_today,
             flags,
+            user_peak_logins_1h: user_state.busiest.peak,
+            user_logins_before: logins_before,
+            user_logins_at_hour_before: logins_at_hour_before,
+            user_baseline_new_computers,
+            user_baseline_s,
+            host_users_1h: host.users_1h,
+            host_new_users_1h: (host.firsts.len() - host.firsts_hour_start) as u32,
+            host_new_users_24h,
+            host_baseline_new_users,
+            host_baseline_s,
+            host_tenure_s: saturate(time - host.first_seen),
+            host_peak_users_1h: host.busiest.peak,
+            reserved: [0; 4],
         }
     }
+}
+
+/// New computers (or users) of an entity's baseline period, and its length:
+/// from the end of its first day (`first_seen + 1 day`) to `now - 1 day`.
+/// `later` counts the discoveries after the first day, `last_24h` those in
+/// the 24h window, which all fall after the first day once the period is
+/// not empty.
+#[inline]
+fn baseline(first_seen: i64, now: i64, later: u32, last_24h: u32) -> (u32, u32) {
+    let length = now - first_seen - 2 * DAY;
+    if length <= 0 {
+        return (0, 0);
+    }
+    (later.saturating_sub(last_24h), saturate(length))
 }
 
 /// Slides the user's windows to end at `now`: entries at or before `now - 1h`
@@ -194,6 +331,31 @@ fn expire(user: &mut UserState, devices: &[Device], now: i64) {
         leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);
         user.window.pop_front();
         user.hour_start -= 1;
+    }
+}
+
+/// Slides the computer's windows to end at `now`: events leave its hour,
+/// first uses leave its hour and its day.
+#[inline]
+fn expire_host(host: &mut HostState, devices: &[Device], now: i64) {
+    while let Some(&entry) = host.window.front()
+        && entry.time <= now - HOUR
+    {
+        if devices[entry.device as usize].host_last_seq == entry.seq {
+            host.users_1h -= 1;
+        }
+        host.window.pop_front();
+    }
+    while let Some(&first) = host.firsts.get(host.firsts_hour_start)
+        && first <= now - HOUR
+    {
+        host.firsts_hour_start += 1;
+    }
+    while let Some(&first) = host.firsts.front()
+        && first <= now - DAY
+    {
+        host.firsts.pop_front();
+        host.firsts_hour_start -= 1;
     }
 }
 
@@ -331,7 +493,112 @@ mod tests {
         )
     }
 
+    /// The baselines and the computer's windows, counted from scratch:
+    /// (user peak clock hour before this one, logins before, logins at this
+    /// hour of day before, user baseline (count, seconds), host users 1h,
+    /// host new users 1h and 24h, host baseline (count, seconds), host
+    /// busiest clock hour's distinct users before this one).
+    #[allow(clippy::type_complexity)]
+    fn brute_force_v2(
+        history: &[(i64, u32, u32)],
+        now: i64,
+        user: u32,
+        computer: u32,
+    ) -> (u32, u32, u32, (u32, u32), u32, u32, u32, (u32, u32), u32) {
+        let (past, _) = history.split_at(history.len() - 1);
+        let mine: Vec<_> = past.iter().filter(|e| e.1 == user).collect();
+        let hour = now.div_euclid(HOUR);
+        let mut per_hour = std::collections::BTreeMap::<i64, u32>::new();
+        for e in mine.iter().filter(|e| e.0.div_euclid(HOUR) < hour) {
+            *per_hour.entry(e.0.div_euclid(HOUR)).or_default() += 1;
+        }
+        let hod = |t: i64| t.rem_euclid(DAY) / HOUR;
+        // First use of each pair, in the whole history so far.
+        let mut firsts = std::collections::BTreeMap::<(u32, u32), i64>::new();
+        for e in history {
+            firsts.entry((e.1, e.2)).or_insert(e.0);
+        }
+        let baseline = |times: Vec<i64>, first_seen: i64| {
+            let (from, to) = (first_seen + DAY, now - DAY);
+            if to <= from {
+                return (0, 0);
+            }
+            let n = times.iter().filter(|&&t| t >= from && t <= to).count() as u32;
+            (n, (to - from) as u32)
+        };
+        let user_first = history.iter().find(|e| e.1 == user).unwrap().0;
+        let user_discoveries: Vec<i64> = firsts
+            .iter()
+            .filter(|((u, _), _)| *u == user)
+            .map(|(_, &t)| t)
+            .collect();
+        let host_first = history.iter().find(|e| e.2 == computer).unwrap().0;
+        let host_discoveries: Vec<i64> = firsts
+            .iter()
+            .filter(|((_, c), _)| *c == computer)
+            .map(|(_, &t)| t)
+            .collect();
+        let mut users_1h: Vec<u32> = history
+            .iter()
+            .filter(|e| e.2 == computer && e.0 > now - HOUR)
+            .map(|e| e.1)
+            .collect();
+        users_1h.sort();
+        users_1h.dedup();
+        let new_users_in =
+            |w: i64| host_discoveries.iter().filter(|&&t| t > now - w).count() as u32;
+        let mut host_hours = std::collections::BTreeMap::<i64, Vec<u32>>::new();
+        for e in past
+            .iter()
+            .filter(|e| e.2 == computer && e.0.div_euclid(HOUR) < hour)
+        {
+            let users = host_hours.entry(e.0.div_euclid(HOUR)).or_default();
+            if !users.contains(&e.1) {
+                users.push(e.1);
+            }
+        }
+        (
+            per_hour.values().copied().max().unwrap_or(0),
+            mine.len() as u32,
+            mine.iter().filter(|e| hod(e.0) == hod(now)).count() as u32,
+            baseline(user_discoveries, user_first),
+            users_1h.len() as u32,
+            new_users_in(HOUR),
+            new_users_in(DAY),
+            baseline(host_discoveries, host_first),
+            host_hours
+                .values()
+                .map(|u| u.len() as u32)
+                .max()
+                .unwrap_or(0),
+        )
+    }
+
     proptest! {
+        #[test]
+        fn baselines_and_host_windows_match_brute_force(steps in prop::collection::vec((0i64..20_000, 0u32..3, 0u32..4), 1..150)) {
+            let mut s = EngineState::default();
+            let mut history: Vec<(i64, u32, u32)> = Vec::new();
+            let mut t = 0;
+            for (dt, user, computer) in steps {
+                t += dt;
+                // Deduplicated input, as the orderer hands it on.
+                if history.contains(&(t, user, computer)) {
+                    continue;
+                }
+                let f = s.observe(t, user, computer);
+                history.push((t, user, computer));
+                let expected = brute_force_v2(&history, t, user, computer);
+                prop_assert_eq!(
+                    (f.user_peak_logins_1h, f.user_logins_before, f.user_logins_at_hour_before,
+                     (f.user_baseline_new_computers, f.user_baseline_s), f.host_users_1h,
+                     f.host_new_users_1h, f.host_new_users_24h,
+                     (f.host_baseline_new_users, f.host_baseline_s), f.host_peak_users_1h),
+                    expected
+                );
+            }
+        }
+
         #[test]
         fn incremental_windows_match_brute_force(steps in prop::collection::vec((0i64..5_000, 0u32..3, 0u32..6), 1..200)) {
             let mut s = EngineState::default();

@@ -4,7 +4,14 @@
 include!(concat!(env!("OUT_DIR"), "/builtin_modules.rs"));
 
 /// Names of the built-in rules (`builtin:NAME` in a policy).
-pub const BUILTIN_RULES: [&str; 4] = ["new_device", "burst", "lateral_movement", "rare_host"];
+pub const BUILTIN_RULES: [&str; 6] = [
+    "new_device",
+    "burst",
+    "lateral_movement",
+    "rare_host",
+    "slow_spread",
+    "fan_in",
+];
 
 /// The embedded module called `name`.
 pub fn builtin_module(name: &str) -> Option<&'static [u8]> {

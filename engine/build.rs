@@ -1,4 +1,4 @@
-//! Builds the default rule crates (`rules/*`) for `wasm32-unknown-unknown` and
+//! Builds the built-in rule crates (`rules/*`) for `wasm32-unknown-unknown` and
 //! embeds the modules in the binary, so a fresh clone needs no manual step:
 //! `cargo build` / `cargo run` / `cargo test` compile the rules as part of the build.
 //!
@@ -32,6 +32,12 @@ const RULES: &[(&str, &str, &str)] = &[
         "authpulse-rule-rare-host",
         "authpulse_rule_rare_host",
     ),
+    (
+        "slow_spread",
+        "authpulse-rule-slow-spread",
+        "authpulse_rule_slow_spread",
+    ),
+    ("fan_in", "authpulse-rule-fan-in", "authpulse_rule_fan_in"),
 ];
 
 fn main() {

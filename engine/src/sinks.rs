@@ -178,20 +178,30 @@ impl ScoredSink for Discard {
     }
 }
 
-/// A JSON-lines file, created (with its directory) on the first record, so a
-/// run with nothing to report leaves no empty file behind.
+/// A JSON-lines file, created (with its directory) when the sink is, so
+/// that a run with nothing to report still leaves its (empty) file: an
+/// absent file then means the run did not get that far.
 pub struct JsonLinesFile {
     path: PathBuf,
-    out: Option<BufWriter<File>>,
+    out: BufWriter<File>,
 }
 
 impl JsonLinesFile {
-    /// Truncates `path` on first write.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        JsonLinesFile {
-            path: path.into(),
-            out: None,
+    /// Creates (truncates) `path`.
+    pub fn create(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
         }
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
+        Ok(JsonLinesFile {
+            path,
+            out: BufWriter::with_capacity(1 << 16, file),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -199,28 +209,12 @@ impl JsonLinesFile {
     }
 
     fn write_json<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
-        if self.out.is_none() {
-            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(&self.path)?;
-            self.out = Some(BufWriter::with_capacity(1 << 16, file));
-        }
-        let out = self.out.as_mut().expect("opened above");
-        serde_json::to_writer(&mut *out, value)?;
-        out.write_all(b"\n")?;
-        Ok(())
+        serde_json::to_writer(&mut self.out, value)?;
+        self.out.write_all(b"\n")
     }
 
     fn flush_file(&mut self) -> io::Result<()> {
-        match &mut self.out {
-            Some(out) => out.flush(),
-            None => Ok(()),
-        }
+        self.out.flush()
     }
 }
 
@@ -234,8 +228,10 @@ impl DeadLetterSink for JsonLinesFile {
 }
 
 impl AlertSink for JsonLinesFile {
+    /// Alerts are few and someone may be tailing the file: each goes out at once.
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.write_json(alert)
+        self.write_json(alert)?;
+        self.flush_file()
     }
     fn flush(&mut self) -> io::Result<()> {
         self.flush_file()

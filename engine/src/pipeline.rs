@@ -4,7 +4,7 @@
 //! line -> parse/validate -> intern -> Orderer (late? duplicate? hold)
 //!      -> EngineState::observe (features, in event-time order) -> batch
 //!      -> RuleSet::evaluate (one call per rule per batch) -> risk::combine
-//!      -> AlertEngine (incidents) -> sinks
+//!      -> EntityRisk (per user and computer) -> AlertEngine (incidents) -> sinks
 //! ```
 //!
 //! Single-threaded by design: the per-event work is a few hash lookups and
@@ -19,7 +19,8 @@ use authpulse_rules_sdk::Features;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::alerts::{Alert, AlertEngine, Incident, RiskyEvent};
+use crate::alerts::{Alert, AlertEngine, AlertStatus};
+use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
 use crate::event::{Interner, NameId, TimeBase};
 use crate::input::{self, Format, Frontier, Line, Record, Reject, Source};
 use crate::metrics::{LagHistogram, MetricsSnapshot};
@@ -47,6 +48,10 @@ pub struct PipelineOptions {
     /// How often sinks make their data durable and visible (table commits)
     /// while input continues; `None`: only at the end of input.
     pub commit_interval: Option<std::time::Duration>,
+    /// Longest an event released by the watermark waits (wall clock) for
+    /// its batch to fill before the batch is scored anyway: what a slow
+    /// stream adds to an alert's latency.
+    pub max_batch_delay: std::time::Duration,
 }
 
 impl Default for PipelineOptions {
@@ -57,6 +62,7 @@ impl Default for PipelineOptions {
             batch_size: 4096,
             engine: Engine::Wasm,
             commit_interval: None,
+            max_batch_delay: std::time::Duration::from_millis(50),
         }
     }
 }
@@ -86,7 +92,10 @@ struct Counters {
     duplicates: u64,
     late: u64,
     scored: u64,
+    /// Incidents opened.
     alerts: u64,
+    /// Alert publications (opens, updates, closes).
+    alert_publications: u64,
     by_level: [u64; 4],
     invalid_by_reason: FxHashMap<&'static str, u64>,
     policy_reloads: u64,
@@ -119,7 +128,11 @@ pub struct Summary {
     pub duplicates: u64,
     pub late: u64,
     pub events_scored: u64,
+    /// Incidents (alerts) opened.
     pub alerts: u64,
+    /// Alert publications: each incident's opening, updates and closing.
+    #[serde(default)]
+    pub alert_publications: u64,
     pub risk_levels: BTreeMap<String, u64>,
     pub rule_hits: BTreeMap<String, u64>,
     pub rule_failures: BTreeMap<String, u64>,
@@ -153,13 +166,19 @@ pub struct Pipeline<'o> {
     allow_computers: FxHashSet<NameId>,
     orderer: Orderer,
     state: EngineState,
+    entities: EntityRisk,
     alerts: AlertEngine,
+    /// Event time up to which incidents have been closed.
+    closed_through: i64,
     ready: Vec<Pending>,
     batch: Batch,
     counters: Counters,
     format: Option<Format>,
     scratch: Vec<u8>,
     ingest_clock: i64,
+    /// When the oldest event of the current batch joined it.
+    batch_since: Option<Instant>,
+    offers_since_clock: u32,
     started: Instant,
     last_checkpoint: Instant,
     outputs: Outputs<'o>,
@@ -180,9 +199,15 @@ impl<'o> Pipeline<'o> {
         let allow_users = intern_all(&mut users, &policy.file.allowlist.users);
         let allow_computers = intern_all(&mut computers, &policy.file.allowlist.computers);
         let format = (options.format != Format::Auto).then_some(options.format);
+        let entity_risk = &policy.file.entity_risk;
         Ok(Pipeline {
             orderer: Orderer::new(policy.file.watermark.allowed_lateness.as_secs()),
-            alerts: AlertEngine::new(&policy.file.alerts),
+            entities: EntityRisk::new(
+                entity_risk.window.as_secs(),
+                entity_risk.half_life.as_secs(),
+            ),
+            alerts: AlertEngine::new(&policy.file.alerts, policy.file.risk.bands),
+            closed_through: i64::MIN,
             options: PipelineOptions {
                 batch_size,
                 ..options
@@ -200,6 +225,8 @@ impl<'o> Pipeline<'o> {
             format,
             scratch: Vec::new(),
             ingest_clock: unix_now(),
+            batch_since: None,
+            offers_since_clock: 0,
             started: Instant::now(),
             last_checkpoint: Instant::now(),
             outputs,
@@ -248,8 +275,14 @@ impl<'o> Pipeline<'o> {
         // enforce to shadow: shadow hits never count toward an alert.
         self.alerts.reload(
             &policy.file.alerts,
+            policy.file.risk.bands,
             &self.rules.flag_labels,
             &rules.flag_labels,
+        );
+        let entity_risk = &policy.file.entity_risk;
+        self.entities.reconfigure(
+            entity_risk.window.as_secs(),
+            entity_risk.half_life.as_secs(),
         );
         self.allow_users = intern_all(&mut self.users, &policy.file.allowlist.users);
         self.allow_computers = intern_all(&mut self.computers, &policy.file.allowlist.computers);
@@ -378,6 +411,18 @@ impl<'o> Pipeline<'o> {
         if !self.ready.is_empty() {
             self.process_ready()?;
         }
+        // A slow stream fills a batch slowly: past the delay, score what
+        // there is. The clock is read every 64 offers, not per event.
+        self.offers_since_clock += 1;
+        if self.offers_since_clock >= 64 {
+            self.offers_since_clock = 0;
+            if self
+                .batch_since
+                .is_some_and(|since| since.elapsed() >= self.options.max_batch_delay)
+            {
+                self.score_batch()?;
+            }
+        }
         Ok(())
     }
 
@@ -408,6 +453,9 @@ impl<'o> Pipeline<'o> {
             let features = self
                 .state
                 .observe(event.event_time, event.user, event.computer);
+            if self.batch.events.is_empty() {
+                self.batch_since = Some(Instant::now());
+            }
             self.batch.events.push(event);
             self.batch.features.push(features);
             if self.batch.events.len() == self.options.batch_size {
@@ -418,7 +466,8 @@ impl<'o> Pipeline<'o> {
         Ok(())
     }
 
-    /// Runs the rules over the batch, aggregates, alerts and writes it out.
+    /// Runs the rules over the batch, aggregates, accumulates entity risk,
+    /// alerts and writes it out.
     fn score_batch(&mut self) -> io::Result<()> {
         if self.watcher.is_some() {
             self.apply_reloads();
@@ -427,6 +476,7 @@ impl<'o> Pipeline<'o> {
         if n == 0 {
             return Ok(());
         }
+        self.batch_since = None;
         let started = Instant::now();
         let processed_at = unix_now();
         self.rules.evaluate(&self.batch.features);
@@ -439,8 +489,14 @@ impl<'o> Pipeline<'o> {
             flags,
             features,
         } = &mut self.batch;
-        let shadow_mask = self.rules.shadow_mask;
+        let counting = self.rules.scoring_mask;
         for (i, event) in events.iter().enumerate() {
+            if event.event_time > self.closed_through {
+                self.closed_through = event.event_time;
+                if self.alerts.any_due(event.event_time) {
+                    self.alerts.close_due(event.event_time);
+                }
+            }
             let (mut score, mut fired) = risk::combine(
                 self.rules
                     .scoring_weights()
@@ -458,22 +514,16 @@ impl<'o> Pipeline<'o> {
             levels.push(level);
             flags.push(fired);
             self.counters.by_level[level as usize] += 1;
-            if self.alerts.is_alertable(level) {
-                let event_id = event.event_id(self.options.time_base, &self.users, &self.computers);
-                let rules = &self.rules.rules;
-                self.alerts.observe(
-                    RiskyEvent {
-                        user: event.user,
-                        computer: event.computer,
-                        time: event.event_time,
-                        event_id,
-                        score,
-                        flags: fired & !shadow_mask,
-                    },
-                    |r| Some(rules[r].verdicts[i].reason),
-                    rules.len(),
-                    &self.rules.version,
-                    &self.users,
+            if fired & counting != 0 {
+                contribute(
+                    &mut self.entities,
+                    &mut self.alerts,
+                    &self.rules,
+                    i,
+                    event,
+                    score,
+                    fired & counting,
+                    (self.options.time_base, &self.users, &self.computers),
                 );
             }
         }
@@ -495,20 +545,33 @@ impl<'o> Pipeline<'o> {
         scores.clear();
         levels.clear();
         flags.clear();
-        let closed = self.alerts.close_expired(now);
-        self.emit_alerts(closed)?;
+        // Entities quiet for a whole window hold nothing worth keeping.
+        if self.counters.batches.is_multiple_of(256) {
+            self.entities.expire(now);
+        }
+        self.emit_alerts()?;
         self.ingest_clock = processed_at;
         self.counters.batches += 1;
         self.counters.batch_time += started.elapsed();
         Ok(())
     }
 
-    fn emit_alerts(&mut self, closed: Vec<Incident>) -> io::Result<()> {
-        for incident in closed {
-            let level = self.policy.file.risk.bands.level(incident.max_score);
-            let alert = Alert::render(&incident, &self.users, &self.computers, &self.rules, level);
+    /// Renders and sends what the alert engine has published.
+    fn emit_alerts(&mut self) -> io::Result<()> {
+        let bands = self.policy.file.risk.bands;
+        for publication in self.alerts.take_published() {
+            let alert = Alert::render(
+                &publication,
+                &self.users,
+                &self.computers,
+                &self.rules,
+                bands,
+            );
             self.outputs.alerts.send(&alert)?;
-            self.counters.alerts += 1;
+            self.counters.alert_publications += 1;
+            if publication.status == AlertStatus::Open {
+                self.counters.alerts += 1;
+            }
         }
         Ok(())
     }
@@ -589,8 +652,8 @@ impl<'o> Pipeline<'o> {
         self.ready = ready;
         self.process_ready()?;
         self.score_batch()?;
-        let closed = self.alerts.close_all();
-        self.emit_alerts(closed)
+        self.alerts.close_all();
+        self.emit_alerts()
     }
 
     /// End of input: [`Pipeline::end_of_input`], then flushes the sinks and
@@ -633,6 +696,7 @@ impl<'o> Pipeline<'o> {
             late: c.late,
             events_scored: c.scored,
             alerts: c.alerts,
+            alert_publications: c.alert_publications,
             risk_levels: RiskLevel::ALL
                 .iter()
                 .map(|l| (l.as_str().to_string(), c.by_level[*l as usize]))
@@ -659,6 +723,74 @@ impl<'o> Pipeline<'o> {
                 0.0
             },
         }
+    }
+}
+
+/// Adds event `i` of the batch, on which the counting rules `fired` fired,
+/// to its user's and its computer's risk: the user-side rules' part to the
+/// user, the computer-side rules' part to the computer. Opens, extends or
+/// updates their incidents.
+#[allow(clippy::too_many_arguments)]
+fn contribute(
+    entities: &mut EntityRisk,
+    alerts: &mut AlertEngine,
+    rules: &RuleSet,
+    i: usize,
+    event: &Pending,
+    event_score: u8,
+    fired: u32,
+    (time_base, users, computers): (TimeBase, &Interner, &Interner),
+) {
+    let event_id = event.event_id(time_base, users, computers);
+    let mut reasons = [0u8; MAX_RULES];
+    for (r, rule) in rules.rules.iter().enumerate() {
+        if fired & (1 << r) != 0 {
+            reasons[r] = rule.verdicts[i].reason.min(255) as u8;
+        }
+    }
+    let sides = [
+        (
+            EntityKind::User,
+            event.user,
+            users,
+            fired & !rules.computer_mask,
+        ),
+        (
+            EntityKind::Computer,
+            event.computer,
+            computers,
+            fired & rules.computer_mask,
+        ),
+    ];
+    for (kind, id, names, side) in sides {
+        if side == 0 {
+            continue;
+        }
+        let (score, _) = risk::combine(rules.scoring_weights().zip(&rules.rules).enumerate().map(
+            |(r, (weight, rule))| {
+                let weight = if side & (1 << r) != 0 { weight } else { 0.0 };
+                (weight, &rule.verdicts[i])
+            },
+        ));
+        let contribution = Contribution {
+            time: event.event_time,
+            weight: f32::from(score) / 100.0,
+            event_id,
+            user: event.user,
+            computer: event.computer,
+            event_score,
+            rules: side,
+            reasons,
+        };
+        let risk = entities.add(kind, id, contribution);
+        alerts.observe(
+            (kind, id),
+            &contribution,
+            risk,
+            entities.contributions(kind, id, event.event_time),
+            rules,
+            names,
+        );
     }
 }
 

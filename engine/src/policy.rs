@@ -47,6 +47,9 @@ pub struct PolicyFile {
     /// How rule contributions become a score and a level.
     #[serde(default)]
     pub risk: RiskConfig,
+    /// How rule contributions add up per user and per computer.
+    #[serde(default)]
+    pub entity_risk: EntityRiskConfig,
     /// When and how alerts are raised.
     #[serde(default)]
     pub alerts: AlertConfig,
@@ -157,17 +160,53 @@ impl RiskBands {
     }
 }
 
+/// Entity risk: every event's rule contributions also accumulate on its
+/// user (user-side rules) and its computer (computer-side rules), so that
+/// several modest events of one entity within hours add up. Contributions
+/// combine as independent probabilities, fading with the half-life.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntityRiskConfig {
+    /// Contributions older than this no longer count (1m..=7d). Default `24h`.
+    #[serde(with = "duration", default = "EntityRiskConfig::default_window")]
+    pub window: Duration,
+    /// A contribution counts half after this long, a quarter after twice as
+    /// long; `0s` keeps it whole until it leaves the window. At most the
+    /// window. Default `4h`.
+    #[serde(with = "duration", default = "EntityRiskConfig::default_half_life")]
+    pub half_life: Duration,
+}
+
+impl EntityRiskConfig {
+    fn default_window() -> Duration {
+        Duration::from_secs(86_400)
+    }
+    fn default_half_life() -> Duration {
+        Duration::from_secs(4 * 3600)
+    }
+}
+
+impl Default for EntityRiskConfig {
+    fn default() -> Self {
+        EntityRiskConfig {
+            window: Self::default_window(),
+            half_life: Self::default_half_life(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
-    /// Events at or above this level open or extend an incident. Default `HIGH`.
+    /// A user or computer whose accumulated risk reaches this level opens an
+    /// incident, and its alert is published at once. Default `HIGH`.
     #[serde(default = "AlertConfig::default_min_level")]
     pub min_level: RiskLevel,
-    /// A user's risky events less than this apart (event time) belong to one
-    /// incident, hence one alert. Default `60m`.
+    /// An open incident takes every further contribution to its entity, and
+    /// closes once this long (event time) has passed without one. Default `60m`.
     #[serde(with = "duration", default = "AlertConfig::default_dedup_window")]
     pub dedup_window: Duration,
-    /// How many event ids an alert carries as samples. Default 10.
+    /// How many contributing events an alert lists. Default 10.
     #[serde(default = "AlertConfig::default_max_sample_events")]
     pub max_sample_events: usize,
 }
@@ -457,6 +496,20 @@ impl Policy {
                 ),
             ));
         }
+        let e = &f.entity_risk;
+        if e.window < Duration::from_secs(60) || e.window > WEEK {
+            return Err(self.invalid("entity_risk.window", "must be 1m..=7d"));
+        }
+        if e.half_life > e.window {
+            return Err(self.invalid(
+                "entity_risk.half_life",
+                format!(
+                    "{} is longer than the window ({})",
+                    humantime::format_duration(e.half_life),
+                    humantime::format_duration(e.window)
+                ),
+            ));
+        }
         if f.alerts.dedup_window.is_zero() || f.alerts.dedup_window > WEEK {
             return Err(self.invalid(
                 "alerts.dedup_window",
@@ -607,7 +660,7 @@ mod tests {
     #[test]
     fn builtin_policy_is_valid() {
         let p = Policy::builtin();
-        assert_eq!(p.file.rules.len(), 4);
+        assert_eq!(p.file.rules.len(), 6);
         assert_eq!(p.file.watermark.allowed_lateness, Duration::from_secs(300));
         assert_eq!(p.file.alerts.min_level, RiskLevel::High);
     }

@@ -2,19 +2,19 @@
 //! [`RuleModule`] seam as the sandbox: the benchmark's baseline.
 
 use authpulse_rules_sdk::native::NativeRule;
-use authpulse_rules_sdk::{Features, Rule, Verdict};
+use authpulse_rules_sdk::{Rule, Verdict};
 
-use super::{RuleFailure, RuleModule};
+use super::{Records, RuleFailure, RuleModule};
 
 struct Native<R: Rule>(NativeRule<R>);
 
 impl<R: Rule + Send> RuleModule for Native<R> {
     fn evaluate(
         &mut self,
-        features: &[Features],
+        records: &Records<'_>,
         verdicts: &mut [Verdict],
     ) -> Result<(), RuleFailure> {
-        self.0.evaluate_batch(features, verdicts);
+        self.0.evaluate_batch(records.features, verdicts);
         Ok(())
     }
 }
@@ -30,6 +30,8 @@ pub fn builtin(name: &str, values: &[f64]) -> Option<Box<dyn RuleModule>> {
         "burst" => boxed::<authpulse_rule_burst::Burst>(values),
         "lateral_movement" => boxed::<authpulse_rule_lateral_movement::LateralMovement>(values),
         "rare_host" => boxed::<authpulse_rule_rare_host::RareHost>(values),
+        "slow_spread" => boxed::<authpulse_rule_slow_spread::SlowSpread>(values),
+        "fan_in" => boxed::<authpulse_rule_fan_in::FanIn>(values),
         _ => return None,
     })
 }

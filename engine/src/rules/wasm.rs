@@ -8,20 +8,29 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use authpulse_rules_sdk::{ABI_VERSION, BufferLayout, Features, Verdict, exports};
+use authpulse_rules_sdk::{BufferLayout, Verdict, exports, record_bytes};
 use wasmtime::{
     Config, Engine, Instance, Memory, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
     TypedFunc,
 };
 
-use super::{RuleFailure, RuleMetadata, RuleModule};
+use super::{Records, RuleFailure, RuleMetadata, RuleModule};
 use crate::policy::{LimitOverrides, SandboxConfig};
 
 /// One epoch tick; deadlines are whole ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Budget of each call that starts a module (ABI version, metadata, reserve,
+/// configure): one-offs outside the hot path, so a generous one, which a
+/// busy machine compiling several modules at once does not exhaust.
+const START_DEADLINE_TICKS: u64 = 1_000;
+
 /// Largest metadata document accepted from a module.
 const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// The ABI versions this host runs: version-1 modules get the first 64
+/// bytes of each feature record, version-2 modules all of it.
+pub const SUPPORTED_ABI_VERSIONS: [u32; 2] = [1, 2];
 
 /// The process-wide engine, with a thread that advances its epoch every tick.
 fn engine() -> &'static Engine {
@@ -54,8 +63,10 @@ pub enum LoadError {
     Imports(String),
     #[error("module does not export `{name}` with the ABI's type: {detail}")]
     Export { name: &'static str, detail: String },
-    #[error("module declares ABI version {found}, this host speaks version {expected}")]
-    AbiVersion { found: u32, expected: u32 },
+    #[error("module declares ABI version {found}; this host runs versions 1 and 2")]
+    AbiVersion { found: u32 },
+    #[error("module exports ABI version {exported} but its metadata says {declared}")]
+    AbiMismatch { exported: u32, declared: u32 },
     #[error("module metadata: {0}")]
     Metadata(String),
     #[error("module failed to start: {0}")]
@@ -98,6 +109,13 @@ pub struct WasmModule {
 }
 
 impl WasmModule {
+    /// The ABI version the module was built for.
+    pub fn abi_version(&self) -> u32 {
+        self.metadata.abi_version
+    }
+}
+
+impl WasmModule {
     /// Compiles `bytes` and checks them against the ABI, starting one
     /// instance under `limits` to read the metadata.
     pub fn compile(bytes: &[u8], limits: SandboxLimits) -> Result<WasmModule, LoadError> {
@@ -113,6 +131,12 @@ impl WasmModule {
         // Read the metadata from a throwaway instance.
         let mut probe = Instantiated::new(&module, limits)?;
         let metadata = probe.metadata()?;
+        if metadata.abi_version != probe.abi_version {
+            return Err(LoadError::AbiMismatch {
+                exported: probe.abi_version,
+                declared: metadata.abi_version,
+            });
+        }
         Ok(WasmModule {
             module,
             metadata: Arc::new(metadata),
@@ -125,6 +149,7 @@ struct Instantiated {
     store: Store<StoreLimits>,
     memory: Memory,
     instance: Instance,
+    abi_version: u32,
 }
 
 impl Instantiated {
@@ -140,7 +165,7 @@ impl Instantiated {
             .build();
         let mut store = Store::new(engine(), store_limits);
         store.limiter(|limits| limits);
-        store.set_epoch_deadline(limits.deadline_ticks);
+        store.set_epoch_deadline(START_DEADLINE_TICKS.max(limits.deadline_ticks));
         let instance =
             Instance::new(&mut store, module, &[]).map_err(|e| LoadError::Start(describe(&e)))?;
         let memory = instance
@@ -153,18 +178,18 @@ impl Instantiated {
             store,
             memory,
             instance,
+            abi_version: 0,
         };
         let abi: TypedFunc<(), u32> = this.func(exports::ABI_VERSION)?;
-        this.store.set_epoch_deadline(limits.deadline_ticks);
+        this.store
+            .set_epoch_deadline(START_DEADLINE_TICKS.max(limits.deadline_ticks));
         let found = abi
             .call(&mut this.store, ())
             .map_err(|e| LoadError::Start(describe(&e)))?;
-        if found != ABI_VERSION {
-            return Err(LoadError::AbiVersion {
-                found,
-                expected: ABI_VERSION,
-            });
+        if !SUPPORTED_ABI_VERSIONS.contains(&found) {
+            return Err(LoadError::AbiVersion { found });
         }
+        this.abi_version = found;
         Ok(this)
     }
 
@@ -197,10 +222,9 @@ impl Instantiated {
             .map_err(|_| LoadError::Metadata("points outside the module's memory".into()))?;
         let metadata: RuleMetadata =
             serde_json::from_slice(&json).map_err(|e| LoadError::Metadata(e.to_string()))?;
-        if metadata.abi_version != ABI_VERSION {
+        if !SUPPORTED_ABI_VERSIONS.contains(&metadata.abi_version) {
             return Err(LoadError::AbiVersion {
                 found: metadata.abi_version,
-                expected: ABI_VERSION,
             });
         }
         if metadata.reasons.is_empty() {
@@ -258,8 +282,10 @@ impl WasmRule {
         let reserve: TypedFunc<(u32, u32), u32> = inst.func(exports::RESERVE)?;
         let configure: TypedFunc<(), i32> = inst.func(exports::CONFIGURE)?;
         let evaluate: TypedFunc<u32, i32> = inst.func(exports::EVALUATE)?;
-        let layout = BufferLayout::new(self.capacity, self.values.len());
-        inst.store.set_epoch_deadline(self.limits.deadline_ticks);
+        let record = record_bytes(self.module.abi_version()).expect("a supported ABI version");
+        let layout = BufferLayout::with_record(self.capacity, self.values.len(), record);
+        let start_deadline = START_DEADLINE_TICKS.max(self.limits.deadline_ticks);
+        inst.store.set_epoch_deadline(start_deadline);
         let buffer = reserve
             .call(
                 &mut inst.store,
@@ -276,7 +302,7 @@ impl WasmRule {
         inst.memory
             .write(&mut inst.store, buffer + layout.params_offset, &params)
             .map_err(|e| LoadError::Start(e.to_string()))?;
-        inst.store.set_epoch_deadline(self.limits.deadline_ticks);
+        inst.store.set_epoch_deadline(start_deadline);
         let status = configure
             .call(&mut inst.store, ())
             .map_err(|e| LoadError::Start(describe(&e)))?;
@@ -293,7 +319,8 @@ impl WasmRule {
         })
     }
 
-    fn run(&mut self, features: &[Features], verdicts: &mut [Verdict]) -> Result<(), RuleFailure> {
+    fn run(&mut self, records: &Records<'_>, verdicts: &mut [Verdict]) -> Result<(), RuleFailure> {
+        let abi = self.module.abi_version();
         let live = match &mut self.live {
             Some(live) => live,
             None => self
@@ -306,29 +333,29 @@ impl WasmRule {
             buffer,
             layout,
         } = live;
+        let n = records.len();
         inst.memory
             .write(
                 &mut inst.store,
                 *buffer + layout.features_offset,
-                Features::slice_as_bytes(features),
+                records.bytes(abi),
             )
             .map_err(|_| RuleFailure::BadOutput("its buffer no longer fits its memory".into()))?;
         inst.store.set_epoch_deadline(self.limits.deadline_ticks);
-        let status = evaluate
-            .call(&mut inst.store, features.len() as u32)
-            .map_err(|e| match e.downcast_ref::<Trap>() {
+        let status = evaluate.call(&mut inst.store, n as u32).map_err(|e| {
+            match e.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => RuleFailure::Timeout,
                 _ => RuleFailure::Trap(describe(&e)),
-            })?;
+            }
+        })?;
         if status < 0 {
             return Err(RuleFailure::BadOutput(format!(
                 "authpulse_evaluate returned status {status}"
             )));
         }
-        if status as usize > features.len() {
+        if status as usize > n {
             return Err(RuleFailure::BadOutput(format!(
-                "authpulse_evaluate claims {status} hits in a batch of {}",
-                features.len()
+                "authpulse_evaluate claims {status} hits in a batch of {n}"
             )));
         }
         inst.memory
@@ -354,11 +381,11 @@ impl WasmRule {
 impl RuleModule for WasmRule {
     fn evaluate(
         &mut self,
-        features: &[Features],
+        records: &Records<'_>,
         verdicts: &mut [Verdict],
     ) -> Result<(), RuleFailure> {
-        debug_assert!(features.len() <= self.capacity);
-        let outcome = self.run(features, verdicts);
+        debug_assert!(records.len() <= self.capacity);
+        let outcome = self.run(records, verdicts);
         if outcome.is_err() {
             // Whatever the guest did to its memory, the next batch starts clean.
             self.live = None;

@@ -7,15 +7,16 @@ mod native;
 mod wasm;
 
 pub use builtin::{BUILTIN_RULES, builtin_module};
-pub use wasm::{LoadError, SandboxLimits, WasmModule, WasmRule};
+pub use wasm::{LoadError, SUPPORTED_ABI_VERSIONS, SandboxLimits, WasmModule, WasmRule};
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use authpulse_rules_sdk::{Features, Verdict};
+use authpulse_rules_sdk::{FEATURES_V1_BYTES, Features, Verdict};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::entity::EntityKind;
 use crate::policy::{FailurePolicy, ModuleSource, ParamValue, Policy, PolicyError, RuleMode};
 
 /// A module's metadata as the host reads it (the JSON of `authpulse_metadata`).
@@ -27,8 +28,43 @@ pub struct RuleMetadata {
     pub description: String,
     pub severity: String,
     pub mitre: Vec<String>,
+    /// Whose risk the rule's hits add to (ABI version 1 modules: the user).
+    #[serde(default = "user_entity")]
+    pub entity: EntityKind,
     pub params: Vec<ParamSchema>,
     pub reasons: Vec<String>,
+}
+
+fn user_entity() -> EntityKind {
+    EntityKind::User
+}
+
+/// A batch's feature records, as each ABI version lays them out.
+pub struct Records<'a> {
+    pub features: &'a [Features],
+    /// The first 64 bytes of each record, packed (for version-1 modules;
+    /// empty when no such module runs).
+    v1: &'a [u8],
+}
+
+impl Records<'_> {
+    pub fn len(&self) -> usize {
+        self.features.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty()
+    }
+
+    /// The records as a module of ABI version `abi` reads them.
+    pub fn bytes(&self, abi: u32) -> &[u8] {
+        if abi == 1 {
+            debug_assert_eq!(self.v1.len(), self.features.len() * FEATURES_V1_BYTES);
+            self.v1
+        } else {
+            Features::slice_as_bytes(self.features)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -65,10 +101,10 @@ pub enum RuleFailure {
 
 /// A configured rule instance.
 pub trait RuleModule: Send {
-    /// Scores `features` into `verdicts` (same length, at most the batch capacity).
+    /// Scores `records` into `verdicts` (same length, at most the batch capacity).
     fn evaluate(
         &mut self,
-        features: &[Features],
+        records: &Records<'_>,
         verdicts: &mut [Verdict],
     ) -> Result<(), RuleFailure>;
 }
@@ -132,11 +168,16 @@ pub struct RuleSet {
     /// Content hash of the policy text and every module: every scored event
     /// records it.
     pub version: String,
-    /// Bit `r` set when rule `r` runs in shadow mode.
-    pub shadow_mask: u32,
+    /// Bit `r` set when rule `r`'s hits count: enforced, with a weight above 0.
+    pub scoring_mask: u32,
+    /// Bit `r` set when rule `r`'s hits add to the computer's risk (not the user's).
+    pub computer_mask: u32,
     /// What `risk_flags` says for each rule's hit: its id, or `shadow:ID`.
     pub flag_labels: Vec<String>,
     capacity: usize,
+    /// Some rule was built for ABI version 1: records are also packed in its
+    /// layout, into this buffer, once per batch.
+    v1_records: Option<Vec<u8>>,
 }
 
 impl RuleSet {
@@ -266,11 +307,18 @@ impl RuleSet {
             });
         }
         let digest = version.finalize();
-        let shadow_mask = rules
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| rule.mode == RuleMode::Shadow)
-            .fold(0u32, |mask, (r, _)| mask | 1 << r);
+        let mask = |pick: &dyn Fn(&ActiveRule) -> bool| {
+            rules
+                .iter()
+                .enumerate()
+                .filter(|(_, rule)| pick(rule))
+                .fold(0u32, |mask, (r, _)| mask | 1 << r)
+        };
+        let scoring_mask = mask(&|rule| rule.mode == RuleMode::Enforce && rule.weight > 0.0);
+        let computer_mask = mask(&|rule| rule.metadata.entity == EntityKind::Computer);
+        let v1_records = (engine == Engine::Wasm
+            && rules.iter().any(|r| r.metadata.abi_version == 1))
+        .then(|| Vec::with_capacity(capacity * FEATURES_V1_BYTES));
         let flag_labels = rules
             .iter()
             .map(|rule| match rule.mode {
@@ -281,9 +329,11 @@ impl RuleSet {
         Ok(RuleSet {
             rules,
             version: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
-            shadow_mask,
+            scoring_mask,
+            computer_mask,
             flag_labels,
             capacity,
+            v1_records,
         })
     }
 
@@ -306,6 +356,18 @@ impl RuleSet {
             "batch larger than the rule set's capacity"
         );
         let n = features.len();
+        let v1: &[u8] = match &mut self.v1_records {
+            Some(packed) => {
+                packed.clear();
+                for record in Features::slice_as_bytes(features).chunks_exact(size_of::<Features>())
+                {
+                    packed.extend_from_slice(&record[..FEATURES_V1_BYTES]);
+                }
+                packed
+            }
+            None => &[],
+        };
+        let records = Records { features, v1 };
         for rule in &mut self.rules {
             let verdicts = &mut rule.verdicts[..n];
             if rule.stats.disabled {
@@ -313,7 +375,7 @@ impl RuleSet {
                 continue;
             }
             let started = Instant::now();
-            let outcome = rule.module.evaluate(features, verdicts);
+            let outcome = rule.module.evaluate(&records, verdicts);
             rule.stats.nanos += started.elapsed().as_nanos() as u64;
             match outcome {
                 Ok(()) => {
@@ -417,7 +479,7 @@ mod tests {
         let policy = Policy::builtin();
         let wasm = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
         let native = RuleSet::load(&policy, Engine::Native, 64).unwrap();
-        assert_eq!(wasm.rules.len(), 4);
+        assert_eq!(wasm.rules.len(), 6);
         assert_eq!(wasm.version, native.version);
         assert_eq!(wasm.version.len(), 16);
         assert_eq!(wasm.rules[2].metadata.name, "lateral_movement");
@@ -434,14 +496,11 @@ mod tests {
     #[test]
     fn refuses_bad_params_precisely() {
         assert_eq!(
-            policy_err(
-                "rules:\n  - id: nd\n    module: builtin:new_device\n    params: {score: 101}\n"
-            ),
+            policy_err("rules:\n  - id: nd\n    module: builtin:burst\n    params: {score: 101}\n"),
             "p.yaml: rules[0] (nd).params.score: 101 is outside 0..=100"
         );
-        let e = policy_err(
-            "rules:\n  - id: nd\n    module: builtin:new_device\n    params: {scroe: 1}\n",
-        );
+        let e =
+            policy_err("rules:\n  - id: nd\n    module: builtin:burst\n    params: {scroe: 1}\n");
         assert!(
             e.contains("has no parameter `scroe`") && e.contains("score"),
             "{e}"
@@ -466,9 +525,17 @@ mod tests {
                 user_logins_24h: i * 5,
                 user_new_computers_1h: i % 30,
                 user_distinct_computers_1h: i % 40 + 1,
-                user_known_computers: i,
+                user_new_computers_24h: i % 13,
+                user_known_computers: i % 20 + 1,
                 user_tenure_s: i * 1000,
-                host_users_ever: i % 5,
+                user_peak_logins_1h: i % 50,
+                user_baseline_new_computers: i % 3,
+                user_baseline_s: i * 500,
+                host_users_ever: if i % 4 == 1 { 2 } else { i % 5 + i / 8 },
+                host_new_users_1h: i % 11,
+                host_tenure_s: i * 2000,
+                host_baseline_new_users: i % 4,
+                host_baseline_s: i * 900,
                 flags: i % 2,
                 ..Default::default()
             })

@@ -1,0 +1,433 @@
+//! Detection quality, measured: labelled campaigns hidden in background
+//! activity, the pipeline's alerts matched against them, and the same data
+//! judged by a naive baseline (an alert on every new device), side by side.
+//!
+//! An alert *detects* a campaign when its entity is one of the campaign's
+//! accounts (a user alert) or computers (a computer alert), its evidence
+//! involves the campaign's computers (a user alert) or accounts (a computer
+//! alert), and its span of contributing events overlaps the campaign's. Time to detect is from the
+//! attack's first event to the event that opened the alert (event time). An
+//! alert opened after the burn-in that detects no attack is a false alert;
+//! benign cases (roll-outs, roaming admins, new hires) are counted apart as
+//! well, since each must stay quiet.
+
+use std::collections::BTreeMap;
+
+use authpulse_engine::alerts::{Alert, AlertStatus};
+use authpulse_engine::entity::EntityKind;
+use authpulse_engine::event::TimeBase;
+use authpulse_engine::sinks::{AlertSink, ScoredBatch, ScoredSink};
+use authpulse_generator::{Campaign, Kind};
+use serde::Serialize;
+
+/// One incident as the eval sees it: the alert's first publication and its
+/// latest.
+#[derive(Clone, Debug)]
+struct Incident {
+    entity: EntityKind,
+    entity_id: String,
+    /// The users and computers of its contributing events (the alert's samples).
+    users: Vec<String>,
+    computers: Vec<String>,
+    /// LANL times: when it opened, and the span of its contributing events.
+    opened: u32,
+    first: u32,
+    last: u32,
+    summary: String,
+}
+
+/// Collects the pipeline's alerts (every publication) for the eval.
+pub struct AlertLog {
+    time_base: TimeBase,
+    incidents: BTreeMap<String, Incident>,
+    /// Publications seen (opens, updates and closes).
+    pub publications: u64,
+}
+
+impl AlertLog {
+    pub fn new(time_base: TimeBase) -> AlertLog {
+        AlertLog {
+            time_base,
+            incidents: BTreeMap::new(),
+            publications: 0,
+        }
+    }
+
+    fn lanl(&self, text: &str) -> u32 {
+        let unix = chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        self.time_base.to_lanl(unix).clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
+/// What matching the alerts against the campaigns found.
+pub struct Matched {
+    /// Per campaign: the earliest opening (LANL time) of an alert that
+    /// detects it.
+    pub detected_at: Vec<Option<u32>>,
+    /// Alerts opened after the burn-in, and those of them that detect an attack.
+    pub alerts: u64,
+    pub true_alerts: u64,
+    /// Alerts opened during the burn-in, per day.
+    pub burn_in_alerts: Vec<u64>,
+    /// Alerts after the burn-in that detect no attack.
+    pub false_alerts: Vec<Note>,
+    /// Alerts on a benign case (counted among the false alerts too).
+    pub benign_alerts: Vec<Note>,
+}
+
+impl AlertLog {
+    /// Matches every incident against `campaigns`; alerts opened before
+    /// `burn_in_end` (LANL time) count apart.
+    pub fn match_campaigns(&self, campaigns: &[Campaign], burn_in_end: u32) -> Matched {
+        let mut m = Matched {
+            detected_at: vec![None; campaigns.len()],
+            alerts: 0,
+            true_alerts: 0,
+            burn_in_alerts: vec![0; burn_in_end.div_ceil(86_400) as usize],
+            false_alerts: Vec::new(),
+            benign_alerts: Vec::new(),
+        };
+        for (alert_id, incident) in &self.incidents {
+            let mut detects_attack = false;
+            for (i, c) in campaigns.iter().enumerate() {
+                let involves = |mine: &[String], theirs: &[String]| {
+                    mine.iter().any(|name| theirs.contains(name))
+                };
+                let entity_matches = match incident.entity {
+                    EntityKind::User => {
+                        c.users.contains(&incident.entity_id)
+                            && involves(&incident.computers, &c.computers)
+                    }
+                    EntityKind::Computer => {
+                        c.computers.contains(&incident.entity_id)
+                            && involves(&incident.users, &c.users)
+                    }
+                };
+                let overlaps = incident.first <= c.end && incident.last >= c.start;
+                if entity_matches && overlaps {
+                    let at = incident.opened.max(c.start);
+                    let slot = &mut m.detected_at[i];
+                    *slot = Some(slot.map_or(at, |t| t.min(at)));
+                    detects_attack |= !c.benign;
+                    if c.benign {
+                        m.benign_alerts.push(Note {
+                            id: alert_id.clone(),
+                            text: format!("{} case {}: {}", c.kind, c.id, incident.summary),
+                        });
+                    }
+                }
+            }
+            if incident.opened < burn_in_end {
+                m.burn_in_alerts[(incident.opened / 86_400) as usize] += 1;
+                continue;
+            }
+            m.alerts += 1;
+            if detects_attack {
+                m.true_alerts += 1;
+            } else {
+                m.false_alerts.push(Note {
+                    id: alert_id.clone(),
+                    text: incident.summary.clone(),
+                });
+            }
+        }
+        m
+    }
+}
+
+impl AlertSink for AlertLog {
+    fn send(&mut self, alert: &Alert) -> std::io::Result<()> {
+        self.publications += 1;
+        let (first, last) = (
+            self.lanl(&alert.first_event_time),
+            self.lanl(&alert.last_event_time),
+        );
+        let opened = self.lanl(&alert.opened_event_time);
+        let incident = self
+            .incidents
+            .entry(alert.alert_id.clone())
+            .or_insert_with(|| Incident {
+                entity: alert.entity_type,
+                entity_id: alert.entity_id.clone(),
+                users: Vec::new(),
+                computers: Vec::new(),
+                opened,
+                first,
+                last,
+                summary: String::new(),
+            });
+        incident.first = incident.first.min(first);
+        incident.last = incident.last.max(last);
+        for (seen, new) in [
+            (&mut incident.users, &alert.users),
+            (&mut incident.computers, &alert.computers),
+        ] {
+            for name in new {
+                if !seen.contains(name) {
+                    seen.push(name.clone());
+                }
+            }
+        }
+        if alert.status == AlertStatus::Closed || incident.summary.is_empty() {
+            incident.summary = alert.summary.clone();
+        }
+        Ok(())
+    }
+}
+
+/// The naive baseline: an alert on every event that is a new device for its
+/// user, after the burn-in.
+pub struct NaiveBaseline {
+    campaigns: Vec<Campaign>,
+    burn_in_end: u32,
+    /// Per campaign: the first new-device event among its own.
+    pub first_hit: Vec<Option<u32>>,
+    /// New-device events after the burn-in that belong to no attack.
+    pub false_alerts: u64,
+    pub alerts: u64,
+    /// LANL time of the latest event scored (how many days the data held).
+    pub last_time: u32,
+}
+
+impl NaiveBaseline {
+    pub fn new(campaigns: Vec<Campaign>, burn_in_end: u32) -> Self {
+        NaiveBaseline {
+            burn_in_end,
+            first_hit: vec![None; campaigns.len()],
+            campaigns,
+            false_alerts: 0,
+            alerts: 0,
+            last_time: 0,
+        }
+    }
+}
+
+impl ScoredSink for NaiveBaseline {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> std::io::Result<()> {
+        if let Some(last) = batch.events.last() {
+            let time = batch
+                .time_base
+                .to_lanl(last.event_time)
+                .clamp(0, i64::from(u32::MAX));
+            self.last_time = self.last_time.max(time as u32);
+        }
+        for (event, features) in batch.events.iter().zip(batch.features) {
+            if !features.is_new_device() {
+                continue;
+            }
+            let time = batch.time_base.to_lanl(event.event_time) as u32;
+            if time < self.burn_in_end {
+                continue;
+            }
+            self.alerts += 1;
+            let (user, computer) = (
+                batch.users.name(event.user),
+                batch.computers.name(event.computer),
+            );
+            let mut attack = false;
+            for (i, c) in self.campaigns.iter().enumerate() {
+                if c.contains(time, user, computer) {
+                    attack |= !c.benign;
+                    self.first_hit[i].get_or_insert(time);
+                }
+            }
+            if !attack {
+                self.false_alerts += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Results for one kind of campaign.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindResult {
+    pub kind: Kind,
+    pub campaigns: u32,
+    pub detected: u32,
+    /// Time to detect (event time, seconds): median and 95th percentile of
+    /// the detected ones.
+    pub ttd_p50_s: Option<u32>,
+    pub ttd_p95_s: Option<u32>,
+    pub naive_detected: u32,
+    pub naive_ttd_p50_s: Option<u32>,
+}
+
+/// Totals over the attacks, for AuthPulse or the naive baseline.
+#[derive(Clone, Debug, Serialize)]
+pub struct Totals {
+    pub campaigns: u32,
+    pub detected: u32,
+    pub recall: f64,
+    /// Alerts opened after the burn-in.
+    pub alerts: u64,
+    /// Of those, alerts that detect no attack.
+    pub false_alerts: u64,
+    pub false_alerts_per_day: f64,
+    /// Alerts after the burn-in that detect an attack, over all of them.
+    pub precision: f64,
+    pub ttd_p50_s: Option<u32>,
+    pub ttd_p95_s: Option<u32>,
+}
+
+/// A benign kind and how many of its cases alerted.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenignResult {
+    pub kind: Kind,
+    pub cases: u32,
+    pub alerted: u32,
+}
+
+/// A campaign the pipeline missed, or an alert that matched no attack.
+#[derive(Clone, Debug, Serialize)]
+pub struct Note {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Scorecard {
+    pub kinds: Vec<KindResult>,
+    pub authpulse: Totals,
+    pub naive: Totals,
+    pub benign: Vec<BenignResult>,
+    /// Alerts during the burn-in, per day (not counted as false alerts).
+    pub burn_in_alerts: Vec<u64>,
+    pub missed: Vec<Note>,
+    /// The false alerts (at most 50).
+    pub false_alerts: Vec<Note>,
+    /// The alerts on benign cases.
+    pub benign_alerts: Vec<Note>,
+}
+
+/// Matches the alerts in `log` and the baseline's hits against `campaigns`.
+/// `days` of data, the first `burn_in_days` of them burn-in.
+pub fn score(
+    campaigns: &[Campaign],
+    log: &AlertLog,
+    naive: &NaiveBaseline,
+    days: u32,
+    burn_in_days: u32,
+) -> Scorecard {
+    let burn_in_end = burn_in_days * 86_400;
+    let judged_days = f64::from(days.saturating_sub(burn_in_days).max(1));
+    let Matched {
+        detected_at,
+        alerts,
+        true_alerts,
+        burn_in_alerts,
+        mut false_alerts,
+        benign_alerts,
+    } = log.match_campaigns(campaigns, burn_in_end);
+    let attacks: Vec<(usize, &Campaign)> = campaigns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.benign)
+        .collect();
+    let ttd = |hits: &[Option<u32>], idx: &[usize]| -> Vec<u32> {
+        let mut v: Vec<u32> = idx
+            .iter()
+            .filter_map(|&i| hits[i].map(|t| t.saturating_sub(campaigns[i].start)))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let mut kinds: Vec<Kind> = attacks.iter().map(|(_, c)| c.kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let kind_results = kinds
+        .iter()
+        .map(|&kind| {
+            let idx: Vec<usize> = attacks
+                .iter()
+                .filter(|(_, c)| c.kind == kind)
+                .map(|&(i, _)| i)
+                .collect();
+            let ours = ttd(&detected_at, &idx);
+            let theirs = ttd(&naive.first_hit, &idx);
+            KindResult {
+                kind,
+                campaigns: idx.len() as u32,
+                detected: ours.len() as u32,
+                ttd_p50_s: quantile(&ours, 0.5),
+                ttd_p95_s: quantile(&ours, 0.95),
+                naive_detected: theirs.len() as u32,
+                naive_ttd_p50_s: quantile(&theirs, 0.5),
+            }
+        })
+        .collect();
+    let all: Vec<usize> = attacks.iter().map(|&(i, _)| i).collect();
+    let totals = |hits: &[Option<u32>], alerts: u64, false_alerts: u64| {
+        let found = ttd(hits, &all);
+        Totals {
+            campaigns: all.len() as u32,
+            detected: found.len() as u32,
+            recall: ratio(found.len() as u64, all.len() as u64),
+            alerts,
+            false_alerts,
+            false_alerts_per_day: false_alerts as f64 / judged_days,
+            precision: ratio(alerts - false_alerts, alerts),
+            ttd_p50_s: quantile(&found, 0.5),
+            ttd_p95_s: quantile(&found, 0.95),
+        }
+    };
+    let authpulse = totals(&detected_at, alerts, alerts - true_alerts);
+    let naive_totals = totals(&naive.first_hit, naive.alerts, naive.false_alerts);
+    let mut benign: BTreeMap<Kind, BenignResult> = BTreeMap::new();
+    for (i, c) in campaigns.iter().enumerate().filter(|(_, c)| c.benign) {
+        let entry = benign.entry(c.kind).or_insert(BenignResult {
+            kind: c.kind,
+            cases: 0,
+            alerted: 0,
+        });
+        entry.cases += 1;
+        entry.alerted += u32::from(detected_at[i].is_some());
+    }
+    let missed = attacks
+        .iter()
+        .filter(|&&(i, _)| detected_at[i].is_none())
+        .map(|(_, c)| Note {
+            id: format!("campaign {}", c.id),
+            text: format!("{} ({})", c.description, c.users.join(" ")),
+        })
+        .collect();
+    false_alerts.truncate(50);
+    Scorecard {
+        kinds: kind_results,
+        authpulse,
+        naive: naive_totals,
+        benign: benign.into_values().collect(),
+        burn_in_alerts,
+        missed,
+        false_alerts,
+        benign_alerts,
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// Nearest-rank quantile of sorted values.
+fn quantile(sorted: &[u32], q: f64) -> Option<u32> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[7], 0.95), Some(7));
+        assert_eq!(quantile(&[1, 2, 3, 4], 0.5), Some(2));
+        assert_eq!(quantile(&(1..=20).collect::<Vec<_>>(), 0.95), Some(19));
+    }
+}

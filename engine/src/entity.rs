@@ -1,0 +1,246 @@
+//! Entity risk: what each user and each computer has recently done, added up.
+//!
+//! Attacks are rarely one logon; they are an account (or a computer) doing
+//! several individually modest things within hours. So every event's rule
+//! contributions also go to its entities: the user-side rules' part to the
+//! user, the computer-side rules' part to the computer. An entity's
+//! accumulated risk combines its recent contributions the way an event's
+//! score combines its rules (independent probabilities, "noisy OR"), each
+//! contribution fading with a half-life and dropped after the window:
+//!
+//! ```text
+//! risk(t) = 100 * (1 - prod_i (1 - c_i * 2^(-(t - t_i) / half_life)))    for t - t_i < window
+//! ```
+//!
+//! One loud event (c = 0.9) and four quiet ones within an hour (c = 0.25
+//! each) both pass a threshold of 60. The ledger of an entity keeps its
+//! last [`MAX_CONTRIBUTIONS`] contributions inside the window: they are the
+//! evidence an alert shows. Only events on which an enforcing rule fired
+//! contribute, so the ledgers hold a small fraction of the traffic; ledgers
+//! with nothing left inside the window are dropped by [`EntityRisk::expire`].
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventId, NameId};
+
+/// Contributions an entity's ledger keeps (the most recent ones).
+pub const MAX_CONTRIBUTIONS: usize = 64;
+
+/// Rules a policy may have: rule flags are a 32-bit set.
+pub const MAX_RULES: usize = 32;
+
+/// Which side of a logon an entity is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityKind {
+    User,
+    Computer,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::User => "user",
+            EntityKind::Computer => "computer",
+        }
+    }
+}
+
+/// One event's part in an entity's risk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Contribution {
+    pub time: i64,
+    /// The event's risk from this entity's rules, 0..=1.
+    pub weight: f32,
+    pub event_id: EventId,
+    pub user: NameId,
+    pub computer: NameId,
+    /// The event's risk score (all rules), 0..=100.
+    pub event_score: u8,
+    /// Rules that fired for this entity (bit per rule position).
+    pub rules: u32,
+    /// Each fired rule's reason index (by rule position; saturated at 255).
+    pub reasons: [u8; MAX_RULES],
+}
+
+#[derive(Default)]
+struct Ledger {
+    recent: VecDeque<Contribution>,
+}
+
+/// Accumulated risk per user and per computer.
+pub struct EntityRisk {
+    window: i64,
+    /// Decay per second, as a factor of ln 2 / half-life (0: no decay).
+    decay_per_s: f64,
+    users: FxHashMap<NameId, Ledger>,
+    computers: FxHashMap<NameId, Ledger>,
+}
+
+impl EntityRisk {
+    /// Contributions count for `window_s` seconds, halving every
+    /// `half_life_s` (0: they keep full weight until they leave the window).
+    pub fn new(window_s: u64, half_life_s: u64) -> EntityRisk {
+        EntityRisk {
+            window: window_s.min(i64::MAX as u64 / 4) as i64,
+            decay_per_s: if half_life_s == 0 {
+                0.0
+            } else {
+                std::f64::consts::LN_2 / half_life_s as f64
+            },
+            users: FxHashMap::default(),
+            computers: FxHashMap::default(),
+        }
+    }
+
+    /// Takes a reloaded policy's window and half-life; the ledgers carry on.
+    pub fn reconfigure(&mut self, window_s: u64, half_life_s: u64) {
+        let fresh = EntityRisk::new(window_s, half_life_s);
+        self.window = fresh.window;
+        self.decay_per_s = fresh.decay_per_s;
+    }
+
+    fn ledgers(&mut self, kind: EntityKind) -> &mut FxHashMap<NameId, Ledger> {
+        match kind {
+            EntityKind::User => &mut self.users,
+            EntityKind::Computer => &mut self.computers,
+        }
+    }
+
+    /// Adds `contribution` to the entity's ledger and returns the entity's
+    /// accumulated risk at the contribution's time, 0..=100.
+    pub fn add(&mut self, kind: EntityKind, id: NameId, contribution: Contribution) -> f32 {
+        let window = self.window;
+        let ledger = self.ledgers(kind).entry(id).or_default();
+        let now = contribution.time;
+        while ledger
+            .recent
+            .front()
+            .is_some_and(|c| c.time <= now - window)
+        {
+            ledger.recent.pop_front();
+        }
+        if ledger.recent.len() == MAX_CONTRIBUTIONS {
+            ledger.recent.pop_front();
+        }
+        ledger.recent.push_back(contribution);
+        self.risk(kind, id, now)
+    }
+
+    /// The entity's accumulated risk at `now`, 0..=100.
+    pub fn risk(&self, kind: EntityKind, id: NameId, now: i64) -> f32 {
+        let ledgers = match kind {
+            EntityKind::User => &self.users,
+            EntityKind::Computer => &self.computers,
+        };
+        let Some(ledger) = ledgers.get(&id) else {
+            return 0.0;
+        };
+        let mut unexplained = 1.0f64;
+        for c in ledger.recent.iter().filter(|c| c.time > now - self.window) {
+            let age = (now - c.time).max(0) as f64;
+            let weight = f64::from(c.weight) * (-self.decay_per_s * age).exp();
+            unexplained *= 1.0 - weight.clamp(0.0, 1.0);
+        }
+        ((1.0 - unexplained) * 100.0) as f32
+    }
+
+    /// The entity's contributions still inside the window at `now`, oldest first.
+    pub fn contributions(
+        &self,
+        kind: EntityKind,
+        id: NameId,
+        now: i64,
+    ) -> impl Iterator<Item = &Contribution> {
+        let ledgers = match kind {
+            EntityKind::User => &self.users,
+            EntityKind::Computer => &self.computers,
+        };
+        let window = self.window;
+        ledgers
+            .get(&id)
+            .into_iter()
+            .flat_map(|l| l.recent.iter())
+            .filter(move |c| c.time > now - window)
+    }
+
+    /// Drops the ledgers with nothing inside the window at `now`.
+    pub fn expire(&mut self, now: i64) {
+        let window = self.window;
+        for ledgers in [&mut self.users, &mut self.computers] {
+            ledgers.retain(|_, l| l.recent.back().is_some_and(|c| c.time > now - window));
+        }
+    }
+
+    /// Entities with a ledger (for memory reports).
+    pub fn len(&self) -> usize {
+        self.users.len() + self.computers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contribution(time: i64, weight: f32) -> Contribution {
+        Contribution {
+            time,
+            weight,
+            event_id: EventId::derive(time, "U1", "C1"),
+            user: 0,
+            computer: 0,
+            event_score: (weight * 100.0) as u8,
+            rules: 1,
+            reasons: [0; MAX_RULES],
+        }
+    }
+
+    #[test]
+    fn quiet_contributions_add_up_and_fade() {
+        let mut risk = EntityRisk::new(86_400, 3_600);
+        let user = EntityKind::User;
+        assert!((risk.add(user, 1, contribution(0, 0.25)) - 25.0).abs() < 1e-3);
+        // Two at once: 1 - 0.75^2.
+        assert!((risk.add(user, 1, contribution(0, 0.25)) - 43.75).abs() < 1e-3);
+        // An hour later both count half: 1 - 0.875^2, and a third full one.
+        let r = risk.add(user, 1, contribution(3_600, 0.25));
+        let expected = 100.0 * (1.0 - 0.875f32 * 0.875 * 0.75);
+        assert!((r - expected).abs() < 1e-3, "{r} vs {expected}");
+        // Other entities are separate.
+        assert_eq!(risk.risk(EntityKind::Computer, 1, 3_600), 0.0);
+        assert_eq!(risk.risk(user, 2, 3_600), 0.0);
+        // Past the window nothing counts, and the ledger goes.
+        assert_eq!(risk.risk(user, 1, 3_600 + 86_400), 0.0);
+        assert_eq!(risk.contributions(user, 1, 3_600).count(), 3);
+        risk.expire(3_600 + 86_400);
+        assert!(risk.is_empty());
+    }
+
+    #[test]
+    fn without_decay_contributions_keep_their_weight_in_the_window() {
+        let mut risk = EntityRisk::new(600, 0);
+        risk.add(EntityKind::User, 1, contribution(0, 0.5));
+        let r = risk.add(EntityKind::User, 1, contribution(599, 0.5));
+        assert!((r - 75.0).abs() < 1e-3);
+        assert!((risk.risk(EntityKind::User, 1, 600) - 50.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn ledgers_are_bounded() {
+        let mut risk = EntityRisk::new(86_400, 0);
+        for t in 0..200 {
+            risk.add(EntityKind::Computer, 3, contribution(t, 0.01));
+        }
+        assert_eq!(
+            risk.contributions(EntityKind::Computer, 3, 200).count(),
+            MAX_CONTRIBUTIONS
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! # AuthPulse engine
+//!
+//! Real-time risk scoring of authentication events, without the storage and
+//! cloud around it: records in, scored events and alerts out, through the
+//! sink traits the daemon's lakehouse and AWS outputs implement.
+//!
+//! Data flows `input` (parse, validate) -> `order` (watermark, dedup,
+//! reorder) -> `state` (windows, device history, host popularity, each
+//! entity's own baselines -> features) -> `rules` (WASM modules, batched) ->
+//! `risk` (an event's score, level, flags) -> `entity` (risk accumulated per
+//! user and per computer) -> `alerts` (incidents, published as they open,
+//! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
+//! file, `reload` swaps it while running, `metrics` keeps what publishers
+//! report.
+
+pub mod alerts;
+pub mod entity;
+pub mod event;
+pub mod input;
+pub mod metrics;
+pub mod order;
+pub mod pipeline;
+pub mod policy;
+pub mod reload;
+pub mod risk;
+pub mod rules;
+pub mod sinks;
+pub mod state;
+
+/// How a rule crate becomes a `.wasm` module (shared with the build script).
+#[doc(hidden)]
+#[path = "../wasm_build.rs"]
+pub mod wasm_build;

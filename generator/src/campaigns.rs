@@ -1,0 +1,791 @@
+//! Labelled campaigns hidden in generated data: attacks that detection should
+//! catch, and hard benign cases it must leave alone (ground truth for `eval`,
+//! the demo and the tests).
+//!
+//! Each campaign is planned against the model's graph (who uses what, and
+//! since when), so an attack's "never-used computers" are new to the account
+//! at that moment, a roaming admin's computers are ones it already knows, and
+//! a rarely used computer has the one or two users it is said to have. Sizes
+//! and pacing are drawn at random within each kind's ranges; starts follow
+//! the daily cycle (attackers work when everyone else does).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand_distr::weighted::WeightedAliasIndex;
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{self, Graph};
+use crate::{DAY, computer_name, user_name};
+
+const MINUTE: u32 = 60;
+const HOUR: u32 = 3_600;
+
+/// What a campaign is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One stolen account reaches 15-60 computers it never used, in 5-40 minutes.
+    Spray,
+    /// 150-500 logons in 3-15 minutes on the account's own computers.
+    Burst,
+    /// 2-3 stolen accounts take turns on 8-15 computers new to them, over 40
+    /// minutes to 3 hours.
+    Chain,
+    /// One account on 3-6 computers new to it, spread over 2-8 hours.
+    Stealth,
+    /// An ordinary account logs on to two computers that only one or two
+    /// other accounts ever used, minutes to two hours apart.
+    Rare,
+    /// 20-40 accounts that never used it log on to one computer within 15 minutes.
+    FanIn,
+    /// Benign: 200-600 users get one new server on one weekday morning, and
+    /// keep using it.
+    Rollout,
+    /// Benign: an admin account touches 20-60 computers it already knows
+    /// within two hours.
+    RoamingAdmin,
+    /// Benign: a new account's first three days: a fresh workstation, hubs,
+    /// a colleague's servers.
+    NewHire,
+}
+
+impl Kind {
+    /// The attacks, in the order `--campaigns N` cycles through them.
+    pub const ATTACKS: [Kind; 6] = [
+        Kind::Spray,
+        Kind::Burst,
+        Kind::Chain,
+        Kind::Stealth,
+        Kind::Rare,
+        Kind::FanIn,
+    ];
+    /// The benign cases, in the order `--benign N` cycles through them.
+    pub const BENIGN: [Kind; 3] = [Kind::Rollout, Kind::RoamingAdmin, Kind::NewHire];
+
+    pub fn is_benign(self) -> bool {
+        Kind::BENIGN.contains(&self)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Spray => "spray",
+            Kind::Burst => "burst",
+            Kind::Chain => "chain",
+            Kind::Stealth => "stealth",
+            Kind::Rare => "rare",
+            Kind::FanIn => "fan_in",
+            Kind::Rollout => "rollout",
+            Kind::RoamingAdmin => "roaming_admin",
+            Kind::NewHire => "new_hire",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Kind, String> {
+        Kind::ATTACKS
+            .into_iter()
+            .chain(Kind::BENIGN)
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Kind::ATTACKS
+                    .iter()
+                    .chain(&Kind::BENIGN)
+                    .map(|k| k.as_str())
+                    .collect();
+                format!("unknown campaign kind `{s}` (kinds: {})", all.join(", "))
+            })
+    }
+}
+
+/// A hidden campaign, as ground truth (one JSON line of `--truth`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    /// 1-based, in planning order.
+    pub id: u32,
+    pub kind: Kind,
+    /// Benign cases must not alert; attacks should.
+    pub benign: bool,
+    /// The accounts it uses.
+    pub users: Vec<String>,
+    /// The computers it logs on to.
+    pub computers: Vec<String>,
+    /// The computer a fan-in or a roll-out converges on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// LANL times (seconds from the start) of its first and last event.
+    pub start: u32,
+    pub end: u32,
+    pub events: u32,
+    /// One line on what it does.
+    pub description: String,
+}
+
+impl Campaign {
+    /// Whether the logon `(time, user, computer)` (LANL time) is one of its own.
+    pub fn contains(&self, time: u32, user: &str, computer: &str) -> bool {
+        (self.start..=self.end).contains(&time)
+            && self.users.iter().any(|u| u == user)
+            && self.computers.iter().any(|c| c == computer)
+    }
+}
+
+/// Which campaigns to hide.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CampaignPlan {
+    /// Attacks, cycling through `kinds` (those that are attacks).
+    pub attacks: u32,
+    /// Benign cases, cycling through `kinds` (those that are benign).
+    pub benign: u32,
+    /// Kinds to draw from; empty means all.
+    pub kinds: Vec<Kind>,
+    /// Campaigns start on this day or later (0-based): the days before are
+    /// the detection's burn-in.
+    pub from_day: u32,
+}
+
+impl CampaignPlan {
+    /// The kind of each campaign, attacks first.
+    fn kinds(&self) -> Vec<Kind> {
+        let pick = |all: &[Kind]| -> Vec<Kind> {
+            all.iter()
+                .copied()
+                .filter(|k| self.kinds.is_empty() || self.kinds.contains(k))
+                .collect()
+        };
+        let (attacks, benign) = (pick(&Kind::ATTACKS), pick(&Kind::BENIGN));
+        let cycle = |kinds: &[Kind], n: u32| -> Vec<Kind> {
+            if kinds.is_empty() {
+                return Vec::new();
+            }
+            (0..n as usize).map(|i| kinds[i % kinds.len()]).collect()
+        };
+        let mut all = cycle(&attacks, self.attacks);
+        all.extend(cycle(&benign, self.benign));
+        all
+    }
+}
+
+/// Planned campaigns and their events `(LANL time - 1, user, computer)`,
+/// sorted; user and computer ids past the graph's are new accounts and
+/// computers.
+pub struct Planned {
+    pub campaigns: Vec<Campaign>,
+    pub events: Vec<(u32, u32, u32)>,
+    /// Highest user and computer id used, plus one.
+    pub users: u32,
+    pub computers: u32,
+}
+
+/// Plans `plan` over `days` days of `graph`. A campaign that finds no fitting
+/// account or computer (a tiny graph) is left out, with a warning.
+pub fn plan<R: Rng>(graph: &Graph, days: u32, plan: &CampaignPlan, rng: &mut R) -> Planned {
+    let mut planner = Planner::new(graph, days, plan.from_day.min(days.saturating_sub(1)));
+    let mut out = Planned {
+        campaigns: Vec::new(),
+        events: Vec::new(),
+        users: graph.users,
+        computers: graph.computers,
+    };
+    if days == 0 {
+        return out;
+    }
+    for kind in plan.kinds() {
+        let Some(mut events) = planner.plan(kind, rng) else {
+            tracing::warn!(
+                kind = kind.as_str(),
+                "no fitting account or computer; campaign left out"
+            );
+            continue;
+        };
+        events.sort_unstable();
+        events.dedup();
+        let users: BTreeSet<u32> = events.iter().map(|e| e.1).collect();
+        let computers: BTreeSet<u32> = events.iter().map(|e| e.2).collect();
+        let (start, end) = (events[0].0, events.last().expect("non-empty").0);
+        let target = planner.target.take();
+        let description = describe(
+            kind,
+            users.len(),
+            computers.len(),
+            events.len(),
+            end - start,
+        );
+        out.campaigns.push(Campaign {
+            id: out.campaigns.len() as u32 + 1,
+            kind,
+            benign: kind.is_benign(),
+            users: users.iter().map(|&u| user_name(u)).collect(),
+            computers: computers.iter().map(|&c| computer_name(c)).collect(),
+            target: target.map(computer_name),
+            start: start + 1,
+            end: end + 1,
+            events: events.len() as u32,
+            description,
+        });
+        out.events.extend(events);
+    }
+    out.events.sort_unstable();
+    out.users = planner.next_user;
+    out.computers = planner.next_computer;
+    out
+}
+
+fn describe(kind: Kind, users: usize, computers: usize, events: usize, span: u32) -> String {
+    let span = if span >= 2 * HOUR {
+        format!("{:.1} h", f64::from(span) / f64::from(HOUR))
+    } else {
+        format!("{} min", span.div_ceil(MINUTE))
+    };
+    format!("{kind}: {users} account(s), {computers} computer(s), {events} logons over {span}")
+}
+
+/// Finds accounts, computers and times for campaigns.
+struct Planner<'g> {
+    graph: &'g Graph,
+    days: u32,
+    from_day: u32,
+    /// Per computer: when each of its users first used it, sorted.
+    first_uses: Vec<Vec<u32>>,
+    /// Accounts already in a campaign (labels stay unambiguous).
+    taken: FxHashSet<u32>,
+    next_user: u32,
+    next_computer: u32,
+    hours: WeightedAliasIndex<f64>,
+    /// The target of the campaign just planned, if it has one.
+    target: Option<u32>,
+}
+
+impl<'g> Planner<'g> {
+    fn new(graph: &'g Graph, days: u32, from_day: u32) -> Planner<'g> {
+        let mut first_uses = vec![Vec::new(); graph.computers as usize];
+        for pairs in &graph.pairs {
+            for (&c, &t) in pairs.computers.iter().zip(&pairs.first_use) {
+                first_uses[c as usize].push(t);
+            }
+        }
+        for times in &mut first_uses {
+            times.sort_unstable();
+        }
+        Planner {
+            graph,
+            days,
+            from_day,
+            first_uses,
+            taken: FxHashSet::default(),
+            next_user: graph.users,
+            next_computer: graph.computers,
+            hours: WeightedAliasIndex::new(model::hour_weights().to_vec()).expect("valid weights"),
+            target: None,
+        }
+    }
+
+    fn plan<R: Rng>(&mut self, kind: Kind, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        match kind {
+            Kind::Spray => self.spray(rng),
+            Kind::Burst => self.burst(rng),
+            Kind::Chain => self.chain(rng),
+            Kind::Stealth => self.stealth(rng),
+            Kind::Rare => self.rare(rng),
+            Kind::FanIn => self.fan_in(rng),
+            Kind::Rollout => self.rollout(rng),
+            Kind::RoamingAdmin => self.roaming_admin(rng),
+            Kind::NewHire => self.new_hire(rng),
+        }
+    }
+
+    /// A start (0-based second) on a day from `from_day` on, at a second of
+    /// the daily cycle, leaving `span` seconds before the end.
+    fn start<R: Rng>(&self, rng: &mut R, span: u32) -> u32 {
+        let day = rng.random_range(self.from_day..self.days);
+        let t = day * DAY + model::second_of_day(rng, &self.hours);
+        t.min((self.days * DAY).saturating_sub(span + 1))
+    }
+
+    /// 8:00-10:00 on a weekday from `from_day` on (any day if there is none).
+    fn weekday_morning<R: Rng>(&self, rng: &mut R) -> u32 {
+        let weekdays: Vec<u32> = (self.from_day..self.days).filter(|d| d % 7 < 5).collect();
+        let day = weekdays
+            .choose(rng)
+            .copied()
+            .unwrap_or_else(|| rng.random_range(self.from_day..self.days));
+        day * DAY + rng.random_range(8 * HOUR..10 * HOUR)
+    }
+
+    /// An ordinary account (5-150 computers over the period, active since the
+    /// first half-day) that already used at least `min_known` computers at
+    /// `t` and is in no other campaign.
+    fn account<R: Rng>(&mut self, rng: &mut R, t: u32, min_known: usize) -> Option<u32> {
+        for _ in 0..10_000 {
+            let u = rng.random_range(0..self.graph.users);
+            let pairs = &self.graph.pairs[u as usize];
+            if self.taken.contains(&u)
+                || !(5..=150).contains(&pairs.computers.len())
+                || pairs.first_use.first().is_none_or(|&f| f >= DAY / 2)
+                || self.known(u, t).len() < min_known
+            {
+                continue;
+            }
+            self.taken.insert(u);
+            return Some(u);
+        }
+        None
+    }
+
+    /// The computers `u` has used before `t`, earliest first (the most used).
+    fn known(&self, u: u32, t: u32) -> Vec<u32> {
+        let pairs = &self.graph.pairs[u as usize];
+        let n = pairs.first_use.partition_point(|&f| f < t);
+        pairs.computers[..n].to_vec()
+    }
+
+    /// `n` computers (not hubs) that `u` never uses, that someone used before
+    /// `t`, and, with `rare`, that only one or two accounts ever use.
+    fn new_computers<R: Rng>(
+        &self,
+        rng: &mut R,
+        u: u32,
+        n: usize,
+        t: u32,
+        rare: bool,
+        avoid: &[u32],
+    ) -> Option<Vec<u32>> {
+        let graph = self.graph;
+        let mine = &graph.pairs[u as usize].computers;
+        let mut chosen: Vec<u32> = Vec::with_capacity(n);
+        for _ in 0..200_000 {
+            if chosen.len() == n {
+                return Some(chosen);
+            }
+            let c = rng.random_range(graph.hubs..graph.computers);
+            let users = &self.first_uses[c as usize];
+            let fits = users.first().is_some_and(|&f| f < t)
+                && (!rare || (users.len() <= 2))
+                && !mine.contains(&c)
+                && !chosen.contains(&c)
+                && !avoid.contains(&c);
+            if fits {
+                chosen.push(c);
+            }
+        }
+        None
+    }
+
+    fn spray<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(5 * MINUTE..=40 * MINUTE);
+        let start = self.start(rng, span);
+        let user = self.account(rng, start, 3)?;
+        let n = rng.random_range(15..=60);
+        let targets = self.new_computers(rng, user, n, start, false, &[])?;
+        Some(visit(rng, user, &targets, start, span, 1..=2))
+    }
+
+    fn burst<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(3 * MINUTE..=15 * MINUTE);
+        let start = self.start(rng, span);
+        let user = self.account(rng, start, 1)?;
+        let own: Vec<u32> = self.known(user, start).into_iter().take(5).collect();
+        // One logon per computer per second at most: the same second, user
+        // and computer would be the same event.
+        let slots = (span as usize + 1) * own.len();
+        let n = rng.random_range(150..=500).min(slots * 4 / 5);
+        let mut events = FxHashSet::default();
+        while events.len() < n {
+            let c = *own.choose(rng).expect("at least one known computer");
+            events.insert((start + rng.random_range(0..=span), user, c));
+        }
+        Some(events.into_iter().collect())
+    }
+
+    fn chain<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(40 * MINUTE..=3 * HOUR);
+        let start = self.start(rng, span);
+        let accounts: Vec<u32> = (0..rng.random_range(2..=3))
+            .map(|_| self.account(rng, start, 3))
+            .collect::<Option<_>>()?;
+        let total = rng.random_range(8..=15);
+        // Turns: each account takes 1-4 computers, then hands over.
+        let mut turns: Vec<(u32, usize)> = Vec::new();
+        let mut assigned = 0;
+        let mut next = 0;
+        while assigned < total {
+            let take = rng.random_range(1..=4).min(total - assigned);
+            turns.push((accounts[next % accounts.len()], take));
+            assigned += take;
+            next += 1;
+        }
+        let mut used: Vec<u32> = Vec::new();
+        let mut events = Vec::new();
+        let slot = span / turns.len() as u32;
+        for (i, &(user, take)) in turns.iter().enumerate() {
+            let targets = self.new_computers(rng, user, take, start, false, &used)?;
+            used.extend(&targets);
+            let from = start + i as u32 * slot;
+            events.extend(visit(rng, user, &targets, from, slot, 1..=2));
+        }
+        Some(events)
+    }
+
+    fn stealth<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(2 * HOUR..=8 * HOUR);
+        let start = self.start(rng, span);
+        let user = self.account(rng, start, 3)?;
+        let n = rng.random_range(3..=6);
+        let targets = self.new_computers(rng, user, n, start, false, &[])?;
+        Some(visit(rng, user, &targets, start, span, 1..=3))
+    }
+
+    fn rare<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(5 * MINUTE..=2 * HOUR);
+        let start = self.start(rng, span);
+        let user = self.account(rng, start, 3)?;
+        let targets = self.new_computers(rng, user, 2, start, true, &[])?;
+        // The second computer comes `span` after the first.
+        let mut events = visit(rng, user, &targets[..1], start, MINUTE, 1..=2);
+        events.extend(visit(rng, user, &targets[1..], start + span, MINUTE, 1..=2));
+        Some(events)
+    }
+
+    fn fan_in<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(5 * MINUTE..=15 * MINUTE);
+        let start = self.start(rng, span);
+        let graph = self.graph;
+        // An established computer with a few users of its own.
+        let target = (0..100_000).find_map(|_| {
+            let c = rng.random_range(graph.hubs..graph.computers);
+            let users = &self.first_uses[c as usize];
+            let before = users.partition_point(|&f| f + DAY < start);
+            ((1..=10).contains(&before)).then_some(c)
+        })?;
+        let n = rng.random_range(20..=40);
+        let mut events = Vec::new();
+        for _ in 0..n {
+            let user = (0..1_000).find_map(|_| {
+                let u = self.account(rng, start, 1)?;
+                if graph.pairs[u as usize].computers.contains(&target) {
+                    self.taken.remove(&u);
+                    None
+                } else {
+                    Some(u)
+                }
+            })?;
+            events.extend(visit(rng, user, &[target], start, span, 1..=2));
+        }
+        self.target = Some(target);
+        Some(events)
+    }
+
+    fn rollout<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let start = self.weekday_morning(rng);
+        let server = self.next_computer;
+        self.next_computer += 1;
+        let n = rng
+            .random_range(200..=600)
+            .min(self.graph.users as usize / 2);
+        let mut users: Vec<u32> = (0..self.graph.users)
+            .filter(|&u| {
+                !self.taken.contains(&u)
+                    && self.graph.pairs[u as usize]
+                        .first_use
+                        .first()
+                        .is_some_and(|&f| f < start)
+            })
+            .collect();
+        users.shuffle(rng);
+        users.truncate(n);
+        if users.is_empty() {
+            return None;
+        }
+        let end_of_data = self.days * DAY - 1;
+        let mut events = Vec::new();
+        for &user in &users {
+            // First logon during the morning, then 0-3 more over two days.
+            let first = start + rng.random_range(0..4 * HOUR);
+            events.push((first.min(end_of_data), user, server));
+            for _ in 0..rng.random_range(0..=3) {
+                let later = first + rng.random_range(HOUR..2 * DAY);
+                if later <= end_of_data {
+                    events.push((later, user, server));
+                }
+            }
+        }
+        self.target = Some(server);
+        Some(events)
+    }
+
+    fn roaming_admin<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(30 * MINUTE..=2 * HOUR);
+        let start = self.start(rng, span);
+        // Known for a day at least, so the pipeline has seen them.
+        let known_since = start.saturating_sub(DAY);
+        let graph = self.graph;
+        let admin = (0..graph.users)
+            .filter(|u| !self.taken.contains(u))
+            .map(|u| (self.known(u, known_since).len(), u))
+            .filter(|&(known, _)| known >= 24)
+            .collect::<Vec<_>>()
+            .choose(rng)
+            .map(|&(_, u)| u)?;
+        self.taken.insert(admin);
+        let mut known = self.known(admin, known_since);
+        known.shuffle(rng);
+        known.truncate(rng.random_range(20..=60));
+        Some(visit(rng, admin, &known, start, span, 1..=3))
+    }
+
+    fn new_hire<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let start = self.weekday_morning(rng);
+        let hire = self.next_user;
+        self.next_user += 1;
+        let workstation = self.next_computer;
+        self.next_computer += 1;
+        let graph = self.graph;
+        let colleague = self.account(rng, start, 4)?;
+        self.taken.remove(&colleague);
+        let mut team: Vec<u32> = self
+            .known(colleague, start)
+            .into_iter()
+            .filter(|&c| c >= graph.hubs)
+            .collect();
+        team.shuffle(rng);
+        let n_hubs = rng.random_range(3..=6);
+        let hubs: Vec<u32> = (0..graph.hubs)
+            .collect::<Vec<_>>()
+            .choose_multiple(rng, n_hubs)
+            .copied()
+            .collect();
+        let day_one: Vec<u32> = [workstation]
+            .into_iter()
+            .chain(hubs)
+            .chain(team.iter().copied().take(rng.random_range(2..=6)))
+            .collect();
+        let mut events = Vec::new();
+        let mut computers = day_one;
+        for day in 0..3u32 {
+            let day_start = start + day * DAY;
+            if day_start + 9 * HOUR >= self.days * DAY {
+                break;
+            }
+            if day > 0 {
+                // A few more of the team's computers each day.
+                let more = rng.random_range(1..=3);
+                computers.extend(team.iter().copied().skip(computers.len()).take(more));
+            }
+            events.extend(visit(rng, hire, &computers, day_start, 8 * HOUR, 3..=10));
+        }
+        Some(events)
+    }
+}
+
+/// `user` logs on to each of `computers` in turn, spread over `span` seconds
+/// from `start`, `logons` times each (the repeats within minutes).
+fn visit<R: Rng>(
+    rng: &mut R,
+    user: u32,
+    computers: &[u32],
+    start: u32,
+    span: u32,
+    logons: std::ops::RangeInclusive<u32>,
+) -> Vec<(u32, u32, u32)> {
+    let mut times: Vec<u32> = (0..computers.len())
+        .map(|_| start + rng.random_range(0..=span))
+        .collect();
+    times.sort_unstable();
+    let mut events = Vec::new();
+    for (&c, &t) in computers.iter().zip(&times) {
+        for k in 0..rng.random_range(logons.clone()) {
+            let t = if k == 0 {
+                t
+            } else {
+                t + rng.random_range(1..10 * MINUTE)
+            };
+            events.push((t, user, c));
+        }
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_cycle() {
+        assert_eq!("fan_in".parse::<Kind>(), Ok(Kind::FanIn));
+        assert!("nope".parse::<Kind>().unwrap_err().contains("spray"));
+        let plan = CampaignPlan {
+            attacks: 8,
+            benign: 4,
+            kinds: Vec::new(),
+            from_day: 1,
+        };
+        let kinds = plan.kinds();
+        assert_eq!(kinds.len(), 12);
+        assert_eq!(
+            &kinds[..7],
+            &[
+                Kind::Spray,
+                Kind::Burst,
+                Kind::Chain,
+                Kind::Stealth,
+                Kind::Rare,
+                Kind::FanIn,
+                Kind::Spray
+            ]
+        );
+        assert_eq!(kinds[8], Kind::Rollout);
+        assert_eq!(kinds[11], Kind::Rollout);
+        let only = CampaignPlan {
+            attacks: 3,
+            benign: 2,
+            kinds: vec![Kind::Burst, Kind::NewHire],
+            from_day: 0,
+        };
+        assert_eq!(
+            only.kinds(),
+            [
+                Kind::Burst,
+                Kind::Burst,
+                Kind::Burst,
+                Kind::NewHire,
+                Kind::NewHire
+            ]
+        );
+    }
+
+    /// Every kind keeps its promises against the graph it was planned on.
+    #[test]
+    fn campaigns_fit_their_descriptions() {
+        let config = crate::GeneratorConfig {
+            users: 3_000,
+            computers: 5_900,
+            days: 14,
+            events: Some(1_000),
+            seed: 5,
+            campaigns: CampaignPlan {
+                attacks: 12,
+                benign: 6,
+                kinds: Vec::new(),
+                from_day: 7,
+            },
+        };
+        let generator = crate::Generator::new(config);
+        let graph = generator.graph();
+        let campaigns = generator.campaigns();
+        assert_eq!(campaigns.len(), 18, "{campaigns:#?}");
+        let id = |name: &str| name[1..].parse::<u32>().unwrap() - 1;
+        let first_use = |u: u32, c: u32| {
+            let pairs = graph.pairs.get(u as usize)?;
+            let i = pairs.computers.iter().position(|&x| x == c)?;
+            Some(pairs.first_use[i])
+        };
+        for c in campaigns {
+            assert!(c.start > 7 * DAY && c.end <= 14 * DAY, "{c:?}");
+            assert_eq!(c.benign, c.kind.is_benign());
+            let span = c.end - c.start;
+            let new_to_users = c.users.iter().all(|u| {
+                c.computers
+                    .iter()
+                    .all(|k| first_use(id(u), id(k)).is_none())
+            });
+            match c.kind {
+                Kind::Spray => {
+                    assert!(
+                        (15..=60).contains(&c.computers.len()) && span <= 40 * MINUTE,
+                        "{c:?}"
+                    );
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::Burst => {
+                    assert!(
+                        (120..=500).contains(&c.events) && span <= 15 * MINUTE,
+                        "{c:?}"
+                    );
+                    assert!(c.computers.len() <= 5);
+                    let u = id(&c.users[0]);
+                    assert!(
+                        c.computers
+                            .iter()
+                            .all(|k| first_use(u, id(k)).is_some_and(|t| t < c.start)),
+                        "{c:?}"
+                    );
+                }
+                Kind::Chain => {
+                    assert!((2..=3).contains(&c.users.len()), "{c:?}");
+                    assert!(
+                        (8..=15).contains(&c.computers.len()) && span <= 3 * HOUR + 20 * MINUTE,
+                        "{c:?}"
+                    );
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::Stealth => {
+                    assert!(
+                        (3..=6).contains(&c.computers.len()) && span <= 8 * HOUR + 20 * MINUTE,
+                        "{c:?}"
+                    );
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::Rare => {
+                    assert_eq!(c.computers.len(), 2);
+                    assert!(new_to_users, "{c:?}");
+                    for k in &c.computers {
+                        let users = graph
+                            .pairs
+                            .iter()
+                            .filter(|p| p.computers.contains(&id(k)))
+                            .count();
+                        assert!((1..=2).contains(&users), "{c:?}: {k} has {users} users");
+                    }
+                }
+                Kind::FanIn => {
+                    assert!(
+                        (20..=40).contains(&c.users.len()) && span <= 25 * MINUTE,
+                        "{c:?}"
+                    );
+                    assert_eq!(c.target.as_deref(), Some(c.computers[0].as_str()));
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::Rollout => {
+                    assert!(c.users.len() >= 200, "{c:?}");
+                    let server = id(c.target.as_ref().unwrap());
+                    assert!(server >= graph.computers, "a new server: {c:?}");
+                }
+                Kind::RoamingAdmin => {
+                    assert!((20..=60).contains(&c.computers.len()), "{c:?}");
+                    let u = id(&c.users[0]);
+                    assert!(
+                        c.computers
+                            .iter()
+                            .all(|k| first_use(u, id(k)).is_some_and(|t| t + DAY <= c.start)),
+                        "{c:?}"
+                    );
+                }
+                Kind::NewHire => {
+                    assert!(id(&c.users[0]) >= graph.users, "a new account: {c:?}");
+                    assert!(c.computers.len() >= 6, "{c:?}");
+                }
+            }
+        }
+        let mut accounts: Vec<&String> = campaigns
+            .iter()
+            .filter(|c| c.kind != Kind::Rollout)
+            .flat_map(|c| &c.users)
+            .collect();
+        let n = accounts.len();
+        accounts.sort();
+        accounts.dedup();
+        assert_eq!(accounts.len(), n, "no account is in two campaigns");
+    }
+}

@@ -1,0 +1,145 @@
+//! Rule `fan_in`: many accounts that never used a computer log on to it
+//! within the hour, far more than the computer's own history makes likely
+//! (credential harvesting on one host, or a password spray against it). Its
+//! hits add to the *computer's* risk: the alert is about the computer, with
+//! the accounts as its evidence.
+//!
+//! A computer needs history first (`burn_in`): a new server that hundreds of
+//! users start using on its first morning is a roll-out, not an attack, and
+//! after a first start every computer's first day is its discovery (a hub
+//! meets hundreds of "new" users), which must be out of the hour's window
+//! before the hour means anything: hence a day and two hours.
+
+use authpulse_rules_sdk::stats::{poisson_tail, surprise};
+use authpulse_rules_sdk::{
+    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+};
+
+pub struct FanIn {
+    min_new_users: u32,
+    min_surprise: f32,
+    burn_in_s: u32,
+    score: f32,
+}
+
+pub const REASON_FAN_IN: u32 = 0;
+
+/// Each factor of ten of surprise beyond the minimum adds this much.
+const SCORE_PER_DECADE: f32 = 3.0;
+
+/// Office hours see about twice a day's mean hourly arrivals: the hour is
+/// judged against that, not the mean.
+const BUSY_HOUR_FACTOR: f32 = 2.0;
+
+impl Rule for FanIn {
+    const METADATA: Metadata = Metadata {
+        name: "fan_in",
+        version: "1.0.0",
+        description: "Many accounts new to one computer within an hour, far above its usual",
+        severity: Severity::High,
+        mitre: &["T1110.003", "T1021", "T1078"],
+        entity: Entity::Computer,
+        params: &[
+            ParamSpec {
+                name: "min_new_users",
+                description: "Users new to the computer within the last hour to fire",
+                kind: ParamKind::Count,
+                default: 6.0,
+                min: 2.0,
+                max: 1e6,
+            },
+            ParamSpec {
+                name: "min_surprise",
+                description: "Fire when that many new users had at most a 10^-x chance (x = this)",
+                kind: ParamKind::Factor,
+                default: 4.0,
+                min: 0.0,
+                max: 30.0,
+            },
+            ParamSpec::burn_in(26.0 * 3600.0),
+            ParamSpec::score(
+                70.0,
+                "Risk contribution at the threshold; more surprise adds up to 100",
+            ),
+        ],
+        reasons: &["many accounts that never used this computer logged on to it within an hour"],
+    };
+
+    fn new(p: &Params) -> Self {
+        FanIn {
+            min_new_users: p.get("min_new_users") as u32,
+            min_surprise: p.get("min_surprise") as f32,
+            burn_in_s: p.get("burn_in") as u32,
+            score: p.get("score") as f32,
+        }
+    }
+
+    #[inline]
+    fn evaluate(&self, f: &Features) -> Option<Hit> {
+        let new_users = f.host_new_users_1h;
+        if !f.is_new_device() || f.host_tenure_s < self.burn_in_s || new_users < self.min_new_users
+        {
+            return None;
+        }
+        let per_hour = BUSY_HOUR_FACTOR * f.usual_new_user_rate() / 24.0;
+        let how = surprise(poisson_tail(new_users, per_hour));
+        (how >= self.min_surprise).then(|| {
+            Hit::new(
+                self.score + SCORE_PER_DECADE * (how - self.min_surprise),
+                REASON_FAN_IN,
+            )
+        })
+    }
+}
+
+export_rule!(FanIn);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authpulse_rules_sdk::{FLAG_NEW_DEVICE_FOR_USER, testing::RuleHarness};
+
+    /// A user new to a computer a month old with `users` users, `usual` of
+    /// them new over its 28 baseline days, that got `hour` new users in the
+    /// last hour.
+    fn arrival(users: u32, usual: u32, hour: u32) -> Features {
+        Features {
+            flags: FLAG_NEW_DEVICE_FOR_USER,
+            host_tenure_s: 30 * 86_400,
+            host_users_ever: users,
+            host_baseline_new_users: usual,
+            host_baseline_s: 28 * 86_400,
+            host_new_users_1h: hour,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn many_new_accounts_on_a_quiet_computer() {
+        let rule = RuleHarness::<FanIn>::with_defaults();
+        let hit = rule.evaluate(&arrival(25, 2, 20)).unwrap();
+        assert_eq!(hit.reason, REASON_FAN_IN);
+        assert_eq!(hit.score, 100.0);
+        assert!(rule.evaluate(&arrival(10, 2, 6)).unwrap().score >= 70.0);
+        assert_eq!(rule.evaluate(&arrival(10, 2, 5)), None);
+    }
+
+    #[test]
+    fn a_hub_gaining_users_is_usual() {
+        let rule = RuleHarness::<FanIn>::with_defaults();
+        // 5,000 users, 2,800 of them new in 28 days: ~4 an hour.
+        assert_eq!(rule.evaluate(&arrival(5_000, 2_800, 9)), None);
+    }
+
+    #[test]
+    fn a_new_server_is_left_alone() {
+        let rule = RuleHarness::<FanIn>::with_defaults();
+        let rollout = Features {
+            host_tenure_s: 3 * 3600,
+            host_baseline_s: 0,
+            host_baseline_new_users: 0,
+            ..arrival(300, 0, 120)
+        };
+        assert_eq!(rule.evaluate(&rollout), None);
+    }
+}

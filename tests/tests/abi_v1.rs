@@ -1,0 +1,101 @@
+//! Modules built for ABI version 1 keep loading and running, unchanged, next
+//! to version-2 modules. The fixtures in `tests/fixtures/abi-v1/` are the
+//! four rules of release 0.1, built by that release's SDK (64-byte feature
+//! records, no `entity` in their metadata); they are never rebuilt.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use authpulse_engine::entity::EntityKind;
+use authpulse_engine::policy::Policy;
+use authpulse_engine::rules::{Engine, RuleSet};
+use common::{generate, score};
+
+fn fixtures() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/abi-v1"))
+}
+
+/// The default policy plus the 0.1 modules `new_device` and `burst` as
+/// rules `new_device_v1` and `burst_v1`, in shadow mode (recorded, not
+/// scored), pinned as the policy file requires.
+fn mixed_policy() -> Policy {
+    let v1 = Policy::load(&fixtures().join("policy-0.1.yaml")).unwrap();
+    let mut extra = String::new();
+    for id in ["new_device", "burst"] {
+        let rule = v1.file.rules.iter().find(|r| r.id == id).unwrap();
+        extra.push_str(&format!(
+            "  - id: {id}_v1\n    module: {}\n    sha256: {}\n    mode: shadow\n    params: {{ burn_in: 24h }}\n",
+            fixtures().join(&rule.module).display(),
+            rule.sha256.as_ref().unwrap()
+        ));
+    }
+    let yaml = format!("{}{extra}", authpulse_engine::policy::DEFAULT_POLICY_YAML);
+    Policy::parse(&yaml, "mixed.yaml", Path::new(".")).unwrap()
+}
+
+#[test]
+fn version_1_modules_load_beside_version_2() {
+    let rules = RuleSet::load(&mixed_policy(), Engine::Wasm, 64).unwrap();
+    let abi: HashMap<&str, u32> = rules
+        .rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.metadata.abi_version))
+        .collect();
+    assert_eq!(abi["new_device_v1"], 1);
+    assert_eq!(abi["burst_v1"], 1);
+    assert_eq!(abi["new_device"], 2);
+    assert_eq!(abi["fan_in"], 2);
+    // A version-1 module declares no entity: its hits are the user's.
+    let v1 = rules.rules.iter().find(|r| r.id == "burst_v1").unwrap();
+    assert_eq!(v1.metadata.entity, EntityKind::User);
+    let fan_in = rules.rules.iter().find(|r| r.id == "fan_in").unwrap();
+    assert_eq!(fan_in.metadata.entity, EntityKind::Computer);
+
+    // The whole 0.1 policy loads as it was.
+    let old = Policy::load(&fixtures().join("policy-0.1.yaml")).unwrap();
+    let old_rules = RuleSet::load(&old, Engine::Wasm, 64).unwrap();
+    assert_eq!(old_rules.rules.len(), 4);
+    assert!(old_rules.rules.iter().all(|r| r.metadata.abi_version == 1));
+}
+
+/// The version-1 modules see exactly the version-1 fields: their hits are
+/// those of release 0.1's logic, recomputed here from the scored rows.
+#[test]
+fn version_1_modules_score_as_they_did() {
+    let (data, _) = generate(300, 3, 90_000, 2, 9);
+    let run = score(&data, &mixed_policy(), 1000, Engine::Wasm);
+    let rows = &run.collected.rows;
+    assert_eq!(rows.len() as u64, run.summary.events_scored);
+    let mut first_seen: HashMap<&str, i64> = HashMap::new();
+    let (mut new_device_hits, mut burst_hits) = (0u64, 0u64);
+    for row in rows {
+        let time = chrono_free_seconds(&row.event_time);
+        let tenure = time - *first_seen.entry(row.user_id.as_str()).or_insert(time);
+        let flagged = |id: &str| row.risk_flags.iter().any(|f| f == &format!("shadow:{id}"));
+        // 0.1's new_device: any new device after the burn-in.
+        let expect_new_device = row.new_device && tenure >= 86_400;
+        assert_eq!(flagged("new_device_v1"), expect_new_device, "{row:?}");
+        new_device_hits += u64::from(expect_new_device);
+        // 0.1's burst: over 120 an hour and 5x the 23 hours before.
+        let (hour, day) = (row.user_logins_1h as f32, row.user_logins_24h as f32);
+        let limit = 120f32.max(5.0 * (day - hour) / 23.0);
+        let expect_burst = tenure >= 86_400 && hour > 120.0 && hour > limit;
+        assert_eq!(flagged("burst_v1"), expect_burst, "{row:?}");
+        burst_hits += u64::from(expect_burst);
+    }
+    assert!(new_device_hits > 100, "{new_device_hits}");
+    assert!(burst_hits > 0, "the hidden burst fires the 0.1 rule too");
+    assert_eq!(run.summary.rule_hits["new_device_v1"], new_device_hits);
+    assert_eq!(run.summary.rule_hits["burst_v1"], burst_hits);
+    assert_eq!(run.summary.rule_failures["new_device_v1"], 0);
+}
+
+/// Seconds since the epoch of `2024-01-02T03:04:05Z`.
+fn chrono_free_seconds(time: &str) -> i64 {
+    let n = |range: std::ops::Range<usize>| time[range].parse::<i64>().unwrap();
+    let (year, month, day) = (n(0..4), n(5..7), n(8..10));
+    assert_eq!((year, month), (2024, 1), "generated data starts 2024-01-01");
+    (day - 1) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
