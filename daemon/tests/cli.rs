@@ -429,3 +429,75 @@ fn rules_test_prints_hits_and_checks_expectations() {
         "{stderr}"
     );
 }
+
+/// A small `authpulse eval`: two attacks of each kind and two of each hard
+/// benign case in ten days of 2,000 users. Every kind is caught, the benign
+/// cases stay quiet, false alerts are few, and the naive baseline (an alert
+/// per new device) is shown to be what the rules are not.
+#[test]
+fn eval_catches_every_kind_and_leaves_benign_cases_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authpulse(dir.path())
+        .args([
+            "eval",
+            "--users",
+            "2000",
+            "--days",
+            "10",
+            "--burn-in-days",
+            "5",
+            "--campaigns",
+            "12",
+            "--benign",
+            "6",
+            "--seed",
+            "21",
+            "--json",
+            "--report",
+            "report.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["scorecard"], report["scorecard"]);
+    let card = &report["scorecard"];
+    let kinds = card["kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), 6, "{card}");
+    for kind in kinds {
+        assert_eq!(kind["campaigns"], 2, "{kind}");
+        assert!(kind["detected"].as_u64().unwrap() >= 1, "{kind}");
+    }
+    let ours = &card["authpulse"];
+    assert!(ours["detected"].as_u64().unwrap() >= 11, "{ours}");
+    assert!(
+        ours["false_alerts_per_day"].as_f64().unwrap() <= 2.0,
+        "{ours}"
+    );
+    assert!(ours["ttd_p50_s"].as_u64().unwrap() < 3600, "{ours}");
+    for benign in card["benign"].as_array().unwrap() {
+        assert_eq!(benign["cases"], 2, "{benign}");
+        assert_eq!(benign["alerted"], 0, "{benign}");
+    }
+    let naive = &card["naive"];
+    assert!(
+        naive["false_alerts_per_day"].as_f64().unwrap() > 100.0,
+        "{naive}"
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .find(|k| k["kind"] == "burst")
+            .map(|k| &k["naive_detected"]),
+        Some(&Value::from(0)),
+        "a burst brings no new device"
+    );
+    assert!(report["events_scored"].as_u64().unwrap() > 4_000_000);
+}

@@ -184,9 +184,13 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
     for attack in attacks:
         assert set(attack["users"]) & alerted_users, attack
     subject, attrs, first = next(m for m in messages if m[1].get("kind") == "alert")
-    summary = first["summary"]
-    assert subject == (summary if len(summary) <= 100 else summary[:97] + "...")
-    assert attrs["risk_level"] == first["risk_level"]
+    line = f'[{first["status"]}] {first["summary"]}'
+    assert subject == (line if len(line) <= 100 else line[:97] + "...")
+    assert attrs["risk_level"] == first["risk_level"] and attrs["status"] == first["status"]
+    # Each incident went out as it opened, and once more when it closed.
+    for alert_id in {a["alert_id"] for a in alerts}:
+        statuses = [a["status"] for a in sorted(alerts, key=key) if a["alert_id"] == alert_id]
+        assert statuses[0] == "open" and statuses[-1] == "closed", statuses
     # The events are from 2024: far behind the 5-minute freshness SLA, which says so once.
     sla = [m for _, attrs, m in messages if attrs.get("kind") == "freshness_sla"]
     assert len(sla) == 1 and sla[0]["p95_lag_s"] > 300 and sla[0]["pipeline"] == "e2e"

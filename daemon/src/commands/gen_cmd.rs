@@ -54,7 +54,8 @@ pub struct GenArgs {
     #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<Kind>,
     /// Campaigns start on this day or later (0-based); the days before are
-    /// the detection's burn-in. Default: day 1, or 0 for one day of data.
+    /// the detection's burn-in. Default: day 2 (the third), or the last day
+    /// of shorter data.
     #[arg(long, value_name = "DAY")]
     pub campaigns_from_day: Option<u32>,
     /// Write the hidden campaigns (ground truth) as JSON lines here.
@@ -86,7 +87,7 @@ impl GenArgs {
                 kinds: self.kinds.clone(),
                 from_day: self
                     .campaigns_from_day
-                    .unwrap_or(1)
+                    .unwrap_or(2)
                     .min(self.days.saturating_sub(1)),
             },
         }
