@@ -9,7 +9,8 @@
 //!
 //! ```
 //! use authpulse_rules_sdk::{
-//!     export_rule, Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+//!     export_rule, Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule,
+//!     Severity,
 //! };
 //!
 //! pub struct TooManyLogins {
@@ -25,6 +26,7 @@
 //!         severity: Severity::Medium,
 //!         mitre: &["T1110"],
 //!         entity: Entity::User,
+//!         events: Events::All,
 //!         params: &[
 //!             ParamSpec {
 //!                 name: "factor",
@@ -74,7 +76,10 @@
 //! The host calls `authpulse_evaluate` once per batch, not once per event.
 //!
 //! Version 2 made the feature record 128 bytes: the 64 bytes of version 1,
-//! unchanged, followed by each entity's baselines; metadata gained `entity`.
+//! unchanged, followed by each entity's baselines; metadata gained `entity`
+//! (whose risk the hits add to) and `events` (which events the rule judges:
+//! the host passes a `new_devices` rule only the new-device events of a batch,
+//! so `n` counts those).
 //! A host speaking version 2 still runs version-1 modules, handing them the
 //! first 64 bytes of each record ([`record_bytes`]).
 
@@ -91,7 +96,7 @@ pub use features::{
     FEATURES_V1_BYTES, FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit,
     NO_PREVIOUS_LOGIN, PRIOR_DAYS, PRIOR_NEW_PER_KNOWN_PER_DAY, Verdict,
 };
-pub use metadata::{Entity, Metadata, ParamKind, ParamSpec, Severity};
+pub use metadata::{Entity, Events, Metadata, ParamKind, ParamSpec, Severity};
 
 #[cfg(target_endian = "big")]
 compile_error!(

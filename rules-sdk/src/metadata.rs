@@ -44,6 +44,28 @@ impl Entity {
     }
 }
 
+/// Which events a rule judges. The host hands a rule only these (the rest
+/// get no hit without a call), so a rule about new computers costs almost
+/// nothing on the great majority of logons, which are to known ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Events {
+    /// Every event.
+    All,
+    /// Only events where the user logs on to a computer for the first time
+    /// ([`Features::is_new_device`](crate::Features::is_new_device)).
+    NewDevices,
+}
+
+impl Events {
+    /// Lower-case name, as written in metadata JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Events::All => "all",
+            Events::NewDevices => "new_devices",
+        }
+    }
+}
+
 /// What a parameter measures; decides how the policy file may write it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamKind {
@@ -139,6 +161,8 @@ pub struct Metadata {
     pub mitre: &'static [&'static str],
     /// The entity whose risk the rule's hits add to.
     pub entity: Entity,
+    /// The events the rule judges; it must give no hit on others.
+    pub events: Events,
     /// Parameters, in the order the host passes their values.
     pub params: &'static [ParamSpec],
     /// Human-readable reasons; a hit's `reason` indexes this list.
@@ -173,6 +197,8 @@ impl Metadata {
         push_str(&mut out, self.severity.as_str());
         out.push_str(",\"entity\":");
         push_str(&mut out, self.entity.as_str());
+        out.push_str(",\"events\":");
+        push_str(&mut out, self.events.as_str());
         out.push_str(",\"mitre\":[");
         for (i, id) in self.mitre.iter().enumerate() {
             if i > 0 {
@@ -258,6 +284,7 @@ mod tests {
             severity: Severity::High,
             mitre: &["T1021", "T1078"],
             entity: Entity::Computer,
+            events: Events::NewDevices,
             params: &[ParamSpec {
                 name: "limit",
                 description: "d",
@@ -272,7 +299,7 @@ mod tests {
         assert_eq!(
             json,
             "{\"abi_version\":2,\"name\":\"x\",\"version\":\"1.2.3\",\
-             \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\"entity\":\"computer\",\
+             \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\"entity\":\"computer\",\"events\":\"new_devices\",\
              \"mitre\":[\"T1021\",\"T1078\"],\"params\":[{\"name\":\"limit\",\
              \"description\":\"d\",\"kind\":\"count\",\"default\":10.0,\"min\":1.0,\
              \"max\":1000000.0}],\"reasons\":[\"r0\",\"r1\"]}"

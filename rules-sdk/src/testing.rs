@@ -2,11 +2,11 @@
 //! override parameters by name, and score hand-written [`Features`].
 //!
 //! ```
-//! # use authpulse_rules_sdk::{Entity, Features, Hit, Metadata, Params, Rule, Severity};
+//! # use authpulse_rules_sdk::{Entity, Events, Features, Hit, Metadata, Params, Rule, Severity};
 //! # struct Always;
 //! # impl Rule for Always {
 //! #     const METADATA: Metadata = Metadata { name: "always", version: "1", description: "",
-//! #         severity: Severity::Low, mitre: &[], entity: Entity::User, params: &[], reasons: &["always"] };
+//! #         severity: Severity::Low, mitre: &[], entity: Entity::User, events: Events::All, params: &[], reasons: &["always"] };
 //! #     fn new(_: &Params) -> Self { Always }
 //! #     fn evaluate(&self, _: &Features) -> Option<Hit> { Some(Hit::new(1.0, 0)) }
 //! # }

@@ -31,12 +31,25 @@ pub struct RuleMetadata {
     /// Whose risk the rule's hits add to (ABI version 1 modules: the user).
     #[serde(default = "user_entity")]
     pub entity: EntityKind,
+    /// Which events the rule judges (ABI version 1 modules: all).
+    #[serde(default)]
+    pub events: EventFilter,
     pub params: Vec<ParamSchema>,
     pub reasons: Vec<String>,
 }
 
 fn user_entity() -> EntityKind {
     EntityKind::User
+}
+
+/// The events a rule declares it judges; the host passes it no others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventFilter {
+    #[default]
+    All,
+    /// Only a user's first logon to a computer.
+    NewDevices,
 }
 
 /// A batch's feature records, as each ABI version lays them out.
@@ -178,6 +191,16 @@ pub struct RuleSet {
     /// Some rule was built for ABI version 1: records are also packed in its
     /// layout, into this buffer, once per batch.
     v1_records: Option<Vec<u8>>,
+    /// The batch's new-device events, for `new_devices` rules: their
+    /// positions in the batch, their records, and their verdicts.
+    new_devices: NewDevices,
+}
+
+#[derive(Default)]
+struct NewDevices {
+    positions: Vec<u32>,
+    features: Vec<Features>,
+    verdicts: Vec<Verdict>,
 }
 
 impl RuleSet {
@@ -334,6 +357,7 @@ impl RuleSet {
             flag_labels,
             capacity,
             v1_records,
+            new_devices: NewDevices::default(),
         })
     }
 
@@ -368,6 +392,29 @@ impl RuleSet {
             None => &[],
         };
         let records = Records { features, v1 };
+        // Most logons are to known computers: rules about new ones run on
+        // the few that are not, gathered once per batch.
+        let selected = &mut self.new_devices;
+        selected.positions.clear();
+        selected.features.clear();
+        if self
+            .rules
+            .iter()
+            .any(|r| r.metadata.events == EventFilter::NewDevices)
+        {
+            for (i, f) in features.iter().enumerate() {
+                if f.is_new_device() {
+                    selected.positions.push(i as u32);
+                    selected.features.push(*f);
+                }
+            }
+        }
+        let m = selected.positions.len();
+        selected.verdicts.resize(m, Verdict::NONE);
+        let new_device_records = Records {
+            features: &selected.features,
+            v1: &[],
+        };
         for rule in &mut self.rules {
             let verdicts = &mut rule.verdicts[..n];
             if rule.stats.disabled {
@@ -375,7 +422,24 @@ impl RuleSet {
                 continue;
             }
             let started = Instant::now();
-            let outcome = rule.module.evaluate(&records, verdicts);
+            let outcome = match rule.metadata.events {
+                EventFilter::All => rule.module.evaluate(&records, verdicts),
+                EventFilter::NewDevices => {
+                    let outcome = if m == 0 {
+                        Ok(())
+                    } else {
+                        rule.module
+                            .evaluate(&new_device_records, &mut selected.verdicts[..m])
+                    };
+                    verdicts.fill(Verdict::NONE);
+                    if outcome.is_ok() {
+                        for (&i, v) in selected.positions.iter().zip(&selected.verdicts) {
+                            verdicts[i as usize] = *v;
+                        }
+                    }
+                    outcome
+                }
+            };
             rule.stats.nanos += started.elapsed().as_nanos() as u64;
             match outcome {
                 Ok(()) => {

@@ -11,7 +11,7 @@
 
 use authpulse_rules_sdk::stats::log2;
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct Burst {
@@ -39,6 +39,7 @@ impl Rule for Burst {
         severity: Severity::High,
         mitre: &["T1110", "T1078"],
         entity: Entity::User,
+        events: Events::All,
         params: &[
             ParamSpec {
                 name: "min_logins_1h",

@@ -12,7 +12,7 @@
 
 use authpulse_rules_sdk::stats::{poisson_tail, surprise};
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct FanIn {
@@ -39,6 +39,7 @@ impl Rule for FanIn {
         severity: Severity::High,
         mitre: &["T1110.003", "T1021", "T1078"],
         entity: Entity::Computer,
+        events: Events::NewDevices,
         params: &[
             ParamSpec {
                 name: "min_new_users",

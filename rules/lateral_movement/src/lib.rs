@@ -7,7 +7,7 @@
 //! `cold_min_new_computers` on.
 
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct LateralMovement {
@@ -32,6 +32,7 @@ impl Rule for LateralMovement {
         severity: Severity::High,
         mitre: &["T1021", "T1570"],
         entity: Entity::User,
+        events: Events::NewDevices,
         params: &[
             ParamSpec {
                 name: "min_new_computers",

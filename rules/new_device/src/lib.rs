@@ -16,7 +16,7 @@
 
 use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct NewDevice {
@@ -42,6 +42,7 @@ impl Rule for NewDevice {
         severity: Severity::Low,
         mitre: &["T1078", "T1021"],
         entity: Entity::User,
+        events: Events::NewDevices,
         params: &[
             ParamSpec::burn_in(86_400.0),
             ParamSpec::attack_per_day(24.0),

@@ -10,7 +10,7 @@
 
 use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct RareHost {
@@ -33,6 +33,7 @@ impl Rule for RareHost {
         severity: Severity::Low,
         mitre: &["T1021"],
         entity: Entity::User,
+        events: Events::NewDevices,
         params: &[
             ParamSpec {
                 name: "max_prior_users",

@@ -14,7 +14,7 @@
 
 use authpulse_rules_sdk::stats::{poisson_tail, score_of_evidence, surprise};
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
 };
 
 pub struct SlowSpread {
@@ -32,6 +32,7 @@ impl Rule for SlowSpread {
         severity: Severity::Medium,
         mitre: &["T1021", "T1078", "T1550"],
         entity: Entity::User,
+        events: Events::NewDevices,
         params: &[
             ParamSpec {
                 name: "min_surprise",

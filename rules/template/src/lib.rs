@@ -9,7 +9,7 @@
 //! function of the event's features, the export macro, and native tests.
 
 use authpulse_rules_sdk::{
-    Entity, Features, Hit, Metadata, NO_PREVIOUS_LOGIN, ParamKind, ParamSpec, Params, Rule,
+    Entity, Events, Features, Hit, Metadata, NO_PREVIOUS_LOGIN, ParamKind, ParamSpec, Params, Rule,
     Severity, export_rule,
 };
 
@@ -31,6 +31,7 @@ impl Rule for DormantReturn {
         severity: Severity::Medium,
         mitre: &["T1078"],
         entity: Entity::User,
+        events: Events::NewDevices,
         params: &[
             ParamSpec {
                 name: "min_gap",
