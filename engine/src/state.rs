@@ -1,9 +1,10 @@
 //! Engine state and feature computation: per-user sliding windows (1h, 24h),
 //! device history (every computer each user has used, with first-seen time),
-//! host popularity (distinct users per computer, ever, per UTC day and in the
-//! last hour), and each entity's own baselines: a user's busiest hour, their
-//! logins by hour of day and their usual rate of new computers; a computer's
-//! busiest hour and its usual rate of new users.
+//! host popularity (distinct users per computer, ever, per UTC day and per
+//! clock hour; users new to it in the last hour and day), and each entity's
+//! own baselines: a user's busiest hour, their logins by hour of day and
+//! their usual rate of new computers; a computer's busiest hour and its usual
+//! rate of new users.
 //!
 //! Events must arrive in event-time order (the [`Orderer`](crate::order::Orderer)
 //! guarantees it). Per event the work is one hash lookup (the user/computer pair)
@@ -15,8 +16,8 @@
 //! pipeline), and the last 24 hours are what a rule is judging. So the usual
 //! rate of new computers (of new users, for a computer) is counted between
 //! the two: from the end of its first day to the start of the last 24 hours.
-//! Discoveries within the first day are `initial`, later ones `later`; those
-//! of the baseline period are `later` less the ones still in the 24h window.
+//! Discoveries after the first day are counted (`later`); those of the
+//! baseline period are `later` less the ones still in the 24h window.
 
 use std::collections::VecDeque;
 
@@ -40,9 +41,6 @@ struct Device {
     /// entry with the same sequence number is that first / latest occurrence.
     first_seq: u32,
     last_seq: u32,
-    /// The same for the computer's window: computer-local sequence number of
-    /// the pair's latest event there.
-    host_last_seq: u32,
     /// UTC day of the latest event, for per-day host popularity.
     last_day: i64,
 }
@@ -58,28 +56,31 @@ struct WindowEntry {
 #[derive(Default)]
 struct UserState {
     first_seen: i64,
-    last_seen: Option<i64>,
+    /// Time of the latest event (meaningful once `logins` > 0).
+    last_seen: i64,
     next_seq: u32,
     /// Events of the last 24h, oldest first; `window[hour_start..]` is the last hour.
     window: VecDeque<WindowEntry>,
     hour_start: usize,
+    /// The event time at which an entry next leaves a window: until then
+    /// the windows are not touched (they live in memory of their own, and
+    /// looking costs a cache miss per event).
+    due: i64,
     distinct_1h: u32,
     distinct_24h: u32,
     new_1h: u32,
     new_24h: u32,
     known_computers: u32,
-    /// Computers first used within the user's first day, and after it.
-    initial_computers: u32,
+    /// Computers first used after the user's first day.
     later_computers: u32,
     busiest: BusiestHour,
     logins: u32,
-    /// Logins per hour of day (UTC).
-    logins_by_hour: [u32; 24],
 }
 
 /// Activity in the current clock hour and in the busiest one before it.
 #[derive(Default, Clone, Copy)]
 struct BusiestHour {
+    /// Hours since the epoch.
     hour: i64,
     current: u32,
     peak: u32,
@@ -98,30 +99,19 @@ impl BusiestHour {
     }
 }
 
-/// One of a computer's events inside its 1h window.
-#[derive(Clone, Copy, Debug)]
-struct HostEntry {
-    time: i64,
-    device: u32,
-    seq: u32,
-}
-
 #[derive(Default)]
 struct HostState {
     users_ever: u32,
     day: i64,
     users_today: u32,
     first_seen: i64,
-    next_seq: u32,
-    /// Events of the last hour, oldest first.
-    window: VecDeque<HostEntry>,
-    users_1h: u32,
+    /// As for users: when an entry next leaves one of the windows.
+    due: i64,
     /// When each user first logged on to it, within the last 24h; the last
     /// hour's are `firsts[firsts_hour_start..]`.
     firsts: VecDeque<i64>,
     firsts_hour_start: usize,
-    /// Users new to it within its first day, and after it.
-    initial_users: u32,
+    /// Users new to it after its first day.
     later_users: u32,
     /// Distinct users per clock hour.
     busiest: BusiestHour,
@@ -131,6 +121,9 @@ struct HostState {
 #[derive(Default)]
 pub struct EngineState {
     users: Vec<UserState>,
+    /// Per user, logins per hour of day (UTC): apart from `users`, whose
+    /// fields every event reads, as an event reads one of these 24 only.
+    logins_by_hour: Vec<[u32; 24]>,
     hosts: Vec<HostState>,
     devices: Vec<Device>,
     device_index: FxHashMap<u64, u32>,
@@ -156,6 +149,7 @@ impl EngineState {
         let (u, c) = (user as usize, computer as usize);
         if u >= self.users.len() {
             self.users.resize_with(u + 1, UserState::default);
+            self.logins_by_hour.resize(u + 1, [0; 24]);
         }
         if c >= self.hosts.len() {
             self.hosts.resize_with(c + 1, HostState::default);
@@ -164,7 +158,7 @@ impl EngineState {
         let user_state = &mut self.users[u];
         let host = &mut self.hosts[c];
         let mut flags = 0;
-        if user_state.last_seen.is_none() {
+        if user_state.logins == 0 {
             user_state.first_seen = time;
             flags |= FLAG_NEW_USER;
         }
@@ -172,10 +166,9 @@ impl EngineState {
             host.first_seen = time;
         }
         expire(user_state, devices, time);
-        expire_host(host, devices, time);
+        expire_host(host, time);
 
         let seq = user_state.next_seq;
-        let host_seq = host.next_seq;
         let key = (u64::from(user) << 32) | u64::from(computer);
         let device_id = *self.device_index.entry(key).or_insert_with(|| {
             let id = u32::try_from(devices.len()).expect("fewer than 2^32 user/computer pairs");
@@ -184,7 +177,6 @@ impl EngineState {
                 last_seen: i64::MIN,
                 first_seq: seq,
                 last_seq: seq,
-                host_last_seq: host_seq,
                 last_day: i64::MIN,
             });
             flags |= FLAG_NEW_DEVICE_FOR_USER;
@@ -193,17 +185,14 @@ impl EngineState {
             }
             host.users_ever += 1;
             host.firsts.push_back(time);
-            if time < host.first_seen + DAY {
-                host.initial_users += 1;
-            } else {
+            host.due = host.due.min(time + HOUR);
+            if time >= host.first_seen + DAY {
                 host.later_users += 1;
             }
             user_state.known_computers += 1;
             user_state.new_1h += 1;
             user_state.new_24h += 1;
-            if time < user_state.first_seen + DAY {
-                user_state.initial_computers += 1;
-            } else {
+            if time >= user_state.first_seen + DAY {
                 user_state.later_computers += 1;
             }
             id
@@ -212,7 +201,6 @@ impl EngineState {
         // A pair enters a window when its latest occurrence had left it.
         if device.last_seen <= time - HOUR {
             user_state.distinct_1h += 1;
-            host.users_1h += 1;
         }
         if device.last_seen <= time - DAY {
             user_state.distinct_24h += 1;
@@ -223,7 +211,6 @@ impl EngineState {
         }
         device.last_seen = time;
         device.last_seq = seq;
-        device.host_last_seq = host_seq;
         let day = time.div_euclid(DAY);
         if host.day != day {
             host.day = day;
@@ -233,30 +220,28 @@ impl EngineState {
             device.last_day = day;
             host.users_today += 1;
         }
-        host.window.push_back(HostEntry {
-            time,
-            device: device_id,
-            seq: host_seq,
-        });
-        host.next_seq = host_seq.wrapping_add(1);
 
         user_state.window.push_back(WindowEntry {
             time,
             device: device_id,
             seq,
         });
+        user_state.due = user_state.due.min(time + HOUR);
         user_state.next_seq = seq.wrapping_add(1);
-        let gap = user_state
-            .last_seen
-            .map_or(NO_PREVIOUS_LOGIN, |prev| saturate(time - prev));
-        user_state.last_seen = Some(time);
+        let gap = if user_state.logins == 0 {
+            NO_PREVIOUS_LOGIN
+        } else {
+            saturate(time - user_state.last_seen)
+        };
+        user_state.last_seen = time;
         user_state.busiest.at(time);
         user_state.busiest.current += 1;
         let hour_of_day = (time.rem_euclid(DAY) / HOUR) as usize;
         let logins_before = user_state.logins;
-        let logins_at_hour_before = user_state.logins_by_hour[hour_of_day];
+        let at_hour = &mut self.logins_by_hour[u][hour_of_day];
+        let logins_at_hour_before = *at_hour;
         user_state.logins = logins_before.saturating_add(1);
-        user_state.logins_by_hour[hour_of_day] = logins_at_hour_before.saturating_add(1);
+        *at_hour = logins_at_hour_before.saturating_add(1);
 
         let (user_baseline_new_computers, user_baseline_s) = baseline(
             user_state.first_seen,
@@ -289,13 +274,13 @@ impl EngineState {
             user_logins_at_hour_before: logins_at_hour_before,
             user_baseline_new_computers,
             user_baseline_s,
-            host_users_1h: host.users_1h,
+            host_users_this_hour: host.busiest.current,
             host_new_users_1h: (host.firsts.len() - host.firsts_hour_start) as u32,
             host_new_users_24h,
             host_baseline_new_users,
             host_baseline_s,
             host_tenure_s: saturate(time - host.first_seen),
-            host_peak_users_1h: host.busiest.peak,
+            host_peak_users_hour: host.busiest.peak,
             reserved: [0; 4],
         }
     }
@@ -319,6 +304,9 @@ fn baseline(first_seen: i64, now: i64, later: u32, last_24h: u32) -> (u32, u32) 
 /// leave the hour, entries at or before `now - 24h` leave the day.
 #[inline]
 fn expire(user: &mut UserState, devices: &[Device], now: i64) {
+    if now < user.due {
+        return;
+    }
     while let Some(&entry) = user.window.get(user.hour_start)
         && entry.time <= now - HOUR
     {
@@ -332,19 +320,27 @@ fn expire(user: &mut UserState, devices: &[Device], now: i64) {
         user.window.pop_front();
         user.hour_start -= 1;
     }
+    user.due = due(
+        user.window.get(user.hour_start).map(|e| e.time),
+        user.window.front().map(|e| e.time),
+    );
 }
 
-/// Slides the computer's windows to end at `now`: events leave its hour,
-/// first uses leave its hour and its day.
+/// When the next entry leaves: the oldest of the last hour an hour after
+/// it, the oldest of the last day a day after it.
 #[inline]
-fn expire_host(host: &mut HostState, devices: &[Device], now: i64) {
-    while let Some(&entry) = host.window.front()
-        && entry.time <= now - HOUR
-    {
-        if devices[entry.device as usize].host_last_seq == entry.seq {
-            host.users_1h -= 1;
-        }
-        host.window.pop_front();
+fn due(oldest_of_hour: Option<i64>, oldest_of_day: Option<i64>) -> i64 {
+    oldest_of_hour
+        .map_or(i64::MAX, |t| t + HOUR)
+        .min(oldest_of_day.map_or(i64::MAX, |t| t + DAY))
+}
+
+/// Slides the computer's windows to end at `now`: first uses leave its hour
+/// and its day.
+#[inline]
+fn expire_host(host: &mut HostState, now: i64) {
+    if now < host.due {
+        return;
     }
     while let Some(&first) = host.firsts.get(host.firsts_hour_start)
         && first <= now - HOUR
@@ -357,6 +353,10 @@ fn expire_host(host: &mut HostState, devices: &[Device], now: i64) {
         host.firsts.pop_front();
         host.firsts_hour_start -= 1;
     }
+    host.due = due(
+        host.firsts.get(host.firsts_hour_start).copied(),
+        host.firsts.front().copied(),
+    );
 }
 
 /// Accounts for `entry` leaving a window: the pair leaves the window's distinct
@@ -495,9 +495,9 @@ mod tests {
 
     /// The baselines and the computer's windows, counted from scratch:
     /// (user peak clock hour before this one, logins before, logins at this
-    /// hour of day before, user baseline (count, seconds), host users 1h,
-    /// host new users 1h and 24h, host baseline (count, seconds), host
-    /// busiest clock hour's distinct users before this one).
+    /// hour of day before, user baseline (count, seconds), host users this
+    /// clock hour, host new users 1h and 24h, host baseline (count, seconds),
+    /// host busiest clock hour's distinct users before this one).
     #[allow(clippy::type_complexity)]
     fn brute_force_v2(
         history: &[(i64, u32, u32)],
@@ -538,13 +538,13 @@ mod tests {
             .filter(|((_, c), _)| *c == computer)
             .map(|(_, &t)| t)
             .collect();
-        let mut users_1h: Vec<u32> = history
+        let mut users_this_hour: Vec<u32> = history
             .iter()
-            .filter(|e| e.2 == computer && e.0 > now - HOUR)
+            .filter(|e| e.2 == computer && e.0.div_euclid(HOUR) == hour)
             .map(|e| e.1)
             .collect();
-        users_1h.sort();
-        users_1h.dedup();
+        users_this_hour.sort();
+        users_this_hour.dedup();
         let new_users_in =
             |w: i64| host_discoveries.iter().filter(|&&t| t > now - w).count() as u32;
         let mut host_hours = std::collections::BTreeMap::<i64, Vec<u32>>::new();
@@ -562,7 +562,7 @@ mod tests {
             mine.len() as u32,
             mine.iter().filter(|e| hod(e.0) == hod(now)).count() as u32,
             baseline(user_discoveries, user_first),
-            users_1h.len() as u32,
+            users_this_hour.len() as u32,
             new_users_in(HOUR),
             new_users_in(DAY),
             baseline(host_discoveries, host_first),
@@ -591,9 +591,9 @@ mod tests {
                 let expected = brute_force_v2(&history, t, user, computer);
                 prop_assert_eq!(
                     (f.user_peak_logins_1h, f.user_logins_before, f.user_logins_at_hour_before,
-                     (f.user_baseline_new_computers, f.user_baseline_s), f.host_users_1h,
+                     (f.user_baseline_new_computers, f.user_baseline_s), f.host_users_this_hour,
                      f.host_new_users_1h, f.host_new_users_24h,
-                     (f.host_baseline_new_users, f.host_baseline_s), f.host_peak_users_1h),
+                     (f.host_baseline_new_users, f.host_baseline_s), f.host_peak_users_hour),
                     expected
                 );
             }

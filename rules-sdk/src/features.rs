@@ -82,8 +82,8 @@ pub struct Features {
     pub user_baseline_new_computers: u32,
     /// Length of the user's baseline period, seconds.
     pub user_baseline_s: u32,
-    /// Distinct users who logged on to this computer in the last hour.
-    pub host_users_1h: u32,
+    /// Distinct users who logged on to this computer in this clock hour (UTC).
+    pub host_users_this_hour: u32,
     /// Users who logged on to this computer for the first time within the last hour.
     pub host_new_users_1h: u32,
     /// Users who logged on to this computer for the first time within the last 24 hours.
@@ -96,7 +96,7 @@ pub struct Features {
     pub host_tenure_s: u32,
     /// Distinct users of this computer in its busiest clock hour before the
     /// current one.
-    pub host_peak_users_1h: u32,
+    pub host_peak_users_hour: u32,
     /// Zero; room for later fields within the same record size.
     pub reserved: [u32; 4],
 }

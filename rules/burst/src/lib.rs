@@ -11,7 +11,8 @@
 
 use authpulse_rules_sdk::stats::log2;
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+    export_rule,
 };
 
 pub struct Burst {

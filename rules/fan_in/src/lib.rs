@@ -12,7 +12,8 @@
 
 use authpulse_rules_sdk::stats::{poisson_tail, surprise};
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+    export_rule,
 };
 
 pub struct FanIn {

@@ -7,7 +7,8 @@
 //! `cold_min_new_computers` on.
 
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+    export_rule,
 };
 
 pub struct LateralMovement {

@@ -10,7 +10,8 @@
 
 use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+    export_rule,
 };
 
 pub struct RareHost {
