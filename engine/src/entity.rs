@@ -175,6 +175,21 @@ impl EntityRisk {
         }
     }
 
+    /// Heap memory the ledgers hold, in bytes.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        [&self.users, &self.computers]
+            .iter()
+            .map(|ledgers| {
+                crate::state::hash_table_bytes(ledgers.capacity(), size_of::<(NameId, Ledger)>())
+                    + ledgers
+                        .values()
+                        .map(|l| l.recent.capacity() * size_of::<Contribution>())
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
     /// Entities with a ledger (for memory reports).
     pub fn len(&self) -> usize {
         self.users.len() + self.computers.len()

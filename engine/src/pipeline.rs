@@ -140,6 +140,10 @@ pub struct Summary {
     pub users: u64,
     pub computers: u64,
     pub device_pairs: u64,
+    /// Heap memory of the detection state at exit, in bytes: windows, device
+    /// history, host popularity, baselines and entity risk.
+    #[serde(default)]
+    pub state_bytes: u64,
     pub policy_version: String,
     /// Per rule (by id, across reloads): mode, evaluations, hits, failures,
     /// time spent.
@@ -711,6 +715,7 @@ impl<'o> Pipeline<'o> {
             users: self.users.len() as u64,
             computers: self.computers.len() as u64,
             device_pairs: self.state.device_pairs() as u64,
+            state_bytes: (self.state.heap_bytes() + self.entities.heap_bytes()) as u64,
             policy_version: self.rules.version.clone(),
             rules,
             policy_reloads: c.policy_reloads,

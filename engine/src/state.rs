@@ -117,6 +117,16 @@ struct HostState {
     busiest: BusiestHour,
 }
 
+/// Bytes of a hashbrown table holding `capacity` entries of `entry` bytes:
+/// buckets (a power of two, at most 7/8 full) of the entry plus a control byte.
+pub(crate) fn hash_table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).next_power_of_two();
+    buckets * (entry + 1)
+}
+
 /// All state the features are computed from.
 #[derive(Default)]
 pub struct EngineState {
@@ -133,6 +143,29 @@ impl EngineState {
     /// Number of distinct (user, computer) pairs seen.
     pub fn device_pairs(&self) -> usize {
         self.devices.len()
+    }
+
+    /// Heap memory the state holds, in bytes (allocated capacity, the hash
+    /// index estimated from its capacity at hashbrown's 7/8 load).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let windows: usize = self
+            .users
+            .iter()
+            .map(|u| u.window.capacity() * size_of::<WindowEntry>())
+            .sum();
+        let firsts: usize = self
+            .hosts
+            .iter()
+            .map(|h| h.firsts.capacity() * size_of::<i64>())
+            .sum();
+        self.users.capacity() * size_of::<UserState>()
+            + windows
+            + self.logins_by_hour.capacity() * size_of::<[u32; 24]>()
+            + self.hosts.capacity() * size_of::<HostState>()
+            + firsts
+            + self.devices.capacity() * size_of::<Device>()
+            + hash_table_bytes(self.device_index.capacity(), size_of::<(u64, u32)>())
     }
 
     /// When `user` first used `computer`, if ever.
@@ -319,6 +352,13 @@ fn expire(user: &mut UserState, devices: &[Device], now: i64) {
         leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);
         user.window.pop_front();
         user.hour_start -= 1;
+    }
+    // A burst leaves a large buffer behind; give most of it back once the
+    // window is a quarter full, so memory follows the last day's events
+    // rather than the busiest day ever.
+    let capacity = user.window.capacity();
+    if capacity > 256 && user.window.len() < capacity / 4 {
+        user.window.shrink_to(user.window.len() * 2);
     }
     user.due = due(
         user.window.get(user.hour_start).map(|e| e.time),

@@ -59,7 +59,9 @@ pub struct BenchArgs {
     /// Instead: stream events stamped with the current second into a pipe at
     /// --rate for --duration, with an account every few seconds whose logons
     /// open an alert; reports the wall-clock time from the triggering event's
-    /// arrival to the alert's publication (written to the alerts file).
+    /// arrival to the alert's publication (written to the alerts file), and
+    /// the pipeline's own part: from the watermark releasing the event to the
+    /// publication.
     #[arg(long)]
     pub latency: bool,
     /// With --latency: events per second.
@@ -129,13 +131,16 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         })?;
         println!("{report}");
         eprintln!(
-            "alert latency at {} events/s with {} s lateness: p50 {:.2} s; beyond the lateness p50 {} ms, p95 {} ms, max {} ms ({} alerts)",
+            "alert latency at {} events/s with {} s lateness: arrival to alert p50 {:.2} s, max {:.2} s \
+             (the lateness, plus up to 1 s as event times are whole seconds); \
+             watermark release to alert p50 {} ms, p95 {} ms, max {} ms ({} alerts)",
             args.rate,
             args.lateness.as_secs(),
             report["latency_s_p50"].as_f64().unwrap_or(f64::NAN),
-            report["beyond_lateness_ms_p50"],
-            report["beyond_lateness_ms_p95"],
-            report["beyond_lateness_ms_max"],
+            report["latency_s_max"].as_f64().unwrap_or(f64::NAN),
+            report["pipeline_ms_p50"],
+            report["pipeline_ms_p95"],
+            report["pipeline_ms_max"],
             report["alerts_measured"]
         );
         return Ok(());

@@ -98,6 +98,10 @@ pub struct Report {
     pub policy_version: String,
     pub events_scored: u64,
     pub elapsed_s: f64,
+    /// Distinct user/computer pairs, and the detection state's heap memory
+    /// at the end (bytes).
+    pub device_pairs: u64,
+    pub state_bytes: u64,
     pub scorecard: Scorecard,
     /// Alert publications (opens, updates and closes).
     pub publications: u64,
@@ -207,6 +211,8 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Report> {
         policy_version: summary.policy_version.clone(),
         events_scored: summary.events_scored,
         elapsed_s: started.elapsed().as_secs_f64(),
+        device_pairs: summary.device_pairs,
+        state_bytes: summary.state_bytes,
         scorecard,
         publications: log.publications,
     })
@@ -299,7 +305,14 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         r.events_scored,
         r.elapsed_s
     )?;
-    writeln!(out, "policy {} ({})\n", r.policy_version, r.policy)?;
+    writeln!(
+        out,
+        "policy {} ({}); state {:.1} MiB for {} user/computer pairs\n",
+        r.policy_version,
+        r.policy,
+        r.state_bytes as f64 / (1024.0 * 1024.0),
+        r.device_pairs
+    )?;
     writeln!(
         out,
         "| kind | campaigns | AuthPulse | TTD p50 | TTD p95 | naive: every new device | naive TTD p50 |"
