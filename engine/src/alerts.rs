@@ -48,7 +48,7 @@ impl AlertStatus {
 }
 
 /// One contributing event as an incident keeps it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Sample {
     pub event_id: EventId,
     pub time: i64,
@@ -61,7 +61,7 @@ pub struct Sample {
 }
 
 /// An entity incident while it is open.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Incident {
     pub entity: EntityKind,
     pub id: NameId,
@@ -345,6 +345,29 @@ impl AlertEngine {
     /// The publications since the last call, in order.
     pub fn take_published(&mut self) -> std::vec::Drain<'_, Publication> {
         self.published.drain(..)
+    }
+
+    /// The open incidents (what a state snapshot keeps), in alert id order.
+    pub fn open_snapshot(&self) -> Vec<Incident> {
+        let mut open: Vec<Incident> = self.open.values().cloned().collect();
+        open.sort_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        open
+    }
+
+    /// Takes back the open incidents of a snapshot, whose rules were
+    /// `old_rules` (labels by position); `new_rules` are this engine's.
+    pub fn restore_open(
+        &mut self,
+        incidents: Vec<Incident>,
+        old_rules: &[String],
+        new_rules: &[String],
+    ) {
+        self.open = incidents
+            .into_iter()
+            .map(|i| ((i.entity, i.id), i))
+            .collect();
+        let (config, bands) = (self.config.clone(), self.bands);
+        self.reload(&config, bands, old_rules, new_rules);
     }
 
     /// Incidents open now.

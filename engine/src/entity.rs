@@ -50,7 +50,7 @@ impl EntityKind {
 }
 
 /// One event's part in an entity's risk.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     pub time: i64,
     /// The event's risk from this entity's rules, 0..=1.
@@ -66,12 +66,14 @@ pub struct Contribution {
     pub reasons: [u8; MAX_RULES],
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct Ledger {
     recent: VecDeque<Contribution>,
 }
 
-/// Accumulated risk per user and per computer.
+/// Accumulated risk per user and per computer. Serialised whole into state
+/// snapshots; the window and half-life are the policy's again on restore.
+#[derive(Serialize, Deserialize)]
 pub struct EntityRisk {
     window: i64,
     /// Decay per second, as a factor of ln 2 / half-life (0: no decay).
@@ -172,6 +174,35 @@ impl EntityRisk {
         let window = self.window;
         for ledgers in [&mut self.users, &mut self.computers] {
             ledgers.retain(|_, l| l.recent.back().is_some_and(|c| c.time > now - window));
+        }
+    }
+
+    /// Moves each contribution's rule bits and reasons from the positions of
+    /// `old_rules` to those of `new_rules` (rule labels by position), when a
+    /// policy change reorders the rules; a rule the new policy lacks leaves.
+    pub fn remap_rules(&mut self, old_rules: &[String], new_rules: &[String]) {
+        if old_rules == new_rules {
+            return;
+        }
+        let moved: Vec<Option<usize>> = old_rules
+            .iter()
+            .map(|id| new_rules.iter().position(|n| n == id))
+            .collect();
+        for ledger in self.users.values_mut().chain(self.computers.values_mut()) {
+            for c in &mut ledger.recent {
+                let (mut rules, mut reasons) = (0u32, [0u8; MAX_RULES]);
+                for (old, new) in moved.iter().enumerate() {
+                    if let Some(new) = *new
+                        && new < MAX_RULES
+                        && c.rules & (1 << old) != 0
+                    {
+                        rules |= 1 << new;
+                        reasons[new] = c.reasons[old];
+                    }
+                }
+                c.rules = rules;
+                c.reasons = reasons;
+            }
         }
     }
 

@@ -82,6 +82,21 @@ impl Interner {
         self.names.len()
     }
 
+    /// Every name, in id order (what a state snapshot keeps).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|name| &**name)
+    }
+
+    /// An interner holding `names` with ids `0..`, in that order: the one
+    /// [`Interner::names`] came from.
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Interner {
+        let mut interner = Interner::default();
+        for name in names {
+            interner.intern(name.as_bytes());
+        }
+        interner
+    }
+
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
@@ -105,7 +120,9 @@ fn pack(name: &[u8]) -> Option<u128> {
 
 /// An `event_id`: the first 16 bytes of sha256(`lanl_time|user|computer`),
 /// written as 32 lower-case hex characters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct EventId(pub NonZeroU128);
 
 impl EventId {

@@ -11,7 +11,7 @@
 //! user and per computer) -> `alerts` (incidents, published as they open,
 //! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
 //! file, `reload` swaps it while running, `metrics` keeps what publishers
-//! report.
+//! report, `snapshot` writes and reads the whole state.
 
 pub mod alerts;
 pub mod entity;
@@ -25,6 +25,7 @@ pub mod reload;
 pub mod risk;
 pub mod rules;
 pub mod sinks;
+pub mod snapshot;
 pub mod state;
 
 /// How a rule crate becomes a `.wasm` module (shared with the build script).

@@ -13,11 +13,12 @@
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{EventId, Interner, NameId, TimeBase};
 
 /// An accepted event waiting for the watermark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub event_time: i64,
     pub user: NameId,
@@ -54,6 +55,13 @@ pub enum Admission {
     Accepted,
     Duplicate,
     Late { watermark: i64 },
+}
+
+/// An [`Orderer`]'s contents, as state snapshots keep them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OrdererSnapshot {
+    pub max_time: Option<i64>,
+    pub held: Vec<Pending>,
 }
 
 pub struct Orderer {
@@ -123,6 +131,33 @@ impl Orderer {
             self.max_time = Some(event.event_time);
             self.release_before(event.event_time - self.lateness, names, out);
         }
+        self.hold(event);
+        Admission::Accepted
+    }
+
+    /// What a state snapshot keeps: the latest event time and the events
+    /// held, in arrival order within each second.
+    pub fn snapshot(&self) -> OrdererSnapshot {
+        OrdererSnapshot {
+            max_time: self.max_time,
+            held: self.buckets.iter().flatten().copied().collect(),
+        }
+    }
+
+    /// The orderer `snapshot` was taken of, with `lateness_s`.
+    pub fn restore(lateness_s: u64, snapshot: OrdererSnapshot) -> Orderer {
+        let mut orderer = Orderer::new(lateness_s);
+        orderer.max_time = snapshot.max_time;
+        for event in snapshot.held {
+            if orderer.held.insert(event.key()) {
+                orderer.hold(event);
+            }
+        }
+        orderer
+    }
+
+    /// Puts an accepted event in its second's bucket.
+    fn hold(&mut self, event: Pending) {
         if self.buckets.is_empty() {
             self.first_second = event.event_time;
         }
@@ -137,7 +172,6 @@ impl Orderer {
             self.buckets.push_back(bucket);
         }
         self.buckets[index].push(event);
-        Admission::Accepted
     }
 
     /// Appends every held event to `out`, in order (end of input).

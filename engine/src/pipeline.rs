@@ -33,6 +33,7 @@ use crate::sinks::{
     AlertSink, DeadLetter, DeadLetterSink, Disposition, Received, ReceivedSink, ScoredBatch,
     ScoredSink,
 };
+use crate::snapshot::{self, BodyRef, Counts, SnapshotError, SnapshotMeta};
 use crate::state::EngineState;
 
 /// Longest raw text kept in a dead letter.
@@ -283,6 +284,8 @@ impl<'o> Pipeline<'o> {
             &self.rules.flag_labels,
             &rules.flag_labels,
         );
+        self.entities
+            .remap_rules(&self.rules.flag_labels, &rules.flag_labels);
         let entity_risk = &policy.file.entity_risk;
         self.entities.reconfigure(
             entity_risk.window.as_secs(),
@@ -644,6 +647,151 @@ impl<'o> Pipeline<'o> {
         self.outputs.dead_letters.flush()?;
         self.last_checkpoint = Instant::now();
         Ok(())
+    }
+
+    /// Writes the whole state to `out` as a snapshot ([`crate::snapshot`]),
+    /// after scoring the partial batch (results do not depend on batching),
+    /// so that the snapshot stands for exactly the input pushed so far.
+    /// Returns what it says about itself and its size in bytes.
+    pub fn write_snapshot(
+        &mut self,
+        out: &mut impl io::Write,
+    ) -> Result<(SnapshotMeta, u64), SnapshotError> {
+        self.process_ready()?;
+        self.score_batch()?;
+        let counts = self.counts();
+        let meta = SnapshotMeta {
+            policy_version: self.rules.version.clone(),
+            events_read: self.counters.events_read,
+            events_scored: self.counters.scored,
+            latest_event_time: self.orderer.latest(),
+            users: self.users.len() as u64,
+            computers: self.computers.len() as u64,
+            device_pairs: self.state.device_pairs() as u64,
+            taken_at: unix_now(),
+        };
+        let body = BodyRef {
+            meta: &meta,
+            time_base_unix: self.options.time_base.base_unix,
+            users: self.users.names().collect(),
+            computers: self.computers.names().collect(),
+            orderer: self.orderer.snapshot(),
+            state: &self.state,
+            entities: &self.entities,
+            rule_labels: &self.rules.flag_labels,
+            incidents: self.alerts.open_snapshot(),
+            closed_through: self.closed_through,
+            counts,
+        };
+        let bytes = snapshot::write(&body, out)?;
+        Ok((meta, bytes))
+    }
+
+    /// Takes the state of a snapshot [`Pipeline::write_snapshot`] wrote:
+    /// the pipeline then carries on as the one that wrote it would, under
+    /// this pipeline's policy. Only before anything has been read.
+    pub fn restore_snapshot(
+        &mut self,
+        input: &mut impl io::Read,
+    ) -> Result<SnapshotMeta, SnapshotError> {
+        if self.counters.events_read > 0 || self.users.len() > self.allow_users.len() {
+            return Err(SnapshotError::NotFresh);
+        }
+        let body = snapshot::read(input)?;
+        let base = self.options.time_base.base_unix;
+        if body.time_base_unix != base {
+            return Err(SnapshotError::TimeBase {
+                snapshot: chrono::DateTime::from_timestamp(body.time_base_unix, 0)
+                    .map_or_else(|| body.time_base_unix.to_string(), |t| t.to_rfc3339()),
+                snapshot_unix: body.time_base_unix,
+                run_unix: base,
+            });
+        }
+        self.users = Interner::from_names(body.users.iter().map(String::as_str));
+        self.computers = Interner::from_names(body.computers.iter().map(String::as_str));
+        self.allow_users = intern_all(&mut self.users, &self.policy.file.allowlist.users);
+        self.allow_computers =
+            intern_all(&mut self.computers, &self.policy.file.allowlist.computers);
+        self.orderer = Orderer::restore(
+            self.policy.file.watermark.allowed_lateness.as_secs(),
+            body.orderer,
+        );
+        self.state = body.state;
+        let entity_risk = &self.policy.file.entity_risk;
+        self.entities = body.entities;
+        self.entities.reconfigure(
+            entity_risk.window.as_secs(),
+            entity_risk.half_life.as_secs(),
+        );
+        self.entities
+            .remap_rules(&body.rule_labels, &self.rules.flag_labels);
+        self.alerts
+            .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);
+        self.closed_through = body.closed_through;
+        self.restore_counts(body.counts);
+        Ok(body.meta)
+    }
+
+    /// The counters a snapshot keeps; the current rules' totals are folded
+    /// into the per-rule reports.
+    fn counts(&self) -> Counts {
+        let c = &self.counters;
+        let mut rules = c.retired_rules.clone();
+        for rule in &self.rules.rules {
+            rules.entry(rule.id.clone()).or_default().add(rule);
+        }
+        let mut invalid_by_reason: Vec<(String, u64)> = c
+            .invalid_by_reason
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        invalid_by_reason.sort();
+        Counts {
+            events_read: c.events_read,
+            invalid: c.invalid,
+            duplicates: c.duplicates,
+            late: c.late,
+            scored: c.scored,
+            alerts: c.alerts,
+            alert_publications: c.alert_publications,
+            by_level: c.by_level,
+            invalid_by_reason,
+            policy_reloads: c.policy_reloads,
+            policy_reloads_refused: c.policy_reloads_refused,
+            rules: rules.into_iter().collect(),
+        }
+    }
+
+    fn restore_counts(&mut self, counts: Counts) {
+        let c = &mut self.counters;
+        c.events_read = counts.events_read;
+        c.invalid = counts.invalid;
+        c.duplicates = counts.duplicates;
+        c.late = counts.late;
+        c.scored = counts.scored;
+        c.alerts = counts.alerts;
+        c.alert_publications = counts.alert_publications;
+        c.by_level = counts.by_level;
+        c.invalid_by_reason = counts
+            .invalid_by_reason
+            .into_iter()
+            .filter_map(|(kind, n)| {
+                let kind = Reject::KINDS.iter().find(|k| **k == kind)?;
+                Some((*kind, n))
+            })
+            .collect();
+        c.policy_reloads = counts.policy_reloads;
+        c.policy_reloads_refused = counts.policy_reloads_refused;
+        // Totals so far count as a retired rule set's: the summary adds the
+        // current rules' counts from here on.
+        c.retired_rules = counts
+            .rules
+            .into_iter()
+            .map(|(id, mut report)| {
+                report.disabled = false;
+                (id, report)
+            })
+            .collect();
     }
 
     /// End of input: releases and scores every held event and closes every

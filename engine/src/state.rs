@@ -25,6 +25,7 @@ use authpulse_rules_sdk::{
     FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, NO_PREVIOUS_LOGIN,
 };
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 use crate::event::NameId;
 
@@ -33,7 +34,7 @@ pub const HOUR: i64 = 3_600;
 pub const DAY: i64 = 86_400;
 
 /// One (user, computer) pair: an entry of the user's device history.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Device {
     first_seen: i64,
     last_seen: i64,
@@ -46,14 +47,14 @@ struct Device {
 }
 
 /// One of a user's events inside their 24h window.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct WindowEntry {
     time: i64,
     device: u32,
     seq: u32,
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct UserState {
     first_seen: i64,
     /// Time of the latest event (meaningful once `logins` > 0).
@@ -78,7 +79,7 @@ struct UserState {
 }
 
 /// Activity in the current clock hour and in the busiest one before it.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, Serialize, Deserialize)]
 struct BusiestHour {
     /// Hours since the epoch.
     hour: i64,
@@ -99,7 +100,7 @@ impl BusiestHour {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Serialize, Deserialize)]
 struct HostState {
     users_ever: u32,
     day: i64,
@@ -127,8 +128,9 @@ pub(crate) fn hash_table_bytes(capacity: usize, entry: usize) -> usize {
     buckets * (entry + 1)
 }
 
-/// All state the features are computed from.
-#[derive(Default)]
+/// All state the features are computed from. Serialised whole into state
+/// snapshots (`crate::snapshot`).
+#[derive(Default, Serialize, Deserialize)]
 pub struct EngineState {
     users: Vec<UserState>,
     /// Per user, logins per hour of day (UTC): apart from `users`, whose

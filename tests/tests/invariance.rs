@@ -1,8 +1,16 @@
 //! The main correctness property: results depend only on the set of events, not
-//! on how they are cut into batches or reordered within the allowed lateness.
+//! on how they are cut into batches, reordered within the allowed lateness, or
+//! interrupted by a restart from a state snapshot.
 
 mod common;
 
+use std::sync::atomic::AtomicBool;
+
+use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
+use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::policy::Policy;
+use authpulse_engine::sinks::Collect;
+use authpulse_engine::snapshot::SnapshotError;
 use common::{comparable, generate_kinds, score_default};
 use proptest::prelude::*;
 
@@ -62,6 +70,130 @@ fn shuffle_locally(data: &[u8], seed: u64, max_shift: usize) -> Vec<u8> {
     out
 }
 
+/// Scores `data` in two processes' worth: the first pipeline reads up to the
+/// line boundary at or after `cut`, writes a snapshot and is dropped without
+/// finishing (as a killed process would be); a second one restores it and
+/// reads the rest. Outputs of both go to the same collectors.
+fn score_with_restart(data: &[u8], cut: usize, batch_size: usize) -> (Summary, Collect, u64) {
+    let cut = data[cut..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(data.len(), |i| cut + i + 1);
+    let (mut dead, mut alerts, mut rows) =
+        (Collect::default(), Collect::default(), Collect::default());
+    let options = PipelineOptions {
+        batch_size,
+        ..PipelineOptions::default()
+    };
+    let stop = AtomicBool::new(false);
+    let mut snapshot = Vec::new();
+    {
+        let mut first = Pipeline::new(
+            Policy::builtin(),
+            options.clone(),
+            Outputs {
+                dead_letters: &mut dead,
+                alerts: &mut alerts,
+                scored: &mut rows,
+                received: None,
+            },
+        )
+        .unwrap();
+        let mut lines = LineReader::new(&data[..cut], MAX_LINE_DEFAULT);
+        pipeline::consume(&mut first, &mut lines, &stop, |_, _| {}).unwrap();
+        first.write_snapshot(&mut snapshot).unwrap();
+    }
+    let mut second = Pipeline::new(
+        Policy::builtin(),
+        options,
+        Outputs {
+            dead_letters: &mut dead,
+            alerts: &mut alerts,
+            scored: &mut rows,
+            received: None,
+        },
+    )
+    .unwrap();
+    let meta = second.restore_snapshot(&mut snapshot.as_slice()).unwrap();
+    assert_eq!(
+        meta.events_read,
+        data[..cut].iter().filter(|&&b| b == b'\n').count() as u64
+    );
+    let mut lines = LineReader::new(&data[cut..], MAX_LINE_DEFAULT);
+    pipeline::consume(&mut second, &mut lines, &stop, |_, _| {}).unwrap();
+    let summary = second.finish().unwrap();
+    let collected = Collect {
+        dead_letters: dead.dead_letters,
+        alerts: alerts.alerts,
+        rows: rows.rows,
+    };
+    (summary, collected, snapshot.len() as u64)
+}
+
+#[test]
+fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
+    let mut dead = Collect::default();
+    let mut alerts = Collect::default();
+    let mut rows = Collect::default();
+    let mut fresh = || {
+        Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions::default(),
+            Outputs {
+                dead_letters: &mut dead,
+                alerts: &mut alerts,
+                scored: &mut rows,
+                received: None,
+            },
+        )
+        .unwrap()
+        .restore_snapshot(&mut b"APSTATE\0\x07\0\0\0rest".as_slice())
+        .map(|_| ())
+    };
+    let error = fresh().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SnapshotError::Version {
+                found: 7,
+                supported: 1
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "state snapshot format version 7, but this build reads version 1: start without it \
+         (the state is rebuilt from the input) or with the release that wrote it"
+    );
+    let mut pipeline = Pipeline::new(
+        Policy::builtin(),
+        PipelineOptions::default(),
+        Outputs {
+            dead_letters: &mut dead,
+            alerts: &mut alerts,
+            scored: &mut rows,
+            received: None,
+        },
+    )
+    .unwrap();
+    let not_one = pipeline.restore_snapshot(&mut b"time,user,computer\n".as_slice());
+    assert!(matches!(not_one, Err(SnapshotError::NotASnapshot)));
+    let mut snapshot = Vec::new();
+    pipeline.write_snapshot(&mut snapshot).unwrap();
+    let truncated = pipeline.restore_snapshot(&mut &snapshot[..snapshot.len() - 3]);
+    assert!(
+        matches!(truncated, Err(SnapshotError::Decode(_))),
+        "{truncated:?}"
+    );
+    // Once events were read, the state is the pipeline's own.
+    pipeline
+        .push_line(1, authpulse_engine::input::Line::Complete(b"1,U1,C1"))
+        .unwrap();
+    let late = pipeline.restore_snapshot(&mut snapshot.as_slice());
+    assert!(matches!(late, Err(SnapshotError::NotFresh)), "{late:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
@@ -72,6 +204,17 @@ proptest! {
         prop_assert_eq!(comparable(&other.summary), comparable(&r.summary));
         prop_assert!(other.collected.rows == r.collected.rows, "scored rows differ at batch size {}", batch_size);
         prop_assert_eq!(&other.collected.alerts, &r.collected.alerts);
+    }
+
+    #[test]
+    fn a_restart_from_a_snapshot_does_not_change_results(cut_permille in 1usize..1000, batch_size in 1usize..5000) {
+        let r = reference();
+        let cut = data().len() * cut_permille / 1000;
+        let (summary, collected, bytes) = score_with_restart(data(), cut, batch_size);
+        prop_assert!(bytes > 0);
+        prop_assert_eq!(comparable(&summary), comparable(&r.summary));
+        prop_assert!(collected.rows == r.collected.rows, "scored rows differ after a restart at {}", cut);
+        prop_assert_eq!(&collected.alerts, &r.collected.alerts);
     }
 
     #[test]

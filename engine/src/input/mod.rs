@@ -136,6 +136,20 @@ pub enum Reject {
 
 impl Reject {
     /// Short, stable name for counters and dead-letter `kind`.
+    /// Every [`Reject::kind`].
+    pub const KINDS: [&'static str; 10] = [
+        "not_utf8",
+        "line_too_long",
+        "field_count",
+        "empty_field",
+        "field_too_long",
+        "control_character",
+        "bad_time",
+        "bad_json",
+        "bad_event_id",
+        "late",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Reject::NotUtf8 => "not_utf8",
