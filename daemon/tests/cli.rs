@@ -619,3 +619,141 @@ fn policy_reference_lists_every_builtin_parameter() {
         );
     }
 }
+
+/// A warm start: `state build` over a week of history, then `run
+/// --warm-start` over the next day, catches the quiet attacks of that day
+/// (which need days of each account's history) exactly as a run over the
+/// whole file does, while a cold run over the same day is blind to them.
+#[test]
+fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = authpulse(dir.path())
+        .args(["gen", "--users", "1000", "--days", "9", "--seed", "8"])
+        .args([
+            "--campaigns",
+            "4",
+            "--kinds",
+            "stealth,rare",
+            "--campaigns-from-day",
+            "8",
+        ])
+        .args(["-o", "all.csv", "--truth", "truth.jsonl"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cut = 8 * 86_400;
+    let all = std::fs::read_to_string(dir.path().join("all.csv")).unwrap();
+    let (mut history, mut live) = (String::new(), String::new());
+    for line in all.lines() {
+        let time: i64 = line.split(',').next().unwrap().parse().unwrap();
+        let part = if time < cut { &mut history } else { &mut live };
+        part.push_str(line);
+        part.push('\n');
+    }
+    std::fs::write(dir.path().join("history.csv"), history).unwrap();
+    std::fs::write(dir.path().join("live.csv"), live).unwrap();
+    let attackers: Vec<String> = std::fs::read_to_string(dir.path().join("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let campaign: Value = serde_json::from_str(l).unwrap();
+            assert!(campaign["start"].as_i64().unwrap() >= cut, "{campaign}");
+            campaign["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(attackers.len(), 4);
+
+    let out = authpulse(dir.path())
+        .args([
+            "state",
+            "build",
+            "history.csv",
+            "-o",
+            "state/history.apstate",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(built["device_pairs"].as_u64().unwrap() > 1000, "{built}");
+    let out = authpulse(dir.path())
+        .args(["state", "inspect", "state/history.apstate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(meta["events_scored"], built["events_scored"]);
+    assert_eq!(meta["device_pairs"], built["device_pairs"]);
+
+    // Which attackers each run alerted on.
+    let caught = |args: &[&str], output: &str| -> Vec<String> {
+        let out = authpulse(dir.path())
+            .args(args)
+            .args(["--output", output, "--no-lakehouse"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let alerts = std::fs::read_to_string(dir.path().join(output).join("alerts.jsonl")).unwrap();
+        let mut caught: Vec<String> = alerts
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|a| a["status"] == "open")
+            .filter_map(|a| a["entity_id"].as_str().map(str::to_string))
+            .filter(|id| attackers.contains(id))
+            .collect();
+        caught.sort();
+        caught.dedup();
+        caught
+    };
+    let whole = caught(&["run", "all.csv"], "whole");
+    let warm = caught(
+        &["run", "live.csv", "--warm-start", "state/history.apstate"],
+        "warm",
+    );
+    let cold = caught(&["run", "live.csv"], "cold");
+    assert!(
+        whole.len() >= 3,
+        "the attacks are caught with history: {whole:?}"
+    );
+    assert_eq!(
+        warm, whole,
+        "a warm start catches what the whole run catches"
+    );
+    assert!(
+        cold.is_empty(),
+        "without history the rules are in burn-in: {cold:?}"
+    );
+
+    // A snapshot of another base date is refused, naming both.
+    let out = authpulse(dir.path())
+        .args(["run", "live.csv", "--warm-start", "state/history.apstate"])
+        .args([
+            "--base-date",
+            "2023-06-01",
+            "--output",
+            "other",
+            "--no-lakehouse",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("base date 2024-01-01"), "{stderr}");
+}

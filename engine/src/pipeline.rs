@@ -161,6 +161,18 @@ pub struct Summary {
     pub events_per_s: f64,
 }
 
+/// How [`Pipeline::restore_snapshot`] takes a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restore {
+    /// Carry on the run that wrote it: its open incidents and its counters
+    /// too (a restart).
+    Resume,
+    /// Start a new run with its history: windows, device history, host
+    /// popularity, baselines, entity risk and the watermark, but no open
+    /// incidents and counters from zero (a warm start).
+    WarmStart,
+}
+
 pub struct Pipeline<'o> {
     options: PipelineOptions,
     policy: Policy,
@@ -687,12 +699,13 @@ impl<'o> Pipeline<'o> {
         Ok((meta, bytes))
     }
 
-    /// Takes the state of a snapshot [`Pipeline::write_snapshot`] wrote:
-    /// the pipeline then carries on as the one that wrote it would, under
-    /// this pipeline's policy. Only before anything has been read.
+    /// Takes the state of a snapshot [`Pipeline::write_snapshot`] wrote, as
+    /// `restore` says, under this pipeline's policy. Only before anything
+    /// has been read.
     pub fn restore_snapshot(
         &mut self,
         input: &mut impl io::Read,
+        restore: Restore,
     ) -> Result<SnapshotMeta, SnapshotError> {
         if self.counters.events_read > 0 || self.users.len() > self.allow_users.len() {
             return Err(SnapshotError::NotFresh);
@@ -725,10 +738,12 @@ impl<'o> Pipeline<'o> {
         );
         self.entities
             .remap_rules(&body.rule_labels, &self.rules.flag_labels);
-        self.alerts
-            .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);
         self.closed_through = body.closed_through;
-        self.restore_counts(body.counts);
+        if restore == Restore::Resume {
+            self.alerts
+                .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);
+            self.restore_counts(body.counts);
+        }
         Ok(body.meta)
     }
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
-use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::sinks::Collect;
 use authpulse_engine::snapshot::SnapshotError;
@@ -114,7 +114,9 @@ fn score_with_restart(data: &[u8], cut: usize, batch_size: usize) -> (Summary, C
         },
     )
     .unwrap();
-    let meta = second.restore_snapshot(&mut snapshot.as_slice()).unwrap();
+    let meta = second
+        .restore_snapshot(&mut snapshot.as_slice(), Restore::Resume)
+        .unwrap();
     assert_eq!(
         meta.events_read,
         data[..cut].iter().filter(|&&b| b == b'\n').count() as u64
@@ -147,7 +149,7 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
             },
         )
         .unwrap()
-        .restore_snapshot(&mut b"APSTATE\0\x07\0\0\0rest".as_slice())
+        .restore_snapshot(&mut b"APSTATE\0\x07\0\0\0rest".as_slice(), Restore::Resume)
         .map(|_| ())
     };
     let error = fresh().unwrap_err();
@@ -177,11 +179,13 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
         },
     )
     .unwrap();
-    let not_one = pipeline.restore_snapshot(&mut b"time,user,computer\n".as_slice());
+    let not_one =
+        pipeline.restore_snapshot(&mut b"time,user,computer\n".as_slice(), Restore::Resume);
     assert!(matches!(not_one, Err(SnapshotError::NotASnapshot)));
     let mut snapshot = Vec::new();
     pipeline.write_snapshot(&mut snapshot).unwrap();
-    let truncated = pipeline.restore_snapshot(&mut &snapshot[..snapshot.len() - 3]);
+    let truncated =
+        pipeline.restore_snapshot(&mut &snapshot[..snapshot.len() - 3], Restore::Resume);
     assert!(
         matches!(truncated, Err(SnapshotError::Decode(_))),
         "{truncated:?}"
@@ -190,7 +194,7 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
     pipeline
         .push_line(1, authpulse_engine::input::Line::Complete(b"1,U1,C1"))
         .unwrap();
-    let late = pipeline.restore_snapshot(&mut snapshot.as_slice());
+    let late = pipeline.restore_snapshot(&mut snapshot.as_slice(), Restore::Resume);
     assert!(matches!(late, Err(SnapshotError::NotFresh)), "{late:?}");
 }
 

@@ -15,6 +15,7 @@ mod replay;
 mod rules_cmd;
 mod run;
 mod shell;
+mod state_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -54,6 +55,9 @@ enum Command {
     /// Build, inspect and test rule modules (for rule authors).
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
+    /// Build the engine state from history (a warm start) and inspect state snapshots.
+    #[command(subcommand)]
+    State(state_cmd::StateCommand),
 }
 
 pub fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -68,5 +72,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::execute(args),
         Command::Policy(cmd) => policy_cmd::execute(cmd),
         Command::Rules(cmd) => rules_cmd::execute(cmd),
+        Command::State(cmd) => state_cmd::execute(cmd),
     }
 }

@@ -19,7 +19,7 @@ use authpulse::lakehouse::writer::WriterStats;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse_engine::metrics::MetricsSnapshot;
-use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::reload::PolicyWatcher;
 use authpulse_engine::rules::Engine;
@@ -96,6 +96,12 @@ pub struct RunArgs {
     /// across runs, so rerunning the same input would store its events twice.
     #[arg(long)]
     pub append: bool,
+    /// Start from the state `authpulse state build` wrote from historical
+    /// events (windows, device history, host popularity, baselines, entity
+    /// risk) instead of empty, so that the rules' burn-in is already behind.
+    /// Use the same --base-date as the build.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub warm_start: Option<PathBuf>,
     /// Where the Iceberg tables go: by default OUTPUT/catalog.db and
     /// OUTPUT/warehouse/.
     #[command(flatten)]
@@ -123,6 +129,7 @@ impl RunArgs {
             commit_interval: None,
             no_lakehouse: false,
             append: false,
+            warm_start: None,
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
         }
@@ -508,6 +515,22 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
             received: raw.take().map(|sink| sink as &mut dyn ReceivedSink),
         },
     )?;
+    if let Some(path) = &args.warm_start {
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+        let history = pipeline
+            .restore_snapshot(&mut std::io::BufReader::new(&mut file), Restore::WarmStart)
+            .with_context(|| format!("warm start from {}", path.display()))?;
+        tracing::info!(
+            snapshot = %path.display(),
+            users = history.users,
+            computers = history.computers,
+            device_pairs = history.device_pairs,
+            history_events = history.events_scored,
+            history_until = ?history.latest_event_time.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+            "warm start: the state of the history is loaded"
+        );
+    }
     tracing::info!(policy_version = pipeline.policy_version(), engine = ?args.engine, "scoring");
     if let Some(path) = policy_path.filter(|_| !args.no_policy_reload) {
         let watcher = PolicyWatcher::start(
