@@ -37,7 +37,6 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::writer::partitioning::PartitioningWriter;
 
 use super::writer::{Splitter, new_writer, uuid_suffix};
 use super::{LakehouseError, Warehouse, tables};
