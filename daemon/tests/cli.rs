@@ -757,3 +757,34 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("base date 2024-01-01"), "{stderr}");
 }
+
+/// `run` takes its input as `replay`, `eval` and `rules test` do
+/// (`--input FILE`), or positionally; both at once is refused.
+#[test]
+fn run_takes_the_input_as_the_other_commands_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e.csv"), "1,U1,C1\n2,U2,C1\n3,U1,C2\n").unwrap();
+    let run = |args: &[&str], output: &str| {
+        authpulse(dir.path())
+            .arg("run")
+            .args(args)
+            .args(["--output", output, "--no-lakehouse"])
+            .output()
+            .unwrap()
+    };
+    let flagged = run(&["--input", "e.csv"], "a");
+    let positional = run(&["e.csv"], "b");
+    assert!(
+        flagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flagged.stderr)
+    );
+    assert_eq!(summary(&flagged.stdout)["events_scored"], 3);
+    assert_eq!(
+        summary(&flagged.stdout)["events_scored"],
+        summary(&positional.stdout)["events_scored"]
+    );
+    let both = run(&["e.csv", "--input", "e.csv"], "c");
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}

@@ -45,6 +45,15 @@ pub struct RunArgs {
     /// Input file, or `-` for stdin.
     #[arg(default_value = "-")]
     pub input: PathBuf,
+    /// The input file, as `replay`, `eval` and `rules test` take it (the
+    /// same as the positional FILE).
+    #[arg(
+        long = "input",
+        short = 'i',
+        value_name = "FILE",
+        conflicts_with = "input"
+    )]
+    pub input_flag: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
     /// Keep reading a growing file (stop with Ctrl-C / SIGTERM).
@@ -114,6 +123,7 @@ impl RunArgs {
     pub fn with_input(input: PathBuf, output: PathBuf) -> RunArgs {
         RunArgs {
             input,
+            input_flag: None,
             format: Format::Auto,
             follow: false,
             output,
@@ -133,6 +143,11 @@ impl RunArgs {
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
         }
+    }
+
+    /// The input file, however it was given.
+    pub fn input(&self) -> &Path {
+        self.input_flag.as_deref().unwrap_or(&self.input)
     }
 
     pub fn alerts_path(&self) -> PathBuf {
@@ -262,17 +277,17 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
             resuming,
         });
     }
-    let (reader, size) = shell::open_input(&args.input)?;
+    let (reader, size) = shell::open_input(args.input())?;
     // A followed file has no end to show progress against.
     let size = size.filter(|_| !args.follow);
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     if args.follow {
         lines = lines.follow(Arc::clone(stop));
     }
-    let description = if args.input.as_os_str() == "-" {
+    let description = if args.input().as_os_str() == "-" {
         "stdin".to_string()
     } else {
-        format!("file:{}", args.input.display())
+        format!("file:{}", args.input().display())
     };
     Ok(Opened {
         source: Box::new(lines),
@@ -371,7 +386,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     let stop = shell::stop_on_signals()?;
 
     args.aws
-        .validate(args.input.as_os_str() != "-", args.follow)?;
+        .validate(args.input().as_os_str() != "-", args.follow)?;
     let Opened {
         mut source,
         size,

@@ -40,6 +40,14 @@ pub struct BuildArgs {
     /// Historical events: a file, or `-` for stdin.
     #[arg(default_value = "-")]
     pub input: PathBuf,
+    /// The same as the positional FILE (as `run --input`).
+    #[arg(
+        long = "input",
+        short = 'i',
+        value_name = "FILE",
+        conflicts_with = "input"
+    )]
+    pub input_flag: Option<PathBuf>,
     /// Where to write the state snapshot.
     #[arg(long, short)]
     pub output: PathBuf,
@@ -75,7 +83,8 @@ pub fn execute(cmd: StateCommand) -> anyhow::Result<()> {
 fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let (policy, _) = run::resolve_policy(args.policy.as_deref())?;
     let stop = shell::stop_on_signals()?;
-    let (reader, size) = shell::open_input(&args.input)?;
+    let input = args.input_flag.as_deref().unwrap_or(&args.input);
+    let (reader, size) = shell::open_input(input)?;
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     let (mut dead_letters, mut alerts, mut scored) = (Discard, Discard, Discard);
     let mut pipeline = Pipeline::new(
@@ -98,7 +107,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         bar.set_position(source.bytes_consumed());
         bar.set_message(format!("{} events", pipeline.events_read()));
     })
-    .with_context(|| format!("read {}", args.input.display()))?;
+    .with_context(|| format!("read {}", input.display()))?;
     bar.finish_and_clear();
     // Every event of the history counts, the last minutes' too.
     pipeline.end_of_input().context("score the last events")?;
