@@ -788,3 +788,88 @@ fn run_takes_the_input_as_the_other_commands_do() {
     assert!(!both.status.success());
     assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 }
+
+/// Every commit of every table records the run's progress in its snapshot
+/// summary: the checkpoint, the file and how far it was read, and the state
+/// snapshot kept with it, which loads. The last one says the run is complete
+/// at the end of the file.
+#[test]
+fn every_table_commit_records_the_progress_and_its_state_snapshot() {
+    use authpulse::lakehouse::{Warehouse, WarehouseConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let status = authpulse(dir.path())
+        .args([
+            "gen", "--users", "300", "--days", "2", "--events", "150000", "--seed", "3",
+        ])
+        .args(["-o", "events.csv"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = authpulse(dir.path())
+        .args([
+            "run",
+            "events.csv",
+            "--output",
+            "out",
+            "--commit-interval",
+            "1ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(dir.path().join("events.csv"))
+        .unwrap()
+        .len();
+    let lines = std::fs::read_to_string(dir.path().join("events.csv"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+
+    let warehouse = Warehouse::open(&WarehouseConfig::embedded(&dir.path().join("out"))).unwrap();
+    let progress = warehouse.progress().unwrap();
+    assert_eq!(progress.len(), 5);
+    let last = progress[0]
+        .1
+        .clone()
+        .expect("the raw table records progress");
+    assert!(last.checkpoint >= 2, "several checkpoints: {last:?}");
+    assert!(last.complete, "{last:?}");
+    for (table, p) in &progress {
+        assert_eq!(
+            p.as_ref(),
+            Some(&last),
+            "{table} records the same last checkpoint"
+        );
+    }
+    assert_eq!(last.source["position"]["offset"], size, "{last:?}");
+    assert_eq!(last.source["position"]["line"], lines, "{last:?}");
+    assert_eq!(last.source["identity"]["file"], "events.csv");
+    assert_eq!(
+        last.source["identity"]["head_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let state = last.state.clone().expect("a state snapshot is kept");
+    let out = authpulse(dir.path())
+        .args(["state", "inspect", &format!("out/state/{state}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(meta["events_read"], lines);
+    // At most three snapshots are kept.
+    let kept = std::fs::read_dir(dir.path().join("out/state"))
+        .unwrap()
+        .count();
+    assert!((1..=3).contains(&kept), "{kept}");
+}

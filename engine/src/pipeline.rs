@@ -30,8 +30,8 @@ use crate::reload::{Candidate, PolicyWatcher, ReloadEvent};
 use crate::risk;
 use crate::rules::{Engine, RuleReport, RuleSet};
 use crate::sinks::{
-    AlertSink, DeadLetter, DeadLetterSink, Disposition, Received, ReceivedSink, ScoredBatch,
-    ScoredSink,
+    AlertSink, DeadLetter, DeadLetterSink, Disposition, Progress, Received, ReceivedSink,
+    ScoredBatch, ScoredSink, StateStore,
 };
 use crate::snapshot::{self, BodyRef, Counts, SnapshotError, SnapshotMeta};
 use crate::state::EngineState;
@@ -161,6 +161,21 @@ pub struct Summary {
     pub events_per_s: f64,
 }
 
+/// `&mut dyn Write` as a sized writer.
+struct WriteRef<'a>(&'a mut dyn io::Write);
+
+impl io::Write for WriteRef<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0.write_all(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// How [`Pipeline::restore_snapshot`] takes a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restore {
@@ -200,6 +215,14 @@ pub struct Pipeline<'o> {
     last_checkpoint: Instant,
     outputs: Outputs<'o>,
     watcher: Option<PolicyWatcher>,
+    /// Where each checkpoint's state snapshot goes, if anywhere.
+    state_store: Option<&'o mut dyn StateStore>,
+    /// Checkpoints so far.
+    checkpoints: u64,
+    /// Events read at the last checkpoint.
+    read_at_checkpoint: u64,
+    /// What the source is, for the progress record.
+    source_identity: serde_json::Value,
 }
 
 impl<'o> Pipeline<'o> {
@@ -248,7 +271,23 @@ impl<'o> Pipeline<'o> {
             last_checkpoint: Instant::now(),
             outputs,
             watcher: None,
+            state_store: None,
+            checkpoints: 0,
+            read_at_checkpoint: 0,
+            source_identity: serde_json::Value::Null,
         })
+    }
+
+    /// Keeps a state snapshot at every checkpoint in `store`, named in the
+    /// checkpoint's progress record.
+    pub fn keep_state(&mut self, store: &'o mut dyn StateStore) {
+        self.state_store = Some(store);
+    }
+
+    /// Says what the source is (e.g. a file's path and the hash of its
+    /// first bytes), for the progress records.
+    pub fn set_source_identity(&mut self, identity: serde_json::Value) {
+        self.source_identity = identity;
     }
 
     /// Takes policy changes from `watcher` from now on, swapping each in
@@ -596,11 +635,16 @@ impl<'o> Pipeline<'o> {
     }
 
     /// Checkpoints the sinks if the commit interval has passed; says whether
-    /// it did.
-    pub fn maybe_checkpoint(&mut self) -> io::Result<bool> {
+    /// it did. `position` is where the source's next record starts.
+    pub fn maybe_checkpoint(&mut self, position: serde_json::Value) -> io::Result<bool> {
         match self.options.commit_interval {
             Some(interval) if self.last_checkpoint.elapsed() >= interval => {
-                self.checkpoint()?;
+                // A quiet source adds nothing to commit.
+                if self.counters.events_read == self.read_at_checkpoint {
+                    self.last_checkpoint = Instant::now();
+                    return Ok(false);
+                }
+                self.checkpoint(position)?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -650,15 +694,54 @@ impl<'o> Pipeline<'o> {
     /// (they are part of the raw table's commit: it records arrivals). Table
     /// sinks may only start their commit here and finish it by the next
     /// checkpoint or [`Pipeline::finish`].
-    pub fn checkpoint(&mut self) -> io::Result<()> {
+    ///
+    /// With a state store, the state is snapshotted first (which scores the
+    /// partial batch) and every sink's commit records the [`Progress`]:
+    /// `position` (where the source's next record starts), the snapshot's
+    /// name and the checkpoint's number.
+    pub fn checkpoint(&mut self, position: serde_json::Value) -> io::Result<()> {
+        let progress = self.progress(position, false)?;
+        self.checkpoint_sinks(&progress)
+    }
+
+    fn checkpoint_sinks(&mut self, progress: &Progress) -> io::Result<()> {
         if let Some(received) = self.outputs.received.as_deref_mut() {
-            received.checkpoint()?;
+            received.checkpoint(progress)?;
         }
-        self.outputs.scored.checkpoint()?;
-        self.outputs.alerts.checkpoint()?;
+        self.outputs.scored.checkpoint(progress)?;
+        self.outputs.alerts.checkpoint(progress)?;
         self.outputs.dead_letters.flush()?;
         self.last_checkpoint = Instant::now();
+        self.read_at_checkpoint = self.counters.events_read;
         Ok(())
+    }
+
+    /// The next checkpoint's progress record, its state snapshot kept.
+    fn progress(&mut self, position: serde_json::Value, complete: bool) -> io::Result<Progress> {
+        self.checkpoints += 1;
+        let checkpoint = self.checkpoints;
+        let state = match self.state_store.take() {
+            Some(store) => {
+                let started = Instant::now();
+                let saved = store.save(checkpoint, &mut |out| {
+                    self.write_snapshot(&mut WriteRef(out)).map(drop)
+                });
+                self.state_store = Some(store);
+                let name = saved?;
+                tracing::debug!(checkpoint, state = %name, ms = started.elapsed().as_millis() as u64, "state snapshot kept");
+                Some(name)
+            }
+            None => None,
+        };
+        Ok(Progress {
+            checkpoint,
+            complete,
+            source: serde_json::json!({
+                "identity": self.source_identity,
+                "position": position,
+            }),
+            state,
+        })
     }
 
     /// Writes the whole state to `out` as a snapshot ([`crate::snapshot`]),
@@ -825,16 +908,31 @@ impl<'o> Pipeline<'o> {
 
     /// End of input: [`Pipeline::end_of_input`], then flushes the sinks and
     /// returns the summary.
-    pub fn finish(mut self) -> io::Result<Summary> {
+    pub fn finish(self) -> io::Result<Summary> {
+        self.finish_at(serde_json::Value::Null)
+    }
+
+    /// [`Pipeline::finish`], recording `position` (the end of the source)
+    /// as the run's last, complete, progress.
+    pub fn finish_at(mut self, position: serde_json::Value) -> io::Result<Summary> {
         self.end_of_input()?;
         self.outputs.dead_letters.flush()?;
+        let progress = if self.state_store.is_some() || !position.is_null() {
+            self.progress(position, true)?
+        } else {
+            Progress::default()
+        };
         // Start the raw table's commit first, so that it runs beside the
         // curated table's, then wait for each.
         if let Some(received) = self.outputs.received.as_deref_mut() {
-            received.checkpoint()?;
+            received.checkpoint(&progress)?;
         }
         if let Some(received) = self.outputs.received.as_deref_mut() {
             received.flush()?;
+        }
+        if progress.checkpoint > 0 {
+            self.outputs.scored.checkpoint(&progress)?;
+            self.outputs.alerts.checkpoint(&progress)?;
         }
         self.outputs.alerts.flush()?;
         self.outputs.scored.flush()?;
@@ -1012,7 +1110,7 @@ pub fn consume<S: Source + ?Sized>(
         until_tick += 1;
         if idle || until_tick == 1 << 16 {
             until_tick = 0;
-            if pipeline.maybe_checkpoint()? {
+            if pipeline.maybe_checkpoint(source.position())? {
                 source.checkpointed(pipeline.frontier())?;
             }
             tick(pipeline, source);

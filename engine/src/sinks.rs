@@ -27,6 +27,50 @@ pub struct DeadLetter {
     pub raw: String,
 }
 
+/// Where a run stands at a checkpoint: recorded in the snapshot summary of
+/// every table the checkpoint commits (property [`Progress::PROPERTY`]), so
+/// that data, the source's position and the state snapshot move together.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Checkpoints of the run so far, this one included.
+    pub checkpoint: u64,
+    /// The end of input was reached and everything is committed.
+    pub complete: bool,
+    /// The source and how far it was read: what it is (`identity`, e.g. a
+    /// file's path and the hash of its first bytes) and where the next
+    /// record starts (`position`, e.g. a byte offset and line number).
+    pub source: serde_json::Value,
+    /// The state snapshot of this checkpoint, if one was kept (its name in
+    /// the state store).
+    pub state: Option<String>,
+}
+
+impl Progress {
+    /// The snapshot summary property that holds it (as JSON).
+    pub const PROPERTY: &'static str = "authpulse.progress";
+
+    /// The snapshot summary properties a table commit carries for it (none
+    /// for a checkpoint without progress, as in tests).
+    pub fn properties(&self) -> std::collections::HashMap<String, String> {
+        if self.checkpoint == 0 {
+            return Default::default();
+        }
+        let json = serde_json::to_string(self).expect("progress serialises");
+        std::collections::HashMap::from([(Self::PROPERTY.to_string(), json)])
+    }
+}
+
+/// Where a pipeline keeps the state snapshot of each checkpoint.
+pub trait StateStore {
+    /// Keeps checkpoint `checkpoint`'s snapshot, written by `write`; returns
+    /// its name, for the [`Progress`] record.
+    fn save(
+        &mut self,
+        checkpoint: u64,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), crate::snapshot::SnapshotError>,
+    ) -> io::Result<String>;
+}
+
 pub trait DeadLetterSink {
     fn write(&mut self, record: &DeadLetter) -> io::Result<()>;
     fn flush(&mut self) -> io::Result<()> {
@@ -37,7 +81,7 @@ pub trait DeadLetterSink {
 pub trait AlertSink {
     fn send(&mut self, alert: &Alert) -> io::Result<()>;
     /// Makes everything sent so far durable and visible (commit interval).
-    fn checkpoint(&mut self) -> io::Result<()> {
+    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
         self.flush()
     }
     /// End of input.
@@ -134,7 +178,7 @@ pub trait ReceivedSink {
     fn receive(&mut self, record: &Received<'_>) -> io::Result<()>;
     /// Makes everything received so far durable and visible (commit
     /// interval), or starts to: it must be done by the next call or `flush`.
-    fn checkpoint(&mut self) -> io::Result<()> {
+    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
         self.flush()
     }
     /// End of input.
@@ -147,7 +191,7 @@ pub trait ScoredSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
     /// Makes everything written so far durable and visible (commit
     /// interval), or starts to: it must be done by the next call or `flush`.
-    fn checkpoint(&mut self) -> io::Result<()> {
+    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
         self.flush()
     }
     /// End of input.
@@ -310,8 +354,10 @@ impl AlertSink for Tee<'_, dyn AlertSink + '_> {
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.send(alert))
     }
-    fn checkpoint(&mut self) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|sink| sink.checkpoint())
+    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|sink| sink.checkpoint(progress))
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.flush())
@@ -324,8 +370,10 @@ impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
             .iter_mut()
             .try_for_each(|sink| sink.write_batch(batch))
     }
-    fn checkpoint(&mut self) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|sink| sink.checkpoint())
+    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|sink| sink.checkpoint(progress))
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.flush())
@@ -375,7 +423,7 @@ mod tests {
             self.0.push("write");
             Ok(())
         }
-        fn checkpoint(&mut self) -> io::Result<()> {
+        fn checkpoint(&mut self, _: &Progress) -> io::Result<()> {
             self.0.push("checkpoint");
             Ok(())
         }
@@ -390,7 +438,7 @@ mod tests {
             self.0.push("send");
             Ok(())
         }
-        fn checkpoint(&mut self) -> io::Result<()> {
+        fn checkpoint(&mut self, _: &Progress) -> io::Result<()> {
             self.0.push("checkpoint");
             Ok(())
         }
@@ -408,7 +456,7 @@ mod tests {
         let (mut a, mut b) = (Calls::default(), Calls::default());
         {
             let mut tee: Tee<dyn ScoredSink> = Tee(vec![&mut a, &mut b]);
-            tee.checkpoint().unwrap();
+            tee.checkpoint(&Progress::default()).unwrap();
             tee.flush().unwrap();
         }
         assert_eq!(a.0, ["checkpoint", "flush"]);
@@ -417,7 +465,7 @@ mod tests {
         let (mut a, mut b) = (Calls::default(), Calls::default());
         {
             let mut tee: Tee<dyn AlertSink> = Tee(vec![&mut a, &mut b]);
-            tee.checkpoint().unwrap();
+            tee.checkpoint(&Progress::default()).unwrap();
             tee.flush().unwrap();
         }
         assert_eq!(a.0, ["checkpoint", "flush"]);

@@ -179,3 +179,68 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
 pub fn read_meta(input: &mut impl Read) -> Result<SnapshotMeta, SnapshotError> {
     read(input).map(|body| body.meta)
 }
+
+/// Keeps each checkpoint's snapshot as a file in a directory
+/// (`checkpoint-NNNNNNNNNN.apstate`), written to a temporary file, synced
+/// and renamed into place, so that a crash leaves whole snapshots only; the
+/// latest `keep` are kept.
+pub struct SnapshotDir {
+    dir: std::path::PathBuf,
+    keep: usize,
+}
+
+impl SnapshotDir {
+    /// Creates `dir` if need be.
+    pub fn new(dir: impl Into<std::path::PathBuf>, keep: usize) -> io::Result<SnapshotDir> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(SnapshotDir {
+            dir,
+            keep: keep.max(1),
+        })
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The snapshots kept, oldest first.
+    pub fn list(&self) -> io::Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("checkpoint-") && name.ends_with(".apstate"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+impl crate::sinks::StateStore for SnapshotDir {
+    fn save(
+        &mut self,
+        checkpoint: u64,
+        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), SnapshotError>,
+    ) -> io::Result<String> {
+        let name = format!("checkpoint-{checkpoint:010}.apstate");
+        let temporary = self.dir.join(format!(".{name}.partial"));
+        {
+            let file = std::fs::File::create(&temporary)?;
+            let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+            write(&mut out).map_err(|e| match e {
+                SnapshotError::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            })?;
+            out.flush()?;
+            drop(out);
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, self.dir.join(&name))?;
+        // The rename itself must survive a crash.
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        let kept = self.list()?;
+        for old in &kept[..kept.len().saturating_sub(self.keep)] {
+            std::fs::remove_file(self.dir.join(old))?;
+        }
+        Ok(name)
+    }
+}

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AwsSettings, Backoff, error_text};
 use authpulse_engine::alerts::Alert;
 use authpulse_engine::metrics::LagHistogram;
-use authpulse_engine::sinks::AlertSink;
+use authpulse_engine::sinks::{AlertSink, Progress};
 
 /// SNS's limit on a subject.
 const MAX_SUBJECT: usize = 100;
@@ -234,7 +234,7 @@ impl AlertSink for SnsAlerts {
         self.publisher.publish(Message::alert(alert)?)
     }
 
-    fn checkpoint(&mut self) -> io::Result<()> {
+    fn checkpoint(&mut self, _: &Progress) -> io::Result<()> {
         self.publisher.checkpoint().map(drop)
     }
 

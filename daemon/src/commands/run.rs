@@ -26,6 +26,7 @@ use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::{
     AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
 };
+use authpulse_engine::snapshot::SnapshotDir;
 use clap::Args;
 
 use super::aws_args::{AwsArgs, From, SourceUrl};
@@ -105,6 +106,10 @@ pub struct RunArgs {
     /// across runs, so rerunning the same input would store its events twice.
     #[arg(long)]
     pub append: bool,
+    /// Do not keep a state snapshot at each commit (OUTPUT/state/, named in
+    /// the commit's progress record; see docs/state.md).
+    #[arg(long)]
+    pub no_state: bool,
     /// Start from the state `authpulse state build` wrote from historical
     /// events (windows, device history, host popularity, baselines, entity
     /// risk) instead of empty, so that the rules' burn-in is already behind.
@@ -140,6 +145,7 @@ impl RunArgs {
             no_lakehouse: false,
             append: false,
             warm_start: None,
+            no_state: false,
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
         }
@@ -233,6 +239,9 @@ struct Opened {
     name: String,
     /// Resuming a stream from its checkpoint (not a rerun).
     resuming: bool,
+    /// What the source is, for the progress records (a file: its path and
+    /// the sha256 of its first 64 KiB).
+    identity: serde_json::Value,
 }
 
 /// Opens the source `args` name.
@@ -275,6 +284,7 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
             size: None,
             name: format!("kinesis:{stream}"),
             resuming,
+            identity: serde_json::json!({"kinesis": stream}),
         });
     }
     let (reader, size) = shell::open_input(args.input())?;
@@ -289,12 +299,35 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
     } else {
         format!("file:{}", args.input().display())
     };
+    let identity = if args.input().as_os_str() == "-" {
+        serde_json::json!({"stdin": true})
+    } else {
+        serde_json::json!({
+            "file": args.input(),
+            "head_sha256": head_sha256(args.input())?,
+        })
+    };
     Ok(Opened {
         source: Box::new(lines),
         size,
         name: description,
         resuming: false,
+        identity,
     })
+}
+
+/// The sha256 of a file's first 64 KiB: what tells a file apart from
+/// another one at the same path (a file that grows keeps it).
+fn head_sha256(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut head = Vec::with_capacity(1 << 16);
+    std::fs::File::open(path)
+        .with_context(|| format!("open {}", path.display()))?
+        .take(1 << 16)
+        .read_to_end(&mut head)
+        .with_context(|| format!("read {}", path.display()))?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&head)))
 }
 
 fn aws_settings(args: &RunArgs) -> AwsSettings {
@@ -392,6 +425,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         size,
         name: source_name,
         resuming,
+        identity,
     } = open_source(args, &stop)?;
     let live = args.follow || args.aws.source.is_some();
 
@@ -520,6 +554,12 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
             .or(live.then_some(std::time::Duration::from_secs(5))),
         ..PipelineOptions::default()
     };
+    let mut state_dir = if args.no_state {
+        None
+    } else {
+        let dir = args.output.join("state");
+        Some(SnapshotDir::new(&dir, 3).with_context(|| format!("create {}", dir.display()))?)
+    };
     let mut pipeline = Pipeline::new(
         policy,
         options,
@@ -530,6 +570,10 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
             received: raw.take().map(|sink| sink as &mut dyn ReceivedSink),
         },
     )?;
+    pipeline.set_source_identity(identity);
+    if let Some(store) = state_dir.as_mut() {
+        pipeline.keep_state(store);
+    }
     if let Some(path) = &args.warm_start {
         let mut file =
             std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
@@ -573,7 +617,9 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     if let Some(ticker) = ticker.as_mut() {
         ticker.tick(&mut pipeline, source.as_ref(), true);
     }
-    let summary = pipeline.finish().context("write results")?;
+    let summary = pipeline
+        .finish_at(source.position())
+        .context("write results")?;
     // Everything read is now scored and committed: save the positions.
     source.finished().context("save the source's positions")?;
     let cloudwatch = ticker

@@ -23,7 +23,7 @@ use super::columns::{NameLog, Names, NewNames};
 use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::NameId;
-use authpulse_engine::sinks::{ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{Progress, ScoredBatch, ScoredSink};
 use authpulse_engine::state::{DAY, HOUR};
 
 #[derive(Default, Clone, Copy)]
@@ -60,10 +60,12 @@ enum Message {
         rows: Vec<AggRow>,
         names: NewNames,
     },
-    /// Write the closed windows and commit both tables; `end` closes the open
-    /// ones first (end of input).
+    /// Write the closed windows and commit both tables, carrying
+    /// `properties` (the checkpoint's progress); `end` closes the open ones
+    /// first (end of input).
     Commit {
         end: bool,
+        properties: HashMap<String, String>,
         done: SyncSender<Result<[WriterStats; 2], String>>,
     },
 }
@@ -79,6 +81,8 @@ pub struct AggregateSink {
     thread: Worker<Message>,
     in_flight: Option<Receiver<Result<[WriterStats; 2], String>>>,
     stats: [WriterStats; 2],
+    /// The latest checkpoint's progress, which every commit carries.
+    properties: HashMap<String, String>,
 }
 
 impl AggregateSink {
@@ -102,6 +106,7 @@ impl AggregateSink {
             thread,
             in_flight: None,
             stats,
+            properties: HashMap::new(),
         })
     }
 
@@ -128,7 +133,11 @@ impl AggregateSink {
         self.settle()?;
         self.ship()?;
         let (done, result) = sync_channel(1);
-        self.thread.send(Message::Commit { end, done })?;
+        self.thread.send(Message::Commit {
+            end,
+            properties: self.properties.clone(),
+            done,
+        })?;
         self.in_flight = Some(result);
         Ok(())
     }
@@ -172,7 +181,8 @@ impl ScoredSink for AggregateSink {
 
     /// Starts committing the closed hours and days (the open ones stay in
     /// memory); waited for at the next checkpoint or at the end.
-    fn checkpoint(&mut self) -> io::Result<()> {
+    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
+        self.properties = progress.properties();
         self.start_commit(false)
     }
 
@@ -236,8 +246,12 @@ impl Aggregator {
                             .map_err(|e| LakehouseError::WriterGone(e.to_string()))?;
                     }
                 }
-                Message::Commit { end, done } => {
-                    let outcome = self.commit(end).map_err(|e| e.to_string());
+                Message::Commit {
+                    end,
+                    properties,
+                    done,
+                } => {
+                    let outcome = self.commit(end, properties).map_err(|e| e.to_string());
                     let failed = outcome.as_ref().err().cloned();
                     let _ = done.send(outcome);
                     if let Some(message) = failed {
@@ -329,7 +343,11 @@ impl Aggregator {
     }
 
     /// Commits the closed windows (and at the end, the open ones too).
-    fn commit(&mut self, end: bool) -> io::Result<[WriterStats; 2]> {
+    fn commit(
+        &mut self,
+        end: bool,
+        properties: HashMap<String, String>,
+    ) -> io::Result<[WriterStats; 2]> {
         if end {
             if let Some(hour) = self.hour.take() {
                 self.close_hour(hour);
@@ -339,8 +357,8 @@ impl Aggregator {
             }
         }
         self.write_closed()?;
-        self.hourly.commit(HashMap::new())?;
-        self.daily.commit(HashMap::new())?;
+        self.hourly.commit(properties.clone())?;
+        self.daily.commit(properties)?;
         Ok([self.hourly.stats().clone(), self.daily.stats().clone()])
     }
 }

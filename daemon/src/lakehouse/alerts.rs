@@ -16,12 +16,14 @@ use super::curated::{list_builder, unix_micros_now};
 use super::writer::{TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::alerts::Alert;
-use authpulse_engine::sinks::AlertSink;
+use authpulse_engine::sinks::{AlertSink, Progress};
 
 /// An [`AlertSink`] writing the `alerts` table.
 pub struct AlertTableSink {
     writer: TableWriter,
     pending: Vec<(Alert, i64)>,
+    /// The latest checkpoint's progress, which every commit carries.
+    properties: HashMap<String, String>,
 }
 
 impl AlertTableSink {
@@ -29,11 +31,27 @@ impl AlertTableSink {
         Ok(AlertTableSink {
             writer: TableWriter::start(warehouse, tables::ALERTS)?,
             pending: Vec::new(),
+            properties: HashMap::new(),
         })
     }
 
     pub fn stats(&self) -> &WriterStats {
         self.writer.stats()
+    }
+
+    /// Writes what is pending and commits it, or commits nothing new but
+    /// the progress when `always`.
+    fn commit(&mut self, always: bool) -> io::Result<()> {
+        if self.pending.is_empty() && !always {
+            return Ok(());
+        }
+        if !self.pending.is_empty() {
+            let batch = self.batch().map_err(io::Error::other)?;
+            self.writer.write(batch)?;
+        }
+        self.writer.commit(self.properties.clone())?;
+        self.pending.clear();
+        Ok(())
     }
 
     fn batch(&self) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -142,15 +160,15 @@ impl AlertSink for AlertTableSink {
         Ok(())
     }
 
+    /// Writes and commits the alerts since the last commit, recording the
+    /// checkpoint's progress (a commit without alerts records it too).
+    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
+        self.properties = progress.properties();
+        self.commit(!self.properties.is_empty())
+    }
+
     /// End of input: write and commit the alerts raised.
     fn flush(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = self.batch().map_err(io::Error::other)?;
-        self.writer.write(batch)?;
-        self.writer.commit(HashMap::new())?;
-        self.pending.clear();
-        Ok(())
+        self.commit(false)
     }
 }

@@ -20,7 +20,7 @@ use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, Wr
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::EventId;
 use authpulse_engine::policy::RiskLevel;
-use authpulse_engine::sinks::{ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{Progress, ScoredBatch, ScoredSink};
 
 /// A [`ScoredSink`] writing `auth_events_curated`.
 pub struct CuratedSink {
@@ -50,8 +50,8 @@ impl ScoredSink for CuratedSink {
 
     /// Start committing everything written so far (waited for at the next
     /// checkpoint or at the end).
-    fn checkpoint(&mut self) -> io::Result<()> {
-        self.table.start_commit()
+    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
+        self.table.start_commit(Some(progress.properties()))
     }
 
     /// End of input: commit everything written.

@@ -13,7 +13,7 @@ use super::columns::{NameLog, Names, NewNames, event_ids, strings, timestamps};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::{EventId, NameId};
-use authpulse_engine::sinks::{Disposition, Received, ReceivedSink};
+use authpulse_engine::sinks::{Disposition, Progress, Received, ReceivedSink};
 
 /// A [`ReceivedSink`] writing `auth_events_raw`.
 pub struct RawSink {
@@ -46,8 +46,8 @@ impl ReceivedSink for RawSink {
         self.table.appended(1)
     }
 
-    fn checkpoint(&mut self) -> std::io::Result<()> {
-        self.table.start_commit()
+    fn checkpoint(&mut self, progress: &Progress) -> std::io::Result<()> {
+        self.table.start_commit(Some(progress.properties()))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -310,6 +310,9 @@ pub(super) struct Chunked<B: RowBuffer> {
     writer: TableWriter<B::Encoder>,
     uncommitted: u64,
     in_flight: Option<PendingCommit>,
+    /// The snapshot summary properties of the latest checkpoint (its
+    /// progress), which every commit carries.
+    properties: HashMap<String, String>,
 }
 
 impl<B: RowBuffer> Chunked<B> {
@@ -319,6 +322,7 @@ impl<B: RowBuffer> Chunked<B> {
             writer,
             uncommitted: 0,
             in_flight: None,
+            properties: HashMap::new(),
         }
     }
 
@@ -339,13 +343,22 @@ impl<B: RowBuffer> Chunked<B> {
         self.writer.write(chunk)
     }
 
-    /// Starts committing what was appended since the last commit, if
-    /// anything, once the previous commit has landed. Does not wait.
-    pub(super) fn start_commit(&mut self) -> io::Result<()> {
+    /// Starts committing what was appended since the last commit, once the
+    /// previous commit has landed; does not wait. With new `properties` (a
+    /// checkpoint's progress) it commits even with no rows, so that every
+    /// table records every checkpoint.
+    pub(super) fn start_commit(
+        &mut self,
+        properties: Option<HashMap<String, String>>,
+    ) -> io::Result<()> {
         self.settle()?;
-        if self.uncommitted > 0 || self.rows.rows() > 0 {
+        let new_progress = properties.as_ref().is_some_and(|p| !p.is_empty());
+        if let Some(properties) = properties {
+            self.properties = properties;
+        }
+        if self.uncommitted > 0 || self.rows.rows() > 0 || new_progress {
             self.ship()?;
-            self.in_flight = Some(self.writer.request_commit(HashMap::new())?);
+            self.in_flight = Some(self.writer.request_commit(self.properties.clone())?);
             self.uncommitted = 0;
         }
         Ok(())
@@ -365,7 +378,7 @@ impl<B: RowBuffer> Chunked<B> {
 
     /// Commits what is pending and waits until every commit has landed.
     pub(super) fn commit_pending(&mut self) -> io::Result<()> {
-        self.start_commit()?;
+        self.start_commit(None)?;
         self.settle()
     }
 }
@@ -672,11 +685,13 @@ fn commit(
     properties: HashMap<String, String>,
     rows: u64,
 ) -> Result<CommitInfo, LakehouseError> {
-    let Some(writer) = writer else {
-        return Ok(CommitInfo::default());
+    let files = match writer {
+        Some(writer) => runtime.block_on(writer.close())?,
+        None => Vec::new(),
     };
-    let files = runtime.block_on(writer.close())?;
-    if files.is_empty() {
+    // A commit without rows still records its properties (a checkpoint's
+    // progress) in a snapshot of its own.
+    if files.is_empty() && properties.is_empty() {
         return Ok(CommitInfo::default());
     }
     let data_files = files.len();

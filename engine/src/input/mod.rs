@@ -25,6 +25,11 @@ pub trait Source {
     fn line_no(&self) -> u64;
     /// Bytes consumed so far, for progress.
     fn bytes_consumed(&self) -> u64;
+    /// Where the next record starts, as a checkpoint's progress records it
+    /// (a file: byte offset and line number).
+    fn position(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
     /// The pipeline has started a checkpoint (a table commit), and the one
     /// it started before has landed. A source with positions of its own
     /// saves those that are now safe to resume from (see [`Frontier`]).
@@ -54,6 +59,13 @@ impl<R: io::Read> Source for LineReader<R> {
 
     fn bytes_consumed(&self) -> u64 {
         LineReader::bytes_consumed(self)
+    }
+
+    fn position(&self) -> serde_json::Value {
+        serde_json::json!({
+            "offset": LineReader::bytes_consumed(self),
+            "line": LineReader::line_no(self),
+        })
     }
 }
 
