@@ -309,11 +309,10 @@ impl AlertEngine {
         for c in ledger {
             incident.add(c, max_samples);
         }
-        // The alert id names the incident's first contribution, so that the
-        // same evidence gives the same id on every run.
-        if let Some(first) = incident.samples.first() {
-            incident.alert_id = alert_id(kind, names.name(id), first.event_id);
-        }
+        // The alert id names the entity and the event that opened the
+        // incident: the same on every run over the same events, and never
+        // shared by two incidents of one entity (a later incident may start
+        // from evidence an earlier one also holds, but not open on it).
         self.expiries
             .push(Reverse((incident.expiry(window), kind, id)));
         self.open.insert((kind, id), incident.clone());

@@ -121,7 +121,7 @@ pub struct ReloadTimings {
 }
 
 /// The JSON line `run` prints at exit.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
 pub struct Summary {
     pub events_read: u64,
     pub events_valid: u64,
@@ -282,6 +282,12 @@ impl<'o> Pipeline<'o> {
     /// checkpoint's progress record.
     pub fn keep_state(&mut self, store: &'o mut dyn StateStore) {
         self.state_store = Some(store);
+    }
+
+    /// Numbers the next checkpoint `done + 1`: a resumed run carries on
+    /// from the checkpoint it resumed at.
+    pub fn resume_checkpoints(&mut self, done: u64) {
+        self.checkpoints = done;
     }
 
     /// Says what the source is (e.g. a file's path and the hash of its
@@ -754,11 +760,15 @@ impl<'o> Pipeline<'o> {
     ) -> Result<(SnapshotMeta, u64), SnapshotError> {
         self.process_ready()?;
         self.score_batch()?;
+        let mut sinks = Vec::new();
+        self.outputs.scored.snapshot_state(&mut sinks)?;
         let counts = self.counts();
         let meta = SnapshotMeta {
             policy_version: self.rules.version.clone(),
             events_read: self.counters.events_read,
             events_scored: self.counters.scored,
+            alert_publications: self.counters.alert_publications,
+            dead_letters: self.counters.invalid + self.counters.late,
             latest_event_time: self.orderer.latest(),
             users: self.users.len() as u64,
             computers: self.computers.len() as u64,
@@ -777,6 +787,7 @@ impl<'o> Pipeline<'o> {
             incidents: self.alerts.open_snapshot(),
             closed_through: self.closed_through,
             counts,
+            sinks,
         };
         let bytes = snapshot::write(&body, out)?;
         Ok((meta, bytes))
@@ -826,6 +837,7 @@ impl<'o> Pipeline<'o> {
             self.alerts
                 .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);
             self.restore_counts(body.counts);
+            self.outputs.scored.restore_state(&body.sinks)?;
         }
         Ok(body.meta)
     }

@@ -189,6 +189,17 @@ pub trait ReceivedSink {
 
 pub trait ScoredSink {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
+    /// For a sink that keeps state across batches (open aggregation
+    /// windows): adds it, under the sink's name, to the pipeline's state
+    /// snapshot. Everything written before the call is part of it.
+    fn snapshot_state(&mut self, _parts: &mut Vec<(String, Vec<u8>)>) -> io::Result<()> {
+        Ok(())
+    }
+    /// Takes back the state [`ScoredSink::snapshot_state`] kept (a resumed
+    /// run), before any batch.
+    fn restore_state(&mut self, _parts: &[(String, Vec<u8>)]) -> io::Result<()> {
+        Ok(())
+    }
     /// Makes everything written so far durable and visible (commit
     /// interval), or starts to: it must be done by the next call or `flush`.
     fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
@@ -242,6 +253,46 @@ impl JsonLinesFile {
             .write(true)
             .truncate(true)
             .open(&path)?;
+        Ok(JsonLinesFile {
+            path,
+            out: BufWriter::with_capacity(1 << 16, file),
+        })
+    }
+
+    /// Opens `path` to carry on after its first `keep_lines` lines (a
+    /// resumed run): anything after them, a torn last line included, is cut
+    /// off. Fails if the file has fewer lines than that.
+    pub fn resume(path: impl Into<PathBuf>, keep_lines: u64) -> io::Result<Self> {
+        let path = path.into();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let mut keep_bytes = 0u64;
+        let mut lines = 0u64;
+        if keep_lines > 0 {
+            let mut reader = io::BufReader::new(&mut file);
+            let mut line = Vec::new();
+            while lines < keep_lines {
+                line.clear();
+                let n = io::BufRead::read_until(&mut reader, b'\n', &mut line)?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                keep_bytes += n as u64;
+                lines += 1;
+            }
+        }
+        if lines < keep_lines {
+            return Err(io::Error::other(format!(
+                "{} has {lines} complete lines, the resumed run's state counts {keep_lines}",
+                path.display()
+            )));
+        }
+        file.set_len(keep_bytes)?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(keep_bytes))?;
         Ok(JsonLinesFile {
             path,
             out: BufWriter::with_capacity(1 << 16, file),
@@ -377,6 +428,16 @@ impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.flush())
+    }
+    fn snapshot_state(&mut self, parts: &mut Vec<(String, Vec<u8>)>) -> io::Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|sink| sink.snapshot_state(parts))
+    }
+    fn restore_state(&mut self, parts: &[(String, Vec<u8>)]) -> io::Result<()> {
+        self.0
+            .iter_mut()
+            .try_for_each(|sink| sink.restore_state(parts))
     }
 }
 

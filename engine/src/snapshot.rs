@@ -76,6 +76,10 @@ pub struct SnapshotMeta {
     pub policy_version: String,
     pub events_read: u64,
     pub events_scored: u64,
+    /// Alert publications and dead letters written so far: a resumed run
+    /// keeps that many lines of its alert and dead-letter files.
+    pub alert_publications: u64,
+    pub dead_letters: u64,
     /// Latest event time read (Unix seconds), if any.
     pub latest_event_time: Option<i64>,
     pub users: u64,
@@ -124,6 +128,8 @@ pub(crate) struct Body {
     /// Event time up to which incidents have been closed.
     pub closed_through: i64,
     pub counts: Counts,
+    /// State of the sinks that keep some (by name): their open windows.
+    pub sinks: Vec<(String, Vec<u8>)>,
 }
 
 /// [`Body`]'s layout, from borrowed parts.
@@ -140,6 +146,7 @@ pub(crate) struct BodyRef<'a> {
     pub incidents: Vec<Incident>,
     pub closed_through: i64,
     pub counts: Counts,
+    pub sinks: Vec<(String, Vec<u8>)>,
 }
 
 /// Writes `body` as a snapshot; returns the bytes written.

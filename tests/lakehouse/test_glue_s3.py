@@ -92,10 +92,15 @@ def test_run_writes_glue_tables_on_s3_that_pyiceberg_reads(lake, moto_endpoint, 
     assert query.returncode == 0, query.stderr
     assert json.loads(query.stdout) == {"n": summary["events_scored"], "ids": summary["events_scored"]}
 
-    # A rerun is refused, naming the warehouse.
+    # The same input again: the tables say it is all committed; nothing is done.
     again = authpulse("run", "events.csv", "--output", "out2", *options, cwd=tmp_path, env=aws_env)
-    assert again.returncode != 0
-    assert "already holds" in again.stderr and f"s3://{bucket}/tables" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1])["already_complete"] is True
+    # Another input is refused, naming the warehouse.
+    (tmp_path / "other.csv").write_text("1,U1,C1\n")
+    other = authpulse("run", "other.csv", "--output", "out3", *options, cwd=tmp_path, env=aws_env)
+    assert other.returncode != 0
+    assert "another input" in other.stderr and f"s3://{bucket}/tables" in other.stderr, other.stderr
 
 
 def test_maintain_compacts_through_glue(lake, moto_endpoint, aws_env, tmp_path):

@@ -175,11 +175,22 @@ def test_duckdb_iceberg_extension_agrees(run):
     assert high > 0
 
 
-def test_rerun_into_the_same_warehouse_is_refused(run):
+def test_rerun_of_a_complete_input_does_nothing_and_says_so(run):
     out, summary, work = run
     again = authpulse("run", "events.csv", "--output", "out", cwd=work)
-    assert again.returncode != 0
-    assert "already holds" in again.stderr and "--append" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"already_complete": True, "events_read": 0}
+    assert "nothing to do" in again.stderr
+    _, rows = curated_arrow(out)
+    assert rows.num_rows == summary["events_scored"]
+
+
+def test_another_input_into_the_same_warehouse_is_refused(run):
+    out, summary, work = run
+    (work / "other.csv").write_text("1,U1,C1\n2,U2,C2\n")
+    other = authpulse("run", "other.csv", "--output", "out", cwd=work)
+    assert other.returncode != 0
+    assert "another input" in other.stderr and "--append" in other.stderr, other.stderr
     _, rows = curated_arrow(out)
     assert rows.num_rows == summary["events_scored"]
 

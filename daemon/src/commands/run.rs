@@ -23,10 +23,11 @@ use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Resto
 use authpulse_engine::policy::Policy;
 use authpulse_engine::reload::PolicyWatcher;
 use authpulse_engine::rules::Engine;
+use authpulse_engine::sinks::Progress;
 use authpulse_engine::sinks::{
     AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
 };
-use authpulse_engine::snapshot::SnapshotDir;
+use authpulse_engine::snapshot::{self, SnapshotDir, SnapshotMeta};
 use clap::Args;
 
 use super::aws_args::{AwsArgs, From, SourceUrl};
@@ -200,6 +201,18 @@ pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<(Policy, Option
 
 pub fn execute(args: RunArgs) -> anyhow::Result<()> {
     let outcome = score(&args)?;
+    if outcome.already_complete {
+        eprintln!(
+            "{} already holds all of {}: nothing to do",
+            args.output.display(),
+            args.input().display()
+        );
+        println!(
+            "{}",
+            serde_json::json!({"already_complete": true, "events_read": 0})
+        );
+        return Ok(());
+    }
     let mut line = serde_json::to_value(&outcome.summary)?;
     if let Some(object) = line.as_object_mut() {
         if let Some(sns) = outcome.sns {
@@ -228,6 +241,185 @@ pub struct Outcome {
     pub sns: Option<SnsReport>,
     /// With --cloudwatch: what was published.
     pub cloudwatch: Option<cloudwatch::PublishReport>,
+    /// The warehouse already held the whole input: nothing was done.
+    pub already_complete: bool,
+}
+
+/// How a run over a warehouse starts.
+enum Start {
+    /// From the beginning of the input, with empty state.
+    Fresh,
+    /// Where the last checkpoint every table has left off.
+    Resume(Progress),
+    /// Not at all: the whole input is committed.
+    Complete(Progress),
+}
+
+/// Decides, from the progress the tables record, how a run over `warehouse`
+/// starts: fresh (no progress yet), resumed (this input, partly committed)
+/// or not at all (this input, all committed). A table that committed a
+/// checkpoint the others did not reach is put back to the latest one they
+/// all have.
+fn plan_start(
+    warehouse: &Warehouse,
+    identity: &serde_json::Value,
+    args: &RunArgs,
+) -> anyhow::Result<Start> {
+    let recorded = warehouse.progress().context("read the tables' progress")?;
+    if args.append || recorded.iter().all(|(_, p)| p.is_none()) {
+        refuse_rerun(warehouse, args)?;
+        return Ok(Start::Fresh);
+    }
+    // A table without any commit has checkpoint 0 (a run killed before its
+    // first checkpoint landed everywhere); one with data but no progress
+    // was written otherwise, and cannot be resumed.
+    let mut empty = Vec::new();
+    for (table, p) in &recorded {
+        if p.is_none() {
+            if warehouse.has_snapshot(table)? {
+                anyhow::bail!(
+                    "{}: table {table} holds data without a progress record while the others record theirs, \
+                     so the run cannot be resumed consistently; use a new --output (or --warehouse)",
+                    warehouse.description()
+                );
+            }
+            empty.push(*table);
+        }
+    }
+    let progress: Vec<(&str, &Progress)> = recorded
+        .iter()
+        .filter_map(|(table, p)| p.as_ref().map(|p| (*table, p)))
+        .collect();
+    let latest = progress
+        .iter()
+        .map(|(_, p)| *p)
+        .max_by_key(|p| p.checkpoint)
+        .expect("at least one table has progress");
+    let theirs = &latest.source["identity"];
+    if identity.get("stdin").is_some() || theirs != identity {
+        anyhow::bail!(
+            "{} holds the committed progress of another input ({theirs}), not of this one ({identity}); \
+             events already stored are not yet recognised across inputs, so adding this one could store events twice. \
+             Use a new --output (or --warehouse), or --append to add it on purpose",
+            warehouse.description()
+        );
+    }
+    let earliest = if empty.is_empty() {
+        progress
+            .iter()
+            .map(|(_, p)| p.checkpoint)
+            .min()
+            .expect("at least one table has progress")
+    } else {
+        0
+    };
+    if earliest == latest.checkpoint && latest.complete {
+        return Ok(Start::Complete(latest.clone()));
+    }
+    for (table, p) in &progress {
+        if p.checkpoint > earliest {
+            warehouse
+                .roll_back_to(table, earliest)
+                .with_context(|| format!("put {table} back to checkpoint {earliest}"))?;
+        }
+    }
+    if earliest == 0 {
+        // The first checkpoint did not land everywhere: start over.
+        return Ok(Start::Fresh);
+    }
+    let resume_at = progress
+        .iter()
+        .find(|(_, p)| p.checkpoint == earliest)
+        .map(|(_, p)| (*p).clone())
+        .expect("the earliest checkpoint is some table's");
+    Ok(Start::Resume(resume_at))
+}
+
+/// A run resuming at a checkpoint: its progress, and the state snapshot
+/// that goes with it.
+struct Resume {
+    progress: Progress,
+    state: PathBuf,
+    meta: SnapshotMeta,
+    offset: u64,
+    line: u64,
+}
+
+impl Resume {
+    fn prepare(args: &RunArgs, progress: Progress) -> anyhow::Result<Resume> {
+        let name = progress.state.clone().with_context(|| {
+            format!(
+                "checkpoint {} kept no state snapshot (was it run with --no-state?), so it cannot be resumed; \
+                 use a new --output",
+                progress.checkpoint
+            )
+        })?;
+        let state = args.output.join("state").join(name);
+        let mut file = std::fs::File::open(&state).with_context(|| {
+            format!(
+                "open {}, the state snapshot of checkpoint {}",
+                state.display(),
+                progress.checkpoint
+            )
+        })?;
+        let meta = snapshot::read_meta(&mut std::io::BufReader::new(&mut file))
+            .with_context(|| format!("read {}", state.display()))?;
+        let position = &progress.source["position"];
+        let (Some(offset), Some(line)) = (position["offset"].as_u64(), position["line"].as_u64())
+        else {
+            anyhow::bail!(
+                "checkpoint {} records no file position: {position}",
+                progress.checkpoint
+            );
+        };
+        tracing::info!(
+            checkpoint = progress.checkpoint,
+            offset,
+            line,
+            state = %state.display(),
+            "resuming where the last commit left off"
+        );
+        Ok(Resume {
+            progress,
+            state,
+            meta,
+            offset,
+            line,
+        })
+    }
+
+    /// The input again, from the checkpoint's position on.
+    fn reopen(&self, args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Box<dyn Source>> {
+        use std::io::Seek;
+        let path = args.input();
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+        let size = file.metadata()?.len();
+        anyhow::ensure!(
+            size >= self.offset,
+            "{} is {size} bytes, shorter than the {} bytes committed before: it is not the input the warehouse has",
+            path.display(),
+            self.offset
+        );
+        file.seek(std::io::SeekFrom::Start(self.offset))?;
+        let mut lines =
+            LineReader::new(file, args.max_line_bytes).resuming_at(self.line, self.offset);
+        if args.follow {
+            lines = lines.follow(Arc::clone(stop));
+        }
+        Ok(Box::new(lines))
+    }
+
+    /// Takes the checkpoint's state into the (new) pipeline.
+    fn restore(&self, pipeline: &mut Pipeline<'_>) -> anyhow::Result<()> {
+        let mut file = std::fs::File::open(&self.state)
+            .with_context(|| format!("open {}", self.state.display()))?;
+        pipeline
+            .restore_snapshot(&mut std::io::BufReader::new(&mut file), Restore::Resume)
+            .with_context(|| format!("restore {}", self.state.display()))?;
+        pipeline.resume_checkpoints(self.progress.checkpoint);
+        Ok(())
+    }
 }
 
 /// The source a run reads.
@@ -429,35 +621,72 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     } = open_source(args, &stop)?;
     let live = args.follow || args.aws.source.is_some();
 
-    let create = |path: PathBuf| {
-        JsonLinesFile::create(&path).with_context(|| format!("create {}", path.display()))
-    };
-    let mut dead_letters = create(args.dead_letter_path())?;
-    let mut alerts = create(args.alerts_path())?;
-    let mut json_rows = args
-        .scored
-        .clone()
-        .map(|path| create(path).map(ScoredJsonLines))
-        .transpose()?;
-    let mut lakehouse = if args.no_lakehouse {
+    let warehouse = if args.no_lakehouse {
         None
     } else {
         let config = args.catalog.config(&args.output)?;
-        let warehouse = Warehouse::open(&config).context("open the warehouse")?;
-        // Resuming a stream from its checkpoint adds the events after it.
-        if !resuming {
-            refuse_rerun(&warehouse, args)?;
+        Some(Warehouse::open(&config).context("open the warehouse")?)
+    };
+    // Resuming a stream from its checkpoint adds the events after it.
+    let start = match &warehouse {
+        Some(warehouse) if !resuming => plan_start(warehouse, &identity, args)?,
+        _ => Start::Fresh,
+    };
+    let resume = match start {
+        Start::Fresh => None,
+        Start::Complete(progress) => {
+            tracing::info!(
+                checkpoint = progress.checkpoint,
+                input = %args.input().display(),
+                "the warehouse already holds this whole input: nothing to do"
+            );
+            return Ok(Outcome {
+                summary: Summary::default(),
+                tables: Vec::new(),
+                sns: None,
+                cloudwatch: None,
+                already_complete: true,
+            });
         }
+        Start::Resume(progress) => Some(Resume::prepare(args, progress)?),
+    };
+    if let Some(resume) = &resume {
+        source = resume.reopen(args, &stop)?;
+    }
+
+    let create = |path: PathBuf, keep: Option<u64>| {
+        match keep {
+            Some(lines) => JsonLinesFile::resume(&path, lines),
+            None => JsonLinesFile::create(&path),
+        }
+        .with_context(|| format!("open {}", path.display()))
+    };
+    let mut dead_letters = create(
+        args.dead_letter_path(),
+        resume.as_ref().map(|r| r.meta.dead_letters),
+    )?;
+    let mut alerts = create(
+        args.alerts_path(),
+        resume.as_ref().map(|r| r.meta.alert_publications),
+    )?;
+    let mut json_rows = args
+        .scored
+        .clone()
+        .map(|path| create(path, None).map(ScoredJsonLines))
+        .transpose()?;
+    let mut lakehouse = if let Some(warehouse) = &warehouse {
         tracing::info!(
             warehouse = warehouse.description(),
             "writing Iceberg tables"
         );
         Some((
-            RawSink::start(&warehouse, &source_name).context("start the raw table writer")?,
-            CuratedSink::start(&warehouse).context("start the curated table writer")?,
-            AggregateSink::start(&warehouse).context("start the aggregate table writers")?,
-            AlertTableSink::start(&warehouse).context("start the alerts table writer")?,
+            RawSink::start(warehouse, &source_name).context("start the raw table writer")?,
+            CuratedSink::start(warehouse).context("start the curated table writer")?,
+            AggregateSink::start(warehouse).context("start the aggregate table writers")?,
+            AlertTableSink::start(warehouse).context("start the alerts table writer")?,
         ))
+    } else {
+        None
     };
     let (mut raw, mut curated, mut aggregates, mut alert_table) = match lakehouse.as_mut() {
         Some((raw, curated, aggregates, alerts)) => {
@@ -571,6 +800,9 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         },
     )?;
     pipeline.set_source_identity(identity);
+    if let Some(resume) = &resume {
+        resume.restore(&mut pipeline)?;
+    }
     if let Some(store) = state_dir.as_mut() {
         pipeline.keep_state(store);
     }
@@ -662,5 +894,6 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         tables,
         sns,
         cloudwatch,
+        already_complete: false,
     })
 }

@@ -18,6 +18,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
 use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
 
 use super::columns::{NameLog, Names, NewNames};
 use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
@@ -26,7 +27,7 @@ use authpulse_engine::event::NameId;
 use authpulse_engine::sinks::{Progress, ScoredBatch, ScoredSink};
 use authpulse_engine::state::{DAY, HOUR};
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, Serialize, Deserialize)]
 struct UserHour {
     logins: u64,
     distinct_computers: u32,
@@ -35,7 +36,7 @@ struct UserHour {
     sum_risk: u64,
 }
 
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, Serialize, Deserialize)]
 struct HostDay {
     logins: u64,
     distinct_users: u32,
@@ -60,6 +61,12 @@ enum Message {
         rows: Vec<AggRow>,
         names: NewNames,
     },
+    /// Send back the open hour and day (postcard), for a state snapshot.
+    Snapshot {
+        done: SyncSender<Vec<u8>>,
+    },
+    /// Take back the open hour and day of a snapshot (a resumed run).
+    Restore(Vec<u8>),
     /// Write the closed windows and commit both tables, carrying
     /// `properties` (the checkpoint's progress); `end` closes the open ones
     /// first (end of input).
@@ -83,9 +90,14 @@ pub struct AggregateSink {
     stats: [WriterStats; 2],
     /// The latest checkpoint's progress, which every commit carries.
     properties: HashMap<String, String>,
+    /// The open hour and day were closed and committed (end of input).
+    ended: bool,
 }
 
 impl AggregateSink {
+    /// The name of its part of a state snapshot.
+    const STATE: &'static str = "aggregates";
+
     pub fn start(warehouse: &Warehouse) -> Result<AggregateSink, LakehouseError> {
         let mut aggregator = Aggregator::new(
             TableWriter::start(warehouse, tables::USER_HOURLY)?,
@@ -107,6 +119,7 @@ impl AggregateSink {
             in_flight: None,
             stats,
             properties: HashMap::new(),
+            ended: false,
         })
     }
 
@@ -179,19 +192,54 @@ impl ScoredSink for AggregateSink {
         Ok(())
     }
 
+    fn snapshot_state(&mut self, parts: &mut Vec<(String, Vec<u8>)>) -> io::Result<()> {
+        self.ship()?;
+        let (done, open) = sync_channel(1);
+        self.thread.send(Message::Snapshot { done })?;
+        let open = open
+            .recv()
+            .map_err(|_| io::Error::other(self.thread.failure()))?;
+        parts.push((Self::STATE.to_string(), open));
+        Ok(())
+    }
+
+    fn restore_state(&mut self, parts: &[(String, Vec<u8>)]) -> io::Result<()> {
+        if let Some((_, open)) = parts.iter().find(|(name, _)| name == Self::STATE) {
+            self.thread.send(Message::Restore(open.clone()))?;
+        }
+        Ok(())
+    }
+
     /// Starts committing the closed hours and days (the open ones stay in
     /// memory); waited for at the next checkpoint or at the end.
+    /// The last checkpoint (at the end of input) closes the open hour and
+    /// day too, so that the commit that says the run is complete holds
+    /// them.
     fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
         self.properties = progress.properties();
-        self.start_commit(false)
+        self.start_commit(progress.complete)?;
+        self.ended = progress.complete;
+        Ok(())
     }
 
     /// End of input: the watermark passes everything, so the open hour and day
     /// close too; both tables are committed.
     fn flush(&mut self) -> io::Result<()> {
-        self.start_commit(true)?;
+        if !self.ended {
+            self.start_commit(true)?;
+        }
         self.settle()
     }
+}
+
+/// The open hour and day, as state snapshots keep them.
+#[derive(Serialize, Deserialize)]
+struct OpenWindows {
+    hour: Option<i64>,
+    day: Option<i64>,
+    users: Vec<(NameId, UserHour)>,
+    pairs_this_hour: Vec<u64>,
+    hosts: Vec<(NameId, HostDay)>,
 }
 
 /// The `aggregates` thread's state: the open hour and day, and the tables'
@@ -246,6 +294,17 @@ impl Aggregator {
                             .map_err(|e| LakehouseError::WriterGone(e.to_string()))?;
                     }
                 }
+                Message::Snapshot { done } => {
+                    let open = postcard::to_allocvec(&self.open_windows())
+                        .map_err(|e| LakehouseError::WriterGone(e.to_string()))?;
+                    let _ = done.send(open);
+                }
+                Message::Restore(bytes) => {
+                    let open: OpenWindows = postcard::from_bytes(&bytes).map_err(|e| {
+                        LakehouseError::Corrupt(format!("the aggregates' state: {e}"))
+                    })?;
+                    self.restore_windows(open);
+                }
                 Message::Commit {
                     end,
                     properties,
@@ -261,6 +320,40 @@ impl Aggregator {
             }
         }
         Ok(())
+    }
+
+    /// The open hour and day: what a state snapshot keeps of the
+    /// aggregates (closed rows not yet written belong to the next commit).
+    fn open_windows(&self) -> OpenWindows {
+        let mut pairs: Vec<u64> = self.pairs_this_hour.iter().copied().collect();
+        pairs.sort_unstable();
+        OpenWindows {
+            hour: self.hour,
+            day: self.day,
+            users: self
+                .touched_users
+                .iter()
+                .map(|&id| (id, self.users[id as usize]))
+                .collect(),
+            pairs_this_hour: pairs,
+            hosts: self
+                .touched_hosts
+                .iter()
+                .map(|&id| (id, self.hosts[id as usize]))
+                .collect(),
+        }
+    }
+
+    fn restore_windows(&mut self, open: OpenWindows) {
+        self.hour = open.hour;
+        self.day = open.day;
+        for (id, row) in open.users {
+            *slot(&mut self.users, &mut self.touched_users, id, |_| true) = row;
+        }
+        self.pairs_this_hour = open.pairs_this_hour.into_iter().collect();
+        for (id, row) in open.hosts {
+            *slot(&mut self.hosts, &mut self.touched_hosts, id, |_| true) = row;
+        }
     }
 
     fn add(&mut self, rows: &[AggRow]) {

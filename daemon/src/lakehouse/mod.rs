@@ -14,6 +14,7 @@ pub mod catalog;
 mod columns;
 pub mod curated;
 pub mod maintain;
+pub mod progress;
 pub mod query;
 pub mod raw;
 pub mod tables;
@@ -141,36 +142,6 @@ impl Warehouse {
                 .unwrap_or(0);
             (rows, snapshot.snapshot_id())
         }))
-    }
-
-    /// Each table's latest committed progress (the run's position, state
-    /// snapshot and checkpoint, from its current snapshot's summary), in
-    /// [`tables::ALL`] order; `None` for a table with no commit carrying one.
-    pub fn progress(
-        &self,
-    ) -> Result<Vec<(&'static str, Option<authpulse_engine::sinks::Progress>)>, LakehouseError>
-    {
-        use authpulse_engine::sinks::Progress;
-        tables::ALL
-            .iter()
-            .map(|definition| {
-                let table = self.load(definition.name)?;
-                let progress = table
-                    .metadata()
-                    .current_snapshot()
-                    .and_then(|s| s.summary().additional_properties.get(Progress::PROPERTY))
-                    .map(|json| {
-                        serde_json::from_str::<Progress>(json).map_err(|e| {
-                            LakehouseError::Corrupt(format!(
-                                "{}: progress record in the snapshot summary: {e}",
-                                definition.name
-                            ))
-                        })
-                    })
-                    .transpose()?;
-                Ok((definition.name, progress))
-            })
-            .collect()
     }
 
     /// Points the catalog entry of `table` from metadata file `expected` to

@@ -67,6 +67,15 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Counts lines and bytes from `line_no` and `bytes_consumed` on: for a
+    /// reader over the rest of an input that was read that far before (a
+    /// resumed run), so that positions and line numbers stay the input's.
+    pub fn resuming_at(mut self, line_no: u64, bytes_consumed: u64) -> Self {
+        self.line_no = line_no;
+        self.bytes_consumed = bytes_consumed;
+        self
+    }
+
     /// At end of input, wait for more data until `stop` is set.
     pub fn follow(mut self, stop: Arc<AtomicBool>) -> Self {
         self.follow = Some(stop);
