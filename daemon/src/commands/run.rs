@@ -102,9 +102,11 @@ pub struct RunArgs {
     /// Do not write the Iceberg tables.
     #[arg(long)]
     pub no_lakehouse: bool,
-    /// Add to a warehouse that already holds events from an earlier run.
-    /// Without it such a run is refused: AuthPulse does not yet deduplicate
-    /// across runs, so rerunning the same input would store its events twice.
+    /// Add this input's events to a warehouse that holds another input's.
+    /// Without it that is refused: events are not yet recognised across
+    /// inputs, so an event in both would be stored twice. (The same input
+    /// again needs no flag: the run resumes where its last commit left off,
+    /// or does nothing if it is all committed.)
     #[arg(long)]
     pub append: bool,
     /// Do not keep a state snapshot at each commit (OUTPUT/state/, named in
