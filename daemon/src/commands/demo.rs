@@ -96,7 +96,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The demo regenerates its data each time, so its tables and results start
-/// empty too (a rerun into a warehouse holding events would be refused).
+/// empty too (its progress records and state snapshots included).
 fn clear_previous_demo(dir: &std::path::Path) -> anyhow::Result<()> {
     for file in ["catalog.db", "alerts.jsonl", "dead-letter.jsonl"] {
         let path = dir.join(file);
@@ -104,10 +104,11 @@ fn clear_previous_demo(dir: &std::path::Path) -> anyhow::Result<()> {
             std::fs::remove_file(&path).with_context(|| format!("remove {}", path.display()))?;
         }
     }
-    let warehouse = dir.join("warehouse");
-    if warehouse.exists() {
-        std::fs::remove_dir_all(&warehouse)
-            .with_context(|| format!("remove {}", warehouse.display()))?;
+    for sub in ["warehouse", "state"] {
+        let path = dir.join(sub);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).with_context(|| format!("remove {}", path.display()))?;
+        }
     }
     Ok(())
 }
