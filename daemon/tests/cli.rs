@@ -951,15 +951,21 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     let mut resumed = 0;
     for k in 0..5u64 {
         let after = 300 + (elapsed_ms * (2 * k + 1)) / 14;
+        // Logs go to a file: a pipe read only after the kill could fill up.
+        let log = dir.path().join(format!("killed-{k}.log"));
         let mut child = run("killed")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(after));
         child.kill().unwrap(); // SIGKILL
-        let out = child.wait_with_output().unwrap();
-        resumed += u32::from(String::from_utf8_lossy(&out.stderr).contains("resuming where"));
+        child.wait().unwrap();
+        resumed += u32::from(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .contains("resuming where"),
+        );
     }
     let last = run("killed").output().unwrap();
     assert!(
@@ -1029,4 +1035,147 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     );
     assert_eq!(summary(&again.stdout)["already_complete"], true);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to do"));
+}
+
+/// A restart does not reset the burn-in: a following run over a week of
+/// history is killed, the next day (with quiet attacks that need each
+/// account's history) is appended, and the restarted run catches them as a
+/// run over the whole file does.
+#[test]
+fn an_attack_right_after_a_restart_is_caught_as_without_it() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let status = authpulse(dir.path())
+        .args(["gen", "--users", "1000", "--days", "9", "--seed", "8"])
+        .args([
+            "--campaigns",
+            "4",
+            "--kinds",
+            "stealth,rare",
+            "--campaigns-from-day",
+            "8",
+        ])
+        .args(["-o", "all.csv", "--truth", "truth.jsonl"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let all = std::fs::read_to_string(dir.path().join("all.csv")).unwrap();
+    let cut = all
+        .lines()
+        .position(|l| l.split(',').next().unwrap().parse::<i64>().unwrap() >= 8 * 86_400)
+        .unwrap();
+    let history: String = all.lines().take(cut).map(|l| format!("{l}\n")).collect();
+    let attack_day: String = all.lines().skip(cut).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("live.csv"), &history).unwrap();
+
+    // Logs go to a file: a pipe nobody reads would fill up and stall the run.
+    let follow = |log: &str| {
+        authpulse(dir.path())
+            .args(["run", "live.csv", "--follow", "--output", "out"])
+            .args(["--commit-interval", "200ms"])
+            .env("AUTHPULSE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    // Until a snapshot holds all of the history (its commit may or may not
+    // have landed: either way the restart must carry on with the state).
+    let wait_for_state = |lines: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no snapshot of {lines} lines"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let Ok(entries) = std::fs::read_dir(dir.path().join("out/state")) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".apstate") && !n.starts_with('.'))
+                .collect();
+            names.sort();
+            let Some(latest) = names.last() else { continue };
+            let out = authpulse(dir.path())
+                .args(["state", "inspect", &format!("out/state/{latest}")])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if meta["events_read"].as_u64() == Some(lines) {
+                    return;
+                }
+            }
+        }
+    };
+    let mut first = follow("first.log");
+    wait_for_state(cut as u64);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("live.csv"))
+        .unwrap()
+        .write_all(attack_day.as_bytes())
+        .unwrap();
+    let mut second = follow("second.log");
+    wait_for_state(all.lines().count() as u64);
+    let stopped = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = second.wait().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming where"),
+        "the second run resumed: {stderr}"
+    );
+
+    let attackers: Vec<String> = std::fs::read_to_string(dir.path().join("truth.jsonl"))
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let campaign: Value = serde_json::from_str(l).unwrap();
+            campaign["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let caught = |alerts: &str| -> Vec<String> {
+        let mut ids: Vec<String> = alerts
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|a| a["status"] == "open")
+            .filter_map(|a| a["entity_id"].as_str().map(str::to_string))
+            .filter(|id| attackers.contains(id))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let whole = authpulse(dir.path())
+        .args(["run", "all.csv", "--output", "whole", "--no-lakehouse"])
+        .output()
+        .unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let expected = caught(&std::fs::read_to_string(dir.path().join("whole/alerts.jsonl")).unwrap());
+    assert!(expected.len() >= 3, "{expected:?}");
+    let restarted = caught(&std::fs::read_to_string(dir.path().join("out/alerts.jsonl")).unwrap());
+    assert_eq!(
+        restarted, expected,
+        "the restarted run catches what the whole run catches"
+    );
 }
