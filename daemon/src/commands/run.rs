@@ -39,9 +39,14 @@ use super::{progress, shell};
 /// Reads LANL CSV (`time,user,computer`) or JSON events (one per line) from a
 /// file or stdin, to the end (or, with --follow, as the file grows until
 /// Ctrl-C; a second Ctrl-C exits at once), or every shard of a Kinesis stream
-/// (--source kinesis://STREAM; until Ctrl-C, or --until-caught-up). Malformed and late records go to the dead-letter file with their line
-/// number and reason. Alerts (one per user incident) go to the alerts file. At
-/// exit one JSON summary line is printed on stdout; progress goes to stderr.
+/// (--source kinesis://STREAM; until Ctrl-C, or --until-caught-up).
+/// Malformed and late records go to the dead-letter file with their line
+/// number and reason. Alerts (one per user or computer incident, published as
+/// it opens, grows and closes) go to the alerts file. Every commit records
+/// how far the input was read, with a state snapshot: the same command after
+/// a crash resumes from the last commit, and over a complete input does
+/// nothing. At exit one JSON summary line is printed on stdout; progress goes
+/// to stderr.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Input file, or `-` for stdin.
