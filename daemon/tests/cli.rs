@@ -620,6 +620,40 @@ fn policy_reference_lists_every_builtin_parameter() {
     }
 }
 
+/// The accounts of the campaigns in a `gen --truth` file, each campaign
+/// checked to start at or after LANL time `from`.
+fn campaign_accounts(truth: &Path, from: i64) -> Vec<String> {
+    std::fs::read_to_string(truth)
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let campaign: Value = serde_json::from_str(l).unwrap();
+            assert!(campaign["start"].as_i64().unwrap() >= from, "{campaign}");
+            campaign["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Which of `accounts` an alerts file opened an incident on, sorted.
+fn alerted(alerts: &Path, accounts: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_to_string(alerts)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|a| a["status"] == "open")
+        .filter_map(|a| a["entity_id"].as_str().map(str::to_string))
+        .filter(|id| accounts.contains(id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// A warm start: `state build` over a week of history, then `run
 /// --warm-start` over the next day, catches the quiet attacks of that day
 /// (which need days of each account's history) exactly as a run over the
@@ -652,20 +686,7 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
     }
     std::fs::write(dir.path().join("history.csv"), history).unwrap();
     std::fs::write(dir.path().join("live.csv"), live).unwrap();
-    let attackers: Vec<String> = std::fs::read_to_string(dir.path().join("truth.jsonl"))
-        .unwrap()
-        .lines()
-        .flat_map(|l| {
-            let campaign: Value = serde_json::from_str(l).unwrap();
-            assert!(campaign["start"].as_i64().unwrap() >= cut, "{campaign}");
-            campaign["users"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u.as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let attackers = campaign_accounts(&dir.path().join("truth.jsonl"), cut);
     assert_eq!(attackers.len(), 4);
 
     let out = authpulse(dir.path())
@@ -710,17 +731,7 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let alerts = std::fs::read_to_string(dir.path().join(output).join("alerts.jsonl")).unwrap();
-        let mut caught: Vec<String> = alerts
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|a| a["status"] == "open")
-            .filter_map(|a| a["entity_id"].as_str().map(str::to_string))
-            .filter(|id| attackers.contains(id))
-            .collect();
-        caught.sort();
-        caught.dedup();
-        caught
+        alerted(&dir.path().join(output).join("alerts.jsonl"), &attackers)
     };
     let whole = caught(&["run", "all.csv"], "whole");
     let warm = caught(
@@ -1139,31 +1150,7 @@ fn an_attack_right_after_a_restart_is_caught_as_without_it() {
         "the second run resumed: {stderr}"
     );
 
-    let attackers: Vec<String> = std::fs::read_to_string(dir.path().join("truth.jsonl"))
-        .unwrap()
-        .lines()
-        .flat_map(|l| {
-            let campaign: Value = serde_json::from_str(l).unwrap();
-            campaign["users"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u.as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let caught = |alerts: &str| -> Vec<String> {
-        let mut ids: Vec<String> = alerts
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|a| a["status"] == "open")
-            .filter_map(|a| a["entity_id"].as_str().map(str::to_string))
-            .filter(|id| attackers.contains(id))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        ids
-    };
+    let attackers = campaign_accounts(&dir.path().join("truth.jsonl"), 8 * 86_400);
     let whole = authpulse(dir.path())
         .args(["run", "all.csv", "--output", "whole", "--no-lakehouse"])
         .output()
@@ -1173,9 +1160,9 @@ fn an_attack_right_after_a_restart_is_caught_as_without_it() {
         "{}",
         String::from_utf8_lossy(&whole.stderr)
     );
-    let expected = caught(&std::fs::read_to_string(dir.path().join("whole/alerts.jsonl")).unwrap());
+    let expected = alerted(&dir.path().join("whole/alerts.jsonl"), &attackers);
     assert!(expected.len() >= 3, "{expected:?}");
-    let restarted = caught(&std::fs::read_to_string(dir.path().join("out/alerts.jsonl")).unwrap());
+    let restarted = alerted(&dir.path().join("out/alerts.jsonl"), &attackers);
     assert_eq!(
         restarted, expected,
         "the restarted run catches what the whole run catches"

@@ -161,21 +161,6 @@ pub struct Summary {
     pub events_per_s: f64,
 }
 
-/// `&mut dyn Write` as a sized writer.
-struct WriteRef<'a>(&'a mut dyn io::Write);
-
-impl io::Write for WriteRef<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
 /// How [`Pipeline::restore_snapshot`] takes a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Restore {
@@ -730,7 +715,8 @@ impl<'o> Pipeline<'o> {
             Some(store) => {
                 let started = Instant::now();
                 let saved = store.save(checkpoint, &mut |out| {
-                    self.write_snapshot(&mut WriteRef(out)).map(drop)
+                    let mut out = out;
+                    self.write_snapshot(&mut out).map(drop)
                 });
                 self.state_store = Some(store);
                 let name = saved?;

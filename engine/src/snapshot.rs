@@ -187,6 +187,37 @@ pub fn read_meta(input: &mut impl Read) -> Result<SnapshotMeta, SnapshotError> {
     read(input).map(|body| body.meta)
 }
 
+/// Writes `path` through a hidden temporary file beside it, synced and
+/// renamed over it, the directory synced too: a crash leaves the old file or
+/// the new one, never part of one.
+pub fn write_atomically<T>(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, SnapshotError>,
+) -> Result<T, SnapshotError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "snapshot".into(), |n| n.to_string_lossy().into_owned());
+    let temporary = dir.join(format!(".{name}.partial"));
+    let value = {
+        let file = std::fs::File::create(&temporary)?;
+        let mut out = io::BufWriter::with_capacity(1 << 20, &file);
+        let value = write(&mut out)?;
+        out.flush()?;
+        drop(out);
+        file.sync_all()?;
+        value
+    };
+    std::fs::rename(&temporary, path)?;
+    // The rename itself must survive a crash.
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(value)
+}
+
 /// Keeps each checkpoint's snapshot as a file in a directory
 /// (`checkpoint-NNNNNNNNNN.apstate`), written to a temporary file, synced
 /// and renamed into place, so that a crash leaves whole snapshots only; the
@@ -229,21 +260,10 @@ impl crate::sinks::StateStore for SnapshotDir {
         write: &mut dyn FnMut(&mut dyn Write) -> Result<(), SnapshotError>,
     ) -> io::Result<String> {
         let name = format!("checkpoint-{checkpoint:010}.apstate");
-        let temporary = self.dir.join(format!(".{name}.partial"));
-        {
-            let file = std::fs::File::create(&temporary)?;
-            let mut out = io::BufWriter::with_capacity(1 << 20, &file);
-            write(&mut out).map_err(|e| match e {
-                SnapshotError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            })?;
-            out.flush()?;
-            drop(out);
-            file.sync_all()?;
-        }
-        std::fs::rename(&temporary, self.dir.join(&name))?;
-        // The rename itself must survive a crash.
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        write_atomically(&self.dir.join(&name), |out| write(out)).map_err(|e| match e {
+            SnapshotError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
         let kept = self.list()?;
         for old in &kept[..kept.len().saturating_sub(self.keep)] {
             std::fs::remove_file(self.dir.join(old))?;

@@ -1,8 +1,7 @@
 //! `authpulse state`: build the engine state from historical events (a warm
 //! start for a first deployment), and look inside a state snapshot.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use authpulse_engine::event::TimeBase;
@@ -112,7 +111,11 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
     // Every event of the history counts, the last minutes' too.
     pipeline.end_of_input().context("score the last events")?;
     let started = std::time::Instant::now();
-    let (meta, bytes) = write_atomically(&args.output, |out| Ok(pipeline.write_snapshot(out)?))?;
+    let (meta, bytes) = snapshot::write_atomically(&args.output, |out| {
+        let mut out = out;
+        pipeline.write_snapshot(&mut out)
+    })
+    .with_context(|| format!("write {}", args.output.display()))?;
     tracing::info!(
         path = %args.output.display(),
         bytes,
@@ -133,29 +136,4 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-/// Writes `path` through a temporary file in the same directory, synced and
-/// renamed over it, so that a crash leaves the old file or the new one.
-pub fn write_atomically<T>(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let temp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("create a temporary file in {}", dir.display()))?;
-    let value = {
-        let mut out = std::io::BufWriter::new(temp.as_file());
-        let value = write(&mut out).with_context(|| format!("write {}", path.display()))?;
-        out.flush()?;
-        value
-    };
-    temp.as_file().sync_all()?;
-    temp.persist(path)
-        .with_context(|| format!("replace {}", path.display()))?;
-    Ok(value)
 }
