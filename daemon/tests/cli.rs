@@ -1,6 +1,7 @@
 //! The `authpulse` binary as users run it: `gen | run`, files and stdin, the
 //! summary line, output files, and clear failures.
 
+use authpulse::lakehouse::{Warehouse, WarehouseConfig};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -269,6 +270,7 @@ fn follow_reads_a_growing_file_until_sigterm() {
     std::fs::write(&path, "1,U1,C1\n").unwrap();
     let child = authpulse(dir.path())
         .args(["run", "live.csv", "--follow", "--output", "out"])
+        .env("AUTHPULSE_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -294,10 +296,24 @@ fn follow_reads_a_growing_file_until_sigterm() {
     );
     let s = summary(&out.stdout);
     assert_eq!(s["events_read"].as_u64(), Some(3), "{s}");
+    // A stop is not the end of the input: events the watermark still holds
+    // stay held, in the state, and the next start goes on with them.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stopping: committing"), "{stderr}");
+    let out = authpulse(dir.path())
+        .args(["run", "live.csv", "--output", "out"])
+        .env("AUTHPULSE_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming where"), "{stderr}");
+    let s = summary(&out.stdout);
+    assert_eq!(s["events_read"].as_u64(), Some(3), "{s}");
     assert_eq!(
         s["events_scored"].as_u64(),
         Some(3),
-        "held events are scored at shutdown: {s}"
+        "the held events are scored at the end of input: {s}"
     );
 }
 
@@ -806,7 +822,6 @@ fn run_takes_the_input_as_the_other_commands_do() {
 /// at the end of the file.
 #[test]
 fn every_table_commit_records_the_progress_and_its_state_snapshot() {
-    use authpulse::lakehouse::{Warehouse, WarehouseConfig};
     let dir = tempfile::tempdir().unwrap();
     let status = authpulse(dir.path())
         .args([
@@ -919,11 +934,62 @@ fn stored(dir: &Path, output: &str) -> Vec<String> {
     out
 }
 
+/// Sends `child` signal `name` (TERM, INT, ...).
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits until the log file at `path` says `what`.
+fn wait_for_log(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(path).is_ok_and(|log| log.contains(what)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never said {what:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Deletes the state snapshot of the checkpoint every table of `output`
+/// has committed, as a crash does after the commit and before the snapshot
+/// (written beside the commit) landed, if an earlier one is kept. Says
+/// whether it did.
+fn lose_last_snapshot(output: &Path) -> bool {
+    let warehouse = Warehouse::open(&WarehouseConfig::embedded(output)).unwrap();
+    let progress = warehouse.progress().unwrap();
+    let Some(committed) = progress
+        .iter()
+        .map(|(_, p)| p.as_ref().map(|p| p.checkpoint))
+        .min()
+        .flatten()
+    else {
+        return false;
+    };
+    let state = output.join("state");
+    let name = |checkpoint: u64| format!("checkpoint-{checkpoint:010}.apstate");
+    let earlier = (1..committed).any(|c| state.join(name(c)).exists());
+    if !earlier || !state.join(name(committed)).exists() {
+        return false;
+    }
+    std::fs::remove_file(state.join(name(committed))).unwrap();
+    true
+}
+
 /// A file run killed with SIGKILL at five moments (commits are in flight at
 /// nearly every moment, at one every 50 ms) and started again each time
 /// with the same command ends with exactly what an uninterrupted run
 /// stores: every event once, the same scores, aggregates and alerts. Run
-/// once more, it does nothing and says so.
+/// once more, it does nothing and says so. One of the kills is a SIGTERM
+/// (a stop: it commits and exits 0), one two SIGTERMs (out at once, code
+/// 130). After one kill the last
+/// checkpoint's snapshot is deleted, as if the kill came before it landed:
+/// the next run goes back to the checkpoint before.
 #[test]
 fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -961,24 +1027,74 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     // Kill moments spread over the process's lifetime as the uninterrupted
     // run measured it (start-up included, so a slow machine scales them),
     // in fixed proportions so that a failure can be replayed.
-    let mut resumed = 0;
+    let (mut resumed, mut fell_back, mut snapshot_lost) = (0, 0, false);
+    let mut stopped_cleanly = false;
     for k in 0..5u64 {
         let after = wall_ms * (2 * k + 3) / 16;
         // Logs go to a file: a pipe read only after the kill could fill up.
         let log = dir.path().join(format!("killed-{k}.log"));
+        let started = std::time::Instant::now();
         let mut child = run("killed")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(after));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        resumed += u32::from(
-            std::fs::read_to_string(&log)
-                .unwrap()
-                .contains("resuming where"),
-        );
+        match k {
+            // A stop: SIGTERM once the run is scoring.
+            1 => {
+                wait_for_log(&log, "scoring");
+                std::thread::sleep(
+                    std::time::Duration::from_millis(after).saturating_sub(started.elapsed()),
+                );
+                signal(&child, "TERM");
+                let status = child.wait().unwrap();
+                let text = std::fs::read_to_string(&log).unwrap();
+                assert!(status.success(), "a stop exits 0: {status:?}\n{text}");
+                stopped_cleanly = text.contains("stopping: committing");
+            }
+            // A stop interrupted by a second signal: out at once.
+            3 => {
+                wait_for_log(&log, "scoring");
+                std::thread::sleep(
+                    std::time::Duration::from_millis(after).saturating_sub(started.elapsed()),
+                );
+                signal(&child, "TERM");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                signal(&child, "TERM");
+                let status = child.wait().unwrap();
+                assert_eq!(
+                    status.code(),
+                    Some(130),
+                    "a second signal exits at once: {}",
+                    std::fs::read_to_string(&log).unwrap()
+                );
+            }
+            _ => {
+                std::thread::sleep(std::time::Duration::from_millis(after));
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+            }
+        }
+        if k == 1 && stopped_cleanly {
+            // A stop leaves every table at the same checkpoint, with its
+            // state, and the input open.
+            let warehouse =
+                Warehouse::open(&WarehouseConfig::embedded(&dir.path().join("killed"))).unwrap();
+            let progress = warehouse.progress().unwrap();
+            let first = progress[0].1.clone().expect("progress after a stop");
+            assert!(!first.complete, "{first:?}");
+            for (table, p) in &progress {
+                assert_eq!(p.as_ref(), Some(&first), "{table} after a stop");
+            }
+            let state = first.state.expect("a stop keeps its state");
+            assert!(dir.path().join("killed/state").join(state).exists());
+        }
+        let log = std::fs::read_to_string(&log).unwrap();
+        resumed += u32::from(log.contains("resuming where"));
+        fell_back += u32::from(log.contains("resuming from the latest one kept"));
+        if !snapshot_lost {
+            snapshot_lost = lose_last_snapshot(&dir.path().join("killed"));
+        }
     }
     let last = run("killed").output().unwrap();
     assert!(
@@ -988,9 +1104,19 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     );
     let stderr = String::from_utf8_lossy(&last.stderr);
     resumed += u32::from(stderr.contains("resuming where"));
+    fell_back += u32::from(stderr.contains("resuming from the latest one kept"));
     assert!(
         resumed >= 2,
         "the runs resumed from a checkpoint: {resumed}"
+    );
+    assert!(
+        snapshot_lost,
+        "one kill left an earlier snapshot to fall back to"
+    );
+    assert!(stopped_cleanly, "the SIGTERM stopped the run mid-way");
+    assert_eq!(
+        fell_back, 1,
+        "the run after the lost snapshot went back a checkpoint"
     );
     let summary_after = summary(&last.stdout);
     if summary_after.get("already_complete").is_none() {

@@ -33,7 +33,7 @@ use crate::sinks::{
     AlertSink, DeadLetter, DeadLetterSink, Disposition, Progress, Received, ReceivedSink,
     ScoredBatch, ScoredSink, StateStore,
 };
-use crate::snapshot::{self, BodyRef, Counts, SnapshotError, SnapshotMeta};
+use crate::snapshot::{self, BodyRef, Counts, EncodedSnapshot, SnapshotError, SnapshotMeta};
 use crate::state::EngineState;
 
 /// Longest raw text kept in a dead letter.
@@ -714,13 +714,13 @@ impl<'o> Pipeline<'o> {
         let state = match self.state_store.take() {
             Some(store) => {
                 let started = Instant::now();
-                let saved = store.save(checkpoint, &mut |out| {
-                    let mut out = out;
-                    self.write_snapshot(&mut out).map(drop)
-                });
+                let encoded = self.encode_snapshot();
+                let saved = encoded
+                    .map_err(io::Error::from)
+                    .and_then(|(_, encoded)| store.save(checkpoint, encoded));
                 self.state_store = Some(store);
                 let name = saved?;
-                tracing::debug!(checkpoint, state = %name, ms = started.elapsed().as_millis() as u64, "state snapshot kept");
+                tracing::debug!(checkpoint, state = %name, ms = started.elapsed().as_millis() as u64, "state snapshot encoded");
                 Some(name)
             }
             None => None,
@@ -744,6 +744,14 @@ impl<'o> Pipeline<'o> {
         &mut self,
         out: &mut impl io::Write,
     ) -> Result<(SnapshotMeta, u64), SnapshotError> {
+        let (meta, encoded) = self.encode_snapshot()?;
+        let bytes = encoded.write_to(out)?;
+        Ok((meta, bytes))
+    }
+
+    /// [`Pipeline::write_snapshot`]'s part that needs the pipeline: the
+    /// snapshot encoded, to be compressed and written elsewhere.
+    pub fn encode_snapshot(&mut self) -> Result<(SnapshotMeta, EncodedSnapshot), SnapshotError> {
         self.process_ready()?;
         self.score_batch()?;
         let mut sinks = Vec::new();
@@ -775,8 +783,8 @@ impl<'o> Pipeline<'o> {
             counts,
             sinks,
         };
-        let bytes = snapshot::write(&body, out)?;
-        Ok((meta, bytes))
+        let encoded = EncodedSnapshot::encode(&body)?;
+        Ok((meta, encoded))
     }
 
     /// Takes the state of a snapshot [`Pipeline::write_snapshot`] wrote, as
@@ -934,6 +942,31 @@ impl<'o> Pipeline<'o> {
         }
         self.outputs.alerts.flush()?;
         self.outputs.scored.flush()?;
+        if let Some(store) = self.state_store.as_deref_mut() {
+            store.flush()?;
+        }
+        Ok(self.summary())
+    }
+
+    /// Stops before the end of input (a signal, not the end of the file):
+    /// commits what is scored, with `position` and the state, and waits for
+    /// it. The events the watermark holds and the open incidents and
+    /// aggregation windows stay open, in the snapshot, so that the next
+    /// start resumes as if there had been no stop. Without a state store
+    /// there is nothing to resume from, and this is [`Pipeline::finish_at`].
+    pub fn stop_at(mut self, position: serde_json::Value) -> io::Result<Summary> {
+        if self.state_store.is_none() {
+            return self.finish_at(position);
+        }
+        self.checkpoint(position)?;
+        if let Some(received) = self.outputs.received.as_deref_mut() {
+            received.flush()?;
+        }
+        self.outputs.scored.settle()?;
+        self.outputs.alerts.flush()?;
+        if let Some(store) = self.state_store.as_deref_mut() {
+            store.flush()?;
+        }
         Ok(self.summary())
     }
 
@@ -1113,7 +1146,7 @@ pub fn consume<S: Source + ?Sized>(
             }
             tick(pipeline, source);
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!("stopping early on signal; scoring what was read");
+                tracing::warn!("stopping on signal");
                 break;
             }
         }

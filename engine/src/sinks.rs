@@ -62,13 +62,15 @@ impl Progress {
 
 /// Where a pipeline keeps the state snapshot of each checkpoint.
 pub trait StateStore {
-    /// Keeps checkpoint `checkpoint`'s snapshot, written by `write`; returns
-    /// its name, for the [`Progress`] record.
+    /// Keeps checkpoint `checkpoint`'s snapshot; returns its name, for the
+    /// [`Progress`] record. It may finish writing in the background.
     fn save(
         &mut self,
         checkpoint: u64,
-        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), crate::snapshot::SnapshotError>,
+        snapshot: crate::snapshot::EncodedSnapshot,
     ) -> io::Result<String>;
+    /// Waits until every snapshot saved so far is durable.
+    fn flush(&mut self) -> io::Result<()>;
 }
 
 pub trait DeadLetterSink {
@@ -208,6 +210,13 @@ pub trait ScoredSink {
     /// End of input.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+    /// A stop before the end of input (a signal): waits until what the last
+    /// checkpoint started is done, and leaves open what the input has not
+    /// closed (the next start resumes it from the snapshot). For a sink
+    /// without open windows that is what `flush` does after a checkpoint.
+    fn settle(&mut self) -> io::Result<()> {
+        self.flush()
     }
 }
 
@@ -428,6 +437,9 @@ impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.flush())
+    }
+    fn settle(&mut self) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.settle())
     }
     fn snapshot_state(&mut self, parts: &mut Vec<(String, Vec<u8>)>) -> io::Result<()> {
         self.0

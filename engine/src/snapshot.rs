@@ -69,6 +69,15 @@ pub enum SnapshotError {
     NotFresh,
 }
 
+impl From<SnapshotError> for io::Error {
+    fn from(error: SnapshotError) -> io::Error {
+        match error {
+            SnapshotError::Io(e) => e,
+            other => io::Error::other(other),
+        }
+    }
+}
+
 /// What a snapshot says about itself (cheap to show; part of the body).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
@@ -149,17 +158,59 @@ pub(crate) struct BodyRef<'a> {
     pub sinks: Vec<(String, Vec<u8>)>,
 }
 
-/// Writes `body` as a snapshot; returns the bytes written.
-pub(crate) fn write(body: &BodyRef<'_>, out: &mut impl Write) -> Result<u64, SnapshotError> {
-    let encoded = postcard::to_allocvec(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
-    let compressed = zstd::bulk::compress(&encoded, ZSTD_LEVEL)?;
-    out.write_all(MAGIC)?;
-    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-    out.write_all(&compressed)?;
-    Ok((MAGIC.len() + 4 + compressed.len()) as u64)
+/// A snapshot encoded but not yet compressed or written. Encoding needs the
+/// state and so runs on the pipeline's thread; compression, the write and
+/// the sync (two thirds of the time at full scale) need only this, so a
+/// [`crate::sinks::StateStore`] may do them on another thread.
+pub struct EncodedSnapshot {
+    encoded: Vec<u8>,
 }
 
-/// Reads a snapshot written by [`write`].
+impl EncodedSnapshot {
+    /// Encodes `body`.
+    pub(crate) fn encode(body: &BodyRef<'_>) -> Result<EncodedSnapshot, SnapshotError> {
+        let encoded =
+            postcard::to_allocvec(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        Ok(EncodedSnapshot { encoded })
+    }
+
+    /// Bytes before compression.
+    pub fn encoded_len(&self) -> usize {
+        self.encoded.len()
+    }
+
+    /// Writes the snapshot file's bytes to `out`; returns how many.
+    pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
+        let mut out = Counted { out, bytes: 0 };
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        // Streamed: no second buffer the size of the compressed snapshot.
+        let mut compressor = zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL)?;
+        compressor.write_all(&self.encoded)?;
+        compressor.finish()?;
+        Ok(out.bytes)
+    }
+}
+
+/// A writer that counts what passes through it.
+struct Counted<'a> {
+    out: &'a mut dyn Write,
+    bytes: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Reads a snapshot [`EncodedSnapshot::write_to`] wrote.
 pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
     let mut header = [0u8; 12];
     input.read_exact(&mut header).map_err(|e| match e.kind() {
@@ -222,19 +273,57 @@ pub fn write_atomically<T>(
 /// (`checkpoint-NNNNNNNNNN.apstate`), written to a temporary file, synced
 /// and renamed into place, so that a crash leaves whole snapshots only; the
 /// latest `keep` are kept.
+///
+/// A snapshot is compressed and written by a thread of the store's own
+/// while the pipeline goes on; the next save (or [`StateStore::flush`])
+/// waits for it. A crash can therefore leave a checkpoint committed in the
+/// tables whose snapshot never landed: a resumed run then starts from the
+/// latest checkpoint whose snapshot did (the ones before are still kept).
+///
+/// [`StateStore::flush`]: crate::sinks::StateStore::flush
 pub struct SnapshotDir {
     dir: std::path::PathBuf,
-    keep: usize,
+    writer: Option<SnapshotWriter>,
+    /// A snapshot handed to the writer whose outcome is not yet known.
+    in_flight: bool,
+}
+
+/// The writer thread and its two channels: snapshots in, outcomes out.
+struct SnapshotWriter {
+    jobs: std::sync::mpsc::SyncSender<(u64, EncodedSnapshot)>,
+    outcomes: std::sync::mpsc::Receiver<io::Result<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl SnapshotDir {
-    /// Creates `dir` if need be.
+    /// Creates `dir` if need be, and the thread that writes into it.
     pub fn new(dir: impl Into<std::path::PathBuf>, keep: usize) -> io::Result<SnapshotDir> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
+        let (jobs, incoming) = std::sync::mpsc::sync_channel::<(u64, EncodedSnapshot)>(1);
+        let (done, outcomes) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("authpulse-snapshot".into())
+            .spawn({
+                let dir = dir.clone();
+                let keep = keep.max(1);
+                move || {
+                    for (checkpoint, snapshot) in incoming {
+                        let outcome = keep_one(&dir, keep, checkpoint, &snapshot);
+                        if done.send(outcome).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })?;
         Ok(SnapshotDir {
             dir,
-            keep: keep.max(1),
+            writer: Some(SnapshotWriter {
+                jobs,
+                outcomes,
+                thread,
+            }),
+            in_flight: false,
         })
     }
 
@@ -242,32 +331,92 @@ impl SnapshotDir {
         &self.dir
     }
 
+    /// The name of checkpoint `checkpoint`'s snapshot.
+    pub fn name_of(checkpoint: u64) -> String {
+        format!("checkpoint-{checkpoint:010}.apstate")
+    }
+
+    /// The checkpoint a snapshot name stands for.
+    pub fn checkpoint_of(name: &str) -> Option<u64> {
+        name.strip_prefix("checkpoint-")?
+            .strip_suffix(".apstate")?
+            .parse()
+            .ok()
+    }
+
     /// The snapshots kept, oldest first.
     pub fn list(&self) -> io::Result<Vec<String>> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.dir)?
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| name.starts_with("checkpoint-") && name.ends_with(".apstate"))
-            .collect();
-        names.sort();
-        Ok(names)
+        kept_in(&self.dir)
+    }
+
+    fn writer_gone() -> io::Error {
+        io::Error::other("the state snapshot writer stopped")
     }
 }
 
+/// Writes checkpoint `checkpoint`'s snapshot into `dir` and removes all but
+/// the latest `keep`.
+fn keep_one(
+    dir: &std::path::Path,
+    keep: usize,
+    checkpoint: u64,
+    snapshot: &EncodedSnapshot,
+) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let path = dir.join(SnapshotDir::name_of(checkpoint));
+    let bytes = write_atomically(&path, |out| snapshot.write_to(out))?;
+    let kept = kept_in(dir)?;
+    for old in &kept[..kept.len().saturating_sub(keep)] {
+        std::fs::remove_file(dir.join(old))?;
+    }
+    tracing::debug!(
+        checkpoint,
+        bytes,
+        ms = started.elapsed().as_millis() as u64,
+        "state snapshot written"
+    );
+    Ok(())
+}
+
+/// The checkpoint snapshots in `dir`, oldest first.
+pub fn kept_in(dir: &std::path::Path) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| SnapshotDir::checkpoint_of(name).is_some())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 impl crate::sinks::StateStore for SnapshotDir {
-    fn save(
-        &mut self,
-        checkpoint: u64,
-        write: &mut dyn FnMut(&mut dyn Write) -> Result<(), SnapshotError>,
-    ) -> io::Result<String> {
-        let name = format!("checkpoint-{checkpoint:010}.apstate");
-        write_atomically(&self.dir.join(&name), |out| write(out)).map_err(|e| match e {
-            SnapshotError::Io(e) => e,
-            other => io::Error::other(other.to_string()),
-        })?;
-        let kept = self.list()?;
-        for old in &kept[..kept.len().saturating_sub(self.keep)] {
-            std::fs::remove_file(self.dir.join(old))?;
+    fn save(&mut self, checkpoint: u64, snapshot: EncodedSnapshot) -> io::Result<String> {
+        self.flush()?;
+        let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;
+        writer
+            .jobs
+            .send((checkpoint, snapshot))
+            .map_err(|_| Self::writer_gone())?;
+        self.in_flight = true;
+        Ok(Self::name_of(checkpoint))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !std::mem::take(&mut self.in_flight) {
+            return Ok(());
         }
-        Ok(name)
+        let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;
+        writer.outcomes.recv().map_err(|_| Self::writer_gone())?
+    }
+}
+
+impl Drop for SnapshotDir {
+    fn drop(&mut self) {
+        if let Err(e) = crate::sinks::StateStore::flush(self) {
+            tracing::warn!(error = %e, "the last state snapshot was not written");
+        }
+        if let Some(writer) = self.writer.take() {
+            drop(writer.jobs);
+            let _ = writer.thread.join();
+        }
     }
 }

@@ -118,6 +118,12 @@ pub struct RunArgs {
     /// the commit's progress record; see docs/state.md).
     #[arg(long)]
     pub no_state: bool,
+    /// After Ctrl-C / SIGTERM, how long the run may take to commit what it
+    /// scored and its state before it gives up and exits with an error (the
+    /// next start then resumes from the commit before). A second signal
+    /// exits at once.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub shutdown_timeout: std::time::Duration,
     /// Start from the state `authpulse state build` wrote from historical
     /// events (windows, device history, host popularity, baselines, entity
     /// risk) instead of empty, so that the rules' burn-in is already behind.
@@ -154,6 +160,7 @@ impl RunArgs {
             append: false,
             warm_start: None,
             no_state: false,
+            shutdown_timeout: std::time::Duration::from_secs(30),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
         }
@@ -264,12 +271,13 @@ enum Start {
 
 /// Decides, from the progress the tables record, how a run over `warehouse`
 /// starts: fresh (no progress yet), resumed (this input, partly committed)
-/// or not at all (this input, all committed). A table that committed a
+/// or not at all (this input, all committed, and not grown since). A table that committed a
 /// checkpoint the others did not reach is put back to the latest one they
 /// all have.
 fn plan_start(
     warehouse: &Warehouse,
-    identity: &serde_json::Value,
+    identity: &mut serde_json::Value,
+    input_size: Option<u64>,
     args: &RunArgs,
 ) -> anyhow::Result<Start> {
     let recorded = warehouse.progress().context("read the tables' progress")?;
@@ -303,7 +311,7 @@ fn plan_start(
         .max_by_key(|p| p.checkpoint)
         .expect("at least one table has progress");
     let theirs = &latest.source["identity"];
-    if identity.get("stdin").is_some() || theirs != identity {
+    if !same_input(theirs, identity)? {
         anyhow::bail!(
             "{} holds the committed progress of another input ({theirs}), not of this one ({identity}); \
              events already stored are not yet recognised across inputs, so adding this one could store events twice. \
@@ -311,6 +319,8 @@ fn plan_start(
             warehouse.description()
         );
     }
+    // The file may have grown: its identity stays the one first recorded.
+    *identity = theirs.clone();
     let earliest = if empty.is_empty() {
         progress
             .iter()
@@ -321,8 +331,33 @@ fn plan_start(
         0
     };
     if earliest == latest.checkpoint && latest.complete {
-        return Ok(Start::Complete(latest.clone()));
+        let committed = latest.source["position"]["offset"].as_u64();
+        match (committed, input_size) {
+            (Some(committed), Some(size)) if size > committed => {
+                tracing::info!(
+                    committed,
+                    size,
+                    "the input grew since it was all committed: reading on from there"
+                );
+            }
+            _ => return Ok(Start::Complete(latest.clone())),
+        }
     }
+    // Snapshots are written while the tables commit: a crash can leave the
+    // checkpoint's tables committed and its snapshot missing. The run then
+    // goes back to the latest checkpoint whose snapshot landed.
+    let earliest = match fall_back_to_kept_state(&args.output.join("state"), earliest)? {
+        Some(kept) => {
+            tracing::warn!(
+                checkpoint = earliest,
+                back_to = kept,
+                "the state snapshot of the last checkpoint was not written before the crash: \
+                 resuming from the latest one kept"
+            );
+            kept
+        }
+        None => earliest,
+    };
     for (table, p) in &progress {
         if p.checkpoint > earliest {
             warehouse
@@ -334,12 +369,26 @@ fn plan_start(
         // The first checkpoint did not land everywhere: start over.
         return Ok(Start::Fresh);
     }
-    let resume_at = progress
-        .iter()
-        .find(|(_, p)| p.checkpoint == earliest)
-        .map(|(_, p)| (*p).clone())
-        .expect("the earliest checkpoint is some table's");
+    let (table, _) = progress[0];
+    let resume_at = warehouse.progress_at(table, earliest)?.with_context(|| {
+        format!("{table} has no commit of checkpoint {earliest} to resume from")
+    })?;
     Ok(Start::Resume(resume_at))
+}
+
+/// When checkpoint `checkpoint`'s snapshot is missing from `dir` but an
+/// earlier one is there: the latest earlier one. `None` when the
+/// checkpoint's own snapshot is there, or none is (resuming then says so).
+fn fall_back_to_kept_state(dir: &Path, checkpoint: u64) -> anyhow::Result<Option<u64>> {
+    if !dir.exists() || dir.join(SnapshotDir::name_of(checkpoint)).exists() {
+        return Ok(None);
+    }
+    let kept = snapshot::kept_in(dir).with_context(|| format!("list {}", dir.display()))?;
+    Ok(kept
+        .iter()
+        .filter_map(|name| SnapshotDir::checkpoint_of(name))
+        .filter(|&c| c < checkpoint)
+        .max())
 }
 
 /// A run resuming at a checkpoint: its progress, and the state snapshot
@@ -429,6 +478,25 @@ impl Resume {
     }
 }
 
+/// Exits the process with an error if it is still running `timeout` from
+/// now: a stop must not hang on storage that does not answer. Nothing is
+/// lost (the next start resumes from the last commit that landed).
+fn give_up_after(timeout: std::time::Duration) {
+    let watchdog = std::thread::Builder::new()
+        .name("authpulse-shutdown".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            tracing::error!(
+                ?timeout,
+                "the stop did not finish committing in time: exiting; the next start resumes from the last commit"
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = watchdog {
+        tracing::warn!(error = %e, "no shutdown watchdog");
+    }
+}
+
 /// The source a run reads.
 struct Opened {
     source: Box<dyn Source>,
@@ -501,9 +569,11 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
     let identity = if args.input().as_os_str() == "-" {
         serde_json::json!({"stdin": true})
     } else {
+        let (head_bytes, head_sha256) = head_sha256(args.input(), IDENTITY_HEAD_BYTES)?;
         serde_json::json!({
             "file": args.input(),
-            "head_sha256": head_sha256(args.input())?,
+            "head_bytes": head_bytes,
+            "head_sha256": head_sha256,
         })
     };
     Ok(Opened {
@@ -515,18 +585,45 @@ fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened>
     })
 }
 
-/// The sha256 of a file's first 64 KiB: what tells a file apart from
-/// another one at the same path (a file that grows keeps it).
-fn head_sha256(path: &Path) -> anyhow::Result<String> {
+/// How much of a file's head its identity hashes.
+const IDENTITY_HEAD_BYTES: u64 = 1 << 16;
+
+/// The length and sha256 of a file's first `limit` bytes (fewer if it is
+/// shorter): what tells a file apart from another one at the same path.
+fn head_sha256(path: &Path, limit: u64) -> anyhow::Result<(u64, String)> {
     use sha2::Digest;
     use std::io::Read;
-    let mut head = Vec::with_capacity(1 << 16);
+    let mut head = Vec::with_capacity(limit as usize);
     std::fs::File::open(path)
         .with_context(|| format!("open {}", path.display()))?
-        .take(1 << 16)
+        .take(limit)
         .read_to_end(&mut head)
         .with_context(|| format!("read {}", path.display()))?;
-    Ok(format!("{:x}", sha2::Sha256::digest(&head)))
+    Ok((
+        head.len() as u64,
+        format!("{:x}", sha2::Sha256::digest(&head)),
+    ))
+}
+
+/// Whether the input a progress record names (`recorded`) is the one this
+/// run reads (`current`): the same path, starting with the same bytes as
+/// far as the record hashed them, so that a file that grew since (a
+/// followed log) is still the same input.
+fn same_input(recorded: &serde_json::Value, current: &serde_json::Value) -> anyhow::Result<bool> {
+    let (Some(path), Some(file)) = (current["file"].as_str(), recorded["file"].as_str()) else {
+        return Ok(false);
+    };
+    if path != file {
+        return Ok(false);
+    }
+    let Some(sha) = recorded["head_sha256"].as_str() else {
+        return Ok(false);
+    };
+    let length = recorded["head_bytes"]
+        .as_u64()
+        .unwrap_or(IDENTITY_HEAD_BYTES);
+    let (read, current_sha) = head_sha256(Path::new(path), length)?;
+    Ok(read == length && current_sha == sha)
 }
 
 fn aws_settings(args: &RunArgs) -> AwsSettings {
@@ -624,7 +721,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         size,
         name: source_name,
         resuming,
-        identity,
+        mut identity,
     } = open_source(args, &stop)?;
     let live = args.follow || args.aws.source.is_some();
 
@@ -636,7 +733,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     };
     // Resuming a stream from its checkpoint adds the events after it.
     let start = match &warehouse {
-        Some(warehouse) if !resuming => plan_start(warehouse, &identity, args)?,
+        Some(warehouse) if !resuming => plan_start(warehouse, &mut identity, size, args)?,
         _ => Start::Fresh,
     };
     let resume = match start {
@@ -852,13 +949,31 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     })
     .with_context(|| format!("read {source_name}"))?;
     bar.finish_and_clear();
-    pipeline.end_of_input().context("score the last events")?;
-    if let Some(ticker) = ticker.as_mut() {
-        ticker.tick(&mut pipeline, source.as_ref(), true);
-    }
-    let summary = pipeline
-        .finish_at(source.position())
-        .context("write results")?;
+    // A stopped file run into tables with state is resumed by the next
+    // start: it commits, and leaves the input open. Anything else has
+    // nothing to resume from, so it finishes.
+    let resumable = warehouse.is_some()
+        && !args.no_state
+        && args.aws.source.is_none()
+        && args.input().as_os_str() != "-";
+    let summary = if stop.load(std::sync::atomic::Ordering::Relaxed) && resumable {
+        give_up_after(args.shutdown_timeout);
+        tracing::info!(
+            timeout = ?args.shutdown_timeout,
+            "stopping: committing what was scored, with the state; the next start resumes here"
+        );
+        pipeline
+            .stop_at(source.position())
+            .context("commit before stopping")?
+    } else {
+        pipeline.end_of_input().context("score the last events")?;
+        if let Some(ticker) = ticker.as_mut() {
+            ticker.tick(&mut pipeline, source.as_ref(), true);
+        }
+        pipeline
+            .finish_at(source.position())
+            .context("write results")?
+    };
     // Everything read is now scored and committed: save the positions.
     source.finished().context("save the source's positions")?;
     let cloudwatch = ticker

@@ -228,7 +228,12 @@ impl ScoredSink for AggregateSink {
         if !self.ended {
             self.start_commit(true)?;
         }
-        self.settle()
+        AggregateSink::settle(self)
+    }
+
+    /// A stop: the open hour and day stay open (they are in the snapshot).
+    fn settle(&mut self) -> io::Result<()> {
+        AggregateSink::settle(self)
     }
 }
 

@@ -32,6 +32,23 @@ fn progress_of(snapshot: &Snapshot, table: &str) -> Result<Option<Progress>, Lak
         .transpose()
 }
 
+/// The latest snapshot of a table that records checkpoint `checkpoint`
+/// (a checkpoint committed again after a resume has more than one).
+fn snapshot_at<'m>(
+    metadata: &'m iceberg::spec::TableMetadata,
+    table: &str,
+    checkpoint: u64,
+) -> Result<Option<&'m Snapshot>, LakehouseError> {
+    let mut found: Option<&Snapshot> = None;
+    for snapshot in metadata.snapshots() {
+        let at = progress_of(snapshot, table)?.is_some_and(|p| p.checkpoint == checkpoint);
+        if at && found.is_none_or(|t| snapshot.sequence_number() > t.sequence_number()) {
+            found = Some(snapshot);
+        }
+    }
+    Ok(found)
+}
+
 impl Warehouse {
     /// Each table's latest committed progress, in [`tables::ALL`] order;
     /// `None` for a table whose current snapshot carries none (or that has
@@ -78,14 +95,7 @@ impl Warehouse {
             .build()?;
             return self.swap_to(name, current, built.metadata, checkpoint);
         }
-        let mut target: Option<&Snapshot> = None;
-        for snapshot in metadata.snapshots() {
-            let at = progress_of(snapshot, name)?.is_some_and(|p| p.checkpoint == checkpoint);
-            if at && target.is_none_or(|t| snapshot.sequence_number() > t.sequence_number()) {
-                target = Some(snapshot);
-            }
-        }
-        let target = target.ok_or_else(|| {
+        let target = snapshot_at(metadata, name, checkpoint)?.ok_or_else(|| {
             LakehouseError::Corrupt(format!(
                 "{name} has no snapshot of checkpoint {checkpoint} to go back to"
             ))
@@ -104,6 +114,20 @@ impl Warehouse {
                 )?
                 .build()?;
         self.swap_to(name, current, built.metadata, checkpoint)
+    }
+
+    /// The progress `table` recorded at checkpoint `checkpoint`, if it has
+    /// a commit of it.
+    pub fn progress_at(
+        &self,
+        name: &str,
+        checkpoint: u64,
+    ) -> Result<Option<Progress>, LakehouseError> {
+        let table = self.load(name)?;
+        snapshot_at(table.metadata(), name, checkpoint)?
+            .map(|snapshot| progress_of(snapshot, name))
+            .transpose()
+            .map(Option::flatten)
     }
 
     /// Writes `metadata` as the table's next metadata file and points the
