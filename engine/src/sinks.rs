@@ -198,8 +198,13 @@ pub trait ScoredSink {
         Ok(())
     }
     /// Takes back the state [`ScoredSink::snapshot_state`] kept (a resumed
-    /// run), before any batch.
-    fn restore_state(&mut self, _parts: &[(String, Vec<u8>)]) -> io::Result<()> {
+    /// run), before any batch, with the names its ids stand for.
+    fn restore_state(
+        &mut self,
+        _parts: &[(String, Vec<u8>)],
+        _users: &Interner,
+        _computers: &Interner,
+    ) -> io::Result<()> {
         Ok(())
     }
     /// Makes everything written so far durable and visible (commit
@@ -446,10 +451,15 @@ impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
             .iter_mut()
             .try_for_each(|sink| sink.snapshot_state(parts))
     }
-    fn restore_state(&mut self, parts: &[(String, Vec<u8>)]) -> io::Result<()> {
+    fn restore_state(
+        &mut self,
+        parts: &[(String, Vec<u8>)],
+        users: &Interner,
+        computers: &Interner,
+    ) -> io::Result<()> {
         self.0
             .iter_mut()
-            .try_for_each(|sink| sink.restore_state(parts))
+            .try_for_each(|sink| sink.restore_state(parts, users, computers))
     }
 }
 

@@ -228,12 +228,15 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
     assert {m["Name"] for m in directive["Metrics"]} >= {"EventsIn", "ProcessingLagP95"}
     assert all(line["Pipeline"] == "e2e" for line in emf)
 
-    # A second run resumes from the checkpoint: nothing is read twice, and it
-    # is not refused as a rerun.
+    # A second run goes on from where the tables say the first one got: it
+    # reads nothing again (its summary counts the whole run, state restored)
+    # and stores nothing twice.
     again = summary_of(authpulse(
         "run", "--source", f"kinesis://{aws['stream']}", "--until-caught-up",
         "--poll-interval", "200ms", "--output", "out", *aws["lake"], cwd=tmp_path, env=env))
-    assert again["events_read"] == 0
+    assert again["events_read"] == lines and again["events_scored"] == len(unique)
+    curated = pyiceberg_glue(moto_endpoint).load_table("authpulse.auth_events_curated").scan().to_arrow()
+    assert curated.num_rows == len(unique)
     checkpoint = json.loads((tmp_path / "out" / "kinesis-checkpoint.json").read_text())
     assert checkpoint["stream"] == aws["stream"]
     assert set(checkpoint["shards"]) == {s["ShardId"] for s in shards}
@@ -463,3 +466,101 @@ def test_fifo_topic_gets_group_and_deduplication_ids(moto_endpoint, aws_env, tmp
     for attributes, alert in got:
         assert attributes["MessageGroupId"] == f'{alert["entity_type"]}:{alert["entity_id"]}'
         assert attributes["MessageDeduplicationId"] == f'{alert["alert_id"]}-{alert["sequence"]}'
+
+
+def curated_and_alerts(out):
+    """What a run stored that does not depend on the wall clock or on how the
+    shards interleaved: the curated rows' scores, and the alert publications."""
+    from pyiceberg.catalog.sql import SqlCatalog
+    catalog = SqlCatalog("authpulse", uri=f"sqlite:///{out / 'catalog.db'}",
+                         warehouse=f"file://{out / 'warehouse'}")
+    curated = catalog.load_table("authpulse.auth_events_curated").scan(
+        selected_fields=("event_id", "risk_score", "risk_level", "risk_flags")).to_arrow().to_pylist()
+    rows = sorted((r["event_id"], r["risk_score"], r["risk_level"], tuple(r["risk_flags"])) for r in curated)
+    alerts = sorted((a["alert_id"], a["sequence"], a["status"], a["entity_id"], a["risk_score"])
+                    for a in map(json.loads, open(out / "alerts.jsonl")))
+    return rows, alerts
+
+
+def wait_for_log(path, what, timeout=120):
+    """Waits until the log at `path` says `what`; returns when (monotonic)."""
+    deadline = time.monotonic() + timeout
+    while what not in path.read_text():
+        assert time.monotonic() < deadline, f"{path} never said {what!r}"
+        time.sleep(0.01)
+    return time.monotonic()
+
+
+def test_a_killed_kinesis_run_resumes_exactly_once(aws, moto_endpoint, aws_env, tmp_path):
+    """A run reading a 2-shard stream of aggregated records (several events a
+    record) is killed with SIGKILL at five moments, commits every 50 ms so
+    that some kills land while one is in flight, and is started again each
+    time with the same command. The tables record per shard the sequence
+    number and the events of a record already read, beside the state: in
+    the end the curated table holds every unique event once with the scores
+    of an uninterrupted run, and the alerts are the same."""
+    gen = authpulse("gen", "--users", "300", "--days", "3", "--events", "100000", "--campaigns", "2",
+                    "--kinds", "spray,burst", "--seed", "17", "-o", "events.csv",
+                    cwd=tmp_path, env=aws_env)
+    assert gen.returncode == 0, gen.stderr
+    unique = event_ids(tmp_path / "events.csv")
+    replay = summary_of(authpulse("replay", "--input", "events.csv", "--stream", aws["stream"],
+                                  "--aggregate", "--aggregate-bytes", "2048", cwd=tmp_path, env=aws_env))
+    assert replay["records_sent"] < replay["events_sent"] // 3, "records hold several events"
+
+    def command(output):
+        return [BIN, "run", "--source", f"kinesis://{aws['stream']}", "--until-caught-up",
+                "--poll-interval", "200ms", "--commit-interval", "50ms", "--output", output]
+
+    env = {**os.environ, **aws_env, "AUTHPULSE_LOG": "info"}
+    log = tmp_path / "whole.log"
+    with open(log, "w") as stderr:
+        child = subprocess.Popen(command("whole"), cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=stderr, env=env, text=True)
+        first_commit = wait_for_log(log, "committed")
+        stdout, _ = child.communicate()
+        committing = time.monotonic() - first_commit
+    whole = subprocess.CompletedProcess(child.args, child.returncode, stdout, log.read_text())
+    expected = summary_of(whole)
+    assert expected["events_scored"] == len(unique) and expected["late"] == 0
+    assert expected["alerts"] >= 1
+
+    resumed = 0
+    for k in range(5):
+        log = tmp_path / f"killed-{k}.log"
+        with open(log, "w") as stderr:
+            child = subprocess.Popen(command("killed"), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                     stderr=stderr, env=env)
+            # After the run's first commit, at moments spread over the time
+            # the uninterrupted run committed for, in fixed proportions so
+            # that a failure can be replayed.
+            wait_for_log(log, "committed")
+            time.sleep(committing * (2 * k + 1) / 12)
+            child.kill()
+            child.wait()
+        text = log.read_text()
+        resumed += "resuming where" in text
+    last = subprocess.run(command("killed"), cwd=tmp_path, capture_output=True, text=True, env=env)
+    after = summary_of(last)
+    resumed += "resuming where" in last.stderr
+    assert resumed >= 5, f"the runs resumed from a checkpoint: {resumed}"
+    # The summary of a resumed run counts the whole run.
+    for key in ("events_read", "events_scored", "duplicates", "alerts", "alert_publications"):
+        assert after[key] == expected[key], key
+
+    want_rows, want_alerts = curated_and_alerts(tmp_path / "whole")
+    got_rows, got_alerts = curated_and_alerts(tmp_path / "killed")
+    assert len(want_rows) == len(unique)
+    assert len({r[0] for r in got_rows}) == len(got_rows), "each event once"
+    assert got_rows == want_rows
+    assert got_alerts == want_alerts
+
+    # The progress names each shard's position.
+    from pyiceberg.catalog.sql import SqlCatalog
+    catalog = SqlCatalog("authpulse", uri=f"sqlite:///{tmp_path / 'killed' / 'catalog.db'}",
+                         warehouse=f"file://{tmp_path / 'killed' / 'warehouse'}")
+    snapshot = catalog.load_table("authpulse.auth_events_curated").current_snapshot()
+    progress = json.loads(snapshot.summary["authpulse.progress"])
+    assert progress["source"]["identity"] == {"kinesis": aws["stream"]}
+    shards = boto3_client("kinesis", moto_endpoint).list_shards(StreamName=aws["stream"])["Shards"]
+    assert set(progress["source"]["position"]["shards"]) == {s["ShardId"] for s in shards}

@@ -232,8 +232,15 @@ def test_follow_commits_on_an_interval(tmp_path):
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
+    # A stop is not the end of the input: the events the watermark holds
+    # stay in the state, and the next start goes on with them.
     summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["events_scored"] == len(lines)
+    assert summary["events_scored"] == released
+    assert curated_arrow(tmp_path / "out")[1].num_rows == released
+    done = authpulse("run", "live.csv", "--output", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["events_read"] == len(lines) and summary["events_scored"] == len(lines)
     assert curated_arrow(tmp_path / "out")[1].num_rows == len(lines)
 
 

@@ -30,9 +30,17 @@ pub struct Checkpoint {
 pub struct ShardCheckpoint {
     /// Last processed record; `None`: none yet.
     pub sequence: Option<String>,
+    /// Events of the record after `sequence` (or of the shard's first
+    /// record) already processed: a record can hold several.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u32,
     /// The shard is closed and every record of it was processed.
     #[serde(default)]
     pub ended: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Checkpoint {
@@ -50,17 +58,25 @@ impl Checkpoint {
         }
     }
 
-    /// Folds the merge's positions in (a shard keeps its old position until
-    /// it has handed out a record).
-    pub fn update(&mut self, positions: &[ShardPosition]) {
+    /// Where reading is once it has got from this checkpoint (where it
+    /// started) to `positions` (the merge's, which count from that start):
+    /// a shard keeps its start until it has handed out a whole record, and
+    /// the events of a record it started in add up.
+    pub fn advanced(&self, positions: &[ShardPosition]) -> Checkpoint {
+        let mut next = self.clone();
         for position in positions {
-            let entry = self.shards.entry(position.shard_id.clone()).or_default();
-            if position.sequence.is_some() {
-                entry.sequence.clone_from(&position.sequence);
+            let entry = next.shards.entry(position.shard_id.clone()).or_default();
+            match &position.sequence {
+                Some(sequence) => {
+                    entry.sequence = Some(sequence.clone());
+                    entry.skip = position.skip;
+                }
+                None => entry.skip += position.skip,
             }
             entry.ended |= position.ended;
         }
-        self.written = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        next.written = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        next
     }
 
     /// Writes the file atomically.
@@ -128,6 +144,7 @@ mod tests {
         vec![ShardPosition {
             shard_id: "s0".into(),
             sequence: Some(sequence.into()),
+            skip: 0,
             ended: false,
             millis_behind: None,
         }]
@@ -177,23 +194,33 @@ mod tests {
             stream: "auth".into(),
             ..Checkpoint::default()
         };
-        let position = |id: &str, sequence: Option<&str>, ended| ShardPosition {
+        let position = |id: &str, sequence: Option<&str>, skip, ended| ShardPosition {
             shard_id: id.into(),
             sequence: sequence.map(str::to_string),
+            skip,
             ended,
             millis_behind: None,
         };
-        checkpoint.update(&[
-            position("s0", Some("42"), false),
-            position("s1", None, false),
+        checkpoint = checkpoint.advanced(&[
+            position("s0", Some("42"), 0, false),
+            position("s1", None, 2, false),
         ]);
-        checkpoint.update(&[position("s0", None, true)]);
         checkpoint.save(&path).unwrap();
         let loaded = Checkpoint::load(&path).unwrap().unwrap();
         assert_eq!(loaded, checkpoint);
-        assert_eq!(loaded.shards["s0"].sequence.as_deref(), Some("42"));
-        assert!(loaded.shards["s0"].ended);
-        assert_eq!(loaded.shards["s1"].sequence, None);
+        // Resumed from there: s0 has handed out nothing new yet and ends; s1
+        // two more events of the record it was in, then s0 ...
+        let later = loaded.advanced(&[
+            position("s0", None, 0, true),
+            position("s1", None, 3, false),
+        ]);
+        assert_eq!(later.shards["s0"].sequence.as_deref(), Some("42"));
+        assert!(later.shards["s0"].ended);
+        assert_eq!(later.shards["s1"].sequence, None);
+        assert_eq!(later.shards["s1"].skip, 5, "the record's events add up");
+        let after = loaded.advanced(&[position("s1", Some("43"), 1, false)]);
+        assert_eq!(after.shards["s1"].sequence.as_deref(), Some("43"));
+        assert_eq!(after.shards["s1"].skip, 1, "a new record counts afresh");
 
         std::fs::write(&path, b"{").unwrap();
         let error = Checkpoint::load(&path).unwrap_err();

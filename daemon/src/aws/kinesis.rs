@@ -107,7 +107,8 @@ pub struct KinesisSource {
     // Dropped first: stops the readers before the merge goes away.
     runtime: Option<tokio::runtime::Runtime>,
     merge: ShardMerge,
-    checkpoint: Checkpoint,
+    /// Where reading started: the merge's positions count from here.
+    start: Checkpoint,
     checkpoint_path: PathBuf,
     /// Positions read but not yet safe to save.
     unsaved: UnsavedPositions,
@@ -129,7 +130,7 @@ impl KinesisSource {
             .map_err(|e| io::Error::other(format!("Kinesis stream `{}`: {e}", config.stream)))?;
         let (tx, rx) = mpsc::channel();
         let merge = ShardMerge::new(rx, config.until_caught_up, IDLE_WAIT);
-        let checkpoint = config.checkpoint.clone().unwrap_or_else(|| Checkpoint {
+        let start = config.checkpoint.clone().unwrap_or_else(|| Checkpoint {
             stream: config.stream.clone(),
             ..Checkpoint::default()
         });
@@ -138,7 +139,7 @@ impl KinesisSource {
         Ok(KinesisSource {
             runtime: Some(runtime),
             merge,
-            checkpoint,
+            start,
             checkpoint_path,
             unsaved: UnsavedPositions::default(),
             events: 0,
@@ -175,20 +176,26 @@ impl Source for KinesisSource {
         self.bytes
     }
 
+    /// Per shard, where the next event starts (the sequence number of the
+    /// last record read whole, and the events of the next one read), as
+    /// the progress record of a commit keeps it.
+    fn position(&self) -> serde_json::Value {
+        let at = self.start.advanced(&self.merge.positions());
+        serde_json::json!({ "shards": at.shards })
+    }
+
     fn checkpointed(&mut self, frontier: Frontier) -> io::Result<()> {
         match self.unsaved.checkpoint(self.merge.positions(), frontier) {
-            Some(positions) => {
-                self.checkpoint.update(&positions);
-                self.checkpoint.save(&self.checkpoint_path)
-            }
+            Some(positions) => self.start.advanced(&positions).save(&self.checkpoint_path),
             None => Ok(()),
         }
     }
 
     fn finished(&mut self) -> io::Result<()> {
         self.unsaved = UnsavedPositions::default();
-        self.checkpoint.update(&self.merge.positions());
-        self.checkpoint.save(&self.checkpoint_path)
+        self.start
+            .advanced(&self.merge.positions())
+            .save(&self.checkpoint_path)
     }
 
     fn iterator_ages_ms(&self) -> Vec<(String, i64)> {
@@ -320,12 +327,9 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
                 continue;
             }
             let is_child = shard.parent_shard_id.is_some() && just_ended.is_some();
-            let resume = config
-                .checkpoint
-                .as_ref()
-                .and_then(|c| c.shards.get(id))
-                .and_then(|s| s.sequence.clone());
-            let start = match (resume, is_child) {
+            let resume = config.checkpoint.as_ref().and_then(|c| c.shards.get(id));
+            let skip = resume.map_or(0, |s| s.skip);
+            let start = match (resume.and_then(|s| s.sequence.clone()), is_child) {
                 (Some(sequence), _) => Position::After(sequence),
                 // A child's first record follows its parent's last.
                 (None, true) => Position::Start(StartAt::TrimHorizon),
@@ -343,7 +347,7 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
             {
                 return;
             }
-            tracing::info!(stream = %config.stream, shard = %id, start = ?start, "reading shard");
+            tracing::info!(stream = %config.stream, shard = %id, start = ?start, skip, "reading shard");
             running.insert(id.clone());
             tokio::spawn(read_shard(ShardReader {
                 closed,
@@ -356,6 +360,7 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
                 poll_interval: config.poll_interval,
                 records_per_call: config.records_per_call,
                 start,
+                skip,
             }));
         }
         if let Some(id) = just_ended.take()
@@ -392,6 +397,9 @@ struct ShardReader {
     poll_interval: Duration,
     records_per_call: i32,
     start: Position,
+    /// Events of the first record read that were processed before (a
+    /// resumed read in the middle of a record that holds several).
+    skip: u32,
     /// The shard was already closed (resharded) when listed.
     closed: bool,
 }
@@ -410,6 +418,7 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
     let mut iterator = shard_iterator(reader, &position).await?;
     let mut failures = 0u32;
     let mut last_arrival = 0i64;
+    let mut skip = reader.skip as usize;
     loop {
         reader
             .credits
@@ -471,6 +480,13 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
                 last_arrival,
                 &mut records,
             );
+            if skip > 0 {
+                // Its last event (which carries the position) was never
+                // processed, or the position would be past this record.
+                let drop = skip.min(records.len().saturating_sub(1));
+                records.drain(..drop);
+                skip = 0;
+            }
         }
         let got_records = !records.is_empty();
         let message = ShardMessage::Records {

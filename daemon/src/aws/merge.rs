@@ -113,8 +113,12 @@ impl Shard {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardPosition {
     pub shard_id: String,
-    /// Sequence number of the last record handed to the pipeline.
+    /// Sequence number of the last record whose every event was handed to
+    /// the pipeline (`None`: none since reading started).
     pub sequence: Option<String>,
+    /// Events of the record after it (one that holds several) already
+    /// handed out: a resumed reader drops that many.
+    pub skip: u32,
     /// Every record of the (closed) shard has been handed out.
     pub ended: bool,
     pub millis_behind: Option<i64>,
@@ -202,24 +206,22 @@ impl ShardMerge {
             .enumerate()
             .map(|(i, s)| {
                 let consumed = s.next + usize::from(self.handed_out == Some(i));
-                // The last Kinesis record whose every event was handed out:
-                // resuming after it re-reads at most the rest of one record
-                // (whose events are then dropped as duplicates).
-                let sequence = s
+                // The last Kinesis record whose every event was handed out,
+                // and how many events of the next one were.
+                let front = s
                     .batches
                     .front()
-                    .and_then(|batch| {
-                        batch[..consumed]
-                            .iter()
-                            .rev()
-                            .find_map(|r| r.resume_after.clone())
-                    })
-                    .or_else(|| s.position.clone());
+                    .map_or(&[][..], |batch| &batch[..consumed]);
+                let (sequence, skip) = match front.iter().rposition(|r| r.resume_after.is_some()) {
+                    Some(last) => (front[last].resume_after.clone(), consumed - last - 1),
+                    None => (s.position.clone(), consumed),
+                };
                 let drained = s.batches.is_empty()
                     || (s.batches.len() == 1 && consumed == s.batches[0].len());
                 ShardPosition {
                     shard_id: s.id.clone(),
                     sequence,
+                    skip: skip as u32,
                     ended: s.ended && drained,
                     millis_behind: s.millis_behind,
                 }

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use authpulse::aws::AwsSettings;
-use authpulse::aws::checkpoint::Checkpoint;
+use authpulse::aws::checkpoint::{Checkpoint, ShardCheckpoint};
 use authpulse::aws::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
 use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig};
 use authpulse::aws::sns::{self, SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
@@ -330,7 +330,9 @@ fn plan_start(
     } else {
         0
     };
-    if earliest == latest.checkpoint && latest.complete {
+    // A stream has no end: a run that read it to its tip goes on from there.
+    let stream = identity.get("kinesis").is_some();
+    if earliest == latest.checkpoint && latest.complete && !stream {
         let committed = latest.source["position"]["offset"].as_u64();
         match (committed, input_size) {
             (Some(committed), Some(size)) if size > committed => {
@@ -397,8 +399,16 @@ struct Resume {
     progress: Progress,
     state: PathBuf,
     meta: SnapshotMeta,
-    offset: u64,
-    line: u64,
+    at: ResumeAt,
+}
+
+/// Where the source's next record starts, as the progress record says.
+enum ResumeAt {
+    /// A file: the byte offset of the next line, and its number.
+    File { offset: u64, line: u64 },
+    /// A stream: per shard, after which record, and how many events of the
+    /// next one were read.
+    Stream(std::collections::BTreeMap<String, ShardCheckpoint>),
 }
 
 impl Resume {
@@ -421,17 +431,28 @@ impl Resume {
         let meta = snapshot::read_meta(&mut std::io::BufReader::new(&mut file))
             .with_context(|| format!("read {}", state.display()))?;
         let position = &progress.source["position"];
-        let (Some(offset), Some(line)) = (position["offset"].as_u64(), position["line"].as_u64())
-        else {
-            anyhow::bail!(
-                "checkpoint {} records no file position: {position}",
+        let at = match (
+            position["offset"].as_u64(),
+            position["line"].as_u64(),
+            position.get("shards"),
+        ) {
+            (Some(offset), Some(line), _) => ResumeAt::File { offset, line },
+            (_, _, Some(shards)) => {
+                ResumeAt::Stream(serde_json::from_value(shards.clone()).with_context(|| {
+                    format!(
+                        "checkpoint {} records unreadable shard positions: {shards}",
+                        progress.checkpoint
+                    )
+                })?)
+            }
+            _ => anyhow::bail!(
+                "checkpoint {} records no position to resume from: {position}",
                 progress.checkpoint
-            );
+            ),
         };
         tracing::info!(
             checkpoint = progress.checkpoint,
-            offset,
-            line,
+            position = %position,
             state = %state.display(),
             "resuming where the last commit left off"
         );
@@ -439,27 +460,42 @@ impl Resume {
             progress,
             state,
             meta,
-            offset,
-            line,
+            at,
         })
     }
 
     /// The input again, from the checkpoint's position on.
     fn reopen(&self, args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Box<dyn Source>> {
         use std::io::Seek;
+        let (offset, line) = match &self.at {
+            ResumeAt::File { offset, line } => (*offset, *line),
+            ResumeAt::Stream(shards) => {
+                let Some(SourceUrl::Kinesis(stream)) = &args.aws.source else {
+                    anyhow::bail!(
+                        "the warehouse's progress is a stream's, and this run reads a file"
+                    );
+                };
+                let checkpoint = Checkpoint {
+                    stream: stream.clone(),
+                    written: String::new(),
+                    shards: shards.clone(),
+                };
+                return Ok(
+                    open_stream(args, stream, StreamStart::Tables(Some(checkpoint)))?.source,
+                );
+            }
+        };
         let path = args.input();
         let mut file =
             std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
         let size = file.metadata()?.len();
         anyhow::ensure!(
-            size >= self.offset,
-            "{} is {size} bytes, shorter than the {} bytes committed before: it is not the input the warehouse has",
+            size >= offset,
+            "{} is {size} bytes, shorter than the {offset} bytes committed before: it is not the input the warehouse has",
             path.display(),
-            self.offset
         );
-        file.seek(std::io::SeekFrom::Start(self.offset))?;
-        let mut lines =
-            LineReader::new(file, args.max_line_bytes).resuming_at(self.line, self.offset);
+        file.seek(std::io::SeekFrom::Start(offset))?;
+        let mut lines = LineReader::new(file, args.max_line_bytes).resuming_at(line, offset);
         if args.follow {
             lines = lines.follow(Arc::clone(stop));
         }
@@ -511,49 +547,82 @@ struct Opened {
     identity: serde_json::Value,
 }
 
-/// Opens the source `args` name.
-fn open_source(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened> {
-    if let Some(SourceUrl::Kinesis(stream)) = &args.aws.source {
-        let checkpoint_path = args.aws.kinesis_checkpoint_path(&args.output);
-        let saved = Checkpoint::load(&checkpoint_path)?;
-        let mut config = KinesisSourceConfig::new(stream, checkpoint_path.clone());
-        let resuming = match (&args.aws.from, saved) {
-            (Some(From::Checkpoint) | None, Some(saved)) => {
-                if saved.stream != *stream {
-                    anyhow::bail!(
-                        "{} holds positions of stream `{}`, not `{stream}`: use another --kinesis-checkpoint or --output",
-                        checkpoint_path.display(),
-                        saved.stream
-                    );
+/// Where a stream is read from.
+enum StreamStart {
+    /// As `--from` says, the positions file included (a run whose tables
+    /// keep no progress).
+    Args,
+    /// Where the tables' progress says; `None`: nothing is committed yet,
+    /// so as `--from` says, except that a positions file is not the truth
+    /// (the tables are) and is only used if `--from checkpoint` asks.
+    Tables(Option<Checkpoint>),
+}
+
+/// Opens Kinesis stream `stream` at `start`.
+fn open_stream(args: &RunArgs, stream: &str, start: StreamStart) -> anyhow::Result<Opened> {
+    let checkpoint_path = args.aws.kinesis_checkpoint_path(&args.output);
+    let mut config = KinesisSourceConfig::new(stream, checkpoint_path.clone());
+    let resuming = match start {
+        StreamStart::Tables(Some(checkpoint)) => {
+            if let Some(From::Start(start)) = &args.aws.from {
+                anyhow::bail!(
+                    "the tables in {} record how far stream `{stream}` was read: --from {start:?} would read it again or skip part of it. \
+                     Leave --from out to go on from there, or use a new --output",
+                    args.output.display()
+                );
+            }
+            config.checkpoint = Some(checkpoint);
+            false
+        }
+        StreamStart::Tables(None) if args.aws.from.is_none() => false,
+        StreamStart::Tables(None) | StreamStart::Args => {
+            let saved = Checkpoint::load(&checkpoint_path)?;
+            match (&args.aws.from, saved) {
+                (Some(From::Checkpoint) | None, Some(saved)) => {
+                    if saved.stream != *stream {
+                        anyhow::bail!(
+                            "{} holds positions of stream `{}`, not `{stream}`: use another --kinesis-checkpoint or --output",
+                            checkpoint_path.display(),
+                            saved.stream
+                        );
+                    }
+                    tracing::info!(checkpoint = %checkpoint_path.display(), written = %saved.written, "resuming from the checkpoint");
+                    config.checkpoint = Some(saved);
+                    true
                 }
-                tracing::info!(checkpoint = %checkpoint_path.display(), written = %saved.written, "resuming from the checkpoint");
-                config.checkpoint = Some(saved);
-                true
+                (Some(From::Checkpoint), None) => anyhow::bail!(
+                    "--from checkpoint: there is no checkpoint at {}",
+                    checkpoint_path.display()
+                ),
+                (Some(From::Start(start)), _) => {
+                    config.start = start.clone();
+                    false
+                }
+                // The config's default start: trim-horizon.
+                (None, None) => false,
             }
-            (Some(From::Checkpoint), None) => anyhow::bail!(
-                "--from checkpoint: there is no checkpoint at {}",
-                checkpoint_path.display()
-            ),
-            (Some(From::Start(start)), _) => {
-                config.start = start.clone();
-                false
-            }
-            // The config's default start: trim-horizon.
-            (None, None) => false,
-        };
-        config.until_caught_up = args.aws.until_caught_up;
-        config.poll_interval = args.aws.poll_interval;
-        config.aws = aws_settings(args);
-        // The error names the stream.
-        let source = KinesisSource::start(config)?;
-        return Ok(Opened {
-            source: Box::new(source),
-            size: None,
-            name: format!("kinesis:{stream}"),
-            resuming,
-            identity: serde_json::json!({"kinesis": stream}),
-        });
-    }
+        }
+    };
+    config.until_caught_up = args.aws.until_caught_up;
+    config.poll_interval = args.aws.poll_interval;
+    config.aws = aws_settings(args);
+    // The error names the stream.
+    let source = KinesisSource::start(config)?;
+    Ok(Opened {
+        source: Box::new(source),
+        size: None,
+        name: format!("kinesis:{stream}"),
+        resuming,
+        identity: stream_identity(stream),
+    })
+}
+
+fn stream_identity(stream: &str) -> serde_json::Value {
+    serde_json::json!({ "kinesis": stream })
+}
+
+/// Opens the file (or stdin) `args` name.
+fn open_file(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened> {
     let (reader, size) = shell::open_input(args.input())?;
     // A followed file has no end to show progress against.
     let size = size.filter(|_| !args.follow);
@@ -608,8 +677,11 @@ fn head_sha256(path: &Path, limit: u64) -> anyhow::Result<(u64, String)> {
 /// Whether the input a progress record names (`recorded`) is the one this
 /// run reads (`current`): the same path, starting with the same bytes as
 /// far as the record hashed them, so that a file that grew since (a
-/// followed log) is still the same input.
+/// followed log) is still the same input. A stream: the same name.
 fn same_input(recorded: &serde_json::Value, current: &serde_json::Value) -> anyhow::Result<bool> {
+    if let Some(stream) = current.get("kinesis") {
+        return Ok(recorded.get("kinesis") == Some(stream));
+    }
     let (Some(path), Some(file)) = (current["file"].as_str(), recorded["file"].as_str()) else {
         return Ok(false);
     };
@@ -716,13 +788,6 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
 
     args.aws
         .validate(args.input().as_os_str() != "-", args.follow)?;
-    let Opened {
-        mut source,
-        size,
-        name: source_name,
-        resuming,
-        mut identity,
-    } = open_source(args, &stop)?;
     let live = args.follow || args.aws.source.is_some();
 
     let warehouse = if args.no_lakehouse {
@@ -731,7 +796,25 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         let config = args.catalog.config(&args.output)?;
         Some(Warehouse::open(&config).context("open the warehouse")?)
     };
-    // Resuming a stream from its checkpoint adds the events after it.
+    // With tables and state, the tables' progress says where a run starts.
+    let progress_in_tables = warehouse.is_some() && !args.no_state;
+    let stream = match &args.aws.source {
+        Some(SourceUrl::Kinesis(stream)) => Some(stream.as_str()),
+        _ => None,
+    };
+    // A stream is opened once the tables have said where from; a file now
+    // (its identity is part of deciding).
+    let opened = match stream {
+        Some(_) if progress_in_tables => None,
+        Some(stream) => Some(open_stream(args, stream, StreamStart::Args)?),
+        None => Some(open_file(args, &stop)?),
+    };
+    let (mut identity, size, resuming) = match (&opened, stream) {
+        (Some(o), _) => (o.identity.clone(), o.size, o.resuming),
+        (None, Some(stream)) => (stream_identity(stream), None, false),
+        (None, None) => unreachable!("a file is opened at once"),
+    };
+    // Resuming a stream from its positions file adds the events after it.
     let start = match &warehouse {
         Some(warehouse) if !resuming => plan_start(warehouse, &mut identity, size, args)?,
         _ => Start::Fresh,
@@ -754,9 +837,21 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         }
         Start::Resume(progress) => Some(Resume::prepare(args, progress)?),
     };
-    if let Some(resume) = &resume {
-        source = resume.reopen(args, &stop)?;
-    }
+    let (mut source, source_name) = match (&resume, opened, stream) {
+        (Some(resume), _, _) => (
+            resume.reopen(args, &stop)?,
+            stream.map_or_else(
+                || format!("file:{}", args.input().display()),
+                |s| format!("kinesis:{s}"),
+            ),
+        ),
+        (None, Some(opened), _) => (opened.source, opened.name),
+        (None, None, Some(stream)) => {
+            let opened = open_stream(args, stream, StreamStart::Tables(None))?;
+            (opened.source, opened.name)
+        }
+        (None, None, None) => unreachable!("a file is opened at once"),
+    };
 
     let create = |path: PathBuf, keep: Option<u64>| {
         match keep {
@@ -952,10 +1047,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     // A stopped file run into tables with state is resumed by the next
     // start: it commits, and leaves the input open. Anything else has
     // nothing to resume from, so it finishes.
-    let resumable = warehouse.is_some()
-        && !args.no_state
-        && args.aws.source.is_none()
-        && args.input().as_os_str() != "-";
+    let resumable = progress_in_tables && (stream.is_some() || args.input().as_os_str() != "-");
     let summary = if stop.load(std::sync::atomic::Ordering::Relaxed) && resumable {
         give_up_after(args.shutdown_timeout);
         tracing::info!(
@@ -970,12 +1062,13 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         if let Some(ticker) = ticker.as_mut() {
             ticker.tick(&mut pipeline, source.as_ref(), true);
         }
-        pipeline
+        let summary = pipeline
             .finish_at(source.position())
-            .context("write results")?
+            .context("write results")?;
+        // Everything read is now scored and committed: save the positions.
+        source.finished().context("save the source's positions")?;
+        summary
     };
-    // Everything read is now scored and committed: save the positions.
-    source.finished().context("save the source's positions")?;
     let cloudwatch = ticker
         .as_ref()
         .and_then(|t| t.cloudwatch.as_ref())

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::columns::{NameLog, Names, NewNames};
 use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use authpulse_engine::event::NameId;
+use authpulse_engine::event::{Interner, NameId};
 use authpulse_engine::sinks::{Progress, ScoredBatch, ScoredSink};
 use authpulse_engine::state::{DAY, HOUR};
 
@@ -203,8 +203,21 @@ impl ScoredSink for AggregateSink {
         Ok(())
     }
 
-    fn restore_state(&mut self, parts: &[(String, Vec<u8>)]) -> io::Result<()> {
+    fn restore_state(
+        &mut self,
+        parts: &[(String, Vec<u8>)],
+        users: &Interner,
+        computers: &Interner,
+    ) -> io::Result<()> {
         if let Some((_, open)) = parts.iter().find(|(name, _)| name == Self::STATE) {
+            // The open windows name users and computers by id: the writer
+            // learns the names first (a resumed run may read no event
+            // before it closes them).
+            self.names.catch_up(users, computers);
+            self.thread.send(Message::Rows {
+                rows: Vec::new(),
+                names: self.names.take(),
+            })?;
             self.thread.send(Message::Restore(open.clone()))?;
         }
         Ok(())

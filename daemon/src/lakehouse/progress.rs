@@ -32,6 +32,25 @@ fn progress_of(snapshot: &Snapshot, table: &str) -> Result<Option<Progress>, Lak
         .transpose()
 }
 
+/// The progress of the table's current snapshot or, if another writer
+/// committed since (`maintain`'s compaction carries none), of the latest of
+/// its ancestors that records one.
+fn latest_progress(
+    metadata: &iceberg::spec::TableMetadata,
+    table: &str,
+) -> Result<Option<Progress>, LakehouseError> {
+    let mut at = metadata.current_snapshot();
+    while let Some(snapshot) = at {
+        if let Some(progress) = progress_of(snapshot, table)? {
+            return Ok(Some(progress));
+        }
+        at = snapshot
+            .parent_snapshot_id()
+            .and_then(|parent| metadata.snapshot_by_id(parent));
+    }
+    Ok(None)
+}
+
 /// The latest snapshot of a table that records checkpoint `checkpoint`
 /// (a checkpoint committed again after a resume has more than one).
 fn snapshot_at<'m>(
@@ -51,18 +70,17 @@ fn snapshot_at<'m>(
 
 impl Warehouse {
     /// Each table's latest committed progress, in [`tables::ALL`] order;
-    /// `None` for a table whose current snapshot carries none (or that has
-    /// no snapshot).
+    /// `None` for a table none of whose current lineage carries one (or
+    /// that has no snapshot).
     pub fn progress(&self) -> Result<Vec<(&'static str, Option<Progress>)>, LakehouseError> {
         tables::ALL
             .iter()
             .map(|definition| {
                 let table = self.load(definition.name)?;
-                let progress = match table.metadata().current_snapshot() {
-                    Some(snapshot) => progress_of(snapshot, definition.name)?,
-                    None => None,
-                };
-                Ok((definition.name, progress))
+                Ok((
+                    definition.name,
+                    latest_progress(table.metadata(), definition.name)?,
+                ))
             })
             .collect()
     }
