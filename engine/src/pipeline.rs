@@ -714,10 +714,10 @@ impl<'o> Pipeline<'o> {
         let state = match self.state_store.take() {
             Some(store) => {
                 let started = Instant::now();
-                let encoded = self.encode_snapshot();
-                let saved = encoded
-                    .map_err(io::Error::from)
-                    .and_then(|(_, encoded)| store.save(checkpoint, encoded));
+                let saved = store.buffer().and_then(|buffer| {
+                    let (_, encoded) = self.encode_snapshot_into(buffer)?;
+                    store.save(checkpoint, encoded)
+                });
                 self.state_store = Some(store);
                 let name = saved?;
                 tracing::debug!(checkpoint, state = %name, ms = started.elapsed().as_millis() as u64, "state snapshot encoded");
@@ -744,14 +744,18 @@ impl<'o> Pipeline<'o> {
         &mut self,
         out: &mut impl io::Write,
     ) -> Result<(SnapshotMeta, u64), SnapshotError> {
-        let (meta, encoded) = self.encode_snapshot()?;
+        let (meta, encoded) = self.encode_snapshot_into(Vec::new())?;
         let bytes = encoded.write_to(out)?;
         Ok((meta, bytes))
     }
 
     /// [`Pipeline::write_snapshot`]'s part that needs the pipeline: the
-    /// snapshot encoded, to be compressed and written elsewhere.
-    pub fn encode_snapshot(&mut self) -> Result<(SnapshotMeta, EncodedSnapshot), SnapshotError> {
+    /// snapshot encoded (into `buffer`), to be compressed and written
+    /// elsewhere.
+    fn encode_snapshot_into(
+        &mut self,
+        buffer: Vec<u8>,
+    ) -> Result<(SnapshotMeta, EncodedSnapshot), SnapshotError> {
         self.process_ready()?;
         self.score_batch()?;
         let mut sinks = Vec::new();
@@ -783,7 +787,7 @@ impl<'o> Pipeline<'o> {
             counts,
             sinks,
         };
-        let encoded = EncodedSnapshot::encode(&body)?;
+        let encoded = EncodedSnapshot::encode(&body, buffer)?;
         Ok((meta, encoded))
     }
 

@@ -71,6 +71,11 @@ pub trait StateStore {
     ) -> io::Result<String>;
     /// Waits until every snapshot saved so far is durable.
     fn flush(&mut self) -> io::Result<()>;
+    /// A buffer to encode the next snapshot into (the last one's, if the
+    /// store has it back).
+    fn buffer(&mut self) -> io::Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
 }
 
 pub trait DeadLetterSink {

@@ -167,11 +167,22 @@ pub struct EncodedSnapshot {
 }
 
 impl EncodedSnapshot {
-    /// Encodes `body`.
-    pub(crate) fn encode(body: &BodyRef<'_>) -> Result<EncodedSnapshot, SnapshotError> {
+    /// Encodes `body` into `buffer` (emptied first; a store hands back the
+    /// last snapshot's, so that tens of MB are not allocated at every
+    /// checkpoint).
+    pub(crate) fn encode(
+        body: &BodyRef<'_>,
+        mut buffer: Vec<u8>,
+    ) -> Result<EncodedSnapshot, SnapshotError> {
+        buffer.clear();
         let encoded =
-            postcard::to_allocvec(body).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+            postcard::to_extend(body, buffer).map_err(|e| SnapshotError::Decode(e.to_string()))?;
         Ok(EncodedSnapshot { encoded })
+    }
+
+    /// The buffer, for the next snapshot.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.encoded
     }
 
     /// Bytes before compression.
@@ -286,12 +297,15 @@ pub struct SnapshotDir {
     writer: Option<SnapshotWriter>,
     /// A snapshot handed to the writer whose outcome is not yet known.
     in_flight: bool,
+    /// The buffer of the last snapshot written, for the next one.
+    spare: Vec<u8>,
 }
 
 /// The writer thread and its two channels: snapshots in, outcomes out.
 struct SnapshotWriter {
     jobs: std::sync::mpsc::SyncSender<(u64, EncodedSnapshot)>,
-    outcomes: std::sync::mpsc::Receiver<io::Result<()>>,
+    /// Each outcome, with the snapshot's buffer back.
+    outcomes: std::sync::mpsc::Receiver<(io::Result<()>, Vec<u8>)>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -310,7 +324,7 @@ impl SnapshotDir {
                 move || {
                     for (checkpoint, snapshot) in incoming {
                         let outcome = keep_one(&dir, keep, checkpoint, &snapshot);
-                        if done.send(outcome).is_err() {
+                        if done.send((outcome, snapshot.into_buffer())).is_err() {
                             break;
                         }
                     }
@@ -324,6 +338,7 @@ impl SnapshotDir {
                 thread,
             }),
             in_flight: false,
+            spare: Vec::new(),
         })
     }
 
@@ -405,7 +420,14 @@ impl crate::sinks::StateStore for SnapshotDir {
             return Ok(());
         }
         let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;
-        writer.outcomes.recv().map_err(|_| Self::writer_gone())?
+        let (outcome, buffer) = writer.outcomes.recv().map_err(|_| Self::writer_gone())?;
+        self.spare = buffer;
+        outcome
+    }
+
+    fn buffer(&mut self) -> io::Result<Vec<u8>> {
+        self.flush()?;
+        Ok(std::mem::take(&mut self.spare))
     }
 }
 

@@ -8,7 +8,11 @@ catalog, and checks the rows against the run's summary.
 
 import json
 import os
+import signal
+import socket
 import subprocess
+import threading
+import time
 import uuid
 
 import pytest
@@ -143,3 +147,147 @@ def test_maintain_compacts_through_glue(lake, moto_endpoint, aws_env, tmp_path):
               .list_objects_v2(Bucket=bucket, Prefix="tables/authpulse.db/auth_events_curated/data/")
               .get("Contents", [])}
     assert stored == live
+
+
+class Outage:
+    """A TCP proxy in front of the local AWS server that can be taken down and
+    brought back on the same port. While it is down connections are refused
+    and open ones are cut, as when the server is stopped, while the server
+    itself keeps its buckets and catalog (moto keeps them in memory only)."""
+
+    def __init__(self, upstream):
+        import urllib.parse
+        self.upstream = urllib.parse.urlparse(upstream).port
+        self.connections = set()
+        self.lock = threading.Lock()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.up()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self):
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def down(self):
+        self.listener.close()
+        with self.lock:
+            for connection in self.connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                connection.close()
+            self.connections.clear()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections.update((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def test_a_run_rides_out_a_30_second_storage_outage(lake, moto_endpoint, aws_env, tmp_path):
+    """S3 and Glue become unreachable for 30 s in the middle of a following
+    run (commits every 200 ms). The run fails its commit, waits, resumes
+    in-process from the last commit once they are back, and in the end the
+    tables hold every event once with the scores of a run that saw no
+    outage."""
+    gen = authpulse("gen", "--users", "300", "--days", "3", "--events", "60000", "--campaigns", "2",
+                    "--kinds", "spray,burst", "--seed", "23", "-o", "events.csv", cwd=tmp_path, env={})
+    assert gen.returncode == 0, gen.stderr
+    lines = (tmp_path / "events.csv").read_text().splitlines(keepends=True)
+    half = len(lines) // 2
+    (tmp_path / "live.csv").write_text("".join(lines[:half]))
+    whole = authpulse("run", "events.csv", "--output", "whole", cwd=tmp_path, env={})
+    assert whole.returncode == 0, whole.stderr
+
+    _, options = lake
+    outage = Outage(moto_endpoint)
+    env = {**os.environ, **aws_env, "AWS_ENDPOINT_URL": outage.url, "AUTHPULSE_LOG": "info"}
+    command = [BIN, "run", "live.csv", "--output", "out", *options, "--commit-interval", "200ms"]
+    log = tmp_path / "follow.log"
+    with open(log, "w") as stderr:
+        child = subprocess.Popen([*command, "--follow"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=stderr, env=env, text=True)
+        try:
+            # Until every table has committed a checkpoint to resume from.
+            catalog = pyiceberg_glue(moto_endpoint)
+            tables = ["auth_events_raw", "auth_events_curated", "alerts", "user_behavior_hourly",
+                      "host_popularity_daily"]
+
+            def committed(name):
+                try:
+                    snapshot = catalog.load_table(f"authpulse.{name}").current_snapshot()
+                except Exception:  # not created yet
+                    return False
+                return snapshot is not None and "authpulse.progress" in snapshot.summary.additional_properties
+
+            deadline = time.monotonic() + 120
+            while not all(committed(name) for name in tables):
+                assert time.monotonic() < deadline and child.poll() is None, log.read_text()
+                time.sleep(0.2)
+            outage.down()
+            with open(tmp_path / "live.csv", "a") as f:
+                f.write("".join(lines[half:]))
+            time.sleep(30)
+            outage.up()
+            # Back: the run resumes and reads the rest.
+            deadline = time.monotonic() + 120
+            while "resuming where the last commit left off" not in log.read_text():
+                assert time.monotonic() < deadline and child.poll() is None, log.read_text()
+                time.sleep(0.2)
+            time.sleep(3)
+        finally:
+            child.send_signal(signal.SIGTERM)
+            stdout, _ = child.communicate(timeout=120)
+    text = log.read_text()
+    assert child.returncode == 0, text
+    assert "the run failed; resuming from the last commit after a pause" in text
+    # The stop left the events the watermark holds in the state: the same
+    # command without --follow finishes the input.
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = json.loads(whole.stdout.strip().splitlines()[-1])
+    assert summary["events_scored"] == expected["events_scored"]
+
+    def scores(table):
+        rows = table.scan(selected_fields=("event_id", "risk_score", "risk_level")).to_arrow().to_pylist()
+        return sorted((r["event_id"], r["risk_score"], r["risk_level"]) for r in rows)
+
+    from pyiceberg.catalog.sql import SqlCatalog
+    local = SqlCatalog("authpulse", uri=f"sqlite:///{tmp_path / 'whole' / 'catalog.db'}",
+                       warehouse=f"file://{tmp_path / 'whole' / 'warehouse'}")
+    want = scores(local.load_table("authpulse.auth_events_curated"))
+    got = scores(pyiceberg_glue(moto_endpoint).load_table("authpulse.auth_events_curated"))
+    assert len(want) == expected["events_scored"]
+    assert len({r[0] for r in got}) == len(got), "each event once"
+    assert got == want

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use authpulse::aws::AwsSettings;
 use authpulse::aws::checkpoint::{Checkpoint, ShardCheckpoint};
 use authpulse::aws::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
 use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig};
 use authpulse::aws::sns::{self, SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
+use authpulse::aws::{AwsSettings, Backoff};
 use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
@@ -124,6 +124,14 @@ pub struct RunArgs {
     /// exits at once.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub shutdown_timeout: std::time::Duration,
+    /// Once a run with tables and state has started scoring, how long it
+    /// keeps recovering from failures (storage unreachable, a data file or a
+    /// commit that failed): each time it waits (1 s, doubling up to 30 s) and
+    /// resumes in-process from the last commit, as a restart would. The
+    /// clock starts again after an attempt that ran five minutes. 0: fail at
+    /// once.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub recover_for: std::time::Duration,
     /// Start from the state `authpulse state build` wrote from historical
     /// events (windows, device history, host popularity, baselines, entity
     /// risk) instead of empty, so that the rules' burn-in is already behind.
@@ -161,6 +169,7 @@ impl RunArgs {
             warm_start: None,
             no_state: false,
             shutdown_timeout: std::time::Duration::from_secs(30),
+            recover_for: std::time::Duration::from_secs(300),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
         }
@@ -776,8 +785,70 @@ impl MetricsTicker {
     }
 }
 
-/// Runs the pipeline as `args` say and returns its summary.
+/// Runs the pipeline as `args` say and returns its summary. A run that
+/// resumes from its tables and fails after it started scoring is resumed
+/// again from the last commit, after a pause, for `--recover-for`.
 pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
+    const PAUSE: Backoff = Backoff {
+        base: std::time::Duration::from_secs(1),
+        cap: std::time::Duration::from_secs(30),
+    };
+    // An attempt that ran this long was not failing: the budget starts over.
+    const HEALTHY: std::time::Duration = std::time::Duration::from_secs(300);
+    let stop = shell::stop_on_signals()?;
+    let resumable = !args.no_lakehouse
+        && !args.no_state
+        && (args.aws.source.is_some() || args.input().as_os_str() != "-");
+    let mut failing_since: Option<std::time::Instant> = None;
+    let mut attempt = 0;
+    loop {
+        let mut started = false;
+        let began = std::time::Instant::now();
+        let error = match score_once(args, &mut started) {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => error,
+        };
+        if began.elapsed() >= HEALTHY {
+            (failing_since, attempt) = (None, 0);
+        }
+        // A run that never got going has a problem a pause does not cure
+        // (a wrong path, bucket or policy): it fails at once.
+        let recovering = failing_since.is_some() || started;
+        let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+        if !resumable
+            || !recovering
+            || args.recover_for.is_zero()
+            || stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(error);
+        }
+        if since.elapsed() >= args.recover_for {
+            let tried = std::time::Duration::from_secs(since.elapsed().as_secs());
+            return Err(error.context(format!(
+                "gave up after recovering for {}",
+                humantime::format_duration(tried)
+            )));
+        }
+        let pause = PAUSE.delay(attempt, || 1.0);
+        tracing::warn!(
+            error = format!("{error:#}"),
+            attempt = attempt + 1,
+            pause_s = pause.as_secs(),
+            "the run failed; resuming from the last commit after a pause"
+        );
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(error);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        attempt += 1;
+    }
+}
+
+/// One attempt at [`score`]; sets `started` once it scores.
+fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
     let (policy, policy_path) = resolve_policy(args.policy.as_deref())?;
     tracing::info!(policy = %policy.origin, "policy loaded");
     std::fs::create_dir_all(&args.output)
@@ -1035,6 +1106,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     }
 
     let bar = progress::bar(size, "bytes");
+    *started = true;
     pipeline::consume(&mut pipeline, source.as_mut(), &stop, |pipeline, source| {
         bar.set_position(source.bytes_consumed());
         bar.set_message(format!("{} events", pipeline.events_read()));
