@@ -53,6 +53,16 @@ impl Interner {
         (id, true)
     }
 
+    /// The id of `name` if it is interned.
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<NameId> {
+        match pack(name) {
+            Some(key) => self.short.get(&key),
+            None => self.long.get(name),
+        }
+        .copied()
+    }
+
     /// Orders two interned names as their bytes would (fast path: 8-byte prefixes).
     #[inline]
     pub fn cmp_names(&self, a: NameId, b: NameId) -> std::cmp::Ordering {

@@ -11,12 +11,13 @@
 //! user and per computer) -> `alerts` (incidents, published as they open,
 //! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
 //! file, `reload` swaps it while running, `metrics` keeps what publishers
-//! report, `snapshot` writes and reads the whole state.
+//! report, `snapshot` writes and reads the whole state, `limits` bounds it.
 
 pub mod alerts;
 pub mod entity;
 pub mod event;
 pub mod input;
+pub mod limits;
 pub mod metrics;
 pub mod order;
 pub mod pipeline;

@@ -61,6 +61,9 @@ pub enum Admission {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrdererSnapshot {
     pub max_time: Option<i64>,
+    /// Events before it are late whatever the lateness: the earliest held
+    /// events were released early (too many held).
+    pub floor: Option<i64>,
     pub held: Vec<Pending>,
 }
 
@@ -73,6 +76,12 @@ pub struct Orderer {
     buckets: VecDeque<Vec<Pending>>,
     spare: Vec<Vec<Pending>>,
     held: FxHashSet<u128>,
+    /// See [`OrdererSnapshot::floor`].
+    floor: Option<i64>,
+    /// Held events past which the earliest are released early.
+    max_held: usize,
+    /// Events released early since last taken.
+    forced: u64,
 }
 
 impl Orderer {
@@ -85,12 +94,27 @@ impl Orderer {
             buckets: VecDeque::new(),
             spare: Vec::new(),
             held: FxHashSet::default(),
+            floor: None,
+            max_held: crate::limits::StateLimits::default().max_held_events,
+            forced: 0,
         }
     }
 
-    /// Latest event time minus the lateness: older events are late.
+    /// Holds at most `max` events (see [`crate::limits::StateLimits`]).
+    pub fn set_max_held(&mut self, max: usize) {
+        self.max_held = max.max(1);
+    }
+
+    /// Events released early since the last call.
+    pub fn take_forced_releases(&mut self) -> u64 {
+        std::mem::take(&mut self.forced)
+    }
+
+    /// Latest event time minus the lateness (or the floor, if higher):
+    /// older events are late.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_time.map(|m| m - self.lateness)
+        self.max_time
+            .map(|m| (m - self.lateness).max(self.floor.unwrap_or(i64::MIN)))
     }
 
     /// The latest event time accepted so far.
@@ -132,7 +156,23 @@ impl Orderer {
             self.release_before(event.event_time - self.lateness, names, out);
         }
         self.hold(event);
+        if self.held.len() > self.max_held {
+            self.release_earliest(names, out);
+        }
         Admission::Accepted
+    }
+
+    /// Too many held: releases the earliest second's events and raises the
+    /// floor past it, so that nothing is scored before what was released.
+    #[cold]
+    fn release_earliest(&mut self, names: (&Interner, &Interner), out: &mut Vec<Pending>) {
+        let Some(earliest) = self.earliest_held() else {
+            return;
+        };
+        let before = out.len();
+        self.release_before(earliest + 1, names, out);
+        self.forced += (out.len() - before) as u64;
+        self.floor = Some(self.floor.unwrap_or(i64::MIN).max(earliest + 1));
     }
 
     /// What a state snapshot keeps: the latest event time and the events
@@ -140,6 +180,7 @@ impl Orderer {
     pub fn snapshot(&self) -> OrdererSnapshot {
         OrdererSnapshot {
             max_time: self.max_time,
+            floor: self.floor,
             held: self.buckets.iter().flatten().copied().collect(),
         }
     }
@@ -148,6 +189,7 @@ impl Orderer {
     pub fn restore(lateness_s: u64, snapshot: OrdererSnapshot) -> Orderer {
         let mut orderer = Orderer::new(lateness_s);
         orderer.max_time = snapshot.max_time;
+        orderer.floor = snapshot.floor;
         for event in snapshot.held {
             if orderer.held.insert(event.key()) {
                 orderer.hold(event);

@@ -23,6 +23,7 @@ use crate::alerts::{Alert, AlertEngine, AlertStatus};
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
 use crate::event::{Interner, NameId, TimeBase};
 use crate::input::{self, Format, Frontier, Line, Record, Reject, Source};
+use crate::limits::{Cap, CapHits, StateLimits};
 use crate::metrics::{LagHistogram, MetricsSnapshot};
 use crate::order::{Admission, Orderer, Pending};
 use crate::policy::{Policy, PolicyError, RiskLevel};
@@ -53,6 +54,8 @@ pub struct PipelineOptions {
     /// its batch to fill before the batch is scored anyway: what a slow
     /// stream adds to an alert's latency.
     pub max_batch_delay: std::time::Duration,
+    /// Bounds on the state.
+    pub limits: StateLimits,
 }
 
 impl Default for PipelineOptions {
@@ -64,6 +67,7 @@ impl Default for PipelineOptions {
             engine: Engine::Wasm,
             commit_interval: None,
             max_batch_delay: std::time::Duration::from_millis(50),
+            limits: StateLimits::default(),
         }
     }
 }
@@ -109,6 +113,9 @@ struct Counters {
     /// Lag (event time to reading) of events read since the last metrics
     /// snapshot.
     lag: LagHistogram,
+    /// Times each state limit was hit, and as of the last checkpoint's log.
+    caps: CapHits,
+    caps_logged: CapHits,
 }
 
 /// How each policy swap went, in order (for `bench --reload`).
@@ -145,6 +152,8 @@ pub struct Summary {
     /// history, host popularity, baselines and entity risk.
     #[serde(default)]
     pub state_bytes: u64,
+    /// Times each state limit was hit ([`crate::limits`]).
+    pub state_caps: BTreeMap<String, u64>,
     pub policy_version: String,
     /// Per rule (by id, across reloads): mode, evaluations, hits, failures,
     /// time spent.
@@ -225,8 +234,12 @@ impl<'o> Pipeline<'o> {
         let allow_computers = intern_all(&mut computers, &policy.file.allowlist.computers);
         let format = (options.format != Format::Auto).then_some(options.format);
         let entity_risk = &policy.file.entity_risk;
+        let mut orderer = Orderer::new(policy.file.watermark.allowed_lateness.as_secs());
+        orderer.set_max_held(options.limits.max_held_events);
+        let mut state = EngineState::default();
+        state.set_max_window_events(options.limits.max_window_events);
         Ok(Pipeline {
-            orderer: Orderer::new(policy.file.watermark.allowed_lateness.as_secs()),
+            orderer,
             entities: EntityRisk::new(
                 entity_risk.window.as_secs(),
                 entity_risk.half_life.as_secs(),
@@ -243,7 +256,7 @@ impl<'o> Pipeline<'o> {
             computers,
             allow_users,
             allow_computers,
-            state: EngineState::default(),
+            state,
             ready: Vec::new(),
             batch: Batch::default(),
             counters: Counters::default(),
@@ -415,10 +428,29 @@ impl<'o> Pipeline<'o> {
         self.counters
             .lag
             .record(self.ingest_clock - record.event_time);
+        let limits = self.options.limits;
+        let user = if self.users.len() < limits.max_users {
+            self.users.intern(record.user).0
+        } else {
+            match self.users.get(record.user) {
+                Some(id) => id,
+                None => return self.refuse_at_cap(line_no, raw, Cap::Users, limits.max_users),
+            }
+        };
+        let computer = if self.computers.len() < limits.max_computers {
+            self.computers.intern(record.computer).0
+        } else {
+            match self.computers.get(record.computer) {
+                Some(id) => id,
+                None => {
+                    return self.refuse_at_cap(line_no, raw, Cap::Computers, limits.max_computers);
+                }
+            }
+        };
         let mut pending = Pending {
             event_time: record.event_time,
-            user: self.users.intern(record.user).0,
-            computer: self.computers.intern(record.computer).0,
+            user,
+            computer,
             ingestion_time: record.ingestion_time.unwrap_or(self.ingest_clock),
             event_id: record.event_id,
         };
@@ -475,6 +507,63 @@ impl<'o> Pipeline<'o> {
         Ok(())
     }
 
+    /// A new user or computer past its limit: dead-lettered and counted.
+    #[cold]
+    fn refuse_at_cap(
+        &mut self,
+        line_no: u64,
+        raw: &[u8],
+        cap: Cap,
+        limit: usize,
+    ) -> io::Result<()> {
+        self.cap_hit(cap, 1);
+        self.reject(line_no, raw, Reject::StateCap { cap, limit })
+    }
+
+    /// Counts `n` hits of `cap`; the first is logged at once, the rest at
+    /// each checkpoint ([`Pipeline::log_caps`]).
+    fn cap_hit(&mut self, cap: Cap, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if self.counters.caps.get(cap) == 0 {
+            let limits = self.options.limits;
+            let limit = match cap {
+                Cap::Users => limits.max_users,
+                Cap::Computers => limits.max_computers,
+                Cap::WindowEvents => limits.max_window_events,
+                Cap::HeldEvents => limits.max_held_events,
+            };
+            tracing::warn!(
+                cap = cap.name(),
+                limit,
+                effect = cap.effect(),
+                "a state limit was reached"
+            );
+            self.counters.caps_logged.add(cap, n);
+        }
+        self.counters.caps.add(cap, n);
+    }
+
+    /// Logs the limits hit again since the last time.
+    fn log_caps(&mut self) {
+        for cap in Cap::ALL {
+            let (total, logged) = (
+                self.counters.caps.get(cap),
+                self.counters.caps_logged.get(cap),
+            );
+            if total > logged {
+                tracing::warn!(
+                    cap = cap.name(),
+                    since_last = total - logged,
+                    total,
+                    "still at a state limit"
+                );
+                self.counters.caps_logged.add(cap, total - logged);
+            }
+        }
+    }
+
     fn reject(&mut self, line_no: u64, raw: &[u8], reject: Reject) -> io::Result<()> {
         if reject.is_late() {
             self.counters.late += 1;
@@ -497,6 +586,8 @@ impl<'o> Pipeline<'o> {
 
     /// Computes features for released events, scoring each full batch.
     fn process_ready(&mut self) -> io::Result<()> {
+        let forced = self.orderer.take_forced_releases();
+        self.cap_hit(Cap::HeldEvents, forced);
         let mut ready = std::mem::take(&mut self.ready);
         for event in ready.drain(..) {
             let features = self
@@ -512,6 +603,8 @@ impl<'o> Pipeline<'o> {
             }
         }
         self.ready = ready;
+        let trimmed = self.state.take_window_trims();
+        self.cap_hit(Cap::WindowEvents, trimmed);
         Ok(())
     }
 
@@ -696,6 +789,7 @@ impl<'o> Pipeline<'o> {
     }
 
     fn checkpoint_sinks(&mut self, progress: &Progress) -> io::Result<()> {
+        self.log_caps();
         if let Some(received) = self.outputs.received.as_deref_mut() {
             received.checkpoint(progress)?;
         }
@@ -821,7 +915,11 @@ impl<'o> Pipeline<'o> {
             self.policy.file.watermark.allowed_lateness.as_secs(),
             body.orderer,
         );
+        self.orderer
+            .set_max_held(self.options.limits.max_held_events);
         self.state = body.state;
+        self.state
+            .set_max_window_events(self.options.limits.max_window_events);
         let entity_risk = &self.policy.file.entity_risk;
         self.entities = body.entities;
         self.entities.reconfigure(
@@ -869,6 +967,7 @@ impl<'o> Pipeline<'o> {
             policy_reloads: c.policy_reloads,
             policy_reloads_refused: c.policy_reloads_refused,
             rules: rules.into_iter().collect(),
+            state_caps: c.caps,
         }
     }
 
@@ -892,6 +991,8 @@ impl<'o> Pipeline<'o> {
             .collect();
         c.policy_reloads = counts.policy_reloads;
         c.policy_reloads_refused = counts.policy_reloads_refused;
+        c.caps = counts.state_caps;
+        c.caps_logged = counts.state_caps;
         // Totals so far count as a retired rule set's: the summary adds the
         // current rules' counts from here on.
         c.retired_rules = counts
@@ -1014,6 +1115,10 @@ impl<'o> Pipeline<'o> {
             computers: self.computers.len() as u64,
             device_pairs: self.state.device_pairs() as u64,
             state_bytes: (self.state.heap_bytes() + self.entities.heap_bytes()) as u64,
+            state_caps: Cap::ALL
+                .iter()
+                .map(|cap| (cap.name().to_string(), c.caps.get(*cap)))
+                .collect(),
             policy_version: self.rules.version.clone(),
             rules,
             policy_reloads: c.policy_reloads,

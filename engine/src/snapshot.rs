@@ -36,7 +36,8 @@ use crate::rules::RuleReport;
 use crate::state::EngineState;
 
 /// What this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the orderer's floor and the state limits' counts.
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"APSTATE\0";
 
@@ -114,6 +115,8 @@ pub struct Counts {
     pub policy_reloads_refused: u64,
     /// Per rule id, its totals so far (all policy versions).
     pub rules: Vec<(String, RuleReport)>,
+    /// Times each state limit was hit.
+    pub state_caps: crate::limits::CapHits,
 }
 
 /// Everything a snapshot holds, in format order. Owned when read; the

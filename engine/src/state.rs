@@ -211,9 +211,36 @@ pub struct EngineState {
     hosts: Vec<HostState>,
     devices: Vec<Device>,
     device_index: FxHashMap<u64, u32>,
+    /// The pipeline's bound on a user's window (not part of a snapshot).
+    #[serde(skip)]
+    max_window: MaxWindow,
+    /// Entries that left a window early for it, since last taken.
+    #[serde(skip)]
+    trimmed: u64,
+}
+
+/// [`crate::limits::StateLimits::max_window_events`], its default until the
+/// pipeline sets it.
+#[derive(Clone, Copy)]
+struct MaxWindow(usize);
+
+impl Default for MaxWindow {
+    fn default() -> Self {
+        MaxWindow(crate::limits::StateLimits::default().max_window_events)
+    }
 }
 
 impl EngineState {
+    /// Bounds each user's window to `max` events.
+    pub fn set_max_window_events(&mut self, max: usize) {
+        self.max_window = MaxWindow(max.max(1));
+    }
+
+    /// Window entries that left early since the last call.
+    pub fn take_window_trims(&mut self) -> u64 {
+        std::mem::take(&mut self.trimmed)
+    }
+
     /// Number of distinct (user, computer) pairs seen.
     pub fn device_pairs(&self) -> usize {
         self.devices.len()
@@ -333,6 +360,10 @@ impl EngineState {
             device: device_id,
             seq,
         });
+        if user_state.window.len() > self.max_window.0 {
+            trim_oldest(user_state, devices);
+            self.trimmed += 1;
+        }
         user_state.due = user_state.due.min(time + HOUR);
         user_state.next_seq = seq.wrapping_add(1);
         let gap = if user_state.logins == 0 {
@@ -433,6 +464,31 @@ fn expire(user: &mut UserState, devices: &[Device], now: i64) {
     let capacity = user.window.capacity();
     if capacity > 256 && user.window.len() < capacity / 4 {
         user.window.shrink_to(user.window.len() * 2);
+    }
+    user.due = due(
+        user.window.get(user.hour_start).map(|e| e.time),
+        user.window.front().map(|e| e.time),
+    );
+}
+
+/// Lets the oldest entry of a full window leave before its time, as if it had
+/// expired: the counts stay those of the entries still in the window. If it
+/// was its computer's latest occurrence, the next one enters the windows
+/// again.
+#[cold]
+fn trim_oldest(user: &mut UserState, devices: &mut [Device]) {
+    let Some(entry) = user.window.pop_front() else {
+        return;
+    };
+    if user.hour_start == 0 {
+        leave(entry, devices, &mut user.distinct_1h, &mut user.new_1h);
+    } else {
+        user.hour_start -= 1;
+    }
+    leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);
+    let device = &mut devices[entry.device as usize];
+    if device.last_seq == entry.seq {
+        device.last_seen = i64::MIN;
     }
     user.due = due(
         user.window.get(user.hour_start).map(|e| e.time),
@@ -553,6 +609,48 @@ mod tests {
             "computer 0 is in the history forever"
         );
         assert_eq!((s.first_seen(0, 1), s.first_seen(1, 0)), (Some(20), None));
+    }
+
+    proptest! {
+        /// With a bounded window, the counts stay those of the entries
+        /// still in it, whatever leaves early: logins, distinct and new
+        /// computers per hour and day, recounted from the window.
+        #[test]
+        fn a_bounded_window_counts_what_it_holds(
+            max in 1usize..6,
+            events in proptest::collection::vec((0i64..600, 0u32..4), 1..200),
+        ) {
+            let mut s = EngineState::default();
+            s.set_max_window_events(max);
+            let mut time = 0;
+            for (step, computer) in events {
+                time += step;
+                let f = s.observe(time, 0, computer);
+                let user = &s.users[0];
+                prop_assert!(user.window.len() <= max);
+                prop_assert_eq!(f.user_logins_24h as usize, user.window.len());
+                let recount = |entries: &[WindowEntry]| {
+                    let mut distinct = std::collections::HashSet::new();
+                    let mut new = 0;
+                    for e in entries {
+                        let device = &s.devices[e.device as usize];
+                        distinct.insert(e.device);
+                        new += u32::from(device.first_seq == e.seq);
+                    }
+                    (distinct.len() as u32, new)
+                };
+                let window: Vec<WindowEntry> = user.window.iter().copied().collect();
+                let hour = &window[user.hour_start..];
+                prop_assert_eq!(
+                    (f.user_distinct_computers_24h, f.user_new_computers_24h),
+                    recount(&window)
+                );
+                prop_assert_eq!(
+                    (f.user_distinct_computers_1h, f.user_new_computers_1h),
+                    recount(hour)
+                );
+            }
+        }
     }
 
     #[test]

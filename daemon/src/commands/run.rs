@@ -18,6 +18,7 @@ use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::writer::WriterStats;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
+use authpulse_engine::limits::StateLimits;
 use authpulse_engine::metrics::MetricsSnapshot;
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
@@ -132,6 +133,8 @@ pub struct RunArgs {
     /// once.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub recover_for: std::time::Duration,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Start from the state `authpulse state build` wrote from historical
     /// events (windows, device history, host popularity, baselines, entity
     /// risk) instead of empty, so that the rules' burn-in is already behind.
@@ -170,6 +173,7 @@ impl RunArgs {
             no_state: false,
             shutdown_timeout: std::time::Duration::from_secs(30),
             recover_for: std::time::Duration::from_secs(300),
+            limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
         }
@@ -190,6 +194,50 @@ impl RunArgs {
         self.dead_letter
             .clone()
             .unwrap_or_else(|| self.output.join("dead-letter.jsonl"))
+    }
+}
+
+/// Bounds on the engine's state (docs/state.md#limits). Hitting one is
+/// counted (`state_caps` in the summary) and logged.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LimitArgs {
+    /// Users kept; an event of a new user past it is dead-lettered
+    /// (`state_cap_users`).
+    #[arg(long, default_value_t = StateLimits::default().max_users)]
+    pub max_users: usize,
+    /// Computers kept; an event on a new computer past it is dead-lettered
+    /// (`state_cap_computers`).
+    #[arg(long, default_value_t = StateLimits::default().max_computers)]
+    pub max_computers: usize,
+    /// Events kept in one user's 24 h window; past it the oldest leave early.
+    #[arg(long, default_value_t = StateLimits::default().max_window_events)]
+    pub max_window_events: usize,
+    /// Events the watermark holds for ordering; past it the earliest are
+    /// released early (and later ones of that second are late).
+    #[arg(long, default_value_t = StateLimits::default().max_held_events)]
+    pub max_held_events: usize,
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        let limits = StateLimits::default();
+        LimitArgs {
+            max_users: limits.max_users,
+            max_computers: limits.max_computers,
+            max_window_events: limits.max_window_events,
+            max_held_events: limits.max_held_events,
+        }
+    }
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> StateLimits {
+        StateLimits {
+            max_users: self.max_users,
+            max_computers: self.max_computers,
+            max_window_events: self.max_window_events,
+            max_held_events: self.max_held_events,
+        }
     }
 }
 
@@ -1051,6 +1099,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         commit_interval: args
             .commit_interval
             .or(live.then_some(std::time::Duration::from_secs(5))),
+        limits: args.limits.limits(),
         ..PipelineOptions::default()
     };
     let mut state_dir = if args.no_state {

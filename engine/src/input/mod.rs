@@ -144,12 +144,18 @@ pub enum Reject {
         event_time: i64,
         watermark: i64,
     },
+    /// A new user or computer while the state holds as many as it may
+    /// ([`crate::limits::StateLimits`]).
+    StateCap {
+        cap: crate::limits::Cap,
+        limit: usize,
+    },
 }
 
 impl Reject {
     /// Short, stable name for counters and dead-letter `kind`.
     /// Every [`Reject::kind`].
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 12] = [
         "not_utf8",
         "line_too_long",
         "field_count",
@@ -160,6 +166,8 @@ impl Reject {
         "bad_json",
         "bad_event_id",
         "late",
+        "state_cap_users",
+        "state_cap_computers",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -174,6 +182,11 @@ impl Reject {
             Reject::BadJson(_) => "bad_json",
             Reject::BadEventId => "bad_event_id",
             Reject::Late { .. } => "late",
+            Reject::StateCap {
+                cap: crate::limits::Cap::Users,
+                ..
+            } => "state_cap_users",
+            Reject::StateCap { .. } => "state_cap_computers",
         }
     }
 
@@ -210,6 +223,11 @@ impl fmt::Display for Reject {
                 "late: event time {} is before the watermark {}",
                 crate::event::format_time(*event_time),
                 crate::event::format_time(*watermark)
+            ),
+            Reject::StateCap { cap, limit } => write!(
+                f,
+                "the state already holds {limit} {} (the limit): a new one is not taken in",
+                cap.name()
             ),
         }
     }
