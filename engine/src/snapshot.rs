@@ -283,20 +283,81 @@ pub fn write_atomically<T>(
     Ok(value)
 }
 
-/// Keeps each checkpoint's snapshot as a file in a directory
-/// (`checkpoint-NNNNNNNNNN.apstate`), written to a temporary file, synced
-/// and renamed into place, so that a crash leaves whole snapshots only; the
-/// latest `keep` are kept.
+/// Where snapshot files are kept: a local directory ([`LocalFiles`]), or an
+/// object store beside the warehouse (the daemon's S3 files).
+pub trait SnapshotFiles: Send + Sync + 'static {
+    /// Stores `name` whole, written by `write`: a crash leaves the old file
+    /// (or none) or the new one, never part of one. Returns its size.
+    fn put(
+        &self,
+        name: &str,
+        write: &dyn Fn(&mut dyn Write) -> Result<u64, SnapshotError>,
+    ) -> io::Result<u64>;
+    fn exists(&self, name: &str) -> io::Result<bool>;
+    /// Removes `name`; one that is not there is no error.
+    fn delete(&self, name: &str) -> io::Result<()>;
+    fn open(&self, name: &str) -> io::Result<Box<dyn Read>>;
+    /// Where `name` is, for messages.
+    fn location(&self, name: &str) -> String;
+}
+
+/// Snapshot files in a local directory, each written to a hidden temporary
+/// file, synced and renamed into place.
+pub struct LocalFiles {
+    dir: std::path::PathBuf,
+}
+
+impl LocalFiles {
+    /// Creates `dir` if need be.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> io::Result<LocalFiles> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        Ok(LocalFiles { dir })
+    }
+}
+
+impl SnapshotFiles for LocalFiles {
+    fn put(
+        &self,
+        name: &str,
+        write: &dyn Fn(&mut dyn Write) -> Result<u64, SnapshotError>,
+    ) -> io::Result<u64> {
+        Ok(write_atomically(&self.dir.join(name), |out| write(out))?)
+    }
+
+    fn exists(&self, name: &str) -> io::Result<bool> {
+        self.dir.join(name).try_exists()
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn open(&self, name: &str) -> io::Result<Box<dyn Read>> {
+        let file = std::fs::File::open(self.dir.join(name))?;
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, file)))
+    }
+
+    fn location(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+/// Keeps each checkpoint's snapshot (`checkpoint-NNNNNNNNNN.apstate`) in
+/// [`SnapshotFiles`]; the latest `keep` are kept.
 ///
 /// A snapshot is compressed and written by a thread of the store's own
 /// while the pipeline goes on; the next save (or [`StateStore::flush`])
 /// waits for it. A crash can therefore leave a checkpoint committed in the
 /// tables whose snapshot never landed: a resumed run then starts from the
-/// latest checkpoint whose snapshot did (the ones before are still kept).
+/// latest checkpoint whose snapshot did ([`SnapshotStore::latest_kept`]).
 ///
 /// [`StateStore::flush`]: crate::sinks::StateStore::flush
-pub struct SnapshotDir {
-    dir: std::path::PathBuf,
+pub struct SnapshotStore {
+    files: std::sync::Arc<dyn SnapshotFiles>,
     writer: Option<SnapshotWriter>,
     /// A snapshot handed to the writer whose outcome is not yet known.
     in_flight: bool,
@@ -312,29 +373,28 @@ struct SnapshotWriter {
     thread: std::thread::JoinHandle<()>,
 }
 
-impl SnapshotDir {
-    /// Creates `dir` if need be, and the thread that writes into it.
-    pub fn new(dir: impl Into<std::path::PathBuf>, keep: usize) -> io::Result<SnapshotDir> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+impl SnapshotStore {
+    /// Keeps the latest `keep` snapshots in `files`; starts the thread that
+    /// writes them.
+    pub fn new(files: std::sync::Arc<dyn SnapshotFiles>, keep: usize) -> io::Result<SnapshotStore> {
+        let keep = keep.max(1) as u64;
         let (jobs, incoming) = std::sync::mpsc::sync_channel::<(u64, EncodedSnapshot)>(1);
         let (done, outcomes) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("authpulse-snapshot".into())
             .spawn({
-                let dir = dir.clone();
-                let keep = keep.max(1);
+                let files = std::sync::Arc::clone(&files);
                 move || {
                     for (checkpoint, snapshot) in incoming {
-                        let outcome = keep_one(&dir, keep, checkpoint, &snapshot);
+                        let outcome = keep_one(files.as_ref(), keep, checkpoint, &snapshot);
                         if done.send((outcome, snapshot.into_buffer())).is_err() {
                             break;
                         }
                     }
                 }
             })?;
-        Ok(SnapshotDir {
-            dir,
+        Ok(SnapshotStore {
+            files,
             writer: Some(SnapshotWriter {
                 jobs,
                 outcomes,
@@ -345,8 +405,13 @@ impl SnapshotDir {
         })
     }
 
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
+    /// In a local directory (created if need be).
+    pub fn local(dir: impl Into<std::path::PathBuf>, keep: usize) -> io::Result<SnapshotStore> {
+        SnapshotStore::new(std::sync::Arc::new(LocalFiles::new(dir)?), keep)
+    }
+
+    pub fn files(&self) -> &std::sync::Arc<dyn SnapshotFiles> {
+        &self.files
     }
 
     /// The name of checkpoint `checkpoint`'s snapshot.
@@ -354,17 +419,19 @@ impl SnapshotDir {
         format!("checkpoint-{checkpoint:010}.apstate")
     }
 
-    /// The checkpoint a snapshot name stands for.
-    pub fn checkpoint_of(name: &str) -> Option<u64> {
-        name.strip_prefix("checkpoint-")?
-            .strip_suffix(".apstate")?
-            .parse()
-            .ok()
-    }
-
-    /// The snapshots kept, oldest first.
-    pub fn list(&self) -> io::Result<Vec<String>> {
-        kept_in(&self.dir)
+    /// The latest checkpoint at or before `checkpoint` whose snapshot is
+    /// kept (of the `keep` a store keeps), if any.
+    pub fn latest_kept(
+        files: &dyn SnapshotFiles,
+        checkpoint: u64,
+        keep: u64,
+    ) -> io::Result<Option<u64>> {
+        for candidate in (checkpoint.saturating_sub(keep.max(1))..=checkpoint).rev() {
+            if candidate > 0 && files.exists(&Self::name_of(candidate))? {
+                return Ok(Some(candidate));
+            }
+        }
+        Ok(None)
     }
 
     fn writer_gone() -> io::Error {
@@ -372,41 +439,31 @@ impl SnapshotDir {
     }
 }
 
-/// Writes checkpoint `checkpoint`'s snapshot into `dir` and removes all but
-/// the latest `keep`.
+/// Writes checkpoint `checkpoint`'s snapshot and removes the one that falls
+/// out of the latest `keep`.
 fn keep_one(
-    dir: &std::path::Path,
-    keep: usize,
+    files: &dyn SnapshotFiles,
+    keep: u64,
     checkpoint: u64,
     snapshot: &EncodedSnapshot,
 ) -> io::Result<()> {
     let started = std::time::Instant::now();
-    let path = dir.join(SnapshotDir::name_of(checkpoint));
-    let bytes = write_atomically(&path, |out| snapshot.write_to(out))?;
-    let kept = kept_in(dir)?;
-    for old in &kept[..kept.len().saturating_sub(keep)] {
-        std::fs::remove_file(dir.join(old))?;
+    let name = SnapshotStore::name_of(checkpoint);
+    let bytes = files.put(&name, &|out| snapshot.write_to(out))?;
+    if checkpoint > keep {
+        files.delete(&SnapshotStore::name_of(checkpoint - keep))?;
     }
     tracing::debug!(
         checkpoint,
         bytes,
         ms = started.elapsed().as_millis() as u64,
+        location = %files.location(&name),
         "state snapshot written"
     );
     Ok(())
 }
 
-/// The checkpoint snapshots in `dir`, oldest first.
-pub fn kept_in(dir: &std::path::Path) -> io::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| SnapshotDir::checkpoint_of(name).is_some())
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
-impl crate::sinks::StateStore for SnapshotDir {
+impl crate::sinks::StateStore for SnapshotStore {
     fn save(&mut self, checkpoint: u64, snapshot: EncodedSnapshot) -> io::Result<String> {
         self.flush()?;
         let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;
@@ -434,7 +491,7 @@ impl crate::sinks::StateStore for SnapshotDir {
     }
 }
 
-impl Drop for SnapshotDir {
+impl Drop for SnapshotStore {
     fn drop(&mut self) {
         if let Err(e) = crate::sinks::StateStore::flush(self) {
             tracing::warn!(error = %e, "the last state snapshot was not written");

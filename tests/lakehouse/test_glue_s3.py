@@ -271,6 +271,14 @@ def test_a_run_rides_out_a_30_second_storage_outage(lake, moto_endpoint, aws_env
     text = log.read_text()
     assert child.returncode == 0, text
     assert "the run failed; resuming from the last commit after a pause" in text
+    # The state snapshots live beside the tables on S3, not on this host.
+    assert "state=s3://" in text, text
+    assert not (tmp_path / "out" / "state").exists()
+    bucket, _ = lake
+    keys = [o["Key"] for o in boto3_client("s3", moto_endpoint).list_objects_v2(
+        Bucket=bucket, Prefix="tables/")["Contents"]]
+    kept = [k for k in keys if "/state/checkpoint-" in k]
+    assert 1 <= len(kept) <= 3, kept
     # The stop left the events the watermark holds in the state: the same
     # command without --follow finishes the input.
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env)

@@ -10,7 +10,7 @@ use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::sinks::Collect;
-use authpulse_engine::snapshot::SnapshotError;
+use authpulse_engine::snapshot::{self, SnapshotError};
 use common::{comparable, generate_kinds, score_default};
 use proptest::prelude::*;
 
@@ -158,15 +158,18 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
             error,
             SnapshotError::Version {
                 found: 7,
-                supported: 1
+                supported: snapshot::FORMAT_VERSION
             }
         ),
         "{error}"
     );
     assert_eq!(
         error.to_string(),
-        "state snapshot format version 7, but this build reads version 1: start without it \
-         (the state is rebuilt from the input) or with the release that wrote it"
+        format!(
+            "state snapshot format version 7, but this build reads version {}: start without it \
+             (the state is rebuilt from the input) or with the release that wrote it",
+            snapshot::FORMAT_VERSION
+        )
     );
     let mut pipeline = Pipeline::new(
         Policy::builtin(),

@@ -28,7 +28,7 @@ use authpulse_engine::sinks::Progress;
 use authpulse_engine::sinks::{
     AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
 };
-use authpulse_engine::snapshot::{self, SnapshotDir, SnapshotMeta};
+use authpulse_engine::snapshot::{self, LocalFiles, SnapshotFiles, SnapshotMeta, SnapshotStore};
 use clap::Args;
 
 use super::aws_args::{AwsArgs, From, SourceUrl};
@@ -335,6 +335,7 @@ fn plan_start(
     warehouse: &Warehouse,
     identity: &mut serde_json::Value,
     input_size: Option<u64>,
+    state_files: Option<&dyn SnapshotFiles>,
     args: &RunArgs,
 ) -> anyhow::Result<Start> {
     let recorded = warehouse.progress().context("read the tables' progress")?;
@@ -405,7 +406,12 @@ fn plan_start(
     // Snapshots are written while the tables commit: a crash can leave the
     // checkpoint's tables committed and its snapshot missing. The run then
     // goes back to the latest checkpoint whose snapshot landed.
-    let earliest = match fall_back_to_kept_state(&args.output.join("state"), earliest)? {
+    let kept = match state_files {
+        Some(files) => SnapshotStore::latest_kept(files, earliest, KEEP_SNAPSHOTS as u64)
+            .with_context(|| format!("look for state snapshots at {}", files.location("")))?,
+        None => None,
+    };
+    let earliest = match kept.filter(|&kept| kept < earliest) {
         Some(kept) => {
             tracing::warn!(
                 checkpoint = earliest,
@@ -435,26 +441,16 @@ fn plan_start(
     Ok(Start::Resume(resume_at))
 }
 
-/// When checkpoint `checkpoint`'s snapshot is missing from `dir` but an
-/// earlier one is there: the latest earlier one. `None` when the
-/// checkpoint's own snapshot is there, or none is (resuming then says so).
-fn fall_back_to_kept_state(dir: &Path, checkpoint: u64) -> anyhow::Result<Option<u64>> {
-    if !dir.exists() || dir.join(SnapshotDir::name_of(checkpoint)).exists() {
-        return Ok(None);
-    }
-    let kept = snapshot::kept_in(dir).with_context(|| format!("list {}", dir.display()))?;
-    Ok(kept
-        .iter()
-        .filter_map(|name| SnapshotDir::checkpoint_of(name))
-        .filter(|&c| c < checkpoint)
-        .max())
-}
+/// State snapshots a run keeps: the latest three checkpoints'.
+const KEEP_SNAPSHOTS: usize = 3;
 
 /// A run resuming at a checkpoint: its progress, and the state snapshot
 /// that goes with it.
 struct Resume {
     progress: Progress,
-    state: PathBuf,
+    files: Arc<dyn SnapshotFiles>,
+    /// The snapshot's name in `files`.
+    state: String,
     meta: SnapshotMeta,
     at: ResumeAt,
 }
@@ -469,24 +465,29 @@ enum ResumeAt {
 }
 
 impl Resume {
-    fn prepare(args: &RunArgs, progress: Progress) -> anyhow::Result<Resume> {
-        let name = progress.state.clone().with_context(|| {
+    fn prepare(
+        progress: Progress,
+        files: Option<&Arc<dyn SnapshotFiles>>,
+    ) -> anyhow::Result<Resume> {
+        let files = Arc::clone(files.context(
+            "the tables record a run that kept its state, and this one is run with --no-state: \
+             leave --no-state out to resume it, or use a new --output",
+        )?);
+        let state = progress.state.clone().with_context(|| {
             format!(
                 "checkpoint {} kept no state snapshot (was it run with --no-state?), so it cannot be resumed; \
                  use a new --output",
                 progress.checkpoint
             )
         })?;
-        let state = args.output.join("state").join(name);
-        let mut file = std::fs::File::open(&state).with_context(|| {
+        let location = files.location(&state);
+        let mut file = files.open(&state).with_context(|| {
             format!(
-                "open {}, the state snapshot of checkpoint {}",
-                state.display(),
+                "open {location}, the state snapshot of checkpoint {}",
                 progress.checkpoint
             )
         })?;
-        let meta = snapshot::read_meta(&mut std::io::BufReader::new(&mut file))
-            .with_context(|| format!("read {}", state.display()))?;
+        let meta = snapshot::read_meta(&mut file).with_context(|| format!("read {location}"))?;
         let position = &progress.source["position"];
         let at = match (
             position["offset"].as_u64(),
@@ -510,11 +511,12 @@ impl Resume {
         tracing::info!(
             checkpoint = progress.checkpoint,
             position = %position,
-            state = %state.display(),
+            state = %location,
             "resuming where the last commit left off"
         );
         Ok(Resume {
             progress,
+            files,
             state,
             meta,
             at,
@@ -561,11 +563,14 @@ impl Resume {
 
     /// Takes the checkpoint's state into the (new) pipeline.
     fn restore(&self, pipeline: &mut Pipeline<'_>) -> anyhow::Result<()> {
-        let mut file = std::fs::File::open(&self.state)
-            .with_context(|| format!("open {}", self.state.display()))?;
+        let location = self.files.location(&self.state);
+        let mut file = self
+            .files
+            .open(&self.state)
+            .with_context(|| format!("open {location}"))?;
         pipeline
-            .restore_snapshot(&mut std::io::BufReader::new(&mut file), Restore::Resume)
-            .with_context(|| format!("restore {}", self.state.display()))?;
+            .restore_snapshot(&mut file, Restore::Resume)
+            .with_context(|| format!("restore {location}"))?;
         pipeline.resume_checkpoints(self.progress.checkpoint);
         Ok(())
     }
@@ -933,9 +938,31 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         (None, Some(stream)) => (stream_identity(stream), None, false),
         (None, None) => unreachable!("a file is opened at once"),
     };
+    // Beside tables on S3, else under --output.
+    let state_files: Option<Arc<dyn SnapshotFiles>> = if args.no_state {
+        None
+    } else {
+        match warehouse
+            .as_ref()
+            .map(Warehouse::remote_state_files)
+            .transpose()
+            .context("locate the state snapshots beside the tables")?
+            .flatten()
+        {
+            Some(remote) => Some(Arc::new(remote)),
+            None => {
+                let dir = args.output.join("state");
+                Some(Arc::new(
+                    LocalFiles::new(&dir).with_context(|| format!("create {}", dir.display()))?,
+                ))
+            }
+        }
+    };
     // Resuming a stream from its positions file adds the events after it.
     let start = match &warehouse {
-        Some(warehouse) if !resuming => plan_start(warehouse, &mut identity, size, args)?,
+        Some(warehouse) if !resuming => {
+            plan_start(warehouse, &mut identity, size, state_files.as_deref(), args)?
+        }
         _ => Start::Fresh,
     };
     let resume = match start {
@@ -954,7 +981,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
                 already_complete: true,
             });
         }
-        Start::Resume(progress) => Some(Resume::prepare(args, progress)?),
+        Start::Resume(progress) => Some(Resume::prepare(progress, state_files.as_ref())?),
     };
     let (mut source, source_name) = match (&resume, opened, stream) {
         (Some(resume), _, _) => (
@@ -1102,12 +1129,13 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         limits: args.limits.limits(),
         ..PipelineOptions::default()
     };
-    let mut state_dir = if args.no_state {
-        None
-    } else {
-        let dir = args.output.join("state");
-        Some(SnapshotDir::new(&dir, 3).with_context(|| format!("create {}", dir.display()))?)
-    };
+    let mut state_store = state_files
+        .map(|files| {
+            let location = files.location("");
+            SnapshotStore::new(files, KEEP_SNAPSHOTS)
+                .with_context(|| format!("start the state snapshot writer for {location}"))
+        })
+        .transpose()?;
     let mut pipeline = Pipeline::new(
         policy,
         options,
@@ -1122,7 +1150,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
     if let Some(resume) = &resume {
         resume.restore(&mut pipeline)?;
     }
-    if let Some(store) = state_dir.as_mut() {
+    if let Some(store) = state_store.as_mut() {
         pipeline.keep_state(store);
     }
     if let Some(path) = &args.warm_start {

@@ -17,6 +17,7 @@ pub mod maintain;
 pub mod progress;
 pub mod query;
 pub mod raw;
+pub mod state_files;
 pub mod tables;
 pub mod writer;
 
@@ -115,6 +116,11 @@ impl Warehouse {
     /// Human-readable location, for logs.
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// Whether the tables live off this host (Glue on S3).
+    pub fn is_remote(&self) -> bool {
+        matches!(*self.connection, catalog::Connection::Glue(_))
     }
 
     pub fn runtime(&self) -> &Arc<tokio::runtime::Runtime> {
