@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::alerts::{Alert, AlertEngine, AlertStatus};
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
-use crate::event::{Interner, NameId, TimeBase};
+use crate::event::{EventId, Interner, NameId, TimeBase};
 use crate::input::{self, Format, Frontier, Line, Record, Reject, Source};
 use crate::limits::{Cap, CapHits, StateLimits};
 use crate::metrics::{LagHistogram, MetricsSnapshot};
@@ -32,7 +32,7 @@ use crate::risk;
 use crate::rules::{Engine, RuleReport, RuleSet};
 use crate::sinks::{
     AlertSink, DeadLetter, DeadLetterSink, Disposition, Progress, Received, ReceivedSink,
-    ScoredBatch, ScoredSink, StateStore,
+    ScoredBatch, ScoredSink, StateStore, StoredEvents,
 };
 use crate::snapshot::{self, BodyRef, Counts, EncodedSnapshot, SnapshotError, SnapshotMeta};
 use crate::state::EngineState;
@@ -113,6 +113,8 @@ struct Counters {
     /// Lag (event time to reading) of events read since the last metrics
     /// snapshot.
     lag: LagHistogram,
+    /// Duplicates the warehouse already stored (not kept in snapshots).
+    already_stored: u64,
     /// Times each state limit was hit, and as of the last checkpoint's log.
     caps: CapHits,
     caps_logged: CapHits,
@@ -133,7 +135,12 @@ pub struct Summary {
     pub events_read: u64,
     pub events_valid: u64,
     pub invalid: u64,
+    /// Events seen before: in this input, or (`already_stored`) stored in
+    /// the warehouse by another.
     pub duplicates: u64,
+    /// Of the duplicates, those the warehouse already stored.
+    #[serde(default)]
+    pub already_stored: u64,
     pub late: u64,
     pub events_scored: u64,
     /// Incidents (alerts) opened.
@@ -211,6 +218,8 @@ pub struct Pipeline<'o> {
     watcher: Option<PolicyWatcher>,
     /// Where each checkpoint's state snapshot goes, if anywhere.
     state_store: Option<&'o mut dyn StateStore>,
+    /// With another input added to a warehouse: what it already stores.
+    stored: Option<StoredIds<'o>>,
     /// Checkpoints so far.
     checkpoints: u64,
     /// Events read at the last checkpoint.
@@ -270,10 +279,20 @@ impl<'o> Pipeline<'o> {
             outputs,
             watcher: None,
             state_store: None,
+            stored: None,
             checkpoints: 0,
             read_at_checkpoint: 0,
             source_identity: serde_json::Value::Null,
         })
+    }
+
+    /// Counts an event `stored` already holds as a duplicate rather than
+    /// score and store it again (a run that adds another input).
+    pub fn skip_stored(&mut self, stored: &'o mut dyn StoredEvents) {
+        self.stored = Some(StoredIds {
+            source: stored,
+            days: BTreeMap::new(),
+        });
     }
 
     /// Keeps a state snapshot at every checkpoint in `store`, named in the
@@ -454,13 +473,24 @@ impl<'o> Pipeline<'o> {
             ingestion_time: record.ingestion_time.unwrap_or(self.ingest_clock),
             event_id: record.event_id,
         };
-        if self.outputs.received.is_some() && pending.event_id.is_none() {
+        if (self.outputs.received.is_some() || self.stored.is_some()) && pending.event_id.is_none()
+        {
             // Derived once here, so the raw and curated rows carry the same id
             // without hashing twice.
             pending.event_id =
                 Some(pending.event_id(self.options.time_base, &self.users, &self.computers));
         }
-        let disposition =
+        let already_stored = match self.stored.as_mut() {
+            Some(stored) => {
+                stored.contains(record.event_time, pending.event_id.expect("derived above"))?
+            }
+            None => false,
+        };
+        let disposition = if already_stored {
+            self.counters.duplicates += 1;
+            self.counters.already_stored += 1;
+            Disposition::Duplicate
+        } else {
             match self
                 .orderer
                 .offer(pending, (&self.users, &self.computers), &mut self.ready)
@@ -478,7 +508,8 @@ impl<'o> Pipeline<'o> {
                     self.reject(line_no, raw, reject)?;
                     Disposition::Late
                 }
-            };
+            }
+        };
         if let Some(received) = self.outputs.received.as_deref_mut() {
             received.receive(&Received {
                 line: line_no,
@@ -1096,6 +1127,7 @@ impl<'o> Pipeline<'o> {
             events_valid: c.events_read - c.invalid,
             invalid: c.invalid,
             duplicates: c.duplicates,
+            already_stored: c.already_stored,
             late: c.late,
             events_scored: c.scored,
             alerts: c.alerts,
@@ -1228,6 +1260,34 @@ impl Pipeline<'_> {
             |_, _| {},
         )?;
         self.finish()
+    }
+}
+
+/// The ids a warehouse already stores, a day of event time at a time, as
+/// the input reaches it; days well behind the input are let go.
+struct StoredIds<'o> {
+    source: &'o mut dyn StoredEvents,
+    days: BTreeMap<i64, rustc_hash::FxHashSet<u128>>,
+}
+
+impl StoredIds<'_> {
+    /// Days kept behind the latest asked for (events arrive out of order
+    /// within the allowed lateness, which is far less than a day).
+    const DAYS_BEHIND: i64 = 2;
+
+    fn contains(&mut self, event_time: i64, id: EventId) -> io::Result<bool> {
+        let day = event_time.div_euclid(crate::state::DAY);
+        if !self.days.contains_key(&day) {
+            let ids = self.source.ids_of_day(day)?;
+            tracing::debug!(day, stored = ids.len(), "event ids already stored");
+            self.days.insert(day, ids);
+            let latest = *self.days.last_key_value().expect("just inserted").0;
+            self.days.retain(|&d, _| d >= latest - Self::DAYS_BEHIND);
+        }
+        Ok(self
+            .days
+            .get(&day)
+            .is_some_and(|ids| ids.contains(&id.0.get())))
     }
 }
 

@@ -78,6 +78,15 @@ pub trait StateStore {
     }
 }
 
+/// The events a warehouse already stores, by `event_id`, for a run that
+/// adds another input to it: an event stored before is not stored again.
+/// Asked one day of event time at a time, as the input reaches it.
+pub trait StoredEvents {
+    /// The ids of the stored events whose event time falls in Unix day
+    /// `day` (`event_time.div_euclid(86_400)`).
+    fn ids_of_day(&mut self, day: i64) -> io::Result<rustc_hash::FxHashSet<u128>>;
+}
+
 pub trait DeadLetterSink {
     fn write(&mut self, record: &DeadLetter) -> io::Result<()>;
     fn flush(&mut self) -> io::Result<()> {

@@ -185,14 +185,32 @@ def test_rerun_of_a_complete_input_does_nothing_and_says_so(run):
     assert rows.num_rows == summary["events_scored"]
 
 
-def test_another_input_into_the_same_warehouse_is_refused(run):
-    out, summary, work = run
-    (work / "other.csv").write_text("1,U1,C1\n2,U2,C2\n")
-    other = authpulse("run", "other.csv", "--output", "out", cwd=work)
-    assert other.returncode != 0
-    assert "another input" in other.stderr and "--append" in other.stderr, other.stderr
-    _, rows = curated_arrow(out)
-    assert rows.num_rows == summary["events_scored"]
+def test_another_input_adds_to_the_warehouse_without_storing_an_event_twice(tmp_path):
+    """A second file into the same warehouse adds its events; those the
+    warehouse already stores (by event_id) are counted, not stored again."""
+    gen = authpulse("gen", "--users", "100", "--days", "2", "--events", "8000", "--seed", "9",
+                    "-o", "events.csv", cwd=tmp_path)
+    assert gen.returncode == 0, gen.stderr
+    lines = (tmp_path / "events.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "first.csv").write_text("".join(lines[:5000]))
+    # The second input repeats 1,000 events of the first one.
+    (tmp_path / "second.csv").write_text("".join(lines[4000:]))
+    first = authpulse("run", "first.csv", "--output", "out", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    first = json.loads(first.stdout.strip().splitlines()[-1])
+    second = authpulse("run", "second.csv", "--output", "out", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    second = json.loads(second.stdout.strip().splitlines()[-1])
+    repeated = {line.strip() for line in lines[4000:5000]} - {line.strip() for line in lines[:4000]}
+    assert second["already_stored"] >= len(repeated) > 900
+    _, rows = curated_arrow(tmp_path / "out")
+    ids = rows.column("event_id").to_pylist()
+    assert len(ids) == len(set(ids)), "no event stored twice"
+    whole = authpulse("run", "events.csv", "--output", "whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    _, all_rows = curated_arrow(tmp_path / "whole")
+    assert set(ids) == set(all_rows.column("event_id").to_pylist())
+    assert len(ids) == first["events_scored"] + second["events_scored"]
 
 
 def test_follow_commits_on_an_interval(tmp_path):
@@ -255,7 +273,7 @@ def duckdb_connection():
 
 
 def test_maintain_compacts_and_other_readers_agree(tmp_path):
-    """Three appended runs leave three files per partition; `maintain` rewrites
+    """Three runs of three inputs leave three files per partition; `maintain` rewrites
     them into one with a replace snapshot that PyIceberg and DuckDB read."""
     gen = authpulse("gen", "--users", "200", "--days", "2", "--events", "30000",
                     "--seed", "3", "-o", "events.csv", cwd=tmp_path)
@@ -264,7 +282,7 @@ def test_maintain_compacts_and_other_readers_agree(tmp_path):
     scored = 0
     for part in range(3):
         (tmp_path / f"part{part}.csv").write_text("\n".join(lines[part::3]) + "\n")
-        done = authpulse("run", f"part{part}.csv", "--output", "out", "--append", cwd=tmp_path)
+        done = authpulse("run", f"part{part}.csv", "--output", "out", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         scored += json.loads(done.stdout.strip().splitlines()[-1])["events_scored"]
     out = tmp_path / "out"

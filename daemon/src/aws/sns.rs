@@ -1,4 +1,4 @@
-//! Alerts to an Amazon SNS topic, at least once.
+//! Alerts to an Amazon SNS topic, once.
 //!
 //! Each alert publication (an incident's opening, its updates, its closing)
 //! is one JSON message (the alert's fields) with a one-line subject, and
@@ -13,6 +13,13 @@
 //! Unsent messages are written to an outbox file at every checkpoint and at
 //! the end, and the next start sends them first: an SNS outage delays alerts
 //! but loses none (they are in the `alerts` table and file as well).
+//!
+//! A run that resumes from its last commit emits the publications after it
+//! again. The ids of the messages published lately are kept in a sent log
+//! ([`SentLog`]), and the next start does not send one of them again, so a
+//! standard topic gets each publication once too; only a kill between SNS
+//! answering and the id being written can repeat one message (which a FIFO
+//! topic then drops by its deduplication id).
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Write};
@@ -119,6 +126,8 @@ pub struct SnsConfig {
     pub aws: AwsSettings,
     /// Where unsent messages are kept between checkpoints and runs.
     pub outbox: PathBuf,
+    /// Where the ids of the messages published lately are kept.
+    pub sent_log: PathBuf,
     /// At the end, how long to keep retrying before leaving the rest in the
     /// outbox.
     pub drain_timeout: Duration,
@@ -128,6 +137,8 @@ pub struct SnsConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SnsReport {
     pub published: u64,
+    /// Not sent again: published before a restart.
+    pub already_sent: u64,
     pub retries: u64,
     /// Left in the outbox.
     pub pending: u64,
@@ -315,7 +326,19 @@ async fn publish_loop(
     let outbox = Outbox {
         path: config.outbox.clone(),
     };
+    let mut sent = match SentLog::open(&config.sent_log) {
+        Ok(sent) => sent,
+        Err(e) => {
+            tracing::error!(error = %e, path = %config.sent_log.display(), "cannot open the SNS sent log: publications emitted again after a restart will be sent again");
+            SentLog::disabled()
+        }
+    };
     let mut report = SnsReport::default();
+    // The outbox was written at the last checkpoint: what went out after it
+    // is in the sent log.
+    let before = queue.len();
+    queue.retain(|message| !sent.contains(&message.id));
+    report.already_sent += (before - queue.len()) as u64;
     let mut failures = 0u32;
     // When to try the head of the queue again after a failure.
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -326,7 +349,8 @@ async fn publish_loop(
             let message = queue.front().expect("not empty");
             match publish(&client, &config.topic_arn, fifo, message).await {
                 Ok(()) => {
-                    queue.pop_front();
+                    let message = queue.pop_front().expect("not empty");
+                    sent.record(message.id);
                     report.published += 1;
                     failures = 0;
                     retry_at = None;
@@ -365,7 +389,14 @@ async fn publish_loop(
             commands.recv().await
         };
         match command {
-            Some(Command::Publish(message)) => queue.push_back(message),
+            Some(Command::Publish(message)) => {
+                if sent.contains(&message.id) {
+                    tracing::debug!(id = %message.id, "published before a restart: not sent again");
+                    report.already_sent += 1;
+                } else {
+                    queue.push_back(message);
+                }
+            }
             Some(Command::Checkpoint(reply)) => {
                 report.pending = queue.len() as u64;
                 let _ = reply.send(outbox.write(&queue).map(|()| report));
@@ -379,6 +410,89 @@ async fn publish_loop(
                 return;
             }
         }
+    }
+}
+
+/// The ids of the messages published lately, in a file appended to as they
+/// go out (a line each) and rewritten with the latest [`SentLog::KEEP`]
+/// when it holds twice as many. A resumed run re-emits at most a commit
+/// interval of publications, far fewer than it keeps.
+struct SentLog {
+    file: Option<std::fs::File>,
+    path: PathBuf,
+    ids: std::collections::HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl SentLog {
+    const KEEP: usize = 10_000;
+
+    fn open(path: &Path) -> io::Result<SentLog> {
+        let mut log = SentLog::disabled();
+        log.path = path.to_path_buf();
+        match std::fs::File::open(path) {
+            Ok(file) => {
+                for line in io::BufReader::new(file).lines() {
+                    let id = line?;
+                    if !id.is_empty() && log.ids.insert(id.clone()) {
+                        log.order.push_back(id);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        log.compact()?;
+        Ok(log)
+    }
+
+    fn disabled() -> SentLog {
+        SentLog {
+            file: None,
+            path: PathBuf::new(),
+            ids: Default::default(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn record(&mut self, id: String) {
+        if let Some(file) = self.file.as_mut()
+            && let Err(e) = writeln!(file, "{id}")
+        {
+            tracing::warn!(error = %e, "cannot write the SNS sent log");
+        }
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        if self.file.is_some()
+            && self.order.len() >= 2 * Self::KEEP
+            && let Err(e) = self.compact()
+        {
+            tracing::warn!(error = %e, "cannot rewrite the SNS sent log");
+        }
+    }
+
+    /// Keeps the latest [`SentLog::KEEP`] ids, in a file rewritten
+    /// atomically, and reopens it for appending.
+    fn compact(&mut self) -> io::Result<()> {
+        while self.order.len() > Self::KEEP {
+            let old = self.order.pop_front().expect("not empty");
+            self.ids.remove(&old);
+        }
+        let mut text = String::new();
+        for id in &self.order {
+            text.push_str(id);
+            text.push('\n');
+        }
+        let temporary = self.path.with_extension("jsonl.tmp");
+        std::fs::write(&temporary, text)?;
+        std::fs::rename(&temporary, &self.path)?;
+        self.file = Some(std::fs::OpenOptions::new().append(true).open(&self.path)?);
+        Ok(())
     }
 }
 

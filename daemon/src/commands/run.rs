@@ -15,6 +15,7 @@ use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::raw::RawSink;
+use authpulse::lakehouse::stored::StoredIds;
 use authpulse::lakehouse::writer::WriterStats;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
@@ -108,13 +109,6 @@ pub struct RunArgs {
     /// Do not write the Iceberg tables.
     #[arg(long)]
     pub no_lakehouse: bool,
-    /// Add this input's events to a warehouse that holds another input's.
-    /// Without it that is refused: events are not yet recognised across
-    /// inputs, so an event in both would be stored twice. (The same input
-    /// again needs no flag: the run resumes where its last commit left off,
-    /// or does nothing if it is all committed.)
-    #[arg(long)]
-    pub append: bool,
     /// Do not keep a state snapshot at each commit (OUTPUT/state/, named in
     /// the commit's progress record; see docs/state.md).
     #[arg(long)]
@@ -168,7 +162,6 @@ impl RunArgs {
             max_line_bytes: MAX_LINE_DEFAULT,
             commit_interval: None,
             no_lakehouse: false,
-            append: false,
             warm_start: None,
             no_state: false,
             shutdown_timeout: std::time::Duration::from_secs(30),
@@ -241,20 +234,20 @@ impl LimitArgs {
     }
 }
 
-/// Refuses to add a second copy of events to a warehouse that already holds
-/// committed events, unless `--append`.
-fn refuse_rerun(warehouse: &Warehouse, args: &RunArgs) -> anyhow::Result<()> {
-    if args.append {
-        return Ok(());
+/// How a run starts over a warehouse without progress of its input: fresh,
+/// or, when the warehouse holds another input's events, adding to them.
+fn fresh_or_add(warehouse: &Warehouse) -> anyhow::Result<Start> {
+    match warehouse.committed_events()? {
+        Some((rows, _)) => {
+            tracing::info!(
+                warehouse = warehouse.description(),
+                stored = rows,
+                "the warehouse holds another input's events: adding this one; events it already stores are skipped"
+            );
+            Ok(Start::Add)
+        }
+        None => Ok(Start::Fresh),
     }
-    if let Some((rows, snapshot)) = warehouse.committed_events()? {
-        anyhow::bail!(
-            "{} already holds {rows} scored events (snapshot {snapshot}); rerunning would store events twice. \
-             Use a new --output (or --warehouse), or --append to add to it on purpose",
-            warehouse.description()
-        );
-    }
-    Ok(())
 }
 
 /// The policy `run` uses: --policy, else ./policies.yaml, else the built-in
@@ -289,7 +282,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
         if let Some(sns) = outcome.sns {
             object.insert(
                 "sns".into(),
-                serde_json::json!({"published": sns.published, "retries": sns.retries, "pending": sns.pending}),
+                serde_json::json!({"published": sns.published, "already_sent": sns.already_sent, "retries": sns.retries, "pending": sns.pending}),
             );
         }
         if let Some(metrics) = outcome.cloudwatch {
@@ -320,6 +313,10 @@ pub struct Outcome {
 enum Start {
     /// From the beginning of the input, with empty state.
     Fresh,
+    /// As `Fresh`, into a warehouse holding another input's events: those
+    /// it already stores (by `event_id`) are counted as duplicates, not
+    /// stored again.
+    Add,
     /// Where the last checkpoint every table has left off.
     Resume(Progress),
     /// Not at all: the whole input is committed.
@@ -336,12 +333,10 @@ fn plan_start(
     identity: &mut serde_json::Value,
     input_size: Option<u64>,
     state_files: Option<&dyn SnapshotFiles>,
-    args: &RunArgs,
 ) -> anyhow::Result<Start> {
     let recorded = warehouse.progress().context("read the tables' progress")?;
-    if args.append || recorded.iter().all(|(_, p)| p.is_none()) {
-        refuse_rerun(warehouse, args)?;
-        return Ok(Start::Fresh);
+    if recorded.iter().all(|(_, p)| p.is_none()) {
+        return fresh_or_add(warehouse);
     }
     // A table without any commit has checkpoint 0 (a run killed before its
     // first checkpoint landed everywhere); one with data but no progress
@@ -370,12 +365,8 @@ fn plan_start(
         .expect("at least one table has progress");
     let theirs = &latest.source["identity"];
     if !same_input(theirs, identity)? {
-        anyhow::bail!(
-            "{} holds the committed progress of another input ({theirs}), not of this one ({identity}); \
-             events already stored are not yet recognised across inputs, so adding this one could store events twice. \
-             Use a new --output (or --warehouse), or --append to add it on purpose",
-            warehouse.description()
-        );
+        tracing::info!(theirs = %theirs, this = %identity, "the tables record another input's progress");
+        return fresh_or_add(warehouse);
     }
     // The file may have grown: its identity stays the one first recorded.
     *identity = theirs.clone();
@@ -961,12 +952,18 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
     // Resuming a stream from its positions file adds the events after it.
     let start = match &warehouse {
         Some(warehouse) if !resuming => {
-            plan_start(warehouse, &mut identity, size, state_files.as_deref(), args)?
+            plan_start(warehouse, &mut identity, size, state_files.as_deref())?
         }
         _ => Start::Fresh,
     };
+    let mut stored = match (&start, &warehouse) {
+        (Start::Add, Some(warehouse)) => {
+            Some(StoredIds::open(warehouse).context("read what the curated table already stores")?)
+        }
+        _ => None,
+    };
     let resume = match start {
-        Start::Fresh => None,
+        Start::Fresh | Start::Add => None,
         Start::Complete(progress) => {
             tracing::info!(
                 checkpoint = progress.checkpoint,
@@ -1062,6 +1059,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
                 topic_arn: topic.clone(),
                 aws: aws_settings(args),
                 outbox: args.output.join("sns-outbox.jsonl"),
+                sent_log: args.output.join("sns-sent.jsonl"),
                 drain_timeout: args.aws.sns_drain_timeout,
             })
             .context("start the SNS publisher")?;
@@ -1147,6 +1145,9 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         },
     )?;
     pipeline.set_source_identity(identity);
+    if let Some(stored) = stored.as_mut() {
+        pipeline.skip_stored(stored);
+    }
     if let Some(resume) = &resume {
         resume.restore(&mut pipeline)?;
     }

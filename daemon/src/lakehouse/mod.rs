@@ -18,6 +18,7 @@ pub mod progress;
 pub mod query;
 pub mod raw;
 pub mod state_files;
+pub mod stored;
 pub mod tables;
 pub mod writer;
 
