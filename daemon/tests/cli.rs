@@ -768,6 +768,51 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
         "without history the rules are in burn-in: {cold:?}"
     );
 
+    // The same history stored by a run, then read back from its curated
+    // table: the same state, and the same attackers caught.
+    let stored = authpulse(dir.path())
+        .args(["run", "history.csv", "--output", "deployed"])
+        .output()
+        .unwrap();
+    assert!(
+        stored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stored.stderr)
+    );
+    let out = authpulse(dir.path())
+        .args(["state", "build", "--from-tables", "deployed"])
+        .args(["-o", "state/from-tables.apstate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_tables: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "events_scored",
+        "users",
+        "computers",
+        "device_pairs",
+        "latest_event_time",
+    ] {
+        assert_eq!(
+            from_tables[key], built[key],
+            "{key}: {from_tables} vs {built}"
+        );
+    }
+    let warm_from_tables = caught(
+        &[
+            "run",
+            "live.csv",
+            "--warm-start",
+            "state/from-tables.apstate",
+        ],
+        "warm-from-tables",
+    );
+    assert_eq!(warm_from_tables, whole);
+
     // A snapshot of another base date is refused, naming both.
     let out = authpulse(dir.path())
         .args(["run", "live.csv", "--warm-start", "state/history.apstate"])

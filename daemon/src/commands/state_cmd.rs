@@ -4,21 +4,25 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use authpulse::lakehouse::Warehouse;
+use authpulse::lakehouse::history::TableHistory;
 use authpulse_engine::event::TimeBase;
-use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT};
+use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions};
 use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::Discard;
 use authpulse_engine::snapshot;
 use clap::{Args, Subcommand};
 
+use super::catalog_args::CatalogArgs;
 use super::{progress, run, shell};
 
 #[derive(Subcommand)]
 pub enum StateCommand {
     /// Build the state from historical events, for `run --warm-start`.
     ///
-    /// Reads the history (LANL CSV or JSON events, as `run` reads them)
+    /// Reads the history (LANL CSV or JSON events, as `run` reads them, or
+    /// with --from-tables the curated table a deployment already stores)
     /// through the whole pipeline with the policy's rules, so that windows,
     /// device history, host popularity, each user's and computer's own
     /// baselines and entity risk are what they would be after a live run
@@ -63,6 +67,14 @@ pub struct BuildArgs {
     /// Lines longer than this are skipped as invalid.
     #[arg(long, default_value_t = MAX_LINE_DEFAULT)]
     pub max_line_bytes: usize,
+    /// Build from the events a deployment already stores instead of a file:
+    /// the curated table of the embedded warehouse in DIR (`run --output`),
+    /// or of the one the catalog options name (with --catalog glue, DIR is
+    /// not used). Read a day at a time, in event-time order.
+    #[arg(long, value_name = "DIR", conflicts_with = "input_flag")]
+    pub from_tables: Option<PathBuf>,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 pub fn execute(cmd: StateCommand) -> anyhow::Result<()> {
@@ -83,8 +95,33 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let (policy, _) = run::resolve_policy(args.policy.as_deref())?;
     let stop = shell::stop_on_signals()?;
     let input = args.input_flag.as_deref().unwrap_or(&args.input);
-    let (reader, size) = shell::open_input(input)?;
-    let mut lines = LineReader::new(reader, args.max_line_bytes);
+    let (mut source, size, name): (Box<dyn Source>, Option<u64>, String) = match &args.from_tables {
+        Some(dir) => {
+            let config = args.catalog.config(dir)?;
+            let warehouse = Warehouse::open_existing(&config).context("open the warehouse")?;
+            let history = TableHistory::open(&warehouse).with_context(|| {
+                format!("read the curated table of {}", warehouse.description())
+            })?;
+            tracing::info!(
+                warehouse = warehouse.description(),
+                days = history.days(),
+                "building the state from the curated table"
+            );
+            (
+                Box::new(history),
+                None,
+                format!("the curated table of {}", warehouse.description()),
+            )
+        }
+        None => {
+            let (reader, size) = shell::open_input(input)?;
+            (
+                Box::new(LineReader::new(reader, args.max_line_bytes)),
+                size,
+                input.display().to_string(),
+            )
+        }
+    };
     let (mut dead_letters, mut alerts, mut scored) = (Discard, Discard, Discard);
     let mut pipeline = Pipeline::new(
         policy,
@@ -102,11 +139,11 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         },
     )?;
     let bar = progress::bar(size, "bytes");
-    pipeline::consume(&mut pipeline, &mut lines, &stop, |pipeline, source| {
+    pipeline::consume(&mut pipeline, source.as_mut(), &stop, |pipeline, source| {
         bar.set_position(source.bytes_consumed());
         bar.set_message(format!("{} events", pipeline.events_read()));
     })
-    .with_context(|| format!("read {}", input.display()))?;
+    .with_context(|| format!("read {name}"))?;
     bar.finish_and_clear();
     // Every event of the history counts, the last minutes' too.
     pipeline.end_of_input().context("score the last events")?;

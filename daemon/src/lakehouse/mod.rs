@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod catalog;
 mod columns;
 pub mod curated;
+pub mod history;
 pub mod maintain;
 pub mod progress;
 pub mod query;
