@@ -30,7 +30,7 @@ pub enum StateCommand {
     /// state snapshot. A first deployment started with it is not blind for
     /// the rules' burn-in. The history should end where the live input
     /// begins; live events older than its last minutes are late.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print what a state snapshot holds (JSON).
     Inspect {
         /// The snapshot file.
