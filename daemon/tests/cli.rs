@@ -1010,19 +1010,30 @@ fn lose_last_snapshot(output: &Path) -> bool {
     let progress = warehouse.progress().unwrap();
     let Some(committed) = progress
         .iter()
-        .map(|(_, p)| p.as_ref().map(|p| p.checkpoint))
-        .min()
+        .map(|(_, p)| p.clone())
+        .min_by_key(|p| p.as_ref().map(|p| p.checkpoint))
         .flatten()
     else {
         return false;
     };
+    let Some(name) = committed.state else {
+        return false;
+    };
     let state = output.join("state");
-    let name = |checkpoint: u64| format!("checkpoint-{checkpoint:010}.apstate");
-    let earlier = (1..committed).any(|c| state.join(name(c)).exists());
-    if !earlier || !state.join(name(committed)).exists() {
+    let kept: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".apstate") && !n.starts_with('.'))
+        .collect();
+    // An earlier one of the same run (names sort by checkpoint number).
+    let run = name.rsplit_once('-').map(|(_, run)| run.to_string());
+    let earlier = kept
+        .iter()
+        .any(|n| *n < name && n.rsplit_once('-').map(|(_, r)| r.to_string()) == run);
+    if !earlier || !kept.contains(&name) {
         return false;
     }
-    std::fs::remove_file(state.join(name(committed))).unwrap();
+    std::fs::remove_file(state.join(&name)).unwrap();
     true
 }
 

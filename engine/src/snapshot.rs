@@ -346,8 +346,10 @@ impl SnapshotFiles for LocalFiles {
     }
 }
 
-/// Keeps each checkpoint's snapshot (`checkpoint-NNNNNNNNNN.apstate`) in
-/// [`SnapshotFiles`]; the latest `keep` are kept.
+/// Keeps each checkpoint's snapshot (`checkpoint-NNNNNNNNNN-RUN.apstate`)
+/// in [`SnapshotFiles`]; the latest `keep` are kept. RUN tells the runs
+/// over different inputs into one warehouse apart (their checkpoint
+/// numbers repeat); a resumed run keeps the one its progress names.
 ///
 /// A snapshot is compressed and written by a thread of the store's own
 /// while the pipeline goes on; the next save (or [`StateStore::flush`])
@@ -358,6 +360,7 @@ impl SnapshotFiles for LocalFiles {
 /// [`StateStore::flush`]: crate::sinks::StateStore::flush
 pub struct SnapshotStore {
     files: std::sync::Arc<dyn SnapshotFiles>,
+    run: String,
     writer: Option<SnapshotWriter>,
     /// A snapshot handed to the writer whose outcome is not yet known.
     in_flight: bool,
@@ -367,26 +370,30 @@ pub struct SnapshotStore {
 
 /// The writer thread and its two channels: snapshots in, outcomes out.
 struct SnapshotWriter {
-    jobs: std::sync::mpsc::SyncSender<(u64, EncodedSnapshot)>,
+    jobs: std::sync::mpsc::SyncSender<(String, u64, EncodedSnapshot)>,
     /// Each outcome, with the snapshot's buffer back.
     outcomes: std::sync::mpsc::Receiver<(io::Result<()>, Vec<u8>)>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl SnapshotStore {
-    /// Keeps the latest `keep` snapshots in `files`; starts the thread that
-    /// writes them.
-    pub fn new(files: std::sync::Arc<dyn SnapshotFiles>, keep: usize) -> io::Result<SnapshotStore> {
+    /// Keeps run `run`'s latest `keep` snapshots in `files`; starts the
+    /// thread that writes them.
+    pub fn new(
+        files: std::sync::Arc<dyn SnapshotFiles>,
+        keep: usize,
+        run: &str,
+    ) -> io::Result<SnapshotStore> {
         let keep = keep.max(1) as u64;
-        let (jobs, incoming) = std::sync::mpsc::sync_channel::<(u64, EncodedSnapshot)>(1);
+        let (jobs, incoming) = std::sync::mpsc::sync_channel::<(String, u64, EncodedSnapshot)>(1);
         let (done, outcomes) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("authpulse-snapshot".into())
             .spawn({
                 let files = std::sync::Arc::clone(&files);
                 move || {
-                    for (checkpoint, snapshot) in incoming {
-                        let outcome = keep_one(files.as_ref(), keep, checkpoint, &snapshot);
+                    for (run, checkpoint, snapshot) in incoming {
+                        let outcome = keep_one(files.as_ref(), keep, &run, checkpoint, &snapshot);
                         if done.send((outcome, snapshot.into_buffer())).is_err() {
                             break;
                         }
@@ -395,6 +402,7 @@ impl SnapshotStore {
             })?;
         Ok(SnapshotStore {
             files,
+            run: run.to_string(),
             writer: Some(SnapshotWriter {
                 jobs,
                 outcomes,
@@ -406,28 +414,57 @@ impl SnapshotStore {
     }
 
     /// In a local directory (created if need be).
-    pub fn local(dir: impl Into<std::path::PathBuf>, keep: usize) -> io::Result<SnapshotStore> {
-        SnapshotStore::new(std::sync::Arc::new(LocalFiles::new(dir)?), keep)
+    pub fn local(
+        dir: impl Into<std::path::PathBuf>,
+        keep: usize,
+        run: &str,
+    ) -> io::Result<SnapshotStore> {
+        SnapshotStore::new(std::sync::Arc::new(LocalFiles::new(dir)?), keep, run)
+    }
+
+    /// A new run's id: 8 hex digits, from the clock and the process.
+    pub fn new_run_id() -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mixed = (nanos as u64 ^ (u64::from(std::process::id()) << 32))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        format!("{:08x}", (mixed >> 32) as u32)
+    }
+
+    /// The run a snapshot name belongs to (empty for the names without one
+    /// that earlier releases wrote).
+    pub fn run_of(name: &str) -> Option<&str> {
+        let rest = name.strip_prefix("checkpoint-")?.strip_suffix(".apstate")?;
+        match rest.split_once('-') {
+            Some((_, run)) => Some(run),
+            None => Some(""),
+        }
     }
 
     pub fn files(&self) -> &std::sync::Arc<dyn SnapshotFiles> {
         &self.files
     }
 
-    /// The name of checkpoint `checkpoint`'s snapshot.
-    pub fn name_of(checkpoint: u64) -> String {
-        format!("checkpoint-{checkpoint:010}.apstate")
+    /// The name of run `run`'s snapshot of checkpoint `checkpoint`.
+    pub fn name_of(run: &str, checkpoint: u64) -> String {
+        if run.is_empty() {
+            format!("checkpoint-{checkpoint:010}.apstate")
+        } else {
+            format!("checkpoint-{checkpoint:010}-{run}.apstate")
+        }
     }
 
-    /// The latest checkpoint at or before `checkpoint` whose snapshot is
-    /// kept (of the `keep` a store keeps), if any.
+    /// The latest checkpoint of run `run` at or before `checkpoint` whose
+    /// snapshot is kept (of the `keep` a store keeps), if any.
     pub fn latest_kept(
         files: &dyn SnapshotFiles,
+        run: &str,
         checkpoint: u64,
         keep: u64,
     ) -> io::Result<Option<u64>> {
         for candidate in (checkpoint.saturating_sub(keep.max(1))..=checkpoint).rev() {
-            if candidate > 0 && files.exists(&Self::name_of(candidate))? {
+            if candidate > 0 && files.exists(&Self::name_of(run, candidate))? {
                 return Ok(Some(candidate));
             }
         }
@@ -444,14 +481,15 @@ impl SnapshotStore {
 fn keep_one(
     files: &dyn SnapshotFiles,
     keep: u64,
+    run: &str,
     checkpoint: u64,
     snapshot: &EncodedSnapshot,
 ) -> io::Result<()> {
     let started = std::time::Instant::now();
-    let name = SnapshotStore::name_of(checkpoint);
+    let name = SnapshotStore::name_of(run, checkpoint);
     let bytes = files.put(&name, &|out| snapshot.write_to(out))?;
     if checkpoint > keep {
-        files.delete(&SnapshotStore::name_of(checkpoint - keep))?;
+        files.delete(&SnapshotStore::name_of(run, checkpoint - keep))?;
     }
     tracing::debug!(
         checkpoint,
@@ -469,10 +507,10 @@ impl crate::sinks::StateStore for SnapshotStore {
         let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;
         writer
             .jobs
-            .send((checkpoint, snapshot))
+            .send((self.run.clone(), checkpoint, snapshot))
             .map_err(|_| Self::writer_gone())?;
         self.in_flight = true;
-        Ok(Self::name_of(checkpoint))
+        Ok(Self::name_of(&self.run, checkpoint))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -500,5 +538,55 @@ impl Drop for SnapshotStore {
             drop(writer.jobs);
             let _ = writer.thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_names_carry_their_run() {
+        let run = SnapshotStore::new_run_id();
+        assert_eq!(run.len(), 8);
+        let name = SnapshotStore::name_of(&run, 42);
+        assert_eq!(name, format!("checkpoint-0000000042-{run}.apstate"));
+        assert_eq!(SnapshotStore::run_of(&name), Some(run.as_str()));
+        // Names without a run (earlier releases) stay readable.
+        assert_eq!(
+            SnapshotStore::name_of("", 7),
+            "checkpoint-0000000007.apstate"
+        );
+        assert_eq!(
+            SnapshotStore::run_of("checkpoint-0000000007.apstate"),
+            Some("")
+        );
+        assert_eq!(SnapshotStore::run_of("history.apstate"), None);
+    }
+
+    #[test]
+    fn the_latest_kept_snapshot_of_a_run_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LocalFiles::new(dir.path()).unwrap();
+        for (run, checkpoint) in [("aaaaaaaa", 3), ("aaaaaaaa", 4), ("bbbbbbbb", 5)] {
+            std::fs::write(
+                dir.path().join(SnapshotStore::name_of(run, checkpoint)),
+                b"x",
+            )
+            .unwrap();
+        }
+        // Run a's checkpoint 5 is missing: its latest kept is 4, not run b's 5.
+        assert_eq!(
+            SnapshotStore::latest_kept(&files, "aaaaaaaa", 5, 3).unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            SnapshotStore::latest_kept(&files, "bbbbbbbb", 5, 3).unwrap(),
+            Some(5)
+        );
+        assert_eq!(
+            SnapshotStore::latest_kept(&files, "cccccccc", 5, 3).unwrap(),
+            None
+        );
     }
 }

@@ -397,8 +397,14 @@ fn plan_start(
     // Snapshots are written while the tables commit: a crash can leave the
     // checkpoint's tables committed and its snapshot missing. The run then
     // goes back to the latest checkpoint whose snapshot landed.
+    // Its snapshots are the run's that the latest progress names.
+    let run = latest
+        .state
+        .as_deref()
+        .and_then(SnapshotStore::run_of)
+        .unwrap_or_default();
     let kept = match state_files {
-        Some(files) => SnapshotStore::latest_kept(files, earliest, KEEP_SNAPSHOTS as u64)
+        Some(files) => SnapshotStore::latest_kept(files, run, earliest, KEEP_SNAPSHOTS as u64)
             .with_context(|| format!("look for state snapshots at {}", files.location("")))?,
         None => None,
     };
@@ -1130,7 +1136,11 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
     let mut state_store = state_files
         .map(|files| {
             let location = files.location("");
-            SnapshotStore::new(files, KEEP_SNAPSHOTS)
+            let run = resume
+                .as_ref()
+                .and_then(|r| SnapshotStore::run_of(&r.state))
+                .map_or_else(SnapshotStore::new_run_id, str::to_string);
+            SnapshotStore::new(files, KEEP_SNAPSHOTS, &run)
                 .with_context(|| format!("start the state snapshot writer for {location}"))
         })
         .transpose()?;
