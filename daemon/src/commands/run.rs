@@ -46,9 +46,10 @@ use super::{progress, shell};
 /// number and reason. Alerts (one per user or computer incident, published as
 /// it opens, grows and closes) go to the alerts file. Every commit records
 /// how far the input was read, with a state snapshot: the same command after
-/// a crash resumes from the last commit, and over a complete input does
-/// nothing. At exit one JSON summary line is printed on stdout; progress goes
-/// to stderr.
+/// a crash (or Ctrl-C) resumes from the last commit, over a complete input
+/// does nothing, and with another input adds it, skipping the events the
+/// tables already store. At exit one JSON summary line is printed on stdout;
+/// progress goes to stderr.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// Input file, or `-` for stdin.
@@ -109,8 +110,9 @@ pub struct RunArgs {
     /// Do not write the Iceberg tables.
     #[arg(long)]
     pub no_lakehouse: bool,
-    /// Do not keep a state snapshot at each commit (OUTPUT/state/, named in
-    /// the commit's progress record; see docs/state.md).
+    /// Do not keep a state snapshot at each commit (OUTPUT/state/, or beside
+    /// the tables when they are on S3; named in the commit's progress
+    /// record; see docs/state.md). Such a run cannot be resumed.
     #[arg(long)]
     pub no_state: bool,
     /// After Ctrl-C / SIGTERM, how long the run may take to commit what it
