@@ -14,6 +14,21 @@ fn authpulse(dir: &Path) -> Command {
     cmd
 }
 
+/// Runs `authpulse gen` in `dir` with `args` (split at spaces; the output
+/// file among them).
+fn generate(dir: &Path, args: &str) {
+    let out = authpulse(dir)
+        .arg("gen")
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn summary(stdout: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stdout);
     let last = text
@@ -26,24 +41,10 @@ fn summary(stdout: &[u8]) -> Value {
 #[test]
 fn gen_then_run_from_file_writes_alerts_and_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args([
-            "gen",
-            "--users",
-            "300",
-            "--days",
-            "4",
-            "--events",
-            "60000",
-            "--campaigns",
-            "2",
-            "--kinds",
-            "spray,burst",
-        ])
-        .args(["--seed", "5", "-o", "events.csv", "--truth", "truth.jsonl"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 300 --days 4 --events 60000 --campaigns 2 --kinds spray,burst --seed 5 -o events.csv --truth truth.jsonl",
+    );
     let truth = std::fs::read_to_string(dir.path().join("truth.jsonl")).unwrap();
     assert_eq!(truth.lines().count(), 2);
 
@@ -677,20 +678,10 @@ fn alerted(alerts: &Path, accounts: &[String]) -> Vec<String> {
 #[test]
 fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args(["gen", "--users", "1000", "--days", "9", "--seed", "8"])
-        .args([
-            "--campaigns",
-            "4",
-            "--kinds",
-            "stealth,rare",
-            "--campaigns-from-day",
-            "8",
-        ])
-        .args(["-o", "all.csv", "--truth", "truth.jsonl"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 1000 --days 9 --seed 8 --campaigns 4 --kinds stealth,rare --campaigns-from-day 8 -o all.csv --truth truth.jsonl",
+    );
     let cut = 8 * 86_400;
     let all = std::fs::read_to_string(dir.path().join("all.csv")).unwrap();
     let (mut history, mut live) = (String::new(), String::new());
@@ -868,14 +859,10 @@ fn run_takes_the_input_as_the_other_commands_do() {
 #[test]
 fn every_table_commit_records_the_progress_and_its_state_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args([
-            "gen", "--users", "300", "--days", "2", "--events", "150000", "--seed", "3",
-        ])
-        .args(["-o", "events.csv"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 300 --days 2 --events 150000 --seed 3 -o events.csv",
+    );
     let out = authpulse(dir.path())
         .args([
             "run",
@@ -1049,13 +1036,10 @@ fn lose_last_snapshot(output: &Path) -> bool {
 #[test]
 fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args(["gen", "--users", "500", "--days", "3", "--seed", "4"])
-        .args(["--campaigns", "3", "--kinds", "spray,burst,fan_in"])
-        .args(["-o", "events.csv"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 500 --days 3 --seed 4 --campaigns 3 --kinds spray,burst,fan_in -o events.csv",
+    );
     let run = |output: &str| {
         let mut cmd = authpulse(dir.path());
         cmd.args([
@@ -1237,20 +1221,10 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
 fn an_attack_right_after_a_restart_is_caught_as_without_it() {
     use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args(["gen", "--users", "1000", "--days", "9", "--seed", "8"])
-        .args([
-            "--campaigns",
-            "4",
-            "--kinds",
-            "stealth,rare",
-            "--campaigns-from-day",
-            "8",
-        ])
-        .args(["-o", "all.csv", "--truth", "truth.jsonl"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 1000 --days 9 --seed 8 --campaigns 4 --kinds stealth,rare --campaigns-from-day 8 -o all.csv --truth truth.jsonl",
+    );
     let all = std::fs::read_to_string(dir.path().join("all.csv")).unwrap();
     let cut = all
         .lines()
@@ -1355,14 +1329,10 @@ fn an_attack_right_after_a_restart_is_caught_as_without_it() {
 #[test]
 fn state_limits_are_counted_logged_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args([
-            "gen", "--users", "200", "--days", "2", "--events", "20000", "--seed", "5",
-        ])
-        .args(["-o", "events.csv"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 200 --days 2 --events 20000 --seed 5 -o events.csv",
+    );
     let out = authpulse(dir.path())
         .args(["run", "events.csv", "--output", "out", "--no-lakehouse"])
         .args(["--max-users", "50", "--max-computers", "100"])
@@ -1414,13 +1384,10 @@ fn state_limits_are_counted_logged_and_nothing_is_lost() {
 #[test]
 fn commits_that_conflict_with_maintain_lose_and_double_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let status = authpulse(dir.path())
-        .args(["gen", "--users", "500", "--days", "3", "--seed", "6"])
-        .args(["--campaigns", "2", "--kinds", "spray,burst"])
-        .args(["-o", "events.csv"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    generate(
+        dir.path(),
+        "--users 500 --days 3 --seed 6 --campaigns 2 --kinds spray,burst -o events.csv",
+    );
     let run = |output: &str| {
         let mut cmd = authpulse(dir.path());
         cmd.args(["run", "events.csv", "--output", output])
