@@ -14,6 +14,16 @@ fn authpulse(dir: &Path) -> Command {
     cmd
 }
 
+/// Fails with the command's stderr unless it succeeded.
+#[track_caller]
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `authpulse gen` in `dir` with `args` (split at spaces; the output
 /// file among them).
 fn generate(dir: &Path, args: &str) {
@@ -22,11 +32,7 @@ fn generate(dir: &Path, args: &str) {
         .args(args.split_whitespace())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 }
 
 fn summary(stdout: &[u8]) -> Value {
@@ -52,11 +58,7 @@ fn gen_then_run_from_file_writes_alerts_and_summary() {
         .args(["run", "events.csv", "--output", "out"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let s = summary(&out.stdout);
     for key in [
         "events_read",
@@ -161,11 +163,7 @@ fn run_reads_stdin_and_dead_letters_bad_lines() {
         .write_all(b"time,user,computer\n1,U1,C1\n2,U1,C2\nnot a record\n2,U1,C2\n3,U2,\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let s = summary(&out.stdout);
     assert_eq!(
         (s["events_read"].as_u64(), s["invalid"].as_u64()),
@@ -290,11 +288,7 @@ fn follow_reads_a_growing_file_until_sigterm() {
         .unwrap();
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let s = summary(&out.stdout);
     assert_eq!(s["events_read"].as_u64(), Some(3), "{s}");
     // A stop is not the end of the input: events the watermark still holds
@@ -325,11 +319,7 @@ fn rules_inspect_shows_metadata_and_hash() {
         .args(["rules", "inspect", "builtin:new_device", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
     let module = authpulse_engine::rules::builtin_module("new_device").unwrap();
     assert_eq!(
@@ -383,11 +373,7 @@ fn rules_test_prints_hits_and_checks_expectations() {
             .unwrap()
     };
     let out = run(&["--format", "csv"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let csv = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "event_time,user,computer,score,reason,event_id");
@@ -406,11 +392,7 @@ fn rules_test_prints_hits_and_checks_expectations() {
     // Its own output is a valid expectation file ...
     std::fs::write(dir.path().join("expected.csv"), &csv).unwrap();
     let out = run(&["--expect", "expected.csv"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stderr).contains("all 1 expected hits match"));
 
     // ... and a parameter change that flags first logons too breaks it, precisely.
@@ -470,11 +452,7 @@ fn latency_bench_measures_alerts_on_a_live_stream() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rate"], 500, "{report}");
     assert!(report["alerts_measured"].as_u64().unwrap() >= 1, "{report}");
@@ -515,11 +493,7 @@ fn eval_catches_every_kind_and_leaves_benign_cases_alone() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let written: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
@@ -603,11 +577,7 @@ fn policy_reference_lists_every_builtin_parameter() {
             .args(["rules", "inspect", &format!("builtin:{rule}"), "--json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out);
         let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
         for param in inspected["metadata"]["params"].as_array().unwrap() {
             let name = param["name"].as_str().unwrap().to_string();
@@ -706,22 +676,14 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let built: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(built["device_pairs"].as_u64().unwrap() > 1000, "{built}");
     let out = authpulse(dir.path())
         .args(["state", "inspect", "state/history.apstate"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(meta["events_scored"], built["events_scored"]);
     assert_eq!(meta["device_pairs"], built["device_pairs"]);
@@ -733,11 +695,7 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
             .args(["--output", output, "--no-lakehouse"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out);
         alerted(&dir.path().join(output).join("alerts.jsonl"), &attackers)
     };
     let whole = caught(&["run", "all.csv"], "whole");
@@ -765,21 +723,13 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
         .args(["run", "history.csv", "--output", "deployed"])
         .output()
         .unwrap();
-    assert!(
-        stored.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stored.stderr)
-    );
+    assert_succeeded(&stored);
     let out = authpulse(dir.path())
         .args(["state", "build", "--from-tables", "deployed"])
         .args(["-o", "state/from-tables.apstate"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let from_tables: Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "events_scored",
@@ -837,11 +787,7 @@ fn run_takes_the_input_as_the_other_commands_do() {
     };
     let flagged = run(&["--input", "e.csv"], "a");
     let positional = run(&["e.csv"], "b");
-    assert!(
-        flagged.status.success(),
-        "{}",
-        String::from_utf8_lossy(&flagged.stderr)
-    );
+    assert_succeeded(&flagged);
     assert_eq!(summary(&flagged.stdout)["events_scored"], 3);
     assert_eq!(
         summary(&flagged.stdout)["events_scored"],
@@ -874,11 +820,7 @@ fn every_table_commit_records_the_progress_and_its_state_snapshot() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let size = std::fs::metadata(dir.path().join("events.csv"))
         .unwrap()
         .len();
@@ -918,11 +860,7 @@ fn every_table_commit_records_the_progress_and_its_state_snapshot() {
         .args(["state", "inspect", &format!("out/state/{state}")])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(meta["events_read"], lines);
     // At most three snapshots are kept.
@@ -954,11 +892,7 @@ fn stored(dir: &Path, output: &str) -> Vec<String> {
                 .args(["query", "--output", output, "--format", "csv", sql])
                 .output()
                 .unwrap();
-            assert!(
-                result.status.success(),
-                "{}",
-                String::from_utf8_lossy(&result.stderr)
-            );
+            assert_succeeded(&result);
             String::from_utf8(result.stdout).unwrap()
         })
         .collect();
@@ -1085,11 +1019,7 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     let started = std::time::Instant::now();
     let whole = run("whole").output().unwrap();
     let wall_ms = started.elapsed().as_millis() as u64;
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    assert_succeeded(&whole);
     let expected = summary(&whole.stdout);
     assert!(expected["alerts"].as_u64().unwrap() >= 2, "{expected}");
 
@@ -1163,11 +1093,7 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
         }
     }
     let last = run("killed").output().unwrap();
-    assert!(
-        last.status.success(),
-        "{}",
-        String::from_utf8_lossy(&last.stderr)
-    );
+    assert_succeeded(&last);
     let stderr = String::from_utf8_lossy(&last.stderr);
     resumed += u32::from(stderr.contains("resuming where"));
     fell_back += u32::from(stderr.contains("resuming from the latest one kept"));
@@ -1210,11 +1136,7 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
     assert_stored_alike(&want, &got, "the kills");
 
     let again = run("killed").output().unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    assert_succeeded(&again);
     assert_eq!(summary(&again.stdout)["already_complete"], true);
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing to do"));
 }
@@ -1314,11 +1236,7 @@ fn an_attack_right_after_a_restart_is_caught_as_without_it() {
         .args(["run", "all.csv", "--output", "whole", "--no-lakehouse"])
         .output()
         .unwrap();
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    assert_succeeded(&whole);
     let expected = alerted(&dir.path().join("whole/alerts.jsonl"), &attackers);
     assert!(expected.len() >= 3, "{expected:?}");
     let restarted = alerted(&dir.path().join("out/alerts.jsonl"), &attackers);
@@ -1402,11 +1320,7 @@ fn commits_that_conflict_with_maintain_lose_and_double_nothing() {
         cmd
     };
     let whole = run("whole").output().unwrap();
-    assert!(
-        whole.status.success(),
-        "{}",
-        String::from_utf8_lossy(&whole.stderr)
-    );
+    assert_succeeded(&whole);
 
     let log = dir.path().join("busy.log");
     let mut child = run("busy")
@@ -1422,11 +1336,7 @@ fn commits_that_conflict_with_maintain_lose_and_double_nothing() {
             .args(["maintain", "--output", "busy", "--small-file-mib", "1024"])
             .output()
             .unwrap();
-        assert!(
-            maintained.status.success(),
-            "{}",
-            String::from_utf8_lossy(&maintained.stderr)
-        );
+        assert_succeeded(&maintained);
         rounds += 1;
         compactions += String::from_utf8_lossy(&maintained.stdout)
             .lines()

@@ -188,11 +188,6 @@ impl EncodedSnapshot {
         self.encoded
     }
 
-    /// Bytes before compression.
-    pub fn encoded_len(&self) -> usize {
-        self.encoded.len()
-    }
-
     /// Writes the snapshot file's bytes to `out`; returns how many.
     pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
         let mut out = Counted { out, bytes: 0 };
@@ -359,7 +354,6 @@ impl SnapshotFiles for LocalFiles {
 ///
 /// [`StateStore::flush`]: crate::sinks::StateStore::flush
 pub struct SnapshotStore {
-    files: std::sync::Arc<dyn SnapshotFiles>,
     run: String,
     writer: Option<SnapshotWriter>,
     /// A snapshot handed to the writer whose outcome is not yet known.
@@ -389,19 +383,15 @@ impl SnapshotStore {
         let (done, outcomes) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("authpulse-snapshot".into())
-            .spawn({
-                let files = std::sync::Arc::clone(&files);
-                move || {
-                    for (run, checkpoint, snapshot) in incoming {
-                        let outcome = keep_one(files.as_ref(), keep, &run, checkpoint, &snapshot);
-                        if done.send((outcome, snapshot.into_buffer())).is_err() {
-                            break;
-                        }
+            .spawn(move || {
+                for (run, checkpoint, snapshot) in incoming {
+                    let outcome = keep_one(files.as_ref(), keep, &run, checkpoint, &snapshot);
+                    if done.send((outcome, snapshot.into_buffer())).is_err() {
+                        break;
                     }
                 }
             })?;
         Ok(SnapshotStore {
-            files,
             run: run.to_string(),
             writer: Some(SnapshotWriter {
                 jobs,
@@ -411,15 +401,6 @@ impl SnapshotStore {
             in_flight: false,
             spare: Vec::new(),
         })
-    }
-
-    /// In a local directory (created if need be).
-    pub fn local(
-        dir: impl Into<std::path::PathBuf>,
-        keep: usize,
-        run: &str,
-    ) -> io::Result<SnapshotStore> {
-        SnapshotStore::new(std::sync::Arc::new(LocalFiles::new(dir)?), keep, run)
     }
 
     /// A new run's id: 8 hex digits, from the clock and the process.
@@ -440,10 +421,6 @@ impl SnapshotStore {
             Some((_, run)) => Some(run),
             None => Some(""),
         }
-    }
-
-    pub fn files(&self) -> &std::sync::Arc<dyn SnapshotFiles> {
-        &self.files
     }
 
     /// The name of run `run`'s snapshot of checkpoint `checkpoint`.

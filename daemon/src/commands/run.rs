@@ -185,6 +185,18 @@ impl RunArgs {
             .unwrap_or_else(|| self.output.join("alerts.jsonl"))
     }
 
+    /// Whether the tables record its progress with a state snapshot: what
+    /// a resume needs.
+    pub fn keeps_progress(&self) -> bool {
+        !self.no_lakehouse && !self.no_state
+    }
+
+    /// Whether a later start can resume it where it stopped: progress kept,
+    /// and an input that can be read again (not stdin).
+    pub fn resumable(&self) -> bool {
+        self.keeps_progress() && (self.aws.source.is_some() || self.input().as_os_str() != "-")
+    }
+
     pub fn dead_letter_path(&self) -> PathBuf {
         self.dead_letter
             .clone()
@@ -848,9 +860,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     // An attempt that ran this long was not failing: the budget starts over.
     const HEALTHY: std::time::Duration = std::time::Duration::from_secs(300);
     let stop = shell::stop_on_signals()?;
-    let resumable = !args.no_lakehouse
-        && !args.no_state
-        && (args.aws.source.is_some() || args.input().as_os_str() != "-");
+    let resumable = args.resumable();
     let mut failing_since: Option<std::time::Instant> = None;
     let mut attempt = 0;
     loop {
@@ -920,7 +930,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         Some(Warehouse::open(&config).context("open the warehouse")?)
     };
     // With tables and state, the tables' progress says where a run starts.
-    let progress_in_tables = warehouse.is_some() && !args.no_state;
+    let progress_in_tables = args.keeps_progress();
     let stream = match &args.aws.source {
         Some(SourceUrl::Kinesis(stream)) => Some(stream.as_str()),
         _ => None,
@@ -1209,7 +1219,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
     // A stopped file run into tables with state is resumed by the next
     // start: it commits, and leaves the input open. Anything else has
     // nothing to resume from, so it finishes.
-    let resumable = progress_in_tables && (stream.is_some() || args.input().as_os_str() != "-");
+    let resumable = args.resumable();
     let summary = if stop.load(std::sync::atomic::Ordering::Relaxed) && resumable {
         give_up_after(args.shutdown_timeout);
         tracing::info!(

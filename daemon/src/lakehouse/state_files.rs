@@ -50,10 +50,8 @@ impl SnapshotFiles for ObjectFiles {
             .map_err(io_error)
     }
 
+    /// An S3 DELETE of a missing key succeeds: no look first.
     fn delete(&self, name: &str) -> io::Result<()> {
-        if !self.exists(name)? {
-            return Ok(());
-        }
         self.runtime
             .block_on(self.file_io.delete(self.path(name)))
             .map_err(io_error)
