@@ -717,6 +717,62 @@ fn warm_start_from_history_is_not_blind_to_quiet_attacks() {
         "without history the rules are in burn-in: {cold:?}"
     );
 
+    // The state cut in two by the halves of the hash-key space (two
+    // shards' users) and joined again, the second half receiving the
+    // first: every user's state is in one part, and the joined state
+    // catches what the whole run catches.
+    let half = u128::MAX / 2;
+    let mut parts = Vec::new();
+    for (name, range) in [
+        ("low", format!("0-{half}")),
+        ("high", format!("{}-{}", half + 1, u128::MAX)),
+    ] {
+        let out = authpulse(dir.path())
+            .args(["state", "split", "state/history.apstate", "--hash-range"])
+            .arg(&range)
+            .args(["-o", &format!("state/{name}.apstate")])
+            .output()
+            .unwrap();
+        assert_succeeded(&out);
+        parts.push(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+    }
+    let users = |part: &Value| part["users_with_state"].as_u64().unwrap();
+    let whole_users = parts[0]["users_with_state_before"].as_u64().unwrap();
+    assert!(users(&parts[0]) > 0 && users(&parts[1]) > 0, "{parts:?}");
+    assert_eq!(users(&parts[0]) + users(&parts[1]), whole_users);
+    let pairs = |part: &Value| part["device_pairs"].as_u64().unwrap();
+    assert_eq!(
+        pairs(&parts[0]) + pairs(&parts[1]),
+        built["device_pairs"].as_u64().unwrap()
+    );
+    let out = authpulse(dir.path())
+        .args(["state", "merge", "state/high.apstate", "state/low.apstate"])
+        .args(["-o", "state/joined.apstate"])
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+    let joined: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(joined["users_with_state"].as_u64(), Some(whole_users));
+    assert_eq!(joined["device_pairs"], built["device_pairs"]);
+    let warm_joined = caught(
+        &["run", "live.csv", "--warm-start", "state/joined.apstate"],
+        "warm-joined",
+    );
+    assert_eq!(warm_joined, whole);
+    let out = authpulse(dir.path())
+        .args([
+            "state",
+            "merge",
+            "state/low.apstate",
+            "state/joined.apstate",
+        ])
+        .args(["-o", "state/twice.apstate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a user in two parts is refused");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has state in both parts"), "{stderr}");
+
     // The same history stored by a run, then read back from its curated
     // table: the same state, and the same attackers caught.
     let stored = authpulse(dir.path())

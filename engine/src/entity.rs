@@ -206,6 +206,41 @@ impl EntityRisk {
         }
     }
 
+    /// Drops the ledgers of the users `dropped` says.
+    pub(crate) fn drop_users(&mut self, dropped: impl Fn(NameId) -> bool) {
+        self.users.retain(|&id, _| !dropped(id));
+    }
+
+    /// Moves the ledgers of `users` (`(id in from, id here)`) out of `from`,
+    /// and those of computers only `from` has one for; `user_ids` and
+    /// `computer_ids` map all of `from`'s ids to ids here.
+    pub(crate) fn take_users(
+        &mut self,
+        from: &mut EntityRisk,
+        users: &[(NameId, NameId)],
+        user_ids: &[NameId],
+        computer_ids: &[NameId],
+    ) {
+        let renumber = |mut ledger: Ledger| {
+            for c in &mut ledger.recent {
+                c.user = user_ids[c.user as usize];
+                c.computer = computer_ids[c.computer as usize];
+            }
+            ledger
+        };
+        for &(source, target) in users {
+            if let Some(ledger) = from.users.remove(&source) {
+                self.users.insert(target, renumber(ledger));
+            }
+        }
+        for (source, ledger) in std::mem::take(&mut from.computers) {
+            let target = computer_ids[source as usize];
+            self.computers
+                .entry(target)
+                .or_insert_with(|| renumber(ledger));
+        }
+    }
+
     /// Heap memory the ledgers hold, in bytes.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;

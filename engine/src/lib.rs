@@ -11,7 +11,8 @@
 //! user and per computer) -> `alerts` (incidents, published as they open,
 //! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
 //! file, `reload` swaps it while running, `metrics` keeps what publishers
-//! report, `snapshot` writes and reads the whole state, `limits` bounds it.
+//! report, `snapshot` writes and reads the whole state, `shards` divides it by
+//! user between workers, `limits` bounds it.
 
 pub mod alerts;
 pub mod entity;
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod reload;
 pub mod risk;
 pub mod rules;
+pub mod shards;
 pub mod sinks;
 pub mod snapshot;
 pub mod state;

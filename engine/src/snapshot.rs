@@ -66,6 +66,8 @@ pub enum SnapshotError {
         snapshot_unix: i64,
         run_unix: i64,
     },
+    #[error("cannot merge the state snapshots: {0}")]
+    Merge(String),
     #[error("a snapshot can only be restored into a pipeline that has read nothing yet")]
     NotFresh,
 }
@@ -121,7 +123,7 @@ pub struct Counts {
 
 /// Everything a snapshot holds, in format order. Owned when read; the
 /// pipeline writes the same layout from borrowed parts ([`BodyRef`]).
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(crate) struct Body {
     pub meta: SnapshotMeta,
     /// `TimeBase::base_unix` of the run: LANL times and derived event ids
@@ -174,7 +176,7 @@ impl EncodedSnapshot {
     /// last snapshot's, so that tens of MB are not allocated at every
     /// checkpoint).
     pub(crate) fn encode(
-        body: &BodyRef<'_>,
+        body: &impl Serialize,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();

@@ -246,6 +246,116 @@ impl EngineState {
         self.devices.len()
     }
 
+    /// Whether `user` has state (an event scored).
+    pub fn has_user(&self, user: NameId) -> bool {
+        self.users.get(user as usize).is_some_and(|u| u.logins > 0)
+    }
+
+    /// For each of another state's computers (mapped to ids here by
+    /// `computers`), whether this state has seen it.
+    pub(crate) fn computers_with_state(&self, computers: &[NameId]) -> Vec<bool> {
+        computers
+            .iter()
+            .map(|&c| self.hosts.get(c as usize).is_some_and(|h| h.users_ever > 0))
+            .collect()
+    }
+
+    /// Forgets the user-side state (window, device history, baselines) of
+    /// every user `cleared` says; their ids stay, as names without state.
+    /// Computer-side state is kept whole.
+    pub(crate) fn clear_users(&mut self, cleared: impl Fn(NameId) -> bool) {
+        for (id, user) in self.users.iter_mut().enumerate() {
+            if cleared(id as NameId) {
+                *user = UserState::default();
+                self.logins_by_hour[id] = [0; 24];
+            }
+        }
+        let mut pairs: Vec<(u64, u32)> = self.device_index.drain().collect();
+        pairs.sort_unstable_by_key(|&(_, id)| id);
+        let mut renumbered = vec![u32::MAX; self.devices.len()];
+        let mut devices = Vec::with_capacity(pairs.len());
+        for (key, old) in pairs {
+            if cleared((key >> 32) as NameId) {
+                continue;
+            }
+            renumbered[old as usize] = devices.len() as u32;
+            self.device_index.insert(key, devices.len() as u32);
+            devices.push(self.devices[old as usize]);
+        }
+        self.devices = devices;
+        for user in &mut self.users {
+            for entry in &mut user.window {
+                entry.device = renumbered[entry.device as usize];
+            }
+        }
+    }
+
+    /// Moves the user-side state of `users` (`(id in from, id here)`) out of
+    /// `from`, and the computer-side state of each computer only `from` has
+    /// seen (`computers` maps `from`'s computer ids to ids here). A user who
+    /// already has state here is an error, returned by id here, with nothing
+    /// changed.
+    pub(crate) fn take_users(
+        &mut self,
+        from: &mut EngineState,
+        users: &[(NameId, NameId)],
+        computers: &[NameId],
+    ) -> Result<(), NameId> {
+        let has_state = |state: &EngineState, id: NameId| {
+            state.users.get(id as usize).is_some_and(|u| u.logins > 0)
+        };
+        if let Some(&(_, taken)) = users
+            .iter()
+            .find(|&&(source, target)| has_state(from, source) && has_state(self, target))
+        {
+            return Err(taken);
+        }
+        let mut devices_of: FxHashMap<NameId, Vec<(NameId, u32)>> = FxHashMap::default();
+        for (&key, &device) in &from.device_index {
+            devices_of
+                .entry((key >> 32) as NameId)
+                .or_default()
+                .push((key as NameId, device));
+        }
+        for &(source, target) in users {
+            let Some(state) = from.users.get_mut(source as usize) else {
+                continue;
+            };
+            let mut state = std::mem::take(state);
+            if state.logins == 0 {
+                continue;
+            }
+            let (t, mut renumbered) = (target as usize, FxHashMap::default());
+            for &(computer, device) in devices_of.get(&source).into_iter().flatten() {
+                let id = self.devices.len() as u32;
+                let key = (u64::from(target) << 32) | u64::from(computers[computer as usize]);
+                self.devices.push(from.devices[device as usize]);
+                self.device_index.insert(key, id);
+                renumbered.insert(device, id);
+            }
+            for entry in &mut state.window {
+                entry.device = renumbered[&entry.device];
+            }
+            if t >= self.users.len() {
+                self.users.resize_with(t + 1, UserState::default);
+                self.logins_by_hour.resize(t + 1, [0; 24]);
+            }
+            self.users[t] = state;
+            self.logins_by_hour[t] = from.logins_by_hour[source as usize];
+        }
+        for (source, host) in from.hosts.iter_mut().enumerate() {
+            let t = computers[source] as usize;
+            if host.users_ever == 0 || self.hosts.get(t).is_some_and(|h| h.users_ever > 0) {
+                continue;
+            }
+            if t >= self.hosts.len() {
+                self.hosts.resize_with(t + 1, HostState::default);
+            }
+            self.hosts[t] = std::mem::take(host);
+        }
+        Ok(())
+    }
+
     /// Heap memory the state holds, in bytes (allocated capacity, the hash
     /// index estimated from its capacity at hashbrown's 7/8 load).
     pub fn heap_bytes(&self) -> usize {

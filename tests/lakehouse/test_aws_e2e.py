@@ -575,3 +575,21 @@ def test_a_killed_kinesis_run_resumes_exactly_once(aws, moto_endpoint, aws_env, 
     assert progress["source"]["identity"] == {"kinesis": aws["stream"]}
     shards = boto3_client("kinesis", moto_endpoint).list_shards(StreamName=aws["stream"])["Shards"]
     assert set(progress["source"]["position"]["shards"]) == {s["ShardId"] for s in shards}
+
+    # The state divides by shard: a part per shard holds the users whose
+    # partition key (the user name) hashes into its range, all of them.
+    users = {line.split(",")[1] for line in open(tmp_path / "events.csv") if line.strip()}
+    snapshots = sorted((tmp_path / "whole" / "state").glob("checkpoint-*.apstate"))
+    total = 0
+    for shard in shards:
+        start, end = (int(shard["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+        mine = {u for u in users if start <= int(hashlib.md5(u.encode()).hexdigest(), 16) <= end}
+        part = summary_of(authpulse("state", "split", str(snapshots[-1]), "--stream", aws["stream"],
+                                    "--shard", shard["ShardId"], "-o", f"{shard['ShardId']}.apstate",
+                                    cwd=tmp_path, env=aws_env))
+        assert part["users_with_state"] == len(mine) > 0, (shard["ShardId"], part)
+        total += part["users_with_state"]
+    assert total == part["users_with_state_before"] == len(users)
+    wrong = authpulse("state", "split", str(snapshots[-1]), "--stream", aws["stream"],
+                      "--shard", "shardId-999", "-o", "x.apstate", cwd=tmp_path, env=aws_env)
+    assert wrong.returncode != 0 and "has no shard `shardId-999`" in wrong.stderr, wrong.stderr

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
+use authpulse_engine::shards::Snapshot;
 use authpulse_engine::sinks::Collect;
 use authpulse_engine::snapshot::{self, SnapshotError};
 use common::{comparable, generate_kinds, score_default};
@@ -75,6 +76,16 @@ fn shuffle_locally(data: &[u8], seed: u64, max_shift: usize) -> Vec<u8> {
 /// finishing (as a killed process would be); a second one restores it and
 /// reads the rest. Outputs of both go to the same collectors.
 fn score_with_restart(data: &[u8], cut: usize, batch_size: usize) -> (Summary, Collect, u64) {
+    score_with_restart_through(data, cut, batch_size, |snapshot| snapshot)
+}
+
+/// [`score_with_restart`], the snapshot going through `between` on its way.
+fn score_with_restart_through(
+    data: &[u8],
+    cut: usize,
+    batch_size: usize,
+    between: impl Fn(Vec<u8>) -> Vec<u8>,
+) -> (Summary, Collect, u64) {
     let cut = data[cut..]
         .iter()
         .position(|&b| b == b'\n')
@@ -103,6 +114,7 @@ fn score_with_restart(data: &[u8], cut: usize, batch_size: usize) -> (Summary, C
         pipeline::consume(&mut first, &mut lines, &stop, |_, _| {}).unwrap();
         first.write_snapshot(&mut snapshot).unwrap();
     }
+    let snapshot = between(snapshot);
     let mut second = Pipeline::new(
         Policy::builtin(),
         options,
@@ -199,6 +211,82 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
         .unwrap();
     let late = pipeline.restore_snapshot(&mut snapshot.as_slice(), Restore::Resume);
     assert!(matches!(late, Err(SnapshotError::NotFresh)), "{late:?}");
+}
+
+/// A user's part of the state, by a stand-in for the shard its name
+/// hashes to.
+fn in_first_part(name: &str) -> bool {
+    name.bytes().map(u32::from).sum::<u32>() % 2 == 0
+}
+
+/// Splits a snapshot in two by user and joins the parts the other way round
+/// (the second part receiving the first), so that every id is renumbered.
+fn split_and_join(snapshot: Vec<u8>) -> Vec<u8> {
+    let whole = Snapshot::read(&mut snapshot.as_slice()).unwrap();
+    let all: Vec<String> = whole.users().map(str::to_string).collect();
+    let first = Snapshot::read(&mut snapshot.as_slice())
+        .unwrap()
+        .split(in_first_part);
+    let second = whole.split(|name| !in_first_part(name));
+    let (a, b): (Vec<&str>, Vec<&str>) = (first.users().collect(), second.users().collect());
+    assert!(!a.is_empty() && !b.is_empty(), "both parts hold users");
+    assert!(a.iter().all(|u| in_first_part(u)));
+    assert!(b.iter().all(|u| !in_first_part(u)));
+    assert_eq!(a.len() + b.len(), all.len(), "each user is in one part");
+    assert!(first.meta().device_pairs + second.meta().device_pairs > 0);
+    let joined = second.merge(first).unwrap();
+    let mut joined_users: Vec<&str> = joined.users().collect();
+    joined_users.sort_unstable();
+    let mut all_sorted: Vec<&str> = all.iter().map(String::as_str).collect();
+    all_sorted.sort_unstable();
+    assert_eq!(joined_users, all_sorted);
+    let mut out = Vec::new();
+    joined.write_to(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_snapshot_split_by_user_and_joined_again_scores_as_the_whole() {
+    let r = reference();
+    for cut_permille in [250, 600, 900] {
+        let cut = data().len() * cut_permille / 1000;
+        let (summary, collected, _) = score_with_restart_through(data(), cut, 1000, split_and_join);
+        assert_eq!(comparable(&summary), comparable(&r.summary));
+        assert!(
+            collected.rows == r.collected.rows,
+            "scored rows differ after a split and join at {cut}"
+        );
+        assert_eq!(collected.alerts, r.collected.alerts);
+    }
+}
+
+#[test]
+fn parts_with_a_user_in_both_do_not_join() {
+    let mut snapshot = Vec::new();
+    let mut dead = Collect::default();
+    let mut alerts = Collect::default();
+    let mut rows = Collect::default();
+    let mut pipeline = Pipeline::new(
+        Policy::builtin(),
+        PipelineOptions::default(),
+        Outputs {
+            dead_letters: &mut dead,
+            alerts: &mut alerts,
+            scored: &mut rows,
+            received: None,
+        },
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let mut lines = LineReader::new(&data()[..data().len() / 2], MAX_LINE_DEFAULT);
+    pipeline::consume(&mut pipeline, &mut lines, &stop, |_, _| {}).unwrap();
+    pipeline.write_snapshot(&mut snapshot).unwrap();
+    let read = || Snapshot::read(&mut snapshot.as_slice()).unwrap();
+    let error = read().merge(read()).err().expect("a user in both parts");
+    assert!(
+        matches!(&error, SnapshotError::Merge(why) if why.contains("has state in both parts")),
+        "{error}"
+    );
 }
 
 proptest! {

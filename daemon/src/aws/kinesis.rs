@@ -267,7 +267,7 @@ pub fn is_closed(shard: &Shard) -> bool {
 }
 
 /// Every shard of the stream (all pages).
-async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, String> {
+pub(crate) async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, String> {
     let mut shards = Vec::new();
     let mut token: Option<String> = None;
     loop {

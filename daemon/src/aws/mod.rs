@@ -18,6 +18,7 @@ pub mod cloudwatch;
 pub mod kinesis;
 pub mod merge;
 pub mod producer;
+pub mod shards;
 pub mod sns;
 
 use std::time::Duration;

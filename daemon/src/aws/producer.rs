@@ -24,9 +24,9 @@ use std::time::Duration;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use md5::{Digest, Md5};
 
 use super::aggregation::{Aggregate, MAX_RECORD_BYTES};
+use super::shards::{HashRange, list_ranges, partition_hash};
 use super::{AwsSettings, Backoff, error_text};
 
 /// `PutRecords` limits.
@@ -123,18 +123,6 @@ pub fn failed_entries(entries: Vec<Entry>, error_codes: &[Option<&str>]) -> (Vec
     (failed, sent)
 }
 
-/// The shard a partition key maps to: MD5 of the key as a 128-bit number,
-/// in a shard's hash-key range.
-#[derive(Clone, Debug)]
-struct ShardRange {
-    start: u128,
-    end: u128,
-}
-
-fn hash_key(partition_key: &str) -> u128 {
-    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
-}
-
 pub struct Producer {
     runtime: tokio::runtime::Runtime,
     client: Client,
@@ -142,7 +130,7 @@ pub struct Producer {
     batch: Vec<Entry>,
     batch_bytes: usize,
     /// With aggregation: the open shards' hash ranges and one aggregate each.
-    shards: Vec<(ShardRange, Aggregate)>,
+    shards: Vec<(HashRange, Aggregate)>,
     /// Event time of the first event of each shard's open aggregate.
     open_since: Vec<Option<i64>>,
     report: ProducerReport,
@@ -168,29 +156,9 @@ impl Producer {
         }
         let mut shards = Vec::new();
         if config.aggregate_bytes.is_some() {
-            let listed = runtime
-                .block_on(client.list_shards().stream_name(&config.stream).send())
-                .map_err(|e| {
-                    format!("list the shards of `{}`: {}", config.stream, error_text(&e))
-                })?;
-            for shard in listed.shards.unwrap_or_default() {
-                if super::kinesis::is_closed(&shard) {
-                    continue;
-                }
-                let Some(range) = shard.hash_key_range else {
-                    continue;
-                };
-                let parse = |s: &str| {
-                    s.parse::<u128>()
-                        .map_err(|e| format!("hash key `{s}`: {e}"))
-                };
-                shards.push((
-                    ShardRange {
-                        start: parse(&range.starting_hash_key)?,
-                        end: parse(&range.ending_hash_key)?,
-                    },
-                    Aggregate::default(),
-                ));
+            let listed = runtime.block_on(list_ranges(&client, &config.stream))?;
+            for shard in listed.into_iter().filter(|s| !s.closed) {
+                shards.push((shard.range, Aggregate::default()));
             }
             if shards.is_empty() {
                 return Err(format!("stream `{}` has no open shard", config.stream));
@@ -229,11 +197,11 @@ impl Producer {
             });
             return;
         };
-        let hash = hash_key(partition_key);
+        let hash = partition_hash(partition_key);
         let shard = self
             .shards
             .iter()
-            .position(|(range, _)| (range.start..=range.end).contains(&hash))
+            .position(|(range, _)| range.contains(hash))
             .unwrap_or(0);
         for i in 0..self.shards.len() {
             if self.open_since[i].is_some_and(|since| event_time - since > AGGREGATE_SPAN) {
@@ -401,14 +369,6 @@ mod tests {
             (entries, Sent::default()),
             "a short answer fails all"
         );
-    }
-
-    #[test]
-    fn partition_keys_hash_like_kinesis() {
-        // MD5("U1") = f89412c1..., the 128-bit hash key Kinesis uses.
-        let hash = hash_key("U1");
-        assert_eq!(hash >> 96, 0xf894_12c1);
-        assert_ne!(hash_key("U1"), hash_key("U2"));
     }
 
     #[test]
