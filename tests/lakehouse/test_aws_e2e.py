@@ -237,9 +237,15 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
     assert again["events_read"] == lines and again["events_scored"] == len(unique)
     curated = pyiceberg_glue(moto_endpoint).load_table("authpulse.auth_events_curated").scan().to_arrow()
     assert curated.num_rows == len(unique)
-    checkpoint = json.loads((tmp_path / "out" / "kinesis-checkpoint.json").read_text())
-    assert checkpoint["stream"] == aws["stream"]
-    assert set(checkpoint["shards"]) == {s["ShardId"] for s in shards}
+    # The positions are in the tables' progress, and nowhere else.
+    assert not (tmp_path / "out" / "kinesis-checkpoint.json").exists()
+    progress = json.loads(curated_snapshot_summary(moto_endpoint)["authpulse.progress"])
+    assert set(progress["source"]["position"]["shards"]) == {s["ShardId"] for s in shards}
+
+
+def curated_snapshot_summary(moto_endpoint):
+    table = pyiceberg_glue(moto_endpoint).load_table("authpulse.auth_events_curated")
+    return table.current_snapshot().summary
 
 
 def test_alerts_wait_in_the_outbox_while_sns_is_down(aws, moto_endpoint, aws_env, tmp_path):

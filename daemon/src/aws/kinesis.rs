@@ -67,8 +67,9 @@ pub struct KinesisSourceConfig {
     pub start: StartAt,
     /// Resume from here: per shard, after its last processed record.
     pub checkpoint: Option<Checkpoint>,
-    /// Where positions are saved.
-    pub checkpoint_path: PathBuf,
+    /// Where positions are saved; `None` when the tables keep them (their
+    /// commits' progress), so that no second record can disagree.
+    pub checkpoint_path: Option<PathBuf>,
     /// Stop once every open shard has been read to its tip.
     pub until_caught_up: bool,
     /// Wait between reads of a shard that is at its tip.
@@ -79,7 +80,7 @@ pub struct KinesisSourceConfig {
 }
 
 impl KinesisSourceConfig {
-    pub fn new(stream: impl Into<String>, checkpoint_path: PathBuf) -> Self {
+    pub fn new(stream: impl Into<String>, checkpoint_path: Option<PathBuf>) -> Self {
         KinesisSourceConfig {
             stream: stream.into(),
             start: StartAt::TrimHorizon,
@@ -109,7 +110,7 @@ pub struct KinesisSource {
     merge: ShardMerge,
     /// Where reading started: the merge's positions count from here.
     start: Checkpoint,
-    checkpoint_path: PathBuf,
+    checkpoint_path: Option<PathBuf>,
     /// Positions read but not yet safe to save.
     unsaved: UnsavedPositions,
     /// Events handed out (the "line number" of dead letters).
@@ -185,17 +186,21 @@ impl Source for KinesisSource {
     }
 
     fn checkpointed(&mut self, frontier: Frontier) -> io::Result<()> {
+        let Some(path) = &self.checkpoint_path else {
+            return Ok(());
+        };
         match self.unsaved.checkpoint(self.merge.positions(), frontier) {
-            Some(positions) => self.start.advanced(&positions).save(&self.checkpoint_path),
+            Some(positions) => self.start.advanced(&positions).save(path),
             None => Ok(()),
         }
     }
 
     fn finished(&mut self) -> io::Result<()> {
         self.unsaved = UnsavedPositions::default();
-        self.start
-            .advanced(&self.merge.positions())
-            .save(&self.checkpoint_path)
+        match &self.checkpoint_path {
+            Some(path) => self.start.advanced(&self.merge.positions()).save(path),
+            None => Ok(()),
+        }
     }
 
     fn iterator_ages_ms(&self) -> Vec<(String, i64)> {

@@ -71,7 +71,9 @@ pub struct AwsArgs {
     /// been read to its tip: for backfills and tests.
     #[arg(long)]
     pub until_caught_up: bool,
-    /// Kinesis read positions. Default: OUTPUT/kinesis-checkpoint.json.
+    /// Kinesis read positions of a run without tables or state. Default:
+    /// OUTPUT/kinesis-checkpoint.json. With tables and state the positions
+    /// are kept in the tables' commits and this file is not written.
     #[arg(long, value_name = "FILE")]
     pub kinesis_checkpoint: Option<PathBuf>,
     /// Wait between reads of a shard with nothing new.

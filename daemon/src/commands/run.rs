@@ -623,18 +623,21 @@ struct Opened {
 /// Where a stream is read from.
 enum StreamStart {
     /// As `--from` says, the positions file included (a run whose tables
-    /// keep no progress).
+    /// keep no progress), and positions are saved to that file.
     Args,
     /// Where the tables' progress says; `None`: nothing is committed yet,
     /// so as `--from` says, except that a positions file is not the truth
-    /// (the tables are) and is only used if `--from checkpoint` asks.
+    /// (the tables are) and is only read if `--from checkpoint` asks (a
+    /// deployment moving to tables). No positions file is written.
     Tables(Option<Checkpoint>),
 }
 
 /// Opens Kinesis stream `stream` at `start`.
 fn open_stream(args: &RunArgs, stream: &str, start: StreamStart) -> anyhow::Result<Opened> {
     let checkpoint_path = args.aws.kinesis_checkpoint_path(&args.output);
-    let mut config = KinesisSourceConfig::new(stream, checkpoint_path.clone());
+    // Where the tables keep the positions, no file is written beside them.
+    let writes_file = matches!(start, StreamStart::Args);
+    let mut config = KinesisSourceConfig::new(stream, writes_file.then(|| checkpoint_path.clone()));
     let resuming = match start {
         StreamStart::Tables(Some(checkpoint)) => {
             if let Some(From::Start(start)) = &args.aws.from {

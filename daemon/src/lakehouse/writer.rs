@@ -396,8 +396,9 @@ const MAX_ROW_GROUP_ROWS: usize = 256 * 1024;
 /// partitions in use at any moment are the current one and perhaps its
 /// neighbour; keeping every partition of a long run open held each one's
 /// unflushed row group in memory (1.4 GB for 14 days of `auth_events_raw`'s
-/// 336 hours).
-const MAX_OPEN_PARTITIONS: usize = 3;
+/// 336 hours), and a third open partition cost 40-80 MB at full scale for
+/// the same files.
+const MAX_OPEN_PARTITIONS: usize = 2;
 
 /// Writes each partition's rows to its own rolling files, like iceberg's
 /// `FanoutWriter`, but keeps at most [`MAX_OPEN_PARTITIONS`] open: writing to
