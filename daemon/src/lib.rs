@@ -4,8 +4,11 @@
 //! `lakehouse` writes the Iceberg tables (SQL catalog or AWS Glue) and reads
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and
 //! producer, SNS alerts and CloudWatch metrics; `eval` matches alerts against
-//! labelled campaigns. The command line is in `main.rs` and `commands/`.
+//! labelled campaigns; `ops` is the operations server of `run --listen`
+//! (health, Prometheus metrics, the JSON API, admin actions, the
+//! dashboard). The command line is in `main.rs` and `commands/`.
 
 pub mod aws;
 pub mod eval;
 pub mod lakehouse;
+pub mod ops;

@@ -79,6 +79,20 @@ impl LagHistogram {
         None
     }
 
+    /// What was recorded after `earlier`, a copy of this histogram taken
+    /// before.
+    pub fn since(&self, earlier: &LagHistogram) -> LagHistogram {
+        LagHistogram {
+            counts: self
+                .counts
+                .iter()
+                .zip(&earlier.counts)
+                .map(|(now, then)| now.saturating_sub(*then))
+                .collect(),
+            total: self.total.saturating_sub(earlier.total),
+        }
+    }
+
     /// Non-empty buckets as (representative seconds, count): what CloudWatch's
     /// `Values`/`Counts` take, so that it computes percentiles itself.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
@@ -90,7 +104,8 @@ impl LagHistogram {
     }
 }
 
-/// Cumulative counts since start, and the lag since the previous snapshot.
+/// Cumulative counts since start, lag included: a reader that wants an
+/// interval's lag takes [`LagHistogram::since`] its previous snapshot's.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetricsSnapshot {
     pub events_read: u64,
@@ -103,7 +118,7 @@ pub struct MetricsSnapshot {
     pub batches: u64,
     /// Summed time spent scoring batches.
     pub batch_time: Duration,
-    /// Processing lag of the events read since the previous snapshot.
+    /// Processing lag of every event read.
     pub lag: LagHistogram,
 }
 
@@ -140,5 +155,16 @@ mod tests {
         assert_eq!(h.quantile(1.0), Some(96));
         let total: u64 = h.buckets().map(|(_, n)| n).sum();
         assert_eq!(total, 101);
+        let earlier = h.clone();
+        for _ in 0..10 {
+            h.record(1000);
+        }
+        let interval = h.since(&earlier);
+        assert_eq!(interval.count(), 10);
+        assert_eq!(
+            interval.quantile(0.5),
+            Some(960),
+            "1000 lands in [960, 1024)"
+        );
     }
 }

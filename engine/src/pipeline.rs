@@ -37,6 +37,9 @@ use crate::sinks::{
 use crate::snapshot::{self, BodyRef, Counts, EncodedSnapshot, SnapshotError, SnapshotMeta};
 use crate::state::EngineState;
 
+mod inspect;
+pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
+
 /// Longest raw text kept in a dead letter.
 const DEAD_LETTER_RAW_MAX: usize = 4096;
 
@@ -110,6 +113,9 @@ struct Counters {
     reload_timings: ReloadTimings,
     batches: u64,
     batch_time: std::time::Duration,
+    /// Each batch's scoring time since last drained, once asked for
+    /// ([`Pipeline::time_batches`]).
+    batch_durations: Option<Vec<f32>>,
     /// Lag (event time to reading) of events read since the last metrics
     /// snapshot.
     lag: LagHistogram,
@@ -724,8 +730,14 @@ impl<'o> Pipeline<'o> {
         }
         self.emit_alerts()?;
         self.ingest_clock = processed_at;
+        let took = started.elapsed();
         self.counters.batches += 1;
-        self.counters.batch_time += started.elapsed();
+        self.counters.batch_time += took;
+        if let Some(durations) = self.counters.batch_durations.as_mut()
+            && durations.len() < inspect::MAX_PENDING_DURATIONS
+        {
+            durations.push(took.as_secs_f32());
+        }
         Ok(())
     }
 
@@ -780,9 +792,9 @@ impl<'o> Pipeline<'o> {
         }
     }
 
-    /// Counters so far, and the lag of the events read since the last call.
-    pub fn metrics(&mut self) -> MetricsSnapshot {
-        let c = &mut self.counters;
+    /// Counters so far, the lag of every event read included.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let c = &self.counters;
         let failures = c.retired_rules.values().map(|r| r.failures).sum::<u64>()
             + self
                 .rules
@@ -800,7 +812,7 @@ impl<'o> Pipeline<'o> {
             rule_failures: failures,
             batches: c.batches,
             batch_time: c.batch_time,
-            lag: std::mem::take(&mut c.lag),
+            lag: c.lag.clone(),
         }
     }
 
@@ -1108,7 +1120,8 @@ impl<'o> Pipeline<'o> {
         Ok(self.summary())
     }
 
-    fn summary(&self) -> Summary {
+    /// The summary so far (what the run prints at its end).
+    pub fn summary(&self) -> Summary {
         let c = &self.counters;
         let elapsed = self.started.elapsed().as_secs_f64();
         // Rules of replaced policy versions keep their counts.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
-use crate::policy::{ModuleSource, Policy};
+use crate::policy::{ModuleSource, Policy, RuleMode};
 use crate::rules::{Engine, RuleSet};
 
 /// How long writes must have stopped before a change is loaded: editors and
@@ -46,6 +46,52 @@ pub enum ReloadEvent {
 enum Trigger {
     Changed(Instant),
     Retire(Box<RuleSet>),
+    /// Reload now (as SIGHUP does) and say how it went.
+    Requested(Sender<ReloadReply>),
+    /// Run a rule in another mode from now on, over whatever the file says,
+    /// until the process ends; and say how it went.
+    SetMode(String, ModeOverride, Sender<ReloadReply>),
+}
+
+/// A reload asked for through a [`ReloadHandle`]: the new policy version
+/// (swapped in at the next batch), or why it was refused.
+pub type ReloadReply = Result<String, String>;
+
+/// A mode set for one rule while running ([`ReloadHandle::set_mode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModeOverride {
+    Enforce,
+    Shadow,
+    /// Not run at all.
+    Disabled,
+}
+
+/// Asks a [`PolicyWatcher`] for reloads from another thread (the
+/// operations API). Cheap to clone.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    triggers: Sender<Trigger>,
+}
+
+impl ReloadHandle {
+    /// Reloads the policy file now, even unchanged; the reply comes once it
+    /// is built or refused.
+    pub fn reload(&self) -> Receiver<ReloadReply> {
+        let (reply, answer) = mpsc::channel();
+        let _ = self.triggers.send(Trigger::Requested(reply));
+        answer
+    }
+
+    /// Runs rule `id` in `mode` from the next batch on, and after every
+    /// later reload of the file, until the process ends.
+    pub fn set_mode(&self, id: &str, mode: ModeOverride) -> Receiver<ReloadReply> {
+        let (reply, answer) = mpsc::channel();
+        let _ = self
+            .triggers
+            .send(Trigger::SetMode(id.to_string(), mode, reply));
+        answer
+    }
 }
 
 /// Watches a policy file and its modules; see the module doc.
@@ -145,6 +191,7 @@ impl PolicyWatcher {
             watcher,
             hangup,
             stop: Arc::clone(&stop),
+            overrides: std::collections::BTreeMap::new(),
         };
         let thread = std::thread::Builder::new()
             .name("policy-watcher".into())
@@ -161,6 +208,13 @@ impl PolicyWatcher {
     /// The next reload outcome, if one is waiting (never blocks).
     pub fn try_next(&self) -> Option<ReloadEvent> {
         self.events.try_recv().ok()
+    }
+
+    /// A handle to ask for reloads from another thread.
+    pub fn handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            triggers: self.triggers.clone(),
+        }
     }
 
     /// Hands a replaced rule set to the watcher thread to be dropped there.
@@ -211,6 +265,8 @@ struct WatchState {
     watcher: RecommendedWatcher,
     hangup: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// Rule modes set while running, by rule id.
+    overrides: std::collections::BTreeMap<String, ModeOverride>,
 }
 
 impl WatchState {
@@ -218,10 +274,59 @@ impl WatchState {
         while !self.stop.load(Ordering::Relaxed) {
             // SIGHUP reloads even an unchanged policy: it re-enables rules that
             // `disable_after` switched off.
+            let mut reply = None;
             let (noticed, force) = match triggers.recv_timeout(SIGNAL_POLL) {
                 Ok(Trigger::Changed(at)) => (at, false),
                 Ok(Trigger::Retire(old)) => {
                     drop(old);
+                    continue;
+                }
+                Ok(Trigger::Requested(to)) => {
+                    tracing::info!(policy = %self.path.display(), "reload requested");
+                    reply = Some(to);
+                    (Instant::now(), true)
+                }
+                Ok(Trigger::SetMode(id, mode, to)) => {
+                    let previous = self.overrides.insert(id.clone(), mode);
+                    let loaded = self.load(true).and_then(|loaded| {
+                        let (policy, _) = loaded.as_ref().expect("a forced load builds");
+                        if policy.file.rules.iter().any(|rule| rule.id == id) {
+                            Ok(loaded)
+                        } else {
+                            let ids: Vec<&str> =
+                                policy.file.rules.iter().map(|r| r.id.as_str()).collect();
+                            Err(format!(
+                                "no rule `{id}` in {} (its rules: {})",
+                                policy.origin,
+                                ids.join(", ")
+                            ))
+                        }
+                    });
+                    match loaded {
+                        Ok(Some((policy, rules))) => {
+                            tracing::info!(rule = %id, ?mode, policy_version = %rules.version, "rule mode set");
+                            let _ = to.send(Ok(rules.version.clone()));
+                            let candidate = Candidate {
+                                policy,
+                                rules,
+                                noticed: Instant::now(),
+                            };
+                            if events
+                                .send(ReloadEvent::Ready(Box::new(candidate)))
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Ok(None) => unreachable!("a forced load builds"),
+                        Err(message) => {
+                            match previous {
+                                Some(mode) => self.overrides.insert(id, mode),
+                                None => self.overrides.remove(&id),
+                            };
+                            let _ = to.send(Err(message));
+                        }
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -234,15 +339,28 @@ impl WatchState {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             // Let the writes settle: absorb further changes until quiet.
-            loop {
+            while reply.is_none() {
                 match triggers.recv_timeout(SETTLE) {
                     Ok(Trigger::Changed(_)) => {}
                     Ok(Trigger::Retire(old)) => drop(old),
+                    // Answered by the reload about to happen.
+                    Ok(Trigger::Requested(to)) => reply = Some(to),
+                    Ok(Trigger::SetMode(_, _, to)) => {
+                        let _ = to.send(Err("a policy reload is in progress: ask again".into()));
+                    }
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             }
-            let event = match self.load(force) {
+            let loaded = self.load(force);
+            if let Some(reply) = reply {
+                let _ = reply.send(match &loaded {
+                    Ok(Some((_, rules))) => Ok(rules.version.clone()),
+                    Ok(None) => Ok(self.version.clone()),
+                    Err(message) => Err(message.clone()),
+                });
+            }
+            let event = match loaded {
                 Ok(None) => continue,
                 Ok(Some((policy, rules))) => {
                     tracing::info!(
@@ -271,7 +389,8 @@ impl WatchState {
     /// Loads the policy file as it is now. `Ok(None)`: nothing changed (and
     /// not `force`d).
     fn load(&mut self, force: bool) -> Result<Option<(Policy, RuleSet)>, String> {
-        let policy = Policy::load(&self.path).map_err(|e| e.to_string())?;
+        let mut policy = Policy::load(&self.path).map_err(|e| e.to_string())?;
+        self.apply_overrides(&mut policy);
         // Follow module files the new policy names, even if it is refused
         // below, so fixing a module is noticed too.
         let files = watched_files(&self.path, &policy);
@@ -293,5 +412,27 @@ impl WatchState {
         }
         self.version = rules.version.clone();
         Ok(Some((policy, rules)))
+    }
+
+    /// Puts the modes set while running over the file's; a rule the file
+    /// no longer has keeps its mode for when it comes back. The policy's
+    /// text, from which its version is hashed, gains a comment line per mode
+    /// set, so that the version (recorded with every scored event) tells
+    /// the two apart.
+    fn apply_overrides(&self, policy: &mut Policy) {
+        for (id, mode) in &self.overrides {
+            let Some(rule) = policy.file.rules.iter_mut().find(|rule| &rule.id == id) else {
+                continue;
+            };
+            match mode {
+                ModeOverride::Enforce => (rule.enabled, rule.mode) = (true, RuleMode::Enforce),
+                ModeOverride::Shadow => (rule.enabled, rule.mode) = (true, RuleMode::Shadow),
+                ModeOverride::Disabled => rule.enabled = false,
+            }
+            let mode = serde_json::to_string(mode).unwrap_or_default();
+            policy
+                .source
+                .push_str(&format!("\n# set while running: rule {id} mode {mode}"));
+        }
     }
 }

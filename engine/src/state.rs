@@ -200,6 +200,29 @@ pub(crate) fn hash_table_bytes(capacity: usize, entry: usize) -> usize {
     buckets * (entry + 1)
 }
 
+/// A user's state in brief, for the operations API.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserProfile {
+    /// Unix seconds.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub logins: u32,
+    /// Computers the user has ever used.
+    pub known_computers: u32,
+    /// Of them, those first used after the user's first day.
+    pub later_computers: u32,
+    pub events_1h: u32,
+    pub events_24h: u32,
+    pub distinct_computers_1h: u32,
+    pub distinct_computers_24h: u32,
+    pub new_computers_1h: u32,
+    pub new_computers_24h: u32,
+    /// Most logins in one clock hour so far.
+    pub busiest_hour_logins: u32,
+    /// Logins per hour of day (UTC).
+    pub logins_by_hour: [u32; 24],
+}
+
 /// All state the features are computed from. Serialised whole into state
 /// snapshots (`crate::snapshot`).
 #[derive(Default, Serialize, Deserialize)]
@@ -244,6 +267,27 @@ impl EngineState {
     /// Number of distinct (user, computer) pairs seen.
     pub fn device_pairs(&self) -> usize {
         self.devices.len()
+    }
+
+    /// What the state says of `user` as of the user's latest event (the
+    /// windows move on only with the user's own events).
+    pub fn user_profile(&self, user: NameId) -> Option<UserProfile> {
+        let u = self.users.get(user as usize).filter(|u| u.logins > 0)?;
+        Some(UserProfile {
+            first_seen: u.first_seen,
+            last_seen: u.last_seen,
+            logins: u.logins,
+            known_computers: u.known_computers,
+            later_computers: u.later_computers,
+            events_1h: (u.window.len() - u.hour_start) as u32,
+            events_24h: u.window.len() as u32,
+            distinct_computers_1h: u.distinct_1h,
+            distinct_computers_24h: u.distinct_24h,
+            new_computers_1h: u.new_1h,
+            new_computers_24h: u.new_24h,
+            busiest_hour_logins: u.busiest.peak.max(u.busiest.current),
+            logins_by_hour: self.logins_by_hour[user as usize],
+        })
     }
 
     /// Whether `user` has state (an event scored).

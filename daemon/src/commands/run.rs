@@ -17,10 +17,11 @@ use authpulse::lakehouse::curated::CuratedSink;
 use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::stored::StoredIds;
 use authpulse::lakehouse::writer::WriterStats;
+use authpulse::ops;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse_engine::limits::StateLimits;
-use authpulse_engine::metrics::MetricsSnapshot;
+use authpulse_engine::metrics::{LagHistogram, MetricsSnapshot};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::reload::PolicyWatcher;
@@ -143,6 +144,16 @@ pub struct RunArgs {
     pub catalog: CatalogArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
+    /// Serve health checks, Prometheus metrics, the JSON API and the live
+    /// dashboard on this address while running (`127.0.0.1:9464`; port 0
+    /// picks a free one, logged). Off unless given.
+    #[arg(long, value_name = "ADDR:PORT", env = "AUTHPULSE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// File holding the bearer token of the admin routes (reload, rule
+    /// modes); `AUTHPULSE_ADMIN_TOKEN` gives it directly. Without a token
+    /// the admin routes are off.
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -171,6 +182,8 @@ impl RunArgs {
             limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
+            listen: None,
+            admin_token_file: None,
         }
     }
 
@@ -787,6 +800,8 @@ struct MetricsTicker {
     interval: std::time::Duration,
     last: std::time::Instant,
     previous: MetricsSnapshot,
+    /// The cumulative lag histogram at the previous tick.
+    previous_lag: LagHistogram,
     cloudwatch: Option<CloudWatchPublisher>,
     emf: Option<EmfWriter>,
     namespace: String,
@@ -802,7 +817,13 @@ impl MetricsTicker {
             return;
         }
         self.last = std::time::Instant::now();
-        let current = pipeline.metrics();
+        let cumulative = pipeline.metrics();
+        // The interval's lag, the rest cumulative.
+        let current = MetricsSnapshot {
+            lag: cumulative.lag.since(&self.previous_lag),
+            ..cumulative.clone()
+        };
+        let cumulative_lag = cumulative.lag;
         let ages = source.iterator_ages_ms();
         let readings = cloudwatch::readings(&self.previous, &current, &ages);
         let now = std::time::SystemTime::now();
@@ -820,6 +841,7 @@ impl MetricsTicker {
             publisher.put(readings, now);
         }
         self.check_freshness(&current);
+        self.previous_lag = cumulative_lag;
         self.previous = current;
     }
 
@@ -864,15 +886,26 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     const HEALTHY: std::time::Duration = std::time::Duration::from_secs(300);
     let stop = shell::stop_on_signals()?;
     let resumable = args.resumable();
+    let ops = start_ops_server(args)?;
+    let live = ops.as_ref().map(|(live, _)| live);
     let mut failing_since: Option<std::time::Instant> = None;
     let mut attempt = 0;
     loop {
         let mut started = false;
         let began = std::time::Instant::now();
-        let error = match score_once(args, &mut started) {
-            Ok(outcome) => return Ok(outcome),
+        let error = match score_once(args, &mut started, live) {
+            Ok(outcome) => {
+                if let Some(live) = live {
+                    live.set_phase("finished");
+                }
+                return Ok(outcome);
+            }
             Err(error) => error,
         };
+        if let Some(live) = live {
+            live.set_phase("recovering");
+            live.set_ready("source", Some(format!("{error:#}")));
+        }
         if began.elapsed() >= HEALTHY {
             (failing_since, attempt) = (None, 0);
         }
@@ -912,8 +945,42 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     }
 }
 
+/// With `--listen`: the operations server, and what it shows.
+fn start_ops_server(args: &RunArgs) -> anyhow::Result<Option<(Arc<ops::Live>, ops::Server)>> {
+    let Some(listen) = args.listen else {
+        return Ok(None);
+    };
+    let admin_token = match (
+        &args.admin_token_file,
+        std::env::var("AUTHPULSE_ADMIN_TOKEN"),
+    ) {
+        (Some(path), _) => Some(ops::AdminToken::from_file(path).map_err(anyhow::Error::msg)?),
+        (None, Ok(token)) => Some(
+            ops::AdminToken::new(&token)
+                .map_err(|e| anyhow::anyhow!("AUTHPULSE_ADMIN_TOKEN: {e}"))?,
+        ),
+        (None, Err(_)) => None,
+    };
+    if admin_token.is_none() {
+        tracing::info!("no admin token: the admin routes (reload, rule modes) are off");
+    }
+    let live = ops::Live::new();
+    let server = ops::Server::start(
+        ops::ServerConfig {
+            listen,
+            admin_token,
+        },
+        Arc::clone(&live),
+    )?;
+    Ok(Some((live, server)))
+}
+
 /// One attempt at [`score`]; sets `started` once it scores.
-fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
+fn score_once(
+    args: &RunArgs,
+    started: &mut bool,
+    ops: Option<&Arc<ops::Live>>,
+) -> anyhow::Result<Outcome> {
     let (policy, policy_path) = resolve_policy(args.policy.as_deref())?;
     tracing::info!(policy = %policy.origin, "policy loaded");
     std::fs::create_dir_all(&args.output)
@@ -930,8 +997,15 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         None
     } else {
         let config = args.catalog.config(&args.output)?;
-        Some(Warehouse::open(&config).context("open the warehouse")?)
+        let opened = Warehouse::open(&config).context("open the warehouse");
+        if let (Some(live), Err(e)) = (ops, &opened) {
+            live.set_ready("catalog", Some(format!("{e:#}")));
+        }
+        Some(opened?)
     };
+    if let Some(live) = ops {
+        live.set_ready("catalog", None);
+    }
     // With tables and state, the tables' progress says where a run starts.
     let progress_in_tables = args.keeps_progress();
     let stream = match &args.aws.source {
@@ -1016,6 +1090,9 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         }
         (None, None, None) => unreachable!("a file is opened at once"),
     };
+    if let Some(live) = ops {
+        live.set_ready("source", None);
+    }
 
     let create = |path: PathBuf, keep: Option<u64>| {
         match keep {
@@ -1118,6 +1195,7 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
             interval: args.aws.metrics_interval,
             last: std::time::Instant::now(),
             previous: MetricsSnapshot::default(),
+            previous_lag: LagHistogram::default(),
             cloudwatch,
             emf,
             namespace: args.aws.cloudwatch_namespace.clone(),
@@ -1129,7 +1207,11 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
     } else {
         None
     };
+    let mut live_alerts = ops.map(|live| ops::LiveAlerts(Arc::clone(live)));
     let mut alert_sinks: Vec<&mut dyn AlertSink> = vec![&mut alerts];
+    if let Some(sink) = live_alerts.as_mut() {
+        alert_sinks.push(sink);
+    }
     if let Some(sink) = sns_alerts.as_mut() {
         alert_sinks.push(sink);
     }
@@ -1204,10 +1286,18 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
             args.engine,
             args.batch_size as usize,
         )?;
+        if let Some(live) = ops {
+            live.set_reload_handle(Some(watcher.handle()));
+        }
         pipeline.watch_policy(watcher);
         tracing::info!(policy = %path.display(), "watching the policy and its modules for changes (and SIGHUP)");
     }
 
+    let mut publisher = ops.map(|live| {
+        live.set_ready("rules", None);
+        pipeline.time_batches();
+        ops::Publisher::new(live, &source_name)
+    });
     let bar = progress::bar(size, "bytes");
     *started = true;
     pipeline::consume(&mut pipeline, source.as_mut(), &stop, |pipeline, source| {
@@ -1216,8 +1306,14 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         if let Some(ticker) = ticker.as_mut() {
             ticker.tick(pipeline, source, false);
         }
+        if let Some(publisher) = publisher.as_mut() {
+            publisher.tick(pipeline, source, false);
+        }
     })
     .with_context(|| format!("read {source_name}"))?;
+    if let Some(live) = ops {
+        live.set_phase("stopping");
+    }
     bar.finish_and_clear();
     // A stopped file run into tables with state is resumed by the next
     // start: it commits, and leaves the input open. Anything else has
@@ -1236,6 +1332,9 @@ fn score_once(args: &RunArgs, started: &mut bool) -> anyhow::Result<Outcome> {
         pipeline.end_of_input().context("score the last events")?;
         if let Some(ticker) = ticker.as_mut() {
             ticker.tick(&mut pipeline, source.as_ref(), true);
+        }
+        if let Some(publisher) = publisher.as_mut() {
+            publisher.tick(&mut pipeline, source.as_ref(), true);
         }
         let summary = pipeline
             .finish_at(source.position())
