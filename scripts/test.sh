@@ -5,7 +5,8 @@
 # compiled to, and a Python venv (.venv) with PyIceberg and DuckDB, the
 # independent readers that check the Iceberg tables, moto, the local AWS
 # server (Kinesis, S3, Glue, SNS, SQS) the AWS tests run against, and cbor2,
-# which decodes the CloudWatch requests in the metrics test.
+# which decodes the CloudWatch requests in the metrics test; and Debian's
+# Chromium, which the dashboard test loads the page in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -13,6 +14,15 @@ root=$(pwd)
 if command -v rustup >/dev/null 2>&1; then
     rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown \
         || rustup target add wasm32-unknown-unknown
+fi
+
+# The dashboard test drives Debian's Chromium, headless.
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium (the dashboard test's browser) ..."
+    sudo_if_needed=""
+    [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
+    $sudo_if_needed apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq chromium >/dev/null
 fi
 
 venv="$root/.venv"

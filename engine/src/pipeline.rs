@@ -766,9 +766,15 @@ impl<'o> Pipeline<'o> {
     pub fn maybe_checkpoint(&mut self, position: serde_json::Value) -> io::Result<bool> {
         match self.options.commit_interval {
             Some(interval) if self.last_checkpoint.elapsed() >= interval => {
-                // A quiet source adds nothing to commit.
+                // A quiet source adds nothing to commit; the last commit is
+                // waited for, so that it is reported (logged, counted) now
+                // rather than when input comes again.
                 if self.counters.events_read == self.read_at_checkpoint {
                     self.last_checkpoint = Instant::now();
+                    if let Some(received) = self.outputs.received.as_deref_mut() {
+                        received.flush()?;
+                    }
+                    self.outputs.scored.settle()?;
                     return Ok(false);
                 }
                 self.checkpoint(position)?;

@@ -275,6 +275,7 @@ impl WatchState {
             // SIGHUP reloads even an unchanged policy: it re-enables rules that
             // `disable_after` switched off.
             let mut reply = None;
+            let mut deferred = Vec::new();
             let (noticed, force) = match triggers.recv_timeout(SIGNAL_POLL) {
                 Ok(Trigger::Changed(at)) => (at, false),
                 Ok(Trigger::Retire(old)) => {
@@ -287,45 +288,8 @@ impl WatchState {
                     (Instant::now(), true)
                 }
                 Ok(Trigger::SetMode(id, mode, to)) => {
-                    let previous = self.overrides.insert(id.clone(), mode);
-                    let loaded = self.load(true).and_then(|loaded| {
-                        let (policy, _) = loaded.as_ref().expect("a forced load builds");
-                        if policy.file.rules.iter().any(|rule| rule.id == id) {
-                            Ok(loaded)
-                        } else {
-                            let ids: Vec<&str> =
-                                policy.file.rules.iter().map(|r| r.id.as_str()).collect();
-                            Err(format!(
-                                "no rule `{id}` in {} (its rules: {})",
-                                policy.origin,
-                                ids.join(", ")
-                            ))
-                        }
-                    });
-                    match loaded {
-                        Ok(Some((policy, rules))) => {
-                            tracing::info!(rule = %id, ?mode, policy_version = %rules.version, "rule mode set");
-                            let _ = to.send(Ok(rules.version.clone()));
-                            let candidate = Candidate {
-                                policy,
-                                rules,
-                                noticed: Instant::now(),
-                            };
-                            if events
-                                .send(ReloadEvent::Ready(Box::new(candidate)))
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Ok(None) => unreachable!("a forced load builds"),
-                        Err(message) => {
-                            match previous {
-                                Some(mode) => self.overrides.insert(id, mode),
-                                None => self.overrides.remove(&id),
-                            };
-                            let _ = to.send(Err(message));
-                        }
+                    if !self.set_mode(id, mode, &to, events) {
+                        return;
                     }
                     continue;
                 }
@@ -345,9 +309,8 @@ impl WatchState {
                     Ok(Trigger::Retire(old)) => drop(old),
                     // Answered by the reload about to happen.
                     Ok(Trigger::Requested(to)) => reply = Some(to),
-                    Ok(Trigger::SetMode(_, _, to)) => {
-                        let _ = to.send(Err("a policy reload is in progress: ask again".into()));
-                    }
+                    // After the reload about to happen.
+                    Ok(Trigger::SetMode(id, mode, to)) => deferred.push((id, mode, to)),
                     Err(RecvTimeoutError::Timeout) => break,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -361,7 +324,7 @@ impl WatchState {
                 });
             }
             let event = match loaded {
-                Ok(None) => continue,
+                Ok(None) => None,
                 Ok(Some((policy, rules))) => {
                     tracing::info!(
                         policy = %policy.origin,
@@ -369,19 +332,26 @@ impl WatchState {
                         build_ms = noticed.elapsed().as_millis() as u64,
                         "new policy built; swapping it in at the next batch"
                     );
-                    ReloadEvent::Ready(Box::new(Candidate {
+                    Some(ReloadEvent::Ready(Box::new(Candidate {
                         policy,
                         rules,
                         noticed,
-                    }))
+                    })))
                 }
                 Err(message) => {
                     tracing::error!("policy change refused, the running policy stays: {message}");
-                    ReloadEvent::Refused(message)
+                    Some(ReloadEvent::Refused(message))
                 }
             };
-            if events.send(event).is_err() {
+            if let Some(event) = event
+                && events.send(event).is_err()
+            {
                 return;
+            }
+            for (id, mode, to) in deferred {
+                if !self.set_mode(id, mode, &to, events) {
+                    return;
+                }
             }
         }
     }
@@ -412,6 +382,53 @@ impl WatchState {
         }
         self.version = rules.version.clone();
         Ok(Some((policy, rules)))
+    }
+
+    /// Sets rule `id`'s mode, builds the policy with it and hands it over;
+    /// replies with the new version or why not (the mode is then not
+    /// kept). `false`: the pipeline is gone.
+    fn set_mode(
+        &mut self,
+        id: String,
+        mode: ModeOverride,
+        to: &Sender<ReloadReply>,
+        events: &Sender<ReloadEvent>,
+    ) -> bool {
+        let previous = self.overrides.insert(id.clone(), mode);
+        let loaded = self.load(true).and_then(|loaded| {
+            let (policy, _) = loaded.as_ref().expect("a forced load builds");
+            if policy.file.rules.iter().any(|rule| rule.id == id) {
+                Ok(loaded)
+            } else {
+                let ids: Vec<&str> = policy.file.rules.iter().map(|r| r.id.as_str()).collect();
+                Err(format!(
+                    "no rule `{id}` in {} (its rules: {})",
+                    policy.origin,
+                    ids.join(", ")
+                ))
+            }
+        });
+        match loaded {
+            Ok(Some((policy, rules))) => {
+                tracing::info!(rule = %id, ?mode, policy_version = %rules.version, "rule mode set");
+                let _ = to.send(Ok(rules.version.clone()));
+                let candidate = Candidate {
+                    policy,
+                    rules,
+                    noticed: Instant::now(),
+                };
+                events.send(ReloadEvent::Ready(Box::new(candidate))).is_ok()
+            }
+            Ok(None) => unreachable!("a forced load builds"),
+            Err(message) => {
+                match previous {
+                    Some(mode) => self.overrides.insert(id, mode),
+                    None => self.overrides.remove(&id),
+                };
+                let _ = to.send(Err(message));
+                true
+            }
+        }
     }
 
     /// Puts the modes set while running over the file's; a rule the file

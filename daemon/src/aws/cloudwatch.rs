@@ -293,6 +293,7 @@ async fn put_loop(
                     Ok(_) => {
                         report.calls += 1;
                         report.datums += chunk.len() as u64;
+                        crate::ops::prometheus::count_cloudwatch("sent");
                         break;
                     }
                     Err(error) if attempt + 1 < ATTEMPTS => {
@@ -303,6 +304,7 @@ async fn put_loop(
                     }
                     Err(error) => {
                         report.dropped_rounds += 1;
+                        crate::ops::prometheus::count_cloudwatch("failed");
                         tracing::warn!(namespace = %config.namespace, error = %error_text(&error), "PutMetricData failed {ATTEMPTS} times; this round of metrics is dropped");
                         break;
                     }

@@ -339,6 +339,9 @@ async fn publish_loop(
     let before = queue.len();
     queue.retain(|message| !sent.contains(&message.id));
     report.already_sent += (before - queue.len()) as u64;
+    for _ in queue.len()..before {
+        crate::ops::prometheus::count_sns("already_sent");
+    }
     let mut failures = 0u32;
     // When to try the head of the queue again after a failure.
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -352,6 +355,7 @@ async fn publish_loop(
                     let message = queue.pop_front().expect("not empty");
                     sent.record(message.id);
                     report.published += 1;
+                    crate::ops::prometheus::count_sns("sent");
                     failures = 0;
                     retry_at = None;
                 }
@@ -359,6 +363,7 @@ async fn publish_loop(
                     let delay = Backoff::DEFAULT.jittered(failures);
                     failures += 1;
                     report.retries += 1;
+                    crate::ops::prometheus::count_sns("retried");
                     tracing::warn!(topic = %config.topic_arn, alert_id = %message.id, error = %error, retry_in_ms = delay.as_millis() as u64, "SNS publish failed; will retry");
                     retry_at = Some(tokio::time::Instant::now() + delay);
                 }
@@ -393,6 +398,7 @@ async fn publish_loop(
                 if sent.contains(&message.id) {
                     tracing::debug!(id = %message.id, "published before a restart: not sent again");
                     report.already_sent += 1;
+                    crate::ops::prometheus::count_sns("already_sent");
                 } else {
                     queue.push_back(message);
                 }

@@ -904,7 +904,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
         };
         if let Some(live) = live {
             live.set_phase("recovering");
-            live.set_ready("source", Some(format!("{error:#}")));
+            live.set_ready("pipeline", Some(format!("failed, resuming: {error:#}")));
         }
         if began.elapsed() >= HEALTHY {
             (failing_since, attempt) = (None, 0);
@@ -950,16 +950,16 @@ fn start_ops_server(args: &RunArgs) -> anyhow::Result<Option<(Arc<ops::Live>, op
     let Some(listen) = args.listen else {
         return Ok(None);
     };
-    let admin_token = match (
-        &args.admin_token_file,
-        std::env::var("AUTHPULSE_ADMIN_TOKEN"),
-    ) {
+    let from_env = std::env::var("AUTHPULSE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let admin_token = match (&args.admin_token_file, from_env) {
         (Some(path), _) => Some(ops::AdminToken::from_file(path).map_err(anyhow::Error::msg)?),
-        (None, Ok(token)) => Some(
+        (None, Some(token)) => Some(
             ops::AdminToken::new(&token)
                 .map_err(|e| anyhow::anyhow!("AUTHPULSE_ADMIN_TOKEN: {e}"))?,
         ),
-        (None, Err(_)) => None,
+        (None, None) => None,
     };
     if admin_token.is_none() {
         tracing::info!("no admin token: the admin routes (reload, rule modes) are off");
@@ -1295,6 +1295,7 @@ fn score_once(
 
     let mut publisher = ops.map(|live| {
         live.set_ready("rules", None);
+        live.set_ready("pipeline", None);
         pipeline.time_batches();
         ops::Publisher::new(live, &source_name)
     });

@@ -196,14 +196,14 @@ impl<E: Encoder> TableWriter<E> {
             Err(_) => return Err(io::Error::other(self.writer.failure())),
         };
         self.stats.busy_s += info.busy.as_secs_f64();
+        let landed = info.landed.unwrap_or_else(Instant::now);
+        let took = landed.duration_since(pending.requested).as_secs_f64();
+        crate::ops::prometheus::count_commit(self.table, info.rows, info.bytes, took);
         if info.rows > 0 {
             self.stats.rows += info.rows;
             self.stats.data_files += info.data_files;
             self.stats.bytes += info.bytes;
-            let landed = info.landed.unwrap_or_else(Instant::now);
-            self.stats
-                .commit_s
-                .push(landed.duration_since(pending.requested).as_secs_f64());
+            self.stats.commit_s.push(took);
             tracing::info!(table = self.table, rows = info.rows, files = info.data_files, snapshot = ?info.snapshot_id, "committed");
         }
         Ok(info)

@@ -70,7 +70,8 @@ pub enum Question {
     User(String, Sender<Option<UserView>>),
 }
 
-/// What is not ready, by name (`source`, `catalog`, `rules`), and why.
+/// What is not ready, by name (`source`, `catalog`, `rules`, `pipeline`
+/// while it recovers from a failure), and why.
 pub type NotReady = BTreeMap<&'static str, String>;
 
 /// Shared between the pipeline thread and the server.

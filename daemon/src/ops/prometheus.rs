@@ -250,7 +250,7 @@ pub fn count_commit(table: &'static str, rows: u64, bytes: u64, seconds: f64) {
     histogram!("authpulse_table_commit_duration_seconds", "table" => table).record(seconds);
 }
 
-/// An SNS message's outcome (`sent`, `retried`, `failed`).
+/// An SNS message's outcome (`sent`, `retried`, `already_sent`).
 pub fn count_sns(outcome: &'static str) {
     counter!("authpulse_sns_messages_total", "outcome" => outcome).increment(1);
 }

@@ -217,7 +217,7 @@ async fn set_mode(
         Ok(Json(request)) => request,
         Err(rejection) => {
             return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                rejection.status(),
                 format!(
                     "{}: expected {{\"mode\": \"enforce\" | \"shadow\" | \"disabled\"}}",
                     rejection.body_text()

@@ -69,12 +69,13 @@ function showStatus(status) {
   text("entities", fmt.format(status.sizes.users) + " / " + fmt.format(status.sizes.computers));
   text("open-incidents", fmt.format(status.sizes.open_incidents));
   const levels = ["low", "medium", "high", "critical"];
-  const most = Math.max(1, ...levels.map((l) => s.risk_levels[l] || 0));
+  const count = (level) => s.risk_levels[level.toUpperCase()] || 0;
+  const most = Math.max(1, ...levels.map(count));
   fill("levels", levels, (row, level) => {
-    const n = s.risk_levels[level] || 0;
+    const n = count(level);
     row.dataset.level = level;
     cell(row, level, "level-" + level);
-    cell(row, fmt.format(n));
+    cell(row, fmt.format(n)).id = "level-count-" + level;
     const bar = document.createElement("div");
     bar.className = "bar";
     bar.style.width = Math.max(1, (100 * n) / most) + "%";
@@ -100,7 +101,7 @@ function showAlerts(alerts) {
   fill("alerts", alerts, (row, a) => {
     row.dataset.alertId = a.alert_id;
     cell(row, a.status);
-    cell(row, a.risk_level, "level-" + a.risk_level);
+    cell(row, a.risk_level, "level-" + String(a.risk_level).toLowerCase());
     cell(row, a.risk_score);
     cell(row, a.entity_type + " " + a.entity_id);
     cell(row, (a.risk_flags || []).join(", "));
