@@ -1,7 +1,8 @@
 //! The `authpulse` daemon: the scoring engine (`authpulse-engine`) with the
 //! outputs and sources a deployment needs around it.
 //!
-//! `lakehouse` writes the Iceberg tables (SQL catalog or AWS Glue) and reads
+//! `config` is the configuration file of `run --config`; `lakehouse` writes
+//! the Iceberg tables (SQL catalog or AWS Glue) and reads
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and
 //! producer, SNS alerts and CloudWatch metrics; `eval` matches alerts against
 //! labelled campaigns; `ops` is the operations server of `run --listen`
@@ -9,6 +10,7 @@
 //! dashboard). The command line is in `main.rs` and `commands/`.
 
 pub mod aws;
+pub mod config;
 pub mod eval;
 pub mod lakehouse;
 pub mod ops;

@@ -4,10 +4,14 @@ mod commands;
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = commands::Cli::parse();
+    let matches = commands::Cli::command().get_matches();
+    let cli = match commands::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     // The AWS SDK's credential chain warns about every provider it tries
     // (IMDS off an EC2 host, a missing profile) before one succeeds or the
     // call fails with the reason; its own errors are enough by default.
@@ -19,7 +23,7 @@ fn main() -> std::process::ExitCode {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match commands::execute(cli) {
+    match commands::execute(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -3,6 +3,7 @@
 mod aws_args;
 mod bench;
 mod catalog_args;
+mod config_cmd;
 mod demo;
 mod eval;
 mod gen_cmd;
@@ -17,7 +18,7 @@ mod run;
 mod shell;
 mod state_cmd;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, Parser, Subcommand};
 
 /// AuthPulse: real-time risk scoring of authentication events with sandboxed
 /// WebAssembly rules.
@@ -58,12 +59,24 @@ enum Command {
     /// Build the engine state from history (a warm start) and inspect state snapshots.
     #[command(subcommand)]
     State(state_cmd::StateCommand),
+    /// Check a configuration file for `run --config`.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
 }
 
-pub fn execute(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command `cli` says; `matches` is the parsed command line it came
+/// from (which flags were given, for `run --config`).
+pub fn execute(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(args) => gen_cmd::execute(args),
-        Command::Run(args) => run::execute(*args),
+        Command::Run(mut args) => {
+            if let (Some(path), Some(run)) =
+                (args.config.clone(), matches.subcommand_matches("run"))
+            {
+                config_cmd::apply_file(&path, &mut args, run)?;
+            }
+            run::execute(*args)
+        }
         Command::Demo(args) => demo::execute(args),
         Command::Eval(args) => eval::execute(*args),
         Command::Replay(args) => replay::execute(args),
@@ -73,5 +86,6 @@ pub fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy_cmd::execute(cmd),
         Command::Rules(cmd) => rules_cmd::execute(cmd),
         Command::State(cmd) => state_cmd::execute(cmd),
+        Command::Config(cmd) => config_cmd::execute(cmd),
     }
 }

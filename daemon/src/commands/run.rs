@@ -152,8 +152,13 @@ pub struct RunArgs {
     /// File holding the bearer token of the admin routes (reload, rule
     /// modes); `AUTHPULSE_ADMIN_TOKEN` gives it directly. Without a token
     /// the admin routes are off.
-    #[arg(long, value_name = "FILE", requires = "listen")]
+    #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Configuration file (YAML; docs/config.md): source, outputs, catalog,
+    /// AWS, HTTP and limits in one place. Flags and AUTHPULSE_* variables
+    /// given as well override it.
+    #[arg(long, value_name = "FILE", env = "AUTHPULSE_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -184,6 +189,7 @@ impl RunArgs {
             aws: AwsArgs::default(),
             listen: None,
             admin_token_file: None,
+            config: None,
         }
     }
 
