@@ -599,3 +599,31 @@ def test_a_killed_kinesis_run_resumes_exactly_once(aws, moto_endpoint, aws_env, 
     wrong = authpulse("state", "split", str(snapshots[-1]), "--stream", aws["stream"],
                       "--shard", "shardId-999", "-o", "x.apstate", cwd=tmp_path, env=aws_env)
     assert wrong.returncode != 0 and "has no shard `shardId-999`" in wrong.stderr, wrong.stderr
+
+
+def test_a_stream_run_reports_each_shard_on_its_operations_server(aws, moto_endpoint, aws_env, tmp_path):
+    """`run --source kinesis://... --listen`: ready once connected, and the
+    metrics count the events read from each shard and its iterator age."""
+    from test_operations import Daemon, get_json, parse_metrics, request
+    gen = authpulse("gen", "--users", "200", "--days", "1", "--events", "20000", "--seed", "9",
+                    "-o", "events.csv", cwd=tmp_path, env=aws_env)
+    assert gen.returncode == 0, gen.stderr
+    lines = sum(1 for _ in open(tmp_path / "events.csv"))
+    summary_of(authpulse("replay", "--input", "events.csv", "--stream", aws["stream"], cwd=tmp_path, env=aws_env))
+    daemon = Daemon(tmp_path, "--source", f"kinesis://{aws['stream']}", "--poll-interval", "200ms",
+                    "--output", "out", "--no-lakehouse", env=aws_env, follow=False)
+    try:
+        daemon.wait_for(lambda s: s["summary"]["events_read"] == lines, "the stream read")
+        assert get_json(f"{daemon.url}/readyz") == (200, {"ready": True})
+        status = get_json(f"{daemon.url}/api/v1/status")[1]
+        shards = {s["ShardId"] for s in boto3_client("kinesis", moto_endpoint).list_shards(
+            StreamName=aws["stream"])["Shards"]}
+        assert set(status["events_by_shard"]) == shards
+        assert sum(status["events_by_shard"].values()) == lines
+        samples, _ = parse_metrics(request(f"{daemon.url}/metrics")[2].decode())
+        per_shard = {l["shard"]: v for l, v in samples["authpulse_kinesis_events_read_total"]}
+        assert set(per_shard) == shards and sum(per_shard.values()) == lines
+        assert {l["shard"] for l, _ in samples["authpulse_kinesis_iterator_age_seconds"]} == shards
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0

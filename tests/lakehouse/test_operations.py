@@ -44,11 +44,11 @@ class Daemon:
     """`authpulse run ... --follow --listen 127.0.0.1:0`, its address read
     from its log."""
 
-    def __init__(self, cwd, *args, env=None):
+    def __init__(self, cwd, *args, env=None, follow=True):
         self.log = cwd / f"daemon-{time.monotonic_ns()}.log"
         self.stderr = open(self.log, "w")
         self.process = subprocess.Popen(
-            [BIN, "run", *args, "--follow", "--listen", "127.0.0.1:0"], cwd=cwd,
+            [BIN, "run", *args, *(["--follow"] if follow else []), "--listen", "127.0.0.1:0"], cwd=cwd,
             stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             env={**os.environ, "AUTHPULSE_LOG": "info", **(env or {})})
         deadline = time.monotonic() + 60

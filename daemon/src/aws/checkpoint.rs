@@ -147,6 +147,7 @@ mod tests {
             skip: 0,
             ended: false,
             millis_behind: None,
+            events: 0,
         }]
     }
 
@@ -200,6 +201,7 @@ mod tests {
             skip,
             ended,
             millis_behind: None,
+            events: 0,
         };
         checkpoint = checkpoint.advanced(&[
             position("s0", Some("42"), 0, false),

@@ -203,6 +203,14 @@ impl Source for KinesisSource {
         }
     }
 
+    fn events_by_partition(&self) -> Vec<(String, u64)> {
+        self.merge
+            .positions()
+            .into_iter()
+            .map(|p| (p.shard_id, p.events))
+            .collect()
+    }
+
     fn iterator_ages_ms(&self) -> Vec<(String, i64)> {
         self.merge
             .positions()

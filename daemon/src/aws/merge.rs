@@ -97,6 +97,8 @@ struct Shard {
     /// Sequence number of the last record handed out.
     position: Option<String>,
     millis_behind: Option<i64>,
+    /// Events handed out since reading started.
+    handed: u64,
 }
 
 impl Shard {
@@ -122,6 +124,8 @@ pub struct ShardPosition {
     /// Every record of the (closed) shard has been handed out.
     pub ended: bool,
     pub millis_behind: Option<i64>,
+    /// Events handed out since reading started.
+    pub events: u64,
 }
 
 pub struct ShardMerge {
@@ -160,6 +164,10 @@ impl ShardMerge {
         if let Some(shard) = self.handed_out.take() {
             self.advance(shard);
         }
+        // Idle once `wait` has passed without a record, however many
+        // messages came meanwhile: the pipeline's idle work (commits, the
+        // stop signal) must not wait on shards that keep answering empty.
+        let mut idle_at: Option<std::time::Instant> = None;
         loop {
             // New batches only queue behind records already buffered, so
             // the channel is looked at every POLL_EVERY records, and always
@@ -175,7 +183,8 @@ impl ShardMerge {
                 Choice::Record(shard) => {
                     self.until_poll -= 1;
                     self.handed_out = Some(shard);
-                    let s = &self.shards[shard];
+                    let s = &mut self.shards[shard];
+                    s.handed += 1;
                     let record = s.front().expect("chosen shard has a record");
                     return Ok(Next::Record(&record.data));
                 }
@@ -189,7 +198,12 @@ impl ShardMerge {
             if self.disconnected {
                 return Err("the Kinesis readers stopped".into());
             }
-            match self.messages.recv_timeout(self.wait) {
+            let now = std::time::Instant::now();
+            let idle_at = *idle_at.get_or_insert(now + self.wait);
+            if now >= idle_at {
+                return Ok(Next::Idle);
+            }
+            match self.messages.recv_timeout(idle_at - now) {
                 Ok(message) => self.apply(message)?,
                 Err(RecvTimeoutError::Timeout) => return Ok(Next::Idle),
                 Err(RecvTimeoutError::Disconnected) => self.disconnected = true,
@@ -224,6 +238,7 @@ impl ShardMerge {
                     skip: skip as u32,
                     ended: s.ended && drained,
                     millis_behind: s.millis_behind,
+                    events: s.handed,
                 }
             })
             .collect()
@@ -251,6 +266,7 @@ impl ShardMerge {
                         ended: false,
                         position: None,
                         millis_behind: None,
+                        handed: 0,
                     });
                 }
             }
@@ -391,6 +407,44 @@ mod tests {
                 Next::Done => return out,
             }
         }
+    }
+
+    /// A shard that answers more often than the idle wait (empty, behind,
+    /// so nothing may be handed out) still lets the pipeline have its idle
+    /// turn: the stop signal and commits are looked at between records
+    /// and idle answers only.
+    #[test]
+    fn idle_comes_however_often_shards_answer() {
+        let (tx, rx) = channel();
+        let mut merge = ShardMerge::new(rx, false, Duration::from_millis(100));
+        start(&tx, "a");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let chatter = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let behind = ShardMessage::Records {
+                        shard_id: "a".into(),
+                        records: Vec::new(),
+                        millis_behind: Some(1_000),
+                    };
+                    if tx.send(behind).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        let (answer, answered) = channel();
+        let asker = std::thread::spawn(move || {
+            let next = merge.next_record().map(|n| n == Next::Idle);
+            let _ = answer.send(next);
+        });
+        let got = answered.recv_timeout(Duration::from_secs(30));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        chatter.join().unwrap();
+        assert_eq!(got, Ok(Ok(true)), "next_record answers Idle");
+        asker.join().unwrap();
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct Status {
     pub lag_p95_s: Option<u64>,
     /// Per Kinesis shard, how far behind its tip the reader is (ms).
     pub iterator_age_ms: BTreeMap<String, i64>,
+    /// Per Kinesis shard, events read by this process.
+    pub events_by_shard: BTreeMap<String, u64>,
     /// When the policy was last swapped in or refused while running.
     pub last_reload_at: Option<String>,
     pub last_reload_refused_at: Option<String>,
@@ -261,6 +263,7 @@ impl Publisher {
             lag_p50_s: interval_lag.quantile(0.5),
             lag_p95_s: interval_lag.quantile(0.95),
             iterator_age_ms,
+            events_by_shard: source.events_by_partition().into_iter().collect(),
             last_reload_at: self.last_reload_at.clone(),
             last_reload_refused_at: self.last_reload_refused_at.clone(),
             sizes: pipeline.sizes(),

@@ -194,6 +194,9 @@ pub fn publish(status: &Status) {
             gauge!("authpulse_processing_lag_seconds", "quantile" => quantile).set(lag as f64);
         }
     }
+    for (shard, events) in &status.events_by_shard {
+        counter!("authpulse_kinesis_events_read_total", "shard" => shard.clone()).absolute(*events);
+    }
     for (shard, ms) in &status.iterator_age_ms {
         gauge!("authpulse_kinesis_iterator_age_seconds", "shard" => shard.clone())
             .set(*ms as f64 / 1000.0);

@@ -46,6 +46,10 @@ pub trait Source {
     fn iterator_ages_ms(&self) -> Vec<(String, i64)> {
         Vec::new()
     }
+    /// Per partition of a streaming source: events read since it started.
+    fn events_by_partition(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 impl<R: io::Read> Source for LineReader<R> {
