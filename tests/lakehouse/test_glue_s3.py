@@ -8,11 +8,14 @@ catalog, and checks the rows against the run's summary.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -218,6 +221,15 @@ class Outage:
                     pass
 
 
+def readiness(server):
+    """(status, JSON body) of GET /readyz."""
+    try:
+        with urllib.request.urlopen(f"{server}/readyz", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 def test_a_run_rides_out_a_30_second_storage_outage(lake, moto_endpoint, aws_env, tmp_path):
     """S3 and Glue become unreachable for 30 s in the middle of a following
     run (commits every 200 ms). The run fails its commit, waits, resumes
@@ -239,8 +251,8 @@ def test_a_run_rides_out_a_30_second_storage_outage(lake, moto_endpoint, aws_env
     command = [BIN, "run", "live.csv", "--output", "out", *options, "--commit-interval", "200ms"]
     log = tmp_path / "follow.log"
     with open(log, "w") as stderr:
-        child = subprocess.Popen([*command, "--follow"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                 stderr=stderr, env=env, text=True)
+        child = subprocess.Popen([*command, "--follow", "--listen", "127.0.0.1:0"], cwd=tmp_path,
+                                 stdout=subprocess.PIPE, stderr=stderr, env=env, text=True)
         try:
             # Until every table has committed a checkpoint to resume from.
             catalog = pyiceberg_glue(moto_endpoint)
@@ -258,15 +270,31 @@ def test_a_run_rides_out_a_30_second_storage_outage(lake, moto_endpoint, aws_env
             while not all(committed(name) for name in tables):
                 assert time.monotonic() < deadline and child.poll() is None, log.read_text()
                 time.sleep(0.2)
+            server = "http://" + re.search(r"operations server listening.* addr=(127\.0\.0\.1:\d+)",
+                                           log.read_text()).group(1)
+            assert readiness(server)[0] == 200
             outage.down()
+            down_at = time.monotonic()
             with open(tmp_path / "live.csv", "a") as f:
                 f.write("".join(lines[half:]))
-            time.sleep(30)
+            # While storage is down the run is not ready, and says why.
+            while True:
+                code, body = readiness(server)
+                if code == 503:
+                    break
+                assert time.monotonic() - down_at < 25, (code, body)
+                time.sleep(0.2)
+            assert any(part["part"] == "pipeline" for part in body["not_ready"]), body
+            time.sleep(max(0.0, 30 - (time.monotonic() - down_at)))
             outage.up()
             # Back: the run resumes and reads the rest.
             deadline = time.monotonic() + 120
             while "resuming where the last commit left off" not in log.read_text():
                 assert time.monotonic() < deadline and child.poll() is None, log.read_text()
+                time.sleep(0.2)
+            deadline = time.monotonic() + 60
+            while readiness(server)[0] != 200:
+                assert time.monotonic() < deadline, readiness(server)
                 time.sleep(0.2)
             time.sleep(3)
         finally:
