@@ -380,10 +380,7 @@ impl EngineState {
             for entry in &mut state.window {
                 entry.device = renumbered[&entry.device];
             }
-            if t >= self.users.len() {
-                self.users.resize_with(t + 1, UserState::default);
-                self.logins_by_hour.resize(t + 1, [0; 24]);
-            }
+            self.make_room(t, 0);
             self.users[t] = state;
             self.logins_by_hour[t] = from.logins_by_hour[source as usize];
         }
@@ -392,9 +389,7 @@ impl EngineState {
             if host.users_ever == 0 || self.hosts.get(t).is_some_and(|h| h.users_ever > 0) {
                 continue;
             }
-            if t >= self.hosts.len() {
-                self.hosts.resize_with(t + 1, HostState::default);
-            }
+            self.make_room(0, t);
             self.hosts[t] = std::mem::take(host);
         }
         Ok(())
@@ -431,17 +426,24 @@ impl EngineState {
             .map(|&id| self.devices[id as usize].first_seen)
     }
 
+    /// Grows the per-user and per-computer tables to hold ids `user` and
+    /// `computer`.
+    #[inline]
+    fn make_room(&mut self, user: usize, computer: usize) {
+        if user >= self.users.len() {
+            self.users.resize_with(user + 1, UserState::default);
+            self.logins_by_hour.resize(user + 1, [0; 24]);
+        }
+        if computer >= self.hosts.len() {
+            self.hosts.resize_with(computer + 1, HostState::default);
+        }
+    }
+
     /// Updates the state with one event and returns its features.
     #[inline]
     pub fn observe(&mut self, time: i64, user: NameId, computer: NameId) -> Features {
         let (u, c) = (user as usize, computer as usize);
-        if u >= self.users.len() {
-            self.users.resize_with(u + 1, UserState::default);
-            self.logins_by_hour.resize(u + 1, [0; 24]);
-        }
-        if c >= self.hosts.len() {
-            self.hosts.resize_with(c + 1, HostState::default);
-        }
+        self.make_room(u, c);
         let devices = &mut self.devices;
         let user_state = &mut self.users[u];
         let host = &mut self.hosts[c];
