@@ -170,17 +170,20 @@ pub struct LimitsConfig {
     pub max_window_events: Option<usize>,
     /// Most events the watermark holds.
     pub max_held_events: Option<usize>,
+    /// How far ahead of the event clock (or, live, of the wall clock) an
+    /// event may be dated before it is dead-lettered as `future`.
+    #[serde(default, with = "duration")]
+    pub max_future_skew: Option<Duration>,
 }
+
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A configuration that cannot be used: the file, the key and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: {key}: {reason}")]
     Invalid {
         path: String,
@@ -192,10 +195,12 @@ pub enum ConfigError {
 impl Config {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text =
+            authpulse_engine::files::read_regular_text(path, MAX_CONFIG_BYTES, "configuration")
+                .map_err(|error| ConfigError::Read {
+                    path: path.display().to_string(),
+                    error,
+                })?;
         Config::parse(&text, &path.display().to_string())
     }
 
@@ -364,6 +369,7 @@ mod tests {
                 max_computers: Some(1),
                 max_window_events: Some(1),
                 max_held_events: Some(1),
+                max_future_skew: Some(Duration::from_secs(1)),
             }),
             shutdown_timeout: Some(Duration::from_secs(1)),
             recover_for: Some(Duration::from_secs(1)),

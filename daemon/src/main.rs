@@ -25,9 +25,22 @@ fn main() -> std::process::ExitCode {
         .init();
     match commands::execute(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Whoever read stdout has gone (`| head`): nothing is left to say.
+        Err(error) if is_closed_stdout(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `error` is a write to a stdout nobody reads any more.
+fn is_closed_stdout(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<commands::StdoutClosed>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|inner| inner.is::<commands::StdoutClosed>())
+    })
 }

@@ -8,41 +8,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-fn authpulse(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authpulse"));
-    cmd.current_dir(dir).env("AUTHPULSE_LOG", "warn");
-    cmd
-}
-
-/// Fails with the command's stderr unless it succeeded.
-#[track_caller]
-fn assert_succeeded(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Runs `authpulse gen` in `dir` with `args` (split at spaces; the output
-/// file among them).
-fn generate(dir: &Path, args: &str) {
-    let out = authpulse(dir)
-        .arg("gen")
-        .args(args.split_whitespace())
-        .output()
-        .unwrap();
-    assert_succeeded(&out);
-}
-
-fn summary(stdout: &[u8]) -> Value {
-    let text = String::from_utf8_lossy(stdout);
-    let last = text
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no summary line in {text:?}"));
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {last}"))
-}
+mod common;
+use common::{assert_succeeded, authpulse, generate, signal, summary, wait_for_log};
 
 #[test]
 fn gen_then_run_from_file_writes_alerts_and_summary() {
@@ -954,28 +921,6 @@ fn stored(dir: &Path, output: &str) -> Vec<String> {
         .collect();
     out.push(std::fs::read_to_string(dir.join(output).join("alerts.jsonl")).unwrap());
     out
-}
-
-/// Sends `child` signal `name` (TERM, INT, ...).
-fn signal(child: &std::process::Child, name: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-}
-
-/// Waits until the log file at `path` says `what`.
-fn wait_for_log(path: &Path, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !std::fs::read_to_string(path).is_ok_and(|log| log.contains(what)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never said {what:?}",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
 }
 
 /// Fails, naming the first rows missing and extra, unless two runs'

@@ -206,3 +206,58 @@ fn query_refuses_writes_and_explains_a_missing_warehouse() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
 }
+
+#[test]
+fn a_runaway_query_is_stopped_by_its_memory_or_time_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    scored_warehouse(dir.path());
+    let cross = "SELECT count(DISTINCT a.event_id || b.event_id) FROM auth_events_curated a, auth_events_curated b";
+    let refused = authpulse(
+        dir.path(),
+        &["query", "--output", "out", "--memory-limit", "16MiB", cross],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("the query needs more than its 16 MiB of memory (--memory-limit)"),
+        "{stderr}"
+    );
+    // A cross join's rows count against the limit as they are collected.
+    let rows = "SELECT a.event_id, b.event_id FROM auth_events_curated a, auth_events_curated b";
+    let refused = authpulse(
+        dir.path(),
+        &["query", "--output", "out", "--memory-limit", "16MiB", rows],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("(--memory-limit)"), "{stderr}");
+
+    let endless =
+        "SELECT count(*) FROM auth_events_curated a, auth_events_curated b, auth_events_curated c";
+    let stopped = authpulse(
+        dir.path(),
+        &["query", "--output", "out", "--timeout", "2s", endless],
+    );
+    assert!(!stopped.status.success());
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        stderr.contains("the query ran past its 2s time limit (--timeout) and was stopped"),
+        "{stderr}"
+    );
+    // Within its limits a query answers as before.
+    let small = ok(authpulse(
+        dir.path(),
+        &[
+            "query",
+            "--output",
+            "out",
+            "--memory-limit",
+            "64MiB",
+            "--timeout",
+            "1m",
+            "--format",
+            "json",
+            "SELECT count(*) AS n FROM alerts",
+        ],
+    ));
+    assert_eq!(json_rows(&small).len(), 1);
+}

@@ -15,8 +15,10 @@
 //! user between workers, `limits` bounds it.
 
 pub mod alerts;
+pub mod clock;
 pub mod entity;
 pub mod event;
+pub mod files;
 pub mod input;
 pub mod limits;
 pub mod metrics;

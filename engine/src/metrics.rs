@@ -112,6 +112,8 @@ pub struct MetricsSnapshot {
     pub invalid: u64,
     pub duplicates: u64,
     pub late: u64,
+    /// Refused as dated too far ahead.
+    pub future: u64,
     pub events_scored: u64,
     pub alerts: u64,
     pub rule_failures: u64,

@@ -1,16 +1,19 @@
 //! Event-time ordering: the watermark, deduplication and the reorder buffer.
 //!
-//! Events are held until the watermark (latest event time seen minus the allowed
-//! lateness) passes them, then released in `(event_time, user name, computer name)`
-//! order. So everything downstream sees one total order that depends only on the
-//! set of events, not on how they were batched, interleaved across shards, or
-//! reordered within the lateness. An event older than the watermark on arrival
-//! is late; an event whose `(time, user, computer)` is already held is a duplicate.
+//! Events are held until the watermark (the event clock's time, see
+//! [`crate::clock`], minus the allowed lateness) passes them, then released in
+//! `(event_time, user name, computer name)` order. So everything downstream
+//! sees one total order that depends only on the set of events, not on how
+//! they were batched, interleaved across shards, or reordered within the
+//! lateness. An event older than the watermark on arrival is late; an event
+//! whose `(time, user, computer)` is already held is a duplicate. The
+//! watermark follows the clock, not the latest event: an event dated ahead
+//! is held until its time comes, and moves nothing.
 //!
 //! `event_id` is a hash of exactly `(time, user, computer)`, so deduplicating on the
 //! interned triple is deduplicating on `event_id`, without hashing strings.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
@@ -57,7 +60,8 @@ pub enum Admission {
     Late { watermark: i64 },
 }
 
-/// An [`Orderer`]'s contents, as state snapshots keep them.
+/// An [`Orderer`]'s contents, as state snapshots keep them (the clock's
+/// time it was last advanced to is kept beside, see [`crate::snapshot`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OrdererSnapshot {
     pub max_time: Option<i64>,
@@ -67,13 +71,24 @@ pub struct OrdererSnapshot {
     pub held: Vec<Pending>,
 }
 
+/// Seconds of held events kept in per-second buckets (past it, in a map):
+/// more than the longest allowed lateness plus the event clock's reach.
+const DENSE_SECONDS: usize = 1 << 20;
+
 pub struct Orderer {
     lateness: i64,
+    /// The latest event time accepted.
     max_time: Option<i64>,
+    /// The event clock's time, as last advanced to.
+    clock: Option<i64>,
     /// Event time of `buckets[0]`.
     first_second: i64,
     /// One bucket per second from `first_second` on.
     buckets: VecDeque<Vec<Pending>>,
+    /// Events more than [`DENSE_SECONDS`] past `first_second`, by second:
+    /// a record dated far ahead must not cost a bucket per second between.
+    /// Every key is past the last bucket.
+    far: BTreeMap<i64, Vec<Pending>>,
     spare: Vec<Vec<Pending>>,
     held: FxHashSet<u128>,
     /// See [`OrdererSnapshot::floor`].
@@ -90,8 +105,10 @@ impl Orderer {
         Orderer {
             lateness: lateness_s.min(i64::MAX as u64 / 4) as i64,
             max_time: None,
+            clock: None,
             first_second: 0,
             buckets: VecDeque::new(),
+            far: BTreeMap::new(),
             spare: Vec::new(),
             held: FxHashSet::default(),
             floor: None,
@@ -110,11 +127,27 @@ impl Orderer {
         std::mem::take(&mut self.forced)
     }
 
-    /// Latest event time minus the lateness (or the floor, if higher):
+    /// The clock's time minus the lateness (or the floor, if higher):
     /// older events are late.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_time
-            .map(|m| (m - self.lateness).max(self.floor.unwrap_or(i64::MIN)))
+        let from_clock = self.clock.map(|now| now.saturating_sub(self.lateness));
+        from_clock.max(self.floor)
+    }
+
+    /// The event clock's time, as last advanced to.
+    pub fn clock(&self) -> Option<i64> {
+        self.clock
+    }
+
+    /// The event clock says it is `now`: every held event the watermark
+    /// passes is appended to `out`, in order.
+    #[inline]
+    pub fn advance(&mut self, now: i64, names: (&Interner, &Interner), out: &mut Vec<Pending>) {
+        if self.clock.is_some_and(|clock| clock >= now) {
+            return;
+        }
+        self.clock = Some(now);
+        self.release_before(now.saturating_sub(self.lateness), names, out);
     }
 
     /// The latest event time accepted so far.
@@ -124,8 +157,10 @@ impl Orderer {
 
     /// Event time of the earliest event held, if any.
     pub fn earliest_held(&self) -> Option<i64> {
-        let empty_seconds = self.buckets.iter().position(|b| !b.is_empty())?;
-        Some(self.first_second + empty_seconds as i64)
+        match self.buckets.iter().position(|b| !b.is_empty()) {
+            Some(empty_seconds) => Some(self.first_second + empty_seconds as i64),
+            None => self.far.keys().next().copied(),
+        }
     }
 
     /// Events held, waiting for the watermark.
@@ -133,9 +168,8 @@ impl Orderer {
         self.held.len()
     }
 
-    /// Offers an event. An accepted event may advance the watermark: every held
-    /// event it passes is appended to `out`, in order, before the event is held
-    /// (so the buffer never spans more than the lateness).
+    /// Offers an event. Only too many held events release any (the
+    /// earliest, to `out`); the clock moves the watermark ([`Orderer::advance`]).
     #[inline]
     pub fn offer(
         &mut self,
@@ -148,12 +182,43 @@ impl Orderer {
         {
             return Admission::Late { watermark };
         }
-        if !self.held.insert(event.key()) {
+        if !self.claim(&event) {
             return Admission::Duplicate;
+        }
+        self.offer_claimed(event, names, out)
+    }
+
+    /// Claims `event`'s `(time, user, computer)` ahead of its admission
+    /// (while the event clock waits for its neighbours): false if an event
+    /// with the same one is held or claimed, i.e. a duplicate.
+    #[inline]
+    pub fn claim(&mut self, event: &Pending) -> bool {
+        self.held.insert(event.key())
+    }
+
+    /// Gives up a claim: the event will not be offered (the clock refused
+    /// it, or the warehouse already stores it).
+    pub fn unclaim(&mut self, event: &Pending) {
+        self.held.remove(&event.key());
+    }
+
+    /// [`Orderer::offer`] for a claimed event: it is late (and its claim
+    /// given up), or held.
+    #[inline]
+    pub fn offer_claimed(
+        &mut self,
+        event: Pending,
+        names: (&Interner, &Interner),
+        out: &mut Vec<Pending>,
+    ) -> Admission {
+        if let Some(watermark) = self.watermark()
+            && event.event_time < watermark
+        {
+            self.unclaim(&event);
+            return Admission::Late { watermark };
         }
         if self.max_time.is_none_or(|m| event.event_time > m) {
             self.max_time = Some(event.event_time);
-            self.release_before(event.event_time - self.lateness, names, out);
         }
         self.hold(event);
         if self.held.len() > self.max_held {
@@ -176,19 +241,28 @@ impl Orderer {
     }
 
     /// What a state snapshot keeps: the latest event time and the events
-    /// held, in arrival order within each second.
+    /// held, in arrival order within each second (the clock is kept
+    /// beside).
     pub fn snapshot(&self) -> OrdererSnapshot {
         OrdererSnapshot {
             max_time: self.max_time,
             floor: self.floor,
-            held: self.buckets.iter().flatten().copied().collect(),
+            held: self
+                .buckets
+                .iter()
+                .chain(self.far.values())
+                .flatten()
+                .copied()
+                .collect(),
         }
     }
 
-    /// The orderer `snapshot` was taken of, with `lateness_s`.
-    pub fn restore(lateness_s: u64, snapshot: OrdererSnapshot) -> Orderer {
+    /// The orderer `snapshot` was taken of, at clock time `clock`, with
+    /// `lateness_s`.
+    pub fn restore(lateness_s: u64, snapshot: OrdererSnapshot, clock: Option<i64>) -> Orderer {
         let mut orderer = Orderer::new(lateness_s);
         orderer.max_time = snapshot.max_time;
+        orderer.clock = clock;
         orderer.floor = snapshot.floor;
         for event in snapshot.held {
             if orderer.held.insert(event.key()) {
@@ -200,20 +274,60 @@ impl Orderer {
 
     /// Puts an accepted event in its second's bucket.
     fn hold(&mut self, event: Pending) {
+        let time = event.event_time;
         if self.buckets.is_empty() {
-            self.first_second = event.event_time;
+            if self
+                .far
+                .first_key_value()
+                .is_some_and(|(&first, _)| first < time)
+            {
+                self.far.entry(time).or_default().push(event);
+                return;
+            }
+            self.first_second = time;
+        } else if time < self.first_second {
+            let span = self.first_second.abs_diff(time) + self.buckets.len() as u64;
+            if span > DENSE_SECONDS as u64 {
+                // What is held is far ahead of this event (a record dated
+                // ahead came first): the buckets start again from here.
+                self.move_buckets_to_far();
+                self.first_second = time;
+            } else {
+                while time < self.first_second {
+                    let bucket = self.spare.pop().unwrap_or_default();
+                    self.buckets.push_front(bucket);
+                    self.first_second -= 1;
+                }
+            }
         }
-        while event.event_time < self.first_second {
-            let bucket = self.spare.pop().unwrap_or_default();
-            self.buckets.push_front(bucket);
-            self.first_second -= 1;
+        let index = time.abs_diff(self.first_second);
+        if index >= DENSE_SECONDS as u64 {
+            self.far.entry(time).or_default().push(event);
+            return;
         }
-        let index = (event.event_time - self.first_second) as usize;
+        let index = index as usize;
         while self.buckets.len() <= index {
-            let bucket = self.spare.pop().unwrap_or_default();
+            let second = self.first_second + self.buckets.len() as i64;
+            let bucket = self
+                .far
+                .remove(&second)
+                .unwrap_or_else(|| self.spare.pop().unwrap_or_default());
             self.buckets.push_back(bucket);
         }
         self.buckets[index].push(event);
+    }
+
+    /// Moves every held second of the buckets into the map.
+    #[cold]
+    fn move_buckets_to_far(&mut self) {
+        let first = self.first_second;
+        for (i, bucket) in self.buckets.drain(..).enumerate() {
+            if bucket.is_empty() {
+                self.spare.push(bucket);
+            } else {
+                self.far.insert(first + i as i64, bucket);
+            }
+        }
     }
 
     /// Appends every held event to `out`, in order (end of input).
@@ -227,7 +341,22 @@ impl Orderer {
         (users, computers): (&Interner, &Interner),
         out: &mut Vec<Pending>,
     ) {
-        while self.first_second < watermark {
+        loop {
+            if self.buckets.is_empty() {
+                // The next held second may be in the map: the buckets go on
+                // from it.
+                match self.far.first_key_value() {
+                    Some((&second, _)) if second < watermark => {
+                        let (_, bucket) = self.far.pop_first().expect("a first entry");
+                        self.first_second = second;
+                        self.buckets.push_back(bucket);
+                    }
+                    _ => break,
+                }
+            }
+            if self.first_second >= watermark {
+                break;
+            }
             let Some(mut bucket) = self.buckets.pop_front() else {
                 break;
             };
@@ -277,6 +406,20 @@ mod tests {
         }
     }
 
+    /// Offers `e`, then moves the clock to it (as a clock over sorted input would).
+    fn offer_and_advance(
+        o: &mut Orderer,
+        e: Pending,
+        n: (&Interner, &Interner),
+        out: &mut Vec<Pending>,
+    ) -> Admission {
+        let admission = o.offer(e, n, out);
+        if admission == Admission::Accepted {
+            o.advance(e.event_time, n, out);
+        }
+        admission
+    }
+
     #[test]
     fn releases_in_event_time_order_after_watermark() {
         let (users, computers) = names();
@@ -284,10 +427,16 @@ mod tests {
         let mut out = Vec::new();
         let n = (&users, &computers);
         for e in [ev(100, 1, 1), ev(95, 2, 2), ev(105, 0, 0), ev(100, 0, 3)] {
-            assert_eq!(o.offer(e, n, &mut out), Admission::Accepted);
+            assert_eq!(
+                offer_and_advance(&mut o, e, n, &mut out),
+                Admission::Accepted
+            );
         }
         assert!(out.is_empty(), "nothing is older than 105 - 10 yet");
-        assert_eq!(o.offer(ev(112, 0, 0), n, &mut out), Admission::Accepted);
+        assert_eq!(
+            offer_and_advance(&mut o, ev(112, 0, 0), n, &mut out),
+            Admission::Accepted
+        );
         // Watermark 102: 95, then both at 100 ordered by user name.
         assert_eq!(out, [ev(95, 2, 2), ev(100, 0, 3), ev(100, 1, 1)]);
         out.clear();
@@ -302,20 +451,43 @@ mod tests {
         let mut o = Orderer::new(5);
         let mut out = Vec::new();
         let n = (&users, &computers);
-        assert_eq!(o.offer(ev(10, 1, 1), n, &mut out), Admission::Accepted);
-        assert_eq!(o.offer(ev(10, 1, 1), n, &mut out), Admission::Duplicate);
-        assert_eq!(o.offer(ev(20, 1, 1), n, &mut out), Admission::Accepted);
+        let mut offer = |o: &mut Orderer, e| offer_and_advance(o, e, n, &mut out);
+        assert_eq!(offer(&mut o, ev(10, 1, 1)), Admission::Accepted);
+        assert_eq!(offer(&mut o, ev(10, 1, 1)), Admission::Duplicate);
+        assert_eq!(offer(&mut o, ev(20, 1, 1)), Admission::Accepted);
         assert_eq!(
-            o.offer(ev(14, 1, 1), n, &mut out),
+            offer(&mut o, ev(14, 1, 1)),
             Admission::Late { watermark: 15 }
         );
-        assert_eq!(o.offer(ev(15, 1, 2), n, &mut out), Admission::Accepted);
-        assert_eq!(out, [ev(10, 1, 1)]);
+        assert_eq!(offer(&mut o, ev(15, 1, 2)), Admission::Accepted);
         // A repeat after release is late, not a second copy.
         assert_eq!(
-            o.offer(ev(10, 1, 1), n, &mut out),
+            offer(&mut o, ev(10, 1, 1)),
             Admission::Late { watermark: 15 }
         );
+        assert_eq!(out, [ev(10, 1, 1)]);
+    }
+
+    #[test]
+    fn an_event_dated_ahead_of_the_clock_moves_nothing() {
+        let (users, computers) = names();
+        let mut o = Orderer::new(300);
+        let mut out = Vec::new();
+        let n = (&users, &computers);
+        assert_eq!(
+            offer_and_advance(&mut o, ev(1_000, 0, 0), n, &mut out),
+            Admission::Accepted
+        );
+        // Accepted (the clock vouched for it elsewhere) but the clock stays.
+        assert_eq!(
+            o.offer(ev(31_536_000, 1, 1), n, &mut out),
+            Admission::Accepted
+        );
+        assert_eq!(o.watermark(), Some(700));
+        assert_eq!(o.offer(ev(900, 2, 2), n, &mut out), Admission::Accepted);
+        assert_eq!(o.latest(), Some(31_536_000));
+        o.advance(1_400, n, &mut out);
+        assert_eq!(out, [ev(900, 2, 2), ev(1_000, 0, 0)]);
     }
 
     #[test]
@@ -324,9 +496,34 @@ mod tests {
         let mut o = Orderer::new(300);
         let mut out = Vec::new();
         let n = (&users, &computers);
-        o.offer(ev(0, 0, 0), n, &mut out);
-        o.offer(ev(10_000_000, 0, 0), n, &mut out);
+        offer_and_advance(&mut o, ev(0, 0, 0), n, &mut out);
+        offer_and_advance(&mut o, ev(10_000_000, 0, 0), n, &mut out);
         assert_eq!(out, [ev(0, 0, 0)]);
         assert!(o.buckets.len() <= 301);
+    }
+
+    #[test]
+    fn events_held_far_apart_cost_no_bucket_per_second_between() {
+        let (users, computers) = names();
+        let mut o = Orderer::new(300);
+        let mut out = Vec::new();
+        let n = (&users, &computers);
+        // Dated far ahead, then the present, then far ahead again.
+        o.offer(ev(250_000_000_000, 3, 3), n, &mut out);
+        for t in [1_000, 999, 1_001] {
+            o.offer(ev(t, 1, 1), n, &mut out);
+        }
+        o.offer(ev(90_000_000, 2, 2), n, &mut out);
+        assert!(o.buckets.len() <= 3, "{}", o.buckets.len());
+        assert_eq!(o.earliest_held(), Some(999));
+        o.advance(1_400, n, &mut out);
+        assert_eq!(out, [ev(999, 1, 1), ev(1_000, 1, 1), ev(1_001, 1, 1)]);
+        assert_eq!(o.earliest_held(), Some(90_000_000));
+        let snapshot = o.snapshot();
+        let mut restored = Orderer::restore(300, snapshot, o.clock());
+        out.clear();
+        restored.release_all(n, &mut out);
+        assert_eq!(out, [ev(90_000_000, 2, 2), ev(250_000_000_000, 3, 3)]);
+        assert_eq!(restored.held(), 0);
     }
 }

@@ -1,7 +1,8 @@
 //! The scoring pipeline: records in, scored events, alerts and dead letters out.
 //!
 //! ```text
-//! line -> parse/validate -> intern -> Orderer (late? duplicate? hold)
+//! line -> parse/validate -> intern -> EventClock (dated too far ahead?)
+//!      -> Orderer (late? duplicate? hold; the clock moves the watermark)
 //!      -> EngineState::observe (features, in event-time order) -> batch
 //!      -> RuleSet::evaluate (one call per rule per batch) -> risk::combine
 //!      -> EntityRisk (per user and computer) -> AlertEngine (incidents) -> sinks
@@ -20,6 +21,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
 use crate::alerts::{Alert, AlertEngine, AlertStatus};
+use crate::clock::{Arrival, ClockOptions, EventClock, Verdict};
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
 use crate::event::{EventId, Interner, NameId, TimeBase};
 use crate::input::{self, Format, Frontier, Line, Record, Reject, Source};
@@ -34,7 +36,9 @@ use crate::sinks::{
     AlertSink, DeadLetter, DeadLetterSink, Disposition, Progress, Received, ReceivedSink,
     ScoredBatch, ScoredSink, StateStore, StoredEvents,
 };
-use crate::snapshot::{self, BodyRef, Counts, EncodedSnapshot, SnapshotError, SnapshotMeta};
+use crate::snapshot::{
+    self, BodyRef, Counts, EncodedSnapshot, Extras, SnapshotError, SnapshotMeta,
+};
 use crate::state::EngineState;
 
 mod inspect;
@@ -59,6 +63,8 @@ pub struct PipelineOptions {
     pub max_batch_delay: std::time::Duration,
     /// Bounds on the state.
     pub limits: StateLimits,
+    /// How far ahead an event may be dated, and whether the source is live.
+    pub clock: ClockOptions,
 }
 
 impl Default for PipelineOptions {
@@ -71,6 +77,7 @@ impl Default for PipelineOptions {
             commit_interval: None,
             max_batch_delay: std::time::Duration::from_millis(50),
             limits: StateLimits::default(),
+            clock: ClockOptions::default(),
         }
     }
 }
@@ -99,6 +106,9 @@ struct Counters {
     invalid: u64,
     duplicates: u64,
     late: u64,
+    /// Refused as dated too far ahead; and as of the last checkpoint's log.
+    future: u64,
+    future_logged: u64,
     scored: u64,
     /// Incidents opened.
     alerts: u64,
@@ -148,6 +158,10 @@ pub struct Summary {
     #[serde(default)]
     pub already_stored: u64,
     pub late: u64,
+    /// Refused as dated too far ahead of the event clock (or, live, of the
+    /// wall clock): dead-lettered as `future`.
+    #[serde(default)]
+    pub future: u64,
     pub events_scored: u64,
     /// Incidents (alerts) opened.
     pub alerts: u64,
@@ -203,6 +217,9 @@ pub struct Pipeline<'o> {
     computers: Interner,
     allow_users: FxHashSet<NameId>,
     allow_computers: FxHashSet<NameId>,
+    clock: EventClock,
+    /// What the clock decided, waiting to be admitted.
+    decided: Vec<(Arrival, Verdict)>,
     orderer: Orderer,
     state: EngineState,
     entities: EntityRisk,
@@ -253,7 +270,10 @@ impl<'o> Pipeline<'o> {
         orderer.set_max_held(options.limits.max_held_events);
         let mut state = EngineState::default();
         state.set_max_window_events(options.limits.max_window_events);
+        let clock = quiet_reach(&policy, options.clock);
         Ok(Pipeline {
+            clock: EventClock::new(clock),
+            decided: Vec::new(),
             orderer,
             entities: EntityRisk::new(
                 entity_risk.window.as_secs(),
@@ -417,9 +437,14 @@ impl<'o> Pipeline<'o> {
                 return self.reject(line_no, prefix, reject);
             }
             Line::Complete(bytes) => bytes,
-            // A live source is quiet: score what is released, so a slow
-            // stream is not held back by a half-full batch.
-            Line::Idle => return self.score_batch(),
+            // A live source is quiet: the clock moves on, and what it
+            // releases is scored, so a slow stream is not held back by a
+            // half-full batch.
+            Line::Idle => {
+                self.clock.quiet(unix_now(), &mut self.decided);
+                self.admit_decided()?;
+                return self.score_batch();
+            }
         };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
@@ -486,60 +511,159 @@ impl<'o> Pipeline<'o> {
             pending.event_id =
                 Some(pending.event_id(self.options.time_base, &self.users, &self.computers));
         }
-        let already_stored = match self.stored.as_mut() {
-            Some(stored) => {
-                stored.contains(record.event_time, pending.event_id.expect("derived above"))?
-            }
-            None => false,
-        };
-        let disposition = if already_stored {
+        // Behind the watermark already: it can only be later still once
+        // the clock has heard its neighbours.
+        if let Some(watermark) = self.orderer.watermark()
+            && pending.event_time < watermark
+        {
+            let reject = Reject::Late {
+                event_time: pending.event_time,
+                watermark,
+            };
+            self.reject(line_no, raw, reject)?;
+            self.receive(line_no, &pending, Disposition::Late)?;
+        } else if !self.orderer.claim(&pending) {
+            // Held, or waiting for the clock: a repeat never gets a vote.
             self.counters.duplicates += 1;
-            self.counters.already_stored += 1;
-            Disposition::Duplicate
+            self.receive(line_no, &pending, Disposition::Duplicate)?;
         } else {
-            match self
-                .orderer
-                .offer(pending, (&self.users, &self.computers), &mut self.ready)
-            {
-                Admission::Accepted => Disposition::Accepted,
-                Admission::Duplicate => {
-                    self.counters.duplicates += 1;
-                    Disposition::Duplicate
-                }
-                Admission::Late { watermark } => {
-                    let reject = Reject::Late {
-                        event_time: record.event_time,
-                        watermark,
-                    };
-                    self.reject(line_no, raw, reject)?;
-                    Disposition::Late
-                }
-            }
-        };
-        if let Some(received) = self.outputs.received.as_deref_mut() {
-            received.receive(&Received {
+            let arrival = Arrival {
+                event: pending,
                 line: line_no,
-                event: &pending,
-                event_id: pending.event_id.expect("derived above"),
-                users: &self.users,
-                computers: &self.computers,
-                disposition,
-            })?;
-        }
-        if !self.ready.is_empty() {
-            self.process_ready()?;
+            };
+            self.clock
+                .arrive(arrival, self.ingest_clock, &mut self.decided);
+            if !self.decided.is_empty() {
+                self.admit_decided()?;
+            }
         }
         // A slow stream fills a batch slowly: past the delay, score what
         // there is. The clock is read every 64 offers, not per event.
         self.offers_since_clock += 1;
         if self.offers_since_clock >= 64 {
             self.offers_since_clock = 0;
-            if self
-                .batch_since
-                .is_some_and(|since| since.elapsed() >= self.options.max_batch_delay)
-            {
-                self.score_batch()?;
+            self.score_batch_past_delay()?;
+        }
+        Ok(())
+    }
+
+    /// Admits what the clock decided, then moves the watermark to the
+    /// clock's time and processes what that releases.
+    fn admit_decided(&mut self) -> io::Result<()> {
+        let mut decided = std::mem::take(&mut self.decided);
+        for (arrival, verdict) in decided.drain(..) {
+            self.admit(arrival, verdict)?;
+        }
+        self.decided = decided;
+        if let Some(now) = self.clock.now() {
+            self.orderer
+                .advance(now, (&self.users, &self.computers), &mut self.ready);
+        }
+        if !self.ready.is_empty() {
+            self.process_ready()?;
+        }
+        Ok(())
+    }
+
+    /// Offers an arrival the clock decided on to the orderer (unless it
+    /// is dated too far ahead or already stored), and records it as
+    /// received.
+    fn admit(&mut self, arrival: Arrival, verdict: Verdict) -> io::Result<()> {
+        let Arrival { event, line } = arrival;
+        let disposition = match verdict {
+            Verdict::Future {
+                bound,
+                max_ahead,
+                wall_clock,
+            } => {
+                let reject = Reject::Future {
+                    event_time: event.event_time,
+                    bound,
+                    max_ahead,
+                    wall_clock,
+                };
+                self.orderer.unclaim(&event);
+                self.reject_parsed(line, &event, reject)?;
+                Disposition::Future
             }
+            Verdict::Admitted => {
+                let already_stored = match self.stored.as_mut() {
+                    Some(stored) => stored.contains(
+                        event.event_time,
+                        event.event_id.expect("derived on arrival"),
+                    )?,
+                    None => false,
+                };
+                if already_stored {
+                    self.orderer.unclaim(&event);
+                    self.counters.duplicates += 1;
+                    self.counters.already_stored += 1;
+                    Disposition::Duplicate
+                } else {
+                    match self.orderer.offer_claimed(
+                        event,
+                        (&self.users, &self.computers),
+                        &mut self.ready,
+                    ) {
+                        Admission::Accepted => Disposition::Accepted,
+                        Admission::Duplicate => {
+                            self.counters.duplicates += 1;
+                            Disposition::Duplicate
+                        }
+                        Admission::Late { watermark } => {
+                            let reject = Reject::Late {
+                                event_time: event.event_time,
+                                watermark,
+                            };
+                            self.reject_parsed(line, &event, reject)?;
+                            Disposition::Late
+                        }
+                    }
+                }
+            }
+        };
+        self.receive(line, &event, disposition)
+    }
+
+    /// Records a valid record as received (`auth_events_raw`), if wanted.
+    fn receive(&mut self, line: u64, event: &Pending, disposition: Disposition) -> io::Result<()> {
+        if let Some(received) = self.outputs.received.as_deref_mut() {
+            received.receive(&Received {
+                line,
+                event,
+                event_id: event.event_id.expect("derived on arrival"),
+                users: &self.users,
+                computers: &self.computers,
+                disposition,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Dead-letters a record that parsed, its raw text written out again
+    /// from what was parsed (the line itself is not kept while the clock
+    /// waits for its neighbours).
+    #[cold]
+    fn reject_parsed(&mut self, line: u64, event: &Pending, reject: Reject) -> io::Result<()> {
+        let format = self.format.unwrap_or(Format::Csv);
+        let raw = input::render(
+            format,
+            event,
+            self.options.time_base,
+            &self.users,
+            &self.computers,
+        );
+        self.reject(line, raw.as_bytes(), reject)
+    }
+
+    /// Scores the partial batch if its first event has waited longer than
+    /// the batch delay.
+    fn score_batch_past_delay(&mut self) -> io::Result<()> {
+        if self
+            .batch_since
+            .is_some_and(|since| since.elapsed() >= self.options.max_batch_delay)
+        {
+            self.score_batch()?;
         }
         Ok(())
     }
@@ -582,8 +706,18 @@ impl<'o> Pipeline<'o> {
         self.counters.caps.add(cap, n);
     }
 
-    /// Logs the limits hit again since the last time.
+    /// Logs the limits hit, and the events refused as dated too far ahead,
+    /// again since the last time.
     fn log_caps(&mut self) {
+        let future = self.counters.future;
+        if future > self.counters.future_logged {
+            tracing::warn!(
+                since_last = future - self.counters.future_logged,
+                total = future,
+                "events dated too far ahead are still arriving (dead-lettered as future)"
+            );
+            self.counters.future_logged = future;
+        }
         for cap in Cap::ALL {
             let (total, logged) = (
                 self.counters.caps.get(cap),
@@ -602,16 +736,29 @@ impl<'o> Pipeline<'o> {
     }
 
     fn reject(&mut self, line_no: u64, raw: &[u8], reject: Reject) -> io::Result<()> {
-        if reject.is_late() {
-            self.counters.late += 1;
-        } else {
-            self.counters.invalid += 1;
+        match reject {
+            Reject::Late { .. } => self.counters.late += 1,
+            Reject::Future { .. } => {
+                if self.counters.future == 0 {
+                    tracing::warn!(
+                        line = line_no,
+                        reason = %reject,
+                        "an event dated too far ahead was refused (dead-lettered as future); \
+                         it does not move the watermark"
+                    );
+                    self.counters.future_logged = 1;
+                }
+                self.counters.future += 1;
+            }
+            _ => {
+                self.counters.invalid += 1;
+                *self
+                    .counters
+                    .invalid_by_reason
+                    .entry(reject.kind())
+                    .or_default() += 1;
+            }
         }
-        *self
-            .counters
-            .invalid_by_reason
-            .entry(reject.kind())
-            .or_default() += 1;
         let raw = &raw[..raw.len().min(DEAD_LETTER_RAW_MAX)];
         self.outputs.dead_letters.write(&DeadLetter {
             line: line_no,
@@ -788,12 +935,15 @@ impl<'o> Pipeline<'o> {
     pub fn frontier(&self) -> Frontier {
         // Released events wait only in the batch (`offer` drains `ready`);
         // the rest are held by the orderer.
+        // Arrivals the clock has not decided on wait too.
+        let undecided = || self.clock.pending().map(|a| a.event.event_time);
         let waiting = [
             self.batch.events.first().map(|e| e.event_time),
             self.orderer.earliest_held(),
+            undecided().min(),
         ];
         Frontier {
-            latest_read: self.orderer.latest(),
+            latest_read: self.orderer.latest().max(undecided().max()),
             scored_before: waiting.into_iter().flatten().min().unwrap_or(i64::MAX),
         }
     }
@@ -813,6 +963,7 @@ impl<'o> Pipeline<'o> {
             invalid: c.invalid,
             duplicates: c.duplicates,
             late: c.late,
+            future: c.future,
             events_scored: c.scored,
             alerts: c.alerts,
             rule_failures: failures,
@@ -909,7 +1060,7 @@ impl<'o> Pipeline<'o> {
             events_read: self.counters.events_read,
             events_scored: self.counters.scored,
             alert_publications: self.counters.alert_publications,
-            dead_letters: self.counters.invalid + self.counters.late,
+            dead_letters: self.counters.invalid + self.counters.late + self.counters.future,
             latest_event_time: self.orderer.latest(),
             users: self.users.len() as u64,
             computers: self.computers.len() as u64,
@@ -930,7 +1081,12 @@ impl<'o> Pipeline<'o> {
             counts,
             sinks,
         };
-        let encoded = EncodedSnapshot::encode(&body, buffer)?;
+        let extras = Extras {
+            orderer_clock: self.orderer.clock(),
+            clock: self.clock.snapshot(),
+            future: self.counters.future,
+        };
+        let encoded = EncodedSnapshot::encode(&body, &extras, buffer)?;
         Ok((meta, encoded))
     }
 
@@ -963,7 +1119,13 @@ impl<'o> Pipeline<'o> {
         self.orderer = Orderer::restore(
             self.policy.file.watermark.allowed_lateness.as_secs(),
             body.orderer,
+            body.extras.orderer_clock,
         );
+        let clock = quiet_reach(&self.policy, self.options.clock);
+        self.clock = EventClock::restore(clock, body.extras.clock);
+        for arrival in self.clock.pending() {
+            self.orderer.claim(&arrival.event);
+        }
         self.orderer
             .set_max_held(self.options.limits.max_held_events);
         self.state = body.state;
@@ -982,6 +1144,8 @@ impl<'o> Pipeline<'o> {
             self.alerts
                 .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);
             self.restore_counts(body.counts);
+            self.counters.future = body.extras.future;
+            self.counters.future_logged = body.extras.future;
             self.outputs
                 .scored
                 .restore_state(&body.sinks, &self.users, &self.computers)?;
@@ -1058,6 +1222,8 @@ impl<'o> Pipeline<'o> {
     /// incident (their alerts go out). [`Pipeline::finish`] does this too;
     /// calling it first lets a caller read the final [`Pipeline::metrics`].
     pub fn end_of_input(&mut self) -> io::Result<()> {
+        self.clock.finish(&mut self.decided);
+        self.admit_decided()?;
         let mut ready = std::mem::take(&mut self.ready);
         self.orderer
             .release_all((&self.users, &self.computers), &mut ready);
@@ -1148,6 +1314,7 @@ impl<'o> Pipeline<'o> {
             duplicates: c.duplicates,
             already_stored: c.already_stored,
             late: c.late,
+            future: c.future,
             events_scored: c.scored,
             alerts: c.alerts,
             alert_publications: c.alert_publications,
@@ -1253,6 +1420,16 @@ fn contribute(
     }
 }
 
+/// `clock` with the reach a quiet source gives it under `policy`: a second
+/// past the allowed lateness, so that the watermark passes the latest event.
+fn quiet_reach(policy: &Policy, clock: ClockOptions) -> ClockOptions {
+    let lateness = policy.file.watermark.allowed_lateness.as_secs() as i64;
+    ClockOptions {
+        quiet_reach_s: lateness + 1,
+        ..clock
+    }
+}
+
 /// The ids of `names` (an allowlist), interning names not seen yet.
 fn intern_all(interner: &mut Interner, names: &[String]) -> FxHashSet<NameId> {
     names
@@ -1318,8 +1495,8 @@ const TICK_LINES: u32 = 1 << 12;
 /// Reads `source` to the end (or until `stop` is set) into `pipeline`.
 /// Checkpoints when the commit interval has passed, and then tells the
 /// source (which saves its positions). Calls `tick(pipeline, source)` every
-/// [`TICK_LINES`] events and whenever the source is idle, for progress and
-/// metrics.
+/// [`TICK_LINES`] events, after each read of the source's input, and
+/// whenever the source is idle, for progress and metrics.
 pub fn consume<S: Source + ?Sized>(
     pipeline: &mut Pipeline<'_>,
     source: &mut S,
@@ -1327,6 +1504,7 @@ pub fn consume<S: Source + ?Sized>(
     mut tick: impl FnMut(&mut Pipeline<'_>, &S),
 ) -> io::Result<()> {
     let mut until_tick = 0u32;
+    let mut reads = source.reads();
     loop {
         let line_no = source.line_no() + 1;
         let Some(line) = source.next_line()? else {
@@ -1335,7 +1513,14 @@ pub fn consume<S: Source + ?Sized>(
         let idle = matches!(line, Line::Idle);
         pipeline.push_line(line_no, line)?;
         until_tick += 1;
-        if idle || until_tick == TICK_LINES {
+        // A trickling stream reads a few lines at a time: after each read,
+        // a batch past its delay is scored.
+        let read = source.reads() != reads;
+        if read {
+            reads = source.reads();
+            pipeline.score_batch_past_delay()?;
+        }
+        if idle || read || until_tick == TICK_LINES {
             until_tick = 0;
             if pipeline.maybe_checkpoint(source.position())? {
                 source.checkpointed(pipeline.frontier())?;

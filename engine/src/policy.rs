@@ -17,17 +17,12 @@ pub const DEFAULT_POLICY_YAML: &str = include_str!("../../policies.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
+    #[error("cannot read policy {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
     Yaml {
         path: String,
-        #[source]
-        source: serde_yaml_ng::Error,
+        error: serde_yaml_ng::Error,
     },
     #[error("{path}: {field}: {message}")]
     Invalid {
@@ -447,10 +442,11 @@ impl Policy {
 
     /// Reads and validates a policy file.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = crate::files::read_regular_text(path, crate::files::MAX_POLICY_BYTES, "policy")
+            .map_err(|error| PolicyError::Io {
+                path: path.display().to_string(),
+                error,
+            })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Policy::parse(&text, &path.display().to_string(), &base_dir)
     }
@@ -458,9 +454,9 @@ impl Policy {
     /// Parses and validates policy text.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Policy, PolicyError> {
         let file: PolicyFile =
-            serde_yaml_ng::from_str(text).map_err(|source| PolicyError::Yaml {
+            serde_yaml_ng::from_str(text).map_err(|error| PolicyError::Yaml {
                 path: origin.to_string(),
-                source,
+                error,
             })?;
         let policy = Policy {
             file,

@@ -104,12 +104,8 @@ pub struct PolicyWatcher {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("cannot watch {path}: {source}")]
-    Notify {
-        path: String,
-        #[source]
-        source: notify::Error,
-    },
+    #[error("cannot watch {path}: {error}")]
+    Notify { path: String, error: notify::Error },
     #[error("cannot handle SIGHUP: {0}")]
     Signal(std::io::Error),
     #[error("cannot start the policy watcher: {0}")]
@@ -169,9 +165,9 @@ impl PolicyWatcher {
                     let _ = notify_triggers.send(Trigger::Changed(Instant::now()));
                 }
             })
-            .map_err(|source| WatchError::Notify {
+            .map_err(|error| WatchError::Notify {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
         let mut dirs = HashSet::new();
         watch_dirs(&mut watcher, &mut dirs, &files.lock().expect("watch list"))?;
@@ -243,9 +239,9 @@ fn watch_dirs(
         if dirs.insert(dir.to_path_buf()) {
             watcher
                 .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|source| WatchError::Notify {
+                .map_err(|error| WatchError::Notify {
                     path: dir.display().to_string(),
-                    source,
+                    error,
                 })?;
         }
     }

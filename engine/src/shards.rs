@@ -58,7 +58,7 @@ impl Snapshot {
 
     /// Writes it (the same format the pipeline writes); returns bytes written.
     pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
-        let encoded = snapshot::EncodedSnapshot::encode(&self.body, Vec::new())?;
+        let encoded = snapshot::EncodedSnapshot::encode(&self.body, &self.body.extras, Vec::new())?;
         encoded.write_to(out)
     }
 
@@ -73,6 +73,10 @@ impl Snapshot {
         body.incidents
             .retain(|i| i.entity == EntityKind::Computer || is_kept(i.id));
         body.orderer.held.retain(|event| is_kept(event.user));
+        body.extras
+            .clock
+            .pending
+            .retain(|arrival| is_kept(arrival.event.user));
         body.sinks.clear();
         self.recount();
         self
@@ -135,6 +139,20 @@ impl Snapshot {
             event.computer = computer_ids[event.computer as usize];
             into.orderer.held.push(event);
         }
+        let (extras, other) = (&mut into.extras, from.extras);
+        extras.orderer_clock = extras.orderer_clock.max(other.orderer_clock);
+        extras.clock.now = extras.clock.now.max(other.clock.now);
+        extras.clock.latest_admitted = extras
+            .clock
+            .latest_admitted
+            .max(other.clock.latest_admitted);
+        for mut arrival in other.clock.pending {
+            arrival.event.user = user_ids[arrival.event.user as usize];
+            arrival.event.computer = computer_ids[arrival.event.computer as usize];
+            extras.clock.pending.push(arrival);
+        }
+        // Both parts' waiting arrivals, in the order they arrived.
+        extras.clock.pending.sort_by_key(|arrival| arrival.line);
         into.orderer.max_time = into.orderer.max_time.max(from.orderer.max_time);
         into.orderer.floor = into.orderer.floor.max(from.orderer.floor);
         into.closed_through = into.closed_through.max(from.closed_through);

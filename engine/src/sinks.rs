@@ -154,6 +154,8 @@ pub enum Disposition {
     Duplicate,
     /// Behind the watermark: dead-lettered, not scored.
     Late,
+    /// Dated too far ahead of the event clock: dead-lettered, not scored.
+    Future,
 }
 
 impl Disposition {
@@ -162,6 +164,7 @@ impl Disposition {
             Disposition::Accepted => "accepted",
             Disposition::Duplicate => "duplicate",
             Disposition::Late => "late",
+            Disposition::Future => "future",
         }
     }
 }

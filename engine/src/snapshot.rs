@@ -15,7 +15,9 @@
 //! ```text
 //! "APSTATE\0"            8 bytes, magic
 //! format version         u32, little-endian (FORMAT_VERSION)
-//! zstd frame             of the postcard encoding of `Body`
+//! payload CRC-32         u32, little-endian, of the uncompressed payload
+//! zstd frame             of the payload: the postcard encoding of `Body`,
+//!                        then of `Extras`
 //! ```
 //!
 //! postcard (<https://postcard.jamesmunns.com/wire-format>) writes the
@@ -23,21 +25,31 @@
 //! and maps length-first; its wire format is stable since 1.0. Any change
 //! to what `Body` holds, field order included, is a new format version: a
 //! snapshot of another version is refused with both versions named, and the
-//! state is rebuilt from the input (or a warm start) instead.
+//! state is rebuilt from the input (or a warm start) instead. Version 2
+//! (no checksum, no `Extras`) is still read.
+//!
+//! The checksum is over the payload, not the compressed frame (zstd checks
+//! its own): a snapshot whose payload was altered and compressed again is
+//! refused as corrupt, as is any truncated or damaged file.
 
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::Incident;
+use crate::clock::ClockSnapshot;
 use crate::entity::EntityRisk;
 use crate::order::OrdererSnapshot;
 use crate::rules::RuleReport;
 use crate::state::EngineState;
 
 /// What this build writes and reads.
-/// Version 2 added the orderer's floor and the state limits' counts.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added the orderer's floor and the state limits' counts;
+/// version 3 the payload checksum and [`Extras`] (the event clock).
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The earlier version this build still reads.
+const PREVIOUS_VERSION: u32 = 2;
 
 const MAGIC: &[u8; 8] = b"APSTATE\0";
 
@@ -47,17 +59,21 @@ const ZSTD_LEVEL: i32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     #[error("not an AuthPulse state snapshot (no APSTATE header)")]
     NotASnapshot,
     #[error(
-        "state snapshot format version {found}, but this build reads version {supported}: \
+        "state snapshot format version {found}, but this build reads versions {PREVIOUS_VERSION} and {supported}: \
          start without it (the state is rebuilt from the input) or with the release that wrote it"
     )]
     Version { found: u32, supported: u32 },
     #[error("corrupt state snapshot: {0}")]
     Decode(String),
+    #[error(
+        "corrupt state snapshot: its payload's checksum is {found:08x}, the header records {recorded:08x}"
+    )]
+    Checksum { recorded: u32, found: u32 },
     #[error(
         "the state snapshot was taken with base date {snapshot} (Unix {snapshot_unix}), this run uses {run_unix}"
     )]
@@ -144,6 +160,38 @@ pub(crate) struct Body {
     pub counts: Counts,
     /// State of the sinks that keep some (by name): their open windows.
     pub sinks: Vec<(String, Vec<u8>)>,
+    /// Encoded after the body (version 3 on).
+    #[serde(skip)]
+    pub extras: Extras,
+}
+
+/// What version 3 added, encoded after [`Body`] so that a version 2 body
+/// still reads as one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Extras {
+    /// The event clock's time the orderer was last advanced to.
+    pub orderer_clock: Option<i64>,
+    /// The event clock, with the arrivals waiting for their neighbours.
+    pub clock: ClockSnapshot,
+    /// Events refused as dated too far ahead.
+    pub future: u64,
+}
+
+impl Extras {
+    /// A version 2 snapshot's: its watermark followed the latest event.
+    fn of_version_2(body: &Body) -> Extras {
+        let latest = body.orderer.max_time;
+        Extras {
+            orderer_clock: latest,
+            clock: ClockSnapshot {
+                now: latest,
+                latest_admitted: latest,
+                recent: Vec::new(),
+                pending: Vec::new(),
+            },
+            future: 0,
+        }
+    }
 }
 
 /// [`Body`]'s layout, from borrowed parts.
@@ -172,16 +220,18 @@ pub struct EncodedSnapshot {
 }
 
 impl EncodedSnapshot {
-    /// Encodes `body` into `buffer` (emptied first; a store hands back the
-    /// last snapshot's, so that tens of MB are not allocated at every
-    /// checkpoint).
+    /// Encodes `body` and `extras` into `buffer` (emptied first; a store
+    /// hands back the last snapshot's, so that tens of MB are not allocated
+    /// at every checkpoint).
     pub(crate) fn encode(
         body: &impl Serialize,
+        extras: &Extras,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();
-        let encoded =
-            postcard::to_extend(body, buffer).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        let encode_error = |e: postcard::Error| SnapshotError::Decode(e.to_string());
+        let encoded = postcard::to_extend(body, buffer).map_err(encode_error)?;
+        let encoded = postcard::to_extend(extras, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -195,6 +245,7 @@ impl EncodedSnapshot {
         let mut out = Counted { out, bytes: 0 };
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        out.write_all(&crc32fast::hash(&self.encoded).to_le_bytes())?;
         // Streamed: no second buffer the size of the compressed snapshot.
         let mut compressor = zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL)?;
         compressor.write_all(&self.encoded)?;
@@ -223,6 +274,20 @@ impl Write for Counted<'_> {
 
 /// Reads a snapshot [`EncodedSnapshot::write_to`] wrote.
 pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
+    let (version, payload) = read_payload(input)?;
+    let (mut body, extras): (Body, &[u8]) =
+        postcard::take_from_bytes(&payload).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+    body.extras = if version == PREVIOUS_VERSION {
+        Extras::of_version_2(&body)
+    } else {
+        postcard::from_bytes(extras).map_err(|e| SnapshotError::Decode(e.to_string()))?
+    };
+    Ok(body)
+}
+
+/// Checks a snapshot's header and checksum; returns its version and its
+/// payload.
+fn read_payload(input: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> {
     let mut header = [0u8; 12];
     input.read_exact(&mut header).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => SnapshotError::NotASnapshot,
@@ -231,22 +296,41 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
     if &header[..8] != MAGIC {
         return Err(SnapshotError::NotASnapshot);
     }
-    let found = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if found != FORMAT_VERSION {
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION && version != PREVIOUS_VERSION {
         return Err(SnapshotError::Version {
-            found,
+            found: version,
             supported: FORMAT_VERSION,
         });
     }
-    let mut encoded = Vec::new();
-    zstd::stream::copy_decode(input, &mut encoded)
+    let recorded = if version == FORMAT_VERSION {
+        let mut checksum = [0u8; 4];
+        input
+            .read_exact(&mut checksum)
+            .map_err(|_| SnapshotError::Decode("the header ends before its checksum".into()))?;
+        Some(u32::from_le_bytes(checksum))
+    } else {
+        None
+    };
+    let mut payload = Vec::new();
+    zstd::stream::copy_decode(input, &mut payload)
         .map_err(|e| SnapshotError::Decode(format!("zstd: {e}")))?;
-    postcard::from_bytes(&encoded).map_err(|e| SnapshotError::Decode(e.to_string()))
+    if let Some(recorded) = recorded {
+        let found = crc32fast::hash(&payload);
+        if found != recorded {
+            return Err(SnapshotError::Checksum { recorded, found });
+        }
+    }
+    Ok((version, payload))
 }
 
-/// Reads only what a snapshot says about itself.
+/// Reads only what a snapshot says about itself (its checksum checked).
 pub fn read_meta(input: &mut impl Read) -> Result<SnapshotMeta, SnapshotError> {
-    read(input).map(|body| body.meta)
+    let (_, payload) = read_payload(input)?;
+    // The meta is the body's first field.
+    postcard::take_from_bytes(&payload)
+        .map(|(meta, _)| meta)
+        .map_err(|e| SnapshotError::Decode(e.to_string()))
 }
 
 /// Writes `path` through a hidden temporary file beside it, synced and
@@ -435,7 +519,9 @@ impl SnapshotStore {
     }
 
     /// The latest checkpoint of run `run` at or before `checkpoint` whose
-    /// snapshot is kept (of the `keep` a store keeps), if any.
+    /// snapshot is kept (of the `keep` a store keeps) and reads whole (its
+    /// checksum holds), if any. A damaged one is logged and passed over for
+    /// the one before.
     pub fn latest_kept(
         files: &dyn SnapshotFiles,
         run: &str,
@@ -443,8 +529,22 @@ impl SnapshotStore {
         keep: u64,
     ) -> io::Result<Option<u64>> {
         for candidate in (checkpoint.saturating_sub(keep.max(1))..=checkpoint).rev() {
-            if candidate > 0 && files.exists(&Self::name_of(run, candidate))? {
-                return Ok(Some(candidate));
+            let name = Self::name_of(run, candidate);
+            if candidate == 0 || !files.exists(&name)? {
+                continue;
+            }
+            match files
+                .open(&name)
+                .map_err(SnapshotError::Io)
+                .and_then(|mut input| read_meta(&mut input))
+            {
+                Ok(_) => return Ok(Some(candidate)),
+                Err(SnapshotError::Io(e)) => return Err(e),
+                Err(damaged) => tracing::warn!(
+                    snapshot = %files.location(&name),
+                    error = %damaged,
+                    "a kept state snapshot does not read whole: trying the one before"
+                ),
             }
         }
         Ok(None)
@@ -543,14 +643,63 @@ mod tests {
         assert_eq!(SnapshotStore::run_of("history.apstate"), None);
     }
 
+    /// A snapshot's bytes: a pipeline's after `input`.
+    fn snapshot_of(input: &[u8]) -> Vec<u8> {
+        use crate::pipeline::{Outputs, Pipeline, PipelineOptions};
+        use crate::sinks::Discard;
+        let (mut dead, mut alerts, mut scored) = (Discard, Discard, Discard);
+        let options = PipelineOptions {
+            engine: crate::rules::Engine::Native,
+            ..PipelineOptions::default()
+        };
+        let outputs = Outputs {
+            dead_letters: &mut dead,
+            alerts: &mut alerts,
+            scored: &mut scored,
+            received: None,
+        };
+        let mut pipeline =
+            Pipeline::new(crate::policy::Policy::builtin(), options, outputs).unwrap();
+        let mut lines = crate::input::LineReader::new(input, 1024);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        crate::pipeline::consume(&mut pipeline, &mut lines, &stop, |_, _| {}).unwrap();
+        let mut bytes = Vec::new();
+        pipeline.write_snapshot(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_payload_altered_and_compressed_again_is_refused() {
+        let bytes = snapshot_of(b"1,U1,C1\n2,U2,C2\n");
+        assert_eq!(read_meta(&mut &bytes[..]).unwrap().events_read, 2);
+        let mut payload = Vec::new();
+        zstd::stream::copy_decode(&bytes[16..], &mut payload).unwrap();
+        // The names, as an attacker would change them: U1 becomes U9.
+        let at = payload.windows(2).position(|w| w == b"U1").unwrap();
+        payload[at + 1] = b'9';
+        let mut forged = bytes[..16].to_vec();
+        forged.extend(zstd::stream::encode_all(&payload[..], 1).unwrap());
+        let error = read(&mut &forged[..]).err().unwrap();
+        assert!(matches!(error, SnapshotError::Checksum { .. }), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("corrupt state snapshot: its payload's checksum")
+        );
+        // Cut short: refused too.
+        let error = read(&mut &bytes[..bytes.len() - 9]).err().unwrap();
+        assert!(matches!(error, SnapshotError::Decode(_)), "{error}");
+    }
+
     #[test]
     fn the_latest_kept_snapshot_of_a_run_is_found() {
         let dir = tempfile::tempdir().unwrap();
         let files = LocalFiles::new(dir.path()).unwrap();
+        let good = snapshot_of(b"1,U1,C1\n");
         for (run, checkpoint) in [("aaaaaaaa", 3), ("aaaaaaaa", 4), ("bbbbbbbb", 5)] {
             std::fs::write(
                 dir.path().join(SnapshotStore::name_of(run, checkpoint)),
-                b"x",
+                &good,
             )
             .unwrap();
         }
@@ -565,6 +714,20 @@ mod tests {
         );
         assert_eq!(
             SnapshotStore::latest_kept(&files, "cccccccc", 5, 3).unwrap(),
+            None
+        );
+        // Run b's newest is damaged: its one before is taken (none here),
+        // and run a's 4, damaged, gives way to its 3.
+        for (run, checkpoint) in [("aaaaaaaa", 4), ("bbbbbbbb", 5)] {
+            let path = dir.path().join(SnapshotStore::name_of(run, checkpoint));
+            std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+        }
+        assert_eq!(
+            SnapshotStore::latest_kept(&files, "aaaaaaaa", 5, 3).unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            SnapshotStore::latest_kept(&files, "bbbbbbbb", 5, 3).unwrap(),
             None
         );
     }

@@ -178,7 +178,7 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
     assert_eq!(
         error.to_string(),
         format!(
-            "state snapshot format version 7, but this build reads version {}: start without it \
+            "state snapshot format version 7, but this build reads versions 2 and {}: start without it \
              (the state is rebuilt from the input) or with the release that wrote it",
             snapshot::FORMAT_VERSION
         )

@@ -12,6 +12,7 @@
 //! | `InvalidEvents` | Count | malformed records (dead-lettered) |
 //! | `DuplicateEvents` | Count | events dropped as duplicates |
 //! | `LateEvents` | Count | events older than the watermark (dead-lettered) |
+//! | `FutureEvents` | Count | events dated too far ahead (dead-lettered) |
 //! | `AlertsRaised` | Count | alerts |
 //! | `RuleFailures` | Count | failed rule-module batches |
 //! | `BatchDuration` | Milliseconds | mean time to score one batch |
@@ -109,6 +110,7 @@ pub fn readings(
         Reading::single("InvalidEvents", Unit::Count, delta(|m| m.invalid)),
         Reading::single("DuplicateEvents", Unit::Count, delta(|m| m.duplicates)),
         Reading::single("LateEvents", Unit::Count, delta(|m| m.late)),
+        Reading::single("FutureEvents", Unit::Count, delta(|m| m.future)),
         Reading::single("AlertsRaised", Unit::Count, delta(|m| m.alerts)),
         Reading::single("RuleFailures", Unit::Count, delta(|m| m.rule_failures)),
     ];

@@ -129,7 +129,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
             lateness: args.lateness,
             background,
         })?;
-        println!("{report}");
+        outln!("{report}")?;
         eprintln!(
             "alert latency at {} events/s with {} s lateness: arrival to alert p50 {:.2} s, max {:.2} s \
              (the lateness, plus up to 1 s as event times are whole seconds); \
@@ -181,7 +181,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         "engines": results,
         "wasm_overhead_pct": (native.events_per_s / wasm.events_per_s - 1.0) * 100.0,
     });
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?)?;
     eprintln!(
         "native {:.0} events/s, wasm {:.0} events/s, sandbox overhead {:.1}% (single thread, best of {})",
         native.events_per_s,
@@ -299,7 +299,7 @@ fn bench_tables(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
         "tables_cost_pct": (1.0 - best[0] / best[1]) * 100.0,
         "tables": per_table,
     });
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?)?;
     eprintln!(
         "run from file: {:.0} events/s without tables, {:.0} with all five ({:.0}% slower), wall clock incl. start-up, best of {}",
         events / best[0],
@@ -396,7 +396,7 @@ fn bench_reload(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
         "events_per_s_while_reloading": events_per_s,
         "events_per_s_without_reloads": baseline_eps,
     });
-    println!("{}", serde_json::to_string(&report)?);
+    outln!("{}", serde_json::to_string(&report)?)?;
     eprintln!(
         "{} reloads while scoring {} events: hot-path pause p50 {pause_p50} us, max {pause_max} us; \
          change to effect p50 {effect_p50} ms, max {effect_max} ms; {events_per_s:.0} events/s \

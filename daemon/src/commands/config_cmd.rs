@@ -33,7 +33,7 @@ pub fn execute(cmd: ConfigCommand) -> anyhow::Result<()> {
             // format, a date, a start position) are checked as `run` would.
             let mut args = RunArgs::with_input("-".into(), "authpulse-out".into());
             apply(&config, &file, &mut args, None)?;
-            println!("{}", serde_json::to_string_pretty(&config)?);
+            outln!("{}", serde_json::to_string_pretty(&config)?)?;
             Ok(())
         }
     }
@@ -235,6 +235,11 @@ pub fn apply(
             "max_held_events",
             args.limits.max_held_events,
             limits.max_held_events
+        );
+        set!(
+            "max_future_skew",
+            args.limits.max_future_skew,
+            limits.max_future_skew
         );
     }
     Ok(())

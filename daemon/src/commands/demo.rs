@@ -73,17 +73,17 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("scoring with the default policy (rules as WASM) ...");
     let run_args = RunArgs::with_input(data, args.output.clone());
     let summary = run::score(&run_args)?.summary;
-    println!("{}", serde_json::to_string(&summary)?);
+    outln!("{}", serde_json::to_string(&summary)?)?;
 
     let alerts = read_alerts(&run_args.alerts_path())?;
-    print_top_alerts(&alerts, args.top);
-    print_detection(generator.campaigns(), &alerts, run_args.base_date);
-    println!(
+    print_top_alerts(&alerts, args.top)?;
+    print_detection(generator.campaigns(), &alerts, run_args.base_date)?;
+    outln!(
         "\nresults: {} (alerts), {} (dead letters, if any)",
         run_args.alerts_path().display(),
         run_args.dead_letter_path().display()
-    );
-    println!(
+    )?;
+    outln!(
         "Iceberg tables (authpulse.auth_events_raw, auth_events_curated, alerts, user_behavior_hourly, \
          host_popularity_daily): SQL catalog {} over {}\n\
          query them: authpulse query --output {} \"SELECT risk_level, count(*) FROM auth_events_curated GROUP BY 1\" \
@@ -91,7 +91,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         args.output.join("catalog.db").display(),
         args.output.join("warehouse").display(),
         args.output.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -140,24 +140,30 @@ fn latest_alerts(alerts: &[Alert]) -> Vec<&Alert> {
     sorted
 }
 
-fn print_top_alerts(alerts: &[Alert], top: usize) {
+fn print_top_alerts(alerts: &[Alert], top: usize) -> anyhow::Result<()> {
     let sorted = latest_alerts(alerts);
-    println!(
+    outln!(
         "\ntop {} of {} alerts:",
         top.min(sorted.len()),
         sorted.len()
-    );
-    println!(
+    )?;
+    outln!(
         "{:<9} {:>5} {:<8} {:<7} {:>6} {:<20} {:<20} rules",
-        "level", "score", "entity", "id", "events", "first event", "last event"
-    );
+        "level",
+        "score",
+        "entity",
+        "id",
+        "events",
+        "first event",
+        "last event"
+    )?;
     for a in sorted.into_iter().take(top) {
         let rules: Vec<String> = a
             .rules
             .iter()
             .map(|r| format!("{} x{}", r.id, r.hits))
             .collect();
-        println!(
+        outln!(
             "{:<9} {:>5} {:<8} {:<7} {:>6} {:<20} {:<20} {}",
             a.risk_level.as_str(),
             a.risk_score,
@@ -167,21 +173,26 @@ fn print_top_alerts(alerts: &[Alert], top: usize) {
             a.first_event_time,
             a.last_event_time,
             rules.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Which hidden campaigns an alert caught, matched as `authpulse eval` does.
-fn print_detection(campaigns: &[Campaign], alerts: &[Alert], time_base: TimeBase) {
+fn print_detection(
+    campaigns: &[Campaign],
+    alerts: &[Alert],
+    time_base: TimeBase,
+) -> anyhow::Result<()> {
     if campaigns.is_empty() {
-        return;
+        return Ok(());
     }
     let mut log = AlertLog::new(time_base);
     for alert in alerts {
         log.send(alert).expect("an in-memory log takes every alert");
     }
     let matched = log.match_campaigns(campaigns, 0);
-    println!("\nhidden campaigns:");
+    outln!("\nhidden campaigns:")?;
     for (campaign, found) in campaigns.iter().zip(&matched.detected_at) {
         let verdict = match (campaign.benign, found) {
             (false, Some(at)) => format!("ALERTED after {} s", at.saturating_sub(campaign.start)),
@@ -189,14 +200,15 @@ fn print_detection(campaigns: &[Campaign], alerts: &[Alert], time_base: TimeBase
             (true, None) => "quiet (benign)".into(),
             (true, Some(_)) => "ALERTED (benign: a false alert)".into(),
         };
-        println!(
+        outln!(
             "  {:<14} {}: {verdict}",
             campaign.kind.as_str(),
             campaign.description
-        );
+        )?;
     }
-    println!(
+    outln!(
         "  alerts on other users and computers: {}",
         matched.false_alerts.len()
-    );
+    )?;
+    Ok(())
 }

@@ -120,7 +120,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("write {}", path.display()))?;
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = super::stdout();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {

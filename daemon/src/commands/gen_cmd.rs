@@ -1,7 +1,7 @@
 //! `authpulse gen`: write a LANL-format data set.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -104,7 +104,7 @@ pub fn execute(args: GenArgs) -> anyhow::Result<()> {
     let generator = Generator::new(config.clone());
     if args.model_report {
         let report = ModelReport::of(generator.graph());
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(());
     }
     generate(&args, &generator)?;
@@ -123,7 +123,7 @@ pub fn generate(
     });
     let bar = progress::bar(Some(expected), "lines");
     let mut out: Box<dyn Write> = if args.output.as_os_str() == "-" {
-        Box::new(BufWriter::new(io::stdout().lock()))
+        Box::new(BufWriter::new(super::stdout()))
     } else {
         if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

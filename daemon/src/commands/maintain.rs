@@ -58,7 +58,7 @@ pub fn execute(args: MaintainArgs) -> anyhow::Result<()> {
             files_deleted = report.files_deleted,
             "maintained"
         );
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?)?;
     }
     Ok(())
 }

@@ -1,5 +1,48 @@
 //! Subcommands: one file each.
 
+/// `println!` that returns the write's error instead of panicking: a
+/// closed stdout (`authpulse run ... | head -1`) ends the command quietly
+/// (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!($crate::commands::stdout(), $($arg)*)
+    }};
+}
+
+/// Nobody reads stdout any more (`| head` exited): the command stops
+/// without a word (see `main`).
+#[derive(Debug, thiserror::Error)]
+#[error("stdout is closed")]
+pub struct StdoutClosed;
+
+/// Stdout, whose writes fail with [`StdoutClosed`] once nobody reads it.
+pub fn stdout() -> Stdout {
+    Stdout(std::io::stdout().lock())
+}
+
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    fn closed(error: std::io::Error) -> std::io::Error {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+        } else {
+            error
+        }
+    }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(Self::closed)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(Self::closed)
+    }
+}
+
 mod aws_args;
 mod bench;
 mod catalog_args;

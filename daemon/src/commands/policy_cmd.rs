@@ -23,20 +23,20 @@ pub fn execute(cmd: PolicyCommand) -> anyhow::Result<()> {
                 None => Policy::builtin(),
             };
             let rules = RuleSet::load(&policy, Engine::Wasm, 1)?;
-            println!("{}: ok, policy_version {}", policy.origin, rules.version);
+            outln!("{}: ok, policy_version {}", policy.origin, rules.version)?;
             for rule in &rules.rules {
                 let mode = match rule.mode {
                     RuleMode::Enforce => "",
                     RuleMode::Shadow => " [shadow: recorded, not scored]",
                 };
-                println!(
+                outln!(
                     "  {:<18} {} v{} weight {}{mode} ({})",
                     rule.id,
                     rule.metadata.name,
                     rule.metadata.version,
                     rule.weight,
                     rule.metadata.description
-                );
+                )?;
             }
             Ok(())
         }

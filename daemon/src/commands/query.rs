@@ -20,6 +20,11 @@ use super::catalog_args::CatalogArgs;
 /// user_behavior_hourly, host_popularity_daily; `SHOW TABLES` and
 /// `DESCRIBE <table>` list them and their columns. Statements are read-only.
 ///
+/// A statement may use --memory-limit of memory (its joins, sorts and
+/// aggregations, and its result; sorts and aggregations spill to temporary
+/// files up to four times that) and run for --timeout; past either it is
+/// stopped with an error naming the limit.
+///
 /// Filters on event_time (and other columns) are pushed into the Iceberg scan,
 /// which skips partitions that cannot match; `EXPLAIN SELECT ...` shows the
 /// plan and, per scan, how many data files the filter leaves.
@@ -49,6 +54,40 @@ pub struct QueryArgs {
     /// How to print the result.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Memory the statement may use (`512MiB`, `2GiB`, bytes).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub memory_limit: usize,
+    /// How long the statement may run.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+}
+
+/// A size in bytes: a number with an optional `KiB`, `MiB`, `GiB` (or `KB`,
+/// `MB`, `GB`, powers of 1000) suffix.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 512MiB, 2GiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit `{other}` (KiB, MiB, GiB)")),
+    };
+    let bytes = number
+        .checked_mul(scale)
+        .filter(|&b| b > 0 && b <= usize::MAX as u64)
+        .ok_or_else(|| format!("`{text}` is not a usable size"))?;
+    Ok(bytes as usize)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -72,12 +111,34 @@ pub fn execute(args: QueryArgs) -> anyhow::Result<()> {
         args.sql.clone()
     };
     let warehouse = Warehouse::open_existing(&args.catalog.config(&args.output)?)?;
-    let output = query::run(&warehouse, &sql)?;
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let limits = query::QueryLimits {
+        memory_bytes: args.memory_limit,
+        timeout: args.timeout,
+    };
+    stop_after(args.timeout);
+    let output = query::run(&warehouse, &sql, limits)?;
+    let mut out = io::BufWriter::new(super::stdout());
     print(&output, args.format, &mut out)?;
     out.flush()?;
     Ok(())
+}
+
+/// Ends the process with the timeout's error if the statement is still
+/// running `timeout` from now. A plan that computes without waiting for
+/// anything (a cross join counted) never yields to the runtime's timer, so
+/// the limit is kept by a thread of its own.
+fn stop_after(timeout: std::time::Duration) {
+    let watchdog = std::thread::Builder::new()
+        .name("authpulse-query-timeout".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            let error = query::QueryError::Timeout(humantime::format_duration(timeout).to_string());
+            eprintln!("error: {error}");
+            std::process::exit(1);
+        });
+    if let Err(e) = watchdog {
+        tracing::warn!(error = %e, "no query timeout watchdog");
+    }
 }
 
 /// Writes `output` in `format`.
@@ -160,4 +221,20 @@ fn print_plan(output: &QueryOutput, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("2gb"), Ok(2_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").unwrap_err().contains("parsecs"));
+    }
 }

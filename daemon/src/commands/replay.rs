@@ -224,7 +224,7 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
             0.0
         },
     };
-    println!("{}", serde_json::to_string(&summary)?);
+    outln!("{}", serde_json::to_string(&summary)?)?;
     if report.events_failed > 0 {
         anyhow::bail!(
             "{} events could not be sent to `{}` (kept in {})",

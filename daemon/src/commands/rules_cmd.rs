@@ -11,6 +11,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use authpulse_engine::event::{TimeBase, format_time};
+use authpulse_engine::files;
 use authpulse_engine::input::Format;
 use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions};
 use authpulse_engine::policy::{Policy, PolicyFile, RuleConfig, SandboxConfig};
@@ -57,7 +58,8 @@ impl ModuleArg {
                     BUILTIN_RULES.join(", ")
                 )
             }),
-            None => std::fs::read(&self.0).with_context(|| format!("cannot read {}", self.0)),
+            None => files::read_regular(Path::new(&self.0), files::MAX_MODULE_BYTES, "rule module")
+                .with_context(|| format!("cannot read {}", self.0)),
         }
     }
 
@@ -175,7 +177,7 @@ fn load(module: &ModuleArg) -> anyhow::Result<Inspection> {
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let inspection = load(&args.module)?;
-    let mut out = io::stdout().lock();
+    let mut out = super::stdout();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &inspection)?;
         writeln!(out)?;
@@ -380,7 +382,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         .next()
         .context("the test policy has one rule")?;
 
-    let mut out = io::stdout().lock();
+    let mut out = super::stdout();
     print_hits(&mut out, args.format, &hits.0)?;
     out.flush()?;
     eprintln!(
@@ -575,7 +577,7 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         std::fs::copy(&wasm, out).with_context(|| format!("cannot write {}", out.display()))?;
         inspection.module = out.display().to_string();
     }
-    print_inspection(&mut io::stdout().lock(), &inspection)?;
+    print_inspection(&mut super::stdout(), &inspection)?;
     Ok(())
 }
 

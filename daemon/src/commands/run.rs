@@ -18,6 +18,7 @@ use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::stored::StoredIds;
 use authpulse::lakehouse::writer::WriterStats;
 use authpulse::ops;
+use authpulse_engine::clock::ClockOptions;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse_engine::limits::StateLimits;
@@ -211,9 +212,11 @@ impl RunArgs {
     }
 
     /// Whether a later start can resume it where it stopped: progress kept,
-    /// and an input that can be read again (not stdin).
+    /// and an input that can be read again (a stream, not stdin or a pipe).
     pub fn resumable(&self) -> bool {
-        self.keeps_progress() && (self.aws.source.is_some() || self.input().as_os_str() != "-")
+        self.keeps_progress()
+            && (self.aws.source.is_some()
+                || shell::InputKind::of(self.input()).is_ok_and(|k| k == shell::InputKind::File))
     }
 
     pub fn dead_letter_path(&self) -> PathBuf {
@@ -242,6 +245,14 @@ pub struct LimitArgs {
     /// released early (and later ones of that second are late).
     #[arg(long, default_value_t = StateLimits::default().max_held_events)]
     pub max_held_events: usize,
+    /// How far ahead an event may be dated: past the time most of the
+    /// stream around it has reached, or, reading a followed file or Kinesis,
+    /// past the wall clock. Further ahead, it is dead-lettered as `future`
+    /// (counted, logged) and moves nothing: one record dated a year ahead
+    /// cannot make the rest late. Keep it at or below the policy's
+    /// allowed lateness.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub max_future_skew: std::time::Duration,
 }
 
 impl Default for LimitArgs {
@@ -252,11 +263,24 @@ impl Default for LimitArgs {
             max_computers: limits.max_computers,
             max_window_events: limits.max_window_events,
             max_held_events: limits.max_held_events,
+            max_future_skew: std::time::Duration::from_secs(
+                ClockOptions::DEFAULT_MAX_AHEAD_S as u64,
+            ),
         }
     }
 }
 
 impl LimitArgs {
+    /// The event clock's bounds, for a source that is `live` (a followed
+    /// file, Kinesis) or not.
+    pub fn clock(&self, live: bool) -> ClockOptions {
+        ClockOptions {
+            max_ahead_s: self.max_future_skew.as_secs().min(i64::MAX as u64) as i64,
+            wall_clock: live,
+            ..ClockOptions::default()
+        }
+    }
+
     pub fn limits(&self) -> StateLimits {
         StateLimits {
             max_users: self.max_users,
@@ -304,10 +328,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
             args.output.display(),
             args.input().display()
         );
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"already_complete": true, "events_read": 0})
-        );
+        )?;
         return Ok(());
     }
     let mut line = serde_json::to_value(&outcome.summary)?;
@@ -325,7 +349,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<()> {
             );
         }
     }
-    println!("{line}");
+    outln!("{line}")?;
     Ok(())
 }
 
@@ -716,34 +740,49 @@ fn stream_identity(stream: &str) -> serde_json::Value {
     serde_json::json!({ "kinesis": stream })
 }
 
-/// Opens the file (or stdin) `args` name.
+/// Opens the file (or stdin, or another stream) `args` name.
 fn open_file(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened> {
-    let (reader, size) = shell::open_input(args.input())?;
+    let path = args.input();
+    if shell::InputKind::of(path)? == shell::InputKind::Stream {
+        anyhow::ensure!(
+            !args.follow,
+            "--follow reads a regular file as it grows; {} is a stream (stdin, a pipe or a fifo), read to its end without it",
+            path.display()
+        );
+        let lines = LineReader::new(shell::open_stream(path)?, args.max_line_bytes);
+        let (name, identity) = if path.as_os_str() == "-" {
+            ("stdin".to_string(), serde_json::json!({"stdin": true}))
+        } else {
+            (
+                format!("stream:{}", path.display()),
+                serde_json::json!({"stream": path}),
+            )
+        };
+        return Ok(Opened {
+            source: Box::new(lines),
+            size: None,
+            name,
+            resuming: false,
+            identity,
+        });
+    }
+    let (reader, size) = shell::open_input(path)?;
     // A followed file has no end to show progress against.
     let size = size.filter(|_| !args.follow);
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     if args.follow {
         lines = lines.follow(Arc::clone(stop));
     }
-    let description = if args.input().as_os_str() == "-" {
-        "stdin".to_string()
-    } else {
-        format!("file:{}", args.input().display())
-    };
-    let identity = if args.input().as_os_str() == "-" {
-        serde_json::json!({"stdin": true})
-    } else {
-        let (head_bytes, head_sha256) = head_sha256(args.input(), IDENTITY_HEAD_BYTES)?;
-        serde_json::json!({
-            "file": args.input(),
-            "head_bytes": head_bytes,
-            "head_sha256": head_sha256,
-        })
-    };
+    let (head_bytes, head_sha256) = head_sha256(path, IDENTITY_HEAD_BYTES)?;
+    let identity = serde_json::json!({
+        "file": path,
+        "head_bytes": head_bytes,
+        "head_sha256": head_sha256,
+    });
     Ok(Opened {
         source: Box::new(lines),
         size,
-        name: description,
+        name: format!("file:{}", path.display()),
         resuming: false,
         identity,
     })
@@ -1234,6 +1273,7 @@ fn score_once(
             .commit_interval
             .or(live.then_some(std::time::Duration::from_secs(5))),
         limits: args.limits.limits(),
+        clock: args.limits.clock(live),
         ..PipelineOptions::default()
     };
     let mut state_store = state_files
@@ -1355,10 +1395,11 @@ fn score_once(
         .and_then(|t| t.cloudwatch.as_ref())
         .map(CloudWatchPublisher::flush);
     let sns = sns_alerts.as_ref().map(|s| s.report);
-    if summary.invalid + summary.late > 0 {
+    if summary.invalid + summary.late + summary.future > 0 {
         tracing::warn!(
             invalid = summary.invalid,
             late = summary.late,
+            future = summary.future,
             path = %args.dead_letter_path().display(),
             "records dead-lettered"
         );

@@ -148,7 +148,7 @@ pub fn execute(cmd: StateCommand) -> anyhow::Result<()> {
                 std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?;
             let meta = snapshot::read_meta(&mut input)
                 .with_context(|| format!("read {}", file.display()))?;
-            println!("{}", serde_json::to_string_pretty(&meta)?);
+            outln!("{}", serde_json::to_string_pretty(&meta)?)?;
             Ok(())
         }
         StateCommand::Split(args) => split(&args),
@@ -182,7 +182,7 @@ fn write_snapshot(
     if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
         line.extend(extra);
     }
-    println!("{line}");
+    outln!("{line}")?;
     Ok(())
 }
 
@@ -307,7 +307,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         write_ms = started.elapsed().as_millis() as u64,
         "state snapshot written"
     );
-    println!(
+    outln!(
         "{}",
         serde_json::json!({
             "state": args.output,
@@ -319,6 +319,6 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
             "device_pairs": meta.device_pairs,
             "latest_event_time": meta.latest_event_time,
         })
-    );
+    )?;
     Ok(())
 }

@@ -37,17 +37,13 @@ pub const CATALOG_NAME: &str = "authpulse";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakehouseError {
-    #[error("cannot create {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("iceberg: {0}")]
+    #[error("cannot create {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("iceberg")]
     Iceberg(#[from] iceberg::Error),
-    #[error("catalog database: {0}")]
+    #[error("catalog database")]
     Sql(#[from] sqlx::Error),
-    #[error("arrow: {0}")]
+    #[error("arrow")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("async runtime: {0}")]
     Runtime(std::io::Error),

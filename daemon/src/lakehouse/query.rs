@@ -11,12 +11,23 @@
 //! `EXPLAIN`, [`QueryOutput::pruning`] says per scan how many data files the
 //! predicate leaves out of how many, so the pruning is visible and not only
 //! the pushed-down predicate.
+//!
+//! A statement is bounded ([`QueryLimits`]): its operators share a memory
+//! pool (hash tables, sorts and the result itself count against it; sorts
+//! and aggregations spill to temporary files, up to four times the pool),
+//! and it is stopped when it runs past its time limit (when it next waits:
+//! a plan that computes without ever waiting is stopped by the `query`
+//! command's own watchdog). A statement past either ends with an error that
+//! says which limit and how to raise it.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::TryStreamExt;
@@ -26,13 +37,36 @@ use iceberg_datafusion::IcebergCatalogProvider;
 use iceberg_datafusion::physical_plan::IcebergTableScan;
 
 use super::{CATALOG_NAME, Warehouse, tables};
+use authpulse_engine::files::human_bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("{0}")]
+    #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
-    #[error("iceberg: {0}")]
+    #[error("iceberg")]
     Iceberg(#[from] iceberg::Error),
+    #[error("the query needs more than its {limit} of memory (--memory-limit): {detail}")]
+    Memory { limit: String, detail: String },
+    #[error("the query ran past its {0} time limit (--timeout) and was stopped")]
+    Timeout(String),
+}
+
+/// What one statement may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Memory for its operators and its result, in bytes.
+    pub memory_bytes: usize,
+    /// Wall time, from planning to the last row.
+    pub timeout: std::time::Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            memory_bytes: 1 << 30,
+            timeout: std::time::Duration::from_secs(300),
+        }
+    }
 }
 
 /// A statement's result.
@@ -55,16 +89,48 @@ pub struct ScanPruning {
     pub rows_total: u64,
 }
 
-/// Runs one read-only SQL statement over the warehouse's tables.
-pub fn run(warehouse: &Warehouse, sql: &str) -> Result<QueryOutput, QueryError> {
-    warehouse.runtime().block_on(run_async(warehouse, sql))
+/// Runs one read-only SQL statement over the warehouse's tables, within
+/// `limits`.
+pub fn run(
+    warehouse: &Warehouse,
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<QueryOutput, QueryError> {
+    let memory = human_bytes(limits.memory_bytes as u64);
+    let outcome = warehouse.runtime().block_on(async {
+        tokio::time::timeout(limits.timeout, run_async(warehouse, sql, limits)).await
+    });
+    match outcome {
+        Err(_) => Err(QueryError::Timeout(
+            humantime::format_duration(limits.timeout).to_string(),
+        )),
+        Ok(Err(QueryError::DataFusion(e))) if is_resources_exhausted(&e) => {
+            Err(QueryError::Memory {
+                limit: memory,
+                detail: e.find_root().to_string(),
+            })
+        }
+        Ok(other) => other,
+    }
 }
 
-async fn run_async(warehouse: &Warehouse, sql: &str) -> Result<QueryOutput, QueryError> {
+fn is_resources_exhausted(error: &DataFusionError) -> bool {
+    matches!(error.find_root(), DataFusionError::ResourcesExhausted(_))
+}
+
+async fn run_async(
+    warehouse: &Warehouse,
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<QueryOutput, QueryError> {
     let config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema(CATALOG_NAME, tables::NAMESPACE);
-    let ctx = SessionContext::new_with_config(config);
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.memory_bytes, 1.0)
+        .with_max_temp_directory_size(4 * limits.memory_bytes as u64)
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     let catalog = IcebergCatalogProvider::try_new(Arc::clone(warehouse.catalog())).await?;
     ctx.register_catalog(CATALOG_NAME, Arc::new(catalog));
 
@@ -82,7 +148,15 @@ async fn run_async(warehouse: &Warehouse, sql: &str) -> Result<QueryOutput, Quer
     }
     let frame = ctx.execute_logical_plan(plan).await?;
     let schema = Arc::clone(frame.schema().inner());
-    let batches = frame.collect().await?;
+    // The result counts against the pool too: a cross join's rows are
+    // refused as they grow, not collected until memory runs out.
+    let result = MemoryConsumer::new("query result").register(&ctx.runtime_env().memory_pool);
+    let mut stream = frame.execute_stream().await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        result.try_grow(batch.get_array_memory_size())?;
+        batches.push(batch);
+    }
     Ok(QueryOutput {
         schema,
         batches,

@@ -34,23 +34,24 @@ impl AdminToken {
 
     /// The token in `path` (its whole content).
     pub fn from_file(path: &Path) -> Result<AdminToken, String> {
-        let text = std::fs::read_to_string(path)
+        let text = authpulse_engine::files::read_regular_text(path, 64 << 10, "token file")
             .map_err(|e| format!("read the admin token file {}: {e}", path.display()))?;
         AdminToken::new(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Whether `headers` carry `Authorization: Bearer <this token>`.
+    /// Whether `headers` carry exactly `Authorization: Bearer <this token>`
+    /// (one space, nothing around the token).
     pub fn admits(&self, headers: &HeaderMap) -> bool {
         let Some(given) = headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|v| v.as_bytes())
+            .and_then(|v| v.strip_prefix(b"Bearer "))
         else {
             return false;
         };
         // Equal lengths are compared in constant time; a length differs
         // only for a wrong token, and says nothing of the right one's bytes.
-        bool::from(given.trim().as_bytes().ct_eq(&self.0))
+        bool::from(given.ct_eq(&self.0))
     }
 }
 
@@ -70,6 +71,9 @@ mod tests {
         assert!(!with("Bearer s3cret-token-012345678"));
         assert!(!with("Bearer s3cret-token-0123456789x"));
         assert!(!with("Basic s3cret-token-0123456789"));
+        assert!(!with("Bearer  s3cret-token-0123456789"));
+        assert!(!with("Bearer s3cret-token-0123456789 "));
+        assert!(!with("Bearer\ts3cret-token-0123456789"));
         assert!(!token.admits(&HeaderMap::new()));
         assert!(
             AdminToken::new("short")

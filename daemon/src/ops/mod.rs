@@ -35,11 +35,10 @@ pub struct ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot start the operations server: {0}")]
     Start(String),
@@ -59,9 +58,9 @@ impl Server {
         let runtime = crate::aws::runtime("http").map_err(|e| ServerError::Start(e.to_string()))?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(config.listen))
-            .map_err(|source| ServerError::Bind {
+            .map_err(|error| ServerError::Bind {
                 addr: config.listen,
-                source,
+                error,
             })?;
         let addr = listener
             .local_addr()

@@ -83,6 +83,10 @@ fn describe() {
         "authpulse_events_late_total",
         "Events that arrived after the watermark passed them (dead-lettered)."
     );
+    describe_counter!(
+        "authpulse_events_future_total",
+        "Events dated too far ahead of the event clock or the wall clock (dead-lettered)."
+    );
     describe_counter!("authpulse_events_scored_total", "Events scored.");
     describe_counter!(
         "authpulse_events_by_risk_level_total",
@@ -185,6 +189,7 @@ pub fn publish(status: &Status) {
     }
     counter!("authpulse_events_duplicate_total", "source" => source.clone()).absolute(s.duplicates);
     counter!("authpulse_events_late_total", "source" => source.clone()).absolute(s.late);
+    counter!("authpulse_events_future_total", "source" => source.clone()).absolute(s.future);
     counter!("authpulse_events_scored_total", "source" => source).absolute(s.events_scored);
     for (level, n) in &s.risk_levels {
         counter!("authpulse_events_by_risk_level_total", "level" => level.clone()).absolute(*n);

@@ -56,7 +56,9 @@ pub fn router(live: Arc<Live>, admin_token: Option<AdminToken>) -> Router {
         let admin = Router::new()
             .route("/api/v1/reload", post(reload))
             .route("/api/v1/rules/{id}/mode", post(set_mode))
-            .layer(middleware::from_fn_with_state(
+            // On the admin routes only: any other path is a plain 404, not
+            // a refused admin request.
+            .route_layer(middleware::from_fn_with_state(
                 Arc::new(token),
                 require_token,
             ));
@@ -225,6 +227,12 @@ async fn set_mode(
             );
         }
     };
+    if !live.status().rules.iter().any(|rule| rule.id == id) {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no rule `{id}` in the running policy"),
+        );
+    }
     let Some(handle) = live.reload_handle() else {
         return no_watcher();
     };

@@ -2,6 +2,10 @@
 //! memory: a line longer than the limit is reported (with its length and a
 //! prefix) and skipped, instead of growing a buffer without end. In follow mode
 //! it waits at end of input for more data (a growing file) until told to stop.
+//! Over a stream ([`super::StreamReader`]) a read that waited in vain is
+//! reported as [`Line::Idle`]. A UTF-8 byte order mark at the start of the
+//! input is not part of its first line, nor a Windows line end's `\r` of
+//! any.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -29,8 +33,8 @@ pub enum Line<'a> {
         max: usize,
         prefix: &'a [u8],
     },
-    /// Follow mode only: no new data arrived for a poll period. The caller
-    /// can do periodic work (commits) and ask again.
+    /// Follow mode or a stream: no new data arrived for a poll period. The
+    /// caller can do periodic work (commits) and ask again.
     Idle,
 }
 
@@ -47,6 +51,19 @@ pub struct LineReader<R> {
     /// Set when a follow-mode read found no data; reported once as `Line::Idle`.
     idle: bool,
     too_long_prefix: Vec<u8>,
+    /// The next line is the input's first: a byte order mark may lead it.
+    at_start: bool,
+    /// Reads that returned data.
+    reads: u64,
+}
+
+/// The UTF-8 byte order mark some Windows tools write first.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A line without the `\r` of a Windows line end.
+#[inline]
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 impl<R: Read> LineReader<R> {
@@ -64,6 +81,8 @@ impl<R: Read> LineReader<R> {
             follow: None,
             idle: false,
             too_long_prefix: Vec::new(),
+            at_start: true,
+            reads: 0,
         }
     }
 
@@ -73,6 +92,7 @@ impl<R: Read> LineReader<R> {
     pub fn resuming_at(mut self, line_no: u64, bytes_consumed: u64) -> Self {
         self.line_no = line_no;
         self.bytes_consumed = bytes_consumed;
+        self.at_start = bytes_consumed == 0;
         self
     }
 
@@ -92,9 +112,30 @@ impl<R: Read> LineReader<R> {
         self.bytes_consumed
     }
 
+    /// Reads from the input that returned data, so far.
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
     /// The next line, or `None` at end of input (or when a follower is stopped).
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
         loop {
+            if self.at_start {
+                let read = &self.buf[self.start..self.end];
+                if read.len() < BOM.len() && BOM.starts_with(read) && !self.eof {
+                    // Too little read yet to tell.
+                    self.fill()?;
+                    if std::mem::take(&mut self.idle) {
+                        return Ok(Some(Line::Idle));
+                    }
+                    continue;
+                }
+                self.at_start = false;
+                if read.starts_with(BOM) {
+                    self.start += BOM.len();
+                    self.bytes_consumed += BOM.len() as u64;
+                }
+            }
             if let Some(i) = memchr(b'\n', &self.buf[self.start..self.end]) {
                 let (s, e) = (self.start, self.start + i);
                 self.start = e + 1;
@@ -107,7 +148,7 @@ impl<R: Read> LineReader<R> {
                         prefix: &self.buf[s..s + TOO_LONG_PREFIX.min(i)],
                     }));
                 }
-                return Ok(Some(Line::Complete(&self.buf[s..e])));
+                return Ok(Some(Line::Complete(without_cr(&self.buf[s..e]))));
             }
             let pending = self.end - self.start;
             if pending > self.max_line {
@@ -125,7 +166,7 @@ impl<R: Read> LineReader<R> {
                 self.start = e;
                 self.bytes_consumed += pending as u64;
                 self.line_no += 1;
-                return Ok(Some(Line::Complete(&self.buf[s..e])));
+                return Ok(Some(Line::Complete(without_cr(&self.buf[s..e]))));
             }
             self.fill()?;
         }
@@ -141,6 +182,11 @@ impl<R: Read> LineReader<R> {
         }
         loop {
             match self.inner.read(&mut self.buf[self.end..]) {
+                // A stream with nothing to read for a while.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.idle = true;
+                    return Ok(());
+                }
                 Ok(0) => match &self.follow {
                     Some(stop) if !stop.load(Ordering::Relaxed) => {
                         std::thread::sleep(FOLLOW_POLL);
@@ -154,6 +200,7 @@ impl<R: Read> LineReader<R> {
                 },
                 Ok(n) => {
                     self.end += n;
+                    self.reads += 1;
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -214,6 +261,24 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_line() {
+        assert_eq!(
+            collect(b"\xEF\xBB\xBF1,U1,C1\n\xEF\xBB\xBF2", 64),
+            ["1,U1,C1", "\u{feff}2"]
+        );
+        assert_eq!(collect(b"\xEF\xBB", 64), ["\u{fffd}"]);
+        assert_eq!(collect(b"\xEF\xBB\xBF", 64), Vec::<String>::new());
+        let mut r = LineReader::new(&b"\xEF\xBB\xBF{}\n"[..], 64);
+        assert_eq!(r.next_line().unwrap(), Some(Line::Complete(b"{}")));
+        assert_eq!(r.bytes_consumed(), 6);
+    }
+
+    #[test]
+    fn windows_line_ends_are_line_ends() {
+        assert_eq!(collect(b"a,b\r\nc\r\n\r\nd\r", 64), ["a,b", "c", "", "d"]);
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! Reading and validating input records: the chunked line reader, the two record
-//! forms (LANL CSV `time,user,computer` and JSON events) and the reasons a record
-//! is refused. Nothing here panics on input.
+//! Reading and validating input records: the chunked line reader, the reader
+//! thread for streams, the two record forms (LANL CSV `time,user,computer`
+//! and JSON events) and the reasons a record is refused. Nothing here panics
+//! on input.
 
 mod csv;
 mod json;
 mod lines;
+mod stream;
 
 pub use csv::{is_header, parse_csv};
 pub use json::parse_json;
 pub use lines::{Line, LineReader, MAX_LINE_DEFAULT};
+pub use stream::StreamReader;
 
 use std::{fmt, io};
 
@@ -25,6 +28,13 @@ pub trait Source {
     fn line_no(&self) -> u64;
     /// Bytes consumed so far, for progress.
     fn bytes_consumed(&self) -> u64;
+    /// Reads from the underlying input that returned data, so far. The
+    /// pipeline does its periodic work (a batch past its delay, commits,
+    /// status) after each, so that a stream trickling in without ever going
+    /// quiet is not held back for thousands of lines.
+    fn reads(&self) -> u64 {
+        0
+    }
     /// Where the next record starts, as a checkpoint's progress records it
     /// (a file: byte offset and line number).
     fn position(&self) -> serde_json::Value {
@@ -63,6 +73,10 @@ impl<R: io::Read> Source for LineReader<R> {
 
     fn bytes_consumed(&self) -> u64 {
         LineReader::bytes_consumed(self)
+    }
+
+    fn reads(&self) -> u64 {
+        LineReader::reads(self)
     }
 
     fn position(&self) -> serde_json::Value {
@@ -148,6 +162,15 @@ pub enum Reject {
         event_time: i64,
         watermark: i64,
     },
+    /// Dated more than `max_ahead` seconds past `bound`: the event clock
+    /// (what time the input's majority says it is) or, for a live source
+    /// (`wall_clock`), the wall clock.
+    Future {
+        event_time: i64,
+        bound: i64,
+        max_ahead: i64,
+        wall_clock: bool,
+    },
     /// A new user or computer while the state holds as many as it may
     /// ([`crate::limits::StateLimits`]).
     StateCap {
@@ -159,7 +182,7 @@ pub enum Reject {
 impl Reject {
     /// Short, stable name for counters and dead-letter `kind`.
     /// Every [`Reject::kind`].
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 13] = [
         "not_utf8",
         "line_too_long",
         "field_count",
@@ -170,6 +193,7 @@ impl Reject {
         "bad_json",
         "bad_event_id",
         "late",
+        "future",
         "state_cap_users",
         "state_cap_computers",
     ];
@@ -186,16 +210,13 @@ impl Reject {
             Reject::BadJson(_) => "bad_json",
             Reject::BadEventId => "bad_event_id",
             Reject::Late { .. } => "late",
+            Reject::Future { .. } => "future",
             Reject::StateCap {
                 cap: crate::limits::Cap::Users,
                 ..
             } => "state_cap_users",
             Reject::StateCap { .. } => "state_cap_computers",
         }
-    }
-
-    pub fn is_late(&self) -> bool {
-        matches!(self, Reject::Late { .. })
     }
 }
 
@@ -228,11 +249,59 @@ impl fmt::Display for Reject {
                 crate::event::format_time(*event_time),
                 crate::event::format_time(*watermark)
             ),
+            Reject::Future {
+                event_time,
+                bound,
+                max_ahead,
+                wall_clock,
+            } => write!(
+                f,
+                "future: event time {} is more than {} ahead of {}, {}",
+                crate::event::format_time(*event_time),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    (*max_ahead).max(0) as u64
+                )),
+                crate::event::format_time(*bound),
+                if *wall_clock {
+                    "the wall clock"
+                } else {
+                    "the time most of the stream around it has reached"
+                },
+            ),
             Reject::StateCap { cap, limit } => write!(
                 f,
                 "the state already holds {limit} {} (the limit): a new one is not taken in",
                 cap.name()
             ),
+        }
+    }
+}
+
+/// A parsed record written out again in `format`: a dead letter's raw text
+/// when the line itself is no longer at hand.
+pub fn render(
+    format: Format,
+    event: &crate::order::Pending,
+    time_base: crate::event::TimeBase,
+    users: &crate::event::Interner,
+    computers: &crate::event::Interner,
+) -> String {
+    let (user, computer) = (users.name(event.user), computers.name(event.computer));
+    match format {
+        Format::Json => {
+            let mut record = serde_json::json!({
+                "event_time": crate::event::format_time(event.event_time),
+                "user_id": user,
+                "computer_id": computer,
+                "ingestion_time": crate::event::format_time(event.ingestion_time),
+            });
+            if let Some(id) = event.event_id {
+                record["event_id"] = id.to_string().into();
+            }
+            record.to_string()
+        }
+        Format::Csv | Format::Auto => {
+            format!("{},{user},{computer}", time_base.to_lanl(event.event_time))
         }
     }
 }

@@ -232,15 +232,17 @@ impl RuleSet {
                         )
                     })?
                     .into(),
-                ModuleSource::File(path) => std::fs::read(path)
-                    .map_err(|e| {
-                        policy.rule_error(
-                            index,
-                            "module",
-                            format!("cannot read {}: {e}", path.display()),
-                        )
-                    })?
-                    .into(),
+                ModuleSource::File(path) => {
+                    crate::files::read_regular(path, crate::files::MAX_MODULE_BYTES, "rule module")
+                        .map_err(|e| {
+                            policy.rule_error(
+                                index,
+                                "module",
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?
+                        .into()
+                }
             };
             let sha256 = hex_sha256(&bytes);
             match (&config.sha256, &source) {

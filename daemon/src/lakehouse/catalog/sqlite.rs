@@ -42,13 +42,13 @@ pub(crate) async fn connect(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Connected, LakehouseError> {
     let data = dir.join("warehouse");
-    std::fs::create_dir_all(&data).map_err(|source| LakehouseError::Io {
+    std::fs::create_dir_all(&data).map_err(|error| LakehouseError::Io {
         path: data.display().to_string(),
-        source,
+        error,
     })?;
-    let absolute = std::fs::canonicalize(dir).map_err(|source| LakehouseError::Io {
+    let absolute = std::fs::canonicalize(dir).map_err(|error| LakehouseError::Io {
         path: dir.display().to_string(),
-        source,
+        error,
     })?;
     let database = absolute.join(CATALOG_FILE);
     let uri = format!("sqlite:{}?mode=rwc", database.display());

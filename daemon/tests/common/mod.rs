@@ -1,0 +1,67 @@
+//! What the binary's tests share: running `authpulse`, generating data,
+//! reading the summary line, signals and logs.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// `authpulse` in `dir`, logging warnings only.
+pub fn authpulse(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_authpulse"));
+    cmd.current_dir(dir).env("AUTHPULSE_LOG", "warn");
+    cmd
+}
+
+/// Fails with the command's stderr unless it succeeded.
+#[track_caller]
+pub fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `authpulse gen` in `dir` with `args` (split at spaces; the output
+/// file among them).
+pub fn generate(dir: &Path, args: &str) {
+    let out = authpulse(dir)
+        .arg("gen")
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    assert_succeeded(&out);
+}
+
+pub fn summary(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let last = text
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no summary line in {text:?}"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {last}"))
+}
+
+/// Sends `child` signal `name` (TERM, INT, ...).
+pub fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// Waits until the log file at `path` says `what`.
+pub fn wait_for_log(path: &Path, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(path).is_ok_and(|log| log.contains(what)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never said {what:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
