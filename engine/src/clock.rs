@@ -22,11 +22,12 @@
 //!
 //! A live source (a followed file, a Kinesis stream) has a clock of its own
 //! to trust as well: an arrival more than `max_ahead` past the wall clock is
-//! `future` at once. While a source is quiet the clock moves on without
-//! votes, as far as the latest admitted event plus the allowed lateness:
-//! with the wall clock on a live source, with the time spent quiet on a
-//! stream without one (stdin, a pipe). That is what lets the last events of
-//! a quiet stream be scored before more arrive.
+//! `future` at once. Once a source has been quiet for the allowed lateness
+//! (wall clock), the clock moves on without votes by the time it has been
+//! quiet (never past the wall clock, on a live source), as far as the
+//! latest admitted event plus the lateness. That is what lets the last
+//! events of a quiet stream be scored before more arrive, while a pause
+//! between two bursts of a replay changes nothing.
 //!
 //! Decisions depend only on the order of arrival (and, for quiet sources,
 //! on when they were quiet), never on batching.
@@ -49,10 +50,11 @@ pub struct ClockOptions {
     /// The source is live: its events happen now, so the wall clock bounds
     /// them too.
     pub wall_clock: bool,
-    /// How far past the latest admitted event a quiet source lets the clock
-    /// run, in seconds: a second past the allowed lateness (the pipeline
-    /// sets it), so that a quiet stream's last events are all released.
-    pub quiet_reach_s: i64,
+    /// The policy's allowed lateness, in seconds (the pipeline sets it). A
+    /// source quiet this long (wall clock) lets the clock run on by the time
+    /// it has been quiet, as far as a second past the latest admitted event
+    /// plus this, so that its last events are all released.
+    pub lateness_s: i64,
 }
 
 impl ClockOptions {
@@ -66,7 +68,7 @@ impl Default for ClockOptions {
         ClockOptions {
             max_ahead_s: Self::DEFAULT_MAX_AHEAD_S,
             wall_clock: false,
-            quiet_reach_s: 0,
+            lateness_s: 0,
         }
     }
 }
@@ -122,7 +124,7 @@ impl EventClock {
         EventClock {
             options: ClockOptions {
                 max_ahead_s: options.max_ahead_s.max(0),
-                quiet_reach_s: options.quiet_reach_s.max(0),
+                lateness_s: options.lateness_s.max(0),
                 ..options
             },
             now: None,
@@ -228,16 +230,18 @@ impl EventClock {
             self.decide_first(after, out);
         }
         let (since, clock_then) = *self.quiet_since.get_or_insert((wall_now, self.now));
+        let quiet_for = (wall_now - since).max(0);
         // What event time it is by now, had the stream gone on (from the
-        // latest event, for a stream too short to have set the clock).
-        let estimate = if self.options.wall_clock {
-            Some(wall_now)
-        } else {
-            clock_then
-                .or(self.now)
-                .or(self.latest_admitted)
-                .map(|then| then.saturating_add((wall_now - since).max(0)))
-        };
+        // latest event, for a stream too short to have set the clock), and
+        // never past the wall clock on a live source.
+        let estimate = clock_then
+            .or(self.now)
+            .or(self.latest_admitted)
+            .map(|then| then.saturating_add(quiet_for))
+            .map(|estimate| match self.options.wall_clock {
+                true => estimate.min(wall_now),
+                false => estimate,
+            });
         if let Some(last) = self.pending.front() {
             let time = last.event.event_time;
             // A live source checked it against the wall clock on arrival.
@@ -247,8 +251,15 @@ impl EventClock {
                 self.decide_first(0, out);
             }
         }
+        // Only once it has been quiet for as long as an event may be late
+        // does the clock run on without votes: a pause between two bursts
+        // changes nothing.
+        let lateness = self.options.lateness_s;
+        if quiet_for < lateness {
+            return;
+        }
         if let (Some(latest), Some(estimate)) = (self.latest_admitted, estimate) {
-            let moved = estimate.min(latest.saturating_add(self.options.quiet_reach_s));
+            let moved = estimate.min(latest.saturating_add(lateness + 1));
             if self.now.is_none_or(|now| moved > now) {
                 self.now = Some(moved);
             }
@@ -397,6 +408,7 @@ mod tests {
     fn the_wall_clock_bounds_a_live_source() {
         let live = ClockOptions {
             wall_clock: true,
+            lateness_s: 60,
             ..ClockOptions::default()
         };
         let mut clock = EventClock::new(live);
@@ -414,18 +426,46 @@ mod tests {
             )]
         );
         out.clear();
-        clock.arrive(arrival(1_200, 2), 1_000, &mut out);
+        for (i, t) in [(2, 900), (3, 1_200)] {
+            clock.arrive(arrival(t, i), 1_000, &mut out);
+        }
         clock.quiet(1_000, &mut out);
-        assert_eq!(out, [(arrival(1_200, 2), Verdict::Admitted)]);
-        // Quiet: the clock follows the wall clock as far as what was admitted.
-        assert_eq!(clock.now(), Some(1_000));
-        clock.quiet(1_500, &mut out);
-        assert_eq!(clock.now(), Some(1_200));
+        assert_eq!(
+            out,
+            [
+                (arrival(900, 2), Verdict::Admitted),
+                (arrival(1_200, 3), Verdict::Admitted)
+            ]
+        );
+        assert_eq!(clock.now(), Some(900));
+        // Quiet as long as the lateness (60 s): the clock runs on with the
+        // time spent quiet, never past the wall clock.
+        clock.quiet(1_059, &mut out);
+        assert_eq!(clock.now(), Some(900));
+        clock.quiet(1_060, &mut out);
+        assert_eq!(clock.now(), Some(960));
+        clock.quiet(1_150, &mut out);
+        assert_eq!(clock.now(), Some(1_050));
+        clock.quiet(2_000, &mut out);
+        assert_eq!(clock.now(), Some(1_261), "the latest event's lateness past");
+        // Events dated a little ahead of the wall clock: quiet, the clock
+        // does not run past it.
+        let mut ahead = EventClock::new(live);
+        for (i, t) in [(1, 1_250), (2, 1_260), (3, 1_270)] {
+            ahead.arrive(arrival(t, i), 1_000, &mut out);
+        }
+        ahead.quiet(1_000, &mut out);
+        assert_eq!(ahead.now(), Some(1_260));
+        ahead.quiet(1_100, &mut out);
+        assert_eq!(ahead.now(), Some(1_260));
     }
 
     #[test]
     fn a_quiet_stream_moves_on_with_the_time_it_has_been_quiet() {
-        let mut clock = EventClock::new(replay());
+        let mut clock = EventClock::new(ClockOptions {
+            lateness_s: 5,
+            ..replay()
+        });
         let mut out = Vec::new();
         for (i, t) in [100, 101, 102, 110].into_iter().enumerate() {
             clock.arrive(arrival(t, i as u64), 50_000, &mut out);
@@ -434,21 +474,15 @@ mod tests {
         clock.quiet(50_000, &mut out);
         assert_eq!(out.len(), 4);
         assert_eq!(clock.now(), Some(102));
+        clock.quiet(50_004, &mut out);
+        assert_eq!(clock.now(), Some(102), "not quiet for the lateness yet");
         clock.quiet(50_005, &mut out);
         assert_eq!(clock.now(), Some(107));
         clock.quiet(50_100, &mut out);
-        assert_eq!(clock.now(), Some(110), "no further than what was admitted");
-        let mut reaching = EventClock::new(ClockOptions {
-            quiet_reach_s: 30,
-            ..replay()
-        });
-        reaching.arrive(arrival(100, 1), 50_000, &mut out);
-        reaching.quiet(50_000, &mut out);
-        reaching.quiet(51_000, &mut out);
         assert_eq!(
-            reaching.now(),
-            Some(130),
-            "the lateness past it, to release it"
+            clock.now(),
+            Some(116),
+            "the lateness and a second past the latest"
         );
     }
 

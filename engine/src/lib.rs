@@ -4,7 +4,9 @@
 //! cloud around it: records in, scored events and alerts out, through the
 //! sink traits the daemon's lakehouse and AWS outputs implement.
 //!
-//! Data flows `input` (parse, validate) -> `order` (watermark, dedup,
+//! Data flows `input` (parse, validate; streams on a thread of their own)
+//! -> `clock` (what time the stream's majority says it is; records dated
+//! too far ahead refused) -> `order` (watermark, dedup,
 //! reorder) -> `state` (windows, device history, host popularity, each
 //! entity's own baselines -> features) -> `rules` (WASM modules, batched) ->
 //! `risk` (an event's score, level, flags) -> `entity` (risk accumulated per
@@ -12,7 +14,8 @@
 //! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
 //! file, `reload` swaps it while running, `metrics` keeps what publishers
 //! report, `snapshot` writes and reads the whole state, `shards` divides it by
-//! user between workers, `limits` bounds it.
+//! user between workers, `limits` bounds it, `files` reads the files an
+//! operator names (regular and bounded only).
 
 pub mod alerts;
 pub mod clock;

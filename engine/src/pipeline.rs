@@ -270,7 +270,7 @@ impl<'o> Pipeline<'o> {
         orderer.set_max_held(options.limits.max_held_events);
         let mut state = EngineState::default();
         state.set_max_window_events(options.limits.max_window_events);
-        let clock = quiet_reach(&policy, options.clock);
+        let clock = with_lateness(&policy, options.clock);
         Ok(Pipeline {
             clock: EventClock::new(clock),
             decided: Vec::new(),
@@ -606,10 +606,7 @@ impl<'o> Pipeline<'o> {
                         &mut self.ready,
                     ) {
                         Admission::Accepted => Disposition::Accepted,
-                        Admission::Duplicate => {
-                            self.counters.duplicates += 1;
-                            Disposition::Duplicate
-                        }
+                        Admission::Duplicate => unreachable!("a claimed event is no duplicate"),
                         Admission::Late { watermark } => {
                             let reject = Reject::Late {
                                 event_time: event.event_time,
@@ -1121,7 +1118,7 @@ impl<'o> Pipeline<'o> {
             body.orderer,
             body.extras.orderer_clock,
         );
-        let clock = quiet_reach(&self.policy, self.options.clock);
+        let clock = with_lateness(&self.policy, self.options.clock);
         self.clock = EventClock::restore(clock, body.extras.clock);
         for arrival in self.clock.pending() {
             self.orderer.claim(&arrival.event);
@@ -1420,12 +1417,11 @@ fn contribute(
     }
 }
 
-/// `clock` with the reach a quiet source gives it under `policy`: a second
-/// past the allowed lateness, so that the watermark passes the latest event.
-fn quiet_reach(policy: &Policy, clock: ClockOptions) -> ClockOptions {
-    let lateness = policy.file.watermark.allowed_lateness.as_secs() as i64;
+/// `clock` with `policy`'s allowed lateness: how long a source must be
+/// quiet before the clock runs on without it.
+fn with_lateness(policy: &Policy, clock: ClockOptions) -> ClockOptions {
     ClockOptions {
-        quiet_reach_s: lateness + 1,
+        lateness_s: policy.file.watermark.allowed_lateness.as_secs() as i64,
         ..clock
     }
 }

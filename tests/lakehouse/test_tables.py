@@ -232,7 +232,9 @@ def test_follow_commits_on_an_interval(tmp_path):
         with live.open("a") as f:
             f.write("\n".join(lines[10:]) + "\n")
         out = tmp_path / "out"
-        released = sum(1 for t in range(1, 1201, 3) if t < 1198 - 300)
+        # The event clock is at the second-latest event (1195): the latest
+        # has nothing read after it to vouch for it.
+        released = sum(1 for t in range(1, 1201, 3) if t < 1195 - 300)
         deadline = time.time() + 30
         seen = 0
         while time.time() < deadline:
