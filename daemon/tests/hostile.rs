@@ -3,16 +3,15 @@
 //! or oversized files refused everywhere a policy is read (the running
 //! policy kept), a record dated ahead dead-lettered, and a closed stdout.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{assert_succeeded, authpulse, generate, signal, summary};
+use common::{assert_succeeded, authpulse, generate, signal, spawn_logged, summary, wait_for_line};
 
 fn mkfifo(path: &Path) {
     let made = Command::new("mkfifo").arg(path).status().unwrap();
@@ -128,38 +127,21 @@ fn a_quiet_pipe_is_scored_and_reported_while_it_waits_and_stops_on_sigterm() {
             .replace("allowed_lateness: 5m", "allowed_lateness: 2s"),
     )
     .unwrap();
-    let mut child = authpulse(dir.path())
-        .args([
-            "run",
-            "-",
-            "--output",
-            "out",
-            "--no-lakehouse",
-            "--no-state",
-            "--policy",
-            "policy.yaml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("AUTHPULSE_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let _ = lines.send(line.unwrap());
-        }
-    });
-    let addr = loop {
-        let line = log.recv_timeout(Duration::from_secs(60)).unwrap();
-        if let Some((_, rest)) = line.split_once("addr=") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, log) = spawn_logged(authpulse(dir.path()).args([
+        "run",
+        "-",
+        "--output",
+        "out",
+        "--no-lakehouse",
+        "--no-state",
+        "--policy",
+        "policy.yaml",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let line = wait_for_line(&log, "addr=");
+    let (_, rest) = line.split_once("addr=").unwrap();
+    let addr = rest.split_whitespace().next().unwrap().to_string();
     // 1,000 events, then the writer stays open and quiet.
     let data = std::fs::read_to_string(dir.path().join("events.csv")).unwrap();
     let head: String = data.lines().take(1000).map(|l| format!("{l}\n")).collect();
@@ -251,37 +233,16 @@ fn a_hot_reload_to_a_special_file_module_is_refused_and_the_policy_stays() {
     );
     let good = authpulse_engine::policy::DEFAULT_POLICY_YAML;
     std::fs::write(dir.path().join("policies.yaml"), good).unwrap();
-    let mut child = authpulse(dir.path())
-        .args([
-            "run",
-            "-",
-            "--output",
-            "out",
-            "--no-lakehouse",
-            "--policy",
-            "policies.yaml",
-        ])
-        .env("AUTHPULSE_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, log) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let _ = lines.send(line.unwrap());
-        }
-    });
-    let wait_for = |needle: &str| loop {
-        let line = log
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("no log line with {needle:?}: {e}"));
-        if line.contains(needle) {
-            return line;
-        }
-    };
+    let (mut child, log) = spawn_logged(authpulse(dir.path()).args([
+        "run",
+        "-",
+        "--output",
+        "out",
+        "--no-lakehouse",
+        "--policy",
+        "policies.yaml",
+    ]));
+    let wait_for = |needle: &str| wait_for_line(&log, needle);
     wait_for("watching the policy");
     let data = std::fs::read_to_string(dir.path().join("events.csv")).unwrap();
     let mut stdin = child.stdin.take().unwrap();

@@ -177,11 +177,7 @@ impl Orderer {
         names: (&Interner, &Interner),
         out: &mut Vec<Pending>,
     ) -> Admission {
-        if let Some(watermark) = self.watermark()
-            && event.event_time < watermark
-        {
-            return Admission::Late { watermark };
-        }
+        // A late event is never held, so never a duplicate of one held.
         if !self.claim(&event) {
             return Admission::Duplicate;
         }

@@ -2,8 +2,11 @@
 //! reading the summary line, signals and logs.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -35,6 +38,7 @@ pub fn generate(dir: &Path, args: &str) {
     assert_succeeded(&out);
 }
 
+/// The summary: stdout's last line, as JSON.
 pub fn summary(stdout: &[u8]) -> Value {
     let text = String::from_utf8_lossy(stdout);
     let last = text
@@ -63,5 +67,38 @@ pub fn wait_for_log(path: &Path, what: &str) {
             path.display()
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Starts `command` (logging at info) with stdin, stdout and stderr piped;
+/// its stderr lines arrive on the receiver as they are written.
+pub fn spawn_logged(command: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = command
+        .env("AUTHPULSE_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, log) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    (child, log)
+}
+
+/// The next line of `log` that holds `needle` (waiting at most a minute
+/// for each line).
+pub fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no log line with {needle:?}: {e}"));
+        if line.contains(needle) {
+            return line;
+        }
     }
 }
