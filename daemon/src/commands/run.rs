@@ -41,9 +41,12 @@ use super::{progress, shell};
 /// Score authentication events and raise alerts.
 ///
 /// Reads LANL CSV (`time,user,computer`) or JSON events (one per line) from a
-/// file or stdin, to the end (or, with --follow, as the file grows until
-/// Ctrl-C; a second Ctrl-C exits at once), or every shard of a Kinesis stream
-/// (--source kinesis://STREAM; until Ctrl-C, or --until-caught-up).
+/// file, stdin, a pipe or a fifo, to the end (or, with --follow, as a file
+/// grows until Ctrl-C; a second Ctrl-C exits at once), or every shard of a
+/// Kinesis stream (--source kinesis://STREAM; until Ctrl-C, or
+/// --until-caught-up). An event dated more than --max-future-skew ahead of
+/// the time the rest of the stream has reached is dead-lettered as `future`
+/// and moves nothing.
 /// Malformed and late records go to the dead-letter file with their line
 /// number and reason. Alerts (one per user or computer incident, published as
 /// it opens, grows and closes) go to the alerts file. Every commit records
