@@ -347,3 +347,78 @@ fn a_closed_stdout_ends_the_command_quietly() {
         );
     }
 }
+
+#[test]
+fn a_damaged_newest_snapshot_gives_way_to_the_one_kept_before() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        dir.path(),
+        "--users 300 --days 3 --events 150000 --seed 9 -o events.csv",
+    );
+    let whole = authpulse(dir.path())
+        .args(["run", "events.csv", "--output", "whole"])
+        .output()
+        .unwrap();
+    assert_succeeded(&whole);
+    let (child, _log) = spawn_logged(authpulse(dir.path()).args([
+        "run",
+        "events.csv",
+        "--output",
+        "out",
+        "--commit-interval",
+        "20ms",
+    ]));
+    // Stopped once three snapshots are kept.
+    let state = dir.path().join("out/state");
+    let kept = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&state)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.ends_with(".apstate") && !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kept().len() < 3 {
+        assert!(Instant::now() < deadline, "no snapshots kept");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, "TERM");
+    let stopped = exits_within(child, Duration::from_secs(60));
+    assert_succeeded(&stopped);
+    let read = count(&summary(&stopped.stdout), "events_read");
+    assert!(
+        read < count(&summary(&whole.stdout), "events_read"),
+        "stopped mid-way: {read}"
+    );
+    // The newest snapshot, damaged on disk.
+    let newest = state.join(kept().last().unwrap());
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&newest, bytes).unwrap();
+    let resumed = authpulse(dir.path())
+        .args(["run", "events.csv", "--output", "out"])
+        .env("AUTHPULSE_LOG", "info")
+        .output()
+        .unwrap();
+    assert_succeeded(&resumed);
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(log.contains("does not read whole"), "{log}");
+    assert!(log.contains("resuming from the latest one kept"), "{log}");
+    let (got, want) = (summary(&resumed.stdout), summary(&whole.stdout));
+    for key in [
+        "events_read",
+        "events_scored",
+        "duplicates",
+        "alerts",
+        "late",
+        "future",
+    ] {
+        assert_eq!(got[key], want[key], "{key}");
+    }
+}

@@ -217,7 +217,16 @@ def test_admin_routes_need_the_token(served):
         status, _, _ = request(f"{daemon.url}/api/v1/rules/burst/mode", method="POST", token=token,
                                body='{"mode": "shadow"}')
         assert status == 401
+    # Exactly `Bearer TOKEN`: no extra space before the token.
+    status, _, _ = request(f"{daemon.url}/api/v1/reload", method="POST", token=" " + TOKEN)
+    assert status == 401
     assert TOKEN not in (daemon.log.read_text()), "the token is never logged"
+    # Any other path is a plain 404, without a token and without a warning.
+    refusals = daemon.log.read_text().count("admin request refused")
+    for method in ("GET", "POST"):
+        status, _, _ = request(f"{daemon.url}/api/v1/nothing-here", method=method)
+        assert status == 404, method
+    assert daemon.log.read_text().count("admin request refused") == refusals
     # A body over the limit is refused before it is read whole.
     status, _, _ = request(f"{daemon.url}/api/v1/rules/burst/mode", method="POST", token=TOKEN,
                            body='{"mode": "shadow", "pad": "' + "x" * 20_000 + '"}')

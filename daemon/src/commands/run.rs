@@ -473,8 +473,8 @@ fn plan_start(
             tracing::warn!(
                 checkpoint = earliest,
                 back_to = kept,
-                "the state snapshot of the last checkpoint was not written before the crash: \
-                 resuming from the latest one kept"
+                "the state snapshot of the last checkpoint is missing (the crash came before it \
+                 was written) or damaged: resuming from the latest one kept"
             );
             kept
         }
