@@ -41,6 +41,9 @@ use crate::order::Pending;
 /// Neighbours on each side an arrival is judged against.
 pub const SIDE: usize = 8;
 
+/// Decided times the clock lets pile up before it drops them in one go.
+const SPARE_TIMES: usize = 64;
+
 /// How the clock judges arrivals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockOptions {
@@ -110,8 +113,15 @@ pub struct EventClock {
     /// The latest event time admitted: how far a quiet source lets the
     /// clock run.
     latest_admitted: Option<i64>,
-    /// Times of the last [`SIDE`] arrivals decided, oldest first.
-    recent: VecDeque<i64>,
+    /// Times of the last [`SIDE`] arrivals decided, then of those pending,
+    /// in arrival order, from `start` on: the neighbourhood as one
+    /// contiguous run, so that a vote is a count over one short slice.
+    /// Times before `start` are dropped now and then, not at each decision.
+    times: Vec<i64>,
+    start: usize,
+    /// How many of `times` are decided arrivals' (the rest are the pending
+    /// ones').
+    decided: usize,
     /// Arrivals not yet decided, oldest first.
     pending: VecDeque<Arrival>,
     /// While the source is quiet: the wall time it went quiet and the clock
@@ -129,8 +139,10 @@ impl EventClock {
             },
             now: None,
             latest_admitted: None,
-            recent: VecDeque::with_capacity(SIDE + 1),
-            pending: VecDeque::with_capacity(SIDE + 2),
+            times: Vec::with_capacity(SPARE_TIMES + 2 * SIDE + 2),
+            start: 0,
+            decided: 0,
+            pending: VecDeque::with_capacity(SIDE + 1),
             quiet_since: None,
         }
     }
@@ -167,8 +179,11 @@ impl EventClock {
             out.push((arrival, verdict));
             return;
         }
+        self.times.push(arrival.event.event_time);
         self.pending.push_back(arrival);
-        if self.pending.len() > SIDE {
+        // More than one waits past its neighbours only after a merge of
+        // two parts' snapshots.
+        while self.pending.len() > SIDE {
             self.decide_first(SIDE, out);
         }
     }
@@ -179,17 +194,26 @@ impl EventClock {
     fn decide_first(&mut self, after: usize, out: &mut Vec<(Arrival, Verdict)>) {
         let arrival = self.pending.pop_front().expect("an arrival is pending");
         let time = arrival.event.event_time;
+        let centre = self.decided;
         let after = after.min(self.pending.len());
         let before = if after >= SIDE {
-            self.recent.len()
+            centre
         } else {
-            self.recent.len().min(after)
+            centre.min(after)
         };
         let count = before + after;
-        let at_least = |earliest: i64| {
-            let before = self.recent.iter().skip(self.recent.len() - before);
-            let after = self.pending.iter().take(after).map(|a| &a.event.event_time);
-            before.chain(after).filter(|&&t| t >= earliest).count()
+        let times = &self.times[self.start..];
+        let neighbourhood = &times[centre - before..centre + 1 + after];
+        // Steady state: all of them, a fixed size the compiler unrolls.
+        let whole: Option<&[i64; 2 * SIDE + 1]> = neighbourhood.try_into().ok();
+        // How many neighbours are at `earliest` or later (the centre, at
+        // `time`, is, whatever `earliest` is asked).
+        let at_least = |earliest: i64| -> usize {
+            let at = |t: &i64| usize::from(*t >= earliest);
+            match whole {
+                Some(whole) => whole.iter().map(at).sum::<usize>() - 1,
+                None => neighbourhood.iter().map(at).sum::<usize>() - 1,
+            }
         };
         let majority = |n: usize| n * 2 >= count;
         let ahead = self.options.max_ahead_s;
@@ -198,8 +222,15 @@ impl EventClock {
             .is_some_and(|now| time <= now.saturating_add(ahead))
             || count == 0
             || majority(at_least(time.saturating_sub(ahead)));
+        // In order, as most input is, every later neighbour is at or past
+        // it: that half is the majority without counting the rest.
+        let later_all_past =
+            || 2 * after >= count && neighbourhood[before + 1..].iter().all(|&t| t >= time);
         let verdict = if admitted {
-            if self.now.is_none_or(|now| time > now) && count > 0 && majority(at_least(time)) {
+            if self.now.is_none_or(|now| time > now)
+                && count > 0
+                && (later_all_past() || majority(at_least(time)))
+            {
                 self.now = Some(time);
             }
             if self.latest_admitted.is_none_or(|latest| time > latest) {
@@ -213,10 +244,16 @@ impl EventClock {
                 wall_clock: false,
             }
         };
-        if self.recent.len() == SIDE {
-            self.recent.pop_front();
+        // The centre joins the decided; the oldest of them leaves.
+        if self.decided == SIDE {
+            self.start += 1;
+            if self.start == SPARE_TIMES {
+                self.times.drain(..SPARE_TIMES);
+                self.start = 0;
+            }
+        } else {
+            self.decided += 1;
         }
-        self.recent.push_back(time);
         out.push((arrival, verdict));
     }
 
@@ -280,7 +317,7 @@ impl EventClock {
         ClockSnapshot {
             now: self.now,
             latest_admitted: self.latest_admitted,
-            recent: self.recent.iter().copied().collect(),
+            recent: self.times[self.start..self.start + self.decided].to_vec(),
             pending: self.pending.iter().copied().collect(),
         }
     }
@@ -289,8 +326,12 @@ impl EventClock {
         let mut clock = EventClock::new(options);
         clock.now = snapshot.now;
         clock.latest_admitted = snapshot.latest_admitted;
-        let skip = snapshot.recent.len().saturating_sub(SIDE);
-        clock.recent.extend(snapshot.recent.into_iter().skip(skip));
+        let recent = &snapshot.recent[snapshot.recent.len().saturating_sub(SIDE)..];
+        clock.times.extend_from_slice(recent);
+        clock.decided = recent.len();
+        clock
+            .times
+            .extend(snapshot.pending.iter().map(|a| a.event.event_time));
         clock.pending.extend(snapshot.pending);
         clock
     }
