@@ -5,13 +5,14 @@
 //! change is refused while the running policy stays.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
+
+mod common;
+use common::{spawn_logged, wait_for_line};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authpulse");
 
@@ -62,17 +63,6 @@ fn changed_policy() -> String {
     ));
     changed.push_str(&yaml[end..]);
     changed
-}
-
-/// Waits until the daemon logs a line containing `needle`.
-fn wait_for(log: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        match log.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no log line with `{needle}`: {e}"),
-        }
-    }
 }
 
 #[test]
@@ -132,37 +122,24 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
     let plain_summary: Value =
         serde_json::from_str(String::from_utf8_lossy(&plain.stdout).trim()).unwrap();
 
-    let mut daemon = Command::new(BIN)
-        .args([
-            "run",
-            "-",
-            "--output",
-            "live",
-            "--no-lakehouse",
-            "--scored",
-            "live.jsonl",
-            "--policy",
-            "policies.yaml",
-            "--batch-size",
-            "512",
-        ])
-        .current_dir(work)
-        .env("AUTHPULSE_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = daemon.stderr.take().unwrap();
-    let (log_tx, log) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            let _ = log_tx.send(line.clone());
-            eprintln!("daemon: {line}");
-        }
-    });
-    wait_for(&log, "watching the policy");
+    let (mut daemon, log) = spawn_logged(
+        Command::new(BIN)
+            .args([
+                "run",
+                "-",
+                "--output",
+                "live",
+                "--no-lakehouse",
+                "--scored",
+                "live.jsonl",
+                "--policy",
+                "policies.yaml",
+                "--batch-size",
+                "512",
+            ])
+            .current_dir(work),
+    );
+    wait_for_line(&log, "watching the policy");
     let mut stdin = daemon.stdin.take().unwrap();
     stdin.write_all(part(0..third).as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -174,10 +151,10 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
     )
     .unwrap();
     std::fs::write(work.join("policies.yaml"), changed_policy()).unwrap();
-    wait_for(&log, "new policy built");
+    wait_for_line(&log, "new policy built");
     stdin.write_all(part(third..2 * third).as_bytes()).unwrap();
     stdin.flush().unwrap();
-    let reloaded = wait_for(&log, "policy reloaded");
+    let reloaded = wait_for_line(&log, "policy reloaded");
     assert!(reloaded.contains("pause_us="), "{reloaded}");
 
     // A broken change is refused, with where and why.
@@ -186,14 +163,13 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
         changed_policy().replace("weight: 2.0", "weight: [2"),
     )
     .unwrap();
-    let refused = wait_for(&log, "policy change refused");
+    let refused = wait_for_line(&log, "policy change refused");
     assert!(refused.contains("policies.yaml"), "{refused}");
     stdin
         .write_all(part(2 * third..lines.len()).as_bytes())
         .unwrap();
     drop(stdin);
     let output = daemon.wait_with_output().unwrap();
-    reader.join().unwrap();
     assert!(output.status.success());
     let summary: Value =
         serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
