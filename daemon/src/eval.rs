@@ -8,8 +8,10 @@
 //! alert), and its span of contributing events overlaps the campaign's. Time to detect is from the
 //! attack's first event to the event that opened the alert (event time). An
 //! alert opened after the burn-in that detects no attack is a false alert;
-//! benign cases (roll-outs, roaming admins, new hires) are counted apart as
-//! well, since each must stay quiet.
+//! benign cases (roll-outs, roaming admins, new hires, and the habits that
+//! run from the first day: help desk, desktop support, nightly scanners)
+//! are counted apart as well, since each must stay quiet once the burn-in
+//! is over.
 
 use std::collections::BTreeMap;
 
@@ -106,7 +108,10 @@ impl AlertLog {
                     }
                 };
                 let overlaps = incident.first <= c.end && incident.last >= c.start;
-                if entity_matches && overlaps {
+                // A habit runs from the first day: what its account does
+                // before the burn-in ends is learning, not judged.
+                let judged = !c.kind.is_habit() || incident.opened >= burn_in_end;
+                if entity_matches && overlaps && judged {
                     let at = incident.opened.max(c.start);
                     let slot = &mut m.detected_at[i];
                     *slot = Some(slot.map_or(at, |t| t.min(at)));
@@ -245,6 +250,10 @@ impl ScoredSink for NaiveBaseline {
 #[derive(Clone, Debug, Serialize)]
 pub struct KindResult {
     pub kind: Kind,
+    /// Attacks alike in what gives them away (see `Kind::family`).
+    pub family: &'static str,
+    /// One of the six kinds the built-in rules were first written for.
+    pub first: bool,
     pub campaigns: u32,
     pub detected: u32,
     /// Time to detect (event time, seconds): median and 95th percentile of
@@ -349,6 +358,8 @@ pub fn score(
             let theirs = ttd(&naive.first_hit, &idx);
             KindResult {
                 kind,
+                family: kind.family(),
+                first: Kind::FIRST.contains(&kind),
                 campaigns: idx.len() as u32,
                 detected: ours.len() as u32,
                 ttd_p50_s: quantile(&ours, 0.5),

@@ -454,6 +454,8 @@ fn eval_catches_every_kind_and_leaves_benign_cases_alone() {
             "6",
             "--seed",
             "21",
+            "--kinds",
+            "spray,burst,chain,stealth,rare,fan_in,rollout,roaming_admin,new_hire",
             "--json",
             "--report",
             "report.json",

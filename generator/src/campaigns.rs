@@ -52,23 +52,105 @@ pub enum Kind {
     /// Benign: a new account's first three days: a fresh workstation, hubs,
     /// a colleague's servers.
     NewHire,
+    /// One account on 1-3 computers new to it a day, over 3-5 days in a row,
+    /// at working hours: each day unremarkable.
+    MultiDay,
+    /// An office-hours account used at night (0:00-5:00) for 30-90 minutes:
+    /// 8-25 logons on a few of its own computers and one new to it.
+    OffHours,
+    /// 8-20 accounts that never used it log on to one rarely used computer,
+    /// spread over 3-8 hours.
+    SlowFanIn,
+    /// One account on 3-4 computers that none of the accounts it shares a
+    /// computer with ever use (not rarely used ones), over 1-3 hours.
+    Outsider,
+    /// A round-the-clock service-like account with few computers logs on to
+    /// 2-3 computers new to it within an hour.
+    ServicePivot,
+    /// Benign, from the first day: a help-desk account that every weekday
+    /// logs on to 6-15 workstations it never used (their one or two users'),
+    /// during office hours.
+    HelpDesk,
+    /// Benign, from the first day: a desktop-support account that every
+    /// weekday visits 2-5 workstations new to it and a few it knows.
+    DesktopSupport,
+    /// Benign, from the first day: a scanner's account that every night
+    /// (1:00-3:00) logs on to the same 150-300 computers, a few more each
+    /// night.
+    NightlyScanner,
+    /// Benign: one weekday morning, 50-150 accounts each start on 2-3 of 4-8
+    /// new servers (a migration), and keep using them.
+    MigrationMorning,
 }
 
 impl Kind {
-    /// The attacks, in the order `--campaigns N` cycles through them.
-    pub const ATTACKS: [Kind; 6] = [
+    /// The attacks, in the order `--campaigns N` cycles through them: the
+    /// six the built-in rules were first written for, then the rest.
+    pub const ATTACKS: [Kind; 11] = [
         Kind::Spray,
         Kind::Burst,
         Kind::Chain,
         Kind::Stealth,
         Kind::Rare,
         Kind::FanIn,
+        Kind::MultiDay,
+        Kind::OffHours,
+        Kind::SlowFanIn,
+        Kind::Outsider,
+        Kind::ServicePivot,
     ];
     /// The benign cases, in the order `--benign N` cycles through them.
-    pub const BENIGN: [Kind; 3] = [Kind::Rollout, Kind::RoamingAdmin, Kind::NewHire];
+    pub const BENIGN: [Kind; 7] = [
+        Kind::Rollout,
+        Kind::RoamingAdmin,
+        Kind::NewHire,
+        Kind::HelpDesk,
+        Kind::DesktopSupport,
+        Kind::NightlyScanner,
+        Kind::MigrationMorning,
+    ];
+    /// The six attacks and three benign cases the built-in rules were first
+    /// written and tuned for (the demo's).
+    pub const FIRST: [Kind; 9] = [
+        Kind::Spray,
+        Kind::Burst,
+        Kind::Chain,
+        Kind::Stealth,
+        Kind::Rare,
+        Kind::FanIn,
+        Kind::Rollout,
+        Kind::RoamingAdmin,
+        Kind::NewHire,
+    ];
 
     pub fn is_benign(self) -> bool {
         Kind::BENIGN.contains(&self)
+    }
+
+    /// Whether it is a habit that runs from the first day (so history shows
+    /// it), not an event after the burn-in.
+    pub fn is_habit(self) -> bool {
+        matches!(
+            self,
+            Kind::HelpDesk | Kind::DesktopSupport | Kind::NightlyScanner
+        )
+    }
+
+    /// Attacks alike in what gives them away (for leave-one-family-out
+    /// evaluation): new computers spread out (`spread`), a burst of logons
+    /// (`volume`), rarely used computers (`rare`), many accounts converging
+    /// on one computer (`fan_in`), the hour (`time`), an account of few
+    /// computers (`service`). Benign cases are their own family.
+    pub fn family(self) -> &'static str {
+        match self {
+            Kind::Spray | Kind::Chain | Kind::Stealth | Kind::MultiDay | Kind::Outsider => "spread",
+            Kind::Burst => "volume",
+            Kind::Rare => "rare",
+            Kind::FanIn | Kind::SlowFanIn => "fan_in",
+            Kind::OffHours => "time",
+            Kind::ServicePivot => "service",
+            _ => "benign",
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +164,15 @@ impl Kind {
             Kind::Rollout => "rollout",
             Kind::RoamingAdmin => "roaming_admin",
             Kind::NewHire => "new_hire",
+            Kind::MultiDay => "multi_day",
+            Kind::OffHours => "off_hours",
+            Kind::SlowFanIn => "slow_fan_in",
+            Kind::Outsider => "outsider",
+            Kind::ServicePivot => "service_pivot",
+            Kind::HelpDesk => "help_desk",
+            Kind::DesktopSupport => "desktop_support",
+            Kind::NightlyScanner => "nightly_scanner",
+            Kind::MigrationMorning => "migration_morning",
         }
     }
 }
@@ -259,6 +350,8 @@ struct Planner<'g> {
     from_day: u32,
     /// Per computer: when each of its users first used it, sorted.
     first_uses: Vec<Vec<u32>>,
+    /// Per computer: its users (over the whole period).
+    users_of: Vec<Vec<u32>>,
     /// Accounts already in a campaign (labels stay unambiguous).
     taken: FxHashSet<u32>,
     next_user: u32,
@@ -271,9 +364,11 @@ struct Planner<'g> {
 impl<'g> Planner<'g> {
     fn new(graph: &'g Graph, days: u32, from_day: u32) -> Planner<'g> {
         let mut first_uses = vec![Vec::new(); graph.computers as usize];
-        for pairs in &graph.pairs {
+        let mut users_of = vec![Vec::new(); graph.computers as usize];
+        for (u, pairs) in graph.pairs.iter().enumerate() {
             for (&c, &t) in pairs.computers.iter().zip(&pairs.first_use) {
                 first_uses[c as usize].push(t);
+                users_of[c as usize].push(u as u32);
             }
         }
         for times in &mut first_uses {
@@ -284,6 +379,7 @@ impl<'g> Planner<'g> {
             days,
             from_day,
             first_uses,
+            users_of,
             taken: FxHashSet::default(),
             next_user: graph.users,
             next_computer: graph.computers,
@@ -303,6 +399,15 @@ impl<'g> Planner<'g> {
             Kind::Rollout => self.rollout(rng),
             Kind::RoamingAdmin => self.roaming_admin(rng),
             Kind::NewHire => self.new_hire(rng),
+            Kind::MultiDay => self.multi_day(rng),
+            Kind::OffHours => self.off_hours(rng),
+            Kind::SlowFanIn => self.slow_fan_in(rng),
+            Kind::Outsider => self.outsider(rng),
+            Kind::ServicePivot => self.service_pivot(rng),
+            Kind::HelpDesk => self.help_desk(rng, 6..=15, 0..=1),
+            Kind::DesktopSupport => self.help_desk(rng, 2..=5, 2..=5),
+            Kind::NightlyScanner => self.nightly_scanner(rng),
+            Kind::MigrationMorning => self.migration_morning(rng),
         }
     }
 
@@ -328,13 +433,25 @@ impl<'g> Planner<'g> {
     /// first half-day) that already used at least `min_known` computers at
     /// `t` and is in no other campaign.
     fn account<R: Rng>(&mut self, rng: &mut R, t: u32, min_known: usize) -> Option<u32> {
-        for _ in 0..10_000 {
+        self.account_where(rng, t, min_known, |_| true)
+    }
+
+    /// [`Planner::account`] among the accounts `fits` accepts.
+    fn account_where<R: Rng>(
+        &mut self,
+        rng: &mut R,
+        t: u32,
+        min_known: usize,
+        fits: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
+        for _ in 0..20_000 {
             let u = rng.random_range(0..self.graph.users);
             let pairs = &self.graph.pairs[u as usize];
             if self.taken.contains(&u)
                 || !(5..=150).contains(&pairs.computers.len())
                 || pairs.first_use.first().is_none_or(|&f| f >= DAY / 2)
                 || self.known(u, t).len() < min_known
+                || !fits(u)
             {
                 continue;
             }
@@ -342,6 +459,11 @@ impl<'g> Planner<'g> {
             return Some(u);
         }
         None
+    }
+
+    /// A second of office hours (8:30-17:30) of day `day`.
+    fn office_hours<R: Rng>(rng: &mut R, day: u32) -> u32 {
+        day * DAY + rng.random_range(8 * HOUR + 30 * MINUTE..17 * HOUR + 30 * MINUTE)
     }
 
     /// The computers `u` has used before `t`, earliest first (the most used).
@@ -552,13 +674,17 @@ impl<'g> Planner<'g> {
         let workstation = self.next_computer;
         self.next_computer += 1;
         let graph = self.graph;
-        let colleague = self.account(rng, start, 4)?;
-        self.taken.remove(&colleague);
-        let mut team: Vec<u32> = self
-            .known(colleague, start)
-            .into_iter()
-            .filter(|&c| c >= graph.hubs)
-            .collect();
+        // A colleague with a few computers of the team's (not hubs).
+        let mut team = (0..1_000).find_map(|_| {
+            let colleague = self.account(rng, start, 4)?;
+            self.taken.remove(&colleague);
+            let team: Vec<u32> = self
+                .known(colleague, start)
+                .into_iter()
+                .filter(|&c| c >= graph.hubs)
+                .collect();
+            (team.len() >= 2).then_some(team)
+        })?;
         team.shuffle(rng);
         let n_hubs = rng.random_range(3..=6);
         let hubs: Vec<u32> = (0..graph.hubs)
@@ -585,6 +711,243 @@ impl<'g> Planner<'g> {
             }
             events.extend(visit(rng, hire, &computers, day_start, 8 * HOUR, 3..=10));
         }
+        Some(events)
+    }
+}
+
+impl Planner<'_> {
+    fn multi_day<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let days = rng.random_range(3..=5u32).min(self.days - self.from_day);
+        let first = rng.random_range(self.from_day..=self.days - days);
+        let graph = self.graph;
+        let user = self.account_where(rng, first * DAY, 3, |u| {
+            graph.rhythms[u as usize] == model::Rhythm::Office
+        })?;
+        let mut used = Vec::new();
+        let mut events = Vec::new();
+        for day in first..first + days {
+            let n = rng.random_range(1..=3);
+            let targets = self.new_computers(rng, user, n, day * DAY, false, &used)?;
+            for &c in &targets {
+                let at = Self::office_hours(rng, day);
+                events.extend(visit(rng, user, &[c], at, 0, 1..=2));
+            }
+            used.extend(targets);
+        }
+        Some(events)
+    }
+
+    fn off_hours<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let day = rng.random_range(self.from_day..self.days);
+        let span = rng.random_range(30 * MINUTE..=90 * MINUTE);
+        let start = day * DAY + rng.random_range(0..5 * HOUR);
+        let graph = self.graph;
+        let user = self.account_where(rng, start, 3, |u| {
+            graph.rhythms[u as usize] == model::Rhythm::Office
+        })?;
+        let mut known = self.known(user, start);
+        known.shuffle(rng);
+        known.truncate(rng.random_range(2..=3));
+        let fresh = self.new_computers(rng, user, 1, start, false, &[])?;
+        let mut events = visit(rng, user, &known, start, span, 3..=7);
+        events.extend(visit(rng, user, &fresh, start, span, 1..=3));
+        Some(events)
+    }
+
+    fn slow_fan_in<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(3 * HOUR..=8 * HOUR);
+        let start = self.start(rng, span);
+        let graph = self.graph;
+        // A rarely used computer: one to five users, all of them for a day.
+        let target = (0..100_000).find_map(|_| {
+            let c = rng.random_range(graph.hubs..graph.computers);
+            let users = &self.first_uses[c as usize];
+            ((1..=5).contains(&users.len()) && users.iter().all(|&f| f + DAY < start)).then_some(c)
+        })?;
+        let n = rng.random_range(8..=20);
+        let mut events = Vec::new();
+        for _ in 0..n {
+            let user = (0..1_000).find_map(|_| {
+                let u = self.account(rng, start, 1)?;
+                if graph.pairs[u as usize].computers.contains(&target) {
+                    self.taken.remove(&u);
+                    None
+                } else {
+                    Some(u)
+                }
+            })?;
+            events.extend(visit(rng, user, &[target], start, span, 1..=2));
+        }
+        self.target = Some(target);
+        Some(events)
+    }
+
+    fn outsider<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(HOUR..=3 * HOUR);
+        let start = self.start(rng, span);
+        let user = self.account(rng, start, 3)?;
+        let graph = self.graph;
+        // The computers of the accounts it shares a (non-hub) computer with.
+        let mut near: FxHashSet<u32> = FxHashSet::default();
+        for &c in &graph.pairs[user as usize].computers {
+            if c < graph.hubs {
+                continue;
+            }
+            for &peer in &self.users_of[c as usize] {
+                near.extend(&graph.pairs[peer as usize].computers);
+            }
+        }
+        let n = rng.random_range(3..=4);
+        let mut targets = Vec::new();
+        for _ in 0..200_000 {
+            if targets.len() == n {
+                break;
+            }
+            let c = rng.random_range(graph.hubs..graph.computers);
+            let users = &self.first_uses[c as usize];
+            if (3..=20).contains(&users.len())
+                && users.first().is_some_and(|&f| f < start)
+                && !near.contains(&c)
+                && !targets.contains(&c)
+            {
+                targets.push(c);
+            }
+        }
+        if targets.len() < n {
+            return None;
+        }
+        Some(visit(rng, user, &targets, start, span, 1..=2))
+    }
+
+    fn service_pivot<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(20 * MINUTE..=60 * MINUTE);
+        let start = self.start(rng, span);
+        let graph = self.graph;
+        // Around the clock on a few computers of its own.
+        let user = (0..20_000).find_map(|_| {
+            let u = rng.random_range(0..graph.users);
+            let pairs = &graph.pairs[u as usize];
+            let known = self.known(u, start.saturating_sub(DAY)).len();
+            (graph.rhythms[u as usize] == model::Rhythm::Steady
+                && !self.taken.contains(&u)
+                && (1..=8).contains(&known)
+                && pairs.computers.len() <= 12
+                && pairs.first_use.first().is_some_and(|&f| f < DAY / 2))
+            .then_some(u)
+        })?;
+        self.taken.insert(user);
+        let n = rng.random_range(2..=3);
+        let targets = self.new_computers(rng, user, n, start, false, &[])?;
+        Some(visit(rng, user, &targets, start, span, 1..=3))
+    }
+
+    /// Every weekday from the first day, an account visits `new_per_day`
+    /// workstations (one or two users each) it never used, and
+    /// `again_per_day` of those it visited before.
+    fn help_desk<R: Rng>(
+        &mut self,
+        rng: &mut R,
+        new_per_day: std::ops::RangeInclusive<usize>,
+        again_per_day: std::ops::RangeInclusive<usize>,
+    ) -> Option<Vec<(u32, u32, u32)>> {
+        let graph = self.graph;
+        let user = self.account_where(rng, DAY / 2, 3, |u| {
+            graph.rhythms[u as usize] == model::Rhythm::Office
+        })?;
+        let mine: FxHashSet<u32> = graph.pairs[user as usize]
+            .computers
+            .iter()
+            .copied()
+            .collect();
+        let mut visited: Vec<u32> = Vec::new();
+        let mut events = Vec::new();
+        for day in (0..self.days).filter(|d| d % 7 < 5) {
+            let mut today = Vec::new();
+            for _ in 0..100_000 {
+                if today.len() == *new_per_day.end() {
+                    break;
+                }
+                let c = rng.random_range(graph.hubs..graph.computers);
+                let users = &self.first_uses[c as usize];
+                if (1..=2).contains(&users.len())
+                    && users[0] < day * DAY
+                    && !mine.contains(&c)
+                    && !visited.contains(&c)
+                    && !today.contains(&c)
+                {
+                    today.push(c);
+                }
+            }
+            today.truncate(rng.random_range(new_per_day.clone()));
+            let again = rng.random_range(again_per_day.clone()).min(visited.len());
+            let revisits: Vec<u32> = visited.choose_multiple(rng, again).copied().collect();
+            for &c in today.iter().chain(&revisits) {
+                let at = Self::office_hours(rng, day);
+                events.extend(visit(rng, user, &[c], at, 0, 1..=3));
+            }
+            visited.extend(today);
+        }
+        (!events.is_empty()).then_some(events)
+    }
+
+    fn nightly_scanner<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let scanner = self.next_user;
+        self.next_user += 1;
+        let graph = self.graph;
+        let mut scope: Vec<u32> = (graph.hubs..graph.computers).collect();
+        scope.shuffle(rng);
+        let mut reach = rng.random_range(150..=300).min(scope.len());
+        let mut events = Vec::new();
+        for night in 0..self.days {
+            let start = night * DAY + HOUR;
+            events.extend(visit(rng, scanner, &scope[..reach], start, 2 * HOUR, 1..=1));
+            reach = (reach + rng.random_range(0..=5)).min(scope.len());
+        }
+        Some(events)
+    }
+
+    fn migration_morning<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let start = self.weekday_morning(rng);
+        let servers: Vec<u32> = (0..rng.random_range(4..=8))
+            .map(|_| {
+                self.next_computer += 1;
+                self.next_computer - 1
+            })
+            .collect();
+        let n = rng
+            .random_range(50..=150)
+            .min(self.graph.users as usize / 4);
+        let mut users: Vec<u32> = (0..self.graph.users)
+            .filter(|&u| {
+                !self.taken.contains(&u)
+                    && self.graph.pairs[u as usize]
+                        .first_use
+                        .first()
+                        .is_some_and(|&f| f < start)
+            })
+            .collect();
+        users.shuffle(rng);
+        users.truncate(n);
+        if users.is_empty() {
+            return None;
+        }
+        let end_of_data = self.days * DAY - 1;
+        let mut events = Vec::new();
+        for &user in &users {
+            let take = rng.random_range(2..=3);
+            let mine: Vec<u32> = servers.choose_multiple(rng, take).copied().collect();
+            for &server in &mine {
+                let first = start + rng.random_range(0..3 * HOUR);
+                events.push((first.min(end_of_data), user, server));
+                for _ in 0..rng.random_range(0..=3) {
+                    let later = first + rng.random_range(HOUR..2 * DAY);
+                    if later <= end_of_data {
+                        events.push((later, user, server));
+                    }
+                }
+            }
+        }
+        self.target = servers.first().copied();
         Some(events)
     }
 }
@@ -626,13 +989,13 @@ mod tests {
         assert_eq!("fan_in".parse::<Kind>(), Ok(Kind::FanIn));
         assert!("nope".parse::<Kind>().unwrap_err().contains("spray"));
         let plan = CampaignPlan {
-            attacks: 8,
-            benign: 4,
+            attacks: 13,
+            benign: 8,
             kinds: Vec::new(),
             from_day: 1,
         };
         let kinds = plan.kinds();
-        assert_eq!(kinds.len(), 12);
+        assert_eq!(kinds.len(), 21);
         assert_eq!(
             &kinds[..7],
             &[
@@ -642,11 +1005,17 @@ mod tests {
                 Kind::Stealth,
                 Kind::Rare,
                 Kind::FanIn,
-                Kind::Spray
+                Kind::MultiDay
             ]
         );
-        assert_eq!(kinds[8], Kind::Rollout);
-        assert_eq!(kinds[11], Kind::Rollout);
+        assert_eq!(kinds[11], Kind::Spray);
+        assert_eq!(kinds[13], Kind::Rollout);
+        assert_eq!(kinds[19], Kind::MigrationMorning);
+        assert_eq!(kinds[20], Kind::Rollout);
+        for kind in Kind::ATTACKS.into_iter().chain(Kind::BENIGN) {
+            assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
+            assert_eq!(kind.is_benign(), kind.family() == "benign");
+        }
         let only = CampaignPlan {
             attacks: 3,
             benign: 2,
@@ -691,8 +1060,22 @@ mod tests {
             let i = pairs.computers.iter().position(|&x| x == c)?;
             Some(pairs.first_use[i])
         };
+        let users_of = |k: u32| {
+            graph
+                .pairs
+                .iter()
+                .filter(|p| p.computers.contains(&k))
+                .count()
+        };
         for c in campaigns {
-            assert!(c.start > 7 * DAY && c.end <= 14 * DAY, "{c:?}");
+            if c.kind.is_habit() {
+                assert!(
+                    c.start < 2 * DAY && c.end > 11 * DAY && c.end <= 14 * DAY,
+                    "{c:?}"
+                );
+            } else {
+                assert!(c.start > 7 * DAY && c.end <= 14 * DAY, "{c:?}");
+            }
             assert_eq!(c.benign, c.kind.is_benign());
             let span = c.end - c.start;
             let new_to_users = c.users.iter().all(|u| {
@@ -741,11 +1124,7 @@ mod tests {
                     assert_eq!(c.computers.len(), 2);
                     assert!(new_to_users, "{c:?}");
                     for k in &c.computers {
-                        let users = graph
-                            .pairs
-                            .iter()
-                            .filter(|p| p.computers.contains(&id(k)))
-                            .count();
+                        let users = users_of(id(k));
                         assert!((1..=2).contains(&users), "{c:?}: {k} has {users} users");
                     }
                 }
@@ -776,11 +1155,58 @@ mod tests {
                     assert!(id(&c.users[0]) >= graph.users, "a new account: {c:?}");
                     assert!(c.computers.len() >= 6, "{c:?}");
                 }
+                Kind::MultiDay => {
+                    assert!((3..=15).contains(&c.computers.len()), "{c:?}");
+                    assert!((2 * DAY..5 * DAY).contains(&span), "{c:?}");
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::OffHours => {
+                    let hour = c.start % DAY / HOUR;
+                    assert!(hour < 5 && span <= 90 * MINUTE, "{c:?}");
+                    let u = id(&c.users[0]);
+                    assert_eq!(graph.rhythms[u as usize], crate::model::Rhythm::Office);
+                    let fresh = c.computers.iter().filter(|k| first_use(u, id(k)).is_none());
+                    assert_eq!(fresh.count(), 1, "{c:?}");
+                }
+                Kind::SlowFanIn => {
+                    assert!((8..=20).contains(&c.users.len()), "{c:?}");
+                    assert!((2 * HOUR..=8 * HOUR).contains(&span), "{c:?}");
+                    let target = id(c.target.as_ref().unwrap());
+                    assert!((1..=5).contains(&users_of(target)), "{c:?}");
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::Outsider => {
+                    assert!((3..=4).contains(&c.computers.len()), "{c:?}");
+                    assert!(new_to_users && span <= 3 * HOUR, "{c:?}");
+                }
+                Kind::ServicePivot => {
+                    let u = id(&c.users[0]);
+                    assert_eq!(graph.rhythms[u as usize], crate::model::Rhythm::Steady);
+                    assert!((2..=3).contains(&c.computers.len()), "{c:?}");
+                    assert!(new_to_users && span <= HOUR, "{c:?}");
+                }
+                Kind::HelpDesk | Kind::DesktopSupport => {
+                    // Every weekday brings workstations it never used.
+                    assert!(c.computers.len() >= 20, "{c:?}");
+                    for k in &c.computers {
+                        assert!((1..=2).contains(&users_of(id(k))), "{c:?}");
+                    }
+                }
+                Kind::NightlyScanner => {
+                    assert!(id(&c.users[0]) >= graph.users, "its own account: {c:?}");
+                    assert!(c.computers.len() >= 150, "{c:?}");
+                    assert!(c.events as usize >= 14 * 150, "{c:?}");
+                }
+                Kind::MigrationMorning => {
+                    assert!(c.users.len() >= 50, "{c:?}");
+                    assert!((4..=8).contains(&c.computers.len()), "{c:?}");
+                    assert!(c.computers.iter().all(|k| id(k) >= graph.computers));
+                }
             }
         }
         let mut accounts: Vec<&String> = campaigns
             .iter()
-            .filter(|c| c.kind != Kind::Rollout)
+            .filter(|c| !matches!(c.kind, Kind::Rollout | Kind::MigrationMorning))
             .flat_map(|c| &c.users)
             .collect();
         let n = accounts.len();

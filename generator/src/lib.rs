@@ -8,9 +8,10 @@
 //!
 //! Each day gets its share of events (weekends 0.6x weekdays); each event falls
 //! on a second drawn from the daily cycle. A pair's first use is an event at its
-//! discovery time; every other event picks a user by activity and one of the
-//! computers that user has already used, favouring the ones first used earliest
-//! (their own workstation, the domain controllers). 0.5% of lines are
+//! discovery time; every other event picks a user by activity and the hours
+//! they keep, and one of the computers that user has already used, favouring
+//! the ones first used earliest (their own workstation, the domain
+//! controllers). 0.5% of lines are
 //! duplicates: natural same-second repeats, topped up with deliberate copies.
 //! Campaigns ([`CampaignPlan`]) are merged into the stream at their seconds,
 //! and reported as ground truth ([`Campaign`]).
@@ -139,9 +140,26 @@ impl Generator {
             .map(|c| computer_name(c).into_bytes())
             .collect();
         let campaign_events = &self.planned.events;
-        let activity =
-            WeightedAliasIndex::new(graph.activity.clone()).expect("positive activity weights");
-        let hours = WeightedAliasIndex::new(model::hour_weights().to_vec()).expect("valid weights");
+        // Who is on depends on the hour: each account's activity times its
+        // rhythm's weight of that hour; the hours' totals are the day's cycle.
+        let rhythm_weights = [
+            model::Rhythm::Office.hour_weights(),
+            model::Rhythm::Shift.hour_weights(),
+            model::Rhythm::Steady.hour_weights(),
+        ];
+        let weight = |u: usize, hour: usize| {
+            graph.activity[u] * rhythm_weights[graph.rhythms[u] as usize][hour]
+        };
+        let activity: Vec<WeightedAliasIndex<f64>> = (0..24)
+            .map(|hour| {
+                let weights = (0..graph.activity.len()).map(|u| weight(u, hour)).collect();
+                WeightedAliasIndex::new(weights).expect("positive activity weights")
+            })
+            .collect();
+        let cycle: Vec<f64> = (0..24)
+            .map(|hour| (0..graph.activity.len()).map(|u| weight(u, hour)).sum())
+            .collect();
+        let hours = WeightedAliasIndex::new(cycle).expect("valid weights");
 
         // First uses within the generated days, in time order.
         let horizon = self.config.days.saturating_mul(DAY);
@@ -236,6 +254,7 @@ impl Generator {
                     }
                     // Users with nothing discovered yet cannot log on: redraw a
                     // few times, then take any user who has appeared.
+                    let activity = &activity[sec / 3600];
                     let mut u = activity.sample(&mut rng) as u32;
                     for _ in 0..8 {
                         if discovered[u as usize] > 0 {

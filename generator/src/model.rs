@@ -15,10 +15,19 @@
 //!   budget is matched to non-hub computers by a configuration model whose
 //!   computer side is `1 + NegBin(r, p)` with P(1) = 0.24 and the mean the user
 //!   side needs.
+//! * **Neighbourhoods**: users and computers have a place in the organisation;
+//!   most of an ordinary user's non-hub stubs are matched near their place,
+//!   so the accounts that share one computer tend to share others (teams),
+//!   and a user's next new computer is usually one their neighbours use.
 //! * **Discovery**: the share of all pairs in use after day 1 / 30 / 58 is
 //!   16.2% / 35.5% / 43.5%, and 100% at the end of the ninth month. Each pair's
 //!   first use is drawn from the piecewise-linear curve through those points, so
 //!   after the first month ~830 new pairs appear per day at full scale.
+//! * **Daily rhythm**: each account keeps its own hours ([`Rhythm`]). Most
+//!   work office hours and are almost never on at night; a few work nights
+//!   (shifts), and service-like accounts run around the clock. Together they
+//!   make the set's daily cycle (quiet nights at a quarter of the afternoon
+//!   peak), but an account's night logon is unusual for that account.
 
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -48,6 +57,12 @@ const HUB_MAX_SHARE: f64 = 0.84;
 /// Nominal shares overshoot on purpose: light users are capped by their small
 /// budgets, so realised hub shares come out below nominal (fitted, see docs).
 const HUB_BOOST: f64 = 1.3;
+/// A user's neighbourhood (team): about this many users either side of
+/// them in the organisation have most of their non-hub computers nearby.
+const TEAM_USERS: f64 = 25.0;
+/// Share of a user's non-hub computers from their neighbourhood; the rest
+/// are anywhere.
+const TEAM_SHARE: f64 = 0.85;
 
 /// A user's computers, in the order they are first used, with the second (from
 /// the start of the period) of each first use.
@@ -64,6 +79,8 @@ pub struct Graph {
     pub pairs: Vec<UserPairs>,
     /// Per user: relative activity (events are drawn in proportion).
     pub activity: Vec<f64>,
+    /// Per user: the hours they keep.
+    pub rhythms: Vec<Rhythm>,
 }
 
 /// Inverse of the discovery curve: the day by which fraction `q` of pairs is in use.
@@ -77,7 +94,61 @@ fn discovery_day(q: f64) -> f64 {
     PERIOD_DAYS
 }
 
-/// Hourly weights of the daily cycle (quiet nights, busy office hours).
+/// An account's hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rhythm {
+    /// Office hours, 8:00 to 18:00 most, almost never at night.
+    Office,
+    /// Night shifts, 20:00 to 6:00.
+    Shift,
+    /// Around the clock (service-like accounts, machines).
+    Steady,
+}
+
+impl Rhythm {
+    /// Its hourly weights (summing to 1).
+    pub fn hour_weights(self) -> [f64; 24] {
+        let mut w = [0.0; 24];
+        for (h, slot) in w.iter_mut().enumerate() {
+            let h = h as f64;
+            *slot = match self {
+                Rhythm::Office => {
+                    let x = (h - 12.5) / 3.2;
+                    0.012 + (-x * x * x * x / 3.0).exp()
+                }
+                Rhythm::Shift => {
+                    // Peaks at 1:00; the distance to it on the clock face.
+                    let d = (h - 1.0).abs().min(24.0 - (h - 1.0).abs()) / 3.5;
+                    0.02 + (-d * d).exp()
+                }
+                Rhythm::Steady => 1.0,
+            };
+        }
+        let sum: f64 = w.iter().sum();
+        w.map(|x| x / sum)
+    }
+
+    /// Shares of ordinary accounts (service accounts are always steady).
+    const SHARES: [(Rhythm, f64); 3] = [
+        (Rhythm::Office, 0.86),
+        (Rhythm::Shift, 0.04),
+        (Rhythm::Steady, 0.10),
+    ];
+
+    fn draw<R: Rng>(rng: &mut R) -> Rhythm {
+        let mut x: f64 = rng.random();
+        for (rhythm, share) in Rhythm::SHARES {
+            if x < share {
+                return rhythm;
+            }
+            x -= share;
+        }
+        Rhythm::Office
+    }
+}
+
+/// Hourly weights of the daily cycle (quiet nights, busy office hours): the
+/// shape the accounts' rhythms add up to, and attackers' working hours.
 pub fn hour_weights() -> [f64; 24] {
     let mut w = [0.0; 24];
     for (h, slot) in w.iter_mut().enumerate() {
@@ -157,8 +228,7 @@ impl Graph {
             let mean_extra = (non_hub_stubs.len() as f64 / f64::from(non_hubs) - 1.0).max(0.05);
             let (r, p) = negbin_with_zero_share(0.24, mean_extra);
             let extra = rand_distr::Gamma::new(r, (1.0 - p) / p).expect("valid gamma");
-            let mut first: Vec<u32> = (hubs..computers).collect();
-            first.shuffle(rng);
+            let first: Vec<u32> = (hubs..computers).collect();
             let mut rest: Vec<u32> = Vec::new();
             for c in hubs..computers {
                 let lambda: f64 = extra.sample(rng);
@@ -167,32 +237,82 @@ impl Graph {
                     .unwrap_or(0);
                 rest.extend(std::iter::repeat_n(c, n as usize));
             }
+            // Neighbourhoods: users and computers get a place in the
+            // organisation (a position in [0, 1)); most of a user's stubs are
+            // keyed near their place, the rest anywhere, and stubs are matched
+            // in key order. Degrees stay exactly as drawn, and a user's
+            // computers are mostly the ones their neighbours (their team) use.
+            let user_place: Vec<f64> = (0..users).map(|_| rng.random()).collect();
+            let spread = TEAM_USERS / f64::from(users.max(1));
+            let jitter = rand_distr::Normal::new(0.0, spread).expect("valid normal");
+            let mut user_keys: Vec<(f64, u32)> = non_hub_stubs
+                .iter()
+                .map(|&u| {
+                    // Heavy users and service accounts reach further afield.
+                    let local = TEAM_SHARE * (60.0 / f64::from(degree[u as usize])).min(1.0);
+                    let key = if u >= service_accounts && rng.random_bool(local) {
+                        (user_place[u as usize] + jitter.sample(rng)).rem_euclid(1.0)
+                    } else {
+                        rng.random()
+                    };
+                    (key, u)
+                })
+                .collect();
+            user_keys.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            // More computer stubs than user stubs: every computer keeps its
+            // guaranteed one, and the surplus of the rest is dropped.
             rest.shuffle(rng);
-            non_hub_stubs.shuffle(rng);
-            let stubs: Vec<u32> = first.into_iter().chain(rest).collect();
-            for (i, &u) in non_hub_stubs.iter().enumerate() {
-                let c = if i < stubs.len() {
-                    stubs[i]
-                } else {
-                    // More user stubs than computer stubs: popular computers absorb them.
-                    stubs[rng.random_range(0..stubs.len())]
-                };
+            rest.truncate(user_keys.len().saturating_sub(first.len()));
+            let computer_place: Vec<f64> = (0..computers).map(|_| rng.random()).collect();
+            let mut computer_keys: Vec<(f64, u32)> = first
+                .into_iter()
+                .chain(rest)
+                .map(|c| {
+                    // A computer's stubs spread a little, so that they meet
+                    // different users.
+                    let key = computer_place[c as usize] + jitter.sample(rng) / 2.0;
+                    (key.rem_euclid(1.0), c)
+                })
+                .collect();
+            computer_keys.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let n = computer_keys.len();
+            for (i, &(_, u)) in user_keys.iter().enumerate() {
+                // The same quantile of the computer stubs (the same stub
+                // when there are as many; popular places absorb a surplus).
+                let c = computer_keys[i * n / user_keys.len()].1;
                 sets[u as usize].push(c);
             }
         }
 
+        let rhythms: Vec<Rhythm> = (0..users)
+            .map(|u| {
+                if u < service_accounts {
+                    Rhythm::Steady
+                } else {
+                    Rhythm::draw(rng)
+                }
+            })
+            .collect();
         let period_s = PERIOD_DAYS * 86_400.0;
-        let hours = rand_distr::weighted::WeightedAliasIndex::new(hour_weights().to_vec())
-            .expect("valid weights");
+        let alias = |rhythm: Rhythm| {
+            rand_distr::weighted::WeightedAliasIndex::new(rhythm.hour_weights().to_vec())
+                .expect("valid weights")
+        };
+        let hours_of = [
+            alias(Rhythm::Office),
+            alias(Rhythm::Shift),
+            alias(Rhythm::Steady),
+        ];
         let mut pairs = Vec::with_capacity(users as usize);
-        for set in &mut sets {
+        for (set, &rhythm) in sets.iter_mut().zip(&rhythms) {
+            let hours = &hours_of[rhythm as usize];
             set.sort_unstable();
             set.dedup();
             let mut timed: Vec<(u32, u32)> = set
                 .iter()
                 .map(|&c| {
                     let day = discovery_day(rng.random::<f64>()).min(PERIOD_DAYS - 1.0);
-                    let t = (day.floor() * 86_400.0) as u32 + second_of_day(rng, &hours);
+                    let t = (day.floor() * 86_400.0) as u32 + second_of_day(rng, hours);
                     (t.min(period_s as u32 - 1), c)
                 })
                 .collect();
@@ -216,6 +336,7 @@ impl Graph {
             hubs,
             pairs,
             activity,
+            rhythms,
         }
     }
 }

@@ -25,7 +25,8 @@ pub struct DemoArgs {
     /// Days of activity.
     #[arg(long, default_value_t = 7)]
     pub days: u32,
-    /// Attack campaigns to hide (spray, burst, chain, stealth, rare, fan_in, in turn).
+    /// Attack campaigns to hide, cycling through the attack kinds (the first
+    /// six: spray, burst, chain, stealth, rare, fan_in).
     #[arg(long, default_value_t = 6)]
     pub campaigns: u32,
     /// Benign hard cases to hide (rollout, roaming_admin, new_hire, in turn).

@@ -26,12 +26,17 @@ use super::{progress, run};
 /// to detect, beside a naive baseline that alerts on every new device.
 ///
 /// By default: the LANL-sized organisation (11,362 users, 22,284 computers)
-/// over 14 days, the first 7 a burn-in with no campaigns and no counting;
-/// 36 attacks (6 each of spray, burst, chain, stealth, rare, fan_in) and 6
-/// benign hard cases (2 each of rollout, roaming_admin, new_hire), which
-/// must stay quiet. Sizes and pacing are random within each kind's ranges
-/// (docs/generator.md); the same seed gives the same data. Data streams from
-/// the generator into the pipeline: nothing is written to disk.
+/// over 14 days, the first 7 a burn-in with no attacks and no counting;
+/// 66 attacks, 6 of each kind: the six the built-in rules were first written
+/// for (spray, burst, chain, stealth, rare, fan_in) and five more
+/// (multi_day, off_hours, slow_fan_in, outsider, service_pivot); and 14
+/// benign cases, 2 of each kind, which must stay quiet: rollout,
+/// roaming_admin, new_hire and migration_morning after the burn-in, and the
+/// habits help_desk, desktop_support and nightly_scanner, which run from the
+/// first day so that history shows them. Sizes and pacing are random within
+/// each kind's ranges (docs/generator.md); the same seed gives the same
+/// data. Data streams from the generator into the pipeline: nothing is
+/// written to disk.
 ///
 /// With --input and --truth, evaluates a data set and its ground truth
 /// instead (as `authpulse gen --truth` writes them).
@@ -55,10 +60,10 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
     /// Attacks to hide, cycling through the attack kinds (of --kinds).
-    #[arg(long, default_value_t = 36)]
+    #[arg(long, default_value_t = 66)]
     pub campaigns: u32,
     /// Benign hard cases to hide, cycling through the benign kinds.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 14)]
     pub benign: u32,
     /// Only these kinds, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
@@ -315,14 +320,16 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "| kind | campaigns | AuthPulse | TTD p50 | TTD p95 | naive: every new device | naive TTD p50 |"
+        "| kind | family | campaigns | AuthPulse | TTD p50 | TTD p95 | naive: every new device | naive TTD p50 |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|")?;
     for k in &c.kinds {
         writeln!(
             out,
-            "| {} | {} | {}/{} | {} | {} | {}/{} | {} |",
+            "| {}{} | {} | {} | {}/{} | {} | {} | {}/{} | {} |",
             k.kind,
+            if k.first { "" } else { " (new)" },
+            k.family,
             k.campaigns,
             k.detected,
             k.campaigns,
@@ -336,7 +343,7 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     let (a, n) = (&c.authpulse, &c.naive);
     writeln!(
         out,
-        "| **all attacks** | {} | **{}/{} ({:.0}%)** | {} | {} | {}/{} ({:.0}%) | {} |",
+        "| **all attacks** | | {} | **{}/{} ({:.0}%)** | {} | {} | {}/{} ({:.0}%) | {} |",
         a.campaigns,
         a.detected,
         a.campaigns,
@@ -350,7 +357,7 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "| false alerts / day after burn-in | | **{:.2}** ({} in {} days) | | | {:.1} | |",
+        "| false alerts / day after burn-in | | | **{:.2}** ({} in {} days) | | | {:.1} | |",
         a.false_alerts_per_day,
         a.false_alerts,
         r.days - r.burn_in_days,
@@ -358,7 +365,7 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "| precision | | {:.2} ({} of {} alerts) | | | {:.4} | |",
+        "| precision | | | {:.2} ({} of {} alerts) | | | {:.4} | |",
         a.precision,
         a.alerts - a.false_alerts,
         a.alerts,

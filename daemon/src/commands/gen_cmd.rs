@@ -21,8 +21,9 @@ use super::progress;
 /// and sizes always give the same bytes.
 ///
 /// --campaigns hides labelled attacks (spray, burst, chain, stealth, rare,
-/// fan_in) and --benign hard benign cases (rollout, roaming_admin, new_hire)
-/// in the data; --truth writes what and where they are (one JSON line each),
+/// fan_in, multi_day, off_hours, slow_fan_in, outsider, service_pivot) and
+/// --benign hard benign cases (rollout, roaming_admin, new_hire, help_desk,
+/// desktop_support, nightly_scanner, migration_morning) in the data; --truth writes what and where they are (one JSON line each),
 /// which `authpulse eval` and the demo match the alerts against.
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {
@@ -49,8 +50,8 @@ pub struct GenArgs {
     /// Benign hard cases to hide, cycling through the benign kinds (of --kinds).
     #[arg(long, default_value_t = 0)]
     pub benign: u32,
-    /// Only these kinds, comma-separated (default: all): spray, burst, chain,
-    /// stealth, rare, fan_in, rollout, roaming_admin, new_hire.
+    /// Only these kinds, comma-separated (default: all; docs/generator.md
+    /// describes each).
     #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<Kind>,
     /// Campaigns start on this day or later (0-based); the days before are
