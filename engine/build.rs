@@ -38,6 +38,11 @@ const RULES: &[(&str, &str, &str)] = &[
         "authpulse_rule_slow_spread",
     ),
     ("fan_in", "authpulse-rule-fan-in", "authpulse_rule_fan_in"),
+    (
+        "off_hours",
+        "authpulse-rule-off-hours",
+        "authpulse_rule_off_hours",
+    ),
 ];
 
 fn main() {

@@ -15,51 +15,43 @@
 
 use std::collections::BTreeMap;
 
-use authpulse_engine::alerts::{Alert, AlertStatus};
+use authpulse_engine::alerts::Alert;
 use authpulse_engine::entity::EntityKind;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::sinks::{AlertSink, ScoredBatch, ScoredSink};
 use authpulse_generator::{Campaign, Kind};
 use serde::Serialize;
 
-/// One incident as the eval sees it: the alert's first publication and its
-/// latest.
-#[derive(Clone, Debug)]
-struct Incident {
-    entity: EntityKind,
-    entity_id: String,
-    /// The users and computers of its contributing events (the alert's samples).
-    users: Vec<String>,
-    computers: Vec<String>,
-    /// LANL times: when it opened, and the span of its contributing events.
-    opened: u32,
-    first: u32,
-    last: u32,
-    summary: String,
-}
+use crate::incidents::IncidentLog;
 
-/// Collects the pipeline's alerts (every publication) for the eval.
+/// Collects the pipeline's alerts (every publication) for the eval: the
+/// incidents, judged in LANL time.
 pub struct AlertLog {
     time_base: TimeBase,
-    incidents: BTreeMap<String, Incident>,
-    /// Publications seen (opens, updates and closes).
-    pub publications: u64,
+    log: IncidentLog,
 }
 
 impl AlertLog {
     pub fn new(time_base: TimeBase) -> AlertLog {
         AlertLog {
             time_base,
-            incidents: BTreeMap::new(),
-            publications: 0,
+            log: IncidentLog::default(),
         }
     }
 
-    fn lanl(&self, text: &str) -> u32 {
-        let unix = chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp())
-            .unwrap_or(0);
+    /// Publications seen (opens, updates and closes).
+    pub fn publications(&self) -> u64 {
+        self.log.publications
+    }
+
+    fn lanl(&self, unix: i64) -> u32 {
         self.time_base.to_lanl(unix).clamp(0, i64::from(u32::MAX)) as u32
+    }
+}
+
+impl AlertSink for AlertLog {
+    fn send(&mut self, alert: &Alert) -> std::io::Result<()> {
+        self.log.send(alert)
     }
 }
 
@@ -73,6 +65,9 @@ pub struct Matched {
     pub true_alerts: u64,
     /// Alerts opened during the burn-in, per day.
     pub burn_in_alerts: Vec<u64>,
+    /// Per rule, the burn-in alerts and the false alerts it took part in.
+    pub burn_in_alerts_by_rule: BTreeMap<String, u64>,
+    pub false_alerts_by_rule: BTreeMap<String, u64>,
     /// Alerts after the burn-in that detect no attack.
     pub false_alerts: Vec<Note>,
     /// Alerts on a benign case (counted among the false alerts too).
@@ -90,8 +85,15 @@ impl AlertLog {
             burn_in_alerts: vec![0; burn_in_end.div_ceil(86_400) as usize],
             false_alerts: Vec::new(),
             benign_alerts: Vec::new(),
+            burn_in_alerts_by_rule: BTreeMap::new(),
+            false_alerts_by_rule: BTreeMap::new(),
         };
-        for (alert_id, incident) in &self.incidents {
+        for (alert_id, incident) in self.log.incidents() {
+            let (opened, first, last) = (
+                self.lanl(incident.opened),
+                self.lanl(incident.first),
+                self.lanl(incident.last),
+            );
             let mut detects_attack = false;
             for (i, c) in campaigns.iter().enumerate() {
                 let involves = |mine: &[String], theirs: &[String]| {
@@ -107,78 +109,45 @@ impl AlertLog {
                             && involves(&incident.users, &c.users)
                     }
                 };
-                let overlaps = incident.first <= c.end && incident.last >= c.start;
+                let overlaps = first <= c.end && last >= c.start;
                 // A habit runs from the first day: what its account does
                 // before the burn-in ends is learning, not judged.
-                let judged = !c.kind.is_habit() || incident.opened >= burn_in_end;
+                let judged = !c.kind.is_habit() || opened >= burn_in_end;
                 if entity_matches && overlaps && judged {
-                    let at = incident.opened.max(c.start);
+                    let at = opened.max(c.start);
                     let slot = &mut m.detected_at[i];
                     *slot = Some(slot.map_or(at, |t| t.min(at)));
                     detects_attack |= !c.benign;
                     if c.benign {
                         m.benign_alerts.push(Note {
-                            id: alert_id.clone(),
+                            id: alert_id.to_string(),
                             text: format!("{} case {}: {}", c.kind, c.id, incident.summary),
                         });
                     }
                 }
             }
-            if incident.opened < burn_in_end {
-                m.burn_in_alerts[(incident.opened / 86_400) as usize] += 1;
+            let tally = |by_rule: &mut BTreeMap<String, u64>| {
+                for rule in &incident.rules {
+                    *by_rule.entry(rule.clone()).or_default() += 1;
+                }
+            };
+            if opened < burn_in_end {
+                m.burn_in_alerts[(opened / 86_400) as usize] += 1;
+                tally(&mut m.burn_in_alerts_by_rule);
                 continue;
             }
             m.alerts += 1;
             if detects_attack {
                 m.true_alerts += 1;
             } else {
+                tally(&mut m.false_alerts_by_rule);
                 m.false_alerts.push(Note {
-                    id: alert_id.clone(),
+                    id: alert_id.to_string(),
                     text: incident.summary.clone(),
                 });
             }
         }
         m
-    }
-}
-
-impl AlertSink for AlertLog {
-    fn send(&mut self, alert: &Alert) -> std::io::Result<()> {
-        self.publications += 1;
-        let (first, last) = (
-            self.lanl(&alert.first_event_time),
-            self.lanl(&alert.last_event_time),
-        );
-        let opened = self.lanl(&alert.opened_event_time);
-        let incident = self
-            .incidents
-            .entry(alert.alert_id.clone())
-            .or_insert_with(|| Incident {
-                entity: alert.entity_type,
-                entity_id: alert.entity_id.clone(),
-                users: Vec::new(),
-                computers: Vec::new(),
-                opened,
-                first,
-                last,
-                summary: String::new(),
-            });
-        incident.first = incident.first.min(first);
-        incident.last = incident.last.max(last);
-        for (seen, new) in [
-            (&mut incident.users, &alert.users),
-            (&mut incident.computers, &alert.computers),
-        ] {
-            for name in new {
-                if !seen.contains(name) {
-                    seen.push(name.clone());
-                }
-            }
-        }
-        if alert.status == AlertStatus::Closed || incident.summary.is_empty() {
-            incident.summary = alert.summary.clone();
-        }
-        Ok(())
     }
 }
 
@@ -304,6 +273,9 @@ pub struct Scorecard {
     pub benign: Vec<BenignResult>,
     /// Alerts during the burn-in, per day (not counted as false alerts).
     pub burn_in_alerts: Vec<u64>,
+    /// Per rule: how many burn-in alerts and false alerts it took part in.
+    pub burn_in_alerts_by_rule: BTreeMap<String, u64>,
+    pub false_alerts_by_rule: BTreeMap<String, u64>,
     pub missed: Vec<Note>,
     /// The false alerts (at most 50).
     pub false_alerts: Vec<Note>,
@@ -329,6 +301,8 @@ pub fn score(
         burn_in_alerts,
         mut false_alerts,
         benign_alerts,
+        burn_in_alerts_by_rule,
+        false_alerts_by_rule,
     } = log.match_campaigns(campaigns, burn_in_end);
     let attacks: Vec<(usize, &Campaign)> = campaigns
         .iter()
@@ -411,6 +385,8 @@ pub fn score(
         naive: naive_totals,
         benign: benign.into_values().collect(),
         burn_in_alerts,
+        burn_in_alerts_by_rule,
+        false_alerts_by_rule,
         missed,
         false_alerts,
         benign_alerts,

@@ -4,13 +4,16 @@
 //! `config` is the configuration file of `run --config`; `lakehouse` writes
 //! the Iceberg tables (SQL catalog or AWS Glue) and reads
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and
-//! producer, SNS alerts and CloudWatch metrics; `eval` matches alerts against
-//! labelled campaigns; `ops` is the operations server of `run --listen`
+//! producer, SNS alerts and CloudWatch metrics; `incidents` collects a
+//! run's incidents from its alerts, which `eval` matches against labelled
+//! campaigns and `rules backtest` compares between policies; `ops` is the operations server of `run --listen`
 //! (health, Prometheus metrics, the JSON API, admin actions, the
 //! dashboard). The command line is in `main.rs` and `commands/`.
 
 pub mod aws;
+pub mod backtest;
 pub mod config;
 pub mod eval;
+pub mod incidents;
 pub mod lakehouse;
 pub mod ops;

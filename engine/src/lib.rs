@@ -8,7 +8,8 @@
 //! -> `clock` (what time the stream's majority says it is; records dated
 //! too far ahead refused) -> `order` (watermark, dedup,
 //! reorder) -> `state` (windows, device history, host popularity, each
-//! entity's own baselines -> features) -> `rules` (WASM modules, batched) ->
+//! entity's own baselines, and `habits`: longer horizons, peers, the
+//! population's pace and rhythm -> features) -> `rules` (WASM modules, batched) ->
 //! `risk` (an event's score, level, flags) -> `entity` (risk accumulated per
 //! user and per computer) -> `alerts` (incidents, published as they open,
 //! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod entity;
 pub mod event;
 pub mod files;
+pub mod habits;
 pub mod input;
 pub mod limits;
 pub mod metrics;

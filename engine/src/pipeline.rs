@@ -1083,7 +1083,7 @@ impl<'o> Pipeline<'o> {
             clock: self.clock.snapshot(),
             future: self.counters.future,
         };
-        let encoded = EncodedSnapshot::encode(&body, &extras, buffer)?;
+        let encoded = EncodedSnapshot::encode(&body, &extras, &self.state.habits, buffer)?;
         Ok((meta, encoded))
     }
 

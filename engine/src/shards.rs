@@ -58,7 +58,12 @@ impl Snapshot {
 
     /// Writes it (the same format the pipeline writes); returns bytes written.
     pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
-        let encoded = snapshot::EncodedSnapshot::encode(&self.body, &self.body.extras, Vec::new())?;
+        let encoded = snapshot::EncodedSnapshot::encode(
+            &self.body,
+            &self.body.extras,
+            &self.body.state.habits,
+            Vec::new(),
+        )?;
         encoded.write_to(out)
     }
 

@@ -17,7 +17,7 @@
 //! format version         u32, little-endian (FORMAT_VERSION)
 //! payload CRC-32         u32, little-endian, of the uncompressed payload
 //! zstd frame             of the payload: the postcard encoding of `Body`,
-//!                        then of `Extras`
+//!                        then of `Extras`, then of `Habits`
 //! ```
 //!
 //! postcard (<https://postcard.jamesmunns.com/wire-format>) writes the
@@ -25,8 +25,9 @@
 //! and maps length-first; its wire format is stable since 1.0. Any change
 //! to what `Body` holds, field order included, is a new format version: a
 //! snapshot of another version is refused with both versions named, and the
-//! state is rebuilt from the input (or a warm start) instead. Version 2
-//! (no checksum, no `Extras`) is still read.
+//! state is rebuilt from the input (or a warm start) instead. Versions 2
+//! (no checksum, no `Extras`) and 3 (no `Habits`: the longer history starts
+//! from each user's count of new computers) are still read.
 //!
 //! The checksum is over the payload, not the compressed frame (zstd checks
 //! its own): a snapshot whose payload was altered and compressed again is
@@ -45,11 +46,13 @@ use crate::state::EngineState;
 
 /// What this build writes and reads.
 /// Version 2 added the orderer's floor and the state limits' counts;
-/// version 3 the payload checksum and [`Extras`] (the event clock).
-pub const FORMAT_VERSION: u32 = 3;
+/// version 3 the payload checksum and [`Extras`] (the event clock); version
+/// 4 the longer history ([`crate::habits::Habits`]) after them.
+pub const FORMAT_VERSION: u32 = 4;
 
-/// The earlier version this build still reads.
+/// The earlier versions this build still reads.
 const PREVIOUS_VERSION: u32 = 2;
+const VERSION_3: u32 = 3;
 
 const MAGIC: &[u8; 8] = b"APSTATE\0";
 
@@ -64,7 +67,7 @@ pub enum SnapshotError {
     #[error("not an AuthPulse state snapshot (no APSTATE header)")]
     NotASnapshot,
     #[error(
-        "state snapshot format version {found}, but this build reads versions {PREVIOUS_VERSION} and {supported}: \
+        "state snapshot format version {found}, but this build reads versions {PREVIOUS_VERSION} to {supported}: \
          start without it (the state is rebuilt from the input) or with the release that wrote it"
     )]
     Version { found: u32, supported: u32 },
@@ -226,12 +229,14 @@ impl EncodedSnapshot {
     pub(crate) fn encode(
         body: &impl Serialize,
         extras: &Extras,
+        habits: &crate::habits::Habits,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();
         let encode_error = |e: postcard::Error| SnapshotError::Decode(e.to_string());
         let encoded = postcard::to_extend(body, buffer).map_err(encode_error)?;
         let encoded = postcard::to_extend(extras, encoded).map_err(encode_error)?;
+        let encoded = postcard::to_extend(habits, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -277,11 +282,23 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
     let (version, payload) = read_payload(input)?;
     let (mut body, extras): (Body, &[u8]) =
         postcard::take_from_bytes(&payload).map_err(|e| SnapshotError::Decode(e.to_string()))?;
-    body.extras = if version == PREVIOUS_VERSION {
-        Extras::of_version_2(&body)
-    } else {
-        postcard::from_bytes(extras).map_err(|e| SnapshotError::Decode(e.to_string()))?
+    let decode_error = |e: postcard::Error| SnapshotError::Decode(e.to_string());
+    let habits = match version {
+        PREVIOUS_VERSION => {
+            body.extras = Extras::of_version_2(&body);
+            None
+        }
+        VERSION_3 => {
+            body.extras = postcard::from_bytes(extras).map_err(decode_error)?;
+            None
+        }
+        _ => {
+            let (decoded, habits) = postcard::take_from_bytes(extras).map_err(decode_error)?;
+            body.extras = decoded;
+            Some(postcard::from_bytes(habits).map_err(decode_error)?)
+        }
     };
+    body.state.restore_habits(habits);
     Ok(body)
 }
 
@@ -297,13 +314,13 @@ fn read_payload(input: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> 
         return Err(SnapshotError::NotASnapshot);
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION && version != PREVIOUS_VERSION {
+    if ![FORMAT_VERSION, VERSION_3, PREVIOUS_VERSION].contains(&version) {
         return Err(SnapshotError::Version {
             found: version,
             supported: FORMAT_VERSION,
         });
     }
-    let recorded = if version == FORMAT_VERSION {
+    let recorded = if version != PREVIOUS_VERSION {
         let mut checksum = [0u8; 4];
         input
             .read_exact(&mut checksum)

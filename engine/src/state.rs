@@ -28,6 +28,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::NameId;
+use crate::habits::{Habits, Logon};
 
 /// Seconds in an hour and a day: the window lengths.
 pub const HOUR: i64 = 3_600;
@@ -234,6 +235,9 @@ pub struct EngineState {
     hosts: Vec<HostState>,
     devices: Vec<Device>,
     device_index: FxHashMap<u64, u32>,
+    /// The longer history (snapshot format 4 keeps it after the body).
+    #[serde(skip)]
+    pub(crate) habits: Habits,
     /// The pipeline's bound on a user's window (not part of a snapshot).
     #[serde(skip)]
     max_window: MaxWindow,
@@ -332,6 +336,32 @@ impl EngineState {
                 entry.device = renumbered[entry.device as usize];
             }
         }
+        self.habits.clear_users(|id| cleared(id as NameId));
+        self.rebuild_pairs();
+    }
+
+    /// Rebuilds the habits' who-used-what from the device history (after a
+    /// state was read, split or merged).
+    pub(crate) fn rebuild_pairs(&mut self) {
+        let mut pairs: Vec<(u32, u64)> = self
+            .device_index
+            .iter()
+            .map(|(&key, &id)| (id, key))
+            .collect();
+        pairs.sort_unstable();
+        self.habits.rebuild_pairs(
+            pairs
+                .into_iter()
+                .map(|(_, key)| ((key >> 32) as u32, key as u32)),
+        );
+    }
+
+    /// Takes the longer history a snapshot kept, or (an older snapshot)
+    /// starts one from the discoveries counted so far.
+    pub(crate) fn restore_habits(&mut self, habits: Option<Habits>) {
+        self.habits = habits
+            .unwrap_or_else(|| Habits::from_counts(self.users.iter().map(|u| u.later_computers)));
+        self.rebuild_pairs();
     }
 
     /// Moves the user-side state of `users` (`(id in from, id here)`) out of
@@ -383,6 +413,8 @@ impl EngineState {
             self.make_room(t, 0);
             self.users[t] = state;
             self.logins_by_hour[t] = from.logins_by_hour[source as usize];
+            self.habits
+                .take_user(&mut from.habits, source as usize, target as usize);
         }
         for (source, host) in from.hosts.iter_mut().enumerate() {
             let t = computers[source] as usize;
@@ -392,6 +424,8 @@ impl EngineState {
             self.make_room(0, t);
             self.hosts[t] = std::mem::take(host);
         }
+        self.rebuild_pairs();
+        from.rebuild_pairs();
         Ok(())
     }
 
@@ -416,6 +450,7 @@ impl EngineState {
             + firsts
             + self.devices.capacity() * size_of::<Device>()
             + hash_table_bytes(self.device_index.capacity(), size_of::<(u64, u32)>())
+            + self.habits.heap_bytes()
     }
 
     /// When `user` first used `computer`, if ever.
@@ -457,6 +492,9 @@ impl EngineState {
         }
         expire(user_state, devices, time);
         expire_host(host, time);
+        let user_last_seen = (user_state.logins > 0).then_some(user_state.last_seen);
+        let known_before = user_state.known_computers;
+        let host_users_before = host.users_ever;
 
         let seq = user_state.next_seq;
         let key = (u64::from(user) << 32) | u64::from(computer);
@@ -532,7 +570,9 @@ impl EngineState {
         user_state.busiest.current += 1;
         let hour_of_day = (time.rem_euclid(DAY) / HOUR) as usize;
         let logins_before = user_state.logins;
-        let at_hour = &mut self.logins_by_hour[u][hour_of_day];
+        let by_hour = &mut self.logins_by_hour[u];
+        let logins_at_previous_hour_before = by_hour[(hour_of_day + 23) % 24];
+        let at_hour = &mut by_hour[hour_of_day];
         let logins_at_hour_before = *at_hour;
         user_state.logins = logins_before.saturating_add(1);
         *at_hour = logins_at_hour_before.saturating_add(1);
@@ -543,9 +583,37 @@ impl EngineState {
             user_state.later_computers,
             user_state.new_24h,
         );
+        let new_device = flags & FLAG_NEW_DEVICE_FOR_USER != 0;
+        let user_first_seen = user_state.first_seen;
         let host_new_users_24h = host.firsts.len() as u32;
         let (host_baseline_new_users, host_baseline_s) =
             baseline(host.first_seen, time, host.later_users, host_new_users_24h);
+
+        let (host_peer_users, host_peers_asked) = if new_device {
+            let (hosts, index) = (&self.hosts, &self.device_index);
+            self.habits.peers(
+                u,
+                c,
+                |k| hosts.get(k as usize).map_or(0, |h| h.users_ever),
+                |v, k| index.contains_key(&((u64::from(v) << 32) | u64::from(k))),
+            )
+        } else {
+            (0, 0)
+        };
+        let habits = self.habits.observe(&Logon {
+            time,
+            user: u,
+            computer: c,
+            new_device,
+            host_users_before,
+            user_first_seen,
+            user_last_seen,
+            known_before,
+            user_logins_before: logins_before,
+            user_logins_1h_before: (user_state.window.len() - user_state.hour_start) as u32 - 1,
+        });
+        let user_state = &self.users[u];
+        let host = &self.hosts[c];
 
         Features {
             event_time: time,
@@ -576,6 +644,21 @@ impl EngineState {
             host_tenure_s: saturate(time - host.first_seen),
             host_peak_users_hour: host.busiest.peak,
             reserved: [0; 4],
+            user_new_computers_72h: habits.user_new_computers_72h,
+            user_rare_new_computers_24h: habits.user_rare_new_computers_24h,
+            user_rare_new_computers_72h: habits.user_rare_new_computers_72h,
+            user_history_s: habits.user_history_s,
+            user_history_new_computers: habits.user_history_new_computers,
+            user_history_rare_new_computers: habits.user_history_rare_new_computers,
+            host_peer_users,
+            host_peers_asked,
+            population_new_per_known_ppm: habits.population_new_per_known_ppm,
+            population_rare_share_ppm: habits.population_rare_share_ppm,
+            population_hour_share_ppm: habits.population_hour_share_ppm,
+            population_previous_hour_share_ppm: habits.population_previous_hour_share_ppm,
+            user_logins_at_previous_hour_before: logins_at_previous_hour_before,
+            user_paced_logins_1h: habits.user_paced_logins_1h,
+            reserved_v3: [0; 2],
         }
     }
 }

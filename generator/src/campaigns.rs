@@ -466,6 +466,33 @@ impl<'g> Planner<'g> {
         day * DAY + rng.random_range(8 * HOUR + 30 * MINUTE..17 * HOUR + 30 * MINUTE)
     }
 
+    /// `n` accounts that never used `target` each log on to it once or
+    /// twice within `span` from `start`.
+    fn strangers_visit<R: Rng>(
+        &mut self,
+        rng: &mut R,
+        target: u32,
+        n: usize,
+        start: u32,
+        span: u32,
+    ) -> Option<Vec<(u32, u32, u32)>> {
+        let graph = self.graph;
+        let mut events = Vec::new();
+        for _ in 0..n {
+            let user = (0..1_000).find_map(|_| {
+                let u = self.account(rng, start, 1)?;
+                if graph.pairs[u as usize].computers.contains(&target) {
+                    self.taken.remove(&u);
+                    None
+                } else {
+                    Some(u)
+                }
+            })?;
+            events.extend(visit(rng, user, &[target], start, span, 1..=2));
+        }
+        Some(events)
+    }
+
     /// The computers `u` has used before `t`, earliest first (the most used).
     fn known(&self, u: u32, t: u32) -> Vec<u32> {
         let pairs = &self.graph.pairs[u as usize];
@@ -592,19 +619,7 @@ impl<'g> Planner<'g> {
             ((1..=10).contains(&before)).then_some(c)
         })?;
         let n = rng.random_range(20..=40);
-        let mut events = Vec::new();
-        for _ in 0..n {
-            let user = (0..1_000).find_map(|_| {
-                let u = self.account(rng, start, 1)?;
-                if graph.pairs[u as usize].computers.contains(&target) {
-                    self.taken.remove(&u);
-                    None
-                } else {
-                    Some(u)
-                }
-            })?;
-            events.extend(visit(rng, user, &[target], start, span, 1..=2));
-        }
+        let events = self.strangers_visit(rng, target, n, start, span)?;
         self.target = Some(target);
         Some(events)
     }
@@ -649,9 +664,9 @@ impl<'g> Planner<'g> {
 
     fn roaming_admin<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
         let span = rng.random_range(30 * MINUTE..=2 * HOUR);
-        let start = self.start(rng, span);
+        let day = rng.random_range(self.from_day..self.days);
         // Known for a day at least, so the pipeline has seen them.
-        let known_since = start.saturating_sub(DAY);
+        let known_since = (day * DAY).saturating_sub(DAY);
         let graph = self.graph;
         let admin = (0..graph.users)
             .filter(|u| !self.taken.contains(u))
@@ -661,6 +676,13 @@ impl<'g> Planner<'g> {
             .choose(rng)
             .map(|&(_, u)| u)?;
         self.taken.insert(admin);
+        // A round at the admin's own working hours.
+        let hours = rand_distr::weighted::WeightedAliasIndex::new(
+            graph.rhythms[admin as usize].hour_weights().to_vec(),
+        )
+        .expect("valid weights");
+        let start = (day * DAY + model::second_of_day(rng, &hours))
+            .min((self.days * DAY).saturating_sub(span + 1));
         let mut known = self.known(admin, known_since);
         known.shuffle(rng);
         known.truncate(rng.random_range(20..=60));
@@ -765,19 +787,7 @@ impl Planner<'_> {
             ((1..=5).contains(&users.len()) && users.iter().all(|&f| f + DAY < start)).then_some(c)
         })?;
         let n = rng.random_range(8..=20);
-        let mut events = Vec::new();
-        for _ in 0..n {
-            let user = (0..1_000).find_map(|_| {
-                let u = self.account(rng, start, 1)?;
-                if graph.pairs[u as usize].computers.contains(&target) {
-                    self.taken.remove(&u);
-                    None
-                } else {
-                    Some(u)
-                }
-            })?;
-            events.extend(visit(rng, user, &[target], start, span, 1..=2));
-        }
+        let events = self.strangers_visit(rng, target, n, start, span)?;
         self.target = Some(target);
         Some(events)
     }

@@ -1,8 +1,9 @@
 //! The per-event feature record the host computes and hands to every rule.
 //!
-//! The layout is part of the ABI: 128 bytes, `repr(C)`, little-endian, no
-//! padding. Its first 64 bytes are the record of ABI version 1, unchanged, so
-//! a module built for version 1 receives exactly those. The host owns all
+//! The layout is part of the ABI: 192 bytes, `repr(C)`, little-endian, no
+//! padding. Its first 64 bytes are the record of ABI version 1 and its first
+//! 128 that of version 2, unchanged, so a module built for an older version
+//! receives exactly those. The host owns all
 //! state (windows, device history, host popularity, each entity's own
 //! history); a rule sees only this record, so a rule is a pure function of it
 //! and of its parameters.
@@ -20,6 +21,9 @@ pub const NO_PREVIOUS_LOGIN: u32 = u32::MAX;
 /// Size of the record a module of ABI version 1 receives: the first 64 bytes
 /// of [`Features`].
 pub const FEATURES_V1_BYTES: usize = 64;
+/// Size of the record a module of ABI version 2 receives: the first 128
+/// bytes of [`Features`].
+pub const FEATURES_V2_BYTES: usize = 128;
 
 /// One authentication event and everything the host knows about it, as of its event time.
 ///
@@ -99,11 +103,64 @@ pub struct Features {
     pub host_peak_users_hour: u32,
     /// Zero; room for later fields within the same record size.
     pub reserved: [u32; 4],
+
+    // ---- added in ABI version 3: longer horizons, kinds, peers, population ----
+    /// Computers the user used for the first time within the last 72 hours,
+    /// after their first day (a first day shows what they already had).
+    pub user_new_computers_72h: u32,
+    /// Of the user's new computers within the last 24 hours (after their
+    /// first day), those that one or two other users had used before
+    /// (rarely used computers).
+    pub user_rare_new_computers_24h: u32,
+    /// The same within the last 72 hours.
+    pub user_rare_new_computers_72h: u32,
+    /// Length of the user's *history period*: from the end of their first
+    /// day to the start of the last 72 hours (0 until they have been seen
+    /// for four days).
+    pub user_history_s: u32,
+    /// Computers the user first used during their history period.
+    pub user_history_new_computers: u32,
+    /// Of those, the rarely used ones (one or two other users then).
+    pub user_history_rare_new_computers: u32,
+    /// On a user's first logon to a computer used by at most 20 others: how
+    /// many of its earlier users (the most recent 64 asked) share another
+    /// computer used by at most 20 with this user (their *peers*). 0
+    /// otherwise.
+    pub host_peer_users: u32,
+    /// How many earlier users of the computer were asked for
+    /// `host_peer_users`.
+    pub host_peers_asked: u32,
+    /// The population's pace of new computers: computers first used per
+    /// known computer per day, in millionths, over users past their first
+    /// day (the last weeks weigh most: counts halve every 7 days). 0 until
+    /// the population has a day of history.
+    pub population_new_per_known_ppm: u32,
+    /// Share of those first uses that were of rarely used computers, in
+    /// millionths.
+    pub population_rare_share_ppm: u32,
+    /// The population's share of logins at this event's hour of day (UTC),
+    /// in millionths.
+    pub population_hour_share_ppm: u32,
+    /// The same for the hour of day before (the last hour's window reaches
+    /// into it).
+    pub population_previous_hour_share_ppm: u32,
+    /// The user's logins before this event in the hour of day before this
+    /// event's, on any day.
+    pub user_logins_at_previous_hour_before: u32,
+    /// The logins the user would have had in the last hour had they kept
+    /// their share of all logins since they were first seen (the
+    /// population's last hour times that share; 0 for a first login). The
+    /// daily cycle is in it: a new account's pace at night does not make
+    /// its morning look like a burst.
+    pub user_paced_logins_1h: u32,
+    /// Zero; room for later fields within the same record size.
+    pub reserved_v3: [u32; 2],
 }
 
-const _: () = assert!(core::mem::size_of::<Features>() == 128);
+const _: () = assert!(core::mem::size_of::<Features>() == 192);
 const _: () = assert!(core::mem::align_of::<Features>() == 8);
 const _: () = assert!(core::mem::offset_of!(Features, user_peak_logins_1h) == FEATURES_V1_BYTES);
+const _: () = assert!(core::mem::offset_of!(Features, user_new_computers_72h) == FEATURES_V2_BYTES);
 
 const DAY: f32 = 86_400.0;
 
@@ -113,6 +170,9 @@ const DAY: f32 = 86_400.0;
 pub const PRIOR_NEW_PER_KNOWN_PER_DAY: f32 = 0.03;
 /// How many days of history that assumption weighs.
 pub const PRIOR_DAYS: f32 = 2.0;
+/// The share of rarely used computers among new ones assumed before the
+/// population's is measured.
+pub const DEFAULT_RARE_SHARE: f32 = 0.15;
 
 impl Features {
     /// The records as the bytes the ABI moves into a module's memory.
@@ -162,13 +222,13 @@ impl Features {
 
     /// The rate rules judge a user's new computers against:
     /// [`Features::usual_new_computers_per_day`] with the default prior
-    /// ([`PRIOR_NEW_PER_KNOWN_PER_DAY`] of the computers the user knows,
-    /// weighing [`PRIOR_DAYS`] days), and never below that prior. A few
+    /// ([`Features::prior_new_per_known_per_day`] of the computers the user
+    /// knows, weighing [`PRIOR_DAYS`] days), and never below that prior. A few
     /// quiet days are no proof that a user is quieter than users of their
     /// size; a busy history does show that they are busier.
     #[inline]
     pub fn usual_new_computer_rate(&self) -> f32 {
-        let prior = PRIOR_NEW_PER_KNOWN_PER_DAY * self.user_known_computers.max(1) as f32;
+        let prior = self.prior_new_per_known_per_day() * self.user_known_computers.max(1) as f32;
         self.usual_new_computers_per_day(prior, PRIOR_DAYS)
             .max(prior)
     }
@@ -188,7 +248,7 @@ impl Features {
     /// of the users the computer already has is the prior and the floor.
     #[inline]
     pub fn usual_new_user_rate(&self) -> f32 {
-        let prior = PRIOR_NEW_PER_KNOWN_PER_DAY * self.host_users_ever.max(1) as f32;
+        let prior = self.prior_new_per_known_per_day() * self.host_users_ever.max(1) as f32;
         self.usual_new_users_per_day(prior, PRIOR_DAYS).max(prior)
     }
 
@@ -202,6 +262,75 @@ impl Features {
             prior_per_day,
             prior_days,
         )
+    }
+
+    /// The pace [`Features::usual_new_computer_rate`] and
+    /// [`Features::usual_new_user_rate`] assume and never go below:
+    /// [`PRIOR_NEW_PER_KNOWN_PER_DAY`], or the population's pace when it is
+    /// faster (in the first days after a first start, when every account
+    /// is still finding computers it always had).
+    #[inline]
+    pub fn prior_new_per_known_per_day(&self) -> f32 {
+        self.population_new_per_known_per_day()
+            .map_or(PRIOR_NEW_PER_KNOWN_PER_DAY, |pace| {
+                pace.max(PRIOR_NEW_PER_KNOWN_PER_DAY)
+            })
+    }
+
+    /// The population's pace of new computers, per known computer per
+    /// day, once measured.
+    #[inline]
+    pub fn population_new_per_known_per_day(&self) -> Option<f32> {
+        (self.population_new_per_known_ppm > 0)
+            .then_some(self.population_new_per_known_ppm as f32 * 1e-6)
+    }
+
+    /// New computers the user's history predicts in `days` days, as the
+    /// `(shape, mean)` of a gamma-Poisson (negative binomial) count for
+    /// [`crate::stats::negbin_tail`]: the history period's new computers
+    /// (`rare` ones only, if asked) plus a prior of [`PRIOR_DAYS`] days at
+    /// the population's pace for a user who knows this many computers
+    /// ([`PRIOR_NEW_PER_KNOWN_PER_DAY`] until the population has one; for
+    /// rare ones, times the population's rare share). A short history
+    /// leaves the rate uncertain (a small shape, a heavy tail), so little
+    /// is surprising; a long one speaks for itself.
+    #[inline]
+    pub fn expected_new_computers(&self, days: f32, rare: bool) -> (f32, f32) {
+        let pace = self
+            .population_new_per_known_per_day()
+            .unwrap_or(PRIOR_NEW_PER_KNOWN_PER_DAY);
+        let mut prior_per_day = pace * self.user_known_computers.max(1) as f32;
+        let mut seen = self.user_history_new_computers;
+        if rare {
+            prior_per_day *= self.population_rare_share();
+            seen = self.user_history_rare_new_computers;
+        }
+        // The prior weighs PRIOR_DAYS at the population's pace: a gamma
+        // with a small shape, so a few days of a busy history (a help desk
+        // among other people's workstations) speak for themselves.
+        let shape = seen as f32 + prior_per_day * PRIOR_DAYS;
+        let per_day = shape / (self.user_history_s as f32 / DAY + PRIOR_DAYS);
+        (shape, per_day * days)
+    }
+
+    /// The population's share of rarely used computers among new ones
+    /// ([`DEFAULT_RARE_SHARE`] until measured).
+    #[inline]
+    pub fn population_rare_share(&self) -> f32 {
+        if self.population_rare_share_ppm > 0 {
+            self.population_rare_share_ppm as f32 * 1e-6
+        } else {
+            DEFAULT_RARE_SHARE
+        }
+    }
+
+    /// The user's usual share of rarely used computers among their new
+    /// ones: their history's, shrunk toward the population's as if `prior`
+    /// more new computers had shown it.
+    #[inline]
+    pub fn usual_rare_share(&self, prior: f32) -> f32 {
+        (self.user_history_rare_new_computers as f32 + prior * self.population_rare_share())
+            / (self.user_history_new_computers as f32 + prior)
     }
 
     /// The share of the user's earlier logins that fell in this event's hour

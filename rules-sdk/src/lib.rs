@@ -80,8 +80,12 @@
 //! (whose risk the hits add to) and `events` (which events the rule judges:
 //! the host passes a `new_devices` rule only the new-device events of a batch,
 //! so `n` counts those).
-//! A host speaking version 2 still runs version-1 modules, handing them the
-//! first 64 bytes of each record ([`record_bytes`]).
+//! Version 3 made it 192 bytes: the 128 of version 2, unchanged, followed by
+//! longer horizons (new computers over 72 hours against the user's history
+//! before them), rarely used computers counted apart, the user's peers on
+//! the computer, and the population's pace and daily rhythm.
+//! A host speaking version 3 still runs version-1 and version-2 modules,
+//! handing them the first 64 or 128 bytes of each record ([`record_bytes`]).
 
 mod features;
 mod metadata;
@@ -93,8 +97,9 @@ pub mod testing;
 pub mod __guest;
 
 pub use features::{
-    FEATURES_V1_BYTES, FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit,
-    NO_PREVIOUS_LOGIN, PRIOR_DAYS, PRIOR_NEW_PER_KNOWN_PER_DAY, Verdict,
+    DEFAULT_RARE_SHARE, FEATURES_V1_BYTES, FEATURES_V2_BYTES, FLAG_NEW_COMPUTER,
+    FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit, NO_PREVIOUS_LOGIN, PRIOR_DAYS,
+    PRIOR_NEW_PER_KNOWN_PER_DAY, Verdict,
 };
 pub use metadata::{Entity, Events, Metadata, ParamKind, ParamSpec, Severity};
 
@@ -105,14 +110,15 @@ compile_error!(
 
 /// Version of the host/guest contract described in the crate docs, which
 /// modules built with this SDK declare.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Size of one feature record for a module of ABI version `abi`, or `None`
 /// for a version this SDK does not know.
 pub const fn record_bytes(abi: u32) -> Option<usize> {
     match abi {
         1 => Some(FEATURES_V1_BYTES),
-        2 => Some(size_of::<Features>()),
+        2 => Some(FEATURES_V2_BYTES),
+        3 => Some(size_of::<Features>()),
         _ => None,
     }
 }

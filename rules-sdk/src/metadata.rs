@@ -298,7 +298,7 @@ mod tests {
         let json = META.to_json();
         assert_eq!(
             json,
-            "{\"abi_version\":2,\"name\":\"x\",\"version\":\"1.2.3\",\
+            "{\"abi_version\":3,\"name\":\"x\",\"version\":\"1.2.3\",\
              \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\"entity\":\"computer\",\"events\":\"new_devices\",\
              \"mitre\":[\"T1021\",\"T1078\"],\"params\":[{\"name\":\"limit\",\
              \"description\":\"d\",\"kind\":\"count\",\"default\":10.0,\"min\":1.0,\

@@ -115,6 +115,45 @@ pub fn poisson_tail(k: u32, mean: f32) -> f32 {
     exp(first + ln(sum)).clamp(0.0, 1.0) as f32
 }
 
+/// `P(N >= k)` for `N` negative binomial with `mean` and `shape` (variance
+/// `mean + mean^2 / shape`): the count a gamma-Poisson model predicts when
+/// the rate itself is uncertain, as it is from a short history (`shape` is
+/// then small and the tail heavy). A large `shape` is nearly Poisson.
+pub fn negbin_tail(k: u32, shape: f32, mean: f32) -> f32 {
+    if k == 0 {
+        return 1.0;
+    }
+    let (r, m) = (f64::from(shape.max(1e-6)), f64::from(mean.max(1e-9)));
+    let q = m / (r + m);
+    // ln P(N = 0) = r ln(r / (r + m)); P(j + 1) = P(j) (j + r) / (j + 1) q.
+    let ln_p0 = r * ln(r / (r + m));
+    if f64::from(k) <= m {
+        let mut term = exp(ln_p0);
+        let mut below = term;
+        for j in 0..k - 1 {
+            term *= (f64::from(j) + r) / f64::from(j + 1) * q;
+            below += term;
+        }
+        return (1.0 - below).clamp(0.0, 1.0) as f32;
+    }
+    // The upper tail from its first term, in logs.
+    let ln_q = ln(q);
+    let mut first = ln_p0;
+    for j in 0..k {
+        first += ln((f64::from(j) + r) / f64::from(j + 1)) + ln_q;
+    }
+    let (mut sum, mut term, mut j) = (0.0f64, 1.0f64, k);
+    loop {
+        sum += term;
+        term *= (f64::from(j) + r) / f64::from(j + 1) * q;
+        j += 1;
+        if term < 1e-12 * sum || j > k + 100_000 {
+            break;
+        }
+    }
+    exp(first + ln(sum)).clamp(0.0, 1.0) as f32
+}
+
 /// Scores as evidence: a score `s` is worth `-EVIDENCE_SCALE * log10(1 -
 /// s/100)` decades (a likelihood ratio of 10 to that power, attack against
 /// benign), so the host's noisy-OR of two scores adds their decades, and an
@@ -162,6 +201,22 @@ fn ln_factorial(n: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negbin_tails_are_geometric_at_shape_one_and_poisson_at_large_shapes() {
+        // Shape 1, mean 1: P(N >= k) = 2^-k.
+        for k in [1u32, 3, 10, 30] {
+            let p = negbin_tail(k, 1.0, 1.0);
+            assert!((p / 0.5f32.powi(k as i32) - 1.0).abs() < 1e-3, "{k}: {p}");
+        }
+        assert_eq!(negbin_tail(0, 0.5, 3.0), 1.0);
+        for (k, mean) in [(2u32, 5.0f32), (8, 0.3), (40, 10.0)] {
+            let (nb, po) = (negbin_tail(k, 1e5, mean), poisson_tail(k, mean));
+            assert!((nb / po - 1.0).abs() < 1e-2, "{k} {mean}: {nb} vs {po}");
+        }
+        // A short history (small shape) makes a surprise smaller.
+        assert!(negbin_tail(5, 0.5, 0.2) > 10.0 * poisson_tail(5, 0.2));
+    }
 
     fn close(a: f32, b: f64) -> bool {
         (f64::from(a) - b).abs() <= 1e-5 * b.abs().max(1e-30)

@@ -105,7 +105,8 @@ def test_run_writes_glue_tables_on_s3_that_pyiceberg_reads(lake, moto_endpoint, 
     assert json.loads(again.stdout.strip().splitlines()[-1])["already_complete"] is True
     # Another input adds to it; an event it repeats is not stored again.
     first_line = next(line for line in open(tmp_path / "events.csv") if line[0].isdigit())
-    (tmp_path / "other.csv").write_text(first_line + "1,U_NEW,C_NEW\n")
+    first_time = first_line.split(",")[0]
+    (tmp_path / "other.csv").write_text(first_line + f"{first_time},U_NEW,C_NEW\n")
     other = authpulse("run", "other.csv", "--output", "out3", *options, cwd=tmp_path, env=aws_env)
     assert other.returncode == 0, other.stderr
     added = json.loads(other.stdout.strip().splitlines()[-1])

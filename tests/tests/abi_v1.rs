@@ -1,7 +1,9 @@
-//! Modules built for ABI version 1 keep loading and running, unchanged, next
-//! to version-2 modules. The fixtures in `tests/fixtures/abi-v1/` are the
-//! four rules of release 0.1, built by that release's SDK (64-byte feature
-//! records, no `entity` in their metadata); they are never rebuilt.
+//! Modules built for older ABI versions keep loading and running,
+//! unchanged, next to version-3 modules. The fixtures in
+//! `tests/fixtures/abi-v1/` are the four rules of release 0.1, built by that
+//! release's SDK (64-byte feature records, no `entity` in their metadata);
+//! those in `tests/fixtures/abi-v2/` are `new_device` and `slow_spread` as
+//! the version-2 SDK built them (128-byte records). They are never rebuilt.
 
 mod common;
 
@@ -36,7 +38,7 @@ fn mixed_policy() -> Policy {
 }
 
 #[test]
-fn version_1_modules_load_beside_version_2() {
+fn version_1_modules_load_beside_version_3() {
     let rules = RuleSet::load(&mixed_policy(), Engine::Wasm, 64).unwrap();
     let abi: HashMap<&str, u32> = rules
         .rules
@@ -45,8 +47,8 @@ fn version_1_modules_load_beside_version_2() {
         .collect();
     assert_eq!(abi["new_device_v1"], 1);
     assert_eq!(abi["burst_v1"], 1);
-    assert_eq!(abi["new_device"], 2);
-    assert_eq!(abi["fan_in"], 2);
+    assert_eq!(abi["new_device"], 3);
+    assert_eq!(abi["fan_in"], 3);
     // A version-1 module declares no entity: its hits are the user's.
     let v1 = rules.rules.iter().find(|r| r.id == "burst_v1").unwrap();
     assert_eq!(v1.metadata.entity, EntityKind::User);
@@ -98,4 +100,58 @@ fn chrono_free_seconds(time: &str) -> i64 {
     let (year, month, day) = (n(0..4), n(5..7), n(8..10));
     assert_eq!((year, month), (2024, 1), "generated data starts 2024-01-01");
     (day - 1) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+/// The default policy plus the version-2 `new_device` and `slow_spread` as
+/// `new_device_v2` and `slow_spread_v2`, in shadow mode.
+fn policy_with_version_2() -> Policy {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/abi-v2"));
+    let mut extra = String::new();
+    for id in ["new_device", "slow_spread"] {
+        let path = dir.join(format!("{id}.wasm"));
+        let module = std::fs::read(&path).unwrap();
+        extra.push_str(&format!(
+            "  - id: {id}_v2\n    module: {}\n    sha256: {}\n    mode: shadow\n",
+            path.display(),
+            authpulse_engine::rules::hex_sha256(&module)
+        ));
+    }
+    let yaml = format!("{}{extra}", authpulse_engine::policy::DEFAULT_POLICY_YAML);
+    Policy::parse(&yaml, "v2.yaml", Path::new(".")).unwrap()
+}
+
+/// Version-2 modules get the first 128 bytes of each record and run as
+/// they did: `new_device` of version 2 fires on new devices after its
+/// burn-in only, on as many as ever.
+#[test]
+fn version_2_modules_run_beside_version_3() {
+    let policy = policy_with_version_2();
+    let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
+    let abi: HashMap<&str, u32> = rules
+        .rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.metadata.abi_version))
+        .collect();
+    assert_eq!(abi["new_device_v2"], 2);
+    assert_eq!(abi["slow_spread_v2"], 2);
+    assert_eq!(abi["new_device"], 3);
+
+    let (data, _) = generate(300, 3, 90_000, 2, 9);
+    let run = score(&data, &policy, 1000, Engine::Wasm);
+    let mut first_seen: HashMap<&str, i64> = HashMap::new();
+    for row in &run.collected.rows {
+        let time = chrono_free_seconds(&row.event_time);
+        let tenure = time - *first_seen.entry(row.user_id.as_str()).or_insert(time);
+        if row.risk_flags.iter().any(|f| f == "shadow:new_device_v2") {
+            assert!(row.new_device && tenure >= 86_400, "{row:?}");
+        }
+    }
+    assert!(
+        run.summary.rule_hits["new_device_v2"] > 100,
+        "{:?}",
+        run.summary.rule_hits
+    );
+    for id in ["new_device_v2", "slow_spread_v2"] {
+        assert_eq!(run.summary.rule_failures[id], 0, "{id}");
+    }
 }

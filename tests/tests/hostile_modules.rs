@@ -150,7 +150,7 @@ fn imports_are_refused() {
     );
     let e = refused(&wasm);
     assert!(
-        e.contains("rules[6] (hostile).module") && e.contains("`wasi_snapshot_preview1::fd_write`"),
+        e.contains("rules[7] (hostile).module") && e.contains("`wasi_snapshot_preview1::fd_write`"),
         "{e}"
     );
     assert!(e.contains("may not import anything"), "{e}");
@@ -158,9 +158,9 @@ fn imports_are_refused() {
 
 #[test]
 fn wrong_abi_version_is_refused() {
-    let e = refused(&module(3, "", "(i32.const 0)"));
+    let e = refused(&module(4, "", "(i32.const 0)"));
     assert!(
-        e.contains("declares ABI version 3; this host runs versions 1 and 2"),
+        e.contains("declares ABI version 4; this host runs versions 1, 2 and 3"),
         "{e}"
     );
     // The export and the metadata must agree.
@@ -245,7 +245,7 @@ fn huge_output_is_rejected() {
 fn oversized_table_is_refused() {
     let e = refused(&module(1, "(table 200000 funcref)", "(i32.const 0)"));
     assert!(
-        e.contains("rules[6] (hostile).module: module failed to start"),
+        e.contains("rules[7] (hostile).module: module failed to start"),
         "{e}"
     );
 }

@@ -117,7 +117,7 @@ fn shadow_rule_is_recorded_but_never_counts() {
 fn rule_report_counts_time_and_evaluations() {
     let (data, _) = generate(100, 2, 20_000, 0, 5);
     let run = score(&data, &Policy::builtin(), 1024, Engine::Wasm);
-    assert_eq!(run.summary.rules.len(), 6);
+    assert_eq!(run.summary.rules.len(), 7);
     for (id, report) in &run.summary.rules {
         assert_eq!(report.evaluations, run.summary.events_scored, "{id}");
         assert_eq!(report.hits, run.summary.rule_hits[id]);

@@ -219,7 +219,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Report> {
         device_pairs: summary.device_pairs,
         state_bytes: summary.state_bytes,
         scorecard,
-        publications: log.publications,
+        publications: log.publications(),
     })
 }
 
@@ -384,6 +384,20 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         out,
         "alerts during the burn-in (not counted), per day from a cold start: {}",
         per_day.join(", ")
+    )?;
+    let by_rule = |counts: &std::collections::BTreeMap<String, u64>| {
+        let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(", ")
+        }
+    };
+    writeln!(
+        out,
+        "rules in the burn-in alerts: {}; in the false alerts: {}",
+        by_rule(&c.burn_in_alerts_by_rule),
+        by_rule(&c.false_alerts_by_rule)
     )?;
     if !c.missed.is_empty() {
         writeln!(out, "\nmissed:")?;

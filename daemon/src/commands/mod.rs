@@ -44,6 +44,7 @@ impl std::io::Write for Stdout {
 }
 
 mod aws_args;
+mod backtest;
 mod bench;
 mod catalog_args;
 mod config_cmd;

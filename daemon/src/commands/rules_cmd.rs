@@ -43,6 +43,9 @@ pub enum RulesCommand {
     /// hits are compared with a file of expected hits and any difference fails
     /// the command.
     Test(TestArgs),
+    /// Replay the stored history through a candidate policy and the current
+    /// one, side by side, and show what would change.
+    Backtest(super::backtest::BacktestArgs),
 }
 
 /// A rule module: a `.wasm` file, or `builtin:NAME` for one embedded in the binary.
@@ -151,6 +154,7 @@ pub fn execute(cmd: RulesCommand) -> anyhow::Result<()> {
         RulesCommand::Build(args) => build(args),
         RulesCommand::Inspect(args) => inspect(args),
         RulesCommand::Test(args) => test(args),
+        RulesCommand::Backtest(args) => super::backtest::execute(args),
     }
 }
 

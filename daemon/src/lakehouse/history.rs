@@ -1,5 +1,6 @@
-//! The curated table read back as input, for `state build --from-tables`:
-//! a warm start from what a deployment already stores. Its events come day
+//! The curated table read back as input, for `state build --from-tables`
+//! (a warm start from what a deployment already stores) and `rules
+//! backtest`. Its events come day
 //! partition by day partition, each day sorted by event time (then user and
 //! computer, the order a run scores them in), as JSON event lines with
 //! their `event_id`, so the pipeline reads them as it reads any input.
@@ -58,6 +59,11 @@ impl TableHistory {
             history.last_day = last.div_euclid(DAY_MICROS);
         }
         Ok(history)
+    }
+
+    /// The first day it covers (days since the epoch, UTC).
+    pub fn first_day(&self) -> i64 {
+        self.next_day
     }
 
     /// Days it covers.

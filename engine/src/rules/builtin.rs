@@ -4,13 +4,14 @@
 include!(concat!(env!("OUT_DIR"), "/builtin_modules.rs"));
 
 /// Names of the built-in rules (`builtin:NAME` in a policy).
-pub const BUILTIN_RULES: [&str; 6] = [
+pub const BUILTIN_RULES: [&str; 7] = [
     "new_device",
     "burst",
     "lateral_movement",
     "rare_host",
     "slow_spread",
     "fan_in",
+    "off_hours",
 ];
 
 /// The embedded module called `name`.

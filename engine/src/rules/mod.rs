@@ -12,7 +12,7 @@ pub use wasm::{LoadError, SUPPORTED_ABI_VERSIONS, SandboxLimits, WasmModule, Was
 use std::sync::Arc;
 use std::time::Instant;
 
-use authpulse_rules_sdk::{FEATURES_V1_BYTES, Features, Verdict};
+use authpulse_rules_sdk::{FEATURES_V1_BYTES, FEATURES_V2_BYTES, Features, Verdict};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -55,9 +55,10 @@ pub enum EventFilter {
 /// A batch's feature records, as each ABI version lays them out.
 pub struct Records<'a> {
     pub features: &'a [Features],
-    /// The first 64 bytes of each record, packed (for version-1 modules;
-    /// empty when no such module runs).
+    /// The first 64 (128) bytes of each record, packed, for version-1
+    /// (version-2) modules; empty when no such module runs.
     v1: &'a [u8],
+    v2: &'a [u8],
 }
 
 impl Records<'_> {
@@ -71,11 +72,16 @@ impl Records<'_> {
 
     /// The records as a module of ABI version `abi` reads them.
     pub fn bytes(&self, abi: u32) -> &[u8] {
-        if abi == 1 {
-            debug_assert_eq!(self.v1.len(), self.features.len() * FEATURES_V1_BYTES);
-            self.v1
-        } else {
-            Features::slice_as_bytes(self.features)
+        match abi {
+            1 => {
+                debug_assert_eq!(self.v1.len(), self.features.len() * FEATURES_V1_BYTES);
+                self.v1
+            }
+            2 => {
+                debug_assert_eq!(self.v2.len(), self.features.len() * FEATURES_V2_BYTES);
+                self.v2
+            }
+            _ => Features::slice_as_bytes(self.features),
         }
     }
 }
@@ -188,9 +194,13 @@ pub struct RuleSet {
     /// What `risk_flags` says for each rule's hit: its id, or `shadow:ID`.
     pub flag_labels: Vec<String>,
     capacity: usize,
-    /// Some rule was built for ABI version 1: records are also packed in its
-    /// layout, into this buffer, once per batch.
+    /// Some rule was built for ABI version 1 (2): records are also packed
+    /// in its layout, into this buffer, once per batch.
     v1_records: Option<Vec<u8>>,
+    v2_records: Option<Vec<u8>>,
+    /// The same for the new-device records (version 1 modules judge all
+    /// events).
+    v2_new_device_records: Option<Vec<u8>>,
     /// The batch's new-device events, for `new_devices` rules: their
     /// positions in the batch, their records, and their verdicts.
     new_devices: NewDevices,
@@ -341,9 +351,12 @@ impl RuleSet {
         };
         let scoring_mask = mask(&|rule| rule.mode == RuleMode::Enforce && rule.weight > 0.0);
         let computer_mask = mask(&|rule| rule.metadata.entity == EntityKind::Computer);
-        let v1_records = (engine == Engine::Wasm
-            && rules.iter().any(|r| r.metadata.abi_version == 1))
-        .then(|| Vec::with_capacity(capacity * FEATURES_V1_BYTES));
+        let packed = |abi: u32, bytes: usize| {
+            (engine == Engine::Wasm && rules.iter().any(|r| r.metadata.abi_version == abi))
+                .then(|| Vec::with_capacity(capacity * bytes))
+        };
+        let v1_records = packed(1, FEATURES_V1_BYTES);
+        let v2_records = packed(2, FEATURES_V2_BYTES);
         let flag_labels = rules
             .iter()
             .map(|rule| match rule.mode {
@@ -359,6 +372,8 @@ impl RuleSet {
             flag_labels,
             capacity,
             v1_records,
+            v2_new_device_records: v2_records.clone(),
+            v2_records,
             new_devices: NewDevices::default(),
         })
     }
@@ -382,18 +397,9 @@ impl RuleSet {
             "batch larger than the rule set's capacity"
         );
         let n = features.len();
-        let v1: &[u8] = match &mut self.v1_records {
-            Some(packed) => {
-                packed.clear();
-                for record in Features::slice_as_bytes(features).chunks_exact(size_of::<Features>())
-                {
-                    packed.extend_from_slice(&record[..FEATURES_V1_BYTES]);
-                }
-                packed
-            }
-            None => &[],
-        };
-        let records = Records { features, v1 };
+        let v1 = pack(&mut self.v1_records, features, FEATURES_V1_BYTES);
+        let v2 = pack(&mut self.v2_records, features, FEATURES_V2_BYTES);
+        let records = Records { features, v1, v2 };
         // Most logons are to known computers: rules about new ones run on
         // the few that are not, gathered once per batch.
         let selected = &mut self.new_devices;
@@ -416,6 +422,11 @@ impl RuleSet {
         let new_device_records = Records {
             features: &selected.features,
             v1: &[],
+            v2: pack(
+                &mut self.v2_new_device_records,
+                &selected.features,
+                FEATURES_V2_BYTES,
+            ),
         };
         for rule in &mut self.rules {
             let verdicts = &mut rule.verdicts[..n];
@@ -535,6 +546,21 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// `features` packed into `buffer` as records of `bytes` bytes (the first
+/// `bytes` of each), when a module of that layout runs; else nothing.
+fn pack<'a>(buffer: &'a mut Option<Vec<u8>>, features: &[Features], bytes: usize) -> &'a [u8] {
+    match buffer {
+        Some(packed) => {
+            packed.clear();
+            for record in Features::slice_as_bytes(features).chunks_exact(size_of::<Features>()) {
+                packed.extend_from_slice(&record[..bytes]);
+            }
+            packed
+        }
+        None => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,7 +571,7 @@ mod tests {
         let policy = Policy::builtin();
         let wasm = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
         let native = RuleSet::load(&policy, Engine::Native, 64).unwrap();
-        assert_eq!(wasm.rules.len(), 6);
+        assert_eq!(wasm.rules.len(), 7);
         assert_eq!(wasm.version, native.version);
         assert_eq!(wasm.version.len(), 16);
         assert_eq!(wasm.rules[2].metadata.name, "lateral_movement");
@@ -587,14 +613,27 @@ mod tests {
         let mut native = RuleSet::load(&policy, Engine::Native, 256).unwrap();
         let features: Vec<Features> = (0..256u32)
             .map(|i| Features {
-                user_logins_1h: i * 3,
+                // The last 55 records count up one login at a time.
+                user_logins_1h: if i > 200 { i - 200 } else { i * 3 },
                 user_logins_24h: i * 5,
                 user_new_computers_1h: i % 30,
                 user_distinct_computers_1h: i % 40 + 1,
                 user_new_computers_24h: i % 13,
                 user_known_computers: i % 20 + 1,
-                user_tenure_s: i * 1000,
+                user_tenure_s: i * 1500,
                 user_peak_logins_1h: i % 50,
+                user_logins_before: i * 20,
+                user_logins_at_hour_before: i % 7,
+                population_hour_share_ppm: 10_000,
+                user_new_computers_72h: i % 17,
+                user_rare_new_computers_24h: i % 5,
+                user_rare_new_computers_72h: i % 9,
+                user_history_s: i * 400,
+                user_history_new_computers: i % 4,
+                host_new_users_24h: i % 19,
+                host_peer_users: i % 3,
+                population_new_per_known_ppm: 5_000,
+                population_rare_share_ppm: 150_000,
                 user_baseline_new_computers: i % 3,
                 user_baseline_s: i * 500,
                 host_users_ever: if i % 4 == 1 { 2 } else { i % 5 + i / 8 },

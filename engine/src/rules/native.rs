@@ -32,6 +32,7 @@ pub fn builtin(name: &str, values: &[f64]) -> Option<Box<dyn RuleModule>> {
         "rare_host" => boxed::<authpulse_rule_rare_host::RareHost>(values),
         "slow_spread" => boxed::<authpulse_rule_slow_spread::SlowSpread>(values),
         "fan_in" => boxed::<authpulse_rule_fan_in::FanIn>(values),
+        "off_hours" => boxed::<authpulse_rule_off_hours::OffHours>(values),
         _ => return None,
     })
 }

@@ -4,7 +4,8 @@
 //!
 //! It needs no history for the loudest cases: while a user is in burn-in
 //! (after a first start, or a new account), hundreds of logons within an
-//! hour, far above the user's pace since they were first seen, fire too.
+//! hour, far above the user's pace since they were first seen (and above
+//! that pace moved with the day's cycle), fire too.
 //! That pace needs a quarter of an hour before the last hour to measure, so
 //! an account's first 75 minutes are left alone: the busiest service
 //! accounts make hundreds of logons an hour from the moment they appear.
@@ -105,8 +106,14 @@ impl Rule for Burst {
                 return None;
             }
             let before = f.user_logins_24h.saturating_sub(f.user_logins_1h) as f32;
-            let pace = COLD_PACE_FACTOR * before / hours_before;
-            (self.cold_min_logins_1h.max(pace), REASON_COLD)
+            // The busier of the account's own pace and that pace moved with
+            // the day's cycle (its share of everyone's logins): an office
+            // account first seen at night is not bursting at nine.
+            let pace = (before / hours_before).max(f.user_paced_logins_1h as f32);
+            (
+                self.cold_min_logins_1h.max(COLD_PACE_FACTOR * pace),
+                REASON_COLD,
+            )
         };
         (last_hour > limit).then(|| {
             let doublings = log2(f64::from(last_hour / limit)) as f32;

@@ -1,5 +1,6 @@
 //! Rule `fan_in`: many accounts that never used a computer log on to it
-//! within the hour, far more than the computer's own history makes likely
+//! within the hour, or one by one over the day, far more than the
+//! computer's own history makes likely
 //! (credential harvesting on one host, or a password spray against it). Its
 //! hits add to the *computer's* risk: the alert is about the computer, with
 //! the accounts as its evidence.
@@ -24,6 +25,10 @@ pub struct FanIn {
 }
 
 pub const REASON_FAN_IN: u32 = 0;
+pub const REASON_SLOW_FAN_IN: u32 = 1;
+
+/// Two looks (the hour and the day) cost `log10(2)` decades of surprise.
+const LOOKS_COST: f32 = core::f32::consts::LOG10_2;
 
 /// Each factor of ten of surprise beyond the minimum adds this much.
 const SCORE_PER_DECADE: f32 = 3.0;
@@ -35,7 +40,7 @@ const BUSY_HOUR_FACTOR: f32 = 2.0;
 impl Rule for FanIn {
     const METADATA: Metadata = Metadata {
         name: "fan_in",
-        version: "1.0.0",
+        version: "2.0.0",
         description: "Many accounts new to one computer within an hour, far above its usual",
         severity: Severity::High,
         mitre: &["T1110.003", "T1021", "T1078"],
@@ -44,7 +49,7 @@ impl Rule for FanIn {
         params: &[
             ParamSpec {
                 name: "min_new_users",
-                description: "Users new to the computer within the last hour to fire",
+                description: "Users new to the computer within the hour (or the day) to fire",
                 kind: ParamKind::Count,
                 default: 6.0,
                 min: 2.0,
@@ -64,7 +69,10 @@ impl Rule for FanIn {
                 "Risk contribution at the threshold; more surprise adds up to 100",
             ),
         ],
-        reasons: &["many accounts that never used this computer logged on to it within an hour"],
+        reasons: &[
+            "many accounts that never used this computer logged on to it within an hour",
+            "many accounts that never used this computer logged on to it within a day",
+        ],
     };
 
     fn new(p: &Params) -> Self {
@@ -78,17 +86,42 @@ impl Rule for FanIn {
 
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
-        let new_users = f.host_new_users_1h;
-        if !f.is_new_device() || f.host_tenure_s < self.burn_in_s || new_users < self.min_new_users
-        {
+        if !f.is_new_device() || f.host_tenure_s < self.burn_in_s {
             return None;
         }
-        let per_hour = BUSY_HOUR_FACTOR * f.usual_new_user_rate() / 24.0;
-        let how = surprise(poisson_tail(new_users, per_hour));
+        let per_day = f.usual_new_user_rate();
+        // The hour, against a busy hour's share of the usual day; and the
+        // day, for accounts arriving one by one over hours.
+        // The day is judged once the computer's first day (its discovery)
+        // has left the day's window, and a usual rate has been measured.
+        let day_judged = f.host_baseline_s > 0;
+        let looks = [
+            (
+                f.host_new_users_1h,
+                BUSY_HOUR_FACTOR * per_day / 24.0,
+                REASON_FAN_IN,
+            ),
+            (
+                if day_judged { f.host_new_users_24h } else { 0 },
+                per_day,
+                REASON_SLOW_FAN_IN,
+            ),
+        ];
+        let (mut best, mut reason) = (0.0f32, REASON_FAN_IN);
+        for (new_users, usual, why) in looks {
+            if new_users < self.min_new_users {
+                continue;
+            }
+            let how = surprise(poisson_tail(new_users, usual));
+            if how > best {
+                (best, reason) = (how, why);
+            }
+        }
+        let how = best - LOOKS_COST;
         (how >= self.min_surprise).then(|| {
             Hit::new(
                 self.score + SCORE_PER_DECADE * (how - self.min_surprise),
-                REASON_FAN_IN,
+                reason,
             )
         })
     }

@@ -10,7 +10,9 @@
 //! intruders seldom need to, and a computer nobody used before is being set
 //! up for its first user: on both the evidence counts `shared_weight`. A
 //! computer that several users started on within its first day is being
-//! rolled out: no evidence at all.
+//! rolled out: no evidence at all. A computer that the accounts this user
+//! shares computers with already use (their peers: their team) counts
+//! `peer_weight`: that is where a colleague goes next.
 //! Alone it never alerts; two or three within hours, on a user who rarely
 //! gets one, add up on the user (entity risk). Quiet during burn-in.
 
@@ -25,10 +27,12 @@ pub struct NewDevice {
     attack_per_day: f32,
     shared_users: u32,
     shared_weight: f32,
+    peer_weight: f32,
 }
 
 pub const REASON_UNUSUAL: u32 = 0;
 pub const REASON_SHARED: u32 = 1;
+pub const REASON_PEERS: u32 = 2;
 
 /// A computer that this many users started on within its first day is
 /// being rolled out.
@@ -38,7 +42,7 @@ const ROLLOUT_DAY_S: u32 = 86_400;
 impl Rule for NewDevice {
     const METADATA: Metadata = Metadata {
         name: "new_device",
-        version: "2.0.0",
+        version: "3.0.0",
         description: "User logs on to a computer they never used, weighed by how rare that is for them",
         severity: Severity::Low,
         mitre: &["T1078", "T1021"],
@@ -63,10 +67,19 @@ impl Rule for NewDevice {
                 min: 0.0,
                 max: 1.0,
             },
+            ParamSpec {
+                name: "peer_weight",
+                description: "Share of the evidence a computer the user's peers use counts",
+                kind: ParamKind::Ratio,
+                default: 0.5,
+                min: 0.0,
+                max: 1.0,
+            },
         ],
         reasons: &[
             "first logon to this computer, and new computers are unusual for this user",
             "first logon to a computer many users share, or nobody used before",
+            "first logon to a computer that accounts sharing computers with this user use",
         ],
     };
 
@@ -76,6 +89,7 @@ impl Rule for NewDevice {
             attack_per_day: p.get("attack_per_day") as f32,
             shared_users: p.get("shared_users") as u32,
             shared_weight: p.get("shared_weight") as f32,
+            peer_weight: p.get("peer_weight") as f32,
         }
     }
 
@@ -91,11 +105,16 @@ impl Rule for NewDevice {
         }
         let others = f.host_users_before();
         let shared = others == 0 || others >= self.shared_users;
+        let among_peers = f.host_peer_users > 0;
         if shared {
             decades *= self.shared_weight;
+        } else if among_peers {
+            decades *= self.peer_weight;
         }
         let reason = if shared {
             REASON_SHARED
+        } else if among_peers {
+            REASON_PEERS
         } else {
             REASON_UNUSUAL
         };

@@ -5,10 +5,12 @@
 //! `new_device` finds in the new computer (how unusual new computers are for
 //! this user), so that for a user who rarely starts on new computers two
 //! rare ones within hours alert, while a roaming account's many rare
-//! computers add nothing. Computers in their first day are left alone: with
+//! computers add nothing. The evidence is weighed by how unusual rarity is
+//! for this user: a help-desk account whose history is mostly other
+//! people's workstations gets none from one more. Computers in their first day are left alone: with
 //! no history their rarity means nothing yet.
 
-use authpulse_rules_sdk::stats::score_of_evidence;
+use authpulse_rules_sdk::stats::{log10, score_of_evidence};
 use authpulse_rules_sdk::{
     Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
     export_rule,
@@ -25,11 +27,17 @@ pub const REASON_RARE_HOST: u32 = 0;
 
 /// A computer's rarity means something once it has a day of history.
 const ESTABLISHED_S: u32 = 86_400;
+/// Share of rarely used computers among an intruder's new ones (they go
+/// where the accounts they steal lead, not where teams work).
+const INTRUDER_RARE_SHARE: f32 = 0.5;
+/// How many new computers of population-typical share a user's own share
+/// is shrunk toward.
+const RARE_SHARE_PRIOR: f32 = 8.0;
 
 impl Rule for RareHost {
     const METADATA: Metadata = Metadata {
         name: "rare_host",
-        version: "2.0.0",
+        version: "3.0.0",
         description: "First logon to a computer very few users have ever used",
         severity: Severity::Low,
         mitre: &["T1021"],
@@ -77,7 +85,20 @@ impl Rule for RareHost {
         {
             return None;
         }
-        let decades = self.extra * f.new_computer_evidence(self.attack_per_day);
+        // What rarity says depends on the user: for most, rarely used
+        // computers are a small share of their new ones; for a help desk,
+        // nearly all. Weighed by how far the user's own share is from an
+        // intruder's.
+        let usual = f.usual_rare_share(RARE_SHARE_PRIOR);
+        let typical = f.population_rare_share();
+        let weight = if usual >= INTRUDER_RARE_SHARE {
+            0.0
+        } else {
+            (log10(f64::from(INTRUDER_RARE_SHARE / usual))
+                / log10(f64::from(INTRUDER_RARE_SHARE / typical.min(0.49))))
+            .clamp(0.0, 1.0) as f32
+        };
+        let decades = weight * self.extra * f.new_computer_evidence(self.attack_per_day);
         (decades > 0.0).then(|| Hit::new(score_of_evidence(decades), REASON_RARE_HOST))
     }
 }

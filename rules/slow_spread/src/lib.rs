@@ -1,18 +1,21 @@
-//! Rule `slow_spread`: over the last 24 hours a user started using more new
-//! computers than their own history makes likely: a careful intruder moving
-//! a few hops an hour, or one account among several stolen ones taking its
-//! turn.
+//! Rule `slow_spread`: over the last day or the last three days a user
+//! started using more new computers (or more rarely used ones) than their
+//! own history makes likely: a careful intruder moving a few hops a day, or
+//! one account among several stolen ones taking its turn.
 //!
-//! For a user who usually starts `r` new computers a day, it asks how likely
-//! the day's count would be (Poisson) and scores that surprise as evidence
-//! (`-log10` of the chance, in decades; see `stats::score_of_evidence`).
-//! `new_device` already weighs each new computer on its own; this rule adds
-//! what the count says on top, and stays silent below `min_surprise`, so
-//! that ordinary days (two or three new computers now and then) add nothing.
-//! It is what catches a roaming account, whose every new computer is usual,
-//! when it suddenly gets far more of them than usual.
+//! It asks how likely each count would be from the user's history before
+//! the last three days (`Features::expected_new_computers`: a
+//! gamma-Poisson prediction, shrunk toward the population's pace while
+//! the history is short, so a short history surprises little) and scores
+//! the largest surprise, less the cost of having looked four times, as
+//! evidence (`-log10` of the chance, in decades; see
+//! `stats::score_of_evidence`). `new_device` weighs each new computer on
+//! its own; this rule adds what the counts say, and stays silent below
+//! `min_surprise`. A help-desk account whose history is full of other
+//! people's workstations is not surprised by more of them; an account that
+//! adds two new computers a day for three days, each day unremarkable, is.
 
-use authpulse_rules_sdk::stats::{poisson_tail, score_of_evidence, surprise};
+use authpulse_rules_sdk::stats::{log10, negbin_tail, score_of_evidence, surprise};
 use authpulse_rules_sdk::{
     Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
     export_rule,
@@ -24,12 +27,16 @@ pub struct SlowSpread {
 }
 
 pub const REASON_DAY: u32 = 0;
+pub const REASON_DAYS: u32 = 1;
+pub const REASON_RARE: u32 = 2;
+
+const DAY_S: u32 = 86_400;
 
 impl Rule for SlowSpread {
     const METADATA: Metadata = Metadata {
         name: "slow_spread",
-        version: "1.0.0",
-        description: "More new computers within a day than the user's own rate makes likely",
+        version: "2.0.0",
+        description: "More new computers within a day or three than the user's own history makes likely",
         severity: Severity::Medium,
         mitre: &["T1021", "T1078", "T1550"],
         entity: Entity::User,
@@ -37,7 +44,7 @@ impl Rule for SlowSpread {
         params: &[
             ParamSpec {
                 name: "min_surprise",
-                description: "Fire when the day's new computers had at most a 10^-x chance (x = this)",
+                description: "Fire when the counts had at most a 10^-x chance (x = this)",
                 kind: ParamKind::Factor,
                 default: 4.0,
                 min: 0.0,
@@ -45,7 +52,11 @@ impl Rule for SlowSpread {
             },
             ParamSpec::burn_in(2.0 * 86_400.0),
         ],
-        reasons: &["more new computers in a day than the user's usual rate makes likely"],
+        reasons: &[
+            "more new computers in a day than the user's history makes likely",
+            "more new computers over three days than the user's history makes likely",
+            "more rarely used computers new to the user than their history makes likely",
+        ],
     };
 
     fn new(p: &Params) -> Self {
@@ -57,12 +68,43 @@ impl Rule for SlowSpread {
 
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
-        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s || f.user_new_computers_24h < 2 {
+        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s {
             return None;
         }
-        let per_day = f.usual_new_computer_rate();
-        let how = surprise(poisson_tail(f.user_new_computers_24h, per_day));
-        (how >= self.min_surprise).then(|| Hit::new(score_of_evidence(how), REASON_DAY))
+        // Three days are judged against a day of history before them at
+        // least (after a first start, the days after the first still find
+        // computers the account always had).
+        let days_judged = f.user_history_s >= DAY_S;
+        let three_days = |count: u32| if days_judged { count } else { 0 };
+        let looks = [
+            (f.user_new_computers_24h, 1.0, false, REASON_DAY),
+            (
+                three_days(f.user_new_computers_72h),
+                3.0,
+                false,
+                REASON_DAYS,
+            ),
+            (f.user_rare_new_computers_24h, 1.0, true, REASON_RARE),
+            (
+                three_days(f.user_rare_new_computers_72h),
+                3.0,
+                true,
+                REASON_RARE,
+            ),
+        ];
+        let (mut best, mut reason) = (0.0f32, REASON_DAY);
+        for (count, days, rare, why) in looks {
+            if count < 2 {
+                continue;
+            }
+            let (shape, mean) = f.expected_new_computers(days, rare);
+            let how = surprise(negbin_tail(count, shape, mean));
+            if how > best {
+                (best, reason) = (how, why);
+            }
+        }
+        let decades = best - log10(looks.len() as f64) as f32;
+        (decades >= self.min_surprise).then(|| Hit::new(score_of_evidence(decades), reason))
     }
 }
 
@@ -74,16 +116,19 @@ mod tests {
     use authpulse_rules_sdk::stats::evidence_of_score;
     use authpulse_rules_sdk::{FLAG_NEW_DEVICE_FOR_USER, testing::RuleHarness};
 
-    /// A user with `known` computers, `usual` of them new over 20 baseline
-    /// days, who got `day` new ones in the last 24h.
-    fn spread(known: u32, usual: u32, day: u32) -> Features {
+    /// A user with `known` computers, `usual` of them new over 20 history
+    /// days, who got `day` new ones in the last 24h and `days` in 72h.
+    fn spread(known: u32, usual: u32, day: u32, days: u32) -> Features {
         Features {
             flags: FLAG_NEW_DEVICE_FOR_USER,
-            user_tenure_s: 22 * 86_400,
+            user_tenure_s: 24 * 86_400,
             user_known_computers: known,
-            user_baseline_new_computers: usual,
-            user_baseline_s: 20 * 86_400,
+            user_history_new_computers: usual,
+            user_history_s: 20 * 86_400,
             user_new_computers_24h: day,
+            user_new_computers_72h: days,
+            population_new_per_known_ppm: 5_000,
+            population_rare_share_ppm: 150_000,
             ..Default::default()
         }
     }
@@ -91,26 +136,47 @@ mod tests {
     #[test]
     fn a_few_new_computers_are_surprising_for_a_settled_user() {
         let rule = RuleHarness::<SlowSpread>::with_defaults();
-        // A user of five computers is judged at 0.15 new ones a day (the
-        // floor for their size): three in a day is a 1-in-2,000 chance, too
-        // ordinary across thousands of users to add anything ...
-        assert_eq!(rule.evaluate(&spread(5, 1, 3)), None);
-        // ... five is one in 1.8 million: 6.25 decades.
-        let hit = rule.evaluate(&spread(5, 1, 5)).unwrap();
-        assert!(
-            (6.1..6.4).contains(&evidence_of_score(hit.score)),
-            "{hit:?}"
-        );
+        // Twenty computers, two new in twenty days: two in a day is ordinary
+        // enough across thousands of users ...
+        assert_eq!(rule.evaluate(&spread(20, 2, 2, 2)), None);
+        // ... six is not.
+        let hit = rule.evaluate(&spread(20, 2, 6, 6)).unwrap();
+        assert_eq!(hit.reason, REASON_DAY);
+        assert!(evidence_of_score(hit.score) > 4.0, "{hit:?}");
+    }
+
+    #[test]
+    fn three_unremarkable_days_add_up() {
+        let rule = RuleHarness::<SlowSpread>::with_defaults();
+        // Two a day is not enough on the day; three days of it are.
+        assert_eq!(rule.evaluate(&spread(20, 1, 2, 2)), None);
+        let hit = rule.evaluate(&spread(20, 1, 2, 7)).unwrap();
+        assert_eq!(hit.reason, REASON_DAYS, "{hit:?}");
     }
 
     #[test]
     fn a_roamer_alerts_only_far_above_its_own_rate() {
         let rule = RuleHarness::<SlowSpread>::with_defaults();
-        // 300 computers: about nine new ones a day is ordinary ...
-        assert_eq!(rule.evaluate(&spread(300, 80, 12)), None);
-        // ... thirty is not.
-        let hit = rule.evaluate(&spread(300, 80, 30)).unwrap();
+        // 300 computers, 160 new in 20 days: eight a day is ordinary ...
+        assert_eq!(rule.evaluate(&spread(300, 160, 12, 30)), None);
+        // ... forty is not.
+        let hit = rule.evaluate(&spread(300, 160, 40, 50)).unwrap();
         assert!(hit.score >= 60.0, "{hit:?}");
+    }
+
+    #[test]
+    fn rarely_used_computers_are_judged_against_the_users_own_share() {
+        let rule = RuleHarness::<SlowSpread>::with_defaults();
+        let rare = |history_rare: u32| Features {
+            user_rare_new_computers_24h: 4,
+            user_rare_new_computers_72h: 4,
+            user_history_rare_new_computers: history_rare,
+            ..spread(20, 40, 4, 4)
+        };
+        // Forty new in twenty days, few of them rare: four rare in a day is
+        // surprising; for a help desk whose new computers are all rare, not.
+        assert_eq!(rule.evaluate(&rare(2)).map(|h| h.reason), Some(REASON_RARE));
+        assert_eq!(rule.evaluate(&rare(40)), None);
     }
 
     #[test]
@@ -118,7 +184,7 @@ mod tests {
         let rule = RuleHarness::<SlowSpread>::with_defaults();
         let fresh = Features {
             user_tenure_s: 86_400,
-            ..spread(20, 2, 8)
+            ..spread(20, 2, 8, 8)
         };
         assert_eq!(rule.evaluate(&fresh), None);
     }
