@@ -466,6 +466,23 @@ impl<'g> Planner<'g> {
         day * DAY + rng.random_range(8 * HOUR + 30 * MINUTE..17 * HOUR + 30 * MINUTE)
     }
 
+    /// Up to `n` accounts, at random, that are in no campaign and were seen
+    /// before `start`.
+    fn free_accounts<R: Rng>(&self, rng: &mut R, start: u32, n: usize) -> Vec<u32> {
+        let mut users: Vec<u32> = (0..self.graph.users)
+            .filter(|&u| {
+                !self.taken.contains(&u)
+                    && self.graph.pairs[u as usize]
+                        .first_use
+                        .first()
+                        .is_some_and(|&f| f < start)
+            })
+            .collect();
+        users.shuffle(rng);
+        users.truncate(n);
+        users
+    }
+
     /// `n` accounts that never used `target` each log on to it once or
     /// twice within `span` from `start`.
     fn strangers_visit<R: Rng>(
@@ -631,17 +648,7 @@ impl<'g> Planner<'g> {
         let n = rng
             .random_range(200..=600)
             .min(self.graph.users as usize / 2);
-        let mut users: Vec<u32> = (0..self.graph.users)
-            .filter(|&u| {
-                !self.taken.contains(&u)
-                    && self.graph.pairs[u as usize]
-                        .first_use
-                        .first()
-                        .is_some_and(|&f| f < start)
-            })
-            .collect();
-        users.shuffle(rng);
-        users.truncate(n);
+        let users = self.free_accounts(rng, start, n);
         if users.is_empty() {
             return None;
         }
@@ -927,17 +934,7 @@ impl Planner<'_> {
         let n = rng
             .random_range(50..=150)
             .min(self.graph.users as usize / 4);
-        let mut users: Vec<u32> = (0..self.graph.users)
-            .filter(|&u| {
-                !self.taken.contains(&u)
-                    && self.graph.pairs[u as usize]
-                        .first_use
-                        .first()
-                        .is_some_and(|&f| f < start)
-            })
-            .collect();
-        users.shuffle(rng);
-        users.truncate(n);
+        let users = self.free_accounts(rng, start, n);
         if users.is_empty() {
             return None;
         }
