@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 
+use authpulse_rules_sdk::Features;
 use serde::{Deserialize, Serialize};
 
 use crate::state::{DAY, HOUR};
@@ -36,22 +37,6 @@ const POPULATION_HALF_LIFE_H: f64 = 168.0;
 
 /// `UserHabits::recent` entry bit: a rarely used computer.
 const RARE: u8 = 1;
-
-/// What one event's history says, for its feature record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HabitFeatures {
-    pub user_new_computers_72h: u32,
-    pub user_rare_new_computers_24h: u32,
-    pub user_rare_new_computers_72h: u32,
-    pub user_history_s: u32,
-    pub user_history_new_computers: u32,
-    pub user_history_rare_new_computers: u32,
-    pub population_new_per_known_ppm: u32,
-    pub population_rare_share_ppm: u32,
-    pub population_hour_share_ppm: u32,
-    pub population_previous_hour_share_ppm: u32,
-    pub user_paced_logins_1h: u32,
-}
 
 /// One logon as the habits need it.
 pub struct Logon {
@@ -136,10 +121,11 @@ impl Habits {
         }
     }
 
-    /// Counts `logon` and returns what the history says of it. For a new
-    /// device, call [`Habits::peers`] first: it asks about the users before.
+    /// Counts `logon` and writes what the history says of it into the
+    /// version-3 fields of `f`. For a new device, call [`Habits::peers`]
+    /// first: it asks about the users before.
     #[inline]
-    pub fn observe(&mut self, logon: &Logon) -> HabitFeatures {
+    pub fn observe(&mut self, logon: &Logon, f: &mut Features) {
         let (u, c, time) = (logon.user, logon.computer, logon.time);
         self.make_room(u, c);
         let population = &mut self.population;
@@ -210,25 +196,19 @@ impl Habits {
         } else {
             (0, 0)
         };
-        HabitFeatures {
-            user_new_computers_72h: user.recent.len() as u32,
-            user_rare_new_computers_24h: user.rare_24h,
-            user_rare_new_computers_72h: user.rare_72h,
-            user_history_s: history_s.clamp(0, i64::from(u32::MAX)) as u32,
-            user_history_new_computers: history_new,
-            user_history_rare_new_computers: history_rare,
-            population_new_per_known_ppm: population.new_per_known_ppm(),
-            population_rare_share_ppm: ppm(population.rare_discoveries, population.discoveries),
-            population_hour_share_ppm: ppm(
-                population.logins_by_hour[hour] as f64,
-                population.logins as f64,
-            ),
-            population_previous_hour_share_ppm: ppm(
-                population.logins_by_hour[(hour + 23) % 24] as f64,
-                population.logins as f64,
-            ),
-            user_paced_logins_1h: paced,
-        }
+        f.user_new_computers_72h = user.recent.len() as u32;
+        f.user_rare_new_computers_24h = user.rare_24h;
+        f.user_rare_new_computers_72h = user.rare_72h;
+        f.user_history_s = history_s.clamp(0, i64::from(u32::MAX)) as u32;
+        f.user_history_new_computers = history_new;
+        f.user_history_rare_new_computers = history_rare;
+        f.population_new_per_known_ppm = population.new_per_known_ppm();
+        f.population_rare_share_ppm = ppm(population.rare_discoveries, population.discoveries);
+        let logins = population.logins as f64;
+        f.population_hour_share_ppm = ppm(population.logins_by_hour[hour] as f64, logins);
+        f.population_previous_hour_share_ppm =
+            ppm(population.logins_by_hour[(hour + 23) % 24] as f64, logins);
+        f.user_paced_logins_1h = paced;
     }
 
     /// Of the users of `computer` so far, how many share a computer with
@@ -441,6 +421,12 @@ fn ppm(part: f64, whole: f64) -> u32 {
 mod tests {
     use super::*;
 
+    fn observe(h: &mut Habits, logon: Logon) -> Features {
+        let mut f = Features::default();
+        h.observe(&logon, &mut f);
+        f
+    }
+
     fn logon(time: i64, new_device: bool, host_users_before: u32) -> Logon {
         Logon {
             time,
@@ -460,11 +446,11 @@ mod tests {
     fn discoveries_fill_the_windows_and_the_history_by_kind() {
         let mut h = Habits::default();
         // First day: a discovery that is not "later".
-        h.observe(&logon(HOUR, true, 1));
+        observe(&mut h, logon(HOUR, true, 1));
         // Day 2 and day 6: later discoveries, one rare.
-        h.observe(&logon(DAY + HOUR, true, 1));
-        h.observe(&logon(DAY + 2 * HOUR, true, 7));
-        let f = h.observe(&logon(6 * DAY, true, 0));
+        observe(&mut h, logon(DAY + HOUR, true, 1));
+        observe(&mut h, logon(DAY + 2 * HOUR, true, 7));
+        let f = observe(&mut h, logon(6 * DAY, true, 0));
         // The first day's discovery is in no window and no history.
         assert_eq!(f.user_new_computers_72h, 1);
         assert_eq!(f.user_rare_new_computers_72h, 0);
@@ -477,13 +463,13 @@ mod tests {
             ),
             (2, 1)
         );
-        let f = h.observe(&logon(6 * DAY + HOUR, true, 2));
+        let f = observe(&mut h, logon(6 * DAY + HOUR, true, 2));
         assert_eq!(
             (f.user_new_computers_72h, f.user_rare_new_computers_24h),
             (2, 1)
         );
         // A day on, the rare one left the day but not the three days.
-        let f = h.observe(&logon(7 * DAY + 2 * HOUR, false, 3));
+        let f = observe(&mut h, logon(7 * DAY + 2 * HOUR, false, 3));
         assert_eq!(
             (
                 f.user_new_computers_72h,
@@ -492,7 +478,7 @@ mod tests {
             ),
             (2, 0, 1)
         );
-        let f = h.observe(&logon(10 * DAY, false, 3));
+        let f = observe(&mut h, logon(10 * DAY, false, 3));
         assert_eq!(f.user_new_computers_72h, 0);
         assert_eq!(f.user_history_new_computers, 4);
         assert_eq!(f.user_history_rare_new_computers, 2);

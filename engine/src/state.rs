@@ -600,7 +600,7 @@ impl EngineState {
         } else {
             (0, 0)
         };
-        let habits = self.habits.observe(&Logon {
+        let logon = Logon {
             time,
             user: u,
             computer: c,
@@ -611,11 +611,11 @@ impl EngineState {
             known_before,
             user_logins_before: logins_before,
             user_logins_1h_before: (user_state.window.len() - user_state.hour_start) as u32 - 1,
-        });
+        };
         let user_state = &self.users[u];
         let host = &self.hosts[c];
 
-        Features {
+        let mut features = Features {
             event_time: time,
             user,
             computer,
@@ -644,22 +644,13 @@ impl EngineState {
             host_tenure_s: saturate(time - host.first_seen),
             host_peak_users_hour: host.busiest.peak,
             reserved: [0; 4],
-            user_new_computers_72h: habits.user_new_computers_72h,
-            user_rare_new_computers_24h: habits.user_rare_new_computers_24h,
-            user_rare_new_computers_72h: habits.user_rare_new_computers_72h,
-            user_history_s: habits.user_history_s,
-            user_history_new_computers: habits.user_history_new_computers,
-            user_history_rare_new_computers: habits.user_history_rare_new_computers,
             host_peer_users,
             host_peers_asked,
-            population_new_per_known_ppm: habits.population_new_per_known_ppm,
-            population_rare_share_ppm: habits.population_rare_share_ppm,
-            population_hour_share_ppm: habits.population_hour_share_ppm,
-            population_previous_hour_share_ppm: habits.population_previous_hour_share_ppm,
             user_logins_at_previous_hour_before: logins_at_previous_hour_before,
-            user_paced_logins_1h: habits.user_paced_logins_1h,
-            reserved_v3: [0; 2],
-        }
+            ..Features::default()
+        };
+        self.habits.observe(&logon, &mut features);
+        features
     }
 }
 
