@@ -76,19 +76,18 @@ pub struct Run<'a> {
 /// Compares the incidents the two runs opened in `[from, until)` (Unix
 /// seconds, whole UTC days): an incident of one is the other's too when the
 /// other has one on the same entity whose events' span overlaps it.
-pub fn compare(current: &Run<'_>, candidate: &Run<'_>, from: i64, until: i64) -> Report {
-    let in_range = |log: &IncidentLog| -> Vec<(String, Incident)> {
+pub fn compare<'a>(current: &Run<'a>, candidate: &Run<'a>, from: i64, until: i64) -> Report {
+    let in_range = |log: &'a IncidentLog| -> Vec<(&'a str, &'a Incident)> {
         log.incidents()
             .filter(|(_, i)| (from..until).contains(&i.opened))
-            .map(|(id, i)| (id.to_string(), i.clone()))
             .collect()
     };
     let (ours, theirs) = (in_range(current.incidents), in_range(candidate.incidents));
-    let only = |mine: &[(String, Incident)], other: &[(String, Incident)]| -> Vec<OnlyOne> {
+    let only = |mine: &[(&str, &Incident)], other: &[(&str, &Incident)]| -> Vec<OnlyOne> {
         mine.iter()
             .filter(|(_, i)| !other.iter().any(|(_, o)| i.same_as(o)))
             .map(|(id, i)| OnlyOne {
-                alert_id: id.clone(),
+                alert_id: id.to_string(),
                 entity_type: i.entity.as_str().to_string(),
                 entity_id: i.entity_id.clone(),
                 opened: format_time(i.opened),
@@ -99,7 +98,7 @@ pub fn compare(current: &Run<'_>, candidate: &Run<'_>, from: i64, until: i64) ->
     };
     let days = (from.div_euclid(DAY)..until.div_euclid(DAY))
         .map(|day| {
-            let count = |list: &[(String, Incident)]| {
+            let count = |list: &[(&str, &Incident)]| {
                 list.iter()
                     .filter(|(_, i)| i.opened.div_euclid(DAY) == day)
                     .count() as u64
@@ -111,7 +110,7 @@ pub fn compare(current: &Run<'_>, candidate: &Run<'_>, from: i64, until: i64) ->
             }
         })
         .collect();
-    let side = |run: &Run<'_>, list: &[(String, Incident)]| {
+    let side = |run: &Run<'_>, list: &[(&str, &Incident)]| {
         let mut incidents_by_rule: BTreeMap<String, u64> = BTreeMap::new();
         for (_, incident) in list {
             for rule in &incident.rules {

@@ -53,14 +53,6 @@ impl IncidentLog {
     pub fn incidents(&self) -> impl Iterator<Item = (&str, &Incident)> {
         self.incidents.iter().map(|(id, i)| (id.as_str(), i))
     }
-
-    pub fn len(&self) -> usize {
-        self.incidents.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.incidents.is_empty()
-    }
 }
 
 fn unix(text: &str) -> i64 {
