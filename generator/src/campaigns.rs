@@ -1056,6 +1056,7 @@ mod tests {
                 kinds: Vec::new(),
                 from_day: 7,
             },
+            ..Default::default()
         };
         let generator = crate::Generator::new(config);
         let graph = generator.graph();

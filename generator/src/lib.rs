@@ -47,6 +47,38 @@ pub struct GeneratorConfig {
     pub seed: u64,
     /// Labelled campaigns to hide in the data.
     pub campaigns: CampaignPlan,
+    /// How dense the network is and how much of it is shared; 1.0 and 1.0
+    /// are the LANL fit.
+    pub network: Network,
+}
+
+/// Variations of the organisation around the LANL fit, so that detection
+/// can be measured on networks unlike the one its priors were fitted to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Network {
+    /// Scales how many computers each account uses over the period (the
+    /// degree distribution's body and tail); 0.5 is a sparser network, 2.0
+    /// a denser one.
+    pub density: f64,
+    /// Divides the share of non-hub computers that have one user (24% at
+    /// the fit): more sharing, fewer single-user computers and more
+    /// computers used by many accounts.
+    pub sharing: f64,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Network {
+            density: 1.0,
+            sharing: 1.0,
+        }
+    }
+}
+
+impl Network {
+    /// The range each factor may take: the model draws sensible networks
+    /// within it.
+    pub const FACTOR_RANGE: std::ops::RangeInclusive<f64> = 0.1..=4.0;
 }
 
 impl Default for GeneratorConfig {
@@ -58,6 +90,7 @@ impl Default for GeneratorConfig {
             events: None,
             seed: 1,
             campaigns: CampaignPlan::default(),
+            network: Network::default(),
         }
     }
 }
@@ -106,7 +139,12 @@ pub struct Generator {
 impl Generator {
     pub fn new(config: GeneratorConfig) -> Generator {
         let mut rng = Pcg64Mcg::seed_from_u64(config.seed);
-        let graph = Graph::build(config.users.max(1), config.computers.max(1), &mut rng);
+        let graph = Graph::build(
+            config.users.max(1),
+            config.computers.max(1),
+            config.network,
+            &mut rng,
+        );
         let planned = campaigns::plan(&graph, config.days, &config.campaigns, &mut rng);
         Generator {
             config,
@@ -440,6 +478,7 @@ mod tests {
             events: None,
             seed: 2,
             campaigns: CampaignPlan::default(),
+            network: Network::default(),
         };
         let mut out = Vec::new();
         Generator::new(config).write(&mut out, |_| {}).unwrap();
@@ -500,6 +539,7 @@ mod tests {
                 from_day: 0,
                 kinds: Vec::new(),
             },
+            ..Default::default()
         };
         let mut a = Vec::new();
         let mut b = Vec::new();
@@ -519,6 +559,7 @@ mod tests {
             events: Some(60_000),
             seed: 3,
             campaigns: CampaignPlan::default(),
+            network: Network::default(),
         };
         let mut out = Vec::new();
         let stats = Generator::new(config).write(&mut out, |_| {}).unwrap();

@@ -30,6 +30,8 @@
 //!   peak), but an account's night logon is unusual for that account.
 
 use rand::Rng;
+
+use crate::Network;
 use rand::seq::SliceRandom;
 use rand_distr::{Distribution, LogNormal, Pareto};
 
@@ -63,6 +65,8 @@ const TEAM_USERS: f64 = 25.0;
 /// Share of a user's non-hub computers from their neighbourhood; the rest
 /// are anywhere.
 const TEAM_SHARE: f64 = 0.85;
+/// Non-hub computers with exactly one user (at the LANL fit).
+const SINGLE_USER_SHARE: f64 = 0.24;
 
 /// A user's computers, in the order they are first used, with the second (from
 /// the start of the period) of each first use.
@@ -168,13 +172,13 @@ pub fn second_of_day<R: Rng>(
 }
 
 impl Graph {
-    pub fn build<R: Rng>(users: u32, computers: u32, rng: &mut R) -> Graph {
+    pub fn build<R: Rng>(users: u32, computers: u32, network: Network, rng: &mut R) -> Graph {
         let hubs = HUBS.min(computers / 20).max(1).min(computers);
         let non_hubs = computers - hubs;
 
         // Budget of distinct computers per user over the whole period.
-        let body = LogNormal::new(21f64.ln(), 0.45).expect("valid lognormal");
-        let tail = Pareto::new(60.0, 2.0).expect("valid pareto");
+        let body = LogNormal::new((21.0 * network.density).ln(), 0.45).expect("valid lognormal");
+        let tail = Pareto::new(60.0 * network.density, 2.0).expect("valid pareto");
         let service_accounts = (users / 4000).max(1).min(users);
         let max_degree = f64::from(computers.max(1));
         let degree: Vec<u32> = (0..users)
@@ -210,7 +214,8 @@ impl Graph {
         let mut sets: Vec<Vec<u32>> = Vec::with_capacity(users as usize);
         let mut non_hub_stubs: Vec<u32> = Vec::new();
         for (u, &k) in degree.iter().enumerate() {
-            let scale = f64::from(k) / mean_degree * HUB_BOOST;
+            // Hubs take the same part of a budget whatever the density.
+            let scale = f64::from(k) / mean_degree * HUB_BOOST * network.density;
             let mut set: Vec<u32> = (0..hubs)
                 .filter(|&h| rng.random_bool((shares[h as usize] * scale).min(1.0)))
                 .collect();
@@ -226,7 +231,8 @@ impl Graph {
             // side's stubs. One guaranteed stub per computer is listed first so
             // that every computer gets a user when there are enough user stubs.
             let mean_extra = (non_hub_stubs.len() as f64 / f64::from(non_hubs) - 1.0).max(0.05);
-            let (r, p) = negbin_with_zero_share(0.24, mean_extra);
+            let single_user_share = (SINGLE_USER_SHARE / network.sharing).clamp(0.02, 0.9);
+            let (r, p) = negbin_with_zero_share(single_user_share, mean_extra);
             let extra = rand_distr::Gamma::new(r, (1.0 - p) / p).expect("valid gamma");
             let first: Vec<u32> = (hubs..computers).collect();
             let mut rest: Vec<u32> = Vec::new();

@@ -12,7 +12,7 @@ use authpulse_generator::Generator;
 use clap::Args;
 use serde::Serialize;
 
-use super::gen_cmd::GenArgs;
+use super::gen_cmd::{GenArgs, NetworkArgs};
 use super::{latency, run};
 
 /// Measure events/s through parse + state + rules, WASM vs native; or, with
@@ -98,6 +98,7 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         campaigns_from_day: None,
         truth: None,
         model_report: false,
+        network: NetworkArgs::default(),
     };
     eprintln!("generating data in memory ...");
     let generator = Generator::new(gen_args.config());

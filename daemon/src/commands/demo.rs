@@ -13,7 +13,7 @@ use authpulse_engine::sinks::AlertSink;
 use authpulse_generator::{Campaign, Generator};
 use clap::Args;
 
-use super::gen_cmd::{self, GenArgs};
+use super::gen_cmd::{self, GenArgs, NetworkArgs};
 use super::run::{self, RunArgs};
 
 /// Generate data with hidden attacks, score it, and show the top alerts.
@@ -58,6 +58,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         campaigns_from_day: Some(args.days.min(2)),
         truth: Some(truth),
         model_report: false,
+        network: NetworkArgs::default(),
     };
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("create {}", args.output.display()))?;

@@ -11,6 +11,7 @@ use authpulse::eval::{AlertLog, NaiveBaseline, Scorecard, score};
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::policy::Policy;
 use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::Discard;
 use authpulse_generator::{
@@ -19,6 +20,7 @@ use authpulse_generator::{
 use clap::Args;
 use serde::Serialize;
 
+use super::gen_cmd::NetworkArgs;
 use super::{progress, run};
 
 /// Measure detection: hide labelled campaigns in generated activity, score
@@ -45,29 +47,10 @@ use super::{progress, run};
 /// (docs/detection.md uses 11-13).
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// Users (computers scale with them unless --computers is given).
-    #[arg(long, default_value_t = LANL_USERS)]
-    pub users: u32,
-    #[arg(long)]
-    pub computers: Option<u32>,
-    /// Days of activity.
-    #[arg(long, default_value_t = 14)]
-    pub days: u32,
-    /// Days before any campaign; alerts in them are reported apart, not
-    /// counted as false.
-    #[arg(long, default_value_t = 7)]
-    pub burn_in_days: u32,
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
-    /// Attacks to hide, cycling through the attack kinds (of --kinds).
-    #[arg(long, default_value_t = 66)]
-    pub campaigns: u32,
-    /// Benign hard cases to hide, cycling through the benign kinds.
-    #[arg(long, default_value_t = 14)]
-    pub benign: u32,
-    /// Only these kinds, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub kinds: Vec<Kind>,
     /// Policy file. Default: ./policies.yaml if present, else the built-in policy.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -91,6 +74,56 @@ pub struct EvalArgs {
     pub report: Option<PathBuf>,
 }
 
+/// The labelled data an evaluation generates: the organisation, the days,
+/// and the campaigns hidden in them (shared by `eval` and `tune`).
+#[derive(Args, Debug, Clone)]
+pub struct ScenarioArgs {
+    /// Users (computers scale with them unless --computers is given).
+    #[arg(long, default_value_t = LANL_USERS)]
+    pub users: u32,
+    #[arg(long)]
+    pub computers: Option<u32>,
+    /// Days of activity.
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    /// Days before any campaign; alerts in them are reported apart, not
+    /// counted as false.
+    #[arg(long, default_value_t = 7)]
+    pub burn_in_days: u32,
+    /// Attacks to hide, cycling through the attack kinds (of --kinds).
+    #[arg(long, default_value_t = 66)]
+    pub campaigns: u32,
+    /// Benign hard cases to hide, cycling through the benign kinds.
+    #[arg(long, default_value_t = 14)]
+    pub benign: u32,
+    /// Only these kinds, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub kinds: Vec<Kind>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+impl ScenarioArgs {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.days >= 1, "--days must be at least 1");
+        anyhow::ensure!(
+            self.burn_in_days < self.days,
+            "--burn-in-days ({}) must be less than --days ({})",
+            self.burn_in_days,
+            self.days
+        );
+        Ok(())
+    }
+
+    pub fn computers(&self) -> u32 {
+        self.computers.unwrap_or_else(|| {
+            ((f64::from(self.users) * f64::from(LANL_COMPUTERS) / f64::from(LANL_USERS)).round()
+                as u32)
+                .max(1)
+        })
+    }
+}
+
 /// What `eval` measured.
 #[derive(Serialize)]
 pub struct Report {
@@ -98,6 +131,9 @@ pub struct Report {
     pub computers: u32,
     pub days: u32,
     pub burn_in_days: u32,
+    /// The generator's network shape (1 and 1 are the LANL fit).
+    pub density: f64,
+    pub sharing: f64,
     pub seed: Option<u64>,
     pub policy: String,
     pub policy_version: String,
@@ -113,14 +149,9 @@ pub struct Report {
 }
 
 pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.days >= 1, "--days must be at least 1");
-    anyhow::ensure!(
-        args.burn_in_days < args.days,
-        "--burn-in-days ({}) must be less than --days ({})",
-        args.burn_in_days,
-        args.days
-    );
-    let report = evaluate(&args)?;
+    args.scenario.validate()?;
+    let (policy, _) = run::resolve_policy(args.policy.as_deref())?;
+    let report = evaluate(&args, &policy)?;
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("write {}", path.display()))?;
@@ -134,14 +165,11 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the evaluation `args` describe.
-pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Report> {
-    let (policy, _) = run::resolve_policy(args.policy.as_deref())?;
+/// Runs the evaluation `args` describe with `policy` (not `args.policy`).
+pub fn evaluate(args: &EvalArgs, policy: &Policy) -> anyhow::Result<Report> {
+    let scenario = &args.scenario;
     let policy_origin = policy.origin.clone();
-    let computers = args.computers.unwrap_or_else(|| {
-        ((f64::from(args.users) * f64::from(LANL_COMPUTERS) / f64::from(LANL_USERS)).round() as u32)
-            .max(1)
-    });
+    let computers = scenario.computers();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
 
@@ -153,26 +181,27 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Report> {
             let size = file.metadata().ok().map(|m| m.len());
             let mut lines = LineReader::new(std::io::BufReader::new(file), MAX_LINE_DEFAULT);
             let (summary, log, naive) =
-                score_stream(args, &policy, &campaigns, &mut lines, size, &stop)?;
+                score_stream(args, policy, &campaigns, &mut lines, size, &stop)?;
             (campaigns, summary, log, naive)
         }
         _ => {
             let config = GeneratorConfig {
-                users: args.users,
+                users: scenario.users,
                 computers,
-                days: args.days,
+                days: scenario.days,
                 events: None,
                 seed: args.seed,
                 campaigns: CampaignPlan {
-                    attacks: args.campaigns,
-                    benign: args.benign,
-                    kinds: args.kinds.clone(),
-                    from_day: args.burn_in_days,
+                    attacks: scenario.campaigns,
+                    benign: scenario.benign,
+                    kinds: scenario.kinds.clone(),
+                    from_day: scenario.burn_in_days,
                 },
+                network: scenario.network.network(),
             };
             eprintln!(
                 "generating {} days for {} users and {} computers (seed {}) and scoring as it comes ...",
-                args.days, args.users, computers, args.seed
+                scenario.days, scenario.users, computers, args.seed
             );
             let generator = Generator::new(config);
             let campaigns = generator.campaigns().to_vec();
@@ -188,7 +217,7 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Report> {
                 std::io::BufReader::with_capacity(1 << 20, reader),
                 MAX_LINE_DEFAULT,
             );
-            let scored = score_stream(args, &policy, &campaigns, &mut lines, None, &stop);
+            let scored = score_stream(args, policy, &campaigns, &mut lines, None, &stop);
             drop(lines);
             producer
                 .join()
@@ -198,19 +227,21 @@ pub fn evaluate(args: &EvalArgs) -> anyhow::Result<Report> {
             (campaigns, summary, log, naive)
         }
     };
-    let days = naive_report.days.max(args.burn_in_days + 1);
+    let days = naive_report.days.max(scenario.burn_in_days + 1);
     let scorecard = score(
         &campaigns,
         &log,
         &naive_report.baseline,
         days,
-        args.burn_in_days,
+        scenario.burn_in_days,
     );
     Ok(Report {
-        users: args.users,
+        users: scenario.users,
         computers,
         days,
-        burn_in_days: args.burn_in_days,
+        burn_in_days: scenario.burn_in_days,
+        density: scenario.network.density,
+        sharing: scenario.network.sharing,
         seed: args.input.is_none().then_some(args.seed),
         policy: policy_origin,
         policy_version: summary.policy_version.clone(),
@@ -231,14 +262,14 @@ struct NaiveReport {
 
 fn score_stream<R: std::io::Read>(
     args: &EvalArgs,
-    policy: &authpulse_engine::policy::Policy,
+    policy: &Policy,
     campaigns: &[Campaign],
     lines: &mut LineReader<R>,
     size: Option<u64>,
     stop: &AtomicBool,
 ) -> anyhow::Result<(Summary, AlertLog, NaiveReport)> {
     let mut log = AlertLog::new(args.base_date);
-    let mut naive = NaiveBaseline::new(campaigns.to_vec(), args.burn_in_days * 86_400);
+    let mut naive = NaiveBaseline::new(campaigns.to_vec(), args.scenario.burn_in_days * 86_400);
     let mut dead_letters = Discard;
     let mut pipeline = Pipeline::new(
         policy.clone(),
@@ -301,12 +332,17 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     let c = &r.scorecard;
     writeln!(
         out,
-        "AuthPulse eval: {} users, {} computers, {} days ({} burn-in){}; {} events scored in {:.1} s",
+        "AuthPulse eval: {} users, {} computers, {} days ({} burn-in){}{}; {} events scored in {:.1} s",
         r.users,
         r.computers,
         r.days,
         r.burn_in_days,
         r.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
+        if (r.density, r.sharing) == (1.0, 1.0) {
+            String::new()
+        } else {
+            format!(", density {} and sharing {}", r.density, r.sharing)
+        },
         r.events_scored,
         r.elapsed_s
     )?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use authpulse_generator::{
     CampaignPlan, Generator, GeneratorConfig, Kind, LANL_COMPUTERS, LANL_USERS, ModelReport,
+    Network,
 };
 use clap::Args;
 
@@ -65,6 +66,55 @@ pub struct GenArgs {
     /// Print the model's nine-month statistics (JSON) and exit without writing data.
     #[arg(long)]
     pub model_report: bool,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// The organisation's shape around the LANL fit (docs/generator.md).
+#[derive(Args, Debug, Clone, Copy)]
+pub struct NetworkArgs {
+    /// Scale the computers each account uses (0.5 sparser, 2 denser; 1 is the LANL fit).
+    #[arg(long, default_value_t = 1.0, value_parser = network_factor)]
+    pub density: f64,
+    /// Scale how widely computers are shared: 2 halves the share of
+    /// single-user computers, 0.5 doubles it (1 is the LANL fit).
+    #[arg(long, default_value_t = 1.0, value_parser = network_factor)]
+    pub sharing: f64,
+}
+
+impl Default for NetworkArgs {
+    fn default() -> Self {
+        let fit = Network::default();
+        NetworkArgs {
+            density: fit.density,
+            sharing: fit.sharing,
+        }
+    }
+}
+
+impl NetworkArgs {
+    pub fn network(&self) -> Network {
+        Network {
+            density: self.density,
+            sharing: self.sharing,
+        }
+    }
+}
+
+fn network_factor(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    let range = Network::FACTOR_RANGE;
+    if value.is_finite() && range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{value} is outside {}..={} (1 is the LANL fit)",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 impl GenArgs {
@@ -91,6 +141,7 @@ impl GenArgs {
                     .unwrap_or(2)
                     .min(self.days.saturating_sub(1)),
             },
+            network: self.network.network(),
         }
     }
 }

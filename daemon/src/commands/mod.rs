@@ -61,6 +61,7 @@ mod rules_cmd;
 mod run;
 mod shell;
 mod state_cmd;
+mod tune;
 
 use clap::{ArgMatches, Parser, Subcommand};
 
@@ -88,6 +89,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure detection on labelled campaigns against a naive baseline.
     Eval(Box<eval::EvalArgs>),
+    /// Tune a policy's parameters on labelled campaigns; leave-one-family-out.
+    Tune(Box<tune::TuneArgs>),
     /// Run read-only SQL over the Iceberg tables `run` wrote.
     Query(query::QueryArgs),
     /// Compact small files and expire old snapshots of the Iceberg tables.
@@ -123,6 +126,7 @@ pub fn execute(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo::execute(args),
         Command::Eval(args) => eval::execute(*args),
+        Command::Tune(args) => tune::execute(*args),
         Command::Replay(args) => replay::execute(args),
         Command::Query(args) => query::execute(args),
         Command::Maintain(args) => maintain::execute(args),

@@ -49,6 +49,7 @@ pub fn generate_kinds(
             kinds: kinds.to_vec(),
             from_day: 2.min(days - 1),
         },
+        ..Default::default()
     });
     let mut data = Vec::new();
     generator.write(&mut data, |_| {}).unwrap();
