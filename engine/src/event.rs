@@ -153,13 +153,25 @@ impl EventId {
     }
 
     /// Parses 32 hex characters.
+    #[inline]
     pub fn parse(hex: &str) -> Option<EventId> {
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 32 {
             return None;
         }
-        u128::from_str_radix(hex, 16)
-            .ok()
-            .map(|v| EventId(NonZeroU128::new(v).unwrap_or(NonZeroU128::MIN)))
+        // A nibble at a time: `u128::from_str_radix` checks for overflow at
+        // every digit, and this runs for every JSON event.
+        let mut v: u128 = 0;
+        for &b in bytes {
+            let nibble = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                _ => return None,
+            };
+            v = (v << 4) | u128::from(nibble);
+        }
+        Some(EventId(NonZeroU128::new(v).unwrap_or(NonZeroU128::MIN)))
     }
 }
 
@@ -244,6 +256,19 @@ mod tests {
         assert_eq!(EventId::parse(expected), Some(id));
         assert_eq!(id.write_hex(&mut [0; 32]), expected);
         assert_eq!(EventId::parse("xyz"), None);
+        assert_eq!(EventId::parse(&expected.to_uppercase()), Some(id));
+        for bad in [
+            "+341c1af8b819d9bfb1ffee11659a83f",
+            "9341c1af8b819d9bfb1ffee11659a83",
+            "9341c1af8b819d9bfb1ffee11659a83f0",
+            "9341c1af8b819d9bfb1ffee11659a83g",
+        ] {
+            assert_eq!(EventId::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            EventId::parse("ffffffffffffffffffffffffffffffff").map(|id| id.to_string()),
+            Some("f".repeat(32))
+        );
     }
 
     #[test]

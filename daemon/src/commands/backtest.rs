@@ -9,10 +9,10 @@ use anyhow::Context;
 use authpulse::backtest::{self, Report, Run};
 use authpulse::incidents::IncidentLog;
 use authpulse::lakehouse::Warehouse;
-use authpulse::lakehouse::history::TableHistory;
+use authpulse::lakehouse::history::{HistoryDays, TableHistory};
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
-use authpulse_engine::policy::Policy;
+use authpulse_engine::policy::{ModuleSource, Policy};
 use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::Discard;
 use clap::Args;
@@ -24,8 +24,8 @@ use super::{progress, run, shell};
 /// one, side by side, and show what would change.
 ///
 /// Reads the curated table of a deployment (the embedded warehouse under
-/// --output, or Glue and S3 with the catalog options) day by day, in event
-/// order, and scores it twice, on two threads: with --policy (the
+/// --output, or Glue and S3 with the catalog options) once, day by day, in
+/// event order, and scores it twice, on two threads: with --policy (the
 /// candidate) and with --current (default: ./policies.yaml if present, else
 /// the built-in policy). Every event of the history builds the state; the
 /// incidents opened from --from to the end of --until are compared: per day,
@@ -54,9 +54,11 @@ pub struct BacktestArgs {
     /// Last day judged (YYYY-MM-DD, UTC, whole). Default: the history's last.
     #[arg(long, value_name = "DAY", value_parser = TimeBase::parse)]
     pub until: Option<TimeBase>,
-    /// Run the rules as sandboxed WASM (default) or natively (built-in rules only).
-    #[arg(long, value_enum, default_value_t = Engine::Wasm)]
-    pub engine: Engine,
+    /// Run the rules as sandboxed WASM or natively (built-in rules only).
+    /// Default: natively when both policies use only built-in modules (the
+    /// same verdicts, faster), else WASM.
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
     /// How many incidents of each "only" list to print (all are in --json).
     #[arg(long, default_value_t = 20)]
     pub top: usize,
@@ -74,15 +76,9 @@ pub fn execute(args: BacktestArgs) -> anyhow::Result<()> {
         current_path.map_or_else(|| current.origin.clone(), |p| p.display().to_string());
     let config = args.catalog.config(&args.output)?;
     let warehouse = Warehouse::open_existing(&config).context("open the warehouse")?;
-    let histories = [
-        TableHistory::open(&warehouse),
-        TableHistory::open(&warehouse),
-    ];
-    let [current_history, candidate_history] = histories.map(|h| {
-        h.with_context(|| format!("read the curated table of {}", warehouse.description()))
-    });
-    let (current_history, candidate_history) = (current_history?, candidate_history?);
-    let (first_day, days) = (current_history.first_day(), current_history.days());
+    let history = HistoryDays::open(&warehouse)
+        .with_context(|| format!("read the curated table of {}", warehouse.description()))?;
+    let (first_day, days) = (history.first_day(), history.days());
     anyhow::ensure!(
         days > 0,
         "the curated table of {} holds no events",
@@ -93,20 +89,36 @@ pub fn execute(args: BacktestArgs) -> anyhow::Result<()> {
         .until
         .map_or((first_day + days) * DAY, |t| t.to_unix(0) + DAY);
     anyhow::ensure!(from < until, "--from must not be after --until");
+    let engine = args.engine.unwrap_or_else(|| {
+        if only_builtin(&current) && only_builtin(&candidate) {
+            Engine::Native
+        } else {
+            Engine::Wasm
+        }
+    });
     eprintln!(
-        "backtest over {} days of the curated table of {}: {} against {} ...",
+        "backtest over {} days of the curated table of {}: {} against {}, rules {} ...",
         days,
         warehouse.description(),
         args.policy.display(),
-        current_name
+        current_name,
+        match engine {
+            Engine::Native => "native",
+            Engine::Wasm => "as WASM",
+        }
     );
 
     let stop = shell::stop_on_signals()?;
     let bar = progress::bar(None, "events");
     let score =
         |policy: &Policy, history: TableHistory| -> anyhow::Result<(Summary, IncidentLog)> {
-            score_history(policy, history, args.engine, &stop, &bar)
+            score_history(policy, history, engine, &stop, &bar)
         };
+    // One pass over the table feeds both sides.
+    let [current_history, candidate_history]: [TableHistory; 2] = history
+        .share(2)
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("two readers of the table"))?;
     let (current_run, candidate_run) = std::thread::scope(|scope| {
         let current = scope.spawn(|| score(&current, current_history));
         let candidate = score(&candidate, candidate_history);
@@ -144,6 +156,12 @@ pub fn execute(args: BacktestArgs) -> anyhow::Result<()> {
 }
 
 /// Scores the whole history with `policy`, collecting its incidents.
+/// True when every rule of `policy` is a built-in module.
+fn only_builtin(policy: &Policy) -> bool {
+    (0..policy.file.rules.len())
+        .all(|i| matches!(policy.module_source(i), ModuleSource::Builtin(_)))
+}
+
 fn score_history(
     policy: &Policy,
     mut history: TableHistory,

@@ -8,7 +8,7 @@ use anyhow::Context;
 use authpulse::aws::AwsSettings;
 use authpulse::aws::shards::{self, HashRange};
 use authpulse::lakehouse::Warehouse;
-use authpulse::lakehouse::history::TableHistory;
+use authpulse::lakehouse::history::HistoryDays;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions};
@@ -247,7 +247,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         Some(dir) => {
             let config = args.catalog.config(dir)?;
             let warehouse = Warehouse::open_existing(&config).context("open the warehouse")?;
-            let history = TableHistory::open(&warehouse).with_context(|| {
+            let history = HistoryDays::open(&warehouse).with_context(|| {
                 format!("read the curated table of {}", warehouse.description())
             })?;
             tracing::info!(
@@ -256,7 +256,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
                 "building the state from the curated table"
             );
             (
-                Box::new(history),
+                Box::new(history.reader()),
                 None,
                 format!("the curated table of {}", warehouse.description()),
             )

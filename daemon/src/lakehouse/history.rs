@@ -4,13 +4,18 @@
 //! partition by day partition, each day sorted by event time (then user and
 //! computer, the order a run scores them in), as JSON event lines with
 //! their `event_id`, so the pipeline reads them as it reads any input.
+//! A day's columns stay as Arrow read them; each line is written when the
+//! pipeline asks for it, into one reused buffer. Several readers can share
+//! one pass over the table ([`HistoryDays::share`]): a day is read and
+//! sorted once, on its own thread, and each reader walks it at its own pace.
 
 use std::io;
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use futures::TryStreamExt;
 use iceberg::expr::Reference;
 use iceberg::spec::Datum;
@@ -21,44 +26,43 @@ use authpulse_engine::input::{Line, Source};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
-pub struct TableHistory {
+/// The curated table's days, one after another, each read and sorted.
+pub struct HistoryDays {
     table: Table,
     snapshot: Option<i64>,
     runtime: Arc<tokio::runtime::Runtime>,
     /// The next day partition to read, and the last one.
     next_day: i64,
     last_day: i64,
-    /// The current day's lines, one after another, and where each ends.
-    text: Vec<u8>,
-    ends: Vec<usize>,
-    next_line: usize,
-    lines: u64,
-    bytes: u64,
 }
 
-impl TableHistory {
+/// One day of the table: its rows as read, in the order a run scores them.
+struct Day {
+    batches: Vec<DayBatch>,
+    /// (batch, row), sorted.
+    order: Vec<(u32, u32)>,
+    /// `YYYY-MM-DDT`, the start of every event time of the day.
+    date: String,
+}
+
+impl HistoryDays {
     /// The curated table as of now, from its first event's day through its
     /// last one's.
-    pub fn open(warehouse: &Warehouse) -> Result<TableHistory, LakehouseError> {
+    pub fn open(warehouse: &Warehouse) -> Result<HistoryDays, LakehouseError> {
         let table = warehouse.load(tables::CURATED)?;
         let snapshot = table.metadata().current_snapshot_id();
-        let mut history = TableHistory {
+        let mut days = HistoryDays {
             table,
             snapshot,
             runtime: Arc::clone(warehouse.runtime()),
             next_day: 0,
             last_day: -1,
-            text: Vec::new(),
-            ends: Vec::new(),
-            next_line: 0,
-            lines: 0,
-            bytes: 0,
         };
-        if let Some((first, last)) = history.time_range()? {
-            history.next_day = first.div_euclid(DAY_MICROS);
-            history.last_day = last.div_euclid(DAY_MICROS);
+        if let Some((first, last)) = days.time_range()? {
+            days.next_day = first.div_euclid(DAY_MICROS);
+            days.last_day = last.div_euclid(DAY_MICROS);
         }
-        Ok(history)
+        Ok(days)
     }
 
     /// The first day it covers (days since the epoch, UTC).
@@ -69,6 +73,39 @@ impl TableHistory {
     /// Days it covers.
     pub fn days(&self) -> i64 {
         (self.last_day - self.next_day + 1).max(0)
+    }
+
+    /// One reader, reading on the caller's thread.
+    pub fn reader(self) -> TableHistory {
+        TableHistory::new(Feed::Own(Box::new(self)))
+    }
+
+    /// `readers` readers of one pass over the table: a thread reads and
+    /// sorts each day once and hands it to every reader; it stays at most
+    /// a day ahead of the slowest one.
+    pub fn share(mut self, readers: usize) -> Vec<TableHistory> {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..readers).map(|_| mpsc::sync_channel(1)).unzip();
+        std::thread::spawn(move || {
+            loop {
+                let next = self.read_day().map(|day| day.map(Arc::new));
+                let more = matches!(next, Ok(Some(_)));
+                let next = next.map_err(Arc::new);
+                // A reader that stopped early no longer listens; when none
+                // does, the pass ends.
+                let listening = senders
+                    .iter()
+                    .filter(|sender| sender.send(next.clone()).is_ok())
+                    .count();
+                if !more || listening == 0 {
+                    return;
+                }
+            }
+        });
+        receivers
+            .into_iter()
+            .map(|receiver| TableHistory::new(Feed::Shared(receiver)))
+            .collect()
     }
 
     fn batches(
@@ -110,74 +147,183 @@ impl TableHistory {
         Ok(range)
     }
 
-    /// Reads the next day that holds events into `text`; false at the end.
-    fn read_day(&mut self) -> Result<bool, LakehouseError> {
+    /// Reads the next day that holds events, sorted; `None` at the end.
+    fn read_day(&mut self) -> Result<Option<Day>, LakehouseError> {
         while self.next_day <= self.last_day {
             let day = self.next_day;
             self.next_day += 1;
             let columns = ["event_id", "event_time", "user_id", "computer_id"];
-            let mut rows: Vec<(i64, String, String, String)> = Vec::new();
+            let mut batches = Vec::new();
+            let mut order = Vec::new();
             for batch in self.batches(&columns, Some(day))? {
-                let ids = batch.column(0).as_string::<i32>();
-                let times = batch.column(1).as_primitive::<TimestampMicrosecondType>();
-                let users = batch.column(2).as_string::<i32>();
-                let computers = batch.column(3).as_string::<i32>();
-                for i in 0..batch.num_rows() {
-                    if times.is_null(i) || users.is_null(i) || computers.is_null(i) {
-                        continue;
-                    }
-                    rows.push((
-                        times.value(i),
-                        users.value(i).to_string(),
-                        computers.value(i).to_string(),
-                        ids.value(i).to_string(),
-                    ));
-                }
+                let batch = DayBatch::of(&batch);
+                let b = batches.len() as u32;
+                order.extend(
+                    (0..batch.times.len())
+                        .filter(|&i| batch.complete(i))
+                        .map(|i| (b, i as u32)),
+                );
+                batches.push(batch);
             }
-            if rows.is_empty() {
+            if order.is_empty() {
                 continue;
             }
-            rows.sort_unstable();
-            self.text.clear();
-            self.ends.clear();
-            self.next_line = 0;
-            for (micros, user, computer, id) in rows {
-                let time = chrono::DateTime::from_timestamp_micros(micros)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-                    .unwrap_or_default();
-                serde_json::to_writer(
-                    &mut self.text,
-                    &serde_json::json!({
-                        "event_id": id,
-                        "event_time": time,
-                        "user_id": user,
-                        "computer_id": computer,
-                    }),
-                )
-                .expect("JSON to memory");
-                self.ends.push(self.text.len());
-            }
-            tracing::debug!(day, events = self.ends.len(), "history day read");
-            return Ok(true);
+            let key = |&(b, i): &(u32, u32)| batches[b as usize].key(i as usize);
+            order.sort_unstable_by(|x, y| key(x).cmp(&key(y)));
+            let date = chrono::DateTime::from_timestamp(day * 86_400, 0)
+                .map(|t| t.format("%Y-%m-%dT").to_string())
+                .unwrap_or_default();
+            tracing::debug!(day, events = order.len(), "history day read");
+            return Ok(Some(Day {
+                batches,
+                order,
+                date,
+            }));
         }
-        Ok(false)
+        Ok(None)
+    }
+}
+
+/// Where a reader's days come from.
+enum Feed {
+    Own(Box<HistoryDays>),
+    Shared(mpsc::Receiver<Result<Option<Arc<Day>>, Arc<LakehouseError>>>),
+}
+
+/// The curated table as input: its events as JSON lines, in scoring order.
+pub struct TableHistory {
+    feed: Feed,
+    day: Option<Arc<Day>>,
+    next_row: usize,
+    /// The line handed out last.
+    line: Vec<u8>,
+    lines: u64,
+    bytes: u64,
+}
+
+impl TableHistory {
+    /// One reader of the curated table (see [`HistoryDays`]).
+    pub fn open(warehouse: &Warehouse) -> Result<TableHistory, LakehouseError> {
+        Ok(HistoryDays::open(warehouse)?.reader())
+    }
+
+    fn new(feed: Feed) -> TableHistory {
+        TableHistory {
+            feed,
+            day: None,
+            next_row: 0,
+            line: Vec::with_capacity(256),
+            lines: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Moves to the next day; false at the end.
+    fn next_day(&mut self) -> io::Result<bool> {
+        self.day = None;
+        let next = match &mut self.feed {
+            Feed::Own(days) => days.read_day().map_err(io::Error::other)?.map(Arc::new),
+            Feed::Shared(receiver) => receiver
+                .recv()
+                .map_err(|_| io::Error::other("the table reader stopped"))?
+                .map_err(io::Error::other)?,
+        };
+        self.next_row = 0;
+        self.day = next;
+        Ok(self.day.is_some())
+    }
+
+    /// Writes row `next_row` of `day` as a JSON event line into `line`.
+    fn write_line(line: &mut Vec<u8>, day: &Day, row: usize) {
+        let (b, i) = day.order[row];
+        let (batch, i) = (&day.batches[b as usize], i as usize);
+        line.clear();
+        line.push(b'{');
+        if !batch.ids.is_null(i) {
+            line.extend_from_slice(b"\"event_id\":");
+            serde_json::to_writer(&mut *line, batch.ids.value(i)).expect("JSON to memory");
+            line.push(b',');
+        }
+        line.extend_from_slice(b"\"event_time\":\"");
+        line.extend_from_slice(day.date.as_bytes());
+        let micros = batch.times.value(i).rem_euclid(DAY_MICROS);
+        let seconds = micros / 1_000_000;
+        let fraction = micros % 1_000_000;
+        let two = |line: &mut Vec<u8>, n: i64| {
+            line.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        };
+        two(line, seconds / 3600);
+        line.push(b':');
+        two(line, seconds / 60 % 60);
+        line.push(b':');
+        two(line, seconds % 60);
+        // As RFC 3339 with `SecondsFormat::AutoSi`: no fraction, or
+        // milliseconds, or microseconds, whichever is exact.
+        if fraction % 1000 == 0 && fraction > 0 {
+            line.extend_from_slice(format!(".{:03}", fraction / 1000).as_bytes());
+        } else if fraction > 0 {
+            line.extend_from_slice(format!(".{fraction:06}").as_bytes());
+        }
+        line.extend_from_slice(b"Z\",\"user_id\":");
+        serde_json::to_writer(&mut *line, batch.users.value(i)).expect("JSON to memory");
+        line.extend_from_slice(b",\"computer_id\":");
+        serde_json::to_writer(&mut *line, batch.computers.value(i)).expect("JSON to memory");
+        line.push(b'}');
+    }
+}
+
+/// One batch of a day's rows: the four columns a history line needs.
+struct DayBatch {
+    ids: StringArray,
+    times: TimestampMicrosecondArray,
+    users: StringArray,
+    computers: StringArray,
+}
+
+impl DayBatch {
+    fn of(batch: &RecordBatch) -> DayBatch {
+        DayBatch {
+            ids: batch.column(0).as_string::<i32>().clone(),
+            times: batch
+                .column(1)
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+            users: batch.column(2).as_string::<i32>().clone(),
+            computers: batch.column(3).as_string::<i32>().clone(),
+        }
+    }
+
+    /// A row the pipeline can score: it has a time, a user and a computer.
+    fn complete(&self, i: usize) -> bool {
+        !(self.times.is_null(i) || self.users.is_null(i) || self.computers.is_null(i))
+    }
+
+    /// The order a run scores events in: time, user, computer (then id).
+    fn key(&self, i: usize) -> (i64, &str, &str, &str) {
+        (
+            self.times.value(i),
+            self.users.value(i),
+            self.computers.value(i),
+            self.ids.value(i),
+        )
     }
 }
 
 impl Source for TableHistory {
     fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
-        if self.next_line == self.ends.len() && !self.read_day().map_err(io::Error::other)? {
+        let exhausted = self
+            .day
+            .as_ref()
+            .is_none_or(|day| self.next_row == day.order.len());
+        if exhausted && !self.next_day()? {
             return Ok(None);
         }
-        let start = match self.next_line {
-            0 => 0,
-            n => self.ends[n - 1],
-        };
-        let end = self.ends[self.next_line];
-        self.next_line += 1;
+        let day = self.day.as_ref().expect("a day is loaded");
+        Self::write_line(&mut self.line, day, self.next_row);
+        self.next_row += 1;
         self.lines += 1;
-        self.bytes += (end - start) as u64;
-        Ok(Some(Line::Complete(&self.text[start..end])))
+        self.bytes += self.line.len() as u64;
+        Ok(Some(Line::Complete(&self.line)))
     }
 
     fn line_no(&self) -> u64 {
