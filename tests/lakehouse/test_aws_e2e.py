@@ -224,9 +224,12 @@ def test_replay_kinesis_run_sns_cloudwatch_end_to_end(aws, moto_endpoint, aws_en
     # The same readings as Embedded Metric Format lines.
     emf = [json.loads(line) for line in open(tmp_path / "metrics.emf")]
     assert sum(line["EventsIn"] for line in emf) == lines
-    directive = emf[0]["_aws"]["CloudWatchMetrics"][0]
-    assert directive["Namespace"] == "AuthPulse" and directive["Dimensions"] == [["Pipeline"]]
-    assert {m["Name"] for m in directive["Metrics"]} >= {"EventsIn", "ProcessingLagP95"}
+    directives = [line["_aws"]["CloudWatchMetrics"][0] for line in emf]
+    assert all(d["Namespace"] == "AuthPulse" and d["Dimensions"] == [["Pipeline"]]
+               for d in directives)
+    # A lag is reported for the intervals in which records were read (on a
+    # busy machine the first may have none).
+    assert {m["Name"] for d in directives for m in d["Metrics"]} >= {"EventsIn", "ProcessingLagP95"}
     assert all(line["Pipeline"] == "e2e" for line in emf)
 
     # A second run goes on from where the tables say the first one got: it
