@@ -602,6 +602,15 @@ impl Policy {
         }
     }
 
+    /// True when every rule runs a built-in module (so the rules can also
+    /// run natively, with the same verdicts).
+    pub fn only_builtin_modules(&self) -> bool {
+        self.file
+            .rules
+            .iter()
+            .all(|rule| rule.module.starts_with("builtin:"))
+    }
+
     /// Error for rule `index`'s field `field`.
     pub fn rule_error(&self, index: usize, field: &str, message: impl Into<String>) -> PolicyError {
         let id = &self.file.rules[index].id;
@@ -659,6 +668,14 @@ mod tests {
         assert_eq!(p.file.rules.len(), 7);
         assert_eq!(p.file.watermark.allowed_lateness, Duration::from_secs(300));
         assert_eq!(p.file.alerts.min_level, RiskLevel::High);
+        assert!(p.only_builtin_modules());
+        let own = Policy::parse(
+            "rules:\n  - {id: a, module: 'builtin:burst'}\n  - {id: b, module: rules/mine.wasm}\n",
+            "p.yaml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(!own.only_builtin_modules());
     }
 
     fn err(yaml: &str) -> String {

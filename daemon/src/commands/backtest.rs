@@ -12,7 +12,7 @@ use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::history::{HistoryDays, TableHistory};
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Summary};
-use authpulse_engine::policy::{ModuleSource, Policy};
+use authpulse_engine::policy::Policy;
 use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::Discard;
 use clap::Args;
@@ -90,7 +90,7 @@ pub fn execute(args: BacktestArgs) -> anyhow::Result<()> {
         .map_or((first_day + days) * DAY, |t| t.to_unix(0) + DAY);
     anyhow::ensure!(from < until, "--from must not be after --until");
     let engine = args.engine.unwrap_or_else(|| {
-        if only_builtin(&current) && only_builtin(&candidate) {
+        if current.only_builtin_modules() && candidate.only_builtin_modules() {
             Engine::Native
         } else {
             Engine::Wasm
@@ -156,12 +156,6 @@ pub fn execute(args: BacktestArgs) -> anyhow::Result<()> {
 }
 
 /// Scores the whole history with `policy`, collecting its incidents.
-/// True when every rule of `policy` is a built-in module.
-fn only_builtin(policy: &Policy) -> bool {
-    (0..policy.file.rules.len())
-        .all(|i| matches!(policy.module_source(i), ModuleSource::Builtin(_)))
-}
-
 fn score_history(
     policy: &Policy,
     mut history: TableHistory,

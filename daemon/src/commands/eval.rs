@@ -81,6 +81,7 @@ pub struct ScenarioArgs {
     /// Users (computers scale with them unless --computers is given).
     #[arg(long, default_value_t = LANL_USERS)]
     pub users: u32,
+    /// Computers (default: scaled from --users at the LANL ratio, 1.96 per user).
     #[arg(long)]
     pub computers: Option<u32>,
     /// Days of activity.

@@ -41,7 +41,7 @@ use super::run;
 #[derive(Args, Debug, Clone)]
 pub struct TuneArgs {
     /// The knobs to try (YAML: `knobs: {rules.fan_in.params.min_surprise: [3, 5]}`,
-    /// optional `objective:`). docs/detection.md#tuning describes the file.
+    /// optional `objective:`). docs/detection.md#tuning-and-leave-one-family-out describes the file.
     #[arg(long)]
     pub grid: PathBuf,
     /// The base policy. Default: ./policies.yaml if present, else the built-in policy.
@@ -60,9 +60,11 @@ pub struct TuneArgs {
     /// Working directory: cached evaluations, candidate policies, the report.
     #[arg(short, long, default_value = "tune")]
     pub output: PathBuf,
-    /// Run the rules as sandboxed WASM or natively (the same scores; native is faster).
-    #[arg(long, value_enum, default_value_t = Engine::Native)]
-    pub engine: Engine,
+    /// Run the rules as sandboxed WASM or natively (built-in rules only).
+    /// Default: natively when the base policy uses only built-in modules
+    /// (the same verdicts, faster), else WASM.
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
     /// Print the report as JSON instead of tables.
@@ -122,7 +124,14 @@ pub fn execute(args: TuneArgs) -> anyhow::Result<()> {
     let (base_policy, _) = run::resolve_policy(args.policy.as_deref())?;
     let variants = Variants::new(&base_policy.source)?;
     let singles = variants.singles(&grid)?;
-    let mut lab = Lab::open(&args, &base_policy)?;
+    let engine = args
+        .engine
+        .unwrap_or(if base_policy.only_builtin_modules() {
+            Engine::Native
+        } else {
+            Engine::Wasm
+        });
+    let mut lab = Lab::open(&args, &base_policy, engine)?;
     // Every candidate must be a valid policy before an hour goes into it.
     for variant in &singles {
         lab.policy(variant)?;
@@ -213,6 +222,7 @@ pub fn execute(args: TuneArgs) -> anyhow::Result<()> {
 /// Runs evaluations and keeps them: one file per candidate policy and seed.
 struct Lab<'a> {
     args: &'a TuneArgs,
+    engine: Engine,
     base_dir: PathBuf,
     /// The scenario's part of every evaluation's key.
     scenario_key: String,
@@ -221,7 +231,7 @@ struct Lab<'a> {
 }
 
 impl<'a> Lab<'a> {
-    fn open(args: &'a TuneArgs, base: &Policy) -> anyhow::Result<Lab<'a>> {
+    fn open(args: &'a TuneArgs, base: &Policy, engine: Engine) -> anyhow::Result<Lab<'a>> {
         for dir in ["runs", "policies"] {
             let dir = args.output.join(dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -229,6 +239,7 @@ impl<'a> Lab<'a> {
         let s = &args.scenario;
         Ok(Lab {
             args,
+            engine,
             base_dir: base.base_dir.clone(),
             scenario_key: format!(
                 "users={} computers={} days={} burn_in={} campaigns={} benign={} kinds={:?} density={} sharing={}",
@@ -297,7 +308,7 @@ impl<'a> Lab<'a> {
             scenario: self.args.scenario.clone(),
             seed,
             policy: None,
-            engine: self.args.engine,
+            engine: self.engine,
             input: None,
             truth: None,
             base_date: TimeBase::DEFAULT,
