@@ -89,13 +89,9 @@ pub fn execute(args: BacktestArgs) -> anyhow::Result<()> {
         .until
         .map_or((first_day + days) * DAY, |t| t.to_unix(0) + DAY);
     anyhow::ensure!(from < until, "--from must not be after --until");
-    let engine = args.engine.unwrap_or_else(|| {
-        if current.only_builtin_modules() && candidate.only_builtin_modules() {
-            Engine::Native
-        } else {
-            Engine::Wasm
-        }
-    });
+    let engine = args
+        .engine
+        .unwrap_or_else(|| Engine::fastest_for(&[&current, &candidate]));
     eprintln!(
         "backtest over {} days of the curated table of {}: {} against {}, rules {} ...",
         days,

@@ -162,20 +162,15 @@ pub fn execute(args: TuneArgs) -> anyhow::Result<()> {
             objective.improvements(&base_tuning, singles.iter().zip(&single_tuning), family);
         let combined = variants.with(&changes)?;
         let combined_tuning = lab.pooled(&combined, &args.tune_seeds)?;
-        let best_single = objective.best(singles.iter().zip(&single_tuning), family);
-        let mut candidates = vec![(&base, &base_tuning), (&combined, &combined_tuning)];
-        if let Some(single) = best_single {
-            let at = singles
-                .iter()
-                .position(|v| v.name == single.name)
-                .expect("the best single is one of the singles");
-            candidates.push((single, &single_tuning[at]));
-        }
-        let chosen = objective
-            .best(candidates.iter().map(|(v, p)| (*v, *p)), family)
-            .unwrap_or(&base)
-            .clone();
-        let value = objective.value(lab.pooled_ref(&chosen, &args.tune_seeds)?, family);
+        // The best of the base, the combination and every single change
+        // (so the best single one); the first wins a tie.
+        let candidates = [(&base, &base_tuning), (&combined, &combined_tuning)]
+            .into_iter()
+            .chain(singles.iter().zip(&single_tuning));
+        let (chosen, chosen_tuning) = objective
+            .best(candidates.map(|candidate| (candidate, candidate.1)), family)
+            .expect("the base is a candidate");
+        let (chosen, value) = (chosen.clone(), objective.value(chosen_tuning, family));
         eprintln!(
             "{}: {}",
             family.map_or("all families".to_string(), |f| format!("without {f}")),
@@ -335,19 +330,17 @@ impl<'a> Lab<'a> {
     }
 
     fn pooled(&mut self, variant: &Variant, seeds: &[u64]) -> anyhow::Result<Pooled> {
-        Ok(self.pooled_ref(variant, seeds)?.clone())
-    }
-
-    fn pooled_ref(&mut self, variant: &Variant, seeds: &[u64]) -> anyhow::Result<&Pooled> {
         let key = (variant.text.clone(), seeds.to_vec());
-        if !self.pooled.contains_key(&key) {
-            let mut outcomes = Vec::with_capacity(seeds.len());
-            for &seed in seeds {
-                outcomes.push(self.outcome(variant, seed)?);
-            }
-            self.pooled.insert(key.clone(), Pooled::of(&outcomes));
+        if let Some(pooled) = self.pooled.get(&key) {
+            return Ok(pooled.clone());
         }
-        Ok(&self.pooled[&key])
+        let mut outcomes = Vec::with_capacity(seeds.len());
+        for &seed in seeds {
+            outcomes.push(self.outcome(variant, seed)?);
+        }
+        let pooled = Pooled::of(&outcomes);
+        self.pooled.insert(key, pooled.clone());
+        Ok(pooled)
     }
 }
 

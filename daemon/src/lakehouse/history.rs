@@ -9,7 +9,7 @@
 //! one pass over the table ([`HistoryDays::share`]): a day is read and
 //! sorted once, on its own thread, and each reader walks it at its own pace.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -260,9 +260,9 @@ impl TableHistory {
         // As RFC 3339 with `SecondsFormat::AutoSi`: no fraction, or
         // milliseconds, or microseconds, whichever is exact.
         if fraction % 1000 == 0 && fraction > 0 {
-            line.extend_from_slice(format!(".{:03}", fraction / 1000).as_bytes());
+            write!(line, ".{:03}", fraction / 1000).expect("write to memory");
         } else if fraction > 0 {
-            line.extend_from_slice(format!(".{fraction:06}").as_bytes());
+            write!(line, ".{fraction:06}").expect("write to memory");
         }
         line.extend_from_slice(b"Z\",\"user_id\":");
         serde_json::to_writer(&mut *line, batch.users.value(i)).expect("JSON to memory");

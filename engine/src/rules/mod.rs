@@ -107,6 +107,19 @@ pub enum Engine {
     Native,
 }
 
+impl Engine {
+    /// Native when every rule of `policies` is built in (the same verdicts,
+    /// faster), else WASM: for offline work (`tune`, `rules backtest`) that
+    /// may run policies with rule modules of their own.
+    pub fn fastest_for(policies: &[&Policy]) -> Engine {
+        if policies.iter().all(|p| p.only_builtin_modules()) {
+            Engine::Native
+        } else {
+            Engine::Wasm
+        }
+    }
+}
+
 /// Why a batch got no verdicts from a rule.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleFailure {
@@ -575,6 +588,14 @@ mod tests {
         assert_eq!(wasm.version, native.version);
         assert_eq!(wasm.version.len(), 16);
         assert_eq!(wasm.rules[2].metadata.name, "lateral_movement");
+        assert_eq!(Engine::fastest_for(&[&policy]), Engine::Native);
+        let own = Policy::parse(
+            "rules:\n  - {id: a, module: rules/mine.wasm}\n",
+            "p.yaml",
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(Engine::fastest_for(&[&policy, &own]), Engine::Wasm);
     }
 
     fn policy_err(yaml: &str) -> String {
