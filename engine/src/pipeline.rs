@@ -42,6 +42,8 @@ use crate::snapshot::{
 use crate::state::EngineState;
 
 mod inspect;
+#[cfg(test)]
+mod tests;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 
 /// Longest raw text kept in a dead letter.
@@ -437,6 +439,17 @@ impl<'o> Pipeline<'o> {
                 return self.reject(line_no, prefix, reject);
             }
             Line::Complete(bytes) => bytes,
+            Line::Record(record) => {
+                self.counters.events_read += 1;
+                self.format.get_or_insert(Format::Json);
+                return match input::check(&record) {
+                    Ok(()) => self.offer(line_no, None, record),
+                    Err(reject) => {
+                        let raw = input::render_record(&record);
+                        self.reject(line_no, raw.as_bytes(), reject)
+                    }
+                };
+            }
             // A live source is quiet: the clock moves on, and what it
             // releases is scored, so a slow stream is not held back by a
             // half-full batch.
@@ -458,20 +471,22 @@ impl<'o> Pipeline<'o> {
             // JSON names that needed unescaping live in `scratch`, lent out here.
             let mut scratch = std::mem::take(&mut self.scratch);
             let outcome = match input::parse_json(bytes, &mut scratch) {
-                Ok(record) => self.offer(line_no, bytes, record),
+                Ok(record) => self.offer(line_no, Some(bytes), record),
                 Err(reject) => self.reject(line_no, bytes, reject),
             };
             self.scratch = scratch;
             return outcome;
         }
         match input::parse_csv(bytes, self.options.time_base) {
-            Ok(record) => self.offer(line_no, bytes, record),
+            Ok(record) => self.offer(line_no, Some(bytes), record),
             Err(reject) => self.reject(line_no, bytes, reject),
         }
     }
 
+    /// Takes in a valid record; `raw` is its line (`None`: it came decoded,
+    /// and a dead letter writes it out as JSON).
     #[inline]
-    fn offer(&mut self, line_no: u64, raw: &[u8], record: Record<'_>) -> io::Result<()> {
+    fn offer(&mut self, line_no: u64, raw: Option<&[u8]>, record: Record<'_>) -> io::Result<()> {
         // Lag at arrival: how far behind the source the pipeline reads. The
         // watermark then holds each event its allowed lateness on purpose;
         // that wait is configuration, not lag.
@@ -484,7 +499,10 @@ impl<'o> Pipeline<'o> {
         } else {
             match self.users.get(record.user) {
                 Some(id) => id,
-                None => return self.refuse_at_cap(line_no, raw, Cap::Users, limits.max_users),
+                None => {
+                    let raw = raw_text(raw, &record);
+                    return self.refuse_at_cap(line_no, &raw, Cap::Users, limits.max_users);
+                }
             }
         };
         let computer = if self.computers.len() < limits.max_computers {
@@ -493,7 +511,8 @@ impl<'o> Pipeline<'o> {
             match self.computers.get(record.computer) {
                 Some(id) => id,
                 None => {
-                    return self.refuse_at_cap(line_no, raw, Cap::Computers, limits.max_computers);
+                    let raw = raw_text(raw, &record);
+                    return self.refuse_at_cap(line_no, &raw, Cap::Computers, limits.max_computers);
                 }
             }
         };
@@ -520,7 +539,7 @@ impl<'o> Pipeline<'o> {
                 event_time: pending.event_time,
                 watermark,
             };
-            self.reject(line_no, raw, reject)?;
+            self.reject(line_no, &raw_text(raw, &record), reject)?;
             self.receive(line_no, &pending, Disposition::Late)?;
         } else if !self.orderer.claim(&pending) {
             // Held, or waiting for the clock: a repeat never gets a vote.
@@ -1432,6 +1451,16 @@ fn intern_all(interner: &mut Interner, names: &[String]) -> FxHashSet<NameId> {
         .iter()
         .map(|name| interner.intern(name.as_bytes()).0)
         .collect()
+}
+
+/// A dead letter's raw text: the record's line, or the record written out
+/// as JSON when it came decoded.
+#[cold]
+fn raw_text<'a>(raw: Option<&'a [u8]>, record: &Record<'_>) -> std::borrow::Cow<'a, [u8]> {
+    match raw {
+        Some(line) => line.into(),
+        None => input::render_record(record).into_bytes().into(),
+    }
 }
 
 fn unix_now() -> i64 {

@@ -36,6 +36,9 @@ pub enum Line<'a> {
     /// Follow mode or a stream: no new data arrived for a poll period. The
     /// caller can do periodic work (commits) and ask again.
     Idle,
+    /// An event a source already holds decoded (a table read back): checked
+    /// as every record is, but not parsed from text.
+    Record(super::Record<'a>),
 }
 
 pub struct LineReader<R> {
@@ -257,7 +260,7 @@ mod tests {
                 Line::TooLong { len, prefix, .. } => {
                     format!("<{len}:{}>", String::from_utf8_lossy(&prefix[..4]))
                 }
-                Line::Idle => unreachable!("not following"),
+                Line::Idle | Line::Record(_) => unreachable!("not following, text only"),
             });
         }
         out
@@ -297,7 +300,7 @@ mod tests {
             seen.push(match line {
                 Line::Complete(l) => String::from_utf8_lossy(l).into_owned(),
                 Line::TooLong { len, prefix, .. } => format!("long {len} {}", prefix.len()),
-                Line::Idle => unreachable!("not following"),
+                Line::Idle | Line::Record(_) => unreachable!("not following, text only"),
             });
         }
         assert_eq!(seen, ["ok1", "long 5000 256", "ok2"]);

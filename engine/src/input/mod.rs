@@ -306,6 +306,41 @@ pub fn render(
     }
 }
 
+/// Checks a record that did not come from text (a [`Line::Record`]) as the
+/// parsers check theirs: its names and the range of its times.
+pub fn check(record: &Record<'_>) -> Result<(), Reject> {
+    check_name("user_id", record.user)?;
+    check_name("computer_id", record.computer)?;
+    for (field, time) in [
+        ("event_time", Some(record.event_time)),
+        ("ingestion_time", record.ingestion_time),
+    ] {
+        if let Some(time) = time
+            && !(0..=MAX_UNIX_TIME).contains(&time)
+        {
+            return Err(Reject::BadTime(format!("{field} {time} is out of range")));
+        }
+    }
+    Ok(())
+}
+
+/// A record written out as a JSON event line: a dead letter's raw text when
+/// the record came without one ([`Line::Record`]).
+pub fn render_record(record: &Record<'_>) -> String {
+    let mut line = serde_json::json!({
+        "event_time": crate::event::format_time(record.event_time),
+        "user_id": String::from_utf8_lossy(record.user),
+        "computer_id": String::from_utf8_lossy(record.computer),
+    });
+    if let Some(id) = record.event_id {
+        line["event_id"] = id.to_string().into();
+    }
+    if let Some(time) = record.ingestion_time {
+        line["ingestion_time"] = crate::event::format_time(time).into();
+    }
+    line.to_string()
+}
+
 /// Checks a user or computer name.
 fn check_name(field: &'static str, value: &[u8]) -> Result<(), Reject> {
     if value.is_empty() {

@@ -159,7 +159,7 @@ mod tests {
             match lines.next_line().unwrap().unwrap() {
                 Line::Complete(line) => seen.push(String::from_utf8_lossy(line).into_owned()),
                 Line::Idle => idles += 1,
-                Line::TooLong { .. } => unreachable!(),
+                Line::TooLong { .. } | Line::Record(_) => unreachable!(),
             }
         }
         assert_eq!(seen, ["1,U1,C1", "2,U2,C2", "3,U3,C3"]);
