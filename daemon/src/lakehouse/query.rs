@@ -41,14 +41,22 @@ use authpulse_engine::files::human_bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error(transparent)]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// Not a source: DataFusion's message already holds its causes, each of
+    /// which would be printed again.
+    #[error("{0}")]
+    DataFusion(datafusion::error::DataFusionError),
     #[error("iceberg")]
     Iceberg(#[from] iceberg::Error),
     #[error("the query needs more than its {limit} of memory (--memory-limit): {detail}")]
     Memory { limit: String, detail: String },
     #[error("the query ran past its {0} time limit (--timeout) and was stopped")]
     Timeout(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> QueryError {
+        QueryError::DataFusion(error)
+    }
 }
 
 /// What one statement may use.
