@@ -1,7 +1,9 @@
 //! The `authpulse` daemon: the scoring engine (`authpulse-engine`) with the
 //! outputs and sources a deployment needs around it.
 //!
-//! `config` is the configuration file of `run --config`; `lakehouse` writes
+//! `config` is the configuration file of `run --config`; `sources` opens
+//! what a run reads (a file, stdin, a Kinesis stream), says what it is and
+//! reopens it where a checkpoint left off; `lakehouse` writes
 //! the Iceberg tables (SQL catalog or AWS Glue) and reads
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and
 //! producer, SNS alerts and CloudWatch metrics; `incidents` collects a
@@ -19,4 +21,5 @@ pub mod eval;
 pub mod incidents;
 pub mod lakehouse;
 pub mod ops;
+pub mod sources;
 pub mod tune;

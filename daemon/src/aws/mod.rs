@@ -1,5 +1,6 @@
 //! The AWS side of the daemon: the Kinesis source and replay producer, SNS
-//! alerts and CloudWatch metrics, all through the official AWS SDK.
+//! alerts, CloudWatch metrics and the ticker that publishes them (and
+//! watches the freshness SLA), all through the official AWS SDK.
 //!
 //! Every client is built from the standard configuration chain
 //! (`AWS_REGION`, `AWS_PROFILE`, credentials from the environment, profile,
@@ -20,6 +21,7 @@ pub mod merge;
 pub mod producer;
 pub mod shards;
 pub mod sns;
+pub mod ticker;
 
 use std::time::Duration;
 

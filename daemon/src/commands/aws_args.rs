@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-use authpulse::aws::kinesis::StartAt;
+use authpulse::sources::StreamFrom;
 use clap::Args;
 
 /// Where events come from, as a URL.
@@ -35,25 +35,6 @@ impl std::str::FromStr for SourceUrl {
     }
 }
 
-/// Where a Kinesis source starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum From {
-    /// The saved positions (shards it does not name: trim-horizon).
-    Checkpoint,
-    Start(StartAt),
-}
-
-impl std::str::FromStr for From {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, String> {
-        if value.eq_ignore_ascii_case("checkpoint") {
-            return Ok(From::Checkpoint);
-        }
-        value.parse().map(From::Start)
-    }
-}
-
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "AWS")]
 pub struct AwsArgs {
@@ -66,7 +47,7 @@ pub struct AwsArgs {
     /// only) or an RFC 3339 time. Default: the checkpoint if there is one,
     /// else trim-horizon.
     #[arg(long, value_name = "POSITION")]
-    pub from: Option<From>,
+    pub from: Option<StreamFrom>,
     /// Stop (score, commit, print the summary) once every open shard has
     /// been read to its tip: for backfills and tests.
     #[arg(long)]
@@ -185,6 +166,7 @@ impl AwsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authpulse::aws::kinesis::StartAt;
 
     #[test]
     fn source_urls() {
@@ -201,8 +183,14 @@ mod tests {
             let error = bad.parse::<SourceUrl>().unwrap_err();
             assert!(error.contains("kinesis://STREAM_NAME"), "{bad}: {error}");
         }
-        assert_eq!("checkpoint".parse::<From>(), Ok(From::Checkpoint));
-        assert_eq!("latest".parse::<From>(), Ok(From::Start(StartAt::Latest)));
+        assert_eq!(
+            "checkpoint".parse::<StreamFrom>(),
+            Ok(StreamFrom::Checkpoint)
+        );
+        assert_eq!(
+            "latest".parse::<StreamFrom>(),
+            Ok(StreamFrom::Start(StartAt::Latest))
+        );
     }
 
     #[test]

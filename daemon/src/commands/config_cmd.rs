@@ -10,9 +10,10 @@ use authpulse_engine::input::Format;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Subcommand, ValueEnum};
 
-use super::aws_args::{From, SourceUrl};
+use super::aws_args::SourceUrl;
 use super::catalog_args::CatalogKind;
 use super::run::RunArgs;
+use authpulse::sources::StreamFrom;
 
 #[derive(Subcommand)]
 pub enum ConfigCommand {
@@ -87,7 +88,7 @@ pub fn apply(
                 .map_err(|e: String| bad("source.kinesis.stream", e))?;
             set!("source", args.aws.source, Some(Some(parsed)));
             if let Some(from) = &kinesis.from {
-                let parsed: From = from
+                let parsed: StreamFrom = from
                     .parse()
                     .map_err(|e: String| bad("source.kinesis.from", e))?;
                 set!("from", args.aws.from, Some(Some(parsed)));

@@ -115,7 +115,7 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
     config.max_attempts = args.max_attempts;
     let mut producer = Producer::connect(config).map_err(anyhow::Error::msg)?;
 
-    let (reader, size) = shell::open_input(&args.input)?;
+    let (reader, size) = authpulse::sources::file::open_input(&args.input)?;
     let mut lines = LineReader::new(reader, MAX_LINE_DEFAULT);
     let pace = match (args.rate, args.speedup) {
         (Some(rate), _) => Pace::Rate(rate),

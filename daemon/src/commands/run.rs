@@ -2,27 +2,27 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use authpulse::aws::checkpoint::{Checkpoint, ShardCheckpoint};
-use authpulse::aws::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
-use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig};
-use authpulse::aws::sns::{self, SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
-use authpulse::aws::{AwsSettings, Backoff};
+use authpulse::aws::sns::{SnsAlerts, SnsConfig, SnsPublisher, SnsReport};
+use authpulse::aws::ticker::{MetricsTicker, TickerConfig};
+use authpulse::aws::{AwsSettings, Backoff, cloudwatch};
 use authpulse::lakehouse::Warehouse;
 use authpulse::lakehouse::aggregates::AggregateSink;
 use authpulse::lakehouse::alerts::AlertTableSink;
 use authpulse::lakehouse::curated::CuratedSink;
+use authpulse::lakehouse::progress::{KEEP_SNAPSHOTS, Start};
 use authpulse::lakehouse::raw::RawSink;
 use authpulse::lakehouse::stored::StoredIds;
 use authpulse::lakehouse::writer::WriterStats;
 use authpulse::ops;
+use authpulse::sources::{
+    FileSpec, InputKind, KinesisSpec, SourcePosition, SourceSpec, StreamStart,
+};
 use authpulse_engine::clock::ClockOptions;
 use authpulse_engine::event::TimeBase;
-use authpulse_engine::input::{Format, LineReader, MAX_LINE_DEFAULT, Source};
+use authpulse_engine::input::{Format, MAX_LINE_DEFAULT};
 use authpulse_engine::limits::StateLimits;
-use authpulse_engine::metrics::{LagHistogram, MetricsSnapshot};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::reload::PolicyWatcher;
@@ -34,7 +34,7 @@ use authpulse_engine::sinks::{
 use authpulse_engine::snapshot::{self, LocalFiles, SnapshotFiles, SnapshotMeta, SnapshotStore};
 use clap::Args;
 
-use super::aws_args::{AwsArgs, From, SourceUrl};
+use super::aws_args::{AwsArgs, SourceUrl};
 use super::catalog_args::CatalogArgs;
 use super::{progress, shell};
 
@@ -219,7 +219,27 @@ impl RunArgs {
     pub fn resumable(&self) -> bool {
         self.keeps_progress()
             && (self.aws.source.is_some()
-                || shell::InputKind::of(self.input()).is_ok_and(|k| k == shell::InputKind::File))
+                || InputKind::of(self.input()).is_ok_and(|k| k == InputKind::File))
+    }
+
+    /// The source it reads: --source, else the input file.
+    pub fn source_spec(&self) -> SourceSpec {
+        match &self.aws.source {
+            Some(SourceUrl::Kinesis(stream)) => SourceSpec::Kinesis(KinesisSpec {
+                stream: stream.clone(),
+                from: self.aws.from.clone(),
+                positions_file: self.aws.kinesis_checkpoint_path(&self.output),
+                output: self.output.clone(),
+                until_caught_up: self.aws.until_caught_up,
+                poll_interval: self.aws.poll_interval,
+                aws: aws_settings(self),
+            }),
+            None => SourceSpec::File(FileSpec {
+                path: self.input().to_path_buf(),
+                follow: self.follow,
+                max_line_bytes: self.max_line_bytes,
+            }),
+        }
     }
 
     pub fn dead_letter_path(&self) -> PathBuf {
@@ -294,22 +314,6 @@ impl LimitArgs {
     }
 }
 
-/// How a run starts over a warehouse without progress of its input: fresh,
-/// or, when the warehouse holds another input's events, adding to them.
-fn fresh_or_add(warehouse: &Warehouse) -> anyhow::Result<Start> {
-    match warehouse.committed_events()? {
-        Some((rows, _)) => {
-            tracing::info!(
-                warehouse = warehouse.description(),
-                stored = rows,
-                "the warehouse holds another input's events: adding this one; events it already stores are skipped"
-            );
-            Ok(Start::Add)
-        }
-        None => Ok(Start::Fresh),
-    }
-}
-
 /// The policy `run` uses: --policy, else ./policies.yaml, else the built-in
 /// one; with the file it came from.
 pub fn resolve_policy(explicit: Option<&Path>) -> anyhow::Result<(Policy, Option<PathBuf>)> {
@@ -369,138 +373,6 @@ pub struct Outcome {
     pub already_complete: bool,
 }
 
-/// How a run over a warehouse starts.
-enum Start {
-    /// From the beginning of the input, with empty state.
-    Fresh,
-    /// As `Fresh`, into a warehouse holding another input's events: those
-    /// it already stores (by `event_id`) are counted as duplicates, not
-    /// stored again.
-    Add,
-    /// Where the last checkpoint every table has left off.
-    Resume(Progress),
-    /// Not at all: the whole input is committed.
-    Complete(Progress),
-}
-
-/// Decides, from the progress the tables record, how a run over `warehouse`
-/// starts: fresh (no progress yet), resumed (this input, partly committed)
-/// or not at all (this input, all committed, and not grown since). A table that committed a
-/// checkpoint the others did not reach is put back to the latest one they
-/// all have.
-fn plan_start(
-    warehouse: &Warehouse,
-    identity: &mut serde_json::Value,
-    input_size: Option<u64>,
-    state_files: Option<&dyn SnapshotFiles>,
-) -> anyhow::Result<Start> {
-    let recorded = warehouse.progress().context("read the tables' progress")?;
-    if recorded.iter().all(|(_, p)| p.is_none()) {
-        return fresh_or_add(warehouse);
-    }
-    // A table without any commit has checkpoint 0 (a run killed before its
-    // first checkpoint landed everywhere); one with data but no progress
-    // was written otherwise, and cannot be resumed.
-    let mut empty = Vec::new();
-    for (table, p) in &recorded {
-        if p.is_none() {
-            if warehouse.has_snapshot(table)? {
-                anyhow::bail!(
-                    "{}: table {table} holds data without a progress record while the others record theirs, \
-                     so the run cannot be resumed consistently; use a new --output (or --warehouse)",
-                    warehouse.description()
-                );
-            }
-            empty.push(*table);
-        }
-    }
-    let progress: Vec<(&str, &Progress)> = recorded
-        .iter()
-        .filter_map(|(table, p)| p.as_ref().map(|p| (*table, p)))
-        .collect();
-    let latest = progress
-        .iter()
-        .map(|(_, p)| *p)
-        .max_by_key(|p| p.checkpoint)
-        .expect("at least one table has progress");
-    let theirs = &latest.source["identity"];
-    if !same_input(theirs, identity)? {
-        tracing::info!(theirs = %theirs, this = %identity, "the tables record another input's progress");
-        return fresh_or_add(warehouse);
-    }
-    // The file may have grown: its identity stays the one first recorded.
-    *identity = theirs.clone();
-    let earliest = if empty.is_empty() {
-        progress
-            .iter()
-            .map(|(_, p)| p.checkpoint)
-            .min()
-            .expect("at least one table has progress")
-    } else {
-        0
-    };
-    // A stream has no end: a run that read it to its tip goes on from there.
-    let stream = identity.get("kinesis").is_some();
-    if earliest == latest.checkpoint && latest.complete && !stream {
-        let committed = latest.source["position"]["offset"].as_u64();
-        match (committed, input_size) {
-            (Some(committed), Some(size)) if size > committed => {
-                tracing::info!(
-                    committed,
-                    size,
-                    "the input grew since it was all committed: reading on from there"
-                );
-            }
-            _ => return Ok(Start::Complete(latest.clone())),
-        }
-    }
-    // Snapshots are written while the tables commit: a crash can leave the
-    // checkpoint's tables committed and its snapshot missing. The run then
-    // goes back to the latest checkpoint whose snapshot landed.
-    // Its snapshots are the run's that the latest progress names.
-    let run = latest
-        .state
-        .as_deref()
-        .and_then(SnapshotStore::run_of)
-        .unwrap_or_default();
-    let kept = match state_files {
-        Some(files) => SnapshotStore::latest_kept(files, run, earliest, KEEP_SNAPSHOTS as u64)
-            .with_context(|| format!("look for state snapshots at {}", files.location("")))?,
-        None => None,
-    };
-    let earliest = match kept.filter(|&kept| kept < earliest) {
-        Some(kept) => {
-            tracing::warn!(
-                checkpoint = earliest,
-                back_to = kept,
-                "the state snapshot of the last checkpoint is missing (the crash came before it \
-                 was written) or damaged: resuming from the latest one kept"
-            );
-            kept
-        }
-        None => earliest,
-    };
-    for (table, p) in &progress {
-        if p.checkpoint > earliest {
-            warehouse
-                .roll_back_to(table, earliest)
-                .with_context(|| format!("put {table} back to checkpoint {earliest}"))?;
-        }
-    }
-    if earliest == 0 {
-        // The first checkpoint did not land everywhere: start over.
-        return Ok(Start::Fresh);
-    }
-    let (table, _) = progress[0];
-    let resume_at = warehouse.progress_at(table, earliest)?.with_context(|| {
-        format!("{table} has no commit of checkpoint {earliest} to resume from")
-    })?;
-    Ok(Start::Resume(resume_at))
-}
-
-/// State snapshots a run keeps: the latest three checkpoints'.
-const KEEP_SNAPSHOTS: usize = 3;
-
 /// A run resuming at a checkpoint: its progress, and the state snapshot
 /// that goes with it.
 struct Resume {
@@ -509,16 +381,7 @@ struct Resume {
     /// The snapshot's name in `files`.
     state: String,
     meta: SnapshotMeta,
-    at: ResumeAt,
-}
-
-/// Where the source's next record starts, as the progress record says.
-enum ResumeAt {
-    /// A file: the byte offset of the next line, and its number.
-    File { offset: u64, line: u64 },
-    /// A stream: per shard, after which record, and how many events of the
-    /// next one were read.
-    Stream(std::collections::BTreeMap<String, ShardCheckpoint>),
+    at: SourcePosition,
 }
 
 impl Resume {
@@ -546,25 +409,12 @@ impl Resume {
         })?;
         let meta = snapshot::read_meta(&mut file).with_context(|| format!("read {location}"))?;
         let position = &progress.source["position"];
-        let at = match (
-            position["offset"].as_u64(),
-            position["line"].as_u64(),
-            position.get("shards"),
-        ) {
-            (Some(offset), Some(line), _) => ResumeAt::File { offset, line },
-            (_, _, Some(shards)) => {
-                ResumeAt::Stream(serde_json::from_value(shards.clone()).with_context(|| {
-                    format!(
-                        "checkpoint {} records unreadable shard positions: {shards}",
-                        progress.checkpoint
-                    )
-                })?)
-            }
-            _ => anyhow::bail!(
+        let at = SourcePosition::recorded(&progress.source).with_context(|| {
+            format!(
                 "checkpoint {} records no position to resume from: {position}",
                 progress.checkpoint
-            ),
-        };
+            )
+        })?;
         tracing::info!(
             checkpoint = progress.checkpoint,
             position = %position,
@@ -578,44 +428,6 @@ impl Resume {
             meta,
             at,
         })
-    }
-
-    /// The input again, from the checkpoint's position on.
-    fn reopen(&self, args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Box<dyn Source>> {
-        use std::io::Seek;
-        let (offset, line) = match &self.at {
-            ResumeAt::File { offset, line } => (*offset, *line),
-            ResumeAt::Stream(shards) => {
-                let Some(SourceUrl::Kinesis(stream)) = &args.aws.source else {
-                    anyhow::bail!(
-                        "the warehouse's progress is a stream's, and this run reads a file"
-                    );
-                };
-                let checkpoint = Checkpoint {
-                    stream: stream.clone(),
-                    written: String::new(),
-                    shards: shards.clone(),
-                };
-                return Ok(
-                    open_stream(args, stream, StreamStart::Tables(Some(checkpoint)))?.source,
-                );
-            }
-        };
-        let path = args.input();
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-        let size = file.metadata()?.len();
-        anyhow::ensure!(
-            size >= offset,
-            "{} is {size} bytes, shorter than the {offset} bytes committed before: it is not the input the warehouse has",
-            path.display(),
-        );
-        file.seek(std::io::SeekFrom::Start(offset))?;
-        let mut lines = LineReader::new(file, args.max_line_bytes).resuming_at(line, offset);
-        if args.follow {
-            lines = lines.follow(Arc::clone(stop));
-        }
-        Ok(Box::new(lines))
     }
 
     /// Takes the checkpoint's state into the (new) pipeline.
@@ -652,273 +464,10 @@ fn give_up_after(timeout: std::time::Duration) {
     }
 }
 
-/// The source a run reads.
-struct Opened {
-    source: Box<dyn Source>,
-    /// Bytes in all, when known (for the progress bar).
-    size: Option<u64>,
-    /// As the raw table records it (`file:…`, `stdin`, `kinesis:…`).
-    name: String,
-    /// Resuming a stream from its checkpoint (not a rerun).
-    resuming: bool,
-    /// What the source is, for the progress records (a file: its path and
-    /// the sha256 of its first 64 KiB).
-    identity: serde_json::Value,
-}
-
-/// Where a stream is read from.
-enum StreamStart {
-    /// As `--from` says, the positions file included (a run whose tables
-    /// keep no progress), and positions are saved to that file.
-    Args,
-    /// Where the tables' progress says; `None`: nothing is committed yet,
-    /// so as `--from` says, except that a positions file is not the truth
-    /// (the tables are) and is only read if `--from checkpoint` asks (a
-    /// deployment moving to tables). No positions file is written.
-    Tables(Option<Checkpoint>),
-}
-
-/// Opens Kinesis stream `stream` at `start`.
-fn open_stream(args: &RunArgs, stream: &str, start: StreamStart) -> anyhow::Result<Opened> {
-    let checkpoint_path = args.aws.kinesis_checkpoint_path(&args.output);
-    // Where the tables keep the positions, no file is written beside them.
-    let writes_file = matches!(start, StreamStart::Args);
-    let mut config = KinesisSourceConfig::new(stream, writes_file.then(|| checkpoint_path.clone()));
-    let resuming = match start {
-        StreamStart::Tables(Some(checkpoint)) => {
-            if let Some(From::Start(start)) = &args.aws.from {
-                anyhow::bail!(
-                    "the tables in {} record how far stream `{stream}` was read: --from {start:?} would read it again or skip part of it. \
-                     Leave --from out to go on from there, or use a new --output",
-                    args.output.display()
-                );
-            }
-            config.checkpoint = Some(checkpoint);
-            false
-        }
-        StreamStart::Tables(None) if args.aws.from.is_none() => false,
-        StreamStart::Tables(None) | StreamStart::Args => {
-            let saved = Checkpoint::load(&checkpoint_path)?;
-            match (&args.aws.from, saved) {
-                (Some(From::Checkpoint) | None, Some(saved)) => {
-                    if saved.stream != *stream {
-                        anyhow::bail!(
-                            "{} holds positions of stream `{}`, not `{stream}`: use another --kinesis-checkpoint or --output",
-                            checkpoint_path.display(),
-                            saved.stream
-                        );
-                    }
-                    tracing::info!(checkpoint = %checkpoint_path.display(), written = %saved.written, "resuming from the checkpoint");
-                    config.checkpoint = Some(saved);
-                    true
-                }
-                (Some(From::Checkpoint), None) => anyhow::bail!(
-                    "--from checkpoint: there is no checkpoint at {}",
-                    checkpoint_path.display()
-                ),
-                (Some(From::Start(start)), _) => {
-                    config.start = start.clone();
-                    false
-                }
-                // The config's default start: trim-horizon.
-                (None, None) => false,
-            }
-        }
-    };
-    config.until_caught_up = args.aws.until_caught_up;
-    config.poll_interval = args.aws.poll_interval;
-    config.aws = aws_settings(args);
-    // The error names the stream.
-    let source = KinesisSource::start(config)?;
-    Ok(Opened {
-        source: Box::new(source),
-        size: None,
-        name: format!("kinesis:{stream}"),
-        resuming,
-        identity: stream_identity(stream),
-    })
-}
-
-fn stream_identity(stream: &str) -> serde_json::Value {
-    serde_json::json!({ "kinesis": stream })
-}
-
-/// Opens the file (or stdin, or another stream) `args` name.
-fn open_file(args: &RunArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<Opened> {
-    let path = args.input();
-    if shell::InputKind::of(path)? == shell::InputKind::Stream {
-        anyhow::ensure!(
-            !args.follow,
-            "--follow reads a regular file as it grows; {} is a stream (stdin, a pipe or a fifo), read to its end without it",
-            path.display()
-        );
-        let lines = LineReader::new(shell::open_stream(path)?, args.max_line_bytes);
-        let (name, identity) = if path.as_os_str() == "-" {
-            ("stdin".to_string(), serde_json::json!({"stdin": true}))
-        } else {
-            (
-                format!("stream:{}", path.display()),
-                serde_json::json!({"stream": path}),
-            )
-        };
-        return Ok(Opened {
-            source: Box::new(lines),
-            size: None,
-            name,
-            resuming: false,
-            identity,
-        });
-    }
-    let (reader, size) = shell::open_input(path)?;
-    // A followed file has no end to show progress against.
-    let size = size.filter(|_| !args.follow);
-    let mut lines = LineReader::new(reader, args.max_line_bytes);
-    if args.follow {
-        lines = lines.follow(Arc::clone(stop));
-    }
-    let (head_bytes, head_sha256) = head_sha256(path, IDENTITY_HEAD_BYTES)?;
-    let identity = serde_json::json!({
-        "file": path,
-        "head_bytes": head_bytes,
-        "head_sha256": head_sha256,
-    });
-    Ok(Opened {
-        source: Box::new(lines),
-        size,
-        name: format!("file:{}", path.display()),
-        resuming: false,
-        identity,
-    })
-}
-
-/// How much of a file's head its identity hashes.
-const IDENTITY_HEAD_BYTES: u64 = 1 << 16;
-
-/// The length and sha256 of a file's first `limit` bytes (fewer if it is
-/// shorter): what tells a file apart from another one at the same path.
-fn head_sha256(path: &Path, limit: u64) -> anyhow::Result<(u64, String)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut head = Vec::with_capacity(limit as usize);
-    std::fs::File::open(path)
-        .with_context(|| format!("open {}", path.display()))?
-        .take(limit)
-        .read_to_end(&mut head)
-        .with_context(|| format!("read {}", path.display()))?;
-    Ok((
-        head.len() as u64,
-        format!("{:x}", sha2::Sha256::digest(&head)),
-    ))
-}
-
-/// Whether the input a progress record names (`recorded`) is the one this
-/// run reads (`current`): the same path, starting with the same bytes as
-/// far as the record hashed them, so that a file that grew since (a
-/// followed log) is still the same input. A stream: the same name.
-fn same_input(recorded: &serde_json::Value, current: &serde_json::Value) -> anyhow::Result<bool> {
-    if let Some(stream) = current.get("kinesis") {
-        return Ok(recorded.get("kinesis") == Some(stream));
-    }
-    let (Some(path), Some(file)) = (current["file"].as_str(), recorded["file"].as_str()) else {
-        return Ok(false);
-    };
-    if path != file {
-        return Ok(false);
-    }
-    let Some(sha) = recorded["head_sha256"].as_str() else {
-        return Ok(false);
-    };
-    let length = recorded["head_bytes"]
-        .as_u64()
-        .unwrap_or(IDENTITY_HEAD_BYTES);
-    let (read, current_sha) = head_sha256(Path::new(path), length)?;
-    Ok(read == length && current_sha == sha)
-}
-
 fn aws_settings(args: &RunArgs) -> AwsSettings {
     AwsSettings {
         region: args.catalog.aws_region.clone(),
         endpoint: args.aws.aws_endpoint.clone(),
-    }
-}
-
-/// Publishes metrics every interval (CloudWatch, EMF) and watches the
-/// freshness SLA.
-struct MetricsTicker {
-    interval: std::time::Duration,
-    last: std::time::Instant,
-    previous: MetricsSnapshot,
-    /// The cumulative lag histogram at the previous tick.
-    previous_lag: LagHistogram,
-    cloudwatch: Option<CloudWatchPublisher>,
-    emf: Option<EmfWriter>,
-    namespace: String,
-    dimensions: Vec<(String, String)>,
-    sla: Option<std::time::Duration>,
-    sla_breached: bool,
-    sns: Option<SnsPublisher>,
-}
-
-impl MetricsTicker {
-    fn tick(&mut self, pipeline: &mut Pipeline<'_>, source: &dyn Source, last_round: bool) {
-        if !last_round && self.last.elapsed() < self.interval {
-            return;
-        }
-        self.last = std::time::Instant::now();
-        let cumulative = pipeline.metrics();
-        // The interval's lag, the rest cumulative.
-        let current = MetricsSnapshot {
-            lag: cumulative.lag.since(&self.previous_lag),
-            ..cumulative.clone()
-        };
-        let cumulative_lag = cumulative.lag;
-        let ages = source.iterator_ages_ms();
-        let readings = cloudwatch::readings(&self.previous, &current, &ages);
-        let now = std::time::SystemTime::now();
-        if let Some(emf) = &mut self.emf
-            && let Err(e) = emf.write(&cloudwatch::emf_line(
-                &self.namespace,
-                &self.dimensions,
-                &readings,
-                now,
-            ))
-        {
-            tracing::warn!(error = %e, "cannot write EMF metrics");
-        }
-        if let Some(publisher) = &self.cloudwatch {
-            publisher.put(readings, now);
-        }
-        self.check_freshness(&current);
-        self.previous_lag = cumulative_lag;
-        self.previous = current;
-    }
-
-    fn check_freshness(&mut self, current: &MetricsSnapshot) {
-        let (Some(sla), Some(p95)) = (self.sla, current.lag.quantile(0.95)) else {
-            return;
-        };
-        let breached = p95 > sla.as_secs();
-        if breached && !self.sla_breached {
-            tracing::warn!(
-                p95_lag_s = p95,
-                sla_s = sla.as_secs(),
-                "freshness SLA breached"
-            );
-            if let Some(sns) = &self.sns {
-                let pipeline = self.dimensions.first().map_or("", |(_, v)| v.as_str());
-                let message = sns::Message::freshness(pipeline, &current.lag, sla);
-                if let Err(e) = sns.publish(message) {
-                    tracing::error!(error = %e, "cannot queue the freshness alert");
-                }
-            }
-        } else if !breached && self.sla_breached {
-            tracing::info!(
-                p95_lag_s = p95,
-                sla_s = sla.as_secs(),
-                "freshness SLA met again"
-            );
-        }
-        self.sla_breached = breached;
     }
 }
 
@@ -1056,20 +605,16 @@ fn score_once(
     }
     // With tables and state, the tables' progress says where a run starts.
     let progress_in_tables = args.keeps_progress();
-    let stream = match &args.aws.source {
-        Some(SourceUrl::Kinesis(stream)) => Some(stream.as_str()),
-        _ => None,
-    };
+    let spec = args.source_spec();
     // A stream is opened once the tables have said where from; a file now
     // (its identity is part of deciding).
-    let opened = match stream {
+    let opened = match spec.stream_identity() {
         Some(_) if progress_in_tables => None,
-        Some(stream) => Some(open_stream(args, stream, StreamStart::Args)?),
-        None => Some(open_file(args, &stop)?),
+        _ => Some(spec.open(StreamStart::Args, &stop)?),
     };
-    let (mut identity, size, resuming) = match (&opened, stream) {
+    let (mut identity, size, resuming) = match (&opened, spec.stream_identity()) {
         (Some(o), _) => (o.identity.clone(), o.size, o.resuming),
-        (None, Some(stream)) => (stream_identity(stream), None, false),
+        (None, Some(stream)) => (stream, None, false),
         (None, None) => unreachable!("a file is opened at once"),
     };
     // Beside tables on S3, else under --output.
@@ -1095,7 +640,7 @@ fn score_once(
     // Resuming a stream from its positions file adds the events after it.
     let start = match &warehouse {
         Some(warehouse) if !resuming => {
-            plan_start(warehouse, &mut identity, size, state_files.as_deref())?
+            warehouse.plan_start(&mut identity, size, state_files.as_deref())?
         }
         _ => Start::Fresh,
     };
@@ -1123,20 +668,13 @@ fn score_once(
         }
         Start::Resume(progress) => Some(Resume::prepare(progress, state_files.as_ref())?),
     };
-    let (mut source, source_name) = match (&resume, opened, stream) {
-        (Some(resume), _, _) => (
-            resume.reopen(args, &stop)?,
-            stream.map_or_else(
-                || format!("file:{}", args.input().display()),
-                |s| format!("kinesis:{s}"),
-            ),
-        ),
-        (None, Some(opened), _) => (opened.source, opened.name),
-        (None, None, Some(stream)) => {
-            let opened = open_stream(args, stream, StreamStart::Tables(None))?;
+    let (mut source, source_name) = match (&resume, opened) {
+        (Some(resume), _) => (spec.reopen(&resume.at, &stop)?, spec.name()),
+        (None, Some(opened)) => (opened.source, opened.name),
+        (None, None) => {
+            let opened = spec.open(StreamStart::Tables(None), &stop)?;
             (opened.source, opened.name)
         }
-        (None, None, None) => unreachable!("a file is opened at once"),
     };
     if let Some(live) = ops {
         live.set_ready("source", None);
@@ -1221,37 +759,16 @@ fn score_once(
         None => (None, None),
     };
     let mut ticker = if args.aws.wants_metrics() {
-        let dimensions = vec![("Pipeline".to_string(), args.aws.pipeline_name.clone())];
-        let cloudwatch = if args.aws.cloudwatch {
-            let publisher = CloudWatchPublisher::start(CloudWatchConfig {
-                namespace: args.aws.cloudwatch_namespace.clone(),
-                dimensions: dimensions.clone(),
-                aws: aws_settings(args),
-            })
-            .context("start the CloudWatch publisher")?;
-            Some(publisher)
-        } else {
-            None
-        };
-        let emf = match &args.aws.metrics_emf {
-            Some(path) => {
-                Some(EmfWriter::create(path).with_context(|| format!("open {}", path.display()))?)
-            }
-            None => None,
-        };
-        Some(MetricsTicker {
+        Some(MetricsTicker::start(TickerConfig {
             interval: args.aws.metrics_interval,
-            last: std::time::Instant::now(),
-            previous: MetricsSnapshot::default(),
-            previous_lag: LagHistogram::default(),
-            cloudwatch,
-            emf,
+            cloudwatch: args.aws.cloudwatch,
+            emf: args.aws.metrics_emf.clone(),
             namespace: args.aws.cloudwatch_namespace.clone(),
-            dimensions,
-            sla: Some(args.aws.freshness_sla).filter(|d| !d.is_zero()),
-            sla_breached: false,
+            pipeline_name: args.aws.pipeline_name.clone(),
+            freshness_sla: Some(args.aws.freshness_sla),
             sns: sns_alerts.as_ref().map(|s| s.publisher.clone()),
-        })
+            aws: aws_settings(args),
+        })?)
     } else {
         None
     };
@@ -1300,7 +817,7 @@ fn score_once(
             received: raw.take().map(|sink| sink as &mut dyn ReceivedSink),
         },
     )?;
-    pipeline.set_source_identity(identity);
+    pipeline.set_source_identity(identity.to_json());
     if let Some(stored) = stored.as_mut() {
         pipeline.skip_stored(stored);
     }
@@ -1393,10 +910,7 @@ fn score_once(
         source.finished().context("save the source's positions")?;
         summary
     };
-    let cloudwatch = ticker
-        .as_ref()
-        .and_then(|t| t.cloudwatch.as_ref())
-        .map(CloudWatchPublisher::flush);
+    let cloudwatch = ticker.as_ref().and_then(MetricsTicker::flush);
     let sns = sns_alerts.as_ref().map(|s| s.report);
     if summary.invalid + summary.late + summary.future > 0 {
         tracing::warn!(

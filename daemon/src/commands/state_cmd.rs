@@ -262,7 +262,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
             )
         }
         None => {
-            let (reader, size) = shell::open_input(input)?;
+            let (reader, size) = authpulse::sources::file::open_input(input)?;
             (
                 Box::new(LineReader::new(reader, args.max_line_bytes)),
                 size,

@@ -3,7 +3,8 @@
 //! that go with the data) in its snapshot summary. A run resumes from the
 //! latest checkpoint every table has; a table that committed a later one
 //! before a crash is put back to that checkpoint first, so that no row is
-//! stored twice when the rest is read again.
+//! stored twice when the rest is read again. [`Warehouse::plan_start`]
+//! decides from them how a run starts.
 
 use std::str::FromStr;
 
@@ -13,7 +14,62 @@ use iceberg::spec::{
 };
 
 use super::{LakehouseError, Warehouse, tables};
+use crate::sources::{SourceIdentity, SourcePosition};
 use authpulse_engine::sinks::Progress;
+use authpulse_engine::snapshot::{SnapshotFiles, SnapshotStore};
+
+/// State snapshots a run keeps: the latest three checkpoints'.
+pub const KEEP_SNAPSHOTS: usize = 3;
+
+/// How a run over a warehouse starts.
+#[derive(Debug)]
+pub enum Start {
+    /// From the beginning of the input, with empty state.
+    Fresh,
+    /// As `Fresh`, into a warehouse holding another input's events: those
+    /// it already stores (by `event_id`) are counted as duplicates, not
+    /// stored again.
+    Add,
+    /// Where the last checkpoint every table has left off.
+    Resume(Progress),
+    /// Not at all: the whole input is committed.
+    Complete(Progress),
+}
+
+/// Why the tables' progress gives no start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("read the tables' progress")]
+    Progress(#[source] Box<LakehouseError>),
+    #[error(
+        "{warehouse}: table {table} holds data without a progress record while the others record theirs, \
+         so the run cannot be resumed consistently; use a new --output (or --warehouse)"
+    )]
+    Unresumable {
+        warehouse: String,
+        table: &'static str,
+    },
+    #[error("read the input to tell whether the tables record its progress")]
+    Identity(#[source] std::io::Error),
+    #[error("look for state snapshots at {location}")]
+    Snapshots {
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("put {table} back to checkpoint {checkpoint}")]
+    RollBack {
+        table: &'static str,
+        checkpoint: u64,
+        #[source]
+        source: Box<LakehouseError>,
+    },
+    #[error("{table} has no commit of checkpoint {checkpoint} to resume from")]
+    NoCommit {
+        table: &'static str,
+        checkpoint: u64,
+    },
+}
 
 /// The progress a snapshot's summary records, if any.
 fn progress_of(snapshot: &Snapshot, table: &str) -> Result<Option<Progress>, LakehouseError> {
@@ -68,7 +124,159 @@ fn snapshot_at<'m>(
     Ok(found)
 }
 
+impl StartError {
+    fn progress(error: LakehouseError) -> StartError {
+        StartError::Progress(Box::new(error))
+    }
+}
+
 impl Warehouse {
+    /// Decides, from the progress the tables record, how a run of `input`
+    /// starts: fresh (no progress yet), resumed (this input, partly
+    /// committed) or not at all (this input, all committed, and not grown
+    /// since: `input_size` is its length now). A table that committed a
+    /// checkpoint the others did not reach is put back to the latest one
+    /// they all have. A file that grew keeps the identity first recorded.
+    pub fn plan_start(
+        &self,
+        input: &mut SourceIdentity,
+        input_size: Option<u64>,
+        state_files: Option<&dyn SnapshotFiles>,
+    ) -> Result<Start, StartError> {
+        let recorded = self.progress().map_err(StartError::progress)?;
+        if recorded.iter().all(|(_, p)| p.is_none()) {
+            return self.fresh_or_add().map_err(StartError::progress);
+        }
+        // A table without any commit has checkpoint 0 (a run killed before
+        // its first checkpoint landed everywhere); one with data but no
+        // progress was written otherwise, and cannot be resumed.
+        let mut empty = false;
+        for (table, p) in &recorded {
+            if p.is_none() {
+                if self.has_snapshot(table).map_err(StartError::progress)? {
+                    return Err(StartError::Unresumable {
+                        warehouse: self.description().to_string(),
+                        table,
+                    });
+                }
+                empty = true;
+            }
+        }
+        let progress: Vec<(&'static str, &Progress)> = recorded
+            .iter()
+            .filter_map(|(table, p)| p.as_ref().map(|p| (*table, p)))
+            .collect();
+        let latest = progress
+            .iter()
+            .map(|(_, p)| *p)
+            .max_by_key(|p| p.checkpoint)
+            .expect("at least one table has progress");
+        let theirs = SourceIdentity::recorded(&latest.source);
+        let same = match &theirs {
+            Some(theirs) => input.is_same_input(theirs).map_err(StartError::Identity)?,
+            None => false,
+        };
+        let Some(theirs) = theirs.filter(|_| same) else {
+            tracing::info!(theirs = %latest.source["identity"], this = %input.to_json(), "the tables record another input's progress");
+            return self.fresh_or_add().map_err(StartError::progress);
+        };
+        // The file may have grown: its identity stays the one first recorded.
+        *input = theirs;
+        let earliest = if empty {
+            0
+        } else {
+            progress
+                .iter()
+                .map(|(_, p)| p.checkpoint)
+                .min()
+                .expect("at least one table has progress")
+        };
+        // A stream has no end: a run that read it to its tip goes on from there.
+        if earliest == latest.checkpoint && latest.complete && !input.is_stream() {
+            let committed = SourcePosition::recorded(&latest.source).and_then(|p| p.file_offset());
+            match (committed, input_size) {
+                (Some(committed), Some(size)) if size > committed => {
+                    tracing::info!(
+                        committed,
+                        size,
+                        "the input grew since it was all committed: reading on from there"
+                    );
+                }
+                _ => return Ok(Start::Complete(latest.clone())),
+            }
+        }
+        // Snapshots are written while the tables commit: a crash can leave
+        // the checkpoint's tables committed and its snapshot missing. The
+        // run then goes back to the latest checkpoint whose snapshot
+        // landed. Its snapshots are the run's that the latest progress
+        // names.
+        let run = latest
+            .state
+            .as_deref()
+            .and_then(SnapshotStore::run_of)
+            .unwrap_or_default();
+        let kept = match state_files {
+            Some(files) => SnapshotStore::latest_kept(files, run, earliest, KEEP_SNAPSHOTS as u64)
+                .map_err(|source| StartError::Snapshots {
+                    location: files.location(""),
+                    source,
+                })?,
+            None => None,
+        };
+        let earliest = match kept.filter(|&kept| kept < earliest) {
+            Some(kept) => {
+                tracing::warn!(
+                    checkpoint = earliest,
+                    back_to = kept,
+                    "the state snapshot of the last checkpoint is missing (the crash came before it \
+                     was written) or damaged: resuming from the latest one kept"
+                );
+                kept
+            }
+            None => earliest,
+        };
+        for (table, p) in &progress {
+            if p.checkpoint > earliest {
+                self.roll_back_to(table, earliest)
+                    .map_err(|source| StartError::RollBack {
+                        table,
+                        checkpoint: earliest,
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+        if earliest == 0 {
+            // The first checkpoint did not land everywhere: start over.
+            return Ok(Start::Fresh);
+        }
+        let (table, _) = progress[0];
+        let resume_at = self
+            .progress_at(table, earliest)
+            .map_err(StartError::progress)?
+            .ok_or(StartError::NoCommit {
+                table,
+                checkpoint: earliest,
+            })?;
+        Ok(Start::Resume(resume_at))
+    }
+
+    /// How a run starts over a warehouse without progress of its input:
+    /// fresh, or, when the warehouse holds another input's events, adding
+    /// to them.
+    fn fresh_or_add(&self) -> Result<Start, LakehouseError> {
+        match self.committed_events()? {
+            Some((rows, _)) => {
+                tracing::info!(
+                    warehouse = self.description(),
+                    stored = rows,
+                    "the warehouse holds another input's events: adding this one; events it already stores are skipped"
+                );
+                Ok(Start::Add)
+            }
+            None => Ok(Start::Fresh),
+        }
+    }
+
     /// Each table's latest committed progress, in [`tables::ALL`] order;
     /// `None` for a table none of whose current lineage carries one (or
     /// that has no snapshot).
