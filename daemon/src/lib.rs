@@ -3,7 +3,8 @@
 //!
 //! `config` is the configuration file of `run --config`; `sources` opens
 //! what a run reads (a file, stdin, a Kinesis stream), says what it is and
-//! reopens it where a checkpoint left off; `lakehouse` writes
+//! reopens it where a checkpoint left off; `run` builds a run's outputs;
+//! `lakehouse` writes
 //! the Iceberg tables (SQL catalog or AWS Glue) and reads
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and
 //! producer, SNS alerts and CloudWatch metrics; `incidents` collects a
@@ -21,5 +22,6 @@ pub mod eval;
 pub mod incidents;
 pub mod lakehouse;
 pub mod ops;
+pub mod run;
 pub mod sources;
 pub mod tune;

@@ -1,6 +1,6 @@
 //! The run's metrics, published every interval (CloudWatch, EMF lines),
-//! and its freshness SLA watched: a breach is logged and, with an SNS
-//! publisher, announced once until it is met again.
+//! and its freshness SLA watched: a breach is logged and handed back once
+//! (until it is met again), for the run's outputs to announce.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,9 +11,10 @@ use authpulse_engine::pipeline::Pipeline;
 
 use super::AwsSettings;
 use super::cloudwatch::{self, CloudWatchConfig, CloudWatchPublisher, EmfWriter};
-use super::sns::{self, SnsPublisher};
+use super::sns;
 
 /// What [`MetricsTicker::start`] publishes, where, and how often.
+#[derive(Clone, Debug)]
 pub struct TickerConfig {
     pub interval: Duration,
     /// Put metrics to CloudWatch.
@@ -25,8 +26,6 @@ pub struct TickerConfig {
     pub pipeline_name: String,
     /// The p95 lag beyond which the run is not fresh (`None`: unwatched).
     pub freshness_sla: Option<Duration>,
-    /// Where a breach is announced.
-    pub sns: Option<SnsPublisher>,
     pub aws: AwsSettings,
 }
 
@@ -56,7 +55,22 @@ pub struct MetricsTicker {
     dimensions: Vec<(String, String)>,
     sla: Option<Duration>,
     sla_breached: bool,
-    sns: Option<SnsPublisher>,
+}
+
+/// The p95 lag went past the freshness SLA.
+pub struct FreshnessBreach {
+    /// The `Pipeline` dimension.
+    pub pipeline: String,
+    /// The interval's lag.
+    pub lag: LagHistogram,
+    pub sla: Duration,
+}
+
+impl FreshnessBreach {
+    /// The breach as an SNS message.
+    pub fn message(&self) -> sns::Message {
+        sns::Message::freshness(&self.pipeline, &self.lag, self.sla)
+    }
 }
 
 impl MetricsTicker {
@@ -91,15 +105,19 @@ impl MetricsTicker {
             dimensions,
             sla: config.freshness_sla.filter(|d| !d.is_zero()),
             sla_breached: false,
-            sns: config.sns,
         })
     }
 
     /// Publishes if an interval has passed since the last time (or
-    /// `last_round`).
-    pub fn tick(&mut self, pipeline: &mut Pipeline<'_>, source: &dyn Source, last_round: bool) {
+    /// `last_round`); a new breach of the freshness SLA is handed back.
+    pub fn tick(
+        &mut self,
+        pipeline: &mut Pipeline<'_>,
+        source: &dyn Source,
+        last_round: bool,
+    ) -> Option<FreshnessBreach> {
         if !last_round && self.last.elapsed() < self.interval {
-            return;
+            return None;
         }
         self.last = Instant::now();
         let cumulative = pipeline.metrics();
@@ -125,9 +143,10 @@ impl MetricsTicker {
         if let Some(publisher) = &self.cloudwatch {
             publisher.put(readings, now);
         }
-        self.check_freshness(&current);
+        let breach = self.check_freshness(&current);
         self.previous_lag = cumulative_lag;
         self.previous = current;
+        breach
     }
 
     /// What was sent to CloudWatch, once the last puts are done.
@@ -135,31 +154,32 @@ impl MetricsTicker {
         self.cloudwatch.as_ref().map(CloudWatchPublisher::flush)
     }
 
-    fn check_freshness(&mut self, current: &MetricsSnapshot) {
+    fn check_freshness(&mut self, current: &MetricsSnapshot) -> Option<FreshnessBreach> {
         let (Some(sla), Some(p95)) = (self.sla, current.lag.quantile(0.95)) else {
-            return;
+            return None;
         };
         let breached = p95 > sla.as_secs();
-        if breached && !self.sla_breached {
+        let was_breached = std::mem::replace(&mut self.sla_breached, breached);
+        if breached && !was_breached {
             tracing::warn!(
                 p95_lag_s = p95,
                 sla_s = sla.as_secs(),
                 "freshness SLA breached"
             );
-            if let Some(sns) = &self.sns {
-                let pipeline = self.dimensions.first().map_or("", |(_, v)| v.as_str());
-                let message = sns::Message::freshness(pipeline, &current.lag, sla);
-                if let Err(e) = sns.publish(message) {
-                    tracing::error!(error = %e, "cannot queue the freshness alert");
-                }
-            }
-        } else if !breached && self.sla_breached {
+            let pipeline = self.dimensions.first().map_or("", |(_, v)| v.as_str());
+            return Some(FreshnessBreach {
+                pipeline: pipeline.to_string(),
+                lag: current.lag.clone(),
+                sla,
+            });
+        }
+        if !breached && was_breached {
             tracing::info!(
                 p95_lag_s = p95,
                 sla_s = sla.as_secs(),
                 "freshness SLA met again"
             );
         }
-        self.sla_breached = breached;
+        None
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use authpulse::run::RunSpec;
 use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::rules::Engine;
@@ -254,13 +255,15 @@ fn bench_tables(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
     for round in 0..args.repeat.max(1) {
         for (i, lakehouse) in [false, true].into_iter().enumerate() {
             let output = dir.path().join(format!("out-{round}-{i}"));
-            let mut run_args = run::RunArgs::with_input(input.clone(), output.clone());
-            run_args.no_lakehouse = !lakehouse;
-            run_args.no_policy_reload = true;
-            run_args.batch_size = args.batch_size as u32;
-            run_args.commit_interval = Some(args.commit_interval);
+            let mut spec = RunSpec::of_file(&input, &output);
+            if !lakehouse {
+                spec.tables = None;
+            }
+            spec.policy_reload = false;
+            spec.pipeline.batch_size = args.batch_size;
+            spec.pipeline.commit_interval = Some(args.commit_interval);
             let started = Instant::now();
-            let outcome = run::score(&run_args)?;
+            let outcome = run::score_spec(&spec)?;
             let seconds = started.elapsed().as_secs_f64();
             if seconds < best[i] {
                 best[i] = seconds;

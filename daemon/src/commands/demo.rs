@@ -14,7 +14,8 @@ use authpulse_generator::{Campaign, Generator};
 use clap::Args;
 
 use super::gen_cmd::{self, GenArgs, NetworkArgs};
-use super::run::{self, RunArgs};
+use super::run;
+use authpulse::run::RunSpec;
 
 /// Generate data with hidden attacks, score it, and show the top alerts.
 #[derive(Args, Debug, Clone)]
@@ -73,17 +74,17 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
     gen_cmd::generate(&gen_args, &generator)?;
 
     eprintln!("scoring with the default policy (rules as WASM) ...");
-    let run_args = RunArgs::with_input(data, args.output.clone());
-    let summary = run::score(&run_args)?.summary;
+    let spec = RunSpec::of_file(&data, &args.output);
+    let summary = run::score_spec(&spec)?.summary;
     outln!("{}", serde_json::to_string(&summary)?)?;
 
-    let alerts = read_alerts(&run_args.alerts_path())?;
+    let alerts = read_alerts(&spec.outputs.alerts)?;
     print_top_alerts(&alerts, args.top)?;
-    print_detection(generator.campaigns(), &alerts, run_args.base_date)?;
+    print_detection(generator.campaigns(), &alerts, spec.pipeline.time_base)?;
     outln!(
         "\nresults: {} (alerts), {} (dead letters, if any)",
-        run_args.alerts_path().display(),
-        run_args.dead_letter_path().display()
+        spec.outputs.alerts.display(),
+        spec.outputs.dead_letters.display()
     )?;
     outln!(
         "Iceberg tables (authpulse.auth_events_raw, auth_events_curated, alerts, user_behavior_hourly, \

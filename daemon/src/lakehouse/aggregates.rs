@@ -21,6 +21,7 @@ use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use super::columns::{NameLog, Names, NewNames};
+use super::sinks::{Role, TableSink};
 use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::{Interner, NameId};
@@ -575,4 +576,14 @@ fn daily_batch(
         Arc::new(ever.finish()),
     ];
     RecordBatch::try_new(Arc::clone(writer.arrow_schema()), columns)
+}
+
+impl TableSink for AggregateSink {
+    fn role(&mut self) -> Role<'_> {
+        Role::Scored(self)
+    }
+
+    fn stats(&self) -> Vec<&WriterStats> {
+        AggregateSink::stats(self).to_vec()
+    }
 }

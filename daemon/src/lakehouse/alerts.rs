@@ -13,6 +13,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use iceberg::arrow::UTC_TIME_ZONE;
 
 use super::curated::{list_builder, unix_micros_now};
+use super::sinks::{Role, TableSink};
 use super::writer::{TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::alerts::Alert;
@@ -170,5 +171,15 @@ impl AlertSink for AlertTableSink {
     /// End of input: write and commit the alerts raised.
     fn flush(&mut self) -> io::Result<()> {
         self.commit(false)
+    }
+}
+
+impl TableSink for AlertTableSink {
+    fn role(&mut self) -> Role<'_> {
+        Role::Alerts(self)
+    }
+
+    fn stats(&self) -> Vec<&WriterStats> {
+        vec![AlertTableSink::stats(self)]
     }
 }

@@ -16,6 +16,7 @@ use arrow_schema::{ArrowError, DataType, SchemaRef};
 use authpulse_rules_sdk::{Features, NO_PREVIOUS_LOGIN};
 
 use super::columns::{NameLog, Names, NewNames, event_ids, int32s, micros, strings, timestamps};
+use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::EventId;
@@ -273,4 +274,14 @@ pub(super) fn unix_micros_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
+}
+
+impl TableSink for CuratedSink {
+    fn role(&mut self) -> Role<'_> {
+        Role::Scored(self)
+    }
+
+    fn stats(&self) -> Vec<&WriterStats> {
+        vec![CuratedSink::stats(self)]
+    }
 }

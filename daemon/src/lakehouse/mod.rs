@@ -3,7 +3,8 @@
 //! One seam, [`Warehouse`], owns the async runtime and the catalog; the rest of
 //! the daemon is synchronous and talks to it through the table sinks
 //! ([`raw::RawSink`], [`curated::CuratedSink`], [`alerts::AlertTableSink`],
-//! [`aggregates::AggregateSink`]), each feeding [`writer::TableWriter`] threads.
+//! [`aggregates::AggregateSink`]), each feeding [`writer::TableWriter`] threads;
+//! [`start_sinks`] lists them for a run.
 //! Which catalog holds the tables is [`WarehouseConfig`]'s choice (see
 //! [`catalog`]): the embedded default is a local directory with a SQLite-backed
 //! Iceberg SQL catalog; in production, AWS Glue with the data on S3.
@@ -18,6 +19,7 @@ pub mod maintain;
 pub mod progress;
 pub mod query;
 pub mod raw;
+pub mod sinks;
 pub mod state_files;
 pub mod stored;
 pub mod tables;
@@ -27,7 +29,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::table::Table;
+
+use aggregates::AggregateSink;
+use alerts::AlertTableSink;
+use curated::CuratedSink;
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
+use raw::RawSink;
+use sinks::TableSink;
 
 pub use catalog::WarehouseConfig;
 pub use catalog::glue::GlueConfig;
@@ -57,6 +65,59 @@ pub enum LakehouseError {
     WriterGone(String),
     #[error("{0}")]
     Corrupt(String),
+}
+
+/// A table writer that did not start.
+#[derive(Debug, thiserror::Error)]
+#[error("start the {table} table writer")]
+pub struct SinkStartError {
+    pub table: &'static str,
+    #[source]
+    pub source: Box<LakehouseError>,
+}
+
+/// Starts the sinks of every table a run writes, in the order the pipeline
+/// feeds them. `source` names the input in the raw table's rows.
+pub fn start_sinks(
+    warehouse: &Warehouse,
+    source: &str,
+) -> Result<Vec<Box<dyn TableSink>>, SinkStartError> {
+    let started = |table: &'static str, sink: Result<Box<dyn TableSink>, LakehouseError>| {
+        sink.map_err(|source| SinkStartError {
+            table,
+            source: Box::new(source),
+        })
+    };
+    Ok(vec![
+        started("raw", RawSink::start(warehouse, source).map(boxed))?,
+        started("curated", CuratedSink::start(warehouse).map(boxed))?,
+        started("aggregate", AggregateSink::start(warehouse).map(boxed))?,
+        started("alerts", AlertTableSink::start(warehouse).map(boxed))?,
+    ])
+}
+
+fn boxed(sink: impl TableSink + 'static) -> Box<dyn TableSink> {
+    Box::new(sink)
+}
+
+impl LakehouseError {
+    /// Whether trying again later may succeed: storage, the catalog or a
+    /// writer failed on the way; not a setting, a damaged table or a
+    /// schema this release cannot write.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LakehouseError::Io { .. }
+            | LakehouseError::Sql(_)
+            | LakehouseError::Runtime(_)
+            | LakehouseError::WriterGone(_) => true,
+            LakehouseError::Iceberg(e) => e.kind() != iceberg::ErrorKind::FeatureUnsupported,
+            LakehouseError::Arrow(_)
+            | LakehouseError::Config(_)
+            | LakehouseError::NoWarehouse(_)
+            | LakehouseError::Compaction { .. }
+            | LakehouseError::Corrupt(_) => false,
+        }
+    }
 }
 
 /// An open catalog and the runtime its async API runs on.

@@ -10,6 +10,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, SchemaRef};
 
 use super::columns::{NameLog, Names, NewNames, event_ids, strings, timestamps};
+use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::{EventId, NameId};
@@ -135,5 +136,15 @@ impl Encoder for RawEncoder {
             Arc::new(strings(rows.iter().map(|r| r.disposition.as_str()))),
         ];
         RecordBatch::try_new(Arc::clone(schema), columns)
+    }
+}
+
+impl TableSink for RawSink {
+    fn role(&mut self) -> Role<'_> {
+        Role::Received(self)
+    }
+
+    fn stats(&self) -> Vec<&WriterStats> {
+        vec![RawSink::stats(self)]
     }
 }
