@@ -3,18 +3,12 @@
 //! pruning on `event_time`, and writes are refused.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
-fn authpulse(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_authpulse"))
-        .current_dir(dir)
-        .env("AUTHPULSE_LOG", "warn")
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
+use common::run_in;
 
 fn ok(out: Output) -> String {
     assert!(
@@ -33,7 +27,7 @@ fn json_rows(text: &str) -> Vec<Value> {
 
 /// Three days with two hidden attacks, scored into `out/`.
 fn scored_warehouse(dir: &Path) -> Value {
-    ok(authpulse(
+    ok(run_in(
         dir,
         &[
             "gen",
@@ -53,7 +47,7 @@ fn scored_warehouse(dir: &Path) -> Value {
             "events.csv",
         ],
     ));
-    let stdout = ok(authpulse(dir, &["run", "events.csv", "--output", "out"]));
+    let stdout = ok(run_in(dir, &["run", "events.csv", "--output", "out"]));
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
@@ -62,7 +56,7 @@ fn query_answers_from_the_tables_run_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let summary = scored_warehouse(dir.path());
     let query = |format: &str, sql: &str| {
-        ok(authpulse(
+        ok(run_in(
             dir.path(),
             &["query", "--output", "out", "--format", format, sql],
         ))
@@ -137,7 +131,7 @@ fn query_answers_from_the_tables_run_wrote() {
 fn explain_shows_partition_pruning_on_event_time() {
     let dir = tempfile::tempdir().unwrap();
     scored_warehouse(dir.path());
-    let last_day = json_rows(&ok(authpulse(
+    let last_day = json_rows(&ok(run_in(
         dir.path(),
         &[
             "query",
@@ -150,7 +144,7 @@ fn explain_shows_partition_pruning_on_event_time() {
     )));
     let day = last_day[0]["day"].as_str().unwrap().replace('T', " ");
     let day = day.trim_end_matches('Z');
-    let plan = ok(authpulse(
+    let plan = ok(run_in(
         dir.path(),
         &[
             "query",
@@ -178,7 +172,7 @@ fn explain_shows_partition_pruning_on_event_time() {
 #[test]
 fn query_refuses_writes_and_explains_a_missing_warehouse() {
     let dir = tempfile::tempdir().unwrap();
-    let missing = authpulse(dir.path(), &["query", "--output", "nowhere", "SELECT 1"]);
+    let missing = run_in(dir.path(), &["query", "--output", "nowhere", "SELECT 1"]);
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("no warehouse in nowhere"), "{stderr}");
@@ -189,7 +183,7 @@ fn query_refuses_writes_and_explains_a_missing_warehouse() {
         "INSERT INTO alerts SELECT * FROM alerts",
         "CREATE TABLE x AS SELECT 1",
     ] {
-        let refused = authpulse(dir.path(), &["query", "--output", "out", sql]);
+        let refused = run_in(dir.path(), &["query", "--output", "out", sql]);
         assert!(!refused.status.success(), "{sql} was accepted");
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(
@@ -199,7 +193,7 @@ fn query_refuses_writes_and_explains_a_missing_warehouse() {
             "{sql}: {stderr}"
         );
     }
-    let bad = authpulse(
+    let bad = run_in(
         dir.path(),
         &["query", "--output", "out", "SELECT nope FROM alerts"],
     );
@@ -214,7 +208,7 @@ fn a_runaway_query_is_stopped_by_its_memory_or_time_limit() {
     let dir = tempfile::tempdir().unwrap();
     scored_warehouse(dir.path());
     let cross = "SELECT count(DISTINCT a.event_id || b.event_id) FROM auth_events_curated a, auth_events_curated b";
-    let refused = authpulse(
+    let refused = run_in(
         dir.path(),
         &["query", "--output", "out", "--memory-limit", "16MiB", cross],
     );
@@ -226,7 +220,7 @@ fn a_runaway_query_is_stopped_by_its_memory_or_time_limit() {
     );
     // A cross join's rows count against the limit as they are collected.
     let rows = "SELECT a.event_id, b.event_id FROM auth_events_curated a, auth_events_curated b";
-    let refused = authpulse(
+    let refused = run_in(
         dir.path(),
         &["query", "--output", "out", "--memory-limit", "16MiB", rows],
     );
@@ -235,7 +229,7 @@ fn a_runaway_query_is_stopped_by_its_memory_or_time_limit() {
 
     let endless =
         "SELECT count(*) FROM auth_events_curated a, auth_events_curated b, auth_events_curated c";
-    let stopped = authpulse(
+    let stopped = run_in(
         dir.path(),
         &["query", "--output", "out", "--timeout", "2s", endless],
     );
@@ -246,7 +240,7 @@ fn a_runaway_query_is_stopped_by_its_memory_or_time_limit() {
         "{stderr}"
     );
     // Within its limits a query answers as before.
-    let small = ok(authpulse(
+    let small = ok(run_in(
         dir.path(),
         &[
             "query",

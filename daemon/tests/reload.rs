@@ -12,24 +12,9 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::{spawn_logged, wait_for_line};
+use common::{run_ok, spawn_logged, wait_for_line};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authpulse");
-
-fn authpulse(dir: &Path, args: &[&str]) -> std::process::Output {
-    let output = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("AUTHPULSE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
 
 fn rows(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -69,7 +54,7 @@ fn changed_policy() -> String {
 fn policy_and_module_swap_mid_stream_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-    authpulse(
+    run_ok(
         work,
         &[
             "gen",
@@ -104,7 +89,7 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
     .unwrap();
 
     // The same data without reloads: the reference for state and counts.
-    let plain = authpulse(
+    let plain = run_ok(
         work,
         &[
             "run",

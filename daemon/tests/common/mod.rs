@@ -17,6 +17,23 @@ pub fn authpulse(dir: &Path) -> Command {
     cmd
 }
 
+/// `authpulse ARGS` in `dir`, logging warnings only, run to its end.
+pub fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    authpulse(dir).args(args).output().unwrap()
+}
+
+/// As [`run_in`], failing with the command's stderr unless it succeeded.
+#[track_caller]
+pub fn run_ok(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = run_in(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Fails with the command's stderr unless it succeeded.
 #[track_caller]
 pub fn assert_succeeded(out: &std::process::Output) {
