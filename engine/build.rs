@@ -14,36 +14,35 @@ mod wasm_build;
 
 use wasm_build::WASM_TARGET;
 
-/// (rule name, package, library file stem)
-const RULES: &[(&str, &str, &str)] = &[
-    (
-        "new_device",
-        "authpulse-rule-new-device",
-        "authpulse_rule_new_device",
-    ),
-    ("burst", "authpulse-rule-burst", "authpulse_rule_burst"),
-    (
-        "lateral_movement",
-        "authpulse-rule-lateral-movement",
-        "authpulse_rule_lateral_movement",
-    ),
-    (
-        "rare_host",
-        "authpulse-rule-rare-host",
-        "authpulse_rule_rare_host",
-    ),
-    (
-        "slow_spread",
-        "authpulse-rule-slow-spread",
-        "authpulse_rule_slow_spread",
-    ),
-    ("fan_in", "authpulse-rule-fan-in", "authpulse_rule_fan_in"),
-    (
-        "off_hours",
-        "authpulse-rule-off-hours",
-        "authpulse_rule_off_hours",
-    ),
-];
+/// The built-in rules: every `authpulse-rule-NAME` dependency of this
+/// crate's manifest, in its order. That line is the one place a built-in
+/// rule is listed; the rest (the modules embedded, [`BUILTIN_RULES`], the
+/// native dispatch) follows from it, and a test checks the policy and the
+/// docs name every one.
+struct BuiltinRule {
+    /// As a policy names it (`builtin:NAME`): `rare_host`.
+    name: String,
+    /// `authpulse-rule-rare-host`.
+    package: String,
+    /// `authpulse_rule_rare_host`: the library file stem and the crate path.
+    stem: String,
+}
+
+fn builtin_rules(manifest: &Path) -> Vec<BuiltinRule> {
+    let text =
+        fs::read_to_string(manifest).unwrap_or_else(|e| panic!("read {}: {e}", manifest.display()));
+    text.lines()
+        .filter_map(|line| {
+            let key = line.split(['=', '.', ' ']).next()?.trim();
+            let name = key.strip_prefix("authpulse-rule-")?;
+            Some(BuiltinRule {
+                name: name.replace('-', "_"),
+                package: key.to_string(),
+                stem: key.replace('-', "_"),
+            })
+        })
+        .collect()
+}
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -51,6 +50,9 @@ fn main() {
         .parent()
         .expect("daemon/ sits in the workspace root");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    let manifest = manifest_dir.join("Cargo.toml");
+    println!("cargo:rerun-if-changed={}", manifest.display());
+    let rules = builtin_rules(&manifest);
 
     println!("cargo:rerun-if-changed={}", root.join("rules").display());
     println!(
@@ -74,8 +76,8 @@ fn main() {
         .arg("--target-dir")
         .arg(&wasm_target_dir)
         .env_remove("CARGO_TARGET_DIR");
-    for (_, package, _) in RULES {
-        cmd.args(["-p", package]);
+    for rule in &rules {
+        cmd.args(["-p", &rule.package]);
     }
     let status = cmd
         .status()
@@ -90,20 +92,45 @@ fn main() {
         "/// The default rule modules, built from `rules/*` for wasm32 by `build.rs`.\n\
          pub const BUILTIN_MODULES: &[(&str, &[u8])] = &[\n",
     );
-    for (name, _, stem) in RULES {
+    for rule in &rules {
         let built = wasm_target_dir
             .join(WASM_TARGET)
             .join("release")
-            .join(format!("{stem}.wasm"));
-        let embedded = out_dir.join(format!("{name}.wasm"));
+            .join(format!("{}.wasm", rule.stem));
+        let embedded = out_dir.join(format!("{}.wasm", rule.name));
         copy_if_changed(&built, &embedded);
         table.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
+            "    ({:?}, include_bytes!({:?})),\n",
+            rule.name,
             embedded.display().to_string()
         ));
     }
-    table.push_str("];\n");
+    table.push_str("];\n\n/// Names of the built-in rules (`builtin:NAME` in a policy).\n");
+    table.push_str(&format!(
+        "pub const BUILTIN_RULES: [&str; {}] = [{}];\n",
+        rules.len(),
+        rules
+            .iter()
+            .map(|rule| format!("{:?}", rule.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     fs::write(out_dir.join("builtin_modules.rs"), table).expect("write builtin_modules.rs");
+
+    // The same rules compiled in, for `--engine native`.
+    let mut native = String::from(
+        "/// The built-in rule `name` natively, configured with `values`.\n\
+         pub fn builtin(name: &str, values: &[f64]) -> Option<Box<dyn RuleModule>> {\n\
+         \x20   Some(match name {\n",
+    );
+    for rule in &rules {
+        native.push_str(&format!(
+            "        {:?} => boxed::<{}::ExportedRule>(values),\n",
+            rule.name, rule.stem
+        ));
+    }
+    native.push_str("        _ => return None,\n    })\n}\n");
+    fs::write(out_dir.join("builtin_native.rs"), native).expect("write builtin_native.rs");
 }
 
 fn copy_if_changed(from: &Path, to: &Path) {

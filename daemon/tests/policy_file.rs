@@ -1,7 +1,11 @@
-//! The policy file: a bad one refused with a precise message, and the
-//! reference of docs/policy.md following the built-in modules' metadata.
+//! The policy file: a bad one refused with a precise message, the
+//! reference of docs/policy.md following the built-in modules' metadata,
+//! and every built-in rule named wherever the rules are listed.
 
+use std::path::Path;
 use std::process::Stdio;
+
+use authpulse_engine::rules::BUILTIN_RULES;
 
 use serde_json::Value;
 
@@ -73,15 +77,7 @@ fn policy_reference_lists_every_builtin_parameter() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut declared = Vec::new();
-    for rule in [
-        "new_device",
-        "burst",
-        "lateral_movement",
-        "rare_host",
-        "slow_spread",
-        "fan_in",
-        "off_hours",
-    ] {
+    for rule in BUILTIN_RULES {
         let out = authpulse(dir.path())
             .args(["rules", "inspect", &format!("builtin:{rule}"), "--json"])
             .output()
@@ -114,4 +110,49 @@ fn policy_reference_lists_every_builtin_parameter() {
             "docs/policy.md documents {rule}.{param}, which the module does not declare"
         );
     }
+}
+
+/// A built-in rule is its crate under rules/ and one line in the engine's
+/// manifest (which embeds it and compiles it in natively). The rest is
+/// prose and configuration, and this test names what is missing: every
+/// rule crate but the template built in, and every built-in rule in the
+/// default policy, the policy reference and the README.
+#[test]
+fn every_builtin_rule_is_listed_everywhere() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let (policy, reference, readme) = (
+        read("policies.yaml"),
+        read("docs/policy.md"),
+        read("README.md"),
+    );
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("rules")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().join("Cargo.toml").exists()
+            && name != "template"
+            && !BUILTIN_RULES.contains(&name.as_str())
+        {
+            missing.push(format!(
+                "rules/{name} is not built in: add authpulse-rule-{} to engine/Cargo.toml",
+                name.replace('_', "-")
+            ));
+        }
+    }
+    for rule in BUILTIN_RULES {
+        if !root.join("rules").join(rule).join("Cargo.toml").exists() {
+            missing.push(format!("builtin:{rule} has no crate at rules/{rule}"));
+        }
+        if !policy.contains(&format!("module: builtin:{rule}")) {
+            missing.push(format!("policies.yaml does not run builtin:{rule}"));
+        }
+        if !reference.contains(&format!("`{rule}`")) {
+            missing.push(format!("docs/policy.md does not describe `{rule}`"));
+        }
+        if !readme.contains(rule) {
+            missing.push(format!("README.md does not name {rule}"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }

@@ -239,6 +239,10 @@ pub trait Rule: Sized + 'static {
 #[macro_export]
 macro_rules! export_rule {
     ($rule:ty) => {
+        /// The rule this crate exports, for a host that links it natively
+        /// (the daemon's built-in rules under `--engine native`).
+        pub type ExportedRule = $rule;
+
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             static GUEST: $crate::__guest::Guest<$rule> = $crate::__guest::Guest::new();

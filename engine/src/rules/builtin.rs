@@ -1,18 +1,8 @@
 //! The default rule modules, compiled from `rules/*` to wasm32 by `build.rs` and
-//! embedded in the binary.
+//! embedded in the binary, with their names ([`BUILTIN_RULES`]): one per
+//! `authpulse-rule-*` dependency of the engine's manifest.
 
 include!(concat!(env!("OUT_DIR"), "/builtin_modules.rs"));
-
-/// Names of the built-in rules (`builtin:NAME` in a policy).
-pub const BUILTIN_RULES: [&str; 7] = [
-    "new_device",
-    "burst",
-    "lateral_movement",
-    "rare_host",
-    "slow_spread",
-    "fan_in",
-    "off_hours",
-];
 
 /// The embedded module called `name`.
 pub fn builtin_module(name: &str) -> Option<&'static [u8]> {
