@@ -18,6 +18,16 @@
 //!     score: f32,
 //! }
 //!
+//! // Each parameter once, as a const: listed in the metadata, read in `new`.
+//! const FACTOR: ParamSpec = ParamSpec::new(
+//!     "factor",
+//!     ParamKind::Factor,
+//!     3.0,
+//!     "Fire above this multiple of the user's busiest hour",
+//! )
+//! .range(1.0, 100.0);
+//! const SCORE: ParamSpec = ParamSpec::score(50.0, "Risk contribution of a hit");
+//!
 //! impl Rule for TooManyLogins {
 //!     const METADATA: Metadata = Metadata {
 //!         name: "too_many_logins",
@@ -27,24 +37,14 @@
 //!         mitre: &["T1110"],
 //!         entity: Entity::User,
 //!         events: Events::All,
-//!         params: &[
-//!             ParamSpec {
-//!                 name: "factor",
-//!                 description: "Fire above this multiple of the user's busiest hour",
-//!                 kind: ParamKind::Factor,
-//!                 default: 3.0,
-//!                 min: 1.0,
-//!                 max: 100.0,
-//!             },
-//!             ParamSpec::score(50.0, "Risk contribution of a hit"),
-//!         ],
+//!         params: &[FACTOR, SCORE],
 //!         reasons: &["logins in the last hour far above the user's busiest hour"],
 //!     };
 //!
 //!     fn new(params: &Params) -> Self {
 //!         TooManyLogins {
-//!             factor: params.get("factor") as f32,
-//!             score: params.get("score") as f32,
+//!             factor: params.value(&FACTOR) as f32,
+//!             score: params.value(&SCORE) as f32,
 //!         }
 //!     }
 //!
@@ -188,6 +188,15 @@ impl<'a> Params<'a> {
     /// `values[i]` is the value of `specs[i]`. Missing trailing values take defaults.
     pub fn new(specs: &'static [ParamSpec], values: &'a [f64]) -> Params<'a> {
         Params { specs, values }
+    }
+
+    /// The value of parameter `spec` (a `const` the rule declares and
+    /// lists in its metadata).
+    ///
+    /// # Panics
+    /// If the rule's metadata does not list it (see [`Params::get`]).
+    pub fn value(&self, spec: &ParamSpec) -> f64 {
+        self.get(spec.name)
     }
 
     /// The value of the parameter called `name`.

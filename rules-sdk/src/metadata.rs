@@ -108,6 +108,47 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
+    /// A parameter of `kind` with the kind's whole range (a count from 0,
+    /// a ratio in 0..=1, a score in 0..=100, a factor from 0, seconds up to
+    /// a year); narrow it with [`ParamSpec::range`]. Declare each as a
+    /// `const` and read it with [`Params::value`](crate::Params::value), so
+    /// that its name is written once:
+    ///
+    /// ```
+    /// use authpulse_rules_sdk::{ParamKind, ParamSpec};
+    /// const MIN_LOGINS: ParamSpec =
+    ///     ParamSpec::new("min_logins", ParamKind::Count, 60.0, "Never fire below this many logins")
+    ///         .range(1.0, 1e9);
+    /// assert_eq!((MIN_LOGINS.min, MIN_LOGINS.max), (1.0, 1e9));
+    /// ```
+    pub const fn new(
+        name: &'static str,
+        kind: ParamKind,
+        default: f64,
+        description: &'static str,
+    ) -> ParamSpec {
+        let (min, max) = match kind {
+            ParamKind::Count => (0.0, 1e9),
+            ParamKind::Seconds => (0.0, 31_536_000.0),
+            ParamKind::Score => (0.0, 100.0),
+            ParamKind::Ratio => (0.0, 1.0),
+            ParamKind::Factor => (0.0, 1e6),
+        };
+        ParamSpec {
+            name,
+            description,
+            kind,
+            default,
+            min,
+            max,
+        }
+    }
+
+    /// The same parameter, with values from `min` to `max` (inclusive).
+    pub const fn range(self, min: f64, max: f64) -> ParamSpec {
+        ParamSpec { min, max, ..self }
+    }
+
     /// `burn_in`: how long an entity must have been seen before the rule
     /// judges it (0 to a year; the policy may write `"24h"`).
     pub const fn burn_in(default_s: f64) -> ParamSpec {

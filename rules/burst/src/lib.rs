@@ -33,6 +33,37 @@ const SCORE_PER_DOUBLING: f32 = 15.0;
 /// In burn-in, the last hour must exceed the pace so far this many times.
 const COLD_PACE_FACTOR: f32 = 4.0;
 
+const MIN_LOGINS_1H: ParamSpec = ParamSpec::new(
+    "min_logins_1h",
+    ParamKind::Count,
+    60.0,
+    "Never fire below this many logins in an hour",
+)
+.range(1.0, 1e9);
+
+const PEAK_FACTOR: ParamSpec = ParamSpec::new(
+    "peak_factor",
+    ParamKind::Factor,
+    2.0,
+    "Fire above this multiple of the user's busiest hour so far",
+)
+.range(1.0, 1000.0);
+
+const COLD_MIN_LOGINS_1H: ParamSpec = ParamSpec::new(
+    "cold_min_logins_1h",
+    ParamKind::Count,
+    250.0,
+    "In burn-in: fire at this many logins in an hour (far above the user's pace so far)",
+)
+.range(1.0, 1e9);
+
+const BURN_IN: ParamSpec = ParamSpec::burn_in(86_400.0);
+
+const SCORE: ParamSpec = ParamSpec::score(
+    65.0,
+    "Risk contribution at the limit; each doubling beyond adds 15",
+);
+
 impl Rule for Burst {
     const METADATA: Metadata = Metadata {
         name: "burst",
@@ -43,35 +74,11 @@ impl Rule for Burst {
         entity: Entity::User,
         events: Events::All,
         params: &[
-            ParamSpec {
-                name: "min_logins_1h",
-                description: "Never fire below this many logins in an hour",
-                kind: ParamKind::Count,
-                default: 60.0,
-                min: 1.0,
-                max: 1e9,
-            },
-            ParamSpec {
-                name: "peak_factor",
-                description: "Fire above this multiple of the user's busiest hour so far",
-                kind: ParamKind::Factor,
-                default: 2.0,
-                min: 1.0,
-                max: 1000.0,
-            },
-            ParamSpec {
-                name: "cold_min_logins_1h",
-                description: "In burn-in: fire at this many logins in an hour (far above the user's pace so far)",
-                kind: ParamKind::Count,
-                default: 250.0,
-                min: 1.0,
-                max: 1e9,
-            },
-            ParamSpec::burn_in(86_400.0),
-            ParamSpec::score(
-                65.0,
-                "Risk contribution at the limit; each doubling beyond adds 15",
-            ),
+            MIN_LOGINS_1H,
+            PEAK_FACTOR,
+            COLD_MIN_LOGINS_1H,
+            BURN_IN,
+            SCORE,
         ],
         reasons: &[
             "logins in the last hour far above the user's busiest hour",
@@ -81,11 +88,11 @@ impl Rule for Burst {
 
     fn new(p: &Params) -> Self {
         Burst {
-            min_logins_1h: p.get("min_logins_1h") as f32,
-            peak_factor: p.get("peak_factor") as f32,
-            cold_min_logins_1h: p.get("cold_min_logins_1h") as f32,
-            burn_in_s: p.get("burn_in") as u32,
-            score: p.get("score") as f32,
+            min_logins_1h: p.value(&MIN_LOGINS_1H) as f32,
+            peak_factor: p.value(&PEAK_FACTOR) as f32,
+            cold_min_logins_1h: p.value(&COLD_MIN_LOGINS_1H) as f32,
+            burn_in_s: p.value(&BURN_IN) as u32,
+            score: p.value(&SCORE) as f32,
         }
     }
 

@@ -37,6 +37,29 @@ const SCORE_PER_DECADE: f32 = 3.0;
 /// judged against that, not the mean.
 const BUSY_HOUR_FACTOR: f32 = 2.0;
 
+const MIN_NEW_USERS: ParamSpec = ParamSpec::new(
+    "min_new_users",
+    ParamKind::Count,
+    6.0,
+    "Users new to the computer within the hour (or the day) to fire",
+)
+.range(2.0, 1e6);
+
+const MIN_SURPRISE: ParamSpec = ParamSpec::new(
+    "min_surprise",
+    ParamKind::Factor,
+    4.0,
+    "Fire when that many new users had at most a 10^-x chance (x = this)",
+)
+.range(0.0, 30.0);
+
+const BURN_IN: ParamSpec = ParamSpec::burn_in(26.0 * 3600.0);
+
+const SCORE: ParamSpec = ParamSpec::score(
+    70.0,
+    "Risk contribution at the threshold; more surprise adds up to 100",
+);
+
 impl Rule for FanIn {
     const METADATA: Metadata = Metadata {
         name: "fan_in",
@@ -46,29 +69,7 @@ impl Rule for FanIn {
         mitre: &["T1110.003", "T1021", "T1078"],
         entity: Entity::Computer,
         events: Events::NewDevices,
-        params: &[
-            ParamSpec {
-                name: "min_new_users",
-                description: "Users new to the computer within the hour (or the day) to fire",
-                kind: ParamKind::Count,
-                default: 6.0,
-                min: 2.0,
-                max: 1e6,
-            },
-            ParamSpec {
-                name: "min_surprise",
-                description: "Fire when that many new users had at most a 10^-x chance (x = this)",
-                kind: ParamKind::Factor,
-                default: 4.0,
-                min: 0.0,
-                max: 30.0,
-            },
-            ParamSpec::burn_in(26.0 * 3600.0),
-            ParamSpec::score(
-                70.0,
-                "Risk contribution at the threshold; more surprise adds up to 100",
-            ),
-        ],
+        params: &[MIN_NEW_USERS, MIN_SURPRISE, BURN_IN, SCORE],
         reasons: &[
             "many accounts that never used this computer logged on to it within an hour",
             "many accounts that never used this computer logged on to it within a day",
@@ -77,10 +78,10 @@ impl Rule for FanIn {
 
     fn new(p: &Params) -> Self {
         FanIn {
-            min_new_users: p.get("min_new_users") as u32,
-            min_surprise: p.get("min_surprise") as f32,
-            burn_in_s: p.get("burn_in") as u32,
-            score: p.get("score") as f32,
+            min_new_users: p.value(&MIN_NEW_USERS) as u32,
+            min_surprise: p.value(&MIN_SURPRISE) as f32,
+            burn_in_s: p.value(&BURN_IN) as u32,
+            score: p.value(&SCORE) as f32,
         }
     }
 

@@ -25,6 +25,36 @@ pub const REASON_COLD_SPREAD: u32 = 1;
 /// Each new computer beyond the threshold adds this much, up to 100.
 const SCORE_PER_EXTRA_COMPUTER: f32 = 2.0;
 
+const MIN_NEW_COMPUTERS: ParamSpec = ParamSpec::new(
+    "min_new_computers",
+    ParamKind::Count,
+    8.0,
+    "Computers first used within the last hour to fire",
+)
+.range(2.0, 1e6);
+
+const COLD_MIN_NEW_COMPUTERS: ParamSpec = ParamSpec::new(
+    "cold_min_new_computers",
+    ParamKind::Count,
+    40.0,
+    "In burn-in: computers first used within the last hour to fire",
+)
+.range(2.0, 1e6);
+
+const MIN_NEW_RATIO: ParamSpec = ParamSpec::new(
+    "min_new_ratio",
+    ParamKind::Ratio,
+    0.5,
+    "Share of the hour's distinct computers that must be new",
+);
+
+const BURN_IN: ParamSpec = ParamSpec::burn_in(86_400.0);
+
+const SCORE: ParamSpec = ParamSpec::score(
+    70.0,
+    "Risk contribution at the threshold; each computer beyond adds 2",
+);
+
 impl Rule for LateralMovement {
     const METADATA: Metadata = Metadata {
         name: "lateral_movement",
@@ -35,35 +65,11 @@ impl Rule for LateralMovement {
         entity: Entity::User,
         events: Events::NewDevices,
         params: &[
-            ParamSpec {
-                name: "min_new_computers",
-                description: "Computers first used within the last hour to fire",
-                kind: ParamKind::Count,
-                default: 8.0,
-                min: 2.0,
-                max: 1e6,
-            },
-            ParamSpec {
-                name: "cold_min_new_computers",
-                description: "In burn-in: computers first used within the last hour to fire",
-                kind: ParamKind::Count,
-                default: 40.0,
-                min: 2.0,
-                max: 1e6,
-            },
-            ParamSpec {
-                name: "min_new_ratio",
-                description: "Share of the hour's distinct computers that must be new",
-                kind: ParamKind::Ratio,
-                default: 0.5,
-                min: 0.0,
-                max: 1.0,
-            },
-            ParamSpec::burn_in(86_400.0),
-            ParamSpec::score(
-                70.0,
-                "Risk contribution at the threshold; each computer beyond adds 2",
-            ),
+            MIN_NEW_COMPUTERS,
+            COLD_MIN_NEW_COMPUTERS,
+            MIN_NEW_RATIO,
+            BURN_IN,
+            SCORE,
         ],
         reasons: &[
             "many computers never used before reached within an hour",
@@ -73,11 +79,11 @@ impl Rule for LateralMovement {
 
     fn new(p: &Params) -> Self {
         LateralMovement {
-            min_new_computers: p.get("min_new_computers") as u32,
-            cold_min_new_computers: p.get("cold_min_new_computers") as u32,
-            min_new_ratio: p.get("min_new_ratio") as f32,
-            burn_in_s: p.get("burn_in") as u32,
-            score: p.get("score") as f32,
+            min_new_computers: p.value(&MIN_NEW_COMPUTERS) as u32,
+            cold_min_new_computers: p.value(&COLD_MIN_NEW_COMPUTERS) as u32,
+            min_new_ratio: p.value(&MIN_NEW_RATIO) as f32,
+            burn_in_s: p.value(&BURN_IN) as u32,
+            score: p.value(&SCORE) as f32,
         }
     }
 

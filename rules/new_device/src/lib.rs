@@ -39,6 +39,32 @@ pub const REASON_PEERS: u32 = 2;
 const ROLLOUT_USERS: u32 = 5;
 const ROLLOUT_DAY_S: u32 = 86_400;
 
+const BURN_IN: ParamSpec = ParamSpec::burn_in(86_400.0);
+
+const ATTACK_PER_DAY: ParamSpec = ParamSpec::attack_per_day(24.0);
+
+const SHARED_USERS: ParamSpec = ParamSpec::new(
+    "shared_users",
+    ParamKind::Count,
+    20.0,
+    "A computer with at least this many other users is shared",
+)
+.range(1.0, 1e9);
+
+const SHARED_WEIGHT: ParamSpec = ParamSpec::new(
+    "shared_weight",
+    ParamKind::Ratio,
+    0.35,
+    "Share of the evidence a shared computer counts",
+);
+
+const PEER_WEIGHT: ParamSpec = ParamSpec::new(
+    "peer_weight",
+    ParamKind::Ratio,
+    0.5,
+    "Share of the evidence a computer the user's peers use counts",
+);
+
 impl Rule for NewDevice {
     const METADATA: Metadata = Metadata {
         name: "new_device",
@@ -49,32 +75,11 @@ impl Rule for NewDevice {
         entity: Entity::User,
         events: Events::NewDevices,
         params: &[
-            ParamSpec::burn_in(86_400.0),
-            ParamSpec::attack_per_day(24.0),
-            ParamSpec {
-                name: "shared_users",
-                description: "A computer with at least this many other users is shared",
-                kind: ParamKind::Count,
-                default: 20.0,
-                min: 1.0,
-                max: 1e9,
-            },
-            ParamSpec {
-                name: "shared_weight",
-                description: "Share of the evidence a shared computer counts",
-                kind: ParamKind::Ratio,
-                default: 0.35,
-                min: 0.0,
-                max: 1.0,
-            },
-            ParamSpec {
-                name: "peer_weight",
-                description: "Share of the evidence a computer the user's peers use counts",
-                kind: ParamKind::Ratio,
-                default: 0.5,
-                min: 0.0,
-                max: 1.0,
-            },
+            BURN_IN,
+            ATTACK_PER_DAY,
+            SHARED_USERS,
+            SHARED_WEIGHT,
+            PEER_WEIGHT,
         ],
         reasons: &[
             "first logon to this computer, and new computers are unusual for this user",
@@ -85,11 +90,11 @@ impl Rule for NewDevice {
 
     fn new(p: &Params) -> Self {
         NewDevice {
-            burn_in_s: p.get("burn_in") as u32,
-            attack_per_day: p.get("attack_per_day") as f32,
-            shared_users: p.get("shared_users") as u32,
-            shared_weight: p.get("shared_weight") as f32,
-            peer_weight: p.get("peer_weight") as f32,
+            burn_in_s: p.value(&BURN_IN) as u32,
+            attack_per_day: p.value(&ATTACK_PER_DAY) as f32,
+            shared_users: p.value(&SHARED_USERS) as u32,
+            shared_weight: p.value(&SHARED_WEIGHT) as f32,
+            peer_weight: p.value(&PEER_WEIGHT) as f32,
         }
     }
 

@@ -36,6 +36,32 @@ const DAY: f32 = 86_400.0;
 /// Days of the population's rhythm an account's own is shrunk toward.
 const PRIOR_DAYS: f32 = 2.0;
 
+const MIN_LOGINS_1H: ParamSpec = ParamSpec::new(
+    "min_logins_1h",
+    ParamKind::Count,
+    5.0,
+    "Logins within the last hour, at least",
+)
+.range(1.0, 1e6);
+
+const MIN_SURPRISE: ParamSpec = ParamSpec::new(
+    "min_surprise",
+    ParamKind::Factor,
+    4.0,
+    "Speak when the hour's logins had at most a 10^-x chance (x = this)",
+)
+.range(0.0, 30.0);
+
+const STEP: ParamSpec = ParamSpec::new(
+    "step",
+    ParamKind::Factor,
+    2.0,
+    "Speak again each time the surprise grows by this many decades",
+)
+.range(0.1, 30.0);
+
+const BURN_IN: ParamSpec = ParamSpec::burn_in(2.0 * 86_400.0);
+
 impl Rule for OffHours {
     const METADATA: Metadata = Metadata {
         name: "off_hours",
@@ -45,42 +71,16 @@ impl Rule for OffHours {
         mitre: &["T1078"],
         entity: Entity::User,
         events: Events::All,
-        params: &[
-            ParamSpec {
-                name: "min_logins_1h",
-                description: "Logins within the last hour, at least",
-                kind: ParamKind::Count,
-                default: 5.0,
-                min: 1.0,
-                max: 1e6,
-            },
-            ParamSpec {
-                name: "min_surprise",
-                description: "Speak when the hour's logins had at most a 10^-x chance (x = this)",
-                kind: ParamKind::Factor,
-                default: 4.0,
-                min: 0.0,
-                max: 30.0,
-            },
-            ParamSpec {
-                name: "step",
-                description: "Speak again each time the surprise grows by this many decades",
-                kind: ParamKind::Factor,
-                default: 2.0,
-                min: 0.1,
-                max: 30.0,
-            },
-            ParamSpec::burn_in(2.0 * 86_400.0),
-        ],
+        params: &[MIN_LOGINS_1H, MIN_SURPRISE, STEP, BURN_IN],
         reasons: &["busy at an hour of the day this account almost never uses"],
     };
 
     fn new(p: &Params) -> Self {
         OffHours {
-            min_logins_1h: p.get("min_logins_1h") as u32,
-            min_surprise: p.get("min_surprise") as f32,
-            step: p.get("step") as f32,
-            burn_in_s: p.get("burn_in") as u32,
+            min_logins_1h: p.value(&MIN_LOGINS_1H) as u32,
+            min_surprise: p.value(&MIN_SURPRISE) as f32,
+            step: p.value(&STEP) as f32,
+            burn_in_s: p.value(&BURN_IN) as u32,
         }
     }
 

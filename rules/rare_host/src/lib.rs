@@ -34,6 +34,26 @@ const INTRUDER_RARE_SHARE: f32 = 0.5;
 /// is shrunk toward.
 const RARE_SHARE_PRIOR: f32 = 8.0;
 
+const MAX_PRIOR_USERS: ParamSpec = ParamSpec::new(
+    "max_prior_users",
+    ParamKind::Count,
+    2.0,
+    "Fire when the computer had at most this many other users",
+)
+.range(1.0, 1e6);
+
+const BURN_IN: ParamSpec = ParamSpec::burn_in(86_400.0);
+
+const ATTACK_PER_DAY: ParamSpec = ParamSpec::attack_per_day(24.0);
+
+const EXTRA: ParamSpec = ParamSpec::new(
+    "extra",
+    ParamKind::Factor,
+    0.8,
+    "Evidence added, as a multiple of what the new computer says on its own",
+)
+.range(0.0, 10.0);
+
 impl Rule for RareHost {
     const METADATA: Metadata = Metadata {
         name: "rare_host",
@@ -43,35 +63,16 @@ impl Rule for RareHost {
         mitre: &["T1021"],
         entity: Entity::User,
         events: Events::NewDevices,
-        params: &[
-            ParamSpec {
-                name: "max_prior_users",
-                description: "Fire when the computer had at most this many other users",
-                kind: ParamKind::Count,
-                default: 2.0,
-                min: 1.0,
-                max: 1e6,
-            },
-            ParamSpec::burn_in(86_400.0),
-            ParamSpec::attack_per_day(24.0),
-            ParamSpec {
-                name: "extra",
-                description: "Evidence added, as a multiple of what the new computer says on its own",
-                kind: ParamKind::Factor,
-                default: 0.8,
-                min: 0.0,
-                max: 10.0,
-            },
-        ],
+        params: &[MAX_PRIOR_USERS, BURN_IN, ATTACK_PER_DAY, EXTRA],
         reasons: &["first logon to a computer few other users have ever used"],
     };
 
     fn new(p: &Params) -> Self {
         RareHost {
-            max_prior_users: p.get("max_prior_users") as u32,
-            burn_in_s: p.get("burn_in") as u32,
-            attack_per_day: p.get("attack_per_day") as f32,
-            extra: p.get("extra") as f32,
+            max_prior_users: p.value(&MAX_PRIOR_USERS) as u32,
+            burn_in_s: p.value(&BURN_IN) as u32,
+            attack_per_day: p.value(&ATTACK_PER_DAY) as f32,
+            extra: p.value(&EXTRA) as f32,
         }
     }
 

@@ -32,6 +32,16 @@ pub const REASON_RARE: u32 = 2;
 
 const DAY_S: u32 = 86_400;
 
+const MIN_SURPRISE: ParamSpec = ParamSpec::new(
+    "min_surprise",
+    ParamKind::Factor,
+    4.0,
+    "Fire when the counts had at most a 10^-x chance (x = this)",
+)
+.range(0.0, 30.0);
+
+const BURN_IN: ParamSpec = ParamSpec::burn_in(2.0 * 86_400.0);
+
 impl Rule for SlowSpread {
     const METADATA: Metadata = Metadata {
         name: "slow_spread",
@@ -41,17 +51,7 @@ impl Rule for SlowSpread {
         mitre: &["T1021", "T1078", "T1550"],
         entity: Entity::User,
         events: Events::NewDevices,
-        params: &[
-            ParamSpec {
-                name: "min_surprise",
-                description: "Fire when the counts had at most a 10^-x chance (x = this)",
-                kind: ParamKind::Factor,
-                default: 4.0,
-                min: 0.0,
-                max: 30.0,
-            },
-            ParamSpec::burn_in(2.0 * 86_400.0),
-        ],
+        params: &[MIN_SURPRISE, BURN_IN],
         reasons: &[
             "more new computers in a day than the user's history makes likely",
             "more new computers over three days than the user's history makes likely",
@@ -61,8 +61,8 @@ impl Rule for SlowSpread {
 
     fn new(p: &Params) -> Self {
         SlowSpread {
-            min_surprise: p.get("min_surprise") as f32,
-            burn_in_s: p.get("burn_in") as u32,
+            min_surprise: p.value(&MIN_SURPRISE) as f32,
+            burn_in_s: p.value(&BURN_IN) as u32,
         }
     }
 

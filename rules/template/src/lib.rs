@@ -23,6 +23,30 @@ pub struct DormantReturn {
 pub const REASON_NEW_TO_USER: u32 = 0;
 pub const REASON_NEW_TO_EVERYONE: u32 = 1;
 
+// Each parameter is a `const`, listed in the metadata and read in `new` by
+// the same name, so that a typo does not compile. `ParamSpec::new` gives the
+// kind's whole range; `.range` narrows it. Common parameters come
+// ready-made: `ParamSpec::score` and `ParamSpec::burn_in`.
+const MIN_GAP: ParamSpec = ParamSpec::new(
+    "min_gap",
+    ParamKind::Seconds,
+    7.0 * 86_400.0,
+    "Silence before the logon that makes the account dormant",
+)
+.range(3_600.0, 31_536_000.0);
+
+const SCORE: ParamSpec = ParamSpec::score(
+    45.0,
+    "Risk contribution when the computer is new to the user",
+);
+
+const UNKNOWN_COMPUTER_SCORE: ParamSpec = ParamSpec::new(
+    "unknown_computer_score",
+    ParamKind::Score,
+    65.0,
+    "Risk contribution when no one has used the computer before",
+);
+
 impl Rule for DormantReturn {
     const METADATA: Metadata = Metadata {
         name: "dormant_return",
@@ -32,30 +56,7 @@ impl Rule for DormantReturn {
         mitre: &["T1078"],
         entity: Entity::User,
         events: Events::NewDevices,
-        params: &[
-            ParamSpec {
-                name: "min_gap",
-                description: "Silence before the logon that makes the account dormant",
-                kind: ParamKind::Seconds,
-                default: 7.0 * 86_400.0,
-                min: 3_600.0,
-                max: 31_536_000.0,
-            },
-            // Common parameters come ready-made: `ParamSpec::score` and
-            // `ParamSpec::burn_in`.
-            ParamSpec::score(
-                45.0,
-                "Risk contribution when the computer is new to the user",
-            ),
-            ParamSpec {
-                name: "unknown_computer_score",
-                description: "Risk contribution when no one has used the computer before",
-                kind: ParamKind::Score,
-                default: 65.0,
-                min: 0.0,
-                max: 100.0,
-            },
-        ],
+        params: &[MIN_GAP, SCORE, UNKNOWN_COMPUTER_SCORE],
         reasons: &[
             "dormant account back on a computer new to it",
             "dormant account back on a computer no one used before",
@@ -64,9 +65,9 @@ impl Rule for DormantReturn {
 
     fn new(p: &Params) -> Self {
         DormantReturn {
-            min_gap_s: p.get("min_gap") as u32,
-            score: p.get("score") as f32,
-            unknown_computer_score: p.get("unknown_computer_score") as f32,
+            min_gap_s: p.value(&MIN_GAP) as u32,
+            score: p.value(&SCORE) as f32,
+            unknown_computer_score: p.value(&UNKNOWN_COMPUTER_SCORE) as f32,
         }
     }
 
