@@ -1,0 +1,71 @@
+//! Reading a source to its end into the pipeline: checkpoints on the
+//! commit interval, the stop flag, and the caller's tick.
+
+use crate::input::{Line, Source};
+use std::io;
+
+use super::{Pipeline, Summary};
+
+/// Lines between two looks at the clock (commit interval), the stop flag and
+/// the caller's tick: often enough for a 50 ms commit interval and a prompt
+/// stop at a million lines a second, rarely enough to cost nothing.
+const TICK_LINES: u32 = 1 << 12;
+
+/// Reads `source` to the end (or until `stop` is set) into `pipeline`.
+/// Checkpoints when the commit interval has passed, and then tells the
+/// source (which saves its positions). Calls `tick(pipeline, source)` every
+/// [`TICK_LINES`] events, after each read of the source's input, and
+/// whenever the source is idle, for progress and metrics.
+pub fn consume<S: Source + ?Sized>(
+    pipeline: &mut Pipeline<'_>,
+    source: &mut S,
+    stop: &std::sync::atomic::AtomicBool,
+    mut tick: impl FnMut(&mut Pipeline<'_>, &S),
+) -> io::Result<()> {
+    let mut until_tick = 0u32;
+    let mut reads = source.reads();
+    loop {
+        let line_no = source.line_no() + 1;
+        let Some(line) = source.next_line()? else {
+            break;
+        };
+        let idle = matches!(line, Line::Idle);
+        pipeline.push_line(line_no, line)?;
+        until_tick += 1;
+        // A trickling stream reads a few lines at a time: after each read,
+        // a batch past its delay is scored.
+        let read = source.reads() != reads;
+        if read {
+            reads = source.reads();
+            pipeline.score_batch_past_delay()?;
+        }
+        if idle || read || until_tick == TICK_LINES {
+            until_tick = 0;
+            if pipeline.maybe_checkpoint(source.position())? {
+                source.checkpointed(pipeline.frontier())?;
+            }
+            tick(pipeline, source);
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!("stopping on signal");
+                break;
+            }
+        }
+    }
+    tick(pipeline, source);
+    Ok(())
+}
+
+impl Pipeline<'_> {
+    /// Scores in-memory input to the end and returns the summary (tests,
+    /// benchmarks, embedding).
+    pub fn score_bytes(mut self, data: &[u8]) -> io::Result<Summary> {
+        let mut lines = crate::input::LineReader::new(data, crate::input::MAX_LINE_DEFAULT);
+        consume(
+            &mut self,
+            &mut lines,
+            &std::sync::atomic::AtomicBool::new(false),
+            |_, _| {},
+        )?;
+        self.finish()
+    }
+}
