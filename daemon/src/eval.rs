@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use authpulse_engine::alerts::Alert;
 use authpulse_engine::entity::EntityKind;
 use authpulse_engine::event::TimeBase;
-use authpulse_engine::sinks::{AlertSink, ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{AlertSink, Commit, ScoredBatch, ScoredSink};
 use authpulse_generator::{Campaign, Kind};
 use serde::Serialize;
 
@@ -48,6 +48,8 @@ impl AlertLog {
         self.time_base.to_lanl(unix).clamp(0, i64::from(u32::MAX)) as u32
     }
 }
+
+impl Commit for AlertLog {}
 
 impl AlertSink for AlertLog {
     fn send(&mut self, alert: &Alert) -> std::io::Result<()> {
@@ -177,6 +179,8 @@ impl NaiveBaseline {
         }
     }
 }
+
+impl Commit for NaiveBaseline {}
 
 impl ScoredSink for NaiveBaseline {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> std::io::Result<()> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use authpulse_engine::alerts::{Alert, AlertStatus};
 use authpulse_engine::entity::EntityKind;
-use authpulse_engine::sinks::AlertSink;
+use authpulse_engine::sinks::{AlertSink, Commit};
 
 /// One incident: the alert's first publication and all that joined it since.
 #[derive(Clone, Debug)]
@@ -68,6 +68,8 @@ fn add_new(seen: &mut Vec<String>, names: &[String]) {
         }
     }
 }
+
+impl Commit for IncidentLog {}
 
 impl AlertSink for IncidentLog {
     fn send(&mut self, alert: &Alert) -> std::io::Result<()> {

@@ -36,7 +36,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::order::Pending;
+use crate::event::Event;
 
 /// Neighbours on each side an arrival is judged against.
 pub const SIDE: usize = 8;
@@ -79,7 +79,7 @@ impl Default for ClockOptions {
 /// A record waiting for its neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Arrival {
-    pub event: Pending,
+    pub event: Event,
     /// Its line (position in the source), for a dead letter.
     pub line: u64,
 }
@@ -343,7 +343,7 @@ mod tests {
 
     fn arrival(t: i64, line: u64) -> Arrival {
         Arrival {
-            event: Pending {
+            event: Event {
                 event_time: t,
                 user: 0,
                 computer: 0,

@@ -1,9 +1,12 @@
-//! Event identity: interned user/computer ids, the LANL time base, and the
-//! `event_id` (first 32 hex chars of sha256 of `time|user|computer`).
+//! The engine's event and its identity: interned user/computer ids, the
+//! LANL time base, the `event_id` (first 32 hex chars of sha256 of
+//! `time|user|computer`), and [`Event`], an accepted record with its names
+//! interned.
 
 use std::num::NonZeroU128;
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Dense id of an interned name; index into per-user / per-computer state.
@@ -241,6 +244,32 @@ pub fn format_time(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .map(|dt| dt.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| unix.to_string())
+}
+
+/// The engine's event: an accepted record with its names interned, as it
+/// is held for ordering, scored, and handed to the sinks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub event_time: i64,
+    pub user: NameId,
+    pub computer: NameId,
+    /// Unix seconds the event was ingested.
+    pub ingestion_time: i64,
+    /// As given by the input; derived on output otherwise.
+    pub event_id: Option<EventId>,
+}
+
+impl Event {
+    /// Its `event_id`: as given by the input, or derived from the record.
+    pub fn event_id(&self, base: TimeBase, users: &Interner, computers: &Interner) -> EventId {
+        self.event_id.unwrap_or_else(|| {
+            EventId::derive(
+                base.to_lanl(self.event_time),
+                users.name(self.user),
+                computers.name(self.computer),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! cloud around it: records in, scored events and alerts out, through the
 //! sink traits the daemon's lakehouse and AWS outputs implement.
 //!
-//! Data flows `input` (parse, validate; streams on a thread of their own)
+//! `event` is the engine's event (an accepted record, its names interned)
+//! and its identity. Data flows `input` (parse, validate; streams on a thread of their own)
 //! -> `clock` (what time the stream's majority says it is; records dated
 //! too far ahead refused) -> `order` (watermark, dedup,
 //! reorder) -> `state` (windows, device history, host popularity, each
@@ -14,8 +15,9 @@
 //! user and per computer) -> `alerts` (incidents, published as they open,
 //! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
 //! file, `reload` swaps it while running, `metrics` keeps what publishers
-//! report, `snapshot` writes and reads the whole state, `shards` divides it by
-//! user between workers, `limits` bounds it, `files` reads the files an
+//! report, `snapshot` writes and reads the whole state (and `StateStore`,
+//! where a run keeps it), `shards` divides it by user between workers (what
+//! moves is `state`'s `handoff`), `limits` bounds it, `files` reads the files an
 //! operator names (regular and bounded only).
 
 pub mod alerts;

@@ -18,38 +18,15 @@ use std::collections::{BTreeMap, VecDeque};
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventId, Interner, NameId, TimeBase};
+use crate::event::{Event, Interner};
 
-/// An accepted event waiting for the watermark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    pub event_time: i64,
-    pub user: NameId,
-    pub computer: NameId,
-    /// Unix seconds the event was ingested.
-    pub ingestion_time: i64,
-    /// As given by the input; derived on output otherwise.
-    pub event_id: Option<EventId>,
-}
-
-impl Pending {
-    /// Its `event_id`: as given by the input, or derived from the record.
-    pub fn event_id(&self, base: TimeBase, users: &Interner, computers: &Interner) -> EventId {
-        self.event_id.unwrap_or_else(|| {
-            EventId::derive(
-                base.to_lanl(self.event_time),
-                users.name(self.user),
-                computers.name(self.computer),
-            )
-        })
-    }
-
-    #[inline]
-    fn key(&self) -> u128 {
-        ((self.event_time as u64 as u128) << 64)
-            | (u128::from(self.user) << 32)
-            | u128::from(self.computer)
-    }
+/// The order events are released in: `(event_time, user, computer)` as one
+/// number (ids are interned in name order per run, see [`Orderer`]).
+#[inline]
+fn key(event: &Event) -> u128 {
+    ((event.event_time as u64 as u128) << 64)
+        | (u128::from(event.user) << 32)
+        | u128::from(event.computer)
 }
 
 /// What happened to an event offered to the orderer.
@@ -68,7 +45,7 @@ pub struct OrdererSnapshot {
     /// Events before it are late whatever the lateness: the earliest held
     /// events were released early (too many held).
     pub floor: Option<i64>,
-    pub held: Vec<Pending>,
+    pub held: Vec<Event>,
 }
 
 /// Seconds of held events kept in per-second buckets (past it, in a map):
@@ -84,12 +61,12 @@ pub struct Orderer {
     /// Event time of `buckets[0]`.
     first_second: i64,
     /// One bucket per second from `first_second` on.
-    buckets: VecDeque<Vec<Pending>>,
+    buckets: VecDeque<Vec<Event>>,
     /// Events more than [`DENSE_SECONDS`] past `first_second`, by second:
     /// a record dated far ahead must not cost a bucket per second between.
     /// Every key is past the last bucket.
-    far: BTreeMap<i64, Vec<Pending>>,
-    spare: Vec<Vec<Pending>>,
+    far: BTreeMap<i64, Vec<Event>>,
+    spare: Vec<Vec<Event>>,
     held: FxHashSet<u128>,
     /// See [`OrdererSnapshot::floor`].
     floor: Option<i64>,
@@ -142,7 +119,7 @@ impl Orderer {
     /// The event clock says it is `now`: every held event the watermark
     /// passes is appended to `out`, in order.
     #[inline]
-    pub fn advance(&mut self, now: i64, names: (&Interner, &Interner), out: &mut Vec<Pending>) {
+    pub fn advance(&mut self, now: i64, names: (&Interner, &Interner), out: &mut Vec<Event>) {
         if self.clock.is_some_and(|clock| clock >= now) {
             return;
         }
@@ -173,9 +150,9 @@ impl Orderer {
     #[inline]
     pub fn offer(
         &mut self,
-        event: Pending,
+        event: Event,
         names: (&Interner, &Interner),
-        out: &mut Vec<Pending>,
+        out: &mut Vec<Event>,
     ) -> Admission {
         // A late event is never held, so never a duplicate of one held.
         if !self.claim(&event) {
@@ -188,14 +165,14 @@ impl Orderer {
     /// (while the event clock waits for its neighbours): false if an event
     /// with the same one is held or claimed, i.e. a duplicate.
     #[inline]
-    pub fn claim(&mut self, event: &Pending) -> bool {
-        self.held.insert(event.key())
+    pub fn claim(&mut self, event: &Event) -> bool {
+        self.held.insert(key(event))
     }
 
     /// Gives up a claim: the event will not be offered (the clock refused
     /// it, or the warehouse already stores it).
-    pub fn unclaim(&mut self, event: &Pending) {
-        self.held.remove(&event.key());
+    pub fn unclaim(&mut self, event: &Event) {
+        self.held.remove(&key(event));
     }
 
     /// [`Orderer::offer`] for a claimed event: it is late (and its claim
@@ -203,9 +180,9 @@ impl Orderer {
     #[inline]
     pub fn offer_claimed(
         &mut self,
-        event: Pending,
+        event: Event,
         names: (&Interner, &Interner),
-        out: &mut Vec<Pending>,
+        out: &mut Vec<Event>,
     ) -> Admission {
         if let Some(watermark) = self.watermark()
             && event.event_time < watermark
@@ -226,7 +203,7 @@ impl Orderer {
     /// Too many held: releases the earliest second's events and raises the
     /// floor past it, so that nothing is scored before what was released.
     #[cold]
-    fn release_earliest(&mut self, names: (&Interner, &Interner), out: &mut Vec<Pending>) {
+    fn release_earliest(&mut self, names: (&Interner, &Interner), out: &mut Vec<Event>) {
         let Some(earliest) = self.earliest_held() else {
             return;
         };
@@ -261,7 +238,7 @@ impl Orderer {
         orderer.clock = clock;
         orderer.floor = snapshot.floor;
         for event in snapshot.held {
-            if orderer.held.insert(event.key()) {
+            if orderer.held.insert(key(&event)) {
                 orderer.hold(event);
             }
         }
@@ -269,7 +246,7 @@ impl Orderer {
     }
 
     /// Puts an accepted event in its second's bucket.
-    fn hold(&mut self, event: Pending) {
+    fn hold(&mut self, event: Event) {
         let time = event.event_time;
         if self.buckets.is_empty() {
             if self
@@ -327,7 +304,7 @@ impl Orderer {
     }
 
     /// Appends every held event to `out`, in order (end of input).
-    pub fn release_all(&mut self, names: (&Interner, &Interner), out: &mut Vec<Pending>) {
+    pub fn release_all(&mut self, names: (&Interner, &Interner), out: &mut Vec<Event>) {
         self.release_before(i64::MAX, names, out);
     }
 
@@ -335,7 +312,7 @@ impl Orderer {
         &mut self,
         watermark: i64,
         (users, computers): (&Interner, &Interner),
-        out: &mut Vec<Pending>,
+        out: &mut Vec<Event>,
     ) {
         loop {
             if self.buckets.is_empty() {
@@ -370,7 +347,7 @@ impl Orderer {
                 });
             }
             for event in bucket.drain(..) {
-                self.held.remove(&event.key());
+                self.held.remove(&key(&event));
                 out.push(event);
             }
             self.spare.push(bucket);
@@ -392,8 +369,8 @@ mod tests {
         (users, computers)
     }
 
-    fn ev(t: i64, u: u32, c: u32) -> Pending {
-        Pending {
+    fn ev(t: i64, u: u32, c: u32) -> Event {
+        Event {
             event_time: t,
             user: u,
             computer: c,
@@ -405,9 +382,9 @@ mod tests {
     /// Offers `e`, then moves the clock to it (as a clock over sorted input would).
     fn offer_and_advance(
         o: &mut Orderer,
-        e: Pending,
+        e: Event,
         n: (&Interner, &Interner),
-        out: &mut Vec<Pending>,
+        out: &mut Vec<Event>,
     ) -> Admission {
         let admission = o.offer(e, n, out);
         if admission == Admission::Accepted {

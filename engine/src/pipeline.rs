@@ -28,14 +28,15 @@ use rustc_hash::FxHashSet;
 use crate::alerts::AlertEngine;
 use crate::clock::{Arrival, ClockOptions, EventClock, Verdict};
 use crate::entity::EntityRisk;
-use crate::event::{Interner, NameId, TimeBase};
+use crate::event::{Event, Interner, NameId, TimeBase};
 use crate::input::{self, Format, Record};
 use crate::limits::StateLimits;
-use crate::order::{Orderer, Pending};
+use crate::order::Orderer;
 use crate::policy::{Policy, PolicyError};
 use crate::reload::PolicyWatcher;
 use crate::rules::{Engine, RuleSet};
-use crate::sinks::{AlertSink, DeadLetterSink, ReceivedSink, ScoredSink, StateStore, StoredEvents};
+use crate::sinks::{AlertSink, DeadLetterSink, ReceivedSink, ScoredSink, StoredEvents};
+use crate::snapshot::StateStore;
 use crate::state::EngineState;
 
 mod commit;
@@ -132,7 +133,7 @@ pub struct Pipeline<'o> {
     alerts: AlertEngine,
     /// Event time up to which incidents have been closed.
     closed_through: i64,
-    ready: Vec<Pending>,
+    ready: Vec<Event>,
     batch: Batch,
     counters: Counters,
     format: Option<Format>,

@@ -10,8 +10,7 @@ use authpulse_rules_sdk::Features;
 use serde::Serialize;
 
 use crate::alerts::Alert;
-use crate::event::{EventId, Interner, TimeBase, format_time};
-use crate::order::Pending;
+use crate::event::{Event, EventId, Interner, TimeBase, format_time};
 use crate::policy::RiskLevel;
 use crate::rules::RuleSet;
 
@@ -60,24 +59,6 @@ impl Progress {
     }
 }
 
-/// Where a pipeline keeps the state snapshot of each checkpoint.
-pub trait StateStore {
-    /// Keeps checkpoint `checkpoint`'s snapshot; returns its name, for the
-    /// [`Progress`] record. It may finish writing in the background.
-    fn save(
-        &mut self,
-        checkpoint: u64,
-        snapshot: crate::snapshot::EncodedSnapshot,
-    ) -> io::Result<String>;
-    /// Waits until every snapshot saved so far is durable.
-    fn flush(&mut self) -> io::Result<()>;
-    /// A buffer to encode the next snapshot into (the last one's, if the
-    /// store has it back).
-    fn buffer(&mut self) -> io::Result<Vec<u8>> {
-        Ok(Vec::new())
-    }
-}
-
 /// The events a warehouse already stores, by `event_id`, for a run that
 /// adds another input to it: an event stored before is not stored again.
 /// Asked one day of event time at a time, as the input reaches it.
@@ -87,28 +68,35 @@ pub trait StoredEvents {
     fn ids_of_day(&mut self, day: i64) -> io::Result<rustc_hash::FxHashSet<u128>>;
 }
 
-pub trait DeadLetterSink {
-    fn write(&mut self, record: &DeadLetter) -> io::Result<()>;
+/// The commit protocol every sink takes part in: at each checkpoint what it
+/// was given becomes durable and visible, with the checkpoint's progress;
+/// at the end of input, everything. A sink that keeps nothing back needs
+/// neither (`impl Commit for MySink {}`).
+pub trait Commit {
+    /// Makes everything given so far durable and visible (commit interval),
+    /// or starts to: it must be done by the next call or `flush`.
+    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
+        self.flush()
+    }
+    /// End of input: everything given so far is durable.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
 
-pub trait AlertSink {
+/// Refused records (`run --dead-letters`).
+pub trait DeadLetterSink: Commit {
+    fn write(&mut self, record: &DeadLetter) -> io::Result<()>;
+}
+
+/// Alert publications: an incident's opening, updates and closing.
+pub trait AlertSink: Commit {
     fn send(&mut self, alert: &Alert) -> io::Result<()>;
-    /// Makes everything sent so far durable and visible (commit interval).
-    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
-        self.flush()
-    }
-    /// End of input.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A scored batch: parallel slices, one entry per event, in event-time order.
 pub struct ScoredBatch<'a> {
-    pub events: &'a [Pending],
+    pub events: &'a [Event],
     pub features: &'a [Features],
     pub scores: &'a [u8],
     pub levels: &'a [RiskLevel],
@@ -173,7 +161,7 @@ impl Disposition {
 pub struct Received<'a> {
     /// 1-based position in the source (line number).
     pub line: u64,
-    pub event: &'a Pending,
+    pub event: &'a Event,
     /// Given by the input, or derived.
     pub event_id: EventId,
     /// Where `event.user` and `event.computer` are named.
@@ -193,20 +181,12 @@ impl Received<'_> {
 }
 
 /// Every valid record as received (`auth_events_raw`).
-pub trait ReceivedSink {
+pub trait ReceivedSink: Commit {
     fn receive(&mut self, record: &Received<'_>) -> io::Result<()>;
-    /// Makes everything received so far durable and visible (commit
-    /// interval), or starts to: it must be done by the next call or `flush`.
-    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
-        self.flush()
-    }
-    /// End of input.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
-pub trait ScoredSink {
+/// Scored events, batch by batch (the curated and aggregate tables).
+pub trait ScoredSink: Commit {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()>;
     /// For a sink that keeps state across batches (open aggregation
     /// windows): adds it, under the sink's name, to the pipeline's state
@@ -224,15 +204,6 @@ pub trait ScoredSink {
     ) -> io::Result<()> {
         Ok(())
     }
-    /// Makes everything written so far durable and visible (commit
-    /// interval), or starts to: it must be done by the next call or `flush`.
-    fn checkpoint(&mut self, _progress: &Progress) -> io::Result<()> {
-        self.flush()
-    }
-    /// End of input.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
     /// A stop before the end of input (a signal): waits until what the last
     /// checkpoint started is done, and leaves open what the input has not
     /// closed (the next start resumes it from the snapshot). For a sink
@@ -245,6 +216,8 @@ pub trait ScoredSink {
 /// Discards everything.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Discard;
+
+impl Commit for Discard {}
 
 impl DeadLetterSink for Discard {
     fn write(&mut self, _: &DeadLetter) -> io::Result<()> {
@@ -344,12 +317,15 @@ impl JsonLinesFile {
     }
 }
 
+impl Commit for JsonLinesFile {
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_file()
+    }
+}
+
 impl DeadLetterSink for JsonLinesFile {
     fn write(&mut self, record: &DeadLetter) -> io::Result<()> {
         self.write_json(record)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.flush_file()
     }
 }
 
@@ -357,9 +333,6 @@ impl AlertSink for JsonLinesFile {
     /// Alerts are few and someone may be tailing the file: each goes out at once.
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
         self.write_json(alert)?;
-        self.flush_file()
-    }
-    fn flush(&mut self) -> io::Result<()> {
         self.flush_file()
     }
 }
@@ -424,6 +397,9 @@ impl ScoredSink for ScoredJsonLines {
         }
         Ok(())
     }
+}
+
+impl Commit for ScoredJsonLines {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush_file()
     }
@@ -432,10 +408,7 @@ impl ScoredSink for ScoredJsonLines {
 /// Sends everything to several sinks in turn.
 pub struct Tee<'a, S: ?Sized>(pub Vec<&'a mut S>);
 
-impl AlertSink for Tee<'_, dyn AlertSink + '_> {
-    fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|sink| sink.send(alert))
-    }
+impl<S: Commit + ?Sized> Commit for Tee<'_, S> {
     fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
         self.0
             .iter_mut()
@@ -446,19 +419,17 @@ impl AlertSink for Tee<'_, dyn AlertSink + '_> {
     }
 }
 
+impl AlertSink for Tee<'_, dyn AlertSink + '_> {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|sink| sink.send(alert))
+    }
+}
+
 impl ScoredSink for Tee<'_, dyn ScoredSink + '_> {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
         self.0
             .iter_mut()
             .try_for_each(|sink| sink.write_batch(batch))
-    }
-    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
-        self.0
-            .iter_mut()
-            .try_for_each(|sink| sink.checkpoint(progress))
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|sink| sink.flush())
     }
     fn settle(&mut self) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|sink| sink.settle())
@@ -487,6 +458,8 @@ pub struct Collect {
     pub alerts: Vec<Alert>,
     pub rows: Vec<ScoredRow>,
 }
+
+impl Commit for Collect {}
 
 impl DeadLetterSink for Collect {
     fn write(&mut self, record: &DeadLetter) -> io::Result<()> {
@@ -518,11 +491,7 @@ mod tests {
     #[derive(Default)]
     struct Calls(Vec<&'static str>);
 
-    impl ScoredSink for Calls {
-        fn write_batch(&mut self, _: &ScoredBatch<'_>) -> io::Result<()> {
-            self.0.push("write");
-            Ok(())
-        }
+    impl Commit for Calls {
         fn checkpoint(&mut self, _: &Progress) -> io::Result<()> {
             self.0.push("checkpoint");
             Ok(())
@@ -533,17 +502,16 @@ mod tests {
         }
     }
 
+    impl ScoredSink for Calls {
+        fn write_batch(&mut self, _: &ScoredBatch<'_>) -> io::Result<()> {
+            self.0.push("write");
+            Ok(())
+        }
+    }
+
     impl AlertSink for Calls {
         fn send(&mut self, _: &Alert) -> io::Result<()> {
             self.0.push("send");
-            Ok(())
-        }
-        fn checkpoint(&mut self, _: &Progress) -> io::Result<()> {
-            self.0.push("checkpoint");
-            Ok(())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            self.0.push("flush");
             Ok(())
         }
     }

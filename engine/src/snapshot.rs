@@ -217,7 +217,7 @@ pub(crate) struct BodyRef<'a> {
 /// A snapshot encoded but not yet compressed or written. Encoding needs the
 /// state and so runs on the pipeline's thread; compression, the write and
 /// the sync (two thirds of the time at full scale) need only this, so a
-/// [`crate::sinks::StateStore`] may do them on another thread.
+/// [`StateStore`] may do them on another thread.
 pub struct EncodedSnapshot {
     encoded: Vec<u8>,
 }
@@ -454,8 +454,6 @@ impl SnapshotFiles for LocalFiles {
 /// waits for it. A crash can therefore leave a checkpoint committed in the
 /// tables whose snapshot never landed: a resumed run then starts from the
 /// latest checkpoint whose snapshot did ([`SnapshotStore::latest_kept`]).
-///
-/// [`StateStore::flush`]: crate::sinks::StateStore::flush
 pub struct SnapshotStore {
     run: String,
     writer: Option<SnapshotWriter>,
@@ -597,7 +595,21 @@ fn keep_one(
     Ok(())
 }
 
-impl crate::sinks::StateStore for SnapshotStore {
+/// Where a pipeline keeps the state snapshot of each checkpoint.
+pub trait StateStore {
+    /// Keeps checkpoint `checkpoint`'s snapshot; returns its name, for the
+    /// progress record. It may finish writing in the background.
+    fn save(&mut self, checkpoint: u64, snapshot: EncodedSnapshot) -> io::Result<String>;
+    /// Waits until every snapshot saved so far is durable.
+    fn flush(&mut self) -> io::Result<()>;
+    /// A buffer to encode the next snapshot into (the last one's, if the
+    /// store has it back).
+    fn buffer(&mut self) -> io::Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+}
+
+impl StateStore for SnapshotStore {
     fn save(&mut self, checkpoint: u64, snapshot: EncodedSnapshot) -> io::Result<String> {
         self.flush()?;
         let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;
@@ -627,7 +639,7 @@ impl crate::sinks::StateStore for SnapshotStore {
 
 impl Drop for SnapshotStore {
     fn drop(&mut self) {
-        if let Err(e) = crate::sinks::StateStore::flush(self) {
+        if let Err(e) = StateStore::flush(self) {
             tracing::warn!(error = %e, "the last state snapshot was not written");
         }
         if let Some(writer) = self.writer.take() {

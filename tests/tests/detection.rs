@@ -15,7 +15,7 @@ use authpulse_engine::entity::EntityKind;
 use authpulse_engine::input::Line;
 use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions};
 use authpulse_engine::policy::{Policy, RiskLevel};
-use authpulse_engine::sinks::{AlertSink, Discard};
+use authpulse_engine::sinks::{AlertSink, Commit, Discard};
 use authpulse_generator::Kind;
 use common::{generate, latest, score_default};
 
@@ -118,6 +118,8 @@ fn crafted_lateral_movement_is_one_critical_incident() {
 /// Shares what it is sent with the test while the pipeline runs.
 #[derive(Clone, Default)]
 struct Shared(Rc<RefCell<Vec<Alert>>>);
+
+impl Commit for Shared {}
 
 impl AlertSink for Shared {
     fn send(&mut self, alert: &Alert) -> std::io::Result<()> {

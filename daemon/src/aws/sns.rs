@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AwsSettings, Backoff, error_text};
 use authpulse_engine::alerts::Alert;
 use authpulse_engine::metrics::LagHistogram;
-use authpulse_engine::sinks::{AlertSink, Progress};
+use authpulse_engine::sinks::{AlertSink, Commit, Progress};
 
 /// SNS's limit on a subject.
 const MAX_SUBJECT: usize = 100;
@@ -240,11 +240,7 @@ pub struct SnsAlerts {
     pub report: SnsReport,
 }
 
-impl AlertSink for SnsAlerts {
-    fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.publisher.publish(Message::alert(alert)?)
-    }
-
+impl Commit for SnsAlerts {
     fn checkpoint(&mut self, _: &Progress) -> io::Result<()> {
         self.publisher.checkpoint().map(drop)
     }
@@ -259,6 +255,12 @@ impl AlertSink for SnsAlerts {
             );
         }
         Ok(())
+    }
+}
+
+impl AlertSink for SnsAlerts {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.publisher.publish(Message::alert(alert)?)
     }
 }
 

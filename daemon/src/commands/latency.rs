@@ -24,7 +24,7 @@ use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions};
 use authpulse_engine::policy::Policy;
-use authpulse_engine::sinks::{AlertSink, Discard, JsonLinesFile};
+use authpulse_engine::sinks::{AlertSink, Commit, Discard, JsonLinesFile};
 
 /// Logons of a bench account, each to a new computer, that open its alert:
 /// the lateral-movement rule's threshold in burn-in.
@@ -35,6 +35,8 @@ struct Recorder {
     file: JsonLinesFile,
     opened: HashMap<String, Instant>,
 }
+
+impl Commit for Recorder {}
 
 impl AlertSink for Recorder {
     fn send(&mut self, alert: &Alert) -> std::io::Result<()> {

@@ -18,7 +18,7 @@ use authpulse_engine::policy::{Policy, PolicyFile, RuleConfig, SandboxConfig};
 use authpulse_engine::rules::{
     BUILTIN_RULES, Engine, RuleMetadata, SandboxLimits, WasmModule, builtin_module, hex_sha256,
 };
-use authpulse_engine::sinks::{Collect, ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{Collect, Commit, ScoredBatch, ScoredSink};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -288,6 +288,8 @@ impl Hit {
 /// Collects the hits of rule 0 (the only rule of the test policy).
 #[derive(Default)]
 struct Hits(Vec<Hit>);
+
+impl Commit for Hits {}
 
 impl ScoredSink for Hits {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {

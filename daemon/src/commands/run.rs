@@ -9,7 +9,7 @@ use authpulse::aws::ticker::TickerConfig;
 use authpulse::ops;
 use authpulse::run::outputs::OutputsSpec;
 pub use authpulse::run::resolve_policy;
-use authpulse::run::{Context, Outcome, ProgressView, RunSpec};
+use authpulse::run::{Context, Outcome, ReadMeter, RunSpec};
 use authpulse::sources::{FileSpec, KinesisSpec, SourceSpec};
 use authpulse_engine::clock::ClockOptions;
 use authpulse_engine::event::TimeBase;
@@ -393,7 +393,7 @@ pub fn score_spec(spec: &RunSpec) -> anyhow::Result<Outcome> {
     let context = Context {
         stop: shell::stop_on_signals()?,
         ops: None,
-        progress: &bar,
+        meter: &bar,
     };
     Ok(authpulse::run::run(spec, &context)?)
 }
@@ -408,7 +408,7 @@ pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
     let context = Context {
         stop,
         ops: ops.as_ref().map(|(live, _)| live),
-        progress: &bar,
+        meter: &bar,
     };
     Ok(authpulse::run::run(&spec, &context)?)
 }
@@ -425,7 +425,7 @@ impl Bar {
     }
 }
 
-impl ProgressView for Bar {
+impl ReadMeter for Bar {
     fn start(&self, size: Option<u64>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress::bar(size, "bytes"));
     }

@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use super::columns::{NameLog, Names, NewNames};
 use super::sinks::{Role, TableSink};
-use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats};
+use super::writer::{ROWS_PER_CHUNK, TableWriter, Worker, WriterStats, table_error};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::{Interner, NameId};
-use authpulse_engine::sinks::{Progress, ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{Commit, Progress, ScoredBatch, ScoredSink};
 use authpulse_engine::state::{DAY, HOUR};
 
 #[derive(Default, Clone, Copy, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ enum Message {
     Commit {
         end: bool,
         properties: HashMap<String, String>,
-        done: SyncSender<Result<[WriterStats; 2], String>>,
+        done: SyncSender<Result<[WriterStats; 2], Arc<LakehouseError>>>,
     },
 }
 
@@ -87,7 +87,7 @@ pub struct AggregateSink {
     rows: Vec<AggRow>,
     names: NameLog,
     thread: Worker<Message>,
-    in_flight: Option<Receiver<Result<[WriterStats; 2], String>>>,
+    in_flight: Option<Receiver<Result<[WriterStats; 2], Arc<LakehouseError>>>>,
     stats: [WriterStats; 2],
     /// The latest checkpoint's progress, which every commit carries.
     properties: HashMap<String, String>,
@@ -160,11 +160,34 @@ impl AggregateSink {
         if let Some(result) = self.in_flight.take() {
             match result.recv() {
                 Ok(Ok(stats)) => self.stats = stats,
-                Ok(Err(message)) => return Err(io::Error::other(message)),
+                Ok(Err(e)) => return Err(io::Error::other(LakehouseError::Shared(e))),
                 Err(_) => return Err(io::Error::other(self.thread.failure())),
             }
         }
         Ok(())
+    }
+}
+
+impl Commit for AggregateSink {
+    /// Starts committing the closed hours and days (the open ones stay in
+    /// memory); waited for at the next checkpoint or at the end.
+    /// The last checkpoint (at the end of input) closes the open hour and
+    /// day too, so that the commit that says the run is complete holds
+    /// them.
+    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
+        self.properties = progress.properties();
+        self.start_commit(progress.complete)?;
+        self.ended = progress.complete;
+        Ok(())
+    }
+
+    /// End of input: the watermark passes everything, so the open hour and day
+    /// close too; both tables are committed.
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.ended {
+            self.start_commit(true)?;
+        }
+        AggregateSink::settle(self)
     }
 }
 
@@ -222,27 +245,6 @@ impl ScoredSink for AggregateSink {
             self.thread.send(Message::Restore(open.clone()))?;
         }
         Ok(())
-    }
-
-    /// Starts committing the closed hours and days (the open ones stay in
-    /// memory); waited for at the next checkpoint or at the end.
-    /// The last checkpoint (at the end of input) closes the open hour and
-    /// day too, so that the commit that says the run is complete holds
-    /// them.
-    fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
-        self.properties = progress.properties();
-        self.start_commit(progress.complete)?;
-        self.ended = progress.complete;
-        Ok(())
-    }
-
-    /// End of input: the watermark passes everything, so the open hour and day
-    /// close too; both tables are committed.
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.ended {
-            self.start_commit(true)?;
-        }
-        AggregateSink::settle(self)
     }
 
     /// A stop: the open hour and day stay open (they are in the snapshot).
@@ -309,13 +311,13 @@ impl Aggregator {
                     self.names.learn(names);
                     self.add(&rows);
                     if self.hourly_rows.len() + self.daily_rows.len() >= Self::WRITE_AT_ROWS {
-                        self.write_closed()
-                            .map_err(|e| LakehouseError::WriterGone(e.to_string()))?;
+                        self.write_closed()?;
                     }
                 }
                 Message::Snapshot { done } => {
-                    let open = postcard::to_allocvec(&self.open_windows())
-                        .map_err(|e| LakehouseError::WriterGone(e.to_string()))?;
+                    let open = postcard::to_allocvec(&self.open_windows()).map_err(|e| {
+                        LakehouseError::Corrupt(format!("encode the aggregates' state: {e}"))
+                    })?;
                     let _ = done.send(open);
                 }
                 Message::Restore(bytes) => {
@@ -328,14 +330,16 @@ impl Aggregator {
                     end,
                     properties,
                     done,
-                } => {
-                    let outcome = self.commit(end, properties).map_err(|e| e.to_string());
-                    let failed = outcome.as_ref().err().cloned();
-                    let _ = done.send(outcome);
-                    if let Some(message) = failed {
-                        return Err(LakehouseError::WriterGone(message));
+                } => match self.commit(end, properties) {
+                    Ok(stats) => {
+                        let _ = done.send(Ok(stats));
                     }
-                }
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        let _ = done.send(Err(Arc::clone(&e)));
+                        return Err(LakehouseError::Shared(e));
+                    }
+                },
             }
         }
         Ok(())
@@ -440,15 +444,15 @@ impl Aggregator {
         self.daily_rows.extend(rows);
     }
 
-    fn write_closed(&mut self) -> io::Result<()> {
+    fn write_closed(&mut self) -> Result<(), LakehouseError> {
         if !self.hourly_rows.is_empty() {
-            let batch = hourly_batch(&self.hourly, &self.hourly_rows).map_err(io::Error::other)?;
-            self.hourly.write(batch)?;
+            let batch = hourly_batch(&self.hourly, &self.hourly_rows)?;
+            self.hourly.write(batch).map_err(table_error)?;
             self.hourly_rows.clear();
         }
         if !self.daily_rows.is_empty() {
-            let batch = daily_batch(&self.daily, &self.daily_rows).map_err(io::Error::other)?;
-            self.daily.write(batch)?;
+            let batch = daily_batch(&self.daily, &self.daily_rows)?;
+            self.daily.write(batch).map_err(table_error)?;
             self.daily_rows.clear();
         }
         Ok(())
@@ -459,7 +463,7 @@ impl Aggregator {
         &mut self,
         end: bool,
         properties: HashMap<String, String>,
-    ) -> io::Result<[WriterStats; 2]> {
+    ) -> Result<[WriterStats; 2], LakehouseError> {
         if end {
             if let Some(hour) = self.hour.take() {
                 self.close_hour(hour);
@@ -469,8 +473,10 @@ impl Aggregator {
             }
         }
         self.write_closed()?;
-        self.hourly.commit(properties.clone())?;
-        self.daily.commit(properties)?;
+        self.hourly
+            .commit(properties.clone())
+            .map_err(table_error)?;
+        self.daily.commit(properties).map_err(table_error)?;
         Ok([self.hourly.stats().clone(), self.daily.stats().clone()])
     }
 }

@@ -17,7 +17,7 @@ use super::sinks::{Role, TableSink};
 use super::writer::{TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::alerts::Alert;
-use authpulse_engine::sinks::{AlertSink, Progress};
+use authpulse_engine::sinks::{AlertSink, Commit, Progress};
 
 /// An [`AlertSink`] writing the `alerts` table.
 pub struct AlertTableSink {
@@ -47,7 +47,9 @@ impl AlertTableSink {
             return Ok(());
         }
         if !self.pending.is_empty() {
-            let batch = self.batch().map_err(io::Error::other)?;
+            let batch = self
+                .batch()
+                .map_err(|e| io::Error::other(LakehouseError::Arrow(e)))?;
             self.writer.write(batch)?;
         }
         self.writer.commit(self.properties.clone())?;
@@ -155,12 +157,7 @@ impl AlertTableSink {
     }
 }
 
-impl AlertSink for AlertTableSink {
-    fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.pending.push((alert.clone(), unix_micros_now()));
-        Ok(())
-    }
-
+impl Commit for AlertTableSink {
     /// Writes and commits the alerts since the last commit, recording the
     /// checkpoint's progress (a commit without alerts records it too).
     fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
@@ -171,6 +168,13 @@ impl AlertSink for AlertTableSink {
     /// End of input: write and commit the alerts raised.
     fn flush(&mut self) -> io::Result<()> {
         self.commit(false)
+    }
+}
+
+impl AlertSink for AlertTableSink {
+    fn send(&mut self, alert: &Alert) -> io::Result<()> {
+        self.pending.push((alert.clone(), unix_micros_now()));
+        Ok(())
     }
 }
 

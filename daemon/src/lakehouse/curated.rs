@@ -21,7 +21,7 @@ use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, Wr
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::EventId;
 use authpulse_engine::policy::RiskLevel;
-use authpulse_engine::sinks::{Progress, ScoredBatch, ScoredSink};
+use authpulse_engine::sinks::{Commit, Progress, ScoredBatch, ScoredSink};
 
 /// A [`ScoredSink`] writing `auth_events_curated`.
 pub struct CuratedSink {
@@ -43,12 +43,7 @@ impl CuratedSink {
     }
 }
 
-impl ScoredSink for CuratedSink {
-    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
-        self.table.rows.append(batch);
-        self.table.appended(batch.events.len())
-    }
-
+impl Commit for CuratedSink {
     /// Start committing everything written so far (waited for at the next
     /// checkpoint or at the end).
     fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
@@ -58,6 +53,13 @@ impl ScoredSink for CuratedSink {
     /// End of input: commit everything written.
     fn flush(&mut self) -> io::Result<()> {
         self.table.commit_pending()
+    }
+}
+
+impl ScoredSink for CuratedSink {
+    fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> io::Result<()> {
+        self.table.rows.append(batch);
+        self.table.appended(batch.events.len())
     }
 }
 

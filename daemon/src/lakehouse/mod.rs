@@ -61,8 +61,23 @@ pub enum LakehouseError {
     NoWarehouse(String),
     #[error("compacting {table}: {reason}")]
     Compaction { table: String, reason: String },
-    #[error("the table writer stopped: {0}")]
+    /// A table writer's thread stopped on an error (`what` names it).
+    #[error("{what} failed")]
+    Writer {
+        what: String,
+        #[source]
+        source: Box<LakehouseError>,
+    },
+    /// A table writer's thread panicked: a bug, not cured by trying again.
+    #[error("{0} panicked")]
+    WriterPanicked(String),
+    /// A table writer's thread is gone without saying why (`what` names it).
+    #[error("{0} has stopped")]
     WriterGone(String),
+    /// An error the writer thread reported to a waiting commit and also
+    /// stopped on.
+    #[error(transparent)]
+    Shared(Arc<LakehouseError>),
     #[error("{0}")]
     Corrupt(String),
 }
@@ -110,12 +125,15 @@ impl LakehouseError {
             | LakehouseError::Sql(_)
             | LakehouseError::Runtime(_)
             | LakehouseError::WriterGone(_) => true,
+            LakehouseError::Writer { source, .. } => source.is_transient(),
+            LakehouseError::Shared(e) => e.is_transient(),
             LakehouseError::Iceberg(e) => e.kind() != iceberg::ErrorKind::FeatureUnsupported,
             LakehouseError::Arrow(_)
             | LakehouseError::Config(_)
             | LakehouseError::NoWarehouse(_)
             | LakehouseError::Compaction { .. }
-            | LakehouseError::Corrupt(_) => false,
+            | LakehouseError::Corrupt(_)
+            | LakehouseError::WriterPanicked(_) => false,
         }
     }
 }
@@ -252,7 +270,7 @@ impl Warehouse {
                 let creation = TableCreation::builder()
                     .name(table.name.to_string())
                     .schema((table.schema)())
-                    .partition_spec((table.partition_spec)())
+                    .partition_spec(table.partition_spec())
                     .properties(HashMap::from([(
                         "write.parquet.compression-codec".to_string(),
                         "zstd".to_string(),
@@ -321,7 +339,7 @@ mod tests {
         let older = [TableDefinition {
             name: tables::CURATED,
             schema: older_curated_schema,
-            partition_spec: tables::curated_partition_spec,
+            partition: tables::definition(tables::CURATED).unwrap().partition,
             layouts: &[],
         }];
         let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();

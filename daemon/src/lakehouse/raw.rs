@@ -14,7 +14,7 @@ use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::{EventId, NameId};
-use authpulse_engine::sinks::{Disposition, Progress, Received, ReceivedSink};
+use authpulse_engine::sinks::{Commit, Disposition, Progress, Received, ReceivedSink};
 
 /// A [`ReceivedSink`] writing `auth_events_raw`.
 pub struct RawSink {
@@ -41,18 +41,20 @@ impl RawSink {
     }
 }
 
-impl ReceivedSink for RawSink {
-    fn receive(&mut self, record: &Received<'_>) -> std::io::Result<()> {
-        self.table.rows.append(record);
-        self.table.appended(1)
-    }
-
+impl Commit for RawSink {
     fn checkpoint(&mut self, progress: &Progress) -> std::io::Result<()> {
         self.table.start_commit(Some(progress.properties()))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.table.commit_pending()
+    }
+}
+
+impl ReceivedSink for RawSink {
+    fn receive(&mut self, record: &Received<'_>) -> std::io::Result<()> {
+        self.table.rows.append(record);
+        self.table.appended(1)
     }
 }
 

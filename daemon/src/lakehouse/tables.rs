@@ -34,10 +34,35 @@ pub const HOST_DAILY: &str = "host_popularity_daily";
 pub struct TableDefinition {
     pub name: &'static str,
     pub schema: fn() -> Schema,
-    pub partition_spec: fn() -> UnboundPartitionSpec,
+    /// The one partition field: a transform of one column.
+    pub partition: Partition,
     /// How columns whose values have a known shape are best written
     /// (the others: dictionary encoding, min/max statistics).
     pub layouts: &'static [(&'static str, ColumnLayout)],
+}
+
+/// A table's partition field: `transform(column)`, named `name`.
+#[derive(Clone, Copy, Debug)]
+pub struct Partition {
+    /// Field id of the column it is computed from.
+    pub column: i32,
+    pub name: &'static str,
+    pub transform: Transform,
+}
+
+impl TableDefinition {
+    /// The partition spec, unbound (it binds to [`TableDefinition::schema`]).
+    pub fn partition_spec(&self) -> UnboundPartitionSpec {
+        let Partition {
+            column,
+            name,
+            transform,
+        } = self.partition;
+        UnboundPartitionSpec::builder()
+            .add_partition_field(column, name, transform)
+            .unwrap_or_else(|e| panic!("{}'s partition field {name}: {e}", self.name))
+            .build()
+    }
 }
 
 /// The shape of a column's values, which decides its Parquet encoding.
@@ -76,19 +101,31 @@ pub static ALL: [TableDefinition; 5] = [
     TableDefinition {
         name: RAW,
         schema: raw_schema,
-        partition_spec: raw_partition_spec,
+        partition: Partition {
+            column: 5,
+            name: "ingestion_hour",
+            transform: Transform::Hour,
+        },
         layouts: EVENT_LAYOUTS,
     },
     TableDefinition {
         name: CURATED,
         schema: curated_schema,
-        partition_spec: curated_partition_spec,
+        partition: Partition {
+            column: 2,
+            name: "event_day",
+            transform: Transform::Day,
+        },
         layouts: EVENT_LAYOUTS,
     },
     TableDefinition {
         name: ALERTS,
         schema: alerts_schema,
-        partition_spec: alerts_partition_spec,
+        partition: Partition {
+            column: 6,
+            name: "first_event_day",
+            transform: Transform::Day,
+        },
         layouts: &[
             ("alert_id", ColumnLayout::RandomId),
             ("event_ids.list.element", ColumnLayout::RandomId),
@@ -97,13 +134,21 @@ pub static ALL: [TableDefinition; 5] = [
     TableDefinition {
         name: USER_HOURLY,
         schema: user_hourly_schema,
-        partition_spec: user_hourly_partition_spec,
+        partition: Partition {
+            column: 2,
+            name: "window_day",
+            transform: Transform::Day,
+        },
         layouts: &[],
     },
     TableDefinition {
         name: HOST_DAILY,
         schema: host_daily_schema,
-        partition_spec: host_daily_partition_spec,
+        partition: Partition {
+            column: 2,
+            name: "month",
+            transform: Transform::Month,
+        },
         layouts: &[],
     },
 ];
@@ -132,6 +177,16 @@ fn optional_string_list(id: i32, element_id: i32, name: &str) -> Arc<NestedField
     .into()
 }
 
+/// A schema of `fields`, its id 0 (new columns are added on open, see
+/// [`super::Warehouse`]).
+fn schema(table: &str, fields: Vec<Arc<NestedField>>) -> Schema {
+    Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .unwrap_or_else(|e| panic!("the {table} schema: {e}"))
+}
+
 fn required(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
     NestedField::required(id, name, Type::Primitive(ty)).into()
 }
@@ -143,9 +198,9 @@ fn optional(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
 /// Schema of `auth_events_raw`.
 pub fn raw_schema() -> Schema {
     use PrimitiveType::{Long, String, Timestamptz};
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(vec![
+    schema(
+        RAW,
+        vec![
             required(1, "event_id", String),
             required(2, "event_time", Timestamptz),
             required(3, "user_id", String),
@@ -154,25 +209,16 @@ pub fn raw_schema() -> Schema {
             required(6, "source", String),
             required(7, "source_line", Long),
             required(8, "admission", String),
-        ])
-        .build()
-        .expect("the raw schema is valid")
-}
-
-/// `hour(ingestion_time)`.
-pub fn raw_partition_spec() -> UnboundPartitionSpec {
-    UnboundPartitionSpec::builder()
-        .add_partition_field(5, "ingestion_hour", Transform::Hour)
-        .expect("ingestion_time exists")
-        .build()
+        ],
+    )
 }
 
 /// Schema of `auth_events_curated`.
 pub fn curated_schema() -> Schema {
     use PrimitiveType::{Boolean, Int, Long, String, Timestamptz};
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(vec![
+    schema(
+        CURATED,
+        vec![
             required(1, "event_id", String),
             required(2, "event_time", Timestamptz),
             required(3, "user_id", String),
@@ -193,27 +239,11 @@ pub fn curated_schema() -> Schema {
             required(18, "new_computer", Boolean),
             required(19, "risk_score", Int),
             required(20, "risk_level", String),
-            NestedField::required(
-                21,
-                "risk_flags",
-                Type::List(ListType::new(
-                    NestedField::list_element(24, Type::Primitive(String), true).into(),
-                )),
-            )
-            .into(),
+            string_list(21, 24, "risk_flags"),
             required(22, "policy_version", String),
             required(23, "processing_time", Timestamptz),
-        ])
-        .build()
-        .expect("the curated schema is valid")
-}
-
-/// `day(event_time)`.
-pub fn curated_partition_spec() -> UnboundPartitionSpec {
-    UnboundPartitionSpec::builder()
-        .add_partition_field(2, "event_day", Transform::Day)
-        .expect("event_time exists")
-        .build()
+        ],
+    )
 }
 
 /// Schema of `alerts`: one row per publication of an incident (`status`
@@ -223,9 +253,9 @@ pub fn curated_partition_spec() -> UnboundPartitionSpec {
 /// `user_id` is the user of a user incident and empty for a computer's.
 pub fn alerts_schema() -> Schema {
     use PrimitiveType::{Int, Long, String, Timestamptz};
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(vec![
+    schema(
+        ALERTS,
+        vec![
             required(1, "alert_id", String),
             required(2, "user_id", String),
             required(3, "risk_score", Int),
@@ -248,25 +278,16 @@ pub fn alerts_schema() -> Schema {
             optional(29, "max_event_score", Int),
             optional(30, "opened_event_time", Timestamptz),
             optional_string_list(31, 32, "users"),
-        ])
-        .build()
-        .expect("the alerts schema is valid")
-}
-
-/// `day(first_event_time)`.
-pub fn alerts_partition_spec() -> UnboundPartitionSpec {
-    UnboundPartitionSpec::builder()
-        .add_partition_field(6, "first_event_day", Transform::Day)
-        .expect("first_event_time exists")
-        .build()
+        ],
+    )
 }
 
 /// Schema of `user_behavior_hourly`.
 pub fn user_hourly_schema() -> Schema {
     use PrimitiveType::{Int, Long, String, Timestamptz};
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(vec![
+    schema(
+        USER_HOURLY,
+        vec![
             required(1, "user_id", String),
             required(2, "window_start", Timestamptz),
             required(3, "window_end", Timestamptz),
@@ -275,42 +296,24 @@ pub fn user_hourly_schema() -> Schema {
             required(6, "new_devices", Int),
             required(7, "max_risk", Int),
             required(8, "sum_risk", Long),
-        ])
-        .build()
-        .expect("the user_behavior_hourly schema is valid")
-}
-
-/// `day(window_start)`.
-pub fn user_hourly_partition_spec() -> UnboundPartitionSpec {
-    UnboundPartitionSpec::builder()
-        .add_partition_field(2, "window_day", Transform::Day)
-        .expect("window_start exists")
-        .build()
+        ],
+    )
 }
 
 /// Schema of `host_popularity_daily`.
 pub fn host_daily_schema() -> Schema {
     use PrimitiveType::{Date, Int, Long, String};
-    Schema::builder()
-        .with_schema_id(0)
-        .with_fields(vec![
+    schema(
+        HOST_DAILY,
+        vec![
             required(1, "computer_id", String),
             required(2, "day", Date),
             required(3, "distinct_users", Int),
             required(4, "logins", Long),
             required(5, "first_time_users", Int),
             required(6, "users_ever", Int),
-        ])
-        .build()
-        .expect("the host_popularity_daily schema is valid")
-}
-
-/// `month(day)`: a day of one computer is one small row.
-pub fn host_daily_partition_spec() -> UnboundPartitionSpec {
-    UnboundPartitionSpec::builder()
-        .add_partition_field(2, "month", Transform::Month)
-        .expect("day exists")
-        .build()
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -322,7 +325,7 @@ mod tests {
     fn partition_specs_bind_to_their_schemas() {
         for table in &ALL {
             let schema = Arc::new((table.schema)());
-            let spec: PartitionSpec = (table.partition_spec)().bind(schema).expect(table.name);
+            let spec: PartitionSpec = table.partition_spec().bind(schema).expect(table.name);
             assert_eq!(spec.fields().len(), 1, "{}", table.name);
         }
     }

@@ -95,7 +95,7 @@ enum Command<R> {
     Write(R),
     Commit {
         properties: HashMap<String, String>,
-        done: SyncSender<Result<CommitInfo, String>>,
+        done: SyncSender<Result<CommitInfo, Arc<LakehouseError>>>,
     },
 }
 
@@ -192,7 +192,7 @@ impl<E: Encoder> TableWriter<E> {
     pub fn await_commit(&mut self, pending: PendingCommit) -> io::Result<CommitInfo> {
         let info = match pending.result.recv() {
             Ok(Ok(info)) => info,
-            Ok(Err(message)) => return Err(io::Error::other(message)),
+            Ok(Err(e)) => return Err(io::Error::other(LakehouseError::Shared(e))),
             Err(_) => return Err(io::Error::other(self.writer.failure())),
         };
         self.stats.busy_s += info.busy.as_secs_f64();
@@ -216,10 +216,20 @@ impl<E: Encoder> TableWriter<E> {
     }
 }
 
+/// The table error an I/O error of [`TableWriter`] carries (every one it
+/// returns does), for a thread that reports table errors.
+pub(super) fn table_error(error: io::Error) -> LakehouseError {
+    if error.get_ref().is_some_and(|e| e.is::<LakehouseError>()) {
+        let inner = error.into_inner().expect("checked above");
+        return *inner.downcast::<LakehouseError>().expect("checked above");
+    }
+    LakehouseError::WriterGone(error.to_string())
+}
+
 /// A commit the writer thread has been asked for and not yet reported on.
 pub struct PendingCommit {
     requested: Instant,
-    result: Receiver<Result<CommitInfo, String>>,
+    result: Receiver<Result<CommitInfo, Arc<LakehouseError>>>,
 }
 
 /// A thread fed through a bounded channel (two messages deep, so a slow
@@ -265,13 +275,16 @@ impl<M: Send + 'static> Worker<M> {
     }
 
     /// Why the thread stopped (it has, or is stopping).
-    pub(super) fn failure(&mut self) -> String {
+    pub(super) fn failure(&mut self) -> LakehouseError {
         self.to_thread = None;
-        let what = &self.what;
+        let what = self.what.clone();
         match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(Err(e))) => format!("{what} failed: {e}"),
-            Some(Err(_)) => format!("{what} panicked"),
-            _ => format!("{what} has stopped"),
+            Some(Ok(Err(e))) => LakehouseError::Writer {
+                what,
+                source: Box::new(e),
+            },
+            Some(Err(_)) => LakehouseError::WriterPanicked(what),
+            _ => LakehouseError::WriterGone(what),
         }
     }
 }
@@ -666,10 +679,15 @@ impl TableSink<'_> {
                     .map(|info| CommitInfo { busy, ..info });
                     rows = 0;
                     busy = Duration::ZERO;
-                    let failed = outcome.as_ref().err().map(ToString::to_string);
-                    let _ = done.send(outcome.map_err(|e| e.to_string()));
-                    if let Some(message) = failed {
-                        return Err(LakehouseError::WriterGone(message));
+                    match outcome {
+                        Ok(info) => {
+                            let _ = done.send(Ok(info));
+                        }
+                        Err(e) => {
+                            let e = Arc::new(e);
+                            let _ = done.send(Err(Arc::clone(&e)));
+                            return Err(LakehouseError::Shared(e));
+                        }
                     }
                 }
             }

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 use authpulse_engine::alerts::Alert;
 use authpulse_engine::input::Source;
 use authpulse_engine::metrics::LagHistogram;
-use authpulse_engine::pipeline::{Pipeline, RuleInfo, Sizes, Summary, UserView};
+use authpulse_engine::pipeline::{Pipeline, UserView};
 use authpulse_engine::reload::ReloadHandle;
-use authpulse_engine::sinks::AlertSink;
-use serde::Serialize;
+use authpulse_engine::sinks::{AlertSink, Commit};
 
 use super::prometheus;
+use super::status::{Point, Status};
 
 /// Recent alert publications kept for the API and the dashboard.
 const RECENT_ALERTS: usize = 500;
@@ -28,44 +28,6 @@ const RECENT_ALERTS: usize = 500;
 const HISTORY_POINTS: usize = 600;
 /// How often the status is copied.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-
-/// The run as the API reports it.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    /// `starting`, `running`, `recovering`, `stopping` or `finished`.
-    pub phase: &'static str,
-    /// What is read: `kinesis:STREAM`, a file, `stdin`.
-    pub source: String,
-    /// RFC 3339.
-    pub started_at: String,
-    pub updated_at: String,
-    pub uptime_s: f64,
-    /// Events read per second over the last publication interval.
-    pub events_per_s: f64,
-    /// Processing lag (event time to read) of the events of the last
-    /// interval: median and 95th percentile, seconds.
-    pub lag_p50_s: Option<u64>,
-    pub lag_p95_s: Option<u64>,
-    /// Per Kinesis shard, how far behind its tip the reader is (ms).
-    pub iterator_age_ms: BTreeMap<String, i64>,
-    /// Per Kinesis shard, events read by this process.
-    pub events_by_shard: BTreeMap<String, u64>,
-    /// When the policy was last swapped in or refused while running.
-    pub last_reload_at: Option<String>,
-    pub last_reload_refused_at: Option<String>,
-    pub summary: Summary,
-    pub sizes: Sizes,
-    pub rules: Vec<RuleInfo>,
-}
-
-/// One point of the dashboard's history.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Point {
-    /// Unix seconds.
-    pub t: i64,
-    pub events_per_s: f64,
-    pub lag_p95_s: Option<u64>,
-}
 
 /// A question for the pipeline thread.
 pub enum Question {
@@ -298,6 +260,8 @@ impl Drop for Publisher {
 
 /// An alert sink that keeps the latest publications for the API.
 pub struct LiveAlerts(pub Arc<Live>);
+
+impl Commit for LiveAlerts {}
 
 impl AlertSink for LiveAlerts {
     fn send(&mut self, alert: &Alert) -> std::io::Result<()> {

@@ -4,6 +4,7 @@
 //!
 //! - [`live`]: what the pipeline thread publishes for the server, and the
 //!   questions it answers between batches.
+//! - [`status`]: the run as the server reports it.
 //! - [`prometheus`]: metric names and the exposition.
 //! - [`routes`]: the HTTP routes; [`admin`]: the token check.
 //! - [`dashboard`]: the page, its assets compiled into the binary.
@@ -18,6 +19,7 @@ pub mod dashboard;
 pub mod live;
 pub mod prometheus;
 pub mod routes;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

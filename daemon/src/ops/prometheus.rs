@@ -15,7 +15,7 @@ use authpulse_engine::alerts::{Alert, AlertStatus};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::live::Status;
+use super::status::Status;
 
 /// Seconds: batch scoring (a few ms) and table commits (tens of ms to s).
 const DURATION_BUCKETS: &[f64] = &[

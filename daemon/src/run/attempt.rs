@@ -188,7 +188,7 @@ pub(super) fn attempt(
         pipeline.time_batches();
         ops::Publisher::new(live, &source_name)
     });
-    let view = context.progress;
+    let view = context.meter;
     view.start(size);
     *started = true;
     pipeline::consume(&mut pipeline, source.as_mut(), stop, |pipeline, source| {

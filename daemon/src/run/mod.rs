@@ -111,8 +111,9 @@ impl RunSpec {
     }
 }
 
-/// Where a run shows how far it has read (a terminal's progress bar).
-pub trait ProgressView {
+/// Where a run shows how far it has read (a terminal's progress bar; the
+/// word "progress" is kept for the record a checkpoint commits).
+pub trait ReadMeter {
     /// Reading starts; `size` in bytes, when known.
     fn start(&self, size: Option<u64>);
     fn update(&self, bytes: u64, events: u64);
@@ -120,9 +121,9 @@ pub trait ProgressView {
 }
 
 /// Shows nothing.
-pub struct NoProgress;
+pub struct NoMeter;
 
-impl ProgressView for NoProgress {
+impl ReadMeter for NoMeter {
     fn start(&self, _: Option<u64>) {}
     fn update(&self, _: u64, _: u64) {}
     fn finish(&self) {}
@@ -147,7 +148,7 @@ pub struct Context<'a> {
     pub stop: Arc<AtomicBool>,
     /// The operations server's view (`--listen`).
     pub ops: Option<&'a Arc<Live>>,
-    pub progress: &'a dyn ProgressView,
+    pub meter: &'a dyn ReadMeter,
 }
 
 /// Runs `spec` and returns what it did. A run that resumes from its

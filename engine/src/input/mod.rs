@@ -281,7 +281,7 @@ impl fmt::Display for Reject {
 /// when the line itself is no longer at hand.
 pub fn render(
     format: Format,
-    event: &crate::order::Pending,
+    event: &crate::event::Event,
     time_base: crate::event::TimeBase,
     users: &crate::event::Interner,
     computers: &crate::event::Interner,

@@ -5,8 +5,7 @@
 
 use crate::alerts::AlertEngine;
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
-use crate::event::{Interner, TimeBase};
-use crate::order::Pending;
+use crate::event::{Event, Interner, TimeBase};
 use crate::risk;
 use crate::rules::RuleSet;
 
@@ -33,7 +32,7 @@ impl Escalation<'_> {
     /// Adds event `i` of the batch, scored `event_score`, on which the
     /// counting rules `fired` fired, to its user's and its computer's risk,
     /// and opens, extends or updates their incidents.
-    pub(super) fn add(&mut self, i: usize, event: &Pending, event_score: u8, fired: u32) {
+    pub(super) fn add(&mut self, i: usize, event: &Event, event_score: u8, fired: u32) {
         let rules = self.rules;
         let event_id = event.event_id(self.time_base, self.users, self.computers);
         let mut reasons = [0u8; MAX_RULES];

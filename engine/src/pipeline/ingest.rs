@@ -4,10 +4,10 @@
 //! counted as they are hit.
 
 use crate::clock::{Arrival, Verdict};
-use crate::event::EventId;
+use crate::event::{Event, EventId};
 use crate::input::{self, Format, Line, Record, Reject};
 use crate::limits::Cap;
-use crate::order::{Admission, Pending};
+use crate::order::Admission;
 use crate::sinks::{DeadLetter, Disposition, Received, StoredEvents};
 use std::collections::BTreeMap;
 use std::io;
@@ -106,7 +106,7 @@ impl<'o> Pipeline<'o> {
                 }
             }
         };
-        let mut pending = Pending {
+        let mut pending = Event {
             event_time: record.event_time,
             user,
             computer,
@@ -235,7 +235,7 @@ impl<'o> Pipeline<'o> {
     pub(super) fn receive(
         &mut self,
         line: u64,
-        event: &Pending,
+        event: &Event,
         disposition: Disposition,
     ) -> io::Result<()> {
         if let Some(received) = self.outputs.received.as_deref_mut() {
@@ -258,7 +258,7 @@ impl<'o> Pipeline<'o> {
     pub(super) fn reject_parsed(
         &mut self,
         line: u64,
-        event: &Pending,
+        event: &Event,
         reject: Reject,
     ) -> io::Result<()> {
         let format = self.format.unwrap_or(Format::Csv);

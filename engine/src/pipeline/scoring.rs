@@ -2,8 +2,8 @@
 //! combined into risk, added up per entity and alerted, and written out.
 
 use crate::alerts::{Alert, AlertStatus};
+use crate::event::Event;
 use crate::limits::Cap;
-use crate::order::Pending;
 use crate::policy::RiskLevel;
 use crate::risk;
 use crate::sinks::ScoredBatch;
@@ -167,7 +167,7 @@ impl<'o> Pipeline<'o> {
 
 #[derive(Default)]
 pub(super) struct Batch {
-    pub(super) events: Vec<Pending>,
+    pub(super) events: Vec<Event>,
     pub(super) features: Vec<Features>,
     pub(super) scores: Vec<u8>,
     pub(super) levels: Vec<RiskLevel>,
