@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::entity::{Contribution, EntityKind, MAX_RULES};
+use crate::entity::{Contribution, EntityKind, MAX_RULES, RuleMoves};
 use crate::event::{EventId, Interner, NameId, format_time};
 use crate::policy::{AlertConfig, RiskBands, RiskLevel};
 use crate::rules::RuleSet;
@@ -190,35 +190,20 @@ impl AlertEngine {
             .iter()
             .map(|(&(kind, id), i)| Reverse((i.expiry(self.window), kind, id)))
             .collect();
-        if old_rules == new_rules {
+        let Some(moves) = RuleMoves::between(old_rules, new_rules) else {
             return;
-        }
-        let moved: Vec<Option<usize>> = old_rules
-            .iter()
-            .map(|id| new_rules.iter().position(|n| n == id))
-            .collect();
-        let remap = |bits: u32| {
-            moved
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (old, new)| match new {
-                    Some(new) if bits & (1 << old) != 0 => acc | 1 << new,
-                    _ => acc,
-                })
         };
         for incident in self.open.values_mut() {
             let mut reasons = vec![None; new_rules.len()];
             let mut hits = vec![0; new_rules.len()];
-            for (old, new) in moved.iter().enumerate() {
-                if let Some(new) = *new {
-                    reasons[new] = incident.reasons.get(old).copied().flatten();
-                    hits[new] = incident.rule_hits.get(old).copied().unwrap_or(0);
-                }
+            for (old, new) in moves.kept() {
+                reasons[new] = incident.reasons.get(old).copied().flatten();
+                hits[new] = incident.rule_hits.get(old).copied().unwrap_or(0);
             }
-            incident.flags = remap(incident.flags);
-            incident.published_flags = remap(incident.published_flags);
+            incident.flags = moves.bits(incident.flags);
+            incident.published_flags = moves.bits(incident.published_flags);
             for sample in &mut incident.samples {
-                sample.rules = remap(sample.rules);
+                sample.rules = moves.bits(sample.rules);
             }
             incident.reasons = reasons;
             incident.rule_hits = hits;

@@ -181,26 +181,16 @@ impl EntityRisk {
     /// `old_rules` to those of `new_rules` (rule labels by position), when a
     /// policy change reorders the rules; a rule the new policy lacks leaves.
     pub fn remap_rules(&mut self, old_rules: &[String], new_rules: &[String]) {
-        if old_rules == new_rules {
+        let Some(moves) = RuleMoves::between(old_rules, new_rules) else {
             return;
-        }
-        let moved: Vec<Option<usize>> = old_rules
-            .iter()
-            .map(|id| new_rules.iter().position(|n| n == id))
-            .collect();
+        };
         for ledger in self.users.values_mut().chain(self.computers.values_mut()) {
             for c in &mut ledger.recent {
-                let (mut rules, mut reasons) = (0u32, [0u8; MAX_RULES]);
-                for (old, new) in moved.iter().enumerate() {
-                    if let Some(new) = *new
-                        && new < MAX_RULES
-                        && c.rules & (1 << old) != 0
-                    {
-                        rules |= 1 << new;
-                        reasons[new] = c.reasons[old];
-                    }
+                let mut reasons = [0u8; MAX_RULES];
+                for (old, new) in moves.kept() {
+                    reasons[new] = c.reasons[old];
                 }
-                c.rules = rules;
+                c.rules = moves.bits(c.rules);
                 c.reasons = reasons;
             }
         }
@@ -263,6 +253,41 @@ impl EntityRisk {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Where each rule of one rule set sits in another (rules by label, bit
+/// `r` for the rule at position `r`): what state keeping rule bits (entity
+/// ledgers, open incidents) needs when a policy change or a snapshot of
+/// another policy reorders the rules. A rule the new set lacks leaves.
+pub(crate) struct RuleMoves(Vec<Option<usize>>);
+
+impl RuleMoves {
+    /// The moves from `old` to `new`; `None` when nothing moves.
+    pub(crate) fn between(old: &[String], new: &[String]) -> Option<RuleMoves> {
+        if old == new {
+            return None;
+        }
+        let moved = old
+            .iter()
+            .map(|id| new.iter().position(|n| n == id).filter(|&p| p < MAX_RULES))
+            .collect();
+        Some(RuleMoves(moved))
+    }
+
+    /// Each kept rule as `(old position, new position)`.
+    pub(crate) fn kept(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(old, new)| new.map(|new| (old, new)))
+    }
+
+    /// A bit set of old positions as one of new positions.
+    pub(crate) fn bits(&self, bits: u32) -> u32 {
+        self.kept()
+            .filter(|&(old, _)| bits & (1 << old) != 0)
+            .fold(0, |acc, (_, new)| acc | 1 << new)
     }
 }
 
