@@ -349,6 +349,7 @@ mod tests {
                 computer: 0,
                 ingestion_time: 0,
                 event_id: None,
+                detail: Default::default(),
             },
             line,
         }

@@ -7,6 +7,8 @@ use std::num::NonZeroU128;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::logon::Detail;
 use sha2::{Digest, Sha256};
 
 /// Dense id of an interned name; index into per-user / per-computer state.
@@ -141,6 +143,18 @@ pub struct EventId(pub NonZeroU128);
 impl EventId {
     /// The id of the LANL record `lanl_time,user,computer`.
     pub fn derive(lanl_time: i64, user: &str, computer: &str) -> EventId {
+        EventId::derive_detailed(lanl_time, user, computer, |_| {})
+    }
+
+    /// The id of a record with more fields: `detail` feeds what it adds
+    /// after `lanl_time|user|computer` (nothing for a LANL record, whose
+    /// id is then [`EventId::derive`]'s).
+    pub fn derive_detailed(
+        lanl_time: i64,
+        user: &str,
+        computer: &str,
+        detail: impl FnOnce(&mut dyn FnMut(&[u8])),
+    ) -> EventId {
         let mut hasher = Sha256::new();
         let mut buf = itoa::Buffer::new();
         hasher.update(buf.format(lanl_time).as_bytes());
@@ -148,6 +162,7 @@ impl EventId {
         hasher.update(user.as_bytes());
         hasher.update(b"|");
         hasher.update(computer.as_bytes());
+        detail(&mut |bytes: &[u8]| hasher.update(bytes));
         let digest = hasher.finalize();
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
@@ -257,16 +272,22 @@ pub struct Event {
     pub ingestion_time: i64,
     /// As given by the input; derived on output otherwise.
     pub event_id: Option<EventId>,
+    /// What a richer record adds (none of it for a LANL line). Snapshots
+    /// keep it in a section of its own (see [`crate::snapshot`]), so that
+    /// an event's encoding stays what older snapshots hold.
+    #[serde(skip)]
+    pub detail: Detail,
 }
 
 impl Event {
     /// Its `event_id`: as given by the input, or derived from the record.
     pub fn event_id(&self, base: TimeBase, users: &Interner, computers: &Interner) -> EventId {
         self.event_id.unwrap_or_else(|| {
-            EventId::derive(
+            EventId::derive_detailed(
                 base.to_lanl(self.event_time),
                 users.name(self.user),
                 computers.name(self.computer),
+                |feed| self.detail.feed_id(users, computers, feed),
             )
         })
     }

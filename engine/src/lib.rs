@@ -5,7 +5,8 @@
 //! sink traits the daemon's lakehouse and AWS outputs implement.
 //!
 //! `event` is the engine's event (an accepted record, its names interned)
-//! and its identity. Data flows `input` (parse, validate; streams on a thread of their own)
+//! and its identity; `logon` what a richer record adds (source, logon type,
+//! package, outcome). Data flows `input` (parse, validate; streams on a thread of their own)
 //! -> `clock` (what time the stream's majority says it is; records dated
 //! too far ahead refused) -> `order` (watermark, dedup,
 //! reorder) -> `state` (windows, device history, host popularity, each
@@ -28,6 +29,7 @@ pub mod files;
 pub mod habits;
 pub mod input;
 pub mod limits;
+pub mod logon;
 pub mod metrics;
 pub mod order;
 pub mod pipeline;

@@ -2,16 +2,18 @@
 //!
 //! Events are held until the watermark (the event clock's time, see
 //! [`crate::clock`], minus the allowed lateness) passes them, then released in
-//! `(event_time, user name, computer name)` order. So everything downstream
+//! `(event_time, user name, computer name, detail)` order. So everything downstream
 //! sees one total order that depends only on the set of events, not on how
 //! they were batched, interleaved across shards, or reordered within the
 //! lateness. An event older than the watermark on arrival is late; an event
-//! whose `(time, user, computer)` is already held is a duplicate. The
+//! whose `(time, user, computer)` and detail (source, logon type, outcome)
+//! are already held is a duplicate. The
 //! watermark follows the clock, not the latest event: an event dated ahead
 //! is held until its time comes, and moves nothing.
 //!
-//! `event_id` is a hash of exactly `(time, user, computer)`, so deduplicating on the
-//! interned triple is deduplicating on `event_id`, without hashing strings.
+//! `event_id` is a hash of exactly `(time, user, computer)` and the detail a
+//! richer record adds, so deduplicating on the interned fields is
+//! deduplicating on `event_id`, without hashing strings.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -19,14 +21,17 @@ use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, Interner};
+use crate::logon::Detail;
 
-/// The order events are released in: `(event_time, user, computer)` as one
-/// number (ids are interned in name order per run, see [`Orderer`]).
+/// What makes an event a duplicate of another: the same time, user and
+/// computer, and the same detail (a failed and a successful logon in the
+/// same second are two events).
 #[inline]
-fn key(event: &Event) -> u128 {
-    ((event.event_time as u64 as u128) << 64)
+fn key(event: &Event) -> (u128, Detail) {
+    let triple = ((event.event_time as u64 as u128) << 64)
         | (u128::from(event.user) << 32)
-        | u128::from(event.computer)
+        | u128::from(event.computer);
+    (triple, event.detail)
 }
 
 /// What happened to an event offered to the orderer.
@@ -67,7 +72,7 @@ pub struct Orderer {
     /// Every key is past the last bucket.
     far: BTreeMap<i64, Vec<Event>>,
     spare: Vec<Vec<Event>>,
-    held: FxHashSet<u128>,
+    held: FxHashSet<(u128, Detail)>,
     /// See [`OrdererSnapshot::floor`].
     floor: Option<i64>,
     /// Held events past which the earliest are released early.
@@ -344,6 +349,7 @@ impl Orderer {
                     users
                         .cmp_names(a.user, b.user)
                         .then_with(|| computers.cmp_names(a.computer, b.computer))
+                        .then_with(|| a.detail.cmp_by_names(&b.detail, users, computers))
                 });
             }
             for event in bucket.drain(..) {
@@ -376,6 +382,7 @@ mod tests {
             computer: c,
             ingestion_time: 0,
             event_id: None,
+            detail: Detail::default(),
         }
     }
 

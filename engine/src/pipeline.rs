@@ -136,7 +136,11 @@ pub struct Pipeline<'o> {
     ready: Vec<Event>,
     batch: Batch,
     counters: Counters,
+    /// The input's format as set (`None`: each line's is detected).
     format: Option<Format>,
+    /// The format of the latest line read: the form a dead letter of an
+    /// event no longer at hand as a line is written in.
+    latest_format: Format,
     scratch: Vec<u8>,
     ingest_clock: i64,
     /// When the oldest event of the current batch joined it.
@@ -203,6 +207,7 @@ impl<'o> Pipeline<'o> {
             batch: Batch::default(),
             counters: Counters::default(),
             format,
+            latest_format: format.unwrap_or(Format::Csv),
             scratch: Vec::new(),
             ingest_clock: unix_now(),
             batch_since: None,

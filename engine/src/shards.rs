@@ -58,10 +58,12 @@ impl Snapshot {
 
     /// Writes it (the same format the pipeline writes); returns bytes written.
     pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
+        let details = snapshot::HeldDetails::of(&self.body.orderer, &self.body.extras.clock);
         let encoded = snapshot::EncodedSnapshot::encode(
             &self.body,
             &self.body.extras,
             &self.body.state.habits,
+            &details,
             Vec::new(),
         )?;
         encoded.write_to(out)

@@ -17,7 +17,8 @@
 //! format version         u32, little-endian (FORMAT_VERSION)
 //! payload CRC-32         u32, little-endian, of the uncompressed payload
 //! zstd frame             of the payload: the postcard encoding of `Body`,
-//!                        then of `Extras`, then of `Habits`
+//!                        then of `Extras`, then of `Habits`, then of the
+//!                        held events' details (`HeldDetails`)
 //! ```
 //!
 //! postcard (<https://postcard.jamesmunns.com/wire-format>) writes the
@@ -26,8 +27,9 @@
 //! to what `Body` holds, field order included, is a new format version: a
 //! snapshot of another version is refused with both versions named, and the
 //! state is rebuilt from the input (or a warm start) instead. Versions 2
-//! (no checksum, no `Extras`) and 3 (no `Habits`: the longer history starts
-//! from each user's count of new computers) are still read.
+//! (no checksum, no `Extras`), 3 (no `Habits`: the longer history starts
+//! from each user's count of new computers) and 4 (no details: every held
+//! event was a LANL record's) are still read.
 //!
 //! The checksum is over the payload, not the compressed frame (zstd checks
 //! its own): a snapshot whose payload was altered and compressed again is
@@ -40,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::alerts::Incident;
 use crate::clock::ClockSnapshot;
 use crate::entity::EntityRisk;
+use crate::logon::Detail;
 use crate::order::OrdererSnapshot;
 use crate::rules::RuleReport;
 use crate::state::EngineState;
@@ -47,12 +50,62 @@ use crate::state::EngineState;
 /// What this build writes and reads.
 /// Version 2 added the orderer's floor and the state limits' counts;
 /// version 3 the payload checksum and [`Extras`] (the event clock); version
-/// 4 the longer history ([`crate::habits::Habits`]) after them.
-pub const FORMAT_VERSION: u32 = 4;
+/// 4 the longer history ([`crate::habits::Habits`]) after them; version 5
+/// the details of held events that had some ([`HeldDetails`]).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The earlier versions this build still reads.
 const PREVIOUS_VERSION: u32 = 2;
 const VERSION_3: u32 = 3;
+const VERSION_4: u32 = 4;
+
+/// The detail of each held event that has one (a richer record's source,
+/// logon type, outcome), by position among the orderer's held events and
+/// then the clock's pending arrivals: an event's own encoding leaves it
+/// out, so that it stays what older snapshots hold.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HeldDetails(Vec<(u32, Detail)>);
+
+impl HeldDetails {
+    pub(crate) fn of(orderer: &OrdererSnapshot, clock: &ClockSnapshot) -> HeldDetails {
+        let events = orderer
+            .held
+            .iter()
+            .chain(clock.pending.iter().map(|a| &a.event));
+        HeldDetails(
+            events
+                .enumerate()
+                .filter(|(_, e)| !e.detail.is_empty())
+                .map(|(i, e)| (i as u32, e.detail))
+                .collect(),
+        )
+    }
+
+    /// Gives each held event its detail back.
+    fn restore(
+        self,
+        orderer: &mut OrdererSnapshot,
+        clock: &mut ClockSnapshot,
+    ) -> Result<(), SnapshotError> {
+        let held = orderer.held.len();
+        for (i, detail) in self.0 {
+            let i = i as usize;
+            let event = if i < held {
+                orderer.held.get_mut(i)
+            } else {
+                clock.pending.get_mut(i - held).map(|a| &mut a.event)
+            };
+            event
+                .ok_or_else(|| {
+                    SnapshotError::Decode(format!(
+                        "a detail for held event {i}, which is not there"
+                    ))
+                })?
+                .detail = detail;
+        }
+        Ok(())
+    }
+}
 
 const MAGIC: &[u8; 8] = b"APSTATE\0";
 
@@ -230,6 +283,7 @@ impl EncodedSnapshot {
         body: &impl Serialize,
         extras: &Extras,
         habits: &crate::habits::Habits,
+        details: &HeldDetails,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();
@@ -237,6 +291,7 @@ impl EncodedSnapshot {
         let encoded = postcard::to_extend(body, buffer).map_err(encode_error)?;
         let encoded = postcard::to_extend(extras, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(habits, encoded).map_err(encode_error)?;
+        let encoded = postcard::to_extend(details, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -292,10 +347,20 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
             body.extras = postcard::from_bytes(extras).map_err(decode_error)?;
             None
         }
-        _ => {
+        VERSION_4 => {
             let (decoded, habits) = postcard::take_from_bytes(extras).map_err(decode_error)?;
             body.extras = decoded;
             Some(postcard::from_bytes(habits).map_err(decode_error)?)
+        }
+        _ => {
+            let (decoded, rest) = postcard::take_from_bytes(extras).map_err(decode_error)?;
+            body.extras = decoded;
+            let (habits, details): (_, HeldDetails) = {
+                let (habits, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
+                (habits, postcard::from_bytes(rest).map_err(decode_error)?)
+            };
+            details.restore(&mut body.orderer, &mut body.extras.clock)?;
+            Some(habits)
         }
     };
     body.state.restore_habits(habits);
@@ -314,7 +379,7 @@ fn read_payload(input: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> 
         return Err(SnapshotError::NotASnapshot);
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if ![FORMAT_VERSION, VERSION_3, PREVIOUS_VERSION].contains(&version) {
+    if ![FORMAT_VERSION, VERSION_4, VERSION_3, PREVIOUS_VERSION].contains(&version) {
         return Err(SnapshotError::Version {
             found: version,
             supported: FORMAT_VERSION,

@@ -325,3 +325,39 @@ def test_maintain_compacts_and_other_readers_agree(tmp_path):
                       "SELECT count(*) AS n FROM auth_events_curated", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == {"n": scored}
+
+
+FORMATS = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "formats"
+
+
+@pytest.mark.parametrize("fixture", ["ocsf-authentication.jsonl", "ecs-windows-logons.jsonl",
+                                     "lanl-auth.txt"])
+def test_richer_records_columns_read_by_pyiceberg_and_duckdb(tmp_path, fixture):
+    done = authpulse("run", str(FORMATS / fixture), "--output", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    out = tmp_path / "out"
+    table, rows = curated_arrow(out)
+    detail = ["src_computer_id", "src_user_id", "logon_type", "auth_package", "outcome",
+              "failure_reason"]
+    names = [f.name for f in table.schema().fields]
+    assert names[-6:] == detail
+    assert all(not table.schema().find_field(name).required for name in detail)
+    assert rows.num_rows == summary["events_valid"]
+    outcomes = rows.column("outcome").to_pylist()
+    assert "failure" in outcomes and "success" in outcomes
+    failed = [r for r in rows.to_pylist() if r["outcome"] == "failure"]
+    assert all(r["src_computer_id"] for r in failed)
+
+    catalog = SqlCatalog("authpulse", uri=f"sqlite:///{out / 'catalog.db'}",
+                         warehouse=f"file://{out / 'warehouse'}")
+    raw = catalog.load_table("authpulse.auth_events_raw").scan().to_arrow()
+    assert sorted(raw.column("outcome").to_pylist(), key=str) == sorted(outcomes, key=str)
+
+    con = duckdb_connection()
+    metadata = sorted((out / "warehouse" / "authpulse" / "auth_events_curated" / "metadata")
+                      .glob("*.metadata.json"))[-1]
+    by_outcome = dict(con.execute(
+        f"SELECT coalesce(outcome, '-'), count(*) FROM iceberg_scan('{metadata}') GROUP BY 1"
+    ).fetchall())
+    assert by_outcome == {k if k else "-": outcomes.count(k) for k in set(outcomes)}

@@ -91,6 +91,18 @@ struct Event<'a> {
     user_id: &'a str,
     computer_id: &'a str,
     ingestion_time: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_computer_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    src_user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logon_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_package: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -125,7 +137,7 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
     let mut failed = FailedFile::new(args.failed.clone());
     let bar = progress::bar(size, "bytes");
     let started = Instant::now();
-    let mut format = (args.format != Format::Auto).then_some(args.format);
+    let format = (args.format != Format::Auto).then_some(args.format);
     let (mut events, mut invalid, mut line_count) = (0u64, 0u64, 0u64);
     let mut first_time: Option<i64> = None;
     let mut json = Vec::with_capacity(256);
@@ -141,15 +153,14 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let form = *format.get_or_insert_with(|| Format::detect(bytes));
         line_count += 1;
-        if form == Format::Csv && line_count == 1 && input::is_header(bytes) {
+        if line_count == 1
+            && format.unwrap_or(Format::Csv) == Format::Csv
+            && input::is_header(bytes)
+        {
             continue;
         }
-        let record = match form {
-            Format::Json => input::parse_json(bytes, &mut scratch),
-            _ => input::parse_csv(bytes, args.base_date),
-        };
+        let (_, record) = input::parse_line(format, bytes, args.base_date, &mut scratch);
         let record = match record {
             Ok(record) => record,
             Err(reject) => {
@@ -161,9 +172,17 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
         // Names were validated as UTF-8 by the parser.
         let user = std::str::from_utf8(record.user).unwrap_or_default();
         let computer = std::str::from_utf8(record.computer).unwrap_or_default();
+        let detail = &record.detail;
         let event_id = record.event_id.unwrap_or_else(|| {
-            EventId::derive(args.base_date.to_lanl(record.event_time), user, computer)
+            EventId::derive_detailed(
+                args.base_date.to_lanl(record.event_time),
+                user,
+                computer,
+                |feed| detail.feed_id(feed),
+            )
         });
+        let [logon_type, auth_package, outcome, failure_reason] =
+            detail.coded_fields().map(|(_, value)| value);
 
         let first = *first_time.get_or_insert(record.event_time);
         let due = pace.due(events, record.event_time, first);
@@ -186,6 +205,15 @@ pub fn execute(args: ReplayArgs) -> anyhow::Result<()> {
                 computer_id: computer,
                 ingestion_time: &chrono::DateTime::<chrono::Utc>::from(SystemTime::now())
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                // Names were validated as UTF-8 by the parser.
+                src_computer_id: detail
+                    .source_computer
+                    .and_then(|n| std::str::from_utf8(n).ok()),
+                src_user_id: detail.source_user.and_then(|n| std::str::from_utf8(n).ok()),
+                logon_type,
+                auth_package,
+                outcome,
+                failure_reason,
             },
         )?;
         producer.send(user, &json, record.event_time);

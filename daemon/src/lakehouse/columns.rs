@@ -8,11 +8,13 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Int32Array, StringArray, TimestampMicrosecondArray};
+use arrow_array::{ArrayRef, Int32Array, StringArray, TimestampMicrosecondArray, new_null_array};
 use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::DataType;
 use iceberg::arrow::UTC_TIME_ZONE;
 
 use authpulse_engine::event::{EventId, Interner, NameId};
+use authpulse_engine::logon::Detail;
 
 /// The user and computer names a chunk's rows introduce, in id order.
 #[derive(Default)]
@@ -159,6 +161,29 @@ pub(super) fn micros(values: impl ExactSizeIterator<Item = i64>) -> TimestampMic
 
 pub(super) fn int32s(values: impl ExactSizeIterator<Item = u32>) -> Int32Array {
     Int32Array::from_iter_values(values.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+}
+
+/// The detail columns of the event tables, in schema order
+/// ([`super::tables::DETAIL_COLUMNS`]): `src_computer_id`, `src_user_id`,
+/// `logon_type`, `auth_package`, `outcome`, `failure_reason`; null where
+/// the record did not say. Chunks of LANL records (no detail) cost six
+/// null columns.
+pub(super) fn detail_columns(names: &Names, details: &[Detail]) -> [ArrayRef; 6] {
+    if details.iter().all(Detail::is_empty) {
+        return std::array::from_fn(|_| new_null_array(&DataType::Utf8, details.len()));
+    }
+    fn column<'n>(details: &[Detail], value: impl Fn(&Detail) -> Option<&'n str>) -> ArrayRef {
+        Arc::new(details.iter().map(value).collect::<StringArray>())
+    }
+    let code = |i: usize| column(details, |d| d.coded_fields()[i].1);
+    [
+        column(details, |d| d.source_computer.map(|id| names.computer(id))),
+        column(details, |d| d.source_user.map(|id| names.user(id))),
+        code(0),
+        code(1),
+        code(2),
+        code(3),
+    ]
 }
 
 #[cfg(test)]

@@ -15,11 +15,14 @@ use arrow_buffer::BooleanBuffer;
 use arrow_schema::{ArrowError, DataType, SchemaRef};
 use authpulse_rules_sdk::{Features, NO_PREVIOUS_LOGIN};
 
-use super::columns::{NameLog, Names, NewNames, event_ids, int32s, micros, strings, timestamps};
+use super::columns::{
+    NameLog, Names, NewNames, detail_columns, event_ids, int32s, micros, strings, timestamps,
+};
 use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::EventId;
+use authpulse_engine::logon::Detail;
 use authpulse_engine::policy::RiskLevel;
 use authpulse_engine::sinks::{Commit, Progress, ScoredBatch, ScoredSink};
 
@@ -77,6 +80,7 @@ pub(super) struct ScoredRow {
     policy: u32,
     score: u8,
     level: RiskLevel,
+    detail: Detail,
 }
 
 /// What a rule set's rows need to name their flags and version.
@@ -120,6 +124,7 @@ impl CuratedRows {
                 policy,
                 score: batch.scores[i],
                 level: batch.levels[i],
+                detail: event.detail,
             });
         }
     }
@@ -211,7 +216,8 @@ impl Encoder for CuratedEncoder {
         let f = |get: fn(&Features) -> u32| -> ArrayRef {
             Arc::new(int32s(rows.iter().map(|r| get(&r.features))))
         };
-        let columns: Vec<ArrayRef> = vec![
+        let details: Vec<Detail> = rows.iter().map(|r| r.detail).collect();
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
             Arc::new(timestamps(rows.iter().map(|r| r.features.event_time))),
             Arc::new(self.names.users(rows.iter().map(|r| r.features.user))),
@@ -253,6 +259,7 @@ impl Encoder for CuratedEncoder {
             )),
             Arc::new(micros(rows.iter().map(|r| r.processing_us))),
         ];
+        columns.extend(detail_columns(&self.names, &details));
         RecordBatch::try_new(Arc::clone(schema), columns)
     }
 }

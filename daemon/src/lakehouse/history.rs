@@ -26,6 +26,7 @@ use iceberg::table::Table;
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::EventId;
 use authpulse_engine::input::{Line, Record, Source};
+use authpulse_engine::logon::RecordDetail;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
@@ -252,6 +253,7 @@ impl TableHistory {
             computer: batch.computers.value(i).as_bytes(),
             event_id,
             ingestion_time: None,
+            detail: RecordDetail::default(),
         })
     }
 

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::columns::{NameLog, Names, NewNames, event_ids, strings, timestamps};
+use super::columns::{NameLog, Names, NewNames, detail_columns, event_ids, strings, timestamps};
 use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::event::{EventId, NameId};
+use authpulse_engine::logon::Detail;
 use authpulse_engine::sinks::{Commit, Disposition, Progress, Received, ReceivedSink};
 
 /// A [`ReceivedSink`] writing `auth_events_raw`.
@@ -68,6 +69,7 @@ pub(super) struct RawRow {
     user: NameId,
     computer: NameId,
     disposition: Disposition,
+    detail: Detail,
 }
 
 pub struct RawChunk {
@@ -93,6 +95,7 @@ impl RawRows {
             user: record.event.user,
             computer: record.event.computer,
             disposition: record.disposition,
+            detail: record.event.detail,
         });
     }
 }
@@ -124,7 +127,8 @@ impl Encoder for RawEncoder {
         self.names.learn(chunk.names);
         let rows = &chunk.rows[..];
         // One source per run: built whole rather than copied per row.
-        let columns: Vec<ArrayRef> = vec![
+        let details: Vec<Detail> = rows.iter().map(|r| r.detail).collect();
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
             Arc::new(timestamps(rows.iter().map(|r| r.event_time))),
             Arc::new(self.names.users(rows.iter().map(|r| r.user))),
@@ -137,6 +141,7 @@ impl Encoder for RawEncoder {
             )),
             Arc::new(strings(rows.iter().map(|r| r.disposition.as_str()))),
         ];
+        columns.extend(detail_columns(&self.names, &details));
         RecordBatch::try_new(Arc::clone(schema), columns)
     }
 }

@@ -94,6 +94,8 @@ const EVENT_LAYOUTS: &[(&str, ColumnLayout)] = &[
     ("event_time", ColumnLayout::Ascending),
     ("ingestion_time", ColumnLayout::Ascending),
     ("source_line", ColumnLayout::Ascending),
+    ("src_computer_id", ColumnLayout::Unordered),
+    ("src_user_id", ColumnLayout::Unordered),
 ];
 
 /// Every table, in creation order.
@@ -195,7 +197,27 @@ fn optional(id: i32, name: &str, ty: PrimitiveType) -> Arc<NestedField> {
     NestedField::optional(id, name, Type::Primitive(ty)).into()
 }
 
-/// Schema of `auth_events_raw`.
+/// The columns a richer record fills in both event tables, after their
+/// own, all optional: null where the record did not say. Names as
+/// `docs/formats.md` lists them.
+pub const DETAIL_COLUMNS: [&str; 6] = [
+    "src_computer_id",
+    "src_user_id",
+    "logon_type",
+    "auth_package",
+    "outcome",
+    "failure_reason",
+];
+
+/// [`DETAIL_COLUMNS`] as fields `first` to `first + 5`.
+fn detail_fields(first: i32) -> impl Iterator<Item = Arc<NestedField>> {
+    (first..)
+        .zip(DETAIL_COLUMNS)
+        .map(|(id, name)| optional(id, name, PrimitiveType::String))
+}
+
+/// Schema of `auth_events_raw`. Fields 9-14 came with richer records; a
+/// table made before them gets them on open.
 pub fn raw_schema() -> Schema {
     use PrimitiveType::{Long, String, Timestamptz};
     schema(
@@ -209,11 +231,15 @@ pub fn raw_schema() -> Schema {
             required(6, "source", String),
             required(7, "source_line", Long),
             required(8, "admission", String),
-        ],
+        ]
+        .into_iter()
+        .chain(detail_fields(9))
+        .collect(),
     )
 }
 
-/// Schema of `auth_events_curated`.
+/// Schema of `auth_events_curated`. Fields 25-30 came with richer records;
+/// a table made before them gets them on open.
 pub fn curated_schema() -> Schema {
     use PrimitiveType::{Boolean, Int, Long, String, Timestamptz};
     schema(
@@ -242,7 +268,10 @@ pub fn curated_schema() -> Schema {
             string_list(21, 24, "risk_flags"),
             required(22, "policy_version", String),
             required(23, "processing_time", Timestamptz),
-        ],
+        ]
+        .into_iter()
+        .chain(detail_fields(25))
+        .collect(),
     )
 }
 

@@ -4,6 +4,7 @@ use memchr::memchr;
 
 use super::{MAX_UNIX_TIME, Record, Reject, check_name};
 use crate::event::TimeBase;
+use crate::logon::RecordDetail;
 
 /// Parses one CSV line (without its `\n`; a trailing `\r` is allowed).
 #[inline]
@@ -32,12 +33,13 @@ pub fn parse_csv(line: &[u8], base: TimeBase) -> Result<Record<'_>, Reject> {
         computer,
         event_id: None,
         ingestion_time: None,
+        detail: RecordDetail::default(),
     })
 }
 
 /// Seconds since the data set's start: 1 to 12 ASCII digits.
 #[inline]
-fn parse_time(field: &[u8]) -> Result<i64, Reject> {
+pub(super) fn parse_time(field: &[u8]) -> Result<i64, Reject> {
     if field.is_empty() {
         return Err(Reject::EmptyField("time"));
     }

@@ -1,6 +1,11 @@
 //! The JSON event form the replay producer writes:
 //! `{"event_id":"…32 hex…","event_time":"2024-01-01T00:00:01Z","user_id":"U1","computer_id":"C1","ingestion_time":"…"}`.
 //! `event_id` and `ingestion_time` are optional; unknown fields are ignored.
+//! A richer record adds any of `src_computer_id`, `src_user_id`,
+//! `logon_type` (a name such as `network`, or the Windows number),
+//! `auth_package` (`ntlm`, `kerberos`, `negotiate`, ...), `outcome`
+//! (`success`, `failure`) and `failure_reason` (`bad_password`,
+//! `no_such_user`, ..., or the NTSTATUS code); see `docs/formats.md`.
 
 use std::borrow::Cow;
 
@@ -8,6 +13,7 @@ use serde::Deserialize;
 
 use super::{MAX_UNIX_TIME, Record, Reject, check_name};
 use crate::event::EventId;
+use crate::logon::{AuthPackage, FailureReason, LogonType, Outcome, RecordDetail};
 
 #[derive(Deserialize)]
 struct JsonEvent<'a> {
@@ -21,6 +27,36 @@ struct JsonEvent<'a> {
     computer_id: Cow<'a, str>,
     #[serde(borrow, default)]
     ingestion_time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    src_computer_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    src_user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    logon_type: Option<NumberOrText<'a>>,
+    #[serde(borrow, default)]
+    auth_package: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    outcome: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    failure_reason: Option<Cow<'a, str>>,
+}
+
+/// A field that may be written as a number or as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum NumberOrText<'a> {
+    Number(u64),
+    Text(#[serde(borrow)] Cow<'a, str>),
+}
+
+impl NumberOrText<'_> {
+    pub(super) fn logon_type(&self) -> Result<LogonType, Reject> {
+        match self {
+            NumberOrText::Number(n) => Ok(LogonType::from_number(*n)),
+            NumberOrText::Text(text) => LogonType::from_name(text)
+                .ok_or_else(|| Reject::BadField("logon_type", text.to_string())),
+        }
+    }
 }
 
 /// Parses one JSON line. Names that JSON escapes had to be unescaped for are
@@ -45,28 +81,101 @@ pub fn parse_json<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record
     };
     check_name("user_id", ev.user_id.as_bytes())?;
     check_name("computer_id", ev.computer_id.as_bytes())?;
-
-    // Both names borrowed from the line, or both copied into scratch.
-    let (user, computer): (&'a [u8], &'a [u8]) = match (ev.user_id, ev.computer_id) {
-        (Cow::Borrowed(u), Cow::Borrowed(c)) => (u.as_bytes(), c.as_bytes()),
-        (u, c) => {
-            scratch.clear();
-            scratch.extend_from_slice(u.as_bytes());
-            scratch.extend_from_slice(c.as_bytes());
-            let (u_part, c_part) = scratch.split_at(u.len());
-            (u_part, c_part)
+    for (field, name) in [
+        ("src_computer_id", &ev.src_computer_id),
+        ("src_user_id", &ev.src_user_id),
+    ] {
+        if let Some(name) = name {
+            check_name(field, name.as_bytes())?;
         }
+    }
+    let logon_type = ev
+        .logon_type
+        .as_ref()
+        .map_or(Ok(LogonType::UNKNOWN), NumberOrText::logon_type)?;
+    let auth_package = ev
+        .auth_package
+        .as_deref()
+        .map_or(AuthPackage::Unknown, AuthPackage::from_name);
+    let outcome =
+        ev.outcome
+            .as_deref()
+            .map_or(Ok(Outcome::Unknown), |o| match Outcome::from_name(o) {
+                Outcome::Unknown if !o.eq_ignore_ascii_case("unknown") => {
+                    Err(Reject::BadField("outcome", o.to_string()))
+                }
+                outcome => Ok(outcome),
+            })?;
+    let failure_reason = ev
+        .failure_reason
+        .as_deref()
+        .map_or(FailureReason::Unknown, FailureReason::from_name);
+
+    let [user, computer, source_computer, source_user] = lend(
+        [
+            Some(ev.user_id),
+            Some(ev.computer_id),
+            ev.src_computer_id,
+            ev.src_user_id,
+        ],
+        scratch,
+    );
+    let detail = RecordDetail {
+        source_computer,
+        source_user,
+        logon_type,
+        auth_package,
+        outcome,
+        failure_reason,
     };
+    let (user, computer) = (user.expect("given"), computer.expect("given"));
     Ok(Record {
         event_time,
         user,
         computer,
         event_id,
         ingestion_time,
+        detail,
     })
 }
 
-fn parse_rfc3339(field: &str, value: &str) -> Result<i64, Reject> {
+/// Names as slices of the line, or, when JSON escapes had to be undone for
+/// any (rare), all copied into `scratch`.
+pub(super) fn lend<'a, const N: usize>(
+    names: [Option<Cow<'a, str>>; N],
+    scratch: &'a mut Vec<u8>,
+) -> [Option<&'a [u8]>; N] {
+    if !names.iter().any(|n| matches!(n, Some(Cow::Owned(_)))) {
+        return names.map(|n| {
+            n.map(|name| match name {
+                Cow::Borrowed(name) => name.as_bytes(),
+                Cow::Owned(_) => unreachable!("checked above"),
+            })
+        });
+    }
+    scratch.clear();
+    let spans = names.map(|n| {
+        n.map(|name| {
+            let start = scratch.len();
+            scratch.extend_from_slice(name.as_bytes());
+            (start, scratch.len())
+        })
+    });
+    let scratch: &'a [u8] = scratch;
+    spans.map(|span| span.map(|(start, end)| &scratch[start..end]))
+}
+
+/// Unix seconds `seconds` of field `field`, if in range.
+pub(super) fn unix_seconds(field: &str, seconds: i64) -> Result<i64, Reject> {
+    if !(0..=MAX_UNIX_TIME).contains(&seconds) {
+        return Err(Reject::BadTime(format!(
+            "{field} {seconds} is out of range"
+        )));
+    }
+    Ok(seconds)
+}
+
+pub(super) fn parse_rfc3339(field: &str, value: &str) -> Result<i64, Reject> {
     let t = chrono::DateTime::parse_from_rfc3339(value)
         .map_err(|e| Reject::BadTime(format!("{field} `{value}`: {e}")))?
         .timestamp();

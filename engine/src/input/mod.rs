@@ -4,18 +4,25 @@
 //! on input.
 
 mod csv;
+mod ecs;
 mod json;
+mod lanl_auth;
 mod lines;
+mod ocsf;
 mod stream;
 
 pub use csv::{is_header, parse_csv};
+pub use ecs::parse_ecs;
 pub use json::parse_json;
+pub use lanl_auth::parse_lanl_auth;
 pub use lines::{Line, LineReader, MAX_LINE_DEFAULT};
+pub use ocsf::parse_ocsf;
 pub use stream::StreamReader;
 
 use std::{fmt, io};
 
 use crate::event::EventId;
+use crate::logon::RecordDetail;
 
 /// Where events come from: a file or stdin ([`LineReader`]) or a Kinesis
 /// stream (`aws::kinesis::KinesisSource`). The pipeline reads every source
@@ -99,26 +106,125 @@ pub struct Frontier {
     pub scored_before: i64,
 }
 
-/// Record form of the input.
+/// Record form of the input (`docs/formats.md` maps each field by field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
-    /// Decide from the first non-blank line (`{` means JSON).
+    /// Decide line by line: JSON with `class_uid` is OCSF, with `winlog` or
+    /// `@timestamp` ECS, other JSON ours; a CSV line of nine fields the
+    /// full LANL record, else the three-field one.
     Auto,
     /// LANL `time,user,computer`, time in seconds from the data set's start.
     Csv,
-    /// One JSON event per line (`event_id`, `event_time`, `user_id`, `computer_id`, `ingestion_time`).
+    /// The full LANL 2015 record: `time,src_user@domain,dst_user@domain,
+    /// src_computer,dst_computer,auth_type,logon_type,orientation,success|fail`.
+    LanlAuth,
+    /// One JSON event per line (`event_id`, `event_time`, `user_id`,
+    /// `computer_id`, `ingestion_time`, and optionally `src_computer_id`,
+    /// `src_user_id`, `logon_type`, `auth_package`, `outcome`, `failure_reason`).
     Json,
+    /// OCSF 1.x Authentication events (class 3002), one per line.
+    Ocsf,
+    /// Windows logon events (4624, 4625, 4648, 4768, 4769, 4776) in the
+    /// Elastic Common Schema, as Winlogbeat and Elastic Agent ship them.
+    Ecs,
 }
 
 impl Format {
-    /// The concrete format of a line (for `Auto`, by its first byte).
+    /// The concrete format of a line: for JSON, by the fields it names;
+    /// otherwise `Csv` (a line of nine fields is then the full LANL record,
+    /// which parsing tells).
+    #[inline]
     pub fn detect(line: &[u8]) -> Format {
         match line.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => Format::Json,
+            Some(b'{') => {
+                if memchr::memmem::find(line, b"\"class_uid\"").is_some() {
+                    Format::Ocsf
+                } else if memchr::memmem::find(line, b"\"winlog\"").is_some()
+                    || memchr::memmem::find(line, b"\"@timestamp\"").is_some()
+                {
+                    Format::Ecs
+                } else {
+                    Format::Json
+                }
+            }
+            // The full LANL record is told by its field count when parsed.
             _ => Format::Csv,
         }
     }
+
+    /// The name `--format` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Csv => "csv",
+            Format::LanlAuth => "lanl-auth",
+            Format::Json => "json",
+            Format::Ocsf => "ocsf",
+            Format::Ecs => "ecs",
+        }
+    }
+
+    /// Whether its lines are JSON.
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Json | Format::Ocsf | Format::Ecs)
+    }
+}
+
+/// Parses a line in `format` (`None`: the line's own, detected); returns
+/// the format it was read in with the outcome. Names that JSON escapes
+/// had to be undone for are copied into `scratch`.
+#[inline]
+pub fn parse_line<'a>(
+    format: Option<Format>,
+    line: &'a [u8],
+    base: crate::event::TimeBase,
+    scratch: &'a mut Vec<u8>,
+) -> (Format, Result<Record<'a>, Reject>) {
+    let detected = format.unwrap_or_else(|| Format::detect(line));
+    match parse(detected, line, base, scratch) {
+        // Detected as CSV by its first byte: nine fields are the full
+        // LANL record.
+        Err(Reject::FieldCount {
+            found: lanl_auth::FIELDS,
+        }) if format.is_none() => (Format::LanlAuth, parse_lanl_auth(line, base)),
+        parsed => (detected, parsed),
+    }
+}
+
+/// Parses `line` in concrete format `format` (`Auto` reads CSV). Names
+/// that JSON escapes had to be undone for are copied into `scratch`.
+#[inline]
+pub fn parse<'a>(
+    format: Format,
+    line: &'a [u8],
+    base: crate::event::TimeBase,
+    scratch: &'a mut Vec<u8>,
+) -> Result<Record<'a>, Reject> {
+    match format {
+        Format::Csv | Format::Auto => parse_csv(line, base),
+        Format::LanlAuth => parse_lanl_auth(line, base),
+        Format::Json => parse_json(line, scratch),
+        Format::Ocsf => parse_ocsf(line, scratch),
+        Format::Ecs => parse_ecs(line, scratch),
+    }
+}
+
+/// Whether an account is the operating system's own rather than someone's:
+/// `SYSTEM`, `LOCAL SERVICE`, `NETWORK SERVICE`, and the desktop window
+/// manager's and font driver's per-session accounts (`DWM-1`, `UMFD-0`).
+/// Their logons happen on every machine all day and say nothing about
+/// anyone, so the formats refuse them as unmapped. `ANONYMOUS LOGON` and
+/// machine accounts (`NAME$`) are accounts, and kept.
+pub(crate) fn local_system_account(name: &str, domain: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    matches!(
+        upper.as_str(),
+        "SYSTEM" | "LOCAL SERVICE" | "NETWORK SERVICE"
+    ) || domain.eq_ignore_ascii_case("Window Manager")
+        || domain.eq_ignore_ascii_case("Font Driver Host")
+        || upper.starts_with("DWM-")
+        || upper.starts_with("UMFD-")
 }
 
 /// A valid record, borrowing the input line.
@@ -132,6 +238,8 @@ pub struct Record<'a> {
     pub event_id: Option<EventId>,
     /// Given by JSON input (Unix seconds); the read time otherwise.
     pub ingestion_time: Option<i64>,
+    /// What a richer record adds (nothing, for a LANL line).
+    pub detail: RecordDetail<'a>,
 }
 
 /// Longest user or computer name accepted.
@@ -157,6 +265,13 @@ pub enum Reject {
     BadTime(String),
     BadJson(String),
     BadEventId,
+    /// A field of a richer record with a value its format does not allow
+    /// (`logon_type`, `outcome`, ...): the field and the value.
+    BadField(&'static str, String),
+    /// A well-formed record its format's mapping cannot use as a logon (an
+    /// OCSF event of another class, a Windows event that is not a logon,
+    /// no target account): why.
+    Unmapped(String),
     /// Older than the watermark when it arrived.
     Late {
         event_time: i64,
@@ -182,7 +297,7 @@ pub enum Reject {
 impl Reject {
     /// Short, stable name for counters and dead-letter `kind`.
     /// Every [`Reject::kind`].
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 15] = [
         "not_utf8",
         "line_too_long",
         "field_count",
@@ -192,6 +307,8 @@ impl Reject {
         "bad_time",
         "bad_json",
         "bad_event_id",
+        "bad_field",
+        "unmapped",
         "late",
         "future",
         "state_cap_users",
@@ -209,6 +326,8 @@ impl Reject {
             Reject::BadTime(_) => "bad_time",
             Reject::BadJson(_) => "bad_json",
             Reject::BadEventId => "bad_event_id",
+            Reject::BadField(..) => "bad_field",
+            Reject::Unmapped(_) => "unmapped",
             Reject::Late { .. } => "late",
             Reject::Future { .. } => "future",
             Reject::StateCap {
@@ -240,6 +359,8 @@ impl fmt::Display for Reject {
             Reject::BadTime(detail) => write!(f, "bad time: {detail}"),
             Reject::BadJson(detail) => write!(f, "bad JSON event: {detail}"),
             Reject::BadEventId => write!(f, "event_id must be 32 hexadecimal characters"),
+            Reject::BadField(field, value) => write!(f, "field `{field}` cannot be `{value}`"),
+            Reject::Unmapped(why) => write!(f, "not a logon to score: {why}"),
             Reject::Late {
                 event_time,
                 watermark,
@@ -288,7 +409,11 @@ pub fn render(
 ) -> String {
     let (user, computer) = (users.name(event.user), computers.name(event.computer));
     match format {
-        Format::Json => {
+        Format::Csv | Format::Auto if event.detail.is_empty() => {
+            format!("{},{user},{computer}", time_base.to_lanl(event.event_time))
+        }
+        // A richer record is written in the JSON form, which keeps all of it.
+        _ => {
             let mut record = serde_json::json!({
                 "event_time": crate::event::format_time(event.event_time),
                 "user_id": user,
@@ -298,10 +423,36 @@ pub fn render(
             if let Some(id) = event.event_id {
                 record["event_id"] = id.to_string().into();
             }
+            let detail = &event.detail;
+            let source_computer = detail.source_computer.map(|c| computers.name(c));
+            let source_user = detail.source_user.map(|u| users.name(u));
+            add_detail(
+                &mut record,
+                source_computer,
+                source_user,
+                detail.coded_fields(),
+            );
             record.to_string()
         }
-        Format::Csv | Format::Auto => {
-            format!("{},{user},{computer}", time_base.to_lanl(event.event_time))
+    }
+}
+
+/// Adds what a richer record says to its JSON form.
+fn add_detail(
+    record: &mut serde_json::Value,
+    source_computer: Option<&str>,
+    source_user: Option<&str>,
+    codes: [(&'static str, Option<&'static str>); 4],
+) {
+    if let Some(name) = source_computer {
+        record["src_computer_id"] = name.into();
+    }
+    if let Some(name) = source_user {
+        record["src_user_id"] = name.into();
+    }
+    for (field, value) in codes {
+        if let Some(value) = value {
+            record[field] = value.into();
         }
     }
 }
@@ -311,6 +462,12 @@ pub fn render(
 pub fn check(record: &Record<'_>) -> Result<(), Reject> {
     check_name("user_id", record.user)?;
     check_name("computer_id", record.computer)?;
+    if let Some(name) = record.detail.source_computer {
+        check_name("src_computer_id", name)?;
+    }
+    if let Some(name) = record.detail.source_user {
+        check_name("src_user_id", name)?;
+    }
     for (field, time) in [
         ("event_time", Some(record.event_time)),
         ("ingestion_time", record.ingestion_time),
@@ -338,6 +495,18 @@ pub fn render_record(record: &Record<'_>) -> String {
     if let Some(time) = record.ingestion_time {
         line["ingestion_time"] = crate::event::format_time(time).into();
     }
+    let detail = &record.detail;
+    let (source_computer, source_user) = (
+        detail.source_computer.map(String::from_utf8_lossy),
+        detail.source_user.map(String::from_utf8_lossy),
+    );
+    let codes = detail.coded_fields();
+    add_detail(
+        &mut line,
+        source_computer.as_deref(),
+        source_user.as_deref(),
+        codes,
+    );
     line.to_string()
 }
 

@@ -4,9 +4,10 @@
 //! counted as they are hit.
 
 use crate::clock::{Arrival, Verdict};
-use crate::event::{Event, EventId};
+use crate::event::{Event, EventId, NameId};
 use crate::input::{self, Format, Line, Record, Reject};
 use crate::limits::Cap;
+use crate::logon::Detail;
 use crate::order::Admission;
 use crate::sinks::{DeadLetter, Disposition, Received, StoredEvents};
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ impl<'o> Pipeline<'o> {
             Line::Complete(bytes) => bytes,
             Line::Record(record) => {
                 self.counters.events_read += 1;
-                self.format.get_or_insert(Format::Json);
+                self.latest_format = Format::Json;
                 return match input::check(&record) {
                     Ok(()) => self.offer(line_no, None, record),
                     Err(reject) => {
@@ -47,25 +48,24 @@ impl<'o> Pipeline<'o> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        let format = *self.format.get_or_insert_with(|| Format::detect(bytes));
-        if format == Format::Csv && self.counters.events_read == 0 && input::is_header(bytes) {
+        if self.counters.events_read == 0
+            && self.format.unwrap_or(Format::Csv) == Format::Csv
+            && input::is_header(bytes)
+        {
             return Ok(());
         }
         self.counters.events_read += 1;
-        if format == Format::Json {
-            // JSON names that needed unescaping live in `scratch`, lent out here.
-            let mut scratch = std::mem::take(&mut self.scratch);
-            let outcome = match input::parse_json(bytes, &mut scratch) {
-                Ok(record) => self.offer(line_no, Some(bytes), record),
-                Err(reject) => self.reject(line_no, bytes, reject),
-            };
-            self.scratch = scratch;
-            return outcome;
-        }
-        match input::parse_csv(bytes, self.options.time_base) {
+        // JSON names that needed unescaping live in `scratch`, lent out here.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (format, parsed) =
+            input::parse_line(self.format, bytes, self.options.time_base, &mut scratch);
+        self.latest_format = format;
+        let outcome = match parsed {
             Ok(record) => self.offer(line_no, Some(bytes), record),
             Err(reject) => self.reject(line_no, bytes, reject),
-        }
+        };
+        self.scratch = scratch;
+        outcome
     }
 
     /// Takes in a valid record; `raw` is its line (`None`: it came decoded,
@@ -83,27 +83,36 @@ impl<'o> Pipeline<'o> {
         self.counters
             .lag
             .record(self.ingest_clock - record.event_time);
-        let limits = self.options.limits;
-        let user = if self.users.len() < limits.max_users {
-            self.users.intern(record.user).0
-        } else {
-            match self.users.get(record.user) {
-                Some(id) => id,
-                None => {
-                    let raw = raw_text(raw, &record);
-                    return self.refuse_at_cap(line_no, &raw, Cap::Users, limits.max_users);
-                }
+        let interned = self.intern(&record).and_then(|(user, computer)| {
+            let detail = &record.detail;
+            if detail.is_empty() {
+                return Ok((user, computer, Detail::default()));
             }
-        };
-        let computer = if self.computers.len() < limits.max_computers {
-            self.computers.intern(record.computer).0
-        } else {
-            match self.computers.get(record.computer) {
-                Some(id) => id,
-                None => {
-                    let raw = raw_text(raw, &record);
-                    return self.refuse_at_cap(line_no, &raw, Cap::Computers, limits.max_computers);
-                }
+            let detail = Detail {
+                source_computer: detail
+                    .source_computer
+                    .map(|name| self.intern_name(Cap::Computers, name))
+                    .transpose()?,
+                source_user: detail
+                    .source_user
+                    .map(|name| self.intern_name(Cap::Users, name))
+                    .transpose()?,
+                logon_type: detail.logon_type,
+                auth_package: detail.auth_package,
+                outcome: detail.outcome,
+                failure_reason: detail.failure_reason,
+            };
+            Ok((user, computer, detail))
+        });
+        let (user, computer, detail) = match interned {
+            Ok(ids) => ids,
+            Err(cap) => {
+                let limit = match cap {
+                    Cap::Users => self.options.limits.max_users,
+                    _ => self.options.limits.max_computers,
+                };
+                let raw = raw_text(raw, &record);
+                return self.refuse_at_cap(line_no, &raw, cap, limit);
             }
         };
         let mut pending = Event {
@@ -112,6 +121,7 @@ impl<'o> Pipeline<'o> {
             computer,
             ingestion_time: record.ingestion_time.unwrap_or(self.ingest_clock),
             event_id: record.event_id,
+            detail,
         };
         if (self.outputs.received.is_some() || self.stored.is_some()) && pending.event_id.is_none()
         {
@@ -154,6 +164,31 @@ impl<'o> Pipeline<'o> {
             self.score_batch_past_delay()?;
         }
         Ok(())
+    }
+
+    /// The ids of a record's user and computer; the cap that a new one
+    /// would pass, if it would.
+    #[inline]
+    fn intern(&mut self, record: &Record<'_>) -> Result<(NameId, NameId), Cap> {
+        Ok((
+            self.intern_name(Cap::Users, record.user)?,
+            self.intern_name(Cap::Computers, record.computer)?,
+        ))
+    }
+
+    /// The id of a user's (`Cap::Users`) or a computer's name, interned if
+    /// new and the state may still grow.
+    #[inline]
+    fn intern_name(&mut self, kind: Cap, name: &[u8]) -> Result<NameId, Cap> {
+        let limits = self.options.limits;
+        let (names, max) = match kind {
+            Cap::Users => (&mut self.users, limits.max_users),
+            _ => (&mut self.computers, limits.max_computers),
+        };
+        if names.len() < max {
+            return Ok(names.intern(name).0);
+        }
+        names.get(name).ok_or(kind)
     }
 
     /// Admits what the clock decided, then moves the watermark to the
@@ -261,9 +296,8 @@ impl<'o> Pipeline<'o> {
         event: &Event,
         reject: Reject,
     ) -> io::Result<()> {
-        let format = self.format.unwrap_or(Format::Csv);
         let raw = input::render(
-            format,
+            self.latest_format,
             event,
             self.options.time_base,
             &self.users,

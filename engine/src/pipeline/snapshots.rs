@@ -6,7 +6,7 @@ use crate::event::Interner;
 use crate::input::Reject;
 use crate::order::Orderer;
 use crate::snapshot::{
-    self, BodyRef, Counts, EncodedSnapshot, Extras, SnapshotError, SnapshotMeta,
+    self, BodyRef, Counts, EncodedSnapshot, Extras, HeldDetails, SnapshotError, SnapshotMeta,
 };
 use std::io;
 
@@ -69,7 +69,9 @@ impl<'o> Pipeline<'o> {
             clock: self.clock.snapshot(),
             future: self.counters.future,
         };
-        let encoded = EncodedSnapshot::encode(&body, &extras, &self.state.habits, buffer)?;
+        let details = HeldDetails::of(&body.orderer, &extras.clock);
+        let encoded =
+            EncodedSnapshot::encode(&body, &extras, &self.state.habits, &details, buffer)?;
         Ok((meta, encoded))
     }
 

@@ -5,6 +5,7 @@
 use super::{Outputs, Pipeline, PipelineOptions};
 use crate::event::EventId;
 use crate::input::{Line, Record};
+use crate::logon::RecordDetail;
 use crate::policy::Policy;
 use crate::sinks::Collect;
 
@@ -50,6 +51,7 @@ fn record<'a>(time: i64, user: &'a str, computer: &'a str) -> Record<'a> {
         computer: computer.as_bytes(),
         event_id: None,
         ingestion_time: None,
+        detail: RecordDetail::default(),
     }
 }
 
