@@ -285,3 +285,173 @@ fn a_format_set_on_the_command_line_is_held_to() {
         "ECS documents read as OCSF lack `class_uid`"
     );
 }
+
+/// One JSON event line with what a richer record says.
+fn event(t: i64, user: &str, computer: &str, source: &str, logon: &str, outcome: &str) -> String {
+    let time = chrono_like(t);
+    format!(
+        r#"{{"event_time":"{time}","user_id":"{user}","computer_id":"{computer}","src_computer_id":"{source}","logon_type":"{logon}","outcome":"{outcome}"}}"#
+    )
+}
+
+/// RFC 3339 of Unix seconds (the test's own, to keep the helper small).
+fn chrono_like(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // 2024-01-01 is day 19723; the tests stay within January.
+    let day = days - 19_723 + 1;
+    assert!((1..=31).contains(&day), "the tests stay in January 2024");
+    format!(
+        "2024-01-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[test]
+fn richer_records_show_sprays_fan_outs_and_new_logon_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = 1_704_067_200; // 2024-01-01T00:00:00Z
+    let mut lines = Vec::new();
+    // Three days of routine: forty people at their own workstations, a
+    // service account on its file server, and a jump host that reaches a
+    // few servers a day for the admins.
+    for day in 0..3 {
+        for hour in 8..17 {
+            let t = start + day * 86_400 + hour * 3_600;
+            for p in 0..40 {
+                let ws = format!("WS{p:02}");
+                lines.push((
+                    t + p,
+                    event(
+                        t + p,
+                        &format!("user{p:02}"),
+                        &ws,
+                        &ws,
+                        "interactive",
+                        "success",
+                    ),
+                ));
+                lines.push((
+                    t + p + 60,
+                    event(
+                        t + p + 60,
+                        &format!("user{p:02}"),
+                        "FS1",
+                        &ws,
+                        "network",
+                        "success",
+                    ),
+                ));
+            }
+            for k in 0..3 {
+                let at = t + 100 + k * 600;
+                lines.push((
+                    at,
+                    event(at, "svc_backup", "FS1", "BK1", "network", "success"),
+                ));
+            }
+            let server = format!("SRV{:02}", day * 9 + hour - 8);
+            lines.push((
+                t + 200,
+                event(
+                    t + 200,
+                    "admin1",
+                    &server,
+                    "JUMP1",
+                    "remote_interactive",
+                    "success",
+                ),
+            ));
+        }
+    }
+    // Day four: WS07 sprays passwords at twelve accounts, then reaches eight
+    // servers it never reached before; the backup account logs on at a
+    // desktop.
+    let t = start + 3 * 86_400 + 10 * 3_600;
+    for (i, user) in (0..12)
+        .map(|p| format!("user{:02}", (p + 10) % 40))
+        .enumerate()
+    {
+        let i = i as i64;
+        lines.push((
+            t + i,
+            event(t + i, &user, "FS1", "WS07", "network", "failure"),
+        ));
+    }
+    for i in 0..8 {
+        lines.push((
+            t + 600 + i,
+            event(
+                t + 600 + i,
+                "user07",
+                &format!("SRV{:02}", 40 + i),
+                "WS07",
+                "network",
+                "success",
+            ),
+        ));
+    }
+    lines.push((
+        t + 900,
+        event(
+            t + 900,
+            "svc_backup",
+            "WS33",
+            "WS33",
+            "remote_interactive",
+            "success",
+        ),
+    ));
+    lines.sort();
+    let text: Vec<String> = lines.into_iter().map(|(_, line)| line).collect();
+    std::fs::write(dir.path().join("richer.jsonl"), text.join("\n") + "\n").unwrap();
+
+    let out = run_ok(dir.path(), &["run", "richer.jsonl", "--output", "out"]);
+    let s = summary(&out.stdout);
+    assert_eq!(s["invalid"].as_u64(), Some(0));
+    let alerts: Vec<Value> = std::fs::read_to_string(dir.path().join("out/alerts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let raised = |rule: &str| -> Vec<(String, String)> {
+        let mut found: Vec<_> = alerts
+            .iter()
+            .filter(|a| {
+                a["risk_flags"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == rule)
+            })
+            .map(|a| {
+                let field = |k: &str| a[k].as_str().unwrap().to_string();
+                (field("entity_type"), field("entity_id"))
+            })
+            .collect();
+        found.dedup();
+        found
+    };
+    assert_eq!(
+        raised("failed_logon_spray"),
+        [("computer".into(), "WS07".into())]
+    );
+    assert_eq!(
+        raised("source_fan_out"),
+        [("computer".into(), "WS07".into())]
+    );
+    assert_eq!(
+        raised("new_logon_type"),
+        [("user".into(), "svc_backup".into())]
+    );
+    // The routine raised none of them: the jump host's new servers every
+    // day are its habit, and the admins always used remote desktop.
+    let by_rule = &s["rule_hits"];
+    assert_eq!(
+        by_rule["failed_logon_spray"].as_u64(),
+        Some(7),
+        "accounts 6 to 12"
+    );
+    assert_eq!(by_rule["new_logon_type"].as_u64(), Some(1));
+}

@@ -62,7 +62,7 @@ impl Snapshot {
         let encoded = snapshot::EncodedSnapshot::encode(
             &self.body,
             &self.body.extras,
-            &self.body.state.habits,
+            &self.body.state,
             &details,
             Vec::new(),
         )?;

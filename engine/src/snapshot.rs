@@ -18,7 +18,8 @@
 //! payload CRC-32         u32, little-endian, of the uncompressed payload
 //! zstd frame             of the payload: the postcard encoding of `Body`,
 //!                        then of `Extras`, then of `Habits`, then of the
-//!                        held events' details (`HeldDetails`)
+//!                        held events' details (`HeldDetails`), then of
+//!                        what richer records added to the state
 //! ```
 //!
 //! postcard (<https://postcard.jamesmunns.com/wire-format>) writes the
@@ -51,7 +52,8 @@ use crate::state::EngineState;
 /// Version 2 added the orderer's floor and the state limits' counts;
 /// version 3 the payload checksum and [`Extras`] (the event clock); version
 /// 4 the longer history ([`crate::habits::Habits`]) after them; version 5
-/// the details of held events that had some ([`HeldDetails`]).
+/// the details of held events that had some ([`HeldDetails`]) and what
+/// richer records added to the state (logon types, failures, sources).
 pub const FORMAT_VERSION: u32 = 5;
 
 /// The earlier versions this build still reads.
@@ -282,7 +284,7 @@ impl EncodedSnapshot {
     pub(crate) fn encode(
         body: &impl Serialize,
         extras: &Extras,
-        habits: &crate::habits::Habits,
+        state: &EngineState,
         details: &HeldDetails,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
@@ -290,8 +292,9 @@ impl EncodedSnapshot {
         let encode_error = |e: postcard::Error| SnapshotError::Decode(e.to_string());
         let encoded = postcard::to_extend(body, buffer).map_err(encode_error)?;
         let encoded = postcard::to_extend(extras, encoded).map_err(encode_error)?;
-        let encoded = postcard::to_extend(habits, encoded).map_err(encode_error)?;
+        let encoded = postcard::to_extend(&state.habits, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(details, encoded).map_err(encode_error)?;
+        let encoded = postcard::to_extend(&state.logons, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -355,11 +358,11 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
         _ => {
             let (decoded, rest) = postcard::take_from_bytes(extras).map_err(decode_error)?;
             body.extras = decoded;
-            let (habits, details): (_, HeldDetails) = {
-                let (habits, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
-                (habits, postcard::from_bytes(rest).map_err(decode_error)?)
-            };
+            let (habits, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
+            let (details, rest): (HeldDetails, _) =
+                postcard::take_from_bytes(rest).map_err(decode_error)?;
             details.restore(&mut body.orderer, &mut body.extras.clock)?;
+            body.state.logons = postcard::from_bytes(rest).map_err(decode_error)?;
             Some(habits)
         }
     };

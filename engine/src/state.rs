@@ -35,6 +35,9 @@ use crate::habits::{Habits, Logon};
 
 mod codec;
 mod handoff;
+mod logons;
+
+pub(crate) use logons::Logons;
 
 /// Seconds in an hour and a day: the window lengths.
 pub const HOUR: i64 = 3_600;
@@ -173,6 +176,9 @@ pub struct EngineState {
     /// The longer history (snapshot format 4 keeps it after the body).
     #[serde(skip)]
     pub(crate) habits: Habits,
+    /// What richer records add (snapshot format 5 keeps it last).
+    #[serde(skip)]
+    pub(crate) logons: Logons,
     /// The pipeline's bound on a user's window (not part of a snapshot).
     #[serde(skip)]
     max_window: MaxWindow,
@@ -256,6 +262,7 @@ impl EngineState {
             + self.devices.capacity() * size_of::<Device>()
             + hash_table_bytes(self.device_index.capacity(), size_of::<(u64, u32)>())
             + self.habits.heap_bytes()
+            + self.logons.heap_bytes()
     }
 
     /// When `user` first used `computer`, if ever.
@@ -276,6 +283,53 @@ impl EngineState {
         }
         if computer >= self.hosts.len() {
             self.hosts.resize_with(computer + 1, HostState::default);
+        }
+    }
+
+    /// Updates the state with one event, with what a richer record says
+    /// ([`crate::logon::Detail`]), and returns its features. A failed logon
+    /// changes none of the user's windows, device history or the computer's
+    /// popularity (the user did not log on); it counts among the failures.
+    #[inline]
+    pub fn observe_event(&mut self, event: &crate::event::Event) -> Features {
+        let detail = &event.detail;
+        if detail.is_empty() {
+            return self.observe(event.event_time, event.user, event.computer);
+        }
+        let mut features = if detail.is_failure() {
+            self.failed(event.event_time, event.user, event.computer)
+        } else {
+            self.observe(event.event_time, event.user, event.computer)
+        };
+        self.logons.observe(
+            event.event_time,
+            event.user,
+            event.computer,
+            detail,
+            &mut features,
+        );
+        features
+    }
+
+    /// The features of a failed logon: who, where and when, and what the
+    /// state knows of both, unchanged.
+    #[cold]
+    fn failed(&self, time: i64, user: NameId, computer: NameId) -> Features {
+        let user_state = self.users.get(user as usize).filter(|u| u.logins > 0);
+        let host = self
+            .hosts
+            .get(computer as usize)
+            .filter(|h| h.users_ever > 0);
+        Features {
+            event_time: time,
+            user,
+            computer,
+            user_known_computers: user_state.map_or(0, |u| u.known_computers),
+            user_tenure_s: user_state.map_or(0, |u| saturate(time - u.first_seen)),
+            user_logins_before: user_state.map_or(0, |u| u.logins),
+            host_users_ever: host.map_or(0, |h| h.users_ever),
+            host_tenure_s: host.map_or(0, |h| saturate(time - h.first_seen)),
+            ..Features::default()
         }
     }
 

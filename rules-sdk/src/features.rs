@@ -1,9 +1,9 @@
 //! The per-event feature record the host computes and hands to every rule.
 //!
-//! The layout is part of the ABI: 192 bytes, `repr(C)`, little-endian, no
-//! padding. Its first 64 bytes are the record of ABI version 1 and its first
-//! 128 that of version 2, unchanged, so a module built for an older version
-//! receives exactly those. The host owns all
+//! The layout is part of the ABI: 256 bytes, `repr(C)`, little-endian, no
+//! padding. Its first 64 bytes are the record of ABI version 1, its first
+//! 128 that of version 2 and its first 192 that of version 3, unchanged, so
+//! a module built for an older version receives exactly those. The host owns all
 //! state (windows, device history, host popularity, each entity's own
 //! history); a rule sees only this record, so a rule is a pure function of it
 //! and of its parameters.
@@ -24,6 +24,39 @@ pub const FEATURES_V1_BYTES: usize = 64;
 /// Size of the record a module of ABI version 2 receives: the first 128
 /// bytes of [`Features`].
 pub const FEATURES_V2_BYTES: usize = 128;
+/// Size of the record a module of ABI version 3 receives: the first 192
+/// bytes of [`Features`].
+pub const FEATURES_V3_BYTES: usize = 192;
+
+/// `logon_type` values (Windows' numbers).
+pub const LOGON_INTERACTIVE: u8 = 2;
+pub const LOGON_NETWORK: u8 = 3;
+pub const LOGON_BATCH: u8 = 4;
+pub const LOGON_SERVICE: u8 = 5;
+pub const LOGON_UNLOCK: u8 = 7;
+pub const LOGON_NETWORK_CLEARTEXT: u8 = 8;
+pub const LOGON_NEW_CREDENTIALS: u8 = 9;
+pub const LOGON_REMOTE_INTERACTIVE: u8 = 10;
+pub const LOGON_CACHED_INTERACTIVE: u8 = 11;
+
+/// `auth_package` values.
+pub const AUTH_NTLM: u8 = 1;
+pub const AUTH_KERBEROS: u8 = 2;
+pub const AUTH_NEGOTIATE: u8 = 3;
+pub const AUTH_OTHER: u8 = 4;
+
+/// `outcome` values.
+pub const OUTCOME_SUCCESS: u8 = 1;
+pub const OUTCOME_FAILURE: u8 = 2;
+
+/// `failure_reason` values.
+pub const FAILURE_BAD_PASSWORD: u8 = 1;
+pub const FAILURE_NO_SUCH_USER: u8 = 2;
+pub const FAILURE_LOCKED: u8 = 3;
+pub const FAILURE_DISABLED: u8 = 4;
+pub const FAILURE_PASSWORD_EXPIRED: u8 = 5;
+pub const FAILURE_RESTRICTED: u8 = 6;
+pub const FAILURE_OTHER: u8 = 7;
 
 /// One authentication event and everything the host knows about it, as of its event time.
 ///
@@ -155,12 +188,64 @@ pub struct Features {
     pub user_paced_logins_1h: u32,
     /// Zero; room for later fields within the same record size.
     pub reserved_v3: [u32; 2],
+
+    // ---- added in ABI version 4: what a richer record says ----
+    // All zero for a record that does not say: a LANL `time,user,computer`
+    // line. Windows below are this clock hour and the one before (UTC):
+    // between one and two hours.
+    /// The computer the logon came from: one more than its host-interned
+    /// id (among the computers, as `computer`), 0 when not said.
+    pub source_computer: u32,
+    /// The account that acted, when it is not `user`: one more than its
+    /// host-interned id (among the users), 0 when not said.
+    pub source_user: u32,
+    /// The Windows logon type (`LOGON_*`; OCSF's numbers are the same), 0
+    /// when not said.
+    pub logon_type: u8,
+    /// `AUTH_*`, 0 when not said.
+    pub auth_package: u8,
+    /// `OUTCOME_*`, 0 when not said. A failed logon changes none of the
+    /// user's windows, device history or the computer's popularity: the
+    /// user did not log on. It counts in the failure fields below.
+    pub outcome: u8,
+    /// `FAILURE_*`: why it failed, 0 when not said.
+    pub failure_reason: u8,
+    /// Logon types the user had before this event: bit `t` for type `t`
+    /// (types past 30 share bit 31).
+    pub user_logon_types_before: u32,
+    /// The user's logons before this event with this event's logon type.
+    pub user_logins_this_type_before: u32,
+    /// The user's logons before this event whose logon type was said.
+    pub user_typed_logins_before: u32,
+    /// Failed logons on this account (as the one logged on to), this event
+    /// included.
+    pub user_failures_2h: u32,
+    /// Distinct source computers of those.
+    pub user_failed_sources_2h: u32,
+    /// Failed logons from this event's source computer, this one included.
+    pub source_failures_2h: u32,
+    /// Distinct accounts those failed on.
+    pub source_failed_users_2h: u32,
+    /// Distinct computers logged on to from the source computer.
+    pub source_destinations_2h: u32,
+    /// Of those, the ones the source reached for the first time.
+    pub source_new_destinations_2h: u32,
+    /// Computers ever logged on to from the source, this one included.
+    pub source_known_destinations: u32,
+    /// Seconds since the source computer was first seen as one.
+    pub source_tenure_s: u32,
+    /// New destinations of the source during its baseline period: from the
+    /// end of its first day to the start of the clock hour before this one.
+    pub source_baseline_new_destinations: u32,
+    /// Length of that period, seconds (0 until it has one).
+    pub source_baseline_s: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Features>() == 192);
+const _: () = assert!(core::mem::size_of::<Features>() == 256);
 const _: () = assert!(core::mem::align_of::<Features>() == 8);
 const _: () = assert!(core::mem::offset_of!(Features, user_peak_logins_1h) == FEATURES_V1_BYTES);
 const _: () = assert!(core::mem::offset_of!(Features, user_new_computers_72h) == FEATURES_V2_BYTES);
+const _: () = assert!(core::mem::offset_of!(Features, source_computer) == FEATURES_V3_BYTES);
 
 const DAY: f32 = 86_400.0;
 
@@ -180,6 +265,27 @@ impl Features {
         // SAFETY: `Features` is `repr(C)` with only integer fields and no padding
         // (its size is asserted above), so every byte is initialised.
         unsafe { core::slice::from_raw_parts(records.as_ptr().cast::<u8>(), size_of_val(records)) }
+    }
+
+    /// True when the record says the logon failed.
+    #[inline]
+    pub fn is_failure(&self) -> bool {
+        self.outcome == OUTCOME_FAILURE
+    }
+
+    /// True when the record names the computer the logon came from.
+    #[inline]
+    pub fn has_source(&self) -> bool {
+        self.source_computer != 0
+    }
+
+    /// True when this event's logon type is one the user had never used
+    /// before, though they had `at_least` logons whose type was said.
+    #[inline]
+    pub fn is_new_logon_type(&self, at_least: u32) -> bool {
+        self.logon_type != 0
+            && self.user_typed_logins_before >= at_least
+            && self.user_logins_this_type_before == 0
     }
 
     /// True when this user had never used this computer before this event.

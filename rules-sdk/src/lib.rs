@@ -84,8 +84,13 @@
 //! longer horizons (new computers over 72 hours against the user's history
 //! before them), rarely used computers counted apart, the user's peers on
 //! the computer, and the population's pace and daily rhythm.
-//! A host speaking version 3 still runs version-1 and version-2 modules,
-//! handing them the first 64 or 128 bytes of each record ([`record_bytes`]).
+//! Version 4 made it 256 bytes: the 192 of version 3, unchanged, followed by
+//! what a richer record says (source computer and account, logon type,
+//! package, outcome and failure reason) and what follows from it: the
+//! user's logon types so far, failed logons on the account and from the
+//! source, and the source's destinations against its own baseline.
+//! A host speaking version 4 still runs modules of versions 1 to 3, handing
+//! them the first 64, 128 or 192 bytes of each record ([`record_bytes`]).
 
 mod features;
 mod metadata;
@@ -97,8 +102,13 @@ pub mod testing;
 pub mod __guest;
 
 pub use features::{
-    DEFAULT_RARE_SHARE, FEATURES_V1_BYTES, FEATURES_V2_BYTES, FLAG_NEW_COMPUTER,
-    FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit, NO_PREVIOUS_LOGIN, PRIOR_DAYS,
+    AUTH_KERBEROS, AUTH_NEGOTIATE, AUTH_NTLM, AUTH_OTHER, DEFAULT_RARE_SHARE, FAILURE_BAD_PASSWORD,
+    FAILURE_DISABLED, FAILURE_LOCKED, FAILURE_NO_SUCH_USER, FAILURE_OTHER,
+    FAILURE_PASSWORD_EXPIRED, FAILURE_RESTRICTED, FEATURES_V1_BYTES, FEATURES_V2_BYTES,
+    FEATURES_V3_BYTES, FLAG_NEW_COMPUTER, FLAG_NEW_DEVICE_FOR_USER, FLAG_NEW_USER, Features, Hit,
+    LOGON_BATCH, LOGON_CACHED_INTERACTIVE, LOGON_INTERACTIVE, LOGON_NETWORK,
+    LOGON_NETWORK_CLEARTEXT, LOGON_NEW_CREDENTIALS, LOGON_REMOTE_INTERACTIVE, LOGON_SERVICE,
+    LOGON_UNLOCK, NO_PREVIOUS_LOGIN, OUTCOME_FAILURE, OUTCOME_SUCCESS, PRIOR_DAYS,
     PRIOR_NEW_PER_KNOWN_PER_DAY, Verdict,
 };
 pub use metadata::{Entity, Events, Metadata, ParamKind, ParamSpec, Severity};
@@ -110,7 +120,7 @@ compile_error!(
 
 /// Version of the host/guest contract described in the crate docs, which
 /// modules built with this SDK declare.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Size of one feature record for a module of ABI version `abi`, or `None`
 /// for a version this SDK does not know.
@@ -118,7 +128,8 @@ pub const fn record_bytes(abi: u32) -> Option<usize> {
     match abi {
         1 => Some(FEATURES_V1_BYTES),
         2 => Some(FEATURES_V2_BYTES),
-        3 => Some(size_of::<Features>()),
+        3 => Some(FEATURES_V3_BYTES),
+        4 => Some(size_of::<Features>()),
         _ => None,
     }
 }

@@ -32,6 +32,10 @@ pub enum Entity {
     User,
     /// The computer logged on to (many accounts arriving at one host).
     Computer,
+    /// The computer the logon came from (one source reaching or failing on
+    /// many accounts or computers; ABI version 4). On an event that names
+    /// no source, the computer logged on to.
+    Source,
 }
 
 impl Entity {
@@ -40,6 +44,7 @@ impl Entity {
         match self {
             Entity::User => "user",
             Entity::Computer => "computer",
+            Entity::Source => "source",
         }
     }
 }
@@ -339,7 +344,7 @@ mod tests {
         let json = META.to_json();
         assert_eq!(
             json,
-            "{\"abi_version\":3,\"name\":\"x\",\"version\":\"1.2.3\",\
+            "{\"abi_version\":4,\"name\":\"x\",\"version\":\"1.2.3\",\
              \"description\":\"says \\\"hi\\\"\\n\",\"severity\":\"high\",\"entity\":\"computer\",\"events\":\"new_devices\",\
              \"mitre\":[\"T1021\",\"T1078\"],\"params\":[{\"name\":\"limit\",\
              \"description\":\"d\",\"kind\":\"count\",\"default\":10.0,\"min\":1.0,\

@@ -10,8 +10,8 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use authpulse_engine::entity::EntityKind;
 use authpulse_engine::policy::Policy;
+use authpulse_engine::rules::RuleEntity;
 use authpulse_engine::rules::{Engine, RuleSet};
 use common::{generate, score};
 
@@ -51,9 +51,9 @@ fn version_1_modules_load_beside_version_3() {
     assert_eq!(abi["fan_in"], 3);
     // A version-1 module declares no entity: its hits are the user's.
     let v1 = rules.rules.iter().find(|r| r.id == "burst_v1").unwrap();
-    assert_eq!(v1.metadata.entity, EntityKind::User);
+    assert_eq!(v1.metadata.entity, RuleEntity::User);
     let fan_in = rules.rules.iter().find(|r| r.id == "fan_in").unwrap();
-    assert_eq!(fan_in.metadata.entity, EntityKind::Computer);
+    assert_eq!(fan_in.metadata.entity, RuleEntity::Computer);
 
     // The whole 0.1 policy loads as it was.
     let old = Policy::load(&fixtures().join("policy-0.1.yaml")).unwrap();

@@ -321,11 +321,12 @@ mod tests {
     use super::*;
     use tables::TableDefinition;
 
-    /// The curated schema as an older release had it: without its last column.
+    /// The curated schema as an older release had it: without
+    /// `processing_time` (field 23) and the detail columns after it.
     fn older_curated_schema() -> iceberg::spec::Schema {
         let full = tables::curated_schema();
         let mut fields: Vec<_> = full.as_struct().fields().to_vec();
-        fields.pop();
+        fields.retain(|f| f.id < 23);
         iceberg::spec::Schema::builder()
             .with_schema_id(0)
             .with_fields(fields)
@@ -379,6 +380,11 @@ mod tests {
             before.metadata().last_column_id() + 1,
             "a fresh id after the old ones"
         );
+        let outcome = schema
+            .field_by_name("outcome")
+            .expect("detail column added");
+        assert!(!outcome.required);
+        assert_eq!(outcome.id, added.id + 5, "added in the schema's order");
         // Opening again changes nothing.
         old.ensure_tables(&tables::ALL).unwrap();
         let again = old.load(tables::CURATED).unwrap();

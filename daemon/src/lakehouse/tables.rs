@@ -217,7 +217,7 @@ fn detail_fields(first: i32) -> impl Iterator<Item = Arc<NestedField>> {
 }
 
 /// Schema of `auth_events_raw`. Fields 9-14 came with richer records; a
-/// table made before them gets them on open.
+/// table made before them gets them on open (with fresh ids).
 pub fn raw_schema() -> Schema {
     use PrimitiveType::{Long, String, Timestamptz};
     schema(
@@ -239,7 +239,7 @@ pub fn raw_schema() -> Schema {
 }
 
 /// Schema of `auth_events_curated`. Fields 25-30 came with richer records;
-/// a table made before them gets them on open.
+/// a table made before them gets them on open (with fresh ids).
 pub fn curated_schema() -> Schema {
     use PrimitiveType::{Boolean, Int, Long, String, Timestamptz};
     schema(

@@ -767,7 +767,10 @@ mod tests {
                 text("s"),
                 Arc::new(Int64Array::from_iter_values(0..n as i64)),
                 text("a"),
-            ],
+            ]
+            .into_iter()
+            .chain((0..6).map(|_| arrow_array::new_null_array(&arrow_schema::DataType::Utf8, n)))
+            .collect(),
         )
         .unwrap()
     }

@@ -46,13 +46,19 @@ impl Escalation<'_> {
                 EntityKind::User,
                 event.user,
                 self.users,
-                fired & !rules.computer_mask,
+                fired & !(rules.computer_mask | rules.source_mask),
             ),
             (
                 EntityKind::Computer,
                 event.computer,
                 self.computers,
                 fired & rules.computer_mask,
+            ),
+            (
+                EntityKind::Computer,
+                event.detail.source_computer.unwrap_or(event.computer),
+                self.computers,
+                fired & rules.source_mask,
             ),
         ];
         for (kind, id, names, side) in sides {

@@ -47,7 +47,7 @@ pub struct RuleInfo {
     pub mode: RuleMode,
     pub weight: f32,
     pub severity: String,
-    pub entity: EntityKind,
+    pub entity: crate::rules::RuleEntity,
     /// Switched off by its failure policy until the next reload.
     pub disabled: bool,
 }

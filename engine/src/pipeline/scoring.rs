@@ -21,9 +21,7 @@ impl<'o> Pipeline<'o> {
         self.cap_hit(Cap::HeldEvents, forced);
         let mut ready = std::mem::take(&mut self.ready);
         for event in ready.drain(..) {
-            let features = self
-                .state
-                .observe(event.event_time, event.user, event.computer);
+            let features = self.state.observe_event(&event);
             if self.batch.events.is_empty() {
                 self.batch_since = Some(Instant::now());
             }

@@ -70,8 +70,7 @@ impl<'o> Pipeline<'o> {
             future: self.counters.future,
         };
         let details = HeldDetails::of(&body.orderer, &extras.clock);
-        let encoded =
-            EncodedSnapshot::encode(&body, &extras, &self.state.habits, &details, buffer)?;
+        let encoded = EncodedSnapshot::encode(&body, &extras, &self.state, &details, buffer)?;
         Ok((meta, encoded))
     }
 

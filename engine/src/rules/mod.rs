@@ -12,7 +12,7 @@ pub use wasm::{LoadError, SUPPORTED_ABI_VERSIONS, SandboxLimits, WasmModule, Was
 use std::sync::Arc;
 use std::time::Instant;
 
-use authpulse_rules_sdk::{FEATURES_V1_BYTES, FEATURES_V2_BYTES, Features, Verdict};
+use authpulse_rules_sdk::{Features, Verdict, record_bytes};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -29,8 +29,8 @@ pub struct RuleMetadata {
     pub severity: String,
     pub mitre: Vec<String>,
     /// Whose risk the rule's hits add to (ABI version 1 modules: the user).
-    #[serde(default = "user_entity")]
-    pub entity: EntityKind,
+    #[serde(default)]
+    pub entity: RuleEntity,
     /// Which events the rule judges (ABI version 1 modules: all).
     #[serde(default)]
     pub events: EventFilter,
@@ -38,8 +38,28 @@ pub struct RuleMetadata {
     pub reasons: Vec<String>,
 }
 
-fn user_entity() -> EntityKind {
-    EntityKind::User
+/// Whose risk a rule's hits add to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEntity {
+    /// The account that logged on.
+    #[default]
+    User,
+    /// The computer logged on to.
+    Computer,
+    /// The computer the logon came from (the one logged on to, when the
+    /// record names none).
+    Source,
+}
+
+impl RuleEntity {
+    /// The kind of entity whose risk and incidents the hits go to.
+    pub fn kind(self) -> EntityKind {
+        match self {
+            RuleEntity::User => EntityKind::User,
+            RuleEntity::Computer | RuleEntity::Source => EntityKind::Computer,
+        }
+    }
 }
 
 /// The events a rule declares it judges; the host passes it no others.
@@ -52,13 +72,16 @@ pub enum EventFilter {
     NewDevices,
 }
 
+/// The ABI versions before the current one, whose modules read the first
+/// [`record_bytes`] bytes of each record.
+const OLDER_ABIS: [u32; 3] = [1, 2, 3];
+
 /// A batch's feature records, as each ABI version lays them out.
 pub struct Records<'a> {
     pub features: &'a [Features],
-    /// The first 64 (128) bytes of each record, packed, for version-1
-    /// (version-2) modules; empty when no such module runs.
-    v1: &'a [u8],
-    v2: &'a [u8],
+    /// For each of [`OLDER_ABIS`], the first bytes of each record, packed;
+    /// empty when no module of that version runs.
+    older: [&'a [u8]; OLDER_ABIS.len()],
 }
 
 impl Records<'_> {
@@ -72,16 +95,15 @@ impl Records<'_> {
 
     /// The records as a module of ABI version `abi` reads them.
     pub fn bytes(&self, abi: u32) -> &[u8] {
-        match abi {
-            1 => {
-                debug_assert_eq!(self.v1.len(), self.features.len() * FEATURES_V1_BYTES);
-                self.v1
+        match OLDER_ABIS.iter().position(|&v| v == abi) {
+            Some(i) => {
+                debug_assert_eq!(
+                    self.older[i].len(),
+                    self.features.len() * record_bytes(abi).expect("a known version")
+                );
+                self.older[i]
             }
-            2 => {
-                debug_assert_eq!(self.v2.len(), self.features.len() * FEATURES_V2_BYTES);
-                self.v2
-            }
-            _ => Features::slice_as_bytes(self.features),
+            None => Features::slice_as_bytes(self.features),
         }
     }
 }
@@ -204,16 +226,16 @@ pub struct RuleSet {
     pub scoring_mask: u32,
     /// Bit `r` set when rule `r`'s hits add to the computer's risk (not the user's).
     pub computer_mask: u32,
+    /// Bit `r` set when rule `r`'s hits add to the source computer's risk.
+    pub source_mask: u32,
     /// What `risk_flags` says for each rule's hit: its id, or `shadow:ID`.
     pub flag_labels: Vec<String>,
     capacity: usize,
-    /// Some rule was built for ABI version 1 (2): records are also packed
-    /// in its layout, into this buffer, once per batch.
-    v1_records: Option<Vec<u8>>,
-    v2_records: Option<Vec<u8>>,
-    /// The same for the new-device records (version 1 modules judge all
-    /// events).
-    v2_new_device_records: Option<Vec<u8>>,
+    /// For each of [`OLDER_ABIS`] some rule was built for: records are also
+    /// packed in its layout, into this buffer, once per batch.
+    older_records: [Option<Vec<u8>>; OLDER_ABIS.len()],
+    /// The same for the new-device records.
+    older_new_device_records: [Option<Vec<u8>>; OLDER_ABIS.len()],
     /// The batch's new-device events, for `new_devices` rules: their
     /// positions in the batch, their records, and their verdicts.
     new_devices: NewDevices,
@@ -363,13 +385,12 @@ impl RuleSet {
                 .fold(0u32, |mask, (r, _)| mask | 1 << r)
         };
         let scoring_mask = mask(&|rule| rule.mode == RuleMode::Enforce && rule.weight > 0.0);
-        let computer_mask = mask(&|rule| rule.metadata.entity == EntityKind::Computer);
-        let packed = |abi: u32, bytes: usize| {
+        let computer_mask = mask(&|rule| rule.metadata.entity == RuleEntity::Computer);
+        let source_mask = mask(&|rule| rule.metadata.entity == RuleEntity::Source);
+        let older_records = OLDER_ABIS.map(|abi| {
             (engine == Engine::Wasm && rules.iter().any(|r| r.metadata.abi_version == abi))
-                .then(|| Vec::with_capacity(capacity * bytes))
-        };
-        let v1_records = packed(1, FEATURES_V1_BYTES);
-        let v2_records = packed(2, FEATURES_V2_BYTES);
+                .then(|| Vec::with_capacity(capacity * record_bytes(abi).expect("a known version")))
+        });
         let flag_labels = rules
             .iter()
             .map(|rule| match rule.mode {
@@ -382,11 +403,11 @@ impl RuleSet {
             version: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
             scoring_mask,
             computer_mask,
+            source_mask,
             flag_labels,
             capacity,
-            v1_records,
-            v2_new_device_records: v2_records.clone(),
-            v2_records,
+            older_new_device_records: older_records.clone(),
+            older_records,
             new_devices: NewDevices::default(),
         })
     }
@@ -410,9 +431,10 @@ impl RuleSet {
             "batch larger than the rule set's capacity"
         );
         let n = features.len();
-        let v1 = pack(&mut self.v1_records, features, FEATURES_V1_BYTES);
-        let v2 = pack(&mut self.v2_records, features, FEATURES_V2_BYTES);
-        let records = Records { features, v1, v2 };
+        let records = Records {
+            features,
+            older: pack(&mut self.older_records, features),
+        };
         // Most logons are to known computers: rules about new ones run on
         // the few that are not, gathered once per batch.
         let selected = &mut self.new_devices;
@@ -434,12 +456,7 @@ impl RuleSet {
         selected.verdicts.resize(m, Verdict::NONE);
         let new_device_records = Records {
             features: &selected.features,
-            v1: &[],
-            v2: pack(
-                &mut self.v2_new_device_records,
-                &selected.features,
-                FEATURES_V2_BYTES,
-            ),
+            older: pack(&mut self.older_new_device_records, &selected.features),
         };
         for rule in &mut self.rules {
             let verdicts = &mut rule.verdicts[..n];
@@ -561,17 +578,24 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
 
 /// `features` packed into `buffer` as records of `bytes` bytes (the first
 /// `bytes` of each), when a module of that layout runs; else nothing.
-fn pack<'a>(buffer: &'a mut Option<Vec<u8>>, features: &[Features], bytes: usize) -> &'a [u8] {
-    match buffer {
-        Some(packed) => {
-            packed.clear();
+/// Packs `features` into each older version's buffer there is; empty for
+/// the versions without one.
+fn pack<'a>(
+    buffers: &'a mut [Option<Vec<u8>>; OLDER_ABIS.len()],
+    features: &[Features],
+) -> [&'a [u8]; OLDER_ABIS.len()] {
+    let mut packed: [&[u8]; OLDER_ABIS.len()] = [&[]; OLDER_ABIS.len()];
+    for ((slot, buffer), abi) in packed.iter_mut().zip(buffers.iter_mut()).zip(OLDER_ABIS) {
+        if let Some(buffer) = buffer {
+            let bytes = record_bytes(abi).expect("a known version");
+            buffer.clear();
             for record in Features::slice_as_bytes(features).chunks_exact(size_of::<Features>()) {
-                packed.extend_from_slice(&record[..bytes]);
+                buffer.extend_from_slice(&record[..bytes]);
             }
-            packed
+            *slot = buffer;
         }
-        None => &[],
     }
+    packed
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ const MAX_METADATA_BYTES: usize = 64 * 1024;
 /// The ABI versions this host runs: version-1 modules get the first 64
 /// bytes of each feature record, version-2 modules the first 128,
 /// version-3 modules all of it.
-pub const SUPPORTED_ABI_VERSIONS: [u32; 3] = [1, 2, 3];
+pub const SUPPORTED_ABI_VERSIONS: [u32; 4] = [1, 2, 3, 4];
 
 /// The process-wide engine, with a thread that advances its epoch every tick.
 fn engine() -> &'static Engine {
@@ -64,7 +64,7 @@ pub enum LoadError {
     Imports(String),
     #[error("module does not export `{name}` with the ABI's type: {detail}")]
     Export { name: &'static str, detail: String },
-    #[error("module declares ABI version {found}; this host runs versions 1, 2 and 3")]
+    #[error("module declares ABI version {found}; this host runs versions 1 to 4")]
     AbiVersion { found: u32 },
     #[error("module exports ABI version {exported} but its metadata says {declared}")]
     AbiMismatch { exported: u32, declared: u32 },

@@ -48,6 +48,7 @@ impl EngineState {
             }
         }
         self.habits.clear_users(|id| cleared(id as NameId));
+        self.logons.clear_users(&cleared);
         self.rebuild_pairs();
     }
 
@@ -135,6 +136,7 @@ impl EngineState {
             self.make_room(0, t);
             self.hosts[t] = std::mem::take(host);
         }
+        self.logons.take_users(&mut from.logons, users, computers);
         self.rebuild_pairs();
         from.rebuild_pairs();
         Ok(())
