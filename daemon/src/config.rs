@@ -96,6 +96,9 @@ pub struct OutputConfig {
     pub state: Option<bool>,
     /// The alerts file. Default: DIR/alerts.jsonl.
     pub alerts: Option<PathBuf>,
+    /// The form of the alerts file and SNS messages: `json` (AuthPulse's
+    /// own) or `ocsf` (OCSF Detection Findings). Default: json.
+    pub alert_format: Option<String>,
     /// The dead-letter file. Default: DIR/dead-letter.jsonl.
     pub dead_letter: Option<PathBuf>,
 }
@@ -340,6 +343,7 @@ mod tests {
                 tables: Some(true),
                 state: Some(true),
                 alerts: Some("a".into()),
+                alert_format: Some("ocsf".into()),
                 dead_letter: Some("l".into()),
             }),
             catalog: Some(CatalogConfig {

@@ -22,7 +22,7 @@ fn rules_inspect_shows_metadata_and_hash() {
     );
     assert_eq!(inspected["size_bytes"], module.len());
     let metadata = &inspected["metadata"];
-    assert_eq!(metadata["abi_version"], 3);
+    assert_eq!(metadata["abi_version"], 4);
     assert_eq!(metadata["name"], "new_device");
     assert_eq!(metadata["entity"], "user");
     assert_eq!(metadata["mitre"], serde_json::json!(["T1078", "T1021"]));

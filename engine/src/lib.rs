@@ -14,7 +14,7 @@
 //! population's pace and rhythm -> features) -> `rules` (WASM modules, batched) ->
 //! `risk` (an event's score, level, flags) -> `entity` (risk accumulated per
 //! user and per computer) -> `alerts` (incidents, published as they open,
-//! grow and close) -> `sinks`, driven by `pipeline`. `policy` is the policy
+//! grow and close; `findings` writes them as OCSF Detection Findings) -> `sinks`, driven by `pipeline`. `policy` is the policy
 //! file, `reload` swaps it while running, `metrics` keeps what publishers
 //! report, `snapshot` writes and reads the whole state (and `StateStore`,
 //! where a run keeps it), `shards` divides it by user between workers (what
@@ -26,6 +26,7 @@ pub mod clock;
 pub mod entity;
 pub mod event;
 pub mod files;
+pub mod findings;
 pub mod habits;
 pub mod input;
 pub mod limits;

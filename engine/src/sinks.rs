@@ -332,7 +332,15 @@ impl DeadLetterSink for JsonLinesFile {
 impl AlertSink for JsonLinesFile {
     /// Alerts are few and someone may be tailing the file: each goes out at once.
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.write_json(alert)?;
+        self.send_value(alert)
+    }
+}
+
+impl JsonLinesFile {
+    /// Writes one value as a line and flushes it at once (an alert in
+    /// another form: someone may be tailing the file).
+    pub fn send_value<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        self.write_json(value)?;
         self.flush_file()
     }
 }

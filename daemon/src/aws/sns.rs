@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{AwsSettings, Backoff, error_text};
 use authpulse_engine::alerts::Alert;
+use authpulse_engine::findings::{AlertFormat, detection_finding};
 use authpulse_engine::metrics::LagHistogram;
 use authpulse_engine::sinks::{AlertSink, Commit, Progress};
 
@@ -57,12 +58,16 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn alert(alert: &Alert) -> io::Result<Message> {
+    pub fn alert(alert: &Alert, format: AlertFormat) -> io::Result<Message> {
+        let body = match format {
+            AlertFormat::Json => serde_json::to_string(alert)?,
+            AlertFormat::Ocsf => detection_finding(alert).to_string(),
+        };
         Ok(Message {
             id: format!("{}-{}", alert.alert_id, alert.sequence),
             kind: "alert".into(),
             subject: subject(&format!("[{}] {}", alert.status.as_str(), alert.summary)),
-            body: serde_json::to_string(alert)?,
+            body,
             risk_level: alert.risk_level.as_str().to_string(),
             group: format!("{}:{}", alert.entity_type.as_str(), alert.entity_id),
             status: Some(alert.status.as_str().to_string()),
@@ -236,6 +241,8 @@ fn stopped() -> io::Error {
 /// The alert sink: queues each alert for the topic.
 pub struct SnsAlerts {
     pub publisher: SnsPublisher,
+    /// The form of each message's body.
+    pub format: AlertFormat,
     /// Set by the last flush.
     pub report: SnsReport,
 }
@@ -260,7 +267,7 @@ impl Commit for SnsAlerts {
 
 impl AlertSink for SnsAlerts {
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.publisher.publish(Message::alert(alert)?)
+        self.publisher.publish(Message::alert(alert, self.format)?)
     }
 }
 

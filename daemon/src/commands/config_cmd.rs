@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use authpulse::config::Config;
 use authpulse_engine::event::TimeBase;
+use authpulse_engine::findings::AlertFormat;
 use authpulse_engine::input::Format;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Subcommand, ValueEnum};
@@ -76,7 +77,7 @@ pub fn apply(
             let parsed = Format::from_str(format, true).map_err(|_| {
                 bad(
                     "source.format",
-                    format!("`{format}`: expected auto, csv or json"),
+                    format!("`{format}`: expected auto, csv, lanl-auth, json, ocsf or ecs"),
                 )
             })?;
             set!("format", args.format, Some(parsed));
@@ -131,6 +132,15 @@ pub fn apply(
         set!("no_lakehouse", args.no_lakehouse, output.tables.map(|t| !t));
         set!("no_state", args.no_state, output.state.map(|s| !s));
         set!("alerts", args.alerts, output.alerts.clone().map(Some));
+        if let Some(format) = &output.alert_format {
+            let parsed = AlertFormat::from_str(format, true).map_err(|_| {
+                bad(
+                    "output.alert_format",
+                    format!("`{format}`: expected json or ocsf"),
+                )
+            })?;
+            set!("alert_format", args.alert_format, Some(parsed));
+        }
         set!(
             "dead_letter",
             args.dead_letter,

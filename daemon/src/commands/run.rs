@@ -13,6 +13,7 @@ use authpulse::run::{Context, Outcome, ReadMeter, RunSpec};
 use authpulse::sources::{FileSpec, KinesisSpec, SourceSpec};
 use authpulse_engine::clock::ClockOptions;
 use authpulse_engine::event::TimeBase;
+use authpulse_engine::findings::AlertFormat;
 use authpulse_engine::input::{Format, MAX_LINE_DEFAULT};
 use authpulse_engine::limits::StateLimits;
 use authpulse_engine::pipeline::PipelineOptions;
@@ -77,6 +78,11 @@ pub struct RunArgs {
     /// Alerts file (JSON lines). Default: OUTPUT/alerts.jsonl.
     #[arg(long)]
     pub alerts: Option<PathBuf>,
+    /// The form of each alert publication in the alerts file and on SNS:
+    /// AuthPulse's own JSON, or an OCSF 1.1 Detection Finding (class 2004)
+    /// as Security Lake and SIEMs read it (docs/formats.md).
+    #[arg(long, value_enum, default_value_t = AlertFormat::Json)]
+    pub alert_format: AlertFormat,
     /// Also write every scored event as JSON lines here (large; for inspection).
     #[arg(long)]
     pub scored: Option<PathBuf>,
@@ -162,6 +168,7 @@ impl RunArgs {
             no_policy_reload: false,
             dead_letter: None,
             alerts: None,
+            alert_format: AlertFormat::Json,
             scored: None,
             base_date: TimeBase::DEFAULT,
             batch_size: 4096,
@@ -263,6 +270,7 @@ impl RunArgs {
         OutputsSpec {
             dead_letters: self.dead_letter_path(),
             alerts: self.alerts_path(),
+            alert_format: self.alert_format,
             scored: self.scored.clone(),
             sns: self.aws.sns_topic.as_ref().map(|topic| SnsConfig {
                 topic_arn: topic.clone(),

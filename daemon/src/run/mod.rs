@@ -77,6 +77,7 @@ impl RunSpec {
             outputs: OutputsSpec {
                 dead_letters: output.join("dead-letter.jsonl"),
                 alerts: output.join("alerts.jsonl"),
+                alert_format: Default::default(),
                 scored: None,
                 sns: None,
             },

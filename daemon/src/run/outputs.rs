@@ -10,6 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use authpulse_engine::findings::{AlertFormat, AlertsFile};
 use authpulse_engine::pipeline::Outputs;
 use authpulse_engine::sinks::{
     AlertSink, Discard, JsonLinesFile, ReceivedSink, ScoredJsonLines, ScoredSink, Tee,
@@ -29,6 +30,8 @@ pub struct OutputsSpec {
     pub dead_letters: PathBuf,
     /// Alert publications, one JSON line each.
     pub alerts: PathBuf,
+    /// The form of the alerts file and the SNS messages.
+    pub alert_format: AlertFormat,
     /// Every scored event as a JSON line (`--scored`), if wanted.
     pub scored: Option<PathBuf>,
     pub sns: Option<SnsConfig>,
@@ -59,7 +62,7 @@ pub enum OutputsError {
 /// A run's outputs, open.
 pub struct RunOutputs {
     dead_letters: JsonLinesFile,
-    alerts: JsonLinesFile,
+    alerts: AlertsFile,
     scored: Option<ScoredJsonLines>,
     tables: Vec<Box<dyn TableSink>>,
     live: Option<LiveAlerts>,
@@ -79,7 +82,10 @@ impl RunOutputs {
         live: Option<&Arc<Live>>,
     ) -> Result<RunOutputs, OutputsError> {
         let dead_letters = open_file(&spec.dead_letters, resumed.map(|w| w.dead_letters))?;
-        let alerts = open_file(&spec.alerts, resumed.map(|w| w.alert_publications))?;
+        let alerts = AlertsFile {
+            file: open_file(&spec.alerts, resumed.map(|w| w.alert_publications))?,
+            format: spec.alert_format,
+        };
         let scored = spec
             .scored
             .as_deref()
@@ -92,6 +98,7 @@ impl RunOutputs {
                 tracing::info!(topic = %config.topic_arn, "publishing alerts to SNS");
                 let alerts = SnsAlerts {
                     publisher,
+                    format: spec.alert_format,
                     report: SnsReport::default(),
                 };
                 (Some(alerts), Some(worker))
