@@ -665,7 +665,7 @@ mod tests {
     #[test]
     fn builtin_policy_is_valid() {
         let p = Policy::builtin();
-        assert_eq!(p.file.rules.len(), 7);
+        assert_eq!(p.file.rules.len(), 10);
         assert_eq!(p.file.watermark.allowed_lateness, Duration::from_secs(300));
         assert_eq!(p.file.alerts.min_level, RiskLevel::High);
         assert!(p.only_builtin_modules());

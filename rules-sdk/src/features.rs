@@ -273,6 +273,13 @@ impl Features {
         self.outcome == OUTCOME_FAILURE
     }
 
+    /// True when the record said more than who, where and when: what
+    /// `Events::Detailed` rules are handed.
+    #[inline]
+    pub fn is_detailed(&self) -> bool {
+        self.outcome != 0 || self.source_computer != 0 || self.logon_type != 0
+    }
+
     /// True when the record names the computer the logon came from.
     #[inline]
     pub fn has_source(&self) -> bool {

@@ -59,6 +59,10 @@ pub enum Events {
     /// Only events where the user logs on to a computer for the first time
     /// ([`Features::is_new_device`](crate::Features::is_new_device)).
     NewDevices,
+    /// Only events whose record said more than who, where and when (a
+    /// source, a logon type or an outcome; ABI version 4): a rule about
+    /// failures or sources costs nothing on LANL `time,user,computer` lines.
+    Detailed,
 }
 
 impl Events {
@@ -67,6 +71,7 @@ impl Events {
         match self {
             Events::All => "all",
             Events::NewDevices => "new_devices",
+            Events::Detailed => "detailed",
         }
     }
 }

@@ -38,7 +38,7 @@ fn mixed_policy() -> Policy {
 }
 
 #[test]
-fn version_1_modules_load_beside_version_3() {
+fn version_1_modules_load_beside_the_current_version() {
     let rules = RuleSet::load(&mixed_policy(), Engine::Wasm, 64).unwrap();
     let abi: HashMap<&str, u32> = rules
         .rules
@@ -47,8 +47,8 @@ fn version_1_modules_load_beside_version_3() {
         .collect();
     assert_eq!(abi["new_device_v1"], 1);
     assert_eq!(abi["burst_v1"], 1);
-    assert_eq!(abi["new_device"], 3);
-    assert_eq!(abi["fan_in"], 3);
+    assert_eq!(abi["new_device"], authpulse_rules_sdk::ABI_VERSION);
+    assert_eq!(abi["fan_in"], authpulse_rules_sdk::ABI_VERSION);
     // A version-1 module declares no entity: its hits are the user's.
     let v1 = rules.rules.iter().find(|r| r.id == "burst_v1").unwrap();
     assert_eq!(v1.metadata.entity, RuleEntity::User);
@@ -124,7 +124,7 @@ fn policy_with_version_2() -> Policy {
 /// they did: `new_device` of version 2 fires on new devices after its
 /// burn-in only, on as many as ever.
 #[test]
-fn version_2_modules_run_beside_version_3() {
+fn version_2_modules_run_beside_the_current_version() {
     let policy = policy_with_version_2();
     let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
     let abi: HashMap<&str, u32> = rules
@@ -134,7 +134,7 @@ fn version_2_modules_run_beside_version_3() {
         .collect();
     assert_eq!(abi["new_device_v2"], 2);
     assert_eq!(abi["slow_spread_v2"], 2);
-    assert_eq!(abi["new_device"], 3);
+    assert_eq!(abi["new_device"], authpulse_rules_sdk::ABI_VERSION);
 
     let (data, _) = generate(300, 3, 90_000, 2, 9);
     let run = score(&data, &policy, 1000, Engine::Wasm);
@@ -153,5 +153,51 @@ fn version_2_modules_run_beside_version_3() {
     );
     for id in ["new_device_v2", "slow_spread_v2"] {
         assert_eq!(run.summary.rule_failures[id], 0, "{id}");
+    }
+}
+
+/// Version-3 modules get the first 192 bytes of each record: `off_hours` and
+/// `rare_host` as the version 3 SDK built them (`fixtures/abi-v3/`), in
+/// shadow mode beside today's, fire on exactly the same events.
+#[test]
+fn version_3_modules_fire_as_the_current_ones_do() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/abi-v3"));
+    let mut extra = String::new();
+    for id in ["off_hours", "rare_host"] {
+        let path = dir.join(format!("{id}.wasm"));
+        let module = std::fs::read(&path).unwrap();
+        extra.push_str(&format!(
+            "  - id: {id}_v3\n    module: {}\n    sha256: {}\n    mode: shadow\n",
+            path.display(),
+            authpulse_engine::rules::hex_sha256(&module)
+        ));
+    }
+    let yaml = format!("{}{extra}", authpulse_engine::policy::DEFAULT_POLICY_YAML);
+    let policy = Policy::parse(&yaml, "v3.yaml", Path::new(".")).unwrap();
+    let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
+    let abi: HashMap<&str, u32> = rules
+        .rules
+        .iter()
+        .map(|r| (r.id.as_str(), r.metadata.abi_version))
+        .collect();
+    assert_eq!(abi["off_hours_v3"], 3);
+    assert_eq!(abi["rare_host_v3"], 3);
+
+    let (data, _) = generate(300, 4, 120_000, 2, 21);
+    let run = score(&data, &policy, 1000, Engine::Wasm);
+    for id in ["off_hours", "rare_host"] {
+        let (now, then) = (id.to_string(), format!("shadow:{id}_v3"));
+        let fired = |flag: &str| -> Vec<&str> {
+            run.collected
+                .rows
+                .iter()
+                .filter(|r| r.risk_flags.iter().any(|f| f == flag))
+                .map(|r| r.event_id.as_str())
+                .collect()
+        };
+        let (current, older) = (fired(&now), fired(&then));
+        assert!(!current.is_empty(), "{id} fires on the sample");
+        assert_eq!(current, older, "{id}");
+        assert_eq!(run.summary.rule_failures[&format!("{id}_v3")], 0);
     }
 }

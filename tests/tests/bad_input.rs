@@ -24,8 +24,8 @@ fn junk_is_dead_lettered_and_valid_lines_unaffected() {
             [b"5,U1,C".as_slice(), &vec![b'9'; 200_000]].concat(),
             "line_too_long",
         ),
-        // The stream is CSV (decided by its first line), so JSON is a CSV error.
-        (b"{\"event_time\": 3}".to_vec(), "field_count"),
+        // Each line's format is its own: this is JSON, and not an event.
+        (b"{\"event_time\": 3}".to_vec(), "bad_json"),
     ];
     let clean_lines: Vec<&[u8]> = clean
         .split(|&b| b == b'\n')

@@ -150,7 +150,8 @@ fn imports_are_refused() {
     );
     let e = refused(&wasm);
     assert!(
-        e.contains("rules[7] (hostile).module") && e.contains("`wasi_snapshot_preview1::fd_write`"),
+        e.contains("rules[10] (hostile).module")
+            && e.contains("`wasi_snapshot_preview1::fd_write`"),
         "{e}"
     );
     assert!(e.contains("may not import anything"), "{e}");
@@ -245,7 +246,7 @@ fn huge_output_is_rejected() {
 fn oversized_table_is_refused() {
     let e = refused(&module(1, "(table 200000 funcref)", "(i32.const 0)"));
     assert!(
-        e.contains("rules[7] (hostile).module: module failed to start"),
+        e.contains("rules[10] (hostile).module: module failed to start"),
         "{e}"
     );
 }

@@ -5,6 +5,8 @@
 use std::time::Instant;
 
 use authpulse::run::RunSpec;
+use authpulse_engine::event::TimeBase;
+use authpulse_engine::input::Format;
 use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::rules::Engine;
@@ -14,12 +16,12 @@ use clap::Args;
 use serde::Serialize;
 
 use super::gen_cmd::{GenArgs, NetworkArgs};
-use super::{latency, run};
+use super::{bench_formats, latency, run};
 
 /// Measure events/s through parse + state + rules, WASM vs native; or, with
 /// --tables, the whole file-to-Iceberg run; or, with --reload, policy swaps
 /// under load; or, with --latency, the time from an event's arrival to its
-/// alert on a live stream.
+/// alert on a live stream; or, with --format, parsing another input format.
 ///
 /// Data is generated in memory first (not timed), so the numbers are the
 /// pipeline's, not the generator's. Each variant runs --repeat times; the best
@@ -75,6 +77,12 @@ pub struct BenchArgs {
     /// holds every event this long; 5m in the default policy).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub lateness: std::time::Duration,
+    /// Instead: the same events written in this input format (as large as
+    /// real OCSF and Winlogbeat records; every tenth a failed logon from
+    /// another computer), parsed alone and through the whole pipeline (WASM
+    /// rules), beside the LANL three-field lines parsed alone in the same run.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
 }
 
 #[derive(Serialize)]
@@ -111,6 +119,9 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         data.len() as f64 / (1 << 20) as f64
     );
 
+    if let Some(format) = args.format {
+        return bench_format(&args, format, &data);
+    }
     if args.tables {
         return bench_tables(&args, &data);
     }
@@ -189,6 +200,55 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         native.events_per_s,
         wasm.events_per_s,
         (native.events_per_s / wasm.events_per_s - 1.0) * 100.0,
+        args.repeat.max(1)
+    );
+    Ok(())
+}
+
+/// `bench --format`: parsing alone and the whole pipeline on `format`'s
+/// lines, and the LANL lines parsed alone for comparison.
+fn bench_format(args: &BenchArgs, format: Format, lanl: &[u8]) -> anyhow::Result<()> {
+    let base = TimeBase::DEFAULT;
+    eprintln!("writing the events as {} ...", format.name());
+    let data = bench_formats::convert(lanl, format, base);
+    let best = |data: &[u8], format: Format| {
+        (0..args.repeat.max(1))
+            .map(|_| bench_formats::parse_only(data, format, base))
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .expect("ran at least once")
+    };
+    let (lines, valid, parse_s) = best(&data, format);
+    anyhow::ensure!(
+        valid == lines,
+        "{} of {lines} lines did not parse",
+        lines - valid
+    );
+    let (_, _, lanl_s) = best(lanl, Format::Csv);
+    let policy = Policy::builtin();
+    let mut pipeline_s = f64::INFINITY;
+    for _ in 0..args.repeat.max(1) {
+        let (_, seconds) = run_once(&policy, Engine::Wasm, args.batch_size, &data)?;
+        pipeline_s = pipeline_s.min(seconds);
+    }
+    let report = serde_json::json!({
+        "format": format.name(),
+        "lines": lines,
+        "bytes_per_line": data.len() as f64 / lines as f64,
+        "parse_events_per_s": lines as f64 / parse_s,
+        "parse_mb_per_s": data.len() as f64 / parse_s / 1e6,
+        "csv_parse_events_per_s": lines as f64 / lanl_s,
+        "pipeline_events_per_s": lines as f64 / pipeline_s,
+    });
+    outln!("{}", serde_json::to_string(&report)?)?;
+    eprintln!(
+        "{}: {:.0} bytes a line; parsing alone {:.0} events/s ({:.0} MB/s; LANL CSV {:.0} events/s); \
+         the whole pipeline {:.0} events/s (one thread, best of {})",
+        format.name(),
+        report["bytes_per_line"].as_f64().unwrap_or(0.0),
+        report["parse_events_per_s"].as_f64().unwrap_or(0.0),
+        report["parse_mb_per_s"].as_f64().unwrap_or(0.0),
+        report["csv_parse_events_per_s"].as_f64().unwrap_or(0.0),
+        report["pipeline_events_per_s"].as_f64().unwrap_or(0.0),
         args.repeat.max(1)
     );
     Ok(())

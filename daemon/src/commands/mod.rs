@@ -46,6 +46,7 @@ impl std::io::Write for Stdout {
 mod aws_args;
 mod backtest;
 mod bench;
+mod bench_formats;
 mod catalog_args;
 mod config_cmd;
 mod demo;

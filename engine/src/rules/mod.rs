@@ -70,6 +70,8 @@ pub enum EventFilter {
     All,
     /// Only a user's first logon to a computer.
     NewDevices,
+    /// Only events whose record said more than who, where and when.
+    Detailed,
 }
 
 /// The ABI versions before the current one, whose modules read the first
@@ -234,18 +236,78 @@ pub struct RuleSet {
     /// For each of [`OLDER_ABIS`] some rule was built for: records are also
     /// packed in its layout, into this buffer, once per batch.
     older_records: [Option<Vec<u8>>; OLDER_ABIS.len()],
-    /// The same for the new-device records.
-    older_new_device_records: [Option<Vec<u8>>; OLDER_ABIS.len()],
-    /// The batch's new-device events, for `new_devices` rules: their
-    /// positions in the batch, their records, and their verdicts.
-    new_devices: NewDevices,
+    /// The batch's new-device events, for `new_devices` rules.
+    new_devices: Selection,
+    /// The batch's detailed events, for `detailed` rules.
+    detailed: Selection,
 }
 
+/// The events of a batch that rules of one [`EventFilter`] judge, gathered
+/// once per batch: their positions in the batch, their records (packed for
+/// older ABI versions too), and a rule's verdicts on them.
 #[derive(Default)]
-struct NewDevices {
+struct Selection {
+    /// Some rule judges these events.
+    wanted: bool,
     positions: Vec<u32>,
     features: Vec<Features>,
+    older: [Option<Vec<u8>>; OLDER_ABIS.len()],
     verdicts: Vec<Verdict>,
+}
+
+impl Selection {
+    fn new(
+        rules: &[ActiveRule],
+        filter: EventFilter,
+        older: &[Option<Vec<u8>>; OLDER_ABIS.len()],
+    ) -> Selection {
+        Selection {
+            wanted: rules.iter().any(|r| r.metadata.events == filter),
+            older: older.clone(),
+            ..Selection::default()
+        }
+    }
+
+    /// Gathers the events of `features` that `keep` accepts.
+    fn gather(&mut self, features: &[Features], keep: impl Fn(&Features) -> bool) {
+        self.positions.clear();
+        self.features.clear();
+        if self.wanted {
+            for (i, f) in features.iter().enumerate() {
+                if keep(f) {
+                    self.positions.push(i as u32);
+                    self.features.push(*f);
+                }
+            }
+        }
+        self.verdicts.resize(self.positions.len(), Verdict::NONE);
+    }
+
+    /// Runs `rule` on the gathered events, and spreads its verdicts over
+    /// the batch's (`verdicts`; none for the events not gathered).
+    fn evaluate(
+        &mut self,
+        module: &mut dyn RuleModule,
+        verdicts: &mut [Verdict],
+    ) -> Result<(), RuleFailure> {
+        let m = self.positions.len();
+        let outcome = if m == 0 {
+            Ok(())
+        } else {
+            let records = Records {
+                features: &self.features,
+                older: pack(&mut self.older, &self.features),
+            };
+            module.evaluate(&records, &mut self.verdicts[..m])
+        };
+        verdicts.fill(Verdict::NONE);
+        if outcome.is_ok() {
+            for (&i, v) in self.positions.iter().zip(&self.verdicts) {
+                verdicts[i as usize] = *v;
+            }
+        }
+        outcome
+    }
 }
 
 impl RuleSet {
@@ -398,6 +460,8 @@ impl RuleSet {
                 RuleMode::Shadow => format!("shadow:{}", rule.id),
             })
             .collect();
+        let new_devices = Selection::new(&rules, EventFilter::NewDevices, &older_records);
+        let detailed = Selection::new(&rules, EventFilter::Detailed, &older_records);
         Ok(RuleSet {
             rules,
             version: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
@@ -406,9 +470,9 @@ impl RuleSet {
             source_mask,
             flag_labels,
             capacity,
-            older_new_device_records: older_records.clone(),
+            new_devices,
+            detailed,
             older_records,
-            new_devices: NewDevices::default(),
         })
     }
 
@@ -435,29 +499,11 @@ impl RuleSet {
             features,
             older: pack(&mut self.older_records, features),
         };
-        // Most logons are to known computers: rules about new ones run on
-        // the few that are not, gathered once per batch.
-        let selected = &mut self.new_devices;
-        selected.positions.clear();
-        selected.features.clear();
-        if self
-            .rules
-            .iter()
-            .any(|r| r.metadata.events == EventFilter::NewDevices)
-        {
-            for (i, f) in features.iter().enumerate() {
-                if f.is_new_device() {
-                    selected.positions.push(i as u32);
-                    selected.features.push(*f);
-                }
-            }
-        }
-        let m = selected.positions.len();
-        selected.verdicts.resize(m, Verdict::NONE);
-        let new_device_records = Records {
-            features: &selected.features,
-            older: pack(&mut self.older_new_device_records, &selected.features),
-        };
+        // Most logons are to known computers, and LANL lines say nothing
+        // more: rules about new computers or richer records run on the few
+        // events they judge, gathered once per batch.
+        self.new_devices.gather(features, Features::is_new_device);
+        self.detailed.gather(features, Features::is_detailed);
         for rule in &mut self.rules {
             let verdicts = &mut rule.verdicts[..n];
             if rule.stats.disabled {
@@ -468,20 +514,9 @@ impl RuleSet {
             let outcome = match rule.metadata.events {
                 EventFilter::All => rule.module.evaluate(&records, verdicts),
                 EventFilter::NewDevices => {
-                    let outcome = if m == 0 {
-                        Ok(())
-                    } else {
-                        rule.module
-                            .evaluate(&new_device_records, &mut selected.verdicts[..m])
-                    };
-                    verdicts.fill(Verdict::NONE);
-                    if outcome.is_ok() {
-                        for (&i, v) in selected.positions.iter().zip(&selected.verdicts) {
-                            verdicts[i as usize] = *v;
-                        }
-                    }
-                    outcome
+                    self.new_devices.evaluate(rule.module.as_mut(), verdicts)
                 }
+                EventFilter::Detailed => self.detailed.evaluate(rule.module.as_mut(), verdicts),
             };
             rule.stats.nanos += started.elapsed().as_nanos() as u64;
             match outcome {
@@ -608,7 +643,7 @@ mod tests {
         let policy = Policy::builtin();
         let wasm = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
         let native = RuleSet::load(&policy, Engine::Native, 64).unwrap();
-        assert_eq!(wasm.rules.len(), 7);
+        assert_eq!(wasm.rules.len(), 10);
         assert_eq!(wasm.version, native.version);
         assert_eq!(wasm.version.len(), 16);
         assert_eq!(wasm.rules[2].metadata.name, "lateral_movement");
@@ -687,6 +722,18 @@ mod tests {
                 host_baseline_new_users: i % 4,
                 host_baseline_s: i * 900,
                 flags: i % 2,
+                // A richer record for most: failures from a source, logon
+                // types, destinations.
+                outcome: (i % 3) as u8,
+                logon_type: [0, 3, 10, 2][(i % 4) as usize],
+                source_computer: i % 5,
+                source_failed_users_2h: i % 16,
+                user_logon_types_before: if i % 8 < 4 { 1 << 3 } else { 1 << 2 },
+                user_typed_logins_before: i,
+                source_new_destinations_2h: i % 12,
+                source_known_destinations: i % 10 + 1,
+                source_tenure_s: i * 2000,
+                source_baseline_s: i * 800,
                 ..Default::default()
             })
             .collect();

@@ -49,7 +49,7 @@ impl Rule for FailedLogonSpray {
         severity: Severity::High,
         mitre: &["T1110.003", "T1110.001"],
         entity: Entity::Source,
-        events: Events::All,
+        events: Events::Detailed,
         params: &[MIN_ACCOUNTS, SCORE],
         reasons: &[
             "logons from this computer failed on many different accounts",

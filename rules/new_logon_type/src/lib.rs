@@ -51,7 +51,7 @@ impl Rule for NewLogonType {
         severity: Severity::Medium,
         mitre: &["T1078", "T1021.001"],
         entity: Entity::User,
-        events: Events::All,
+        events: Events::Detailed,
         params: &[MIN_HISTORY, SCORE],
         reasons: &[
             "interactive logon by an account that only ever logged on over the network",

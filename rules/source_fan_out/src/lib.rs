@@ -67,7 +67,7 @@ impl Rule for SourceFanOut {
         severity: Severity::High,
         mitre: &["T1021", "T1570"],
         entity: Entity::Source,
-        events: Events::All,
+        events: Events::Detailed,
         params: &[MIN_NEW, MIN_SURPRISE, BURN_IN, SCORE],
         reasons: &["logons from this computer reached many computers it never reached before"],
     };

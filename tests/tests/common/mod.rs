@@ -127,3 +127,16 @@ pub fn comparable(summary: &Summary) -> Summary {
         ..summary.clone()
     }
 }
+
+/// Ids of the default policy's rules that judge only what richer records
+/// say (`events: detailed`): never called on LANL lines.
+pub fn detailed_rules() -> Vec<String> {
+    use authpulse_engine::rules::{EventFilter, RuleSet};
+    let rules = RuleSet::load(&Policy::builtin(), Engine::Native, 1).unwrap();
+    rules
+        .rules
+        .iter()
+        .filter(|r| r.metadata.events == EventFilter::Detailed)
+        .map(|r| r.id.clone())
+        .collect()
+}
