@@ -115,7 +115,7 @@ def test_status_says_what_the_run_did(served):
     assert s["events_read"] == s["events_valid"] + s["invalid"]
     assert s["events_scored"] + s["duplicates"] + s["late"] <= s["events_valid"]
     assert status["sizes"]["users"] > 0 and status["sizes"]["device_pairs"] > 0
-    assert len(status["rules"]) == 7
+    assert len(status["rules"]) == 10
 
 
 def parse_metrics(text):
@@ -202,7 +202,9 @@ def test_alerts_users_and_rules(served):
     code, rules = get_json(f"{daemon.url}/api/v1/rules")
     assert code == 200
     assert {r["id"] for r in rules["rules"]} == {"new_device", "burst", "lateral_movement", "rare_host",
-                                                  "slow_spread", "fan_in", "off_hours"}
+                                                  "slow_spread", "fan_in", "off_hours",
+                                                  "failed_logon_spray", "source_fan_out",
+                                                  "new_logon_type"}
     for rule in rules["rules"]:
         assert re.fullmatch(r"[0-9a-f]{64}", rule["module_sha256"]), rule
         assert rule["mode"] == "enforce" and rule["evaluations"] > 0

@@ -23,9 +23,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::json::{NumberOrText, lend, parse_rfc3339};
-use super::{Record, Reject, check_name, local_system_account};
-use crate::logon::{AuthPackage, FailureReason, LogonType, Outcome, RecordDetail};
+use super::json::{Mapped, NumberOrText, from_line, parse_rfc3339};
+use super::{Record, Reject, local_system_account};
+use crate::logon::{AuthPackage, FailureReason, LogonType, Outcome};
 
 #[derive(Deserialize)]
 struct Document<'a> {
@@ -126,13 +126,7 @@ fn given(value: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
 /// Parses one ECS document. Names that JSON escapes had to be undone for
 /// are copied into `scratch` (rare).
 pub fn parse_ecs<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<'a>, Reject> {
-    let doc: Document<'a> = serde_json::from_slice(line).map_err(|e| {
-        if std::str::from_utf8(line).is_err() {
-            Reject::NotUtf8
-        } else {
-            Reject::BadJson(e.to_string())
-        }
-    })?;
+    let doc: Document<'a> = from_line(line)?;
     let code = match &doc.event.code {
         Some(NumberOrText::Number(n)) => *n,
         Some(NumberOrText::Text(text)) => text.trim().parse().unwrap_or(0),
@@ -213,14 +207,6 @@ pub fn parse_ecs<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<
     }
     let computer = computer.ok_or_else(|| Reject::Unmapped("no computer name".into()))?;
     let source_user = source_user.filter(|u| *u != account);
-    check_name("user.name", account.as_bytes())?;
-    check_name("host.name", computer.as_bytes())?;
-    if let Some(name) = &source_computer {
-        check_name("source", name.as_bytes())?;
-    }
-    if let Some(name) = &source_user {
-        check_name("SubjectUserName", name.as_bytes())?;
-    }
 
     let outcome = match doc.event.outcome.as_deref() {
         Some(outcome) => Outcome::from_name(outcome),
@@ -252,25 +238,20 @@ pub fn parse_ecs<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<
         Some(kind) => kind.logon_type()?,
         None => LogonType::UNKNOWN,
     };
-    let [user, computer, source_computer, source_user] = lend(
-        [Some(account), Some(computer), source_computer, source_user],
-        scratch,
-    );
-    Ok(Record {
+    Mapped {
         event_time,
-        user: user.expect("given"),
-        computer: computer.expect("given"),
-        event_id: None,
-        ingestion_time: None,
-        detail: RecordDetail {
-            source_computer,
-            source_user,
-            logon_type,
-            auth_package,
-            outcome,
-            failure_reason,
-        },
-    })
+        names: [
+            ("user.name", Some(account)),
+            ("host.name", Some(computer)),
+            ("source", source_computer),
+            ("SubjectUserName", source_user),
+        ],
+        logon_type,
+        auth_package,
+        outcome,
+        failure_reason,
+    }
+    .into_record(scratch)
 }
 
 #[cfg(test)]

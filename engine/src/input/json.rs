@@ -62,13 +62,7 @@ impl NumberOrText<'_> {
 /// Parses one JSON line. Names that JSON escapes had to be unescaped for are
 /// copied into `scratch` (rare); the common case borrows the line.
 pub fn parse_json<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<'a>, Reject> {
-    let ev: JsonEvent<'a> = serde_json::from_slice(line).map_err(|e| {
-        if std::str::from_utf8(line).is_err() {
-            Reject::NotUtf8
-        } else {
-            Reject::BadJson(e.to_string())
-        }
-    })?;
+    let ev: JsonEvent<'a> = from_line(line)?;
     let event_time = parse_rfc3339("event_time", &ev.event_time)?;
     let ingestion_time = ev
         .ingestion_time
@@ -137,6 +131,63 @@ pub fn parse_json<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record
         ingestion_time,
         detail,
     })
+}
+
+/// One JSON line deserialised; a failure is the reject it is (`not_utf8`,
+/// else `bad_json` with serde's reason).
+pub(super) fn from_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, Reject> {
+    serde_json::from_slice(line).map_err(|e| {
+        if std::str::from_utf8(line).is_err() {
+            Reject::NotUtf8
+        } else {
+            Reject::BadJson(e.to_string())
+        }
+    })
+}
+
+/// What a JSON format's mapping found, with its names as decoded and the
+/// fields they came from (for a refusal's reason).
+pub(super) struct Mapped<'a> {
+    pub event_time: i64,
+    /// `(field, name)` of the account, the computer, the source computer
+    /// and the source account.
+    pub names: [(&'static str, Option<Cow<'a, str>>); 4],
+    pub logon_type: LogonType,
+    pub auth_package: AuthPackage,
+    pub outcome: Outcome,
+    pub failure_reason: FailureReason,
+}
+
+impl<'a> Mapped<'a> {
+    /// The record: names checked and lent (from the line, or from `scratch`
+    /// when JSON escapes had to be undone).
+    pub(super) fn into_record(self, scratch: &'a mut Vec<u8>) -> Result<Record<'a>, Reject> {
+        for (field, name) in &self.names {
+            if let Some(name) = name {
+                check_name(field, name.as_bytes())?;
+            }
+        }
+        let [user, computer, source_computer, source_user] =
+            lend(self.names.map(|(_, name)| name), scratch);
+        let (Some(user), Some(computer)) = (user, computer) else {
+            return Err(Reject::Unmapped("no account or no computer".into()));
+        };
+        Ok(Record {
+            event_time: self.event_time,
+            user,
+            computer,
+            event_id: None,
+            ingestion_time: None,
+            detail: RecordDetail {
+                source_computer,
+                source_user,
+                logon_type: self.logon_type,
+                auth_package: self.auth_package,
+                outcome: self.outcome,
+                failure_reason: self.failure_reason,
+            },
+        })
+    }
 }
 
 /// Names as slices of the line, or, when JSON escapes had to be undone for

@@ -1,7 +1,9 @@
 //! Reading and validating input records: the chunked line reader, the reader
-//! thread for streams, the two record forms (LANL CSV `time,user,computer`
-//! and JSON events) and the reasons a record is refused. Nothing here panics
-//! on input.
+//! thread for streams, the record forms, one file each (LANL CSV
+//! `time,user,computer`, the full LANL record, AuthPulse's JSON, OCSF
+//! Authentication, ECS Windows logons; [`Format`] tells them apart line by
+//! line), and the reasons a record is refused. Nothing here panics on
+//! input.
 
 mod csv;
 mod ecs;

@@ -20,9 +20,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use super::json::{lend, unix_seconds};
-use super::{Record, Reject, check_name, local_system_account};
-use crate::logon::{AuthPackage, FailureReason, LogonType, Outcome, RecordDetail};
+use super::json::{Mapped, from_line, unix_seconds};
+use super::{Record, Reject, local_system_account};
+use crate::logon::{AuthPackage, FailureReason, LogonType, Outcome};
 
 /// The Authentication class.
 pub const CLASS_UID: u64 = 3002;
@@ -101,13 +101,7 @@ const SYSTEM_USER: u64 = 3;
 /// Parses one OCSF Authentication line. Names that JSON escapes had to be
 /// undone for are copied into `scratch` (rare).
 pub fn parse_ocsf<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<'a>, Reject> {
-    let event: Authentication<'a> = serde_json::from_slice(line).map_err(|e| {
-        if std::str::from_utf8(line).is_err() {
-            Reject::NotUtf8
-        } else {
-            Reject::BadJson(e.to_string())
-        }
-    })?;
+    let event: Authentication<'a> = from_line(line)?;
     if event.class_uid != CLASS_UID {
         return Err(Reject::Unmapped(format!(
             "OCSF class {} is not Authentication ({CLASS_UID})",
@@ -144,14 +138,6 @@ pub fn parse_ocsf<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record
         .and_then(|a| a.user)
         .and_then(|u| u.name)
         .filter(|n| !n.is_empty() && **n != *account);
-    check_name("user.name", account.as_bytes())?;
-    check_name("dst_endpoint", computer.as_bytes())?;
-    if let Some(name) = &source_computer {
-        check_name("src_endpoint", name.as_bytes())?;
-    }
-    if let Some(name) = &source_user {
-        check_name("actor.user.name", name.as_bytes())?;
-    }
 
     let outcome = match event.status_id {
         Some(1) => Outcome::Success,
@@ -169,27 +155,22 @@ pub fn parse_ocsf<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record
         (_, Some(name)) => AuthPackage::from_name(name),
         (Some(id), None) => AuthPackage::from_ocsf(id),
     };
-    let [user, computer, source_computer, source_user] = lend(
-        [Some(account), Some(computer), source_computer, source_user],
-        scratch,
-    );
-    Ok(Record {
+    Mapped {
         event_time,
-        user: user.expect("given"),
-        computer: computer.expect("given"),
-        event_id: None,
-        ingestion_time: None,
-        detail: RecordDetail {
-            source_computer,
-            source_user,
-            logon_type: event
-                .logon_type_id
-                .map_or(LogonType::UNKNOWN, LogonType::from_number),
-            auth_package,
-            outcome,
-            failure_reason,
-        },
-    })
+        names: [
+            ("user.name", Some(account)),
+            ("dst_endpoint", Some(computer)),
+            ("src_endpoint", source_computer),
+            ("actor.user.name", source_user),
+        ],
+        logon_type: event
+            .logon_type_id
+            .map_or(LogonType::UNKNOWN, LogonType::from_number),
+        auth_package,
+        outcome,
+        failure_reason,
+    }
+    .into_record(scratch)
 }
 
 #[cfg(test)]
