@@ -23,15 +23,47 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, Interner};
 use crate::logon::Detail;
 
-/// What makes an event a duplicate of another: the same time, user and
-/// computer, and the same detail (a failed and a successful logon in the
-/// same second are two events).
+/// The time, user and computer of an event as one number.
 #[inline]
-fn key(event: &Event) -> (u128, Detail) {
-    let triple = ((event.event_time as u64 as u128) << 64)
+fn key(event: &Event) -> u128 {
+    ((event.event_time as u64 as u128) << 64)
         | (u128::from(event.user) << 32)
-        | u128::from(event.computer);
-    (triple, event.detail)
+        | u128::from(event.computer)
+}
+
+/// The events held or claimed, by what makes one a duplicate of another:
+/// the same time, user and computer, and the same detail (a failed and a
+/// successful logon in the same second are two events). Events without
+/// detail (every LANL line) are keyed by the triple alone, as cheaply as
+/// before richer records.
+#[derive(Default)]
+struct Held {
+    plain: FxHashSet<u128>,
+    detailed: FxHashSet<(u128, Detail)>,
+}
+
+impl Held {
+    #[inline]
+    fn insert(&mut self, event: &Event) -> bool {
+        if event.detail.is_empty() {
+            self.plain.insert(key(event))
+        } else {
+            self.detailed.insert((key(event), event.detail))
+        }
+    }
+
+    #[inline]
+    fn remove(&mut self, event: &Event) {
+        if event.detail.is_empty() {
+            self.plain.remove(&key(event));
+        } else {
+            self.detailed.remove(&(key(event), event.detail));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.plain.len() + self.detailed.len()
+    }
 }
 
 /// What happened to an event offered to the orderer.
@@ -72,7 +104,7 @@ pub struct Orderer {
     /// Every key is past the last bucket.
     far: BTreeMap<i64, Vec<Event>>,
     spare: Vec<Vec<Event>>,
-    held: FxHashSet<(u128, Detail)>,
+    held: Held,
     /// See [`OrdererSnapshot::floor`].
     floor: Option<i64>,
     /// Held events past which the earliest are released early.
@@ -92,7 +124,7 @@ impl Orderer {
             buckets: VecDeque::new(),
             far: BTreeMap::new(),
             spare: Vec::new(),
-            held: FxHashSet::default(),
+            held: Held::default(),
             floor: None,
             max_held: crate::limits::StateLimits::default().max_held_events,
             forced: 0,
@@ -171,13 +203,13 @@ impl Orderer {
     /// with the same one is held or claimed, i.e. a duplicate.
     #[inline]
     pub fn claim(&mut self, event: &Event) -> bool {
-        self.held.insert(key(event))
+        self.held.insert(event)
     }
 
     /// Gives up a claim: the event will not be offered (the clock refused
     /// it, or the warehouse already stores it).
     pub fn unclaim(&mut self, event: &Event) {
-        self.held.remove(&key(event));
+        self.held.remove(event);
     }
 
     /// [`Orderer::offer`] for a claimed event: it is late (and its claim
@@ -243,7 +275,7 @@ impl Orderer {
         orderer.clock = clock;
         orderer.floor = snapshot.floor;
         for event in snapshot.held {
-            if orderer.held.insert(key(&event)) {
+            if orderer.held.insert(&event) {
                 orderer.hold(event);
             }
         }
@@ -353,7 +385,7 @@ impl Orderer {
                 });
             }
             for event in bucket.drain(..) {
-                self.held.remove(&key(&event));
+                self.held.remove(&event);
                 out.push(event);
             }
             self.spare.push(bucket);

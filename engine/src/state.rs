@@ -292,10 +292,17 @@ impl EngineState {
     /// popularity (the user did not log on); it counts among the failures.
     #[inline]
     pub fn observe_event(&mut self, event: &crate::event::Event) -> Features {
-        let detail = &event.detail;
-        if detail.is_empty() {
+        if event.detail.is_empty() {
             return self.observe(event.event_time, event.user, event.computer);
         }
+        self.observe_detailed(event)
+    }
+
+    /// [`EngineState::observe_event`] for an event with detail: apart, so
+    /// that the plain path keeps `observe` inlined.
+    #[inline(never)]
+    fn observe_detailed(&mut self, event: &crate::event::Event) -> Features {
+        let detail = &event.detail;
         let mut features = if detail.is_failure() {
             self.failed(event.event_time, event.user, event.computer)
         } else {

@@ -176,7 +176,7 @@ impl Format {
 /// Parses a line in `format` (`None`: the line's own, detected); returns
 /// the format it was read in with the outcome. Names that JSON escapes
 /// had to be undone for are copied into `scratch`.
-#[inline]
+#[inline(always)]
 pub fn parse_line<'a>(
     format: Option<Format>,
     line: &'a [u8],
@@ -196,7 +196,7 @@ pub fn parse_line<'a>(
 
 /// Parses `line` in concrete format `format` (`Auto` reads CSV). Names
 /// that JSON escapes had to be undone for are copied into `scratch`.
-#[inline]
+#[inline(always)]
 pub fn parse<'a>(
     format: Format,
     line: &'a [u8],
