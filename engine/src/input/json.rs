@@ -41,12 +41,41 @@ struct JsonEvent<'a> {
     failure_reason: Option<Cow<'a, str>>,
 }
 
-/// A field that may be written as a number or as text.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A field that may be written as a number or as text. Read by hand: an
+/// untagged enum would buffer every value first, for every event.
 pub(super) enum NumberOrText<'a> {
     Number(u64),
-    Text(#[serde(borrow)] Cow<'a, str>),
+    Text(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for NumberOrText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = NumberOrText<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(NumberOrText::Number(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(NumberOrText::Number)
+                    .map_err(|_| E::custom(format!("{v} is negative")))
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(NumberOrText::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(NumberOrText::Text(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 impl NumberOrText<'_> {
