@@ -66,26 +66,31 @@ fn details(dir: &Path, out: &str) -> Vec<String> {
     .collect()
 }
 
+/// Runs fixture `name` (with `flags`) into `out/` of a fresh directory;
+/// returns it with the summary's events read and valid.
+fn run_fixture(name: &str, flags: &[&str]) -> (tempfile::TempDir, (u64, u64)) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = fixture(name);
+    let mut args = vec!["run", input.to_str().unwrap(), "--output", "out"];
+    args.extend_from_slice(flags);
+    let s = summary(&run_ok(dir.path(), &args).stdout);
+    let count = |k: &str| s[k].as_u64().unwrap();
+    let counts = (count("events_read"), count("events_valid"));
+    (dir, counts)
+}
+
+/// The lines and kinds of `out/`'s dead letters.
+fn refused_kinds(dir: &Path) -> Vec<(u64, String)> {
+    dead_letters(dir, "out")
+        .into_iter()
+        .map(|(line, kind, _)| (line, kind))
+        .collect()
+}
+
 #[test]
 fn ocsf_authentication_events_fill_the_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = fixture("ocsf-authentication.jsonl");
-    let out = run_ok(
-        dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--format",
-            "ocsf",
-            "--output",
-            "out",
-        ],
-    );
-    let s = summary(&out.stdout);
-    assert_eq!(
-        (s["events_read"].as_u64(), s["events_valid"].as_u64()),
-        (Some(7), Some(4))
-    );
+    let (dir, counts) = run_fixture("ocsf-authentication.jsonl", &["--format", "ocsf"]);
+    assert_eq!(counts, (7, 4));
     assert_eq!(
         details(dir.path(), "out"),
         [
@@ -108,17 +113,8 @@ fn ocsf_authentication_events_fill_the_tables() {
 
 #[test]
 fn ecs_windows_logons_fill_the_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = fixture("ecs-windows-logons.jsonl");
-    let out = run_ok(
-        dir.path(),
-        &["run", input.to_str().unwrap(), "--output", "out"],
-    );
-    let s = summary(&out.stdout);
-    assert_eq!(
-        (s["events_read"].as_u64(), s["events_valid"].as_u64()),
-        (Some(8), Some(6))
-    );
+    let (dir, counts) = run_fixture("ecs-windows-logons.jsonl", &[]);
+    assert_eq!(counts, (8, 6));
     assert_eq!(
         details(dir.path(), "out"),
         [
@@ -130,11 +126,10 @@ fn ecs_windows_logons_fill_the_tables() {
             "svc_scan dc1.corp.example SCANNER02 - - ntlm failure locked",
         ]
     );
-    let kinds: Vec<_> = dead_letters(dir.path(), "out")
-        .into_iter()
-        .map(|(line, kind, _)| (line, kind))
-        .collect();
-    assert_eq!(kinds, [(7, "unmapped".into()), (8, "unmapped".into())]);
+    assert_eq!(
+        refused_kinds(dir.path()),
+        [(7, "unmapped".into()), (8, "unmapped".into())]
+    );
     // The raw table keeps them too, as received.
     let raw = query(
         dir.path(),
@@ -149,17 +144,8 @@ fn ecs_windows_logons_fill_the_tables() {
 
 #[test]
 fn the_full_lanl_record_fills_the_tables() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = fixture("lanl-auth.txt");
-    let out = run_ok(
-        dir.path(),
-        &["run", input.to_str().unwrap(), "--output", "out"],
-    );
-    let s = summary(&out.stdout);
-    assert_eq!(
-        (s["events_read"].as_u64(), s["events_valid"].as_u64()),
-        (Some(7), Some(6))
-    );
+    let (dir, counts) = run_fixture("lanl-auth.txt", &[]);
+    assert_eq!(counts, (7, 6));
     assert_eq!(
         details(dir.path(), "out"),
         [
@@ -171,11 +157,7 @@ fn the_full_lanl_record_fills_the_tables() {
             "U3@DOM1 C3 C3 SYSTEM@C3 service negotiate success -",
         ]
     );
-    let kinds: Vec<_> = dead_letters(dir.path(), "out")
-        .into_iter()
-        .map(|(line, kind, _)| (line, kind))
-        .collect();
-    assert_eq!(kinds, [(6, "unmapped".into())]);
+    assert_eq!(refused_kinds(dir.path()), [(6, "unmapped".into())]);
 }
 
 #[test]

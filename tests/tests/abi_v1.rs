@@ -102,22 +102,24 @@ fn chrono_free_seconds(time: &str) -> i64 {
     (day - 1) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
 
-/// The default policy plus the version-2 `new_device` and `slow_spread` as
-/// `new_device_v2` and `slow_spread_v2`, in shadow mode.
-fn policy_with_version_2() -> Policy {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/abi-v2"));
+/// The default policy plus modules an older SDK built
+/// (`fixtures/abi-vN/ID.wasm`, for each of `ids`) as `ID_vN`, in shadow mode.
+fn policy_with_older(version: u32, ids: &[&str]) -> Policy {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(format!("abi-v{version}"));
     let mut extra = String::new();
-    for id in ["new_device", "slow_spread"] {
+    for id in ids {
         let path = dir.join(format!("{id}.wasm"));
         let module = std::fs::read(&path).unwrap();
         extra.push_str(&format!(
-            "  - id: {id}_v2\n    module: {}\n    sha256: {}\n    mode: shadow\n",
+            "  - id: {id}_v{version}\n    module: {}\n    sha256: {}\n    mode: shadow\n",
             path.display(),
             authpulse_engine::rules::hex_sha256(&module)
         ));
     }
     let yaml = format!("{}{extra}", authpulse_engine::policy::DEFAULT_POLICY_YAML);
-    Policy::parse(&yaml, "v2.yaml", Path::new(".")).unwrap()
+    Policy::parse(&yaml, "older.yaml", Path::new(".")).unwrap()
 }
 
 /// Version-2 modules get the first 128 bytes of each record and run as
@@ -125,7 +127,7 @@ fn policy_with_version_2() -> Policy {
 /// burn-in only, on as many as ever.
 #[test]
 fn version_2_modules_run_beside_the_current_version() {
-    let policy = policy_with_version_2();
+    let policy = policy_with_older(2, &["new_device", "slow_spread"]);
     let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
     let abi: HashMap<&str, u32> = rules
         .rules
@@ -161,19 +163,7 @@ fn version_2_modules_run_beside_the_current_version() {
 /// shadow mode beside today's, fire on exactly the same events.
 #[test]
 fn version_3_modules_fire_as_the_current_ones_do() {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/abi-v3"));
-    let mut extra = String::new();
-    for id in ["off_hours", "rare_host"] {
-        let path = dir.join(format!("{id}.wasm"));
-        let module = std::fs::read(&path).unwrap();
-        extra.push_str(&format!(
-            "  - id: {id}_v3\n    module: {}\n    sha256: {}\n    mode: shadow\n",
-            path.display(),
-            authpulse_engine::rules::hex_sha256(&module)
-        ));
-    }
-    let yaml = format!("{}{extra}", authpulse_engine::policy::DEFAULT_POLICY_YAML);
-    let policy = Policy::parse(&yaml, "v3.yaml", Path::new(".")).unwrap();
+    let policy = policy_with_older(3, &["off_hours", "rare_host"]);
     let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
     let abi: HashMap<&str, u32> = rules
         .rules
