@@ -236,7 +236,9 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
                 wait_for_log(&log, "scoring");
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 signal(&child, "TERM");
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                // The second once the first was heard: two signals close
+                // together may reach the process as one.
+                wait_for_log(&log, "stopping on signal");
                 signal(&child, "TERM");
                 let status = child.wait().unwrap();
                 assert_eq!(
