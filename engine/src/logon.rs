@@ -101,20 +101,6 @@ impl LogonType {
     pub fn is_known(self) -> bool {
         self != LogonType::UNKNOWN
     }
-
-    /// Someone at the keyboard or on a remote desktop (not a network share,
-    /// a service or a scheduled task).
-    pub fn is_interactive(self) -> bool {
-        matches!(
-            self,
-            LogonType::INTERACTIVE
-                | LogonType::REMOTE_INTERACTIVE
-                | LogonType::CACHED_INTERACTIVE
-                | LogonType::CACHED_REMOTE_INTERACTIVE
-                | LogonType::UNLOCK
-                | LogonType::CACHED_UNLOCK
-        )
-    }
 }
 
 /// The authentication package or protocol. `Unknown` when not said.
@@ -176,16 +162,6 @@ impl AuthPackage {
             AuthPackage::Other => "other",
         }
     }
-
-    pub fn from_code(code: u8) -> AuthPackage {
-        match code {
-            1 => AuthPackage::Ntlm,
-            2 => AuthPackage::Kerberos,
-            3 => AuthPackage::Negotiate,
-            4 => AuthPackage::Other,
-            _ => AuthPackage::Unknown,
-        }
-    }
 }
 
 /// Whether the logon succeeded (OCSF `status_id`: 0 unknown, 1 success, 2
@@ -219,14 +195,6 @@ impl Outcome {
         match lower.as_str() {
             "success" | "succeeded" | "ok" => Outcome::Success,
             "failure" | "fail" | "failed" => Outcome::Failure,
-            _ => Outcome::Unknown,
-        }
-    }
-
-    pub fn from_code(code: u8) -> Outcome {
-        match code {
-            1 => Outcome::Success,
-            2 => Outcome::Failure,
             _ => Outcome::Unknown,
         }
     }
@@ -309,19 +277,6 @@ impl FailureReason {
             FailureReason::PasswordExpired => "password_expired",
             FailureReason::Restricted => "restricted",
             FailureReason::Other => "other",
-        }
-    }
-
-    pub fn from_code(code: u8) -> FailureReason {
-        match code {
-            1 => FailureReason::BadPassword,
-            2 => FailureReason::NoSuchUser,
-            3 => FailureReason::Locked,
-            4 => FailureReason::Disabled,
-            5 => FailureReason::PasswordExpired,
-            6 => FailureReason::Restricted,
-            7 => FailureReason::Other,
-            _ => FailureReason::Unknown,
         }
     }
 }
@@ -526,8 +481,6 @@ mod tests {
         assert_eq!(LogonType::from_name("Teleport"), None);
         assert_eq!(LogonType::from_number(6), LogonType::OTHER);
         assert_eq!(LogonType::REMOTE_INTERACTIVE.name(), "remote_interactive");
-        assert!(LogonType::REMOTE_INTERACTIVE.is_interactive());
-        assert!(!LogonType::NETWORK.is_interactive());
     }
 
     #[test]
@@ -555,13 +508,27 @@ mod tests {
             FailureReason::Other
         );
         assert_eq!(FailureReason::from_name("locked"), FailureReason::Locked);
-        for code in 0..8 {
-            let reason = FailureReason::from_code(code);
-            assert_eq!(reason as u8, code);
+        use FailureReason::*;
+        for reason in [
+            Unknown,
+            BadPassword,
+            NoSuchUser,
+            Locked,
+            Disabled,
+            PasswordExpired,
+        ] {
             assert_eq!(FailureReason::from_name(reason.name()), reason);
         }
-        for code in 0..5 {
-            assert_eq!(AuthPackage::from_code(code) as u8, code);
+        assert_eq!(FailureReason::from_name(Restricted.name()), Restricted);
+        assert_eq!(FailureReason::from_name(Other.name()), Other);
+        for package in [
+            AuthPackage::Unknown,
+            AuthPackage::Ntlm,
+            AuthPackage::Kerberos,
+            AuthPackage::Negotiate,
+            AuthPackage::Other,
+        ] {
+            assert_eq!(AuthPackage::from_name(package.name()), package);
         }
     }
 

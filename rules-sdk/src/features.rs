@@ -365,6 +365,23 @@ impl Features {
         self.usual_new_users_per_day(prior, PRIOR_DAYS).max(prior)
     }
 
+    /// How many new destinations a day this event's source computer usually
+    /// reaches: its baseline period's rate, shrunk toward
+    /// [`PRIOR_NEW_PER_KNOWN_PER_DAY`] of the destinations it knows as
+    /// [`Features::usual_new_computers_per_day`] does for a user, and never
+    /// below that prior.
+    #[inline]
+    pub fn usual_new_destination_rate(&self) -> f32 {
+        let prior = PRIOR_NEW_PER_KNOWN_PER_DAY * self.source_known_destinations.max(1) as f32;
+        shrunk_rate(
+            self.source_baseline_new_destinations,
+            self.source_baseline_s,
+            prior,
+            PRIOR_DAYS,
+        )
+        .max(prior)
+    }
+
     /// How many new users a day this computer usually gets, as
     /// [`Features::usual_new_computers_per_day`] does for users.
     #[inline]

@@ -40,11 +40,7 @@ fn mixed_policy() -> Policy {
 #[test]
 fn version_1_modules_load_beside_the_current_version() {
     let rules = RuleSet::load(&mixed_policy(), Engine::Wasm, 64).unwrap();
-    let abi: HashMap<&str, u32> = rules
-        .rules
-        .iter()
-        .map(|r| (r.id.as_str(), r.metadata.abi_version))
-        .collect();
+    let abi = abi_versions(&rules);
     assert_eq!(abi["new_device_v1"], 1);
     assert_eq!(abi["burst_v1"], 1);
     assert_eq!(abi["new_device"], authpulse_rules_sdk::ABI_VERSION);
@@ -102,6 +98,15 @@ fn chrono_free_seconds(time: &str) -> i64 {
     (day - 1) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
 
+/// Each rule's ABI version, by id.
+fn abi_versions(rules: &RuleSet) -> HashMap<String, u32> {
+    rules
+        .rules
+        .iter()
+        .map(|r| (r.id.clone(), r.metadata.abi_version))
+        .collect()
+}
+
 /// The default policy plus modules an older SDK built
 /// (`fixtures/abi-vN/ID.wasm`, for each of `ids`) as `ID_vN`, in shadow mode.
 fn policy_with_older(version: u32, ids: &[&str]) -> Policy {
@@ -128,12 +133,7 @@ fn policy_with_older(version: u32, ids: &[&str]) -> Policy {
 #[test]
 fn version_2_modules_run_beside_the_current_version() {
     let policy = policy_with_older(2, &["new_device", "slow_spread"]);
-    let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
-    let abi: HashMap<&str, u32> = rules
-        .rules
-        .iter()
-        .map(|r| (r.id.as_str(), r.metadata.abi_version))
-        .collect();
+    let abi = abi_versions(&RuleSet::load(&policy, Engine::Wasm, 64).unwrap());
     assert_eq!(abi["new_device_v2"], 2);
     assert_eq!(abi["slow_spread_v2"], 2);
     assert_eq!(abi["new_device"], authpulse_rules_sdk::ABI_VERSION);
@@ -164,12 +164,7 @@ fn version_2_modules_run_beside_the_current_version() {
 #[test]
 fn version_3_modules_fire_as_the_current_ones_do() {
     let policy = policy_with_older(3, &["off_hours", "rare_host"]);
-    let rules = RuleSet::load(&policy, Engine::Wasm, 64).unwrap();
-    let abi: HashMap<&str, u32> = rules
-        .rules
-        .iter()
-        .map(|r| (r.id.as_str(), r.metadata.abi_version))
-        .collect();
+    let abi = abi_versions(&RuleSet::load(&policy, Engine::Wasm, 64).unwrap());
     assert_eq!(abi["off_hours_v3"], 3);
     assert_eq!(abi["rare_host_v3"], 3);
 

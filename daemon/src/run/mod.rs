@@ -121,15 +121,6 @@ pub trait ReadMeter {
     fn finish(&self);
 }
 
-/// Shows nothing.
-pub struct NoMeter;
-
-impl ReadMeter for NoMeter {
-    fn start(&self, _: Option<u64>) {}
-    fn update(&self, _: u64, _: u64) {}
-    fn finish(&self) {}
-}
-
 /// What a run did.
 pub struct Outcome {
     pub summary: Summary,

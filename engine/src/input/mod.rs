@@ -166,11 +166,6 @@ impl Format {
             Format::Ecs => "ecs",
         }
     }
-
-    /// Whether its lines are JSON.
-    pub fn is_json(self) -> bool {
-        matches!(self, Format::Json | Format::Ocsf | Format::Ecs)
-    }
 }
 
 /// Parses a line in `format` (`None`: the line's own, detected); returns

@@ -15,8 +15,8 @@
 
 use authpulse_rules_sdk::stats::{poisson_tail, surprise};
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, PRIOR_DAYS, PRIOR_NEW_PER_KNOWN_PER_DAY, ParamKind,
-    ParamSpec, Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+    export_rule,
 };
 
 pub struct SourceFanOut {
@@ -87,11 +87,7 @@ impl Rule for SourceFanOut {
         if new < self.min_new || f.is_failure() || f.source_tenure_s < self.burn_in_s {
             return None;
         }
-        let prior_per_day = PRIOR_NEW_PER_KNOWN_PER_DAY * f.source_known_destinations.max(1) as f32;
-        let days = f.source_baseline_s as f32 / 86_400.0;
-        let per_day = (f.source_baseline_new_destinations as f32 + prior_per_day * PRIOR_DAYS)
-            / (days + PRIOR_DAYS);
-        let expected = per_day.max(prior_per_day) * WINDOW_DAYS * BUSY_FACTOR;
+        let expected = f.usual_new_destination_rate() * WINDOW_DAYS * BUSY_FACTOR;
         let how = surprise(poisson_tail(new, expected));
         (how >= self.min_surprise).then(|| {
             Hit::new(
