@@ -3,7 +3,8 @@
 //! judged by a naive baseline (an alert on every new device), side by side.
 //!
 //! An alert *detects* a campaign when its entity is one of the campaign's
-//! accounts (a user alert) or computers (a computer alert), its evidence
+//! accounts (a user alert) or computers, or the computers it works from
+//! (a computer alert), its evidence
 //! involves the campaign's computers (a user alert) or accounts (a computer
 //! alert), and its span of contributing events overlaps the campaign's. Time to detect is from the
 //! attack's first event to the event that opened the alert (event time). An
@@ -106,8 +107,11 @@ impl AlertLog {
                         c.users.contains(&incident.entity_id)
                             && involves(&incident.computers, &c.computers)
                     }
+                    // A computer alert may be about where the attack
+                    // came from (its foothold): a source rule's.
                     EntityKind::Computer => {
-                        c.computers.contains(&incident.entity_id)
+                        (c.computers.contains(&incident.entity_id)
+                            || c.sources.contains(&incident.entity_id))
                             && involves(&incident.users, &c.users)
                     }
                 };

@@ -9,7 +9,7 @@
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and
 //! producer, SNS alerts and CloudWatch metrics; `incidents` collects a
 //! run's incidents from its alerts, which `eval` matches against labelled
-//! campaigns and `rules backtest` compares between policies; `tune` searches
+//! campaigns (generated, or LANL's red-team file read by `redteam`) and `rules backtest` compares between policies; `tune` searches
 //! a policy's parameters on labelled campaigns (and leaves a family of
 //! attacks out of the search to see how it fares unseen); `ops` is the operations server of `run --listen`
 //! (health, Prometheus metrics, the JSON API, admin actions, the
@@ -22,6 +22,7 @@ pub mod eval;
 pub mod incidents;
 pub mod lakehouse;
 pub mod ops;
+pub mod redteam;
 pub mod run;
 pub mod sources;
 pub mod tune;

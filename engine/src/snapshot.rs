@@ -53,13 +53,16 @@ use crate::state::EngineState;
 /// version 3 the payload checksum and [`Extras`] (the event clock); version
 /// 4 the longer history ([`crate::habits::Habits`]) after them; version 5
 /// the details of held events that had some ([`HeldDetails`]) and what
-/// richer records added to the state (logon types, failures, sources).
-pub const FORMAT_VERSION: u32 = 5;
+/// richer records added to the state (logon types, failures, sources);
+/// version 6 where accounts log on from (`Origins` in `state/logons.rs`) after
+/// those.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The earlier versions this build still reads.
 const PREVIOUS_VERSION: u32 = 2;
 const VERSION_3: u32 = 3;
 const VERSION_4: u32 = 4;
+const VERSION_5: u32 = 5;
 
 /// The detail of each held event that has one (a richer record's source,
 /// logon type, outcome), by position among the orderer's held events and
@@ -295,6 +298,7 @@ impl EncodedSnapshot {
         let encoded = postcard::to_extend(&state.habits, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(details, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(&state.logons, encoded).map_err(encode_error)?;
+        let encoded = postcard::to_extend(&state.logons.origins, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -362,7 +366,11 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
             let (details, rest): (HeldDetails, _) =
                 postcard::take_from_bytes(rest).map_err(decode_error)?;
             details.restore(&mut body.orderer, &mut body.extras.clock)?;
-            body.state.logons = postcard::from_bytes(rest).map_err(decode_error)?;
+            let (logons, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
+            body.state.logons = logons;
+            if version != VERSION_5 {
+                body.state.logons.origins = postcard::from_bytes(rest).map_err(decode_error)?;
+            }
             Some(habits)
         }
     };
@@ -382,7 +390,15 @@ fn read_payload(input: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> 
         return Err(SnapshotError::NotASnapshot);
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if ![FORMAT_VERSION, VERSION_4, VERSION_3, PREVIOUS_VERSION].contains(&version) {
+    if ![
+        FORMAT_VERSION,
+        VERSION_5,
+        VERSION_4,
+        VERSION_3,
+        PREVIOUS_VERSION,
+    ]
+    .contains(&version)
+    {
         return Err(SnapshotError::Version {
             found: version,
             supported: FORMAT_VERSION,

@@ -176,7 +176,7 @@ pub struct EngineState {
     /// The longer history (snapshot format 4 keeps it after the body).
     #[serde(skip)]
     pub(crate) habits: Habits,
-    /// What richer records add (snapshot format 5 keeps it last).
+    /// What richer records add (snapshot formats 5 and 6 keep it last).
     #[serde(skip)]
     pub(crate) logons: Logons,
     /// The pipeline's bound on a user's window (not part of a snapshot).
@@ -509,7 +509,7 @@ impl EngineState {
             host_baseline_s,
             host_tenure_s: saturate(time - host.first_seen),
             host_peak_users_hour: host.busiest.peak,
-            reserved: [0; 4],
+            reserved: [0; 2],
             host_peer_users,
             host_peers_asked,
             user_logins_at_previous_hour_before: logins_at_previous_hour_before,

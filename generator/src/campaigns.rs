@@ -20,6 +20,7 @@ use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{self, Graph};
+use crate::record::{Auth, LogonKind, Means, Origin};
 use crate::{DAY, computer_name, user_name};
 
 const MINUTE: u32 = 60;
@@ -81,12 +82,26 @@ pub enum Kind {
     /// Benign: one weekday morning, 50-150 accounts each start on 2-3 of 4-8
     /// new servers (a migration), and keep using them.
     MigrationMorning,
+    /// From one foothold computer, 20-60 accounts' passwords are tried on a
+    /// domain controller within 10-40 minutes; 1-2 of them work, and those
+    /// accounts go on to 2-4 computers new to them within the hour (only
+    /// the successes show in a `time,user,computer` record).
+    PasswordSpray,
+    /// From one foothold computer, 3-5 stolen accounts each reach 2-6
+    /// computers new to them, over 1-2 hours.
+    FootholdFanOut,
+    /// A round-the-clock service-like account logs on interactively (at the
+    /// console or by remote desktop) to 1-2 workstations new to it.
+    ServiceAtDesktop,
+    /// An account's logons a red-team file labels (LANL's `redteam.txt`),
+    /// never generated.
+    RedTeam,
 }
 
 impl Kind {
     /// The attacks, in the order `--campaigns N` cycles through them: the
     /// six the built-in rules were first written for, then the rest.
-    pub const ATTACKS: [Kind; 11] = [
+    pub const ATTACKS: [Kind; 14] = [
         Kind::Spray,
         Kind::Burst,
         Kind::Chain,
@@ -98,6 +113,9 @@ impl Kind {
         Kind::SlowFanIn,
         Kind::Outsider,
         Kind::ServicePivot,
+        Kind::PasswordSpray,
+        Kind::FootholdFanOut,
+        Kind::ServiceAtDesktop,
     ];
     /// The benign cases, in the order `--benign N` cycles through them.
     pub const BENIGN: [Kind; 7] = [
@@ -140,15 +158,23 @@ impl Kind {
     /// evaluation): new computers spread out (`spread`), a burst of logons
     /// (`volume`), rarely used computers (`rare`), many accounts converging
     /// on one computer (`fan_in`), the hour (`time`), an account of few
-    /// computers (`service`). Benign cases are their own family.
+    /// computers (`service`), failed logons (`failures`). Benign cases are
+    /// their own family.
     pub fn family(self) -> &'static str {
         match self {
-            Kind::Spray | Kind::Chain | Kind::Stealth | Kind::MultiDay | Kind::Outsider => "spread",
+            Kind::Spray
+            | Kind::Chain
+            | Kind::Stealth
+            | Kind::MultiDay
+            | Kind::Outsider
+            | Kind::FootholdFanOut => "spread",
+            Kind::PasswordSpray => "failures",
             Kind::Burst => "volume",
             Kind::Rare => "rare",
             Kind::FanIn | Kind::SlowFanIn => "fan_in",
             Kind::OffHours => "time",
-            Kind::ServicePivot => "service",
+            Kind::ServicePivot | Kind::ServiceAtDesktop => "service",
+            Kind::RedTeam => "red_team",
             _ => "benign",
         }
     }
@@ -173,6 +199,10 @@ impl Kind {
             Kind::DesktopSupport => "desktop_support",
             Kind::NightlyScanner => "nightly_scanner",
             Kind::MigrationMorning => "migration_morning",
+            Kind::PasswordSpray => "password_spray",
+            Kind::FootholdFanOut => "foothold_fan_out",
+            Kind::ServiceAtDesktop => "service_at_desktop",
+            Kind::RedTeam => "red_team",
         }
     }
 }
@@ -216,6 +246,10 @@ pub struct Campaign {
     /// The computer a fan-in or a roll-out converges on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The computers an attack works from that are none of its accounts'
+    /// own (its foothold): a full record names them as the logons' source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
     /// LANL times (seconds from the start) of its first and last event.
     pub start: u32,
     pub end: u32,
@@ -269,15 +303,17 @@ impl CampaignPlan {
     }
 }
 
-/// Planned campaigns and their events `(LANL time - 1, user, computer)`,
+/// Planned campaigns and their events `(LANL time - 1, user, computer, how)`,
 /// sorted; user and computer ids past the graph's are new accounts and
 /// computers.
 pub struct Planned {
     pub campaigns: Vec<Campaign>,
-    pub events: Vec<(u32, u32, u32)>,
+    pub events: Vec<(u32, u32, u32, Means)>,
     /// Highest user and computer id used, plus one.
     pub users: u32,
     pub computers: u32,
+    /// The workstations of the accounts campaigns bring: `(user, computer)`.
+    pub homes: Vec<(u32, u32)>,
 }
 
 /// Plans `plan` over `days` days of `graph`. A campaign that finds no fitting
@@ -289,6 +325,7 @@ pub fn plan<R: Rng>(graph: &Graph, days: u32, plan: &CampaignPlan, rng: &mut R) 
         events: Vec::new(),
         users: graph.users,
         computers: graph.computers,
+        homes: Vec::new(),
     };
     if days == 0 {
         return out;
@@ -299,10 +336,13 @@ pub fn plan<R: Rng>(graph: &Graph, days: u32, plan: &CampaignPlan, rng: &mut R) 
                 kind = kind.as_str(),
                 "no fitting account or computer; campaign left out"
             );
+            planner.failed.clear();
+            planner.foothold = None;
             continue;
         };
         events.sort_unstable();
         events.dedup();
+        let (means, sources) = planner.means(kind, &events, rng);
         let users: BTreeSet<u32> = events.iter().map(|e| e.1).collect();
         let computers: BTreeSet<u32> = events.iter().map(|e| e.2).collect();
         let (start, end) = (events[0].0, events.last().expect("non-empty").0);
@@ -321,16 +361,23 @@ pub fn plan<R: Rng>(graph: &Graph, days: u32, plan: &CampaignPlan, rng: &mut R) 
             users: users.iter().map(|&u| user_name(u)).collect(),
             computers: computers.iter().map(|&c| computer_name(c)).collect(),
             target: target.map(computer_name),
+            sources: sources.into_iter().map(computer_name).collect(),
             start: start + 1,
             end: end + 1,
             events: events.len() as u32,
             description,
         });
-        out.events.extend(events);
+        out.events.extend(
+            events
+                .into_iter()
+                .zip(means)
+                .map(|((t, u, c), how)| (t, u, c, how)),
+        );
     }
     out.events.sort_unstable();
     out.users = planner.next_user;
     out.computers = planner.next_computer;
+    out.homes = std::mem::take(&mut planner.homes);
     out
 }
 
@@ -359,6 +406,12 @@ struct Planner<'g> {
     hours: WeightedAliasIndex<f64>,
     /// The target of the campaign just planned, if it has one.
     target: Option<u32>,
+    /// The computer the campaign just planned works from, if it chose one.
+    foothold: Option<u32>,
+    /// Its logons that fail.
+    failed: FxHashSet<(u32, u32, u32)>,
+    /// The workstations of the accounts campaigns bring.
+    homes: Vec<(u32, u32)>,
 }
 
 impl<'g> Planner<'g> {
@@ -385,6 +438,9 @@ impl<'g> Planner<'g> {
             next_computer: graph.computers,
             hours: WeightedAliasIndex::new(model::hour_weights().to_vec()).expect("valid weights"),
             target: None,
+            foothold: None,
+            failed: FxHashSet::default(),
+            homes: Vec::new(),
         }
     }
 
@@ -408,6 +464,10 @@ impl<'g> Planner<'g> {
             Kind::DesktopSupport => self.help_desk(rng, 2..=5, 2..=5),
             Kind::NightlyScanner => self.nightly_scanner(rng),
             Kind::MigrationMorning => self.migration_morning(rng),
+            Kind::PasswordSpray => self.password_spray(rng),
+            Kind::FootholdFanOut => self.foothold_fan_out(rng),
+            Kind::ServiceAtDesktop => self.service_at_desktop(rng),
+            Kind::RedTeam => None,
         }
     }
 
@@ -702,6 +762,7 @@ impl<'g> Planner<'g> {
         self.next_user += 1;
         let workstation = self.next_computer;
         self.next_computer += 1;
+        self.homes.push((hire, workstation));
         let graph = self.graph;
         // A colleague with a few computers of the team's (not hubs).
         let mut team = (0..1_000).find_map(|_| {
@@ -910,6 +971,9 @@ impl Planner<'_> {
     fn nightly_scanner<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
         let scanner = self.next_user;
         self.next_user += 1;
+        // The scanner's own server, that it works from.
+        self.homes.push((scanner, self.next_computer));
+        self.next_computer += 1;
         let graph = self.graph;
         let mut scope: Vec<u32> = (graph.hubs..graph.computers).collect();
         scope.shuffle(rng);
@@ -956,6 +1020,196 @@ impl Planner<'_> {
         }
         self.target = servers.first().copied();
         Some(events)
+    }
+}
+
+/// Campaigns that richer records tell apart, and how each campaign's logons
+/// are made.
+impl Planner<'_> {
+    /// A computer an intruder works from: someone's workstation (not a hub)
+    /// in use before `t`, none of `users`' own.
+    fn pick_foothold<R: Rng>(&self, rng: &mut R, t: u32, users: &[u32]) -> Option<u32> {
+        let graph = self.graph;
+        (0..100_000).find_map(|_| {
+            let c = rng.random_range(graph.hubs..graph.computers);
+            let fits = self.first_uses[c as usize].first().is_some_and(|&f| f < t)
+                && users
+                    .iter()
+                    .all(|&u| !graph.pairs[u as usize].computers.contains(&c));
+            fits.then_some(c)
+        })
+    }
+
+    fn password_spray<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(10 * MINUTE..=40 * MINUTE);
+        let start = self.start(rng, span + 2 * HOUR);
+        let graph = self.graph;
+        let dc = rng.random_range(0..graph.hubs.max(1));
+        let tried: Vec<u32> = (0..rng.random_range(20..=60))
+            .map(|_| self.account(rng, start, 1))
+            .collect::<Option<_>>()?;
+        let foothold = self.pick_foothold(rng, start, &tried)?;
+        let mut events = Vec::new();
+        for &user in &tried {
+            for _ in 0..rng.random_range(1..=2) {
+                let at = start + rng.random_range(0..=span);
+                self.failed.insert((at, user, dc));
+                events.push((at, user, dc));
+            }
+        }
+        // The ones whose password was guessed get in, and move on.
+        let end = start + span;
+        for &user in tried.iter().take(rng.random_range(1..=2)) {
+            events.push((end + rng.random_range(1..5 * MINUTE), user, dc));
+            let n = rng.random_range(2..=4);
+            let targets = self.new_computers(rng, user, n, start, false, &[])?;
+            events.extend(visit(rng, user, &targets, end + 5 * MINUTE, HOUR, 1..=2));
+        }
+        self.foothold = Some(foothold);
+        Some(events)
+    }
+
+    fn foothold_fan_out<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(HOUR..=2 * HOUR);
+        let start = self.start(rng, span);
+        let accounts: Vec<u32> = (0..rng.random_range(3..=5))
+            .map(|_| self.account(rng, start, 3))
+            .collect::<Option<_>>()?;
+        let foothold = self.pick_foothold(rng, start, &accounts)?;
+        let mut used = Vec::new();
+        let mut events = Vec::new();
+        let slot = span / accounts.len() as u32;
+        for (i, &user) in accounts.iter().enumerate() {
+            let n = rng.random_range(2..=6);
+            let targets = self.new_computers(rng, user, n, start, false, &used)?;
+            used.extend(&targets);
+            let from = start + i as u32 * slot;
+            events.extend(visit(rng, user, &targets, from, slot, 1..=2));
+        }
+        self.foothold = Some(foothold);
+        Some(events)
+    }
+
+    fn service_at_desktop<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
+        let span = rng.random_range(10 * MINUTE..=HOUR);
+        let start = self.start(rng, span);
+        let graph = self.graph;
+        let user = (0..20_000).find_map(|_| {
+            let u = rng.random_range(0..graph.users);
+            let pairs = &graph.pairs[u as usize];
+            (graph.rhythms[u as usize] == model::Rhythm::Steady
+                && !self.taken.contains(&u)
+                && (1..=8).contains(&self.known(u, start.saturating_sub(DAY)).len())
+                && pairs.computers.len() <= 12
+                && pairs.first_use.first().is_some_and(|&f| f < DAY / 2))
+            .then_some(u)
+        })?;
+        self.taken.insert(user);
+        let n = rng.random_range(1..=2);
+        let targets = self.new_computers(rng, user, n, start, true, &[])?;
+        Some(visit(rng, user, &targets, start, span, 1..=3))
+    }
+
+    /// How each of a campaign's `events` (sorted) is made, and the
+    /// computers it works from that are none of its accounts' own.
+    /// Intruders work from a foothold (seven in ten; the rest from the
+    /// stolen account's own workstation, as malware on it would), mostly
+    /// over the network, now and then by remote desktop, often with NTLM
+    /// (a stolen hash); a chain moves on from the computer it reached last.
+    /// Benign cases log on as their accounts always do.
+    fn means<R: Rng>(
+        &mut self,
+        kind: Kind,
+        events: &[(u32, u32, u32)],
+        rng: &mut R,
+    ) -> (Vec<Means>, Vec<u32>) {
+        let failed = std::mem::take(&mut self.failed);
+        let chosen = self.foothold.take();
+        let mark = |mut m: Means, e: &(u32, u32, u32)| {
+            m.failed = failed.contains(e);
+            m
+        };
+        if kind.is_benign() {
+            let means = events
+                .iter()
+                .map(|e| {
+                    let m = match kind {
+                        Kind::HelpDesk | Kind::DesktopSupport => {
+                            Means::new(Origin::Home, LogonKind::RemoteInteractive, Auth::Kerberos)
+                        }
+                        Kind::NightlyScanner => {
+                            // It lacks rights on some computers: a few
+                            // of its logons fail every night.
+                            let mut m = Means::new(Origin::Home, LogonKind::Network, Auth::Ntlm);
+                            m.failed = rng.random_bool(0.04);
+                            return m;
+                        }
+                        Kind::NewHire if self.homes.iter().any(|&(u, c)| (u, c) == (e.1, e.2)) => {
+                            Means::new(Origin::Itself, LogonKind::Interactive, Auth::Kerberos)
+                        }
+                        Kind::RoamingAdmin if e.2 % 3 == 0 => {
+                            Means::new(Origin::Home, LogonKind::RemoteInteractive, Auth::Kerberos)
+                        }
+                        _ => Means::new(Origin::Home, LogonKind::Network, Auth::Kerberos),
+                    };
+                    mark(m, e)
+                })
+                .collect();
+            return (means, Vec::new());
+        }
+        let accounts: Vec<u32> = events
+            .iter()
+            .map(|e| e.1)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let start = events.first().map_or(0, |e| e.0);
+        let single = accounts.len() == 1;
+        let foothold = chosen.or_else(|| {
+            if single && rng.random_bool(0.3) {
+                None
+            } else {
+                self.pick_foothold(rng, start, &accounts)
+            }
+        });
+        let origin = foothold.map_or(Origin::Home, Origin::Computer);
+        let auth = if rng.random_bool(0.5) {
+            Auth::Ntlm
+        } else {
+            Auth::Kerberos
+        };
+        let mut how_of: rustc_hash::FxHashMap<u32, Means> = Default::default();
+        let mut last_reached = foothold;
+        let means = events
+            .iter()
+            .map(|e| {
+                let m = *how_of.entry(e.2).or_insert_with(|| {
+                    let logon = if rng.random_bool(0.2) {
+                        LogonKind::RemoteInteractive
+                    } else {
+                        LogonKind::Network
+                    };
+                    let m = match kind {
+                        Kind::ServiceAtDesktop if rng.random_bool(0.5) => {
+                            Means::new(Origin::Itself, LogonKind::Interactive, auth)
+                        }
+                        Kind::ServiceAtDesktop => {
+                            Means::new(origin, LogonKind::RemoteInteractive, auth)
+                        }
+                        Kind::Chain => Means::new(
+                            last_reached.map_or(Origin::Home, Origin::Computer),
+                            logon,
+                            auth,
+                        ),
+                        _ => Means::new(origin, logon, auth),
+                    };
+                    last_reached = Some(e.2);
+                    m
+                });
+                mark(m, e)
+            })
+            .collect();
+        (means, foothold.into_iter().collect())
     }
 }
 
@@ -1015,7 +1269,8 @@ mod tests {
                 Kind::MultiDay
             ]
         );
-        assert_eq!(kinds[11], Kind::Spray);
+        assert_eq!(kinds[11], Kind::PasswordSpray);
+        assert_eq!(kinds[12], Kind::FootholdFanOut);
         assert_eq!(kinds[13], Kind::Rollout);
         assert_eq!(kinds[19], Kind::MigrationMorning);
         assert_eq!(kinds[20], Kind::Rollout);
@@ -1051,7 +1306,7 @@ mod tests {
             events: Some(1_000),
             seed: 5,
             campaigns: CampaignPlan {
-                attacks: 12,
+                attacks: 14,
                 benign: 6,
                 kinds: Vec::new(),
                 from_day: 7,
@@ -1060,8 +1315,8 @@ mod tests {
         };
         let generator = crate::Generator::new(config);
         let graph = generator.graph();
-        let campaigns = generator.campaigns();
-        assert_eq!(campaigns.len(), 18, "{campaigns:#?}");
+        let campaigns = generator.campaigns(crate::Record::Lanl);
+        assert_eq!(campaigns.len(), 20, "{campaigns:#?}");
         let id = |name: &str| name[1..].parse::<u32>().unwrap() - 1;
         let first_use = |u: u32, c: u32| {
             let pairs = graph.pairs.get(u as usize)?;
@@ -1075,7 +1330,7 @@ mod tests {
                 .filter(|p| p.computers.contains(&k))
                 .count()
         };
-        for c in campaigns {
+        for c in &campaigns {
             if c.kind.is_habit() {
                 assert!(
                     c.start < 2 * DAY && c.end > 11 * DAY && c.end <= 14 * DAY,
@@ -1209,6 +1464,25 @@ mod tests {
                     assert!(c.users.len() >= 50, "{c:?}");
                     assert!((4..=8).contains(&c.computers.len()), "{c:?}");
                     assert!(c.computers.iter().all(|k| id(k) >= graph.computers));
+                }
+                Kind::PasswordSpray => {
+                    assert!((20..=60).contains(&c.users.len()), "{c:?}");
+                    assert_eq!(c.sources.len(), 1, "one foothold: {c:?}");
+                    assert!(!c.computers.contains(&c.sources[0]), "{c:?}");
+                }
+                Kind::FootholdFanOut => {
+                    assert!((3..=5).contains(&c.users.len()), "{c:?}");
+                    assert_eq!(c.sources.len(), 1, "one foothold: {c:?}");
+                    assert!(new_to_users, "{c:?}");
+                }
+                Kind::RedTeam => unreachable!("never generated"),
+                Kind::ServiceAtDesktop => {
+                    assert_eq!(c.users.len(), 1, "{c:?}");
+                    assert_eq!(
+                        graph.rhythms[id(&c.users[0]) as usize],
+                        model::Rhythm::Steady
+                    );
+                    assert!(new_to_users, "{c:?}");
                 }
             }
         }

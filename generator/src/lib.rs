@@ -14,10 +14,13 @@
 //! controllers). 0.5% of lines are
 //! duplicates: natural same-second repeats, topped up with deliberate copies.
 //! Campaigns ([`CampaignPlan`]) are merged into the stream at their seconds,
-//! and reported as ground truth ([`Campaign`]).
+//! and reported as ground truth ([`Campaign`]). The same data can be written
+//! as the full LANL record ([`record`]): the same logons, with where each
+//! came from and how, and the failed ones besides.
 
 pub mod campaigns;
 pub mod model;
+pub mod record;
 
 use std::io::{self, Write};
 
@@ -29,6 +32,7 @@ use serde::Serialize;
 
 pub use campaigns::{Campaign, CampaignPlan, Kind};
 pub use model::{Graph, LANL_COMPUTERS, LANL_EVENTS_PER_DAY, LANL_USERS, PERIOD_DAYS};
+pub use record::Record;
 
 /// Share of duplicate lines, as in the real set. Busy accounts log on to the
 /// same computer twice within a second now and then (more so in denser data);
@@ -128,6 +132,8 @@ pub struct GenerateStats {
     pub first_uses: u64,
     /// Lines written for campaigns.
     pub campaign_events: u64,
+    /// Failed logons written (the full record only).
+    pub failures: u64,
 }
 
 pub struct Generator {
@@ -157,19 +163,46 @@ impl Generator {
         &self.graph
     }
 
-    /// The campaigns hidden in the data (ground truth).
-    pub fn campaigns(&self) -> &[Campaign] {
-        &self.planned.campaigns
+    /// The campaigns hidden in the data (ground truth), with the accounts
+    /// named as `record` names them (the full record adds the domain).
+    pub fn campaigns(&self, record: Record) -> Vec<Campaign> {
+        let mut campaigns = self.planned.campaigns.clone();
+        if record == Record::Full {
+            for c in &mut campaigns {
+                for user in &mut c.users {
+                    *user = format!("{user}@{}", record::DOMAIN);
+                }
+            }
+        }
+        campaigns
     }
 
-    /// Writes the data set. `progress(lines)` is called every ~1M lines.
+    /// Writes the data set as `time,user,computer` lines. `progress(lines)`
+    /// is called every ~1M lines.
     pub fn write<W: Write>(
         &self,
         out: &mut W,
+        progress: impl FnMut(u64),
+    ) -> io::Result<GenerateStats> {
+        self.write_as(out, Record::Lanl, progress)
+    }
+
+    /// Writes the data set as `record` says. The logons are the same either
+    /// way; the full record adds how each was made and the failed ones.
+    pub fn write_as<W: Write>(
+        &self,
+        out: &mut W,
+        record: Record,
         mut progress: impl FnMut(u64),
     ) -> io::Result<GenerateStats> {
         let mut rng = Pcg64Mcg::seed_from_u64(self.config.seed ^ 0x9e37_79b9_7f4a_7c15);
+        // Mistyped passwords draw from their own stream, so that both
+        // records hold the same logons.
+        let mut typos = Pcg64Mcg::seed_from_u64(self.config.seed ^ 0x7e57_0f7a_11ed_0001);
+        let full = record == Record::Full;
+        let homes = record::Homes::of(&self.graph, self.planned.users, &self.planned.homes);
         let graph = &self.graph;
+        let seed = self.config.seed;
         // Campaigns may bring accounts and computers of their own.
         let user_names: Vec<Vec<u8>> = (0..self.planned.users)
             .map(|u| user_name(u).into_bytes())
@@ -245,28 +278,77 @@ impl Generator {
                                 rng: &mut Pcg64Mcg,
                                 u: u32,
                                 c: u32,
+                                how: Option<record::Means>,
                                 stats: &mut GenerateStats| {
+                    let means = match how {
+                        Some(m) if !full && m.failed => return,
+                        _ if !full => None,
+                        Some(m) => Some(m),
+                        None => Some(record::background(graph, &homes, seed, u, c)),
+                    };
+                    let failed = means.is_some_and(|m| m.failed);
                     // A natural repeat within the second counts as a duplicate;
                     // deliberate copies top the share up to DUPLICATE_SHARE.
-                    if !this_second.insert((u64::from(u) << 32) | u64::from(c)) {
+                    if !failed && !this_second.insert((u64::from(u) << 32) | u64::from(c)) {
                         stats.duplicates += 1;
                     }
-                    let behind = (stats.duplicates as f64) < DUPLICATE_SHARE * stats.lines as f64;
-                    let copies = if behind && rng.random_bool(0.02) {
+                    // Failed logons are no duplicates' business: the same
+                    // logons get the same copies in either record.
+                    let logons = stats.lines - stats.failures;
+                    let behind = (stats.duplicates as f64) < DUPLICATE_SHARE * logons as f64;
+                    let copies = if !failed && behind && rng.random_bool(0.02) {
                         2
                     } else {
                         1
                     };
+                    let Some(means) = means else {
+                        for _ in 0..copies {
+                            buf.extend_from_slice(&time);
+                            buf.push(b',');
+                            buf.extend_from_slice(&user_names[u as usize]);
+                            buf.push(b',');
+                            buf.extend_from_slice(&computer_names[c as usize]);
+                            buf.push(b'\n');
+                        }
+                        stats.lines += copies;
+                        stats.duplicates += copies - 1;
+                        return;
+                    };
+                    let source = match means.origin {
+                        record::Origin::Home => homes.get(u).unwrap_or(c),
+                        record::Origin::Computer(s) => s,
+                        record::Origin::Itself => c,
+                    };
+                    let line = |buf: &mut Vec<u8>, means: &record::Means| {
+                        record::write_line(
+                            buf,
+                            &time,
+                            &user_names[u as usize],
+                            &computer_names[source as usize],
+                            &computer_names[c as usize],
+                            means,
+                        );
+                    };
+                    if how.is_none()
+                        && record::may_mistype(&means)
+                        && typos.random_bool(record::TYPO_SHARE)
+                    {
+                        line(
+                            buf,
+                            &record::Means {
+                                failed: true,
+                                ..means
+                            },
+                        );
+                        stats.lines += 1;
+                        stats.failures += 1;
+                    }
                     for _ in 0..copies {
-                        buf.extend_from_slice(&time);
-                        buf.push(b',');
-                        buf.extend_from_slice(&user_names[u as usize]);
-                        buf.push(b',');
-                        buf.extend_from_slice(&computer_names[c as usize]);
-                        buf.push(b'\n');
+                        line(buf, &means);
                     }
                     stats.lines += copies;
                     stats.duplicates += copies - 1;
+                    stats.failures += if failed { copies } else { 0 };
                 };
                 while next_first < first_uses.len() && first_uses[next_first].0 == t {
                     let u = first_uses[next_first].1;
@@ -275,14 +357,14 @@ impl Generator {
                     if discovered[u as usize] == 1 {
                         active.push(u);
                     }
-                    emit(&mut buf, &mut rng, u, c, &mut stats);
+                    emit(&mut buf, &mut rng, u, c, None, &mut stats);
                     stats.first_uses += 1;
                     next_first += 1;
                 }
                 while next_campaign < campaign_events.len() && campaign_events[next_campaign].0 == t
                 {
-                    let (_, u, c) = campaign_events[next_campaign];
-                    emit(&mut buf, &mut rng, u, c, &mut stats);
+                    let (_, u, c, how) = campaign_events[next_campaign];
+                    emit(&mut buf, &mut rng, u, c, Some(how), &mut stats);
                     stats.campaign_events += 1;
                     next_campaign += 1;
                 }
@@ -308,7 +390,7 @@ impl Generator {
                     let x: f64 = rng.random();
                     let i = ((f64::from(known) * x * x * x) as u32).min(known - 1);
                     let c = graph.pairs[u as usize].computers[i as usize];
-                    emit(&mut buf, &mut rng, u, c, &mut stats);
+                    emit(&mut buf, &mut rng, u, c, None, &mut stats);
                 }
                 if buf.len() >= (1 << 20) - 4096 {
                     out.write_all(&buf)?;
@@ -548,6 +630,92 @@ mod tests {
             .unwrap();
         Generator::new(config).write(&mut b, |_| {}).unwrap();
         assert_eq!(a, b);
+    }
+
+    /// The full record holds the same logons as `time,user,computer`, plus
+    /// how each was made and the failed ones; the campaigns say where they
+    /// came from.
+    #[test]
+    fn the_full_record_holds_the_same_logons_and_more() {
+        let config = GeneratorConfig {
+            users: 400,
+            computers: 800,
+            days: 4,
+            seed: 9,
+            campaigns: CampaignPlan {
+                attacks: 14,
+                benign: 7,
+                from_day: 2,
+                kinds: Vec::new(),
+            },
+            ..Default::default()
+        };
+        let generator = Generator::new(config);
+        let (mut lanl, mut full) = (Vec::new(), Vec::new());
+        generator.write(&mut lanl, |_| {}).unwrap();
+        let stats = generator.write_as(&mut full, Record::Full, |_| {}).unwrap();
+        let lanl = String::from_utf8(lanl).unwrap();
+        let full = String::from_utf8(full).unwrap();
+        let mut successes = Vec::new();
+        let mut failures = 0;
+        let mut types = std::collections::BTreeSet::new();
+        for line in full.lines() {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), 9, "{line}");
+            assert_eq!(f[1], f[2], "{line}");
+            assert_eq!(f[7], "LogOn");
+            types.insert(f[6]);
+            let user = f[1].strip_suffix("@DOM1").unwrap();
+            match f[8] {
+                "Success" => successes.push(format!("{},{user},{}", f[0], f[4])),
+                "Fail" => failures += 1,
+                other => panic!("outcome {other}"),
+            }
+        }
+        let lanl: Vec<&str> = lanl.lines().collect();
+        assert_eq!(successes.len(), lanl.len());
+        let first_difference = successes.iter().zip(&lanl).position(|(a, b)| a != b);
+        assert_eq!(first_difference, None, "the same logons in the same order");
+        assert_eq!(failures, stats.failures);
+        let share = failures as f64 / stats.lines as f64;
+        assert!((0.002..0.05).contains(&share), "{share}");
+        assert_eq!(
+            types.into_iter().collect::<Vec<_>>(),
+            [
+                "Batch",
+                "Interactive",
+                "Network",
+                "RemoteInteractive",
+                "Service"
+            ]
+        );
+        let campaigns = generator.campaigns(Record::Full);
+        let spray = campaigns
+            .iter()
+            .find(|c| c.kind == Kind::PasswordSpray)
+            .unwrap();
+        assert!(spray.users.iter().all(|u| u.ends_with("@DOM1")));
+        let foothold = format!(",{},", spray.sources[0]);
+        let tried = full
+            .lines()
+            .filter(|l| l.contains(&foothold) && l.ends_with(",Fail"))
+            .count();
+        assert!(
+            tried >= 20,
+            "the spray's failures come from its foothold: {tried}"
+        );
+        let help_desk = campaigns.iter().find(|c| c.kind == Kind::HelpDesk).unwrap();
+        let account = format!(",{},", help_desk.users[0]);
+        let sources: std::collections::BTreeSet<&str> = full
+            .lines()
+            .filter(|l| l.contains(&account) && l.contains("RemoteInteractive"))
+            .map(|l| l.split(',').nth(3).unwrap())
+            .collect();
+        assert_eq!(
+            sources.len(),
+            1,
+            "a help desk works from its own desk: {sources:?}"
+        );
     }
 
     #[test]

@@ -134,8 +134,17 @@ pub struct Features {
     /// Distinct users of this computer in its busiest clock hour before the
     /// current one.
     pub host_peak_users_hour: u32,
+    /// Added in ABI version 4 (zero for a record that does not say a
+    /// source): distinct accounts that logged on from this event's source
+    /// computer in this clock hour and the one before, this one included
+    /// when it succeeded. How many accounts a source serves is what its
+    /// failures are weighed against.
+    pub source_users_2h: u32,
+    /// Added in ABI version 4: the user's earlier logons (successful) whose
+    /// record named a source computer.
+    pub user_sourced_logins_before: u32,
     /// Zero; room for later fields within the same record size.
-    pub reserved: [u32; 4],
+    pub reserved: [u32; 2],
 
     // ---- added in ABI version 3: longer horizons, kinds, peers, population ----
     /// Computers the user used for the first time within the last 72 hours,
@@ -186,8 +195,12 @@ pub struct Features {
     /// daily cycle is in it: a new account's pace at night does not make
     /// its morning look like a burst.
     pub user_paced_logins_1h: u32,
-    /// Zero; room for later fields within the same record size.
-    pub reserved_v3: [u32; 2],
+    /// Added in ABI version 4: the user's earlier logons from this event's
+    /// source computer (0 when the record names none).
+    pub user_logins_from_source_before: u32,
+    /// Added in ABI version 4: distinct source computers the user logged on
+    /// from before this event.
+    pub user_sources_before: u32,
 
     // ---- added in ABI version 4: what a richer record says ----
     // All zero for a record that does not say: a LANL `time,user,computer`
@@ -258,6 +271,10 @@ pub const PRIOR_DAYS: f32 = 2.0;
 /// The share of rarely used computers among new ones assumed before the
 /// population's is measured.
 pub const DEFAULT_RARE_SHARE: f32 = 0.15;
+/// The share of intrusions that work from the stolen account's usual
+/// computers (malware on the victim's workstation) rather than from a
+/// foothold elsewhere, assumed by [`Features::source_evidence`]'s callers.
+pub const DEFAULT_INTRUDER_USUAL_SOURCE: f32 = 0.3;
 
 impl Features {
     /// The records as the bytes the ABI moves into a module's memory.
@@ -354,6 +371,45 @@ impl Features {
     #[inline]
     pub fn new_computer_evidence(&self, attack_per_day: f32) -> f32 {
         crate::stats::log10(f64::from(attack_per_day / self.usual_new_computer_rate())) as f32
+    }
+
+    /// True when the record names a source computer other than the one
+    /// logged on to. A logon at the console names the computer itself,
+    /// which says nothing about where the person came from.
+    #[inline]
+    pub fn has_remote_source(&self) -> bool {
+        self.source_computer != 0 && self.source_computer != self.computer.wrapping_add(1)
+    }
+
+    /// Decades of evidence in *where this logon came from*, as the user's
+    /// own history tells. `u` is how likely the user is to log on from this
+    /// source: `n / (N + 2)` for one they used `n` times out of `N` sourced
+    /// logons, and their pace of new sources `(K + 1) / (N + 2)` (`K`
+    /// distinct so far) for one they never used. An intruder works from
+    /// the account's usual computers with probability
+    /// `intruder_usual_share` (malware on the victim's own workstation) and
+    /// from somewhere else otherwise (their foothold), so the evidence is
+    /// `log10((q u + (1 - q)(1 - u)) / u)`: negative (down to `log10(q)`)
+    /// from the one computer the user always works at, large from a
+    /// computer new to an account that keeps to one or two, and small for
+    /// an account that shows up from a different computer every other
+    /// logon. Zero when the record names no remote source or the user has
+    /// no sourced history yet.
+    #[inline]
+    pub fn source_evidence(&self, intruder_usual_share: f32) -> f32 {
+        if !self.has_remote_source() || self.user_sourced_logins_before == 0 {
+            return 0.0;
+        }
+        let logons = self.user_sourced_logins_before as f32 + 2.0;
+        let u = if self.user_logins_from_source_before > 0 {
+            self.user_logins_from_source_before as f32 / logons
+        } else {
+            (self.user_sources_before as f32 + 1.0) / logons
+        }
+        .clamp(f32::MIN_POSITIVE, 1.0);
+        let q = intruder_usual_share.clamp(0.0, 1.0);
+        let ratio = (q * u + (1.0 - q) * (1.0 - u)) / u;
+        crate::stats::log10(f64::from(ratio.max(f32::MIN_POSITIVE))) as f32
     }
 
     /// [`Features::usual_new_users_per_day`] for a computer, as

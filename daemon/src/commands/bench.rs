@@ -95,6 +95,7 @@ struct EngineResult {
 
 pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     let gen_args = GenArgs {
+        record: authpulse_generator::Record::Lanl,
         output: "-".into(),
         events: args.events,
         days: args.days,

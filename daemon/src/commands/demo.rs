@@ -47,6 +47,7 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
     let data = args.output.join("demo-events.csv");
     let truth = args.output.join("demo-truth.jsonl");
     let gen_args = GenArgs {
+        record: authpulse_generator::Record::Lanl,
         output: data.clone(),
         events: None,
         days: args.days,
@@ -80,7 +81,11 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
 
     let alerts = read_alerts(&spec.outputs.alerts)?;
     print_top_alerts(&alerts, args.top)?;
-    print_detection(generator.campaigns(), &alerts, spec.pipeline.time_base)?;
+    print_detection(
+        &generator.campaigns(authpulse_generator::Record::Lanl),
+        &alerts,
+        spec.pipeline.time_base,
+    )?;
     outln!(
         "\nresults: {} (alerts), {} (dead letters, if any)",
         spec.outputs.alerts.display(),

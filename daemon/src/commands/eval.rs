@@ -15,7 +15,7 @@ use authpulse_engine::policy::Policy;
 use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::Discard;
 use authpulse_generator::{
-    Campaign, CampaignPlan, Generator, GeneratorConfig, Kind, LANL_COMPUTERS, LANL_USERS,
+    Campaign, CampaignPlan, Generator, GeneratorConfig, Kind, LANL_COMPUTERS, LANL_USERS, Record,
 };
 use clap::Args;
 use serde::Serialize;
@@ -29,9 +29,10 @@ use super::{progress, run};
 ///
 /// By default: the LANL-sized organisation (11,362 users, 22,284 computers)
 /// over 14 days, the first 7 a burn-in with no attacks and no counting;
-/// 66 attacks, 6 of each kind: the six the built-in rules were first written
-/// for (spray, burst, chain, stealth, rare, fan_in) and five more
-/// (multi_day, off_hours, slow_fan_in, outsider, service_pivot); and 14
+/// 84 attacks, 6 of each kind: the six the built-in rules were first written
+/// for (spray, burst, chain, stealth, rare, fan_in) and eight more
+/// (multi_day, off_hours, slow_fan_in, outsider, service_pivot,
+/// password_spray, foothold_fan_out, service_at_desktop); and 14
 /// benign cases, 2 of each kind, which must stay quiet: rollout,
 /// roaming_admin, new_hire and migration_morning after the burn-in, and the
 /// habits help_desk, desktop_support and nightly_scanner, which run from the
@@ -40,8 +41,16 @@ use super::{progress, run};
 /// data. Data streams from the generator into the pipeline: nothing is
 /// written to disk.
 ///
+/// With --record full the data is the full LANL record (where each logon
+/// came from, its logon type and package, failed logons), and the same
+/// logons are evaluated as `time,user,computer` lines too: the report shows
+/// both side by side, so what the richer fields are worth is measured on
+/// the same seed.
+///
 /// With --input and --truth, evaluates a data set and its ground truth
-/// instead (as `authpulse gen --truth` writes them).
+/// instead: a file as `authpulse gen --truth` writes, or LANL's red-team
+/// file (`time,user@domain,source,destination`), whose labelled logons are
+/// grouped per account into campaigns (a day's quiet ends one).
 ///
 /// The default policy was tuned on seeds 1-3; quote results on others
 /// (docs/detection.md uses 11-13).
@@ -57,10 +66,12 @@ pub struct EvalArgs {
     /// Run the rules as sandboxed WASM (default) or natively (built-in rules only).
     #[arg(long, value_enum, default_value_t = Engine::Wasm)]
     pub engine: Engine,
-    /// Evaluate this LANL CSV (or JSON events) file instead of generated data.
+    /// Evaluate this file (any input format `run` reads, e.g. the full LANL
+    /// `auth.txt`) instead of generated data.
     #[arg(long, requires = "truth")]
     pub input: Option<PathBuf>,
-    /// The ground truth of --input (JSON lines, as `gen --truth` writes).
+    /// The ground truth of --input: JSON lines as `gen --truth` writes, or
+    /// LANL's `redteam.txt`.
     #[arg(long, requires = "input")]
     pub truth: Option<PathBuf>,
     /// Date that LANL time 0 maps to (YYYY-MM-DD or RFC 3339).
@@ -92,7 +103,7 @@ pub struct ScenarioArgs {
     #[arg(long, default_value_t = 7)]
     pub burn_in_days: u32,
     /// Attacks to hide, cycling through the attack kinds (of --kinds).
-    #[arg(long, default_value_t = 66)]
+    #[arg(long, default_value_t = 84)]
     pub campaigns: u32,
     /// Benign hard cases to hide, cycling through the benign kinds.
     #[arg(long, default_value_t = 14)]
@@ -102,6 +113,10 @@ pub struct ScenarioArgs {
     pub kinds: Vec<Kind>,
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// The record generated: `lanl` (`time,user,computer`) or `full` (the
+    /// nine-field LANL 2015 record, failed logons included).
+    #[arg(long, default_value_t = Record::Lanl)]
+    pub record: Record,
 }
 
 impl ScenarioArgs {
@@ -128,6 +143,8 @@ impl ScenarioArgs {
 /// What `eval` measured.
 #[derive(Serialize)]
 pub struct Report {
+    /// The record scored: `lanl` or `full`.
+    pub record: String,
     pub users: u32,
     pub computers: u32,
     pub days: u32,
@@ -149,21 +166,98 @@ pub struct Report {
     pub publications: u64,
 }
 
+/// A full record's evaluation beside the same logons as `time,user,computer`.
+#[derive(Serialize)]
+struct SideBySide {
+    lanl: Report,
+    full: Report,
+}
+
 pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     args.scenario.validate()?;
     let (policy, _) = run::resolve_policy(args.policy.as_deref())?;
-    let report = evaluate(&args, &policy)?;
+    let compare = args.scenario.record == Record::Full && args.input.is_none();
+    let json = if compare {
+        let mut lanl_args = args.clone();
+        lanl_args.scenario.record = Record::Lanl;
+        let both = SideBySide {
+            lanl: evaluate(&lanl_args, &policy)?,
+            full: evaluate(&args, &policy)?,
+        };
+        let json = serde_json::to_string_pretty(&both)?;
+        if !args.json {
+            let mut out = super::stdout();
+            print_report(&mut out, &both.lanl)?;
+            writeln!(out)?;
+            print_report(&mut out, &both.full)?;
+            writeln!(out)?;
+            print_side_by_side(&mut out, &both.lanl, &both.full)?;
+        }
+        json
+    } else {
+        let report = evaluate(&args, &policy)?;
+        if !args.json {
+            print_report(&mut super::stdout(), &report)?;
+        }
+        serde_json::to_string_pretty(&report)?
+    };
     if let Some(path) = &args.report {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+        std::fs::write(path, json.clone() + "\n")
             .with_context(|| format!("write {}", path.display()))?;
     }
-    let mut out = super::stdout();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        print_report(&mut out, &report)?;
+        writeln!(super::stdout(), "{json}")?;
     }
     Ok(())
+}
+
+/// Recall per kind, false alerts and precision of the two records.
+fn print_side_by_side(out: &mut impl Write, lanl: &Report, full: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "the same logons, as time,user,computer and as the full record:\n"
+    )?;
+    writeln!(
+        out,
+        "| kind | campaigns | time,user,computer | full record |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    for (a, b) in lanl.scorecard.kinds.iter().zip(&full.scorecard.kinds) {
+        writeln!(
+            out,
+            "| {} | {} | {}/{} | {}/{} |",
+            a.kind, a.campaigns, a.detected, a.campaigns, b.detected, b.campaigns
+        )?;
+    }
+    let (a, b) = (&lanl.scorecard.authpulse, &full.scorecard.authpulse);
+    writeln!(
+        out,
+        "| **all attacks** | {} | {}/{} ({:.0}%) | {}/{} ({:.0}%) |",
+        a.campaigns,
+        a.detected,
+        a.campaigns,
+        a.recall * 100.0,
+        b.detected,
+        b.campaigns,
+        b.recall * 100.0
+    )?;
+    writeln!(
+        out,
+        "| false alerts / day | | {:.2} | {:.2} |",
+        a.false_alerts_per_day, b.false_alerts_per_day
+    )?;
+    writeln!(
+        out,
+        "| precision | | {:.2} | {:.2} |",
+        a.precision, b.precision
+    )?;
+    let benign = |r: &Report| -> u32 { r.scorecard.benign.iter().map(|b| b.alerted).sum() };
+    writeln!(
+        out,
+        "| benign cases alerted | | {} | {} |",
+        benign(lanl),
+        benign(full)
+    )
 }
 
 /// Runs the evaluation `args` describe with `policy` (not `args.policy`).
@@ -201,17 +295,18 @@ pub fn evaluate(args: &EvalArgs, policy: &Policy) -> anyhow::Result<Report> {
                 network: scenario.network.network(),
             };
             eprintln!(
-                "generating {} days for {} users and {} computers (seed {}) and scoring as it comes ...",
-                scenario.days, scenario.users, computers, args.seed
+                "generating {} days for {} users and {} computers (seed {}, {} record) and scoring as it comes ...",
+                scenario.days, scenario.users, computers, args.seed, scenario.record
             );
             let generator = Generator::new(config);
-            let campaigns = generator.campaigns().to_vec();
+            let record = scenario.record;
+            let campaigns = generator.campaigns(record);
             // The generator writes into a pipe on its own thread while the
             // pipeline reads the other end: both cores work, nothing lands on disk.
             let (reader, mut writer) = std::io::pipe().context("create a pipe")?;
             let producer = std::thread::spawn(move || -> std::io::Result<()> {
                 let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut writer);
-                generator.write(&mut buffered, |_| {})?;
+                generator.write_as(&mut buffered, record, |_| {})?;
                 buffered.flush()
             });
             let mut lines = LineReader::new(
@@ -237,6 +332,7 @@ pub fn evaluate(args: &EvalArgs, policy: &Policy) -> anyhow::Result<Report> {
         scenario.burn_in_days,
     );
     Ok(Report {
+        record: scenario.record.to_string(),
         users: scenario.users,
         computers,
         days,
@@ -305,16 +401,32 @@ fn score_stream<R: std::io::Read>(
     ))
 }
 
+/// The campaigns of a truth file: JSON lines as `gen --truth` writes, or
+/// LANL's red-team file.
 fn read_truth(path: &std::path::Path) -> anyhow::Result<Vec<Campaign>> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    std::io::BufReader::new(file)
+    let lines: Vec<(usize, String)> = std::io::BufReader::new(file)
         .lines()
         .enumerate()
-        .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
-        .map(|(i, line)| {
-            let line = line?;
-            serde_json::from_str(&line)
-                .with_context(|| format!("{} line {}: not a campaign", path.display(), i + 1))
+        .map(|(i, line)| line.map(|l| (i + 1, l)))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("read {}", path.display()))?;
+    let lines: Vec<(usize, String)> = lines
+        .into_iter()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    if lines
+        .first()
+        .is_some_and(|(_, l)| !l.trim_start().starts_with('{'))
+    {
+        return authpulse::redteam::campaigns(&lines)
+            .with_context(|| format!("{}: not a red-team file", path.display()));
+    }
+    lines
+        .iter()
+        .map(|(n, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{} line {n}: not a campaign", path.display()))
         })
         .collect()
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use authpulse_generator::{
     CampaignPlan, Generator, GeneratorConfig, Kind, LANL_COMPUTERS, LANL_USERS, ModelReport,
-    Network,
+    Network, Record,
 };
 use clap::Args;
 
@@ -21,8 +21,14 @@ use super::progress;
 /// duplicates) follow the 2014 LANL set; see docs/generator.md. The same seed
 /// and sizes always give the same bytes.
 ///
+/// With --record full, the same logons are written as the nine-field LANL
+/// 2015 record (`time,src_user@domain,dst_user@domain,src_computer,
+/// dst_computer,auth_type,logon_type,orientation,success|fail`): where each
+/// logon came from, its logon type and package, and the failed ones too.
+///
 /// --campaigns hides labelled attacks (spray, burst, chain, stealth, rare,
-/// fan_in, multi_day, off_hours, slow_fan_in, outsider, service_pivot) and
+/// fan_in, multi_day, off_hours, slow_fan_in, outsider, service_pivot,
+/// password_spray, foothold_fan_out, service_at_desktop) and
 /// --benign hard benign cases (rollout, roaming_admin, new_hire, help_desk,
 /// desktop_support, nightly_scanner, migration_morning) in the data; --truth writes what and where they are (one JSON line each),
 /// which `authpulse eval` and the demo match the alerts against.
@@ -31,6 +37,10 @@ pub struct GenArgs {
     /// Where to write (`-` for stdout).
     #[arg(short, long, default_value = "-")]
     pub output: PathBuf,
+    /// The record to write: `lanl` (`time,user,computer`, successful logons)
+    /// or `full` (the nine-field LANL 2015 record, failures included).
+    #[arg(long, default_value_t = Record::Lanl)]
+    pub record: Record,
     /// Total lines. Default: the real set's 2.59M/day, scaled to --users.
     #[arg(long)]
     pub events: Option<u64>,
@@ -185,15 +195,15 @@ pub fn generate(
         Box::new(BufWriter::with_capacity(1 << 20, file))
     };
     let stats = generator
-        .write(&mut out, |lines| bar.set_position(lines))
+        .write_as(&mut out, args.record, |lines| bar.set_position(lines))
         .context("write generated data")?;
     bar.finish_and_clear();
     if let Some(path) = &args.truth {
         let mut truth = BufWriter::new(
             File::create(path).with_context(|| format!("create {}", path.display()))?,
         );
-        for campaign in generator.campaigns() {
-            serde_json::to_writer(&mut truth, campaign)?;
+        for campaign in generator.campaigns(args.record) {
+            serde_json::to_writer(&mut truth, &campaign)?;
             truth.write_all(b"\n")?;
         }
         truth.flush()?;
@@ -202,7 +212,8 @@ pub fn generate(
         lines = stats.lines,
         duplicates = stats.duplicates,
         first_uses = stats.first_uses,
-        campaigns = generator.campaigns().len(),
+        failures = stats.failures,
+        campaigns = generator.campaigns(args.record).len(),
         users = config.users,
         computers = config.computers,
         "generated"

@@ -5,6 +5,10 @@
 //! source, a logon type or an outcome touch it: a LANL `time,user,computer`
 //! stream leaves it empty and costs one branch per event.
 //!
+//! Each account's sources ([`Origins`]: which computers it logs on from, and
+//! how often) and the accounts each source serves are kept apart, encoded
+//! after the rest in a snapshot (format 6 on).
+//!
 //! Short windows are this clock hour and the one before ([`TwoHours`]):
 //! between one and two hours, exact, and a few bytes per entity. Distinct
 //! counts (accounts a source failed on, sources failing on an account,
@@ -115,6 +119,116 @@ pub(crate) struct Logons {
     failed_on: FxHashMap<u64, u32>,
     /// `(source << 32) | destination` -> the last clock hour it was reached.
     reached: FxHashMap<u64, u32>,
+    /// Where accounts log on from (snapshot format 6 encodes it apart).
+    #[serde(skip)]
+    pub(crate) origins: Origins,
+}
+
+/// Which computers each account logs on from, and which accounts each
+/// source computer serves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Origins {
+    accounts: FxHashMap<NameId, Sourced>,
+    /// `(account << 32) | source` -> the account's logons from it.
+    from: FxHashMap<u64, u32>,
+    /// Per source: distinct accounts that logged on from it.
+    served: FxHashMap<NameId, TwoHours>,
+    /// `(source << 32) | account` -> the last clock hour the account logged
+    /// on from it.
+    served_last: FxHashMap<u64, u32>,
+}
+
+/// An account's logons that named a source, and how many sources.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Sourced {
+    logons: u32,
+    sources: u32,
+}
+
+impl Origins {
+    /// Adds what the account's sources say to `f`; a successful logon from
+    /// `source` is learned.
+    #[inline]
+    fn observe(&mut self, hour: u32, user: NameId, source: NameId, failed: bool, f: &mut Features) {
+        let account = self.accounts.entry(user).or_default();
+        f.user_sourced_logins_before = account.logons;
+        f.user_sources_before = account.sources;
+        let served = self.served.entry(source).or_default();
+        if failed {
+            f.user_logins_from_source_before =
+                self.from.get(&pair(user, source)).copied().unwrap_or(0);
+            served.roll(hour);
+        } else {
+            let logons = self.from.entry(pair(user, source)).or_insert(0);
+            f.user_logins_from_source_before = *logons;
+            if *logons == 0 {
+                account.sources += 1;
+            }
+            *logons = logons.saturating_add(1);
+            account.logons = account.logons.saturating_add(1);
+            let last = self.served_last.insert(pair(source, user), hour);
+            served.add_distinct(hour, last);
+        }
+        f.source_users_2h = served.total();
+    }
+
+    fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let table = |capacity: usize, entry: usize| super::hash_table_bytes(capacity, entry);
+        table(self.accounts.capacity(), size_of::<(NameId, Sourced)>())
+            + table(self.from.capacity(), size_of::<(u64, u32)>())
+            + table(self.served.capacity(), size_of::<(NameId, TwoHours)>())
+            + table(self.served_last.capacity(), size_of::<(u64, u32)>())
+    }
+
+    fn clear_users(&mut self, cleared: &impl Fn(NameId) -> bool) {
+        self.accounts.retain(|&u, _| !cleared(u));
+        self.from.retain(|&key, _| !cleared((key >> 32) as NameId));
+        self.served_last
+            .retain(|&key, _| !cleared((key & 0xffff_ffff) as NameId));
+    }
+
+    /// [`Logons::take_users`] for the origins: the moved accounts' sources
+    /// come along; `taken` are the sources only `from` had seen.
+    fn take_users(
+        &mut self,
+        from: &mut Origins,
+        renamed: &FxHashMap<NameId, NameId>,
+        computers: &[NameId],
+        taken: &rustc_hash::FxHashSet<NameId>,
+    ) {
+        let computer = |c: u64| u64::from(computers[c as usize]);
+        for (&source, &target) in renamed {
+            if let Some(sourced) = from.accounts.remove(&source) {
+                self.accounts.insert(target, sourced);
+            }
+        }
+        for (key, logons) in std::mem::take(&mut from.from) {
+            match renamed.get(&((key >> 32) as NameId)) {
+                Some(&user) => {
+                    self.from.insert(
+                        (u64::from(user) << 32) | computer(key & 0xffff_ffff),
+                        logons,
+                    );
+                }
+                None => {
+                    from.from.insert(key, logons);
+                }
+            }
+        }
+        for &source in taken {
+            if let Some(window) = from.served.remove(&source) {
+                self.served.insert(computers[source as usize], window);
+            }
+        }
+        for (key, hour) in &from.served_last {
+            let (source, user) = ((key >> 32) as NameId, (key & 0xffff_ffff) as NameId);
+            if let (true, Some(&user)) = (taken.contains(&source), renamed.get(&user)) {
+                self.served_last
+                    .insert((computer(u64::from(source)) << 32) | u64::from(user), *hour);
+            }
+        }
+    }
 }
 
 fn pair(a: NameId, b: NameId) -> u64 {
@@ -183,6 +297,7 @@ impl Logons {
         let Some(source_id) = detail.source_computer else {
             return;
         };
+        self.origins.observe(hour, user, source_id, failed, f);
         let source = self.sources.entry(source_id).or_insert_with(|| Source {
             first_seen: time,
             ..Source::default()
@@ -248,6 +363,7 @@ impl Logons {
             + table(self.failed_from.capacity(), size_of::<(u64, u32)>())
             + table(self.failed_on.capacity(), size_of::<(u64, u32)>())
             + table(self.reached.capacity(), size_of::<(u64, u32)>())
+            + self.origins.heap_bytes()
     }
 
     /// Forgets the account-side state of the users `cleared` says (their
@@ -257,6 +373,7 @@ impl Logons {
         self.failures.retain(|&u, _| !cleared(u));
         self.failed_on
             .retain(|&key, _| !cleared((key >> 32) as NameId));
+        self.origins.clear_users(&cleared);
     }
 
     /// Takes the account-side state of `users` (`(id in from, id here)`)
@@ -312,6 +429,8 @@ impl Logons {
                     .insert((computer(u64::from(source)) << 32) | u64::from(user), *hour);
             }
         }
+        self.origins
+            .take_users(&mut from.origins, &renamed, computers, &taken);
     }
 }
 
@@ -425,6 +544,51 @@ mod tests {
             (f.source_new_destinations_2h, f.source_destinations_2h),
             (8, 9)
         );
+    }
+
+    #[test]
+    fn where_accounts_log_on_from() {
+        let mut logons = Logons::default();
+        let mut f = Features::default();
+        let t = 200 * HOUR;
+        for i in 0..20 {
+            f = Features::default();
+            logons.observe(
+                t + i,
+                4,
+                30 + i as NameId,
+                &logon(2, LogonType::NETWORK),
+                &mut f,
+            );
+        }
+        assert_eq!(
+            (f.user_sourced_logins_before, f.user_sources_before),
+            (19, 1)
+        );
+        assert_eq!(f.user_logins_from_source_before, 19);
+        // A computer it never came from; a failure from there teaches nothing.
+        f = Features::default();
+        logons.observe(t + 30, 4, 77, &failure(9), &mut f);
+        assert_eq!(f.user_logins_from_source_before, 0);
+        logons.observe(t + 31, 4, 77, &logon(9, LogonType::NETWORK), &mut f);
+        assert_eq!(
+            (f.user_logins_from_source_before, f.user_sources_before),
+            (0, 1)
+        );
+        logons.observe(t + 32, 4, 78, &logon(9, LogonType::NETWORK), &mut f);
+        assert_eq!(
+            (f.user_logins_from_source_before, f.user_sources_before),
+            (1, 2)
+        );
+        assert_eq!(f.user_sourced_logins_before, 21);
+        // Source 2 served one account; others join it.
+        for user in 5..8 {
+            logons.observe(t + 40, user, 50, &logon(2, LogonType::NETWORK), &mut f);
+        }
+        assert_eq!(f.source_users_2h, 4);
+        logons.observe(t + 41, 9, 50, &failure(2), &mut f);
+        assert_eq!(f.source_users_2h, 4, "a failure serves nobody");
+        assert_eq!(f.source_failed_users_2h, 1);
     }
 
     #[test]

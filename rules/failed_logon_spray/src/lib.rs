@@ -7,7 +7,11 @@
 //! A person mistyping a password fails on one account, however often; a
 //! shared machine fails on a few. Many distinct accounts failing from one
 //! source is what a spray looks like, and failures for accounts that do not
-//! exist (`FAILURE_NO_SUCH_USER`) say the names are being guessed. Only
+//! exist (`FAILURE_NO_SUCH_USER`) say the names are being guessed. A
+//! computer many people log on through (a terminal server, a VPN or mail
+//! gateway) sees many accounts mistype a password every hour: failures are
+//! weighed against the accounts the source served in the same hours, and
+//! fire only when they are `min_failed_share` of them or more. Only
 //! records that say the outcome and the source (OCSF, ECS, the full LANL
 //! record) can show it.
 
@@ -19,6 +23,7 @@ use authpulse_rules_sdk::{
 
 pub struct FailedLogonSpray {
     min_accounts: u32,
+    min_failed_share: f32,
     score: f32,
 }
 
@@ -36,6 +41,13 @@ const MIN_ACCOUNTS: ParamSpec = ParamSpec::new(
 )
 .range(2.0, 1e6);
 
+const MIN_FAILED_SHARE: ParamSpec = ParamSpec::new(
+    "min_failed_share",
+    ParamKind::Ratio,
+    0.3,
+    "Fire only when the failing accounts are at least this share of the accounts seen from the source",
+);
+
 const SCORE: ParamSpec = ParamSpec::score(
     60.0,
     "Risk contribution at the threshold; more accounts add up to 100",
@@ -44,13 +56,13 @@ const SCORE: ParamSpec = ParamSpec::score(
 impl Rule for FailedLogonSpray {
     const METADATA: Metadata = Metadata {
         name: "failed_logon_spray",
-        version: "1.0.0",
+        version: "1.1.0",
         description: "Logons from one computer failing on many different accounts",
         severity: Severity::High,
         mitre: &["T1110.003", "T1110.001"],
         entity: Entity::Source,
         events: Events::Detailed,
-        params: &[MIN_ACCOUNTS, SCORE],
+        params: &[MIN_ACCOUNTS, MIN_FAILED_SHARE, SCORE],
         reasons: &[
             "logons from this computer failed on many different accounts",
             "logons from this computer failed on many accounts, some that do not exist",
@@ -60,6 +72,7 @@ impl Rule for FailedLogonSpray {
     fn new(p: &Params) -> Self {
         FailedLogonSpray {
             min_accounts: p.value(&MIN_ACCOUNTS) as u32,
+            min_failed_share: p.value(&MIN_FAILED_SHARE) as f32,
             score: p.value(&SCORE) as f32,
         }
     }
@@ -71,6 +84,10 @@ impl Rule for FailedLogonSpray {
         }
         let accounts = f.source_failed_users_2h;
         if accounts < self.min_accounts {
+            return None;
+        }
+        let seen = accounts + f.source_users_2h;
+        if (accounts as f32) < self.min_failed_share * seen as f32 {
             return None;
         }
         let doublings = log2(f64::from(accounts) / f64::from(self.min_accounts)) as f32;
@@ -119,6 +136,23 @@ mod tests {
                 .score,
             100.0
         );
+    }
+
+    #[test]
+    fn a_gateway_many_log_on_through_is_no_spray() {
+        let rule = RuleHarness::<FailedLogonSpray>::with_defaults();
+        // 300 accounts through one gateway this hour, 9 of them mistyping.
+        let gateway = Features {
+            source_users_2h: 300,
+            ..failure(9, FAILURE_BAD_PASSWORD)
+        };
+        assert_eq!(rule.evaluate(&gateway), None);
+        // 40 accounts failing where two got in is a spray.
+        let spray = Features {
+            source_users_2h: 2,
+            ..failure(40, FAILURE_BAD_PASSWORD)
+        };
+        assert!(rule.evaluate(&spray).is_some());
     }
 
     #[test]

@@ -13,13 +13,18 @@
 //! rolled out: no evidence at all. A computer that the accounts this user
 //! shares computers with already use (their peers: their team) counts
 //! `peer_weight`: that is where a colleague goes next.
+//! Where a richer record names the computer the logon came from, that adds
+//! `source_weight` times its own evidence (`Features::source_evidence`): a
+//! new computer reached from the workstation the user always works at is
+//! their routine, one reached from a computer the account never came from
+//! is how an intruder's foothold shows.
 //! Alone it never alerts; two or three within hours, on a user who rarely
 //! gets one, add up on the user (entity risk). Quiet during burn-in.
 
 use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
-    export_rule,
+    DEFAULT_INTRUDER_USUAL_SOURCE, Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec,
+    Params, Rule, Severity, export_rule,
 };
 
 pub struct NewDevice {
@@ -28,6 +33,8 @@ pub struct NewDevice {
     shared_users: u32,
     shared_weight: f32,
     peer_weight: f32,
+    intruder_usual_source: f32,
+    source_weight: f32,
 }
 
 pub const REASON_UNUSUAL: u32 = 0;
@@ -65,10 +72,25 @@ const PEER_WEIGHT: ParamSpec = ParamSpec::new(
     "Share of the evidence a computer the user's peers use counts",
 );
 
+const INTRUDER_USUAL_SOURCE: ParamSpec = ParamSpec::new(
+    "intruder_usual_source",
+    ParamKind::Ratio,
+    DEFAULT_INTRUDER_USUAL_SOURCE as f64,
+    "Share of intrusions that work from the account's usual computers",
+);
+
+const SOURCE_WEIGHT: ParamSpec = ParamSpec::new(
+    "source_weight",
+    ParamKind::Factor,
+    1.0,
+    "How much the evidence of where the logon came from counts (0: not at all)",
+)
+.range(0.0, 4.0);
+
 impl Rule for NewDevice {
     const METADATA: Metadata = Metadata {
         name: "new_device",
-        version: "3.0.0",
+        version: "3.1.0",
         description: "User logs on to a computer they never used, weighed by how rare that is for them",
         severity: Severity::Low,
         mitre: &["T1078", "T1021"],
@@ -80,6 +102,8 @@ impl Rule for NewDevice {
             SHARED_USERS,
             SHARED_WEIGHT,
             PEER_WEIGHT,
+            INTRUDER_USUAL_SOURCE,
+            SOURCE_WEIGHT,
         ],
         reasons: &[
             "first logon to this computer, and new computers are unusual for this user",
@@ -95,6 +119,8 @@ impl Rule for NewDevice {
             shared_users: p.value(&SHARED_USERS) as u32,
             shared_weight: p.value(&SHARED_WEIGHT) as f32,
             peer_weight: p.value(&PEER_WEIGHT) as f32,
+            intruder_usual_source: p.value(&INTRUDER_USUAL_SOURCE) as f32,
+            source_weight: p.value(&SOURCE_WEIGHT) as f32,
         }
     }
 
@@ -116,6 +142,7 @@ impl Rule for NewDevice {
         } else if among_peers {
             decades *= self.peer_weight;
         }
+        decades += self.source_weight * f.source_evidence(self.intruder_usual_source);
         let reason = if shared {
             REASON_SHARED
         } else if among_peers {
@@ -181,6 +208,45 @@ mod tests {
             ..new_device(32, 20, 3, 39)
         };
         assert_eq!(rule.evaluate(&rollout), None);
+    }
+
+    #[test]
+    fn the_source_weighs_in() {
+        let rule = RuleHarness::<NewDevice>::with_defaults();
+        let plain = evidence_of_score(rule.evaluate(&new_device(32, 20, 3, 2)).unwrap().score);
+        // 300 logons, all from one workstation (id 41).
+        let sourced = |from_here: u32, sources: u32| Features {
+            computer: 7,
+            source_computer: 42,
+            user_sourced_logins_before: 300,
+            user_sources_before: sources,
+            user_logins_from_source_before: from_here,
+            ..new_device(32, 20, 3, 2)
+        };
+        let routine = evidence_of_score(rule.evaluate(&sourced(300, 1)).unwrap().score);
+        let foothold = evidence_of_score(rule.evaluate(&sourced(0, 1)).unwrap().score);
+        // log10(0.3) and log10(0.7 * 302 / 2): -0.52 and +2.02 decades.
+        assert!(
+            (routine - (plain - 0.52)).abs() < 0.02,
+            "{routine} vs {plain}"
+        );
+        assert!(
+            (foothold - (plain + 2.02)).abs() < 0.02,
+            "{foothold} vs {plain}"
+        );
+        // An account that comes from somewhere new every other logon.
+        let roamer = evidence_of_score(rule.evaluate(&sourced(0, 150)).unwrap().score);
+        assert!(roamer - plain < 0.2, "{roamer} vs {plain}");
+        // A logon at the console names the computer itself: no evidence.
+        let console = Features {
+            source_computer: 8,
+            ..sourced(0, 1)
+        };
+        let at_console = evidence_of_score(rule.evaluate(&console).unwrap().score);
+        assert!((at_console - plain).abs() < 1e-3);
+        let ignored = RuleHarness::<NewDevice>::with_defaults().with("source_weight", 0.0);
+        let blind = evidence_of_score(ignored.evaluate(&sourced(0, 1)).unwrap().score);
+        assert!((blind - plain).abs() < 1e-3);
     }
 
     #[test]

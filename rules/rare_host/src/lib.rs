@@ -8,12 +8,16 @@
 //! computers add nothing. The evidence is weighed by how unusual rarity is
 //! for this user: a help-desk account whose history is mostly other
 //! people's workstations gets none from one more. Computers in their first day are left alone: with
-//! no history their rarity means nothing yet.
+//! no history their rarity means nothing yet. Where the record names the
+//! computer the logon came from, what `new_device` finds includes where it
+//! came from (`Features::source_evidence`), weighed by `source_weight`: a
+//! rarely used computer reached from the user's own desk is less telling
+//! than one reached from a computer the account never came from.
 
 use authpulse_rules_sdk::stats::{log10, score_of_evidence};
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
-    export_rule,
+    DEFAULT_INTRUDER_USUAL_SOURCE, Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec,
+    Params, Rule, Severity, export_rule,
 };
 
 pub struct RareHost {
@@ -21,6 +25,7 @@ pub struct RareHost {
     burn_in_s: u32,
     attack_per_day: f32,
     extra: f32,
+    source_weight: f32,
 }
 
 pub const REASON_RARE_HOST: u32 = 0;
@@ -54,16 +59,30 @@ const EXTRA: ParamSpec = ParamSpec::new(
 )
 .range(0.0, 10.0);
 
+const SOURCE_WEIGHT: ParamSpec = ParamSpec::new(
+    "source_weight",
+    ParamKind::Factor,
+    1.0,
+    "How much the evidence of where the logon came from counts (0: not at all)",
+)
+.range(0.0, 4.0);
+
 impl Rule for RareHost {
     const METADATA: Metadata = Metadata {
         name: "rare_host",
-        version: "3.0.0",
+        version: "3.1.0",
         description: "First logon to a computer very few users have ever used",
         severity: Severity::Low,
         mitre: &["T1021"],
         entity: Entity::User,
         events: Events::NewDevices,
-        params: &[MAX_PRIOR_USERS, BURN_IN, ATTACK_PER_DAY, EXTRA],
+        params: &[
+            MAX_PRIOR_USERS,
+            BURN_IN,
+            ATTACK_PER_DAY,
+            EXTRA,
+            SOURCE_WEIGHT,
+        ],
         reasons: &["first logon to a computer few other users have ever used"],
     };
 
@@ -73,6 +92,7 @@ impl Rule for RareHost {
             burn_in_s: p.value(&BURN_IN) as u32,
             attack_per_day: p.value(&ATTACK_PER_DAY) as f32,
             extra: p.value(&EXTRA) as f32,
+            source_weight: p.value(&SOURCE_WEIGHT) as f32,
         }
     }
 
@@ -99,7 +119,9 @@ impl Rule for RareHost {
                 / log10(f64::from(INTRUDER_RARE_SHARE / typical.min(0.49))))
             .clamp(0.0, 1.0) as f32
         };
-        let decades = weight * self.extra * f.new_computer_evidence(self.attack_per_day);
+        let found = f.new_computer_evidence(self.attack_per_day)
+            + self.source_weight * f.source_evidence(DEFAULT_INTRUDER_USUAL_SOURCE);
+        let decades = weight * self.extra * found;
         (decades > 0.0).then(|| Hit::new(score_of_evidence(decades), REASON_RARE_HOST))
     }
 }
@@ -131,6 +153,32 @@ mod tests {
         assert_eq!(hit.reason, REASON_RARE_HOST);
         assert!((17.0..18.0).contains(&hit.score), "{hit:?}");
         assert_eq!(rule.evaluate(&first_visit(3)), Some(hit));
+    }
+
+    #[test]
+    fn the_source_weighs_in() {
+        use authpulse_rules_sdk::stats::evidence_of_score;
+        let rule = RuleHarness::<RareHost>::with_defaults();
+        let plain = evidence_of_score(rule.evaluate(&first_visit(2)).unwrap().score);
+        let from = |logons_from_there: u32| Features {
+            computer: 7,
+            source_computer: 42,
+            user_sourced_logins_before: 300,
+            user_sources_before: 1,
+            user_logins_from_source_before: logons_from_there,
+            ..first_visit(2)
+        };
+        let desk = evidence_of_score(rule.evaluate(&from(300)).unwrap().score);
+        let foothold = evidence_of_score(rule.evaluate(&from(0)).unwrap().score);
+        // 0.8 x (1.6 - 0.52) and 0.8 x (1.6 + 2.02) decades.
+        assert!(
+            (desk - 0.8 * (plain / 0.8 - 0.52)).abs() < 0.02,
+            "{desk} vs {plain}"
+        );
+        assert!(
+            (foothold - 0.8 * (plain / 0.8 + 2.02)).abs() < 0.02,
+            "{foothold}"
+        );
     }
 
     #[test]

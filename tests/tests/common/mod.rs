@@ -53,7 +53,7 @@ pub fn generate_kinds(
     });
     let mut data = Vec::new();
     generator.write(&mut data, |_| {}).unwrap();
-    (data, generator.campaigns().to_vec())
+    (data, generator.campaigns(authpulse_generator::Record::Lanl))
 }
 
 pub struct Outcome {
