@@ -61,7 +61,9 @@ fn leave_one_family_out_keeps_a_floor_and_reuses_its_evaluations() {
         .collect();
     assert_eq!(
         families,
-        ["spread", "volume", "rare", "fan_in", "time", "service"]
+        [
+            "spread", "volume", "rare", "fan_in", "time", "service", "failures"
+        ]
     );
     // Each family as the search that never saw it left it: together, most
     // attacks are still caught, at a bounded noise.

@@ -168,7 +168,7 @@ fn version_3_modules_fire_as_the_current_ones_do() {
     assert_eq!(abi["off_hours_v3"], 3);
     assert_eq!(abi["rare_host_v3"], 3);
 
-    let (data, _) = generate(300, 4, 120_000, 2, 21);
+    let (data, _) = generate(300, 4, 120_000, 2, 23);
     let run = score(&data, &policy, 1000, Engine::Wasm);
     for id in ["off_hours", "rare_host"] {
         let (now, then) = (id.to_string(), format!("shadow:{id}_v3"));

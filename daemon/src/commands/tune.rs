@@ -29,7 +29,7 @@ use super::run;
 /// seeds, which the search never saw.
 ///
 /// With --leave-one-family-out, the search runs again once per attack
-/// family (spread, volume, rare, fan_in, time, service) with that family's
+/// family (spread, volume, rare, fan_in, time, service, failures) with that family's
 /// kinds left out of the objective, and each family is reported as tuned
 /// without it: what detection of an attack nobody described looks like.
 ///
@@ -103,7 +103,9 @@ pub struct Tuned {
 }
 
 /// Attack families, in the order the report lists them.
-const FAMILIES: [&str; 6] = ["spread", "volume", "rare", "fan_in", "time", "service"];
+const FAMILIES: [&str; 7] = [
+    "spread", "volume", "rare", "fan_in", "time", "service", "failures",
+];
 
 pub fn execute(args: TuneArgs) -> anyhow::Result<()> {
     args.scenario.validate()?;

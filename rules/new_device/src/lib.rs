@@ -23,8 +23,8 @@
 
 use authpulse_rules_sdk::stats::score_of_evidence;
 use authpulse_rules_sdk::{
-    DEFAULT_INTRUDER_USUAL_SOURCE, Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec,
-    Params, Rule, Severity, export_rule,
+    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
+    export_rule,
 };
 
 pub struct NewDevice {
@@ -75,7 +75,7 @@ const PEER_WEIGHT: ParamSpec = ParamSpec::new(
 const INTRUDER_USUAL_SOURCE: ParamSpec = ParamSpec::new(
     "intruder_usual_source",
     ParamKind::Ratio,
-    DEFAULT_INTRUDER_USUAL_SOURCE as f64,
+    0.3,
     "Share of intrusions that work from the account's usual computers",
 );
 
