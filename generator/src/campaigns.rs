@@ -900,23 +900,30 @@ impl Planner<'_> {
     fn service_pivot<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
         let span = rng.random_range(20 * MINUTE..=60 * MINUTE);
         let start = self.start(rng, span);
-        let graph = self.graph;
         // Around the clock on a few computers of its own.
+        let user = self.service_account(rng, start)?;
+        let n = rng.random_range(2..=3);
+        let targets = self.new_computers(rng, user, n, start, false, &[])?;
+        Some(visit(rng, user, &targets, start, span, 1..=3))
+    }
+
+    /// A round-the-clock service-like account on a few computers of its own
+    /// (1-8 by a day before `start`, at most 12 ever), seen since the first
+    /// half-day and in no other campaign.
+    fn service_account<R: Rng>(&mut self, rng: &mut R, start: u32) -> Option<u32> {
+        let graph = self.graph;
         let user = (0..20_000).find_map(|_| {
             let u = rng.random_range(0..graph.users);
             let pairs = &graph.pairs[u as usize];
-            let known = self.known(u, start.saturating_sub(DAY)).len();
             (graph.rhythms[u as usize] == model::Rhythm::Steady
                 && !self.taken.contains(&u)
-                && (1..=8).contains(&known)
+                && (1..=8).contains(&self.known(u, start.saturating_sub(DAY)).len())
                 && pairs.computers.len() <= 12
                 && pairs.first_use.first().is_some_and(|&f| f < DAY / 2))
             .then_some(u)
         })?;
         self.taken.insert(user);
-        let n = rng.random_range(2..=3);
-        let targets = self.new_computers(rng, user, n, start, false, &[])?;
-        Some(visit(rng, user, &targets, start, span, 1..=3))
+        Some(user)
     }
 
     /// Every weekday from the first day, an account visits `new_per_day`
@@ -1093,18 +1100,7 @@ impl Planner<'_> {
     fn service_at_desktop<R: Rng>(&mut self, rng: &mut R) -> Option<Vec<(u32, u32, u32)>> {
         let span = rng.random_range(10 * MINUTE..=HOUR);
         let start = self.start(rng, span);
-        let graph = self.graph;
-        let user = (0..20_000).find_map(|_| {
-            let u = rng.random_range(0..graph.users);
-            let pairs = &graph.pairs[u as usize];
-            (graph.rhythms[u as usize] == model::Rhythm::Steady
-                && !self.taken.contains(&u)
-                && (1..=8).contains(&self.known(u, start.saturating_sub(DAY)).len())
-                && pairs.computers.len() <= 12
-                && pairs.first_use.first().is_some_and(|&f| f < DAY / 2))
-            .then_some(u)
-        })?;
-        self.taken.insert(user);
+        let user = self.service_account(rng, start)?;
         let n = rng.random_range(1..=2);
         let targets = self.new_computers(rng, user, n, start, true, &[])?;
         Some(visit(rng, user, &targets, start, span, 1..=3))

@@ -172,6 +172,20 @@ impl ParamSpec {
         }
     }
 
+    /// `source_weight`: how much [`Features::source_evidence`](crate::Features::source_evidence),
+    /// the evidence in where a logon came from, counts in a rule's own
+    /// (0 to 4; 0 ignores it).
+    pub const fn source_weight(default: f64) -> ParamSpec {
+        ParamSpec {
+            name: "source_weight",
+            description: "How much the evidence of where the logon came from counts (0: not at all)",
+            kind: ParamKind::Factor,
+            default,
+            min: 0.0,
+            max: 4.0,
+        }
+    }
+
     /// `attack_per_day`: the pace of new computers an intruder is assumed to
     /// keep, for [`Features::new_computer_evidence`](crate::Features::new_computer_evidence).
     pub const fn attack_per_day(default: f64) -> ParamSpec {

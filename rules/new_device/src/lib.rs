@@ -79,13 +79,7 @@ const INTRUDER_USUAL_SOURCE: ParamSpec = ParamSpec::new(
     "Share of intrusions that work from the account's usual computers",
 );
 
-const SOURCE_WEIGHT: ParamSpec = ParamSpec::new(
-    "source_weight",
-    ParamKind::Factor,
-    1.0,
-    "How much the evidence of where the logon came from counts (0: not at all)",
-)
-.range(0.0, 4.0);
+const SOURCE_WEIGHT: ParamSpec = ParamSpec::source_weight(1.0);
 
 impl Rule for NewDevice {
     const METADATA: Metadata = Metadata {

@@ -59,13 +59,7 @@ const EXTRA: ParamSpec = ParamSpec::new(
 )
 .range(0.0, 10.0);
 
-const SOURCE_WEIGHT: ParamSpec = ParamSpec::new(
-    "source_weight",
-    ParamKind::Factor,
-    1.0,
-    "How much the evidence of where the logon came from counts (0: not at all)",
-)
-.range(0.0, 4.0);
+const SOURCE_WEIGHT: ParamSpec = ParamSpec::source_weight(1.0);
 
 impl Rule for RareHost {
     const METADATA: Metadata = Metadata {
