@@ -109,6 +109,27 @@ fn ocsf_authentication_events_fill_the_tables() {
     assert!(refused[0].2.contains("logoff"), "{}", refused[0].2);
     assert!(refused[1].2.contains("class 3001"), "{}", refused[1].2);
     assert!(refused[2].2.contains("SYSTEM"), "{}", refused[2].2);
+    assert_eq!(
+        source_event_ids(dir.path()),
+        [
+            "0f6b1c9e-6c1e-4b7a-9a55-1e2f3a4b5c6d",
+            "2d1a",
+            "7c3e",
+            "9e9e"
+        ]
+    );
+}
+
+/// `source_event_id` of the raw table's rows, in line order (`-` for none).
+fn source_event_ids(dir: &Path) -> Vec<String> {
+    query(
+        dir,
+        "out",
+        "SELECT source_event_id FROM auth_events_raw ORDER BY source_line",
+    )
+    .iter()
+    .map(|row| row["source_event_id"].as_str().unwrap_or("-").to_string())
+    .collect()
 }
 
 #[test]
@@ -139,6 +160,11 @@ fn ecs_windows_logons_fill_the_tables() {
     assert_eq!(
         (raw[0]["n"].as_u64(), raw[0]["with_outcome"].as_u64()),
         (Some(6), Some(5))
+    );
+    // `event.id` when there is one, else the event log's record number.
+    assert_eq!(
+        source_event_ids(dir.path()),
+        ["88211", "b3c81f0e", "-", "-", "-", "-"]
     );
 }
 

@@ -127,6 +127,10 @@ pub struct Pipeline<'o> {
     clock: EventClock,
     /// What the clock decided, waiting to be admitted.
     decided: Vec<(Arrival, Verdict)>,
+    /// The source's own ids of the records the clock holds, by line and
+    /// event id, until they are recorded as received (only while the raw
+    /// table is written; not in state snapshots).
+    source_ids: rustc_hash::FxHashMap<(u64, crate::event::EventId), Box<str>>,
     orderer: Orderer,
     state: EngineState,
     entities: EntityRisk,
@@ -185,6 +189,7 @@ impl<'o> Pipeline<'o> {
         Ok(Pipeline {
             clock: EventClock::new(clock),
             decided: Vec::new(),
+            source_ids: Default::default(),
             orderer,
             entities: EntityRisk::new(
                 entity_risk.window.as_secs(),

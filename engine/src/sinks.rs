@@ -168,6 +168,9 @@ pub struct Received<'a> {
     pub users: &'a Interner,
     pub computers: &'a Interner,
     pub disposition: Disposition,
+    /// The source's own id of the record (OCSF `metadata.uid`, ECS
+    /// `event.id`), if it had one.
+    pub source_event_id: Option<&'a str>,
 }
 
 impl Received<'_> {

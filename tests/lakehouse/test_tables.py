@@ -353,6 +353,16 @@ def test_richer_records_columns_read_by_pyiceberg_and_duckdb(tmp_path, fixture):
                          warehouse=f"file://{out / 'warehouse'}")
     raw = catalog.load_table("authpulse.auth_events_raw").scan().to_arrow()
     assert sorted(raw.column("outcome").to_pylist(), key=str) == sorted(outcomes, key=str)
+    # The record's own id, where the format has one (OCSF metadata.uid,
+    # ECS event.id or the event log's record number; LANL lines have none).
+    raw_table = catalog.load_table("authpulse.auth_events_raw")
+    assert raw_table.schema().find_field("source_event_id").required is False
+    ids = [i for i in raw.column("source_event_id").to_pylist() if i is not None]
+    expected = {"ocsf-authentication.jsonl": {"0f6b1c9e-6c1e-4b7a-9a55-1e2f3a4b5c6d", "2d1a",
+                                              "7c3e", "9e9e"},
+                "ecs-windows-logons.jsonl": {"88211", "b3c81f0e"},
+                "lanl-auth.txt": set()}[fixture]
+    assert set(ids) == expected
 
     con = duckdb_connection()
     metadata = sorted((out / "warehouse" / "authpulse" / "auth_events_curated" / "metadata")

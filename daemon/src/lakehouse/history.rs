@@ -254,6 +254,7 @@ impl TableHistory {
             event_id,
             ingestion_time: None,
             detail: RecordDetail::default(),
+            source_event_id: None,
         })
     }
 

@@ -2,7 +2,9 @@
 //! deduplication, with what admission made of it (`accepted`, `duplicate`,
 //! `late`) and where it came from. Together with the dead-letter file it
 //! accounts for every input line; with `auth_events_curated` it lets an
-//! investigator reconcile what was received against what was scored.
+//! investigator reconcile what was received against what was scored. A
+//! record's own id in the system that sent it (OCSF `metadata.uid`, ECS
+//! `event.id`) is kept as `source_event_id`, so that a row leads back to it.
 
 use std::sync::Arc;
 
@@ -70,23 +72,33 @@ pub(super) struct RawRow {
     computer: NameId,
     disposition: Disposition,
     detail: Detail,
+    /// Where the record's own id is in the chunk's `source_ids`.
+    source_event_id: Option<(u32, u32)>,
 }
 
 pub struct RawChunk {
     rows: Vec<RawRow>,
     names: NewNames,
+    /// The records' own ids, one after another (rows point into it).
+    source_ids: String,
 }
 
 #[derive(Default)]
 struct RawRows {
     rows: Vec<RawRow>,
     names: NameLog,
+    source_ids: String,
 }
 
 impl RawRows {
     #[inline]
     fn append(&mut self, record: &Received<'_>) {
         self.names.catch_up(record.users, record.computers);
+        let source_event_id = record.source_event_id.map(|id| {
+            let start = self.source_ids.len();
+            self.source_ids.push_str(id);
+            (start as u32, id.len() as u32)
+        });
         self.rows.push(RawRow {
             event_id: record.event_id,
             event_time: record.event.event_time,
@@ -96,6 +108,7 @@ impl RawRows {
             computer: record.event.computer,
             disposition: record.disposition,
             detail: record.event.detail,
+            source_event_id,
         });
     }
 }
@@ -111,6 +124,7 @@ impl RowBuffer for RawRows {
         RawChunk {
             rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
             names: self.names.take(),
+            source_ids: std::mem::take(&mut self.source_ids),
         }
     }
 }
@@ -142,6 +156,11 @@ impl Encoder for RawEncoder {
             Arc::new(strings(rows.iter().map(|r| r.disposition.as_str()))),
         ];
         columns.extend(detail_columns(&self.names, &details));
+        let ids = &chunk.source_ids;
+        columns.push(Arc::new(StringArray::from_iter(rows.iter().map(|r| {
+            r.source_event_id
+                .map(|(start, len)| &ids[start as usize..(start + len) as usize])
+        }))));
         RecordBatch::try_new(Arc::clone(schema), columns)
     }
 }

@@ -96,6 +96,7 @@ const EVENT_LAYOUTS: &[(&str, ColumnLayout)] = &[
     ("source_line", ColumnLayout::Ascending),
     ("src_computer_id", ColumnLayout::Unordered),
     ("src_user_id", ColumnLayout::Unordered),
+    ("source_event_id", ColumnLayout::RandomId),
 ];
 
 /// Every table, in creation order.
@@ -216,7 +217,7 @@ fn detail_fields(first: i32) -> impl Iterator<Item = Arc<NestedField>> {
         .map(|(id, name)| optional(id, name, PrimitiveType::String))
 }
 
-/// Schema of `auth_events_raw`. Fields 9-14 came with richer records; a
+/// Schema of `auth_events_raw`. Fields 9-15 came with richer records; a
 /// table made before them gets them on open (with fresh ids).
 pub fn raw_schema() -> Schema {
     use PrimitiveType::{Long, String, Timestamptz};
@@ -234,6 +235,7 @@ pub fn raw_schema() -> Schema {
         ]
         .into_iter()
         .chain(detail_fields(9))
+        .chain([optional(15, "source_event_id", String)])
         .collect(),
     )
 }

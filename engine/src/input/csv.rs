@@ -34,6 +34,7 @@ pub fn parse_csv(line: &[u8], base: TimeBase) -> Result<Record<'_>, Reject> {
         event_id: None,
         ingestion_time: None,
         detail: RecordDetail::default(),
+        source_event_id: None,
     })
 }
 

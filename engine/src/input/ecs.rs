@@ -15,7 +15,8 @@
 //! `winlog.logon.type` (Winlogbeat's words) or `LogonType` (the number);
 //! the package `AuthenticationPackageName` (4624/4625), Kerberos (4768,
 //! 4769) or NTLM (4776); the reason of a failure `SubStatus`, else
-//! `Status`. Other event codes, events without an account or computer, and
+//! `Status`; the record's own id `event.id`, else `winlog.record_id`.
+//! Other event codes, events without an account or computer, and
 //! the operating system's own logons (`SYSTEM`, `LOCAL SERVICE`, `DWM-1`,
 //! ...) are refused as unmapped. Field by field in `docs/formats.md`.
 
@@ -48,6 +49,8 @@ struct Event<'a> {
     #[serde(borrow, default)]
     code: Option<NumberOrText<'a>>,
     #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
     outcome: Option<Cow<'a, str>>,
 }
 
@@ -79,6 +82,8 @@ struct Source<'a> {
 struct Winlog<'a> {
     #[serde(borrow, default)]
     event_data: Option<EventData<'a>>,
+    #[serde(borrow, default)]
+    record_id: Option<NumberOrText<'a>>,
     #[serde(borrow, default)]
     logon: Option<Logon<'a>>,
 }
@@ -238,6 +243,13 @@ pub fn parse_ecs<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<
         Some(kind) => kind.logon_type()?,
         None => LogonType::UNKNOWN,
     };
+    // The record's own id: `event.id`, else the event log's record number.
+    let source_event_id = doc.event.id.filter(|id| !id.is_empty()).or_else(|| {
+        match doc.winlog.and_then(|w| w.record_id)? {
+            NumberOrText::Number(n) => Some(Cow::Owned(n.to_string())),
+            NumberOrText::Text(text) => Some(text).filter(|t| !t.is_empty()),
+        }
+    });
     Mapped {
         event_time,
         names: [
@@ -245,6 +257,7 @@ pub fn parse_ecs<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record<
             ("host.name", Some(computer)),
             ("source", source_computer),
             ("SubjectUserName", source_user),
+            ("event.id", source_event_id),
         ],
         logon_type,
         auth_package,

@@ -159,6 +159,7 @@ pub fn parse_json<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record
         event_id,
         ingestion_time,
         detail,
+        source_event_id: None,
     })
 }
 
@@ -178,9 +179,9 @@ pub(super) fn from_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, Rej
 /// fields they came from (for a refusal's reason).
 pub(super) struct Mapped<'a> {
     pub event_time: i64,
-    /// `(field, name)` of the account, the computer, the source computer
-    /// and the source account.
-    pub names: [(&'static str, Option<Cow<'a, str>>); 4],
+    /// `(field, name)` of the account, the computer, the source computer,
+    /// the source account and the source's own id of the record.
+    pub names: [(&'static str, Option<Cow<'a, str>>); 5],
     pub logon_type: LogonType,
     pub auth_package: AuthPackage,
     pub outcome: Outcome,
@@ -196,8 +197,13 @@ impl<'a> Mapped<'a> {
                 check_name(field, name.as_bytes())?;
             }
         }
-        let [user, computer, source_computer, source_user] =
-            lend(self.names.map(|(_, name)| name), scratch);
+        let [
+            user,
+            computer,
+            source_computer,
+            source_user,
+            source_event_id,
+        ] = lend(self.names.map(|(_, name)| name), scratch);
         let (Some(user), Some(computer)) = (user, computer) else {
             return Err(Reject::Unmapped("no account or no computer".into()));
         };
@@ -215,6 +221,7 @@ impl<'a> Mapped<'a> {
                 outcome: self.outcome,
                 failure_reason: self.failure_reason,
             },
+            source_event_id,
         })
     }
 }

@@ -82,6 +82,7 @@ pub fn parse_lanl_auth(line: &[u8], base: TimeBase) -> Result<Record<'_>, Reject
         event_id: None,
         ingestion_time: None,
         detail,
+        source_event_id: None,
     })
 }
 

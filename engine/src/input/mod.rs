@@ -237,6 +237,10 @@ pub struct Record<'a> {
     pub ingestion_time: Option<i64>,
     /// What a richer record adds (nothing, for a LANL line).
     pub detail: RecordDetail<'a>,
+    /// The source's own id of the record (OCSF `metadata.uid`, ECS
+    /// `event.id`), if it has one: kept in `auth_events_raw` so that a row
+    /// leads back to the record in the system that sent it.
+    pub source_event_id: Option<&'a [u8]>,
 }
 
 /// Longest user or computer name accepted.

@@ -9,7 +9,8 @@
 //!   `src_endpoint.hostname`, else `.name`, else `.ip`;
 //! - `time` (milliseconds since the epoch) is the event time;
 //! - `logon_type_id`, `auth_protocol_id` (or `auth_protocol`), `status_id`
-//!   and `status_code` (an NTSTATUS code) or `status_detail` fill the rest.
+//!   and `status_code` (an NTSTATUS code) or `status_detail` fill the rest;
+//! - `metadata.uid` is the record's own id (`source_event_id`).
 //!
 //! Refused as unmapped: another class, a logoff (`activity_id` 2), no
 //! account or no computer, and logons of the operating system's own
@@ -55,6 +56,14 @@ struct Authentication<'a> {
     status_code: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     status_detail: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: Option<Metadata<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow, default)]
+    uid: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +171,10 @@ pub fn parse_ocsf<'a>(line: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<Record
             ("dst_endpoint", Some(computer)),
             ("src_endpoint", source_computer),
             ("actor.user.name", source_user),
+            (
+                "metadata.uid",
+                event.metadata.and_then(|m| m.uid).filter(|u| !u.is_empty()),
+            ),
         ],
         logon_type: event
             .logon_type_id
@@ -200,6 +213,7 @@ mod tests {
         assert_eq!(r.detail.auth_package, AuthPackage::Ntlm);
         assert_eq!(r.detail.outcome, Outcome::Failure);
         assert_eq!(r.detail.failure_reason, FailureReason::BadPassword);
+        assert_eq!(r.source_event_id, Some(&b"a4c1"[..]));
     }
 
     #[test]

@@ -140,12 +140,21 @@ impl<'o> Pipeline<'o> {
                 watermark,
             };
             self.reject(line_no, &raw_text(raw, &record), reject)?;
-            self.receive(line_no, &pending, Disposition::Late)?;
+            self.receive(line_no, &pending, Disposition::Late, source_id(&record))?;
         } else if !self.orderer.claim(&pending) {
             // Held, or waiting for the clock: a repeat never gets a vote.
             self.counters.duplicates += 1;
-            self.receive(line_no, &pending, Disposition::Duplicate)?;
+            self.receive(
+                line_no,
+                &pending,
+                Disposition::Duplicate,
+                source_id(&record),
+            )?;
         } else {
+            if let (Some(id), Some(_)) = (source_id(&record), &self.outputs.received) {
+                let key = (line_no, pending.event_id.expect("derived on arrival"));
+                self.source_ids.insert(key, id.into());
+            }
             let arrival = Arrival {
                 event: pending,
                 line: line_no,
@@ -263,7 +272,13 @@ impl<'o> Pipeline<'o> {
                 }
             }
         };
-        self.receive(line, &event, disposition)
+        let source_event_id = if self.source_ids.is_empty() {
+            None
+        } else {
+            let key = (line, event.event_id.expect("derived on arrival"));
+            self.source_ids.remove(&key)
+        };
+        self.receive(line, &event, disposition, source_event_id.as_deref())
     }
 
     /// Records a valid record as received (`auth_events_raw`), if wanted.
@@ -272,6 +287,7 @@ impl<'o> Pipeline<'o> {
         line: u64,
         event: &Event,
         disposition: Disposition,
+        source_event_id: Option<&str>,
     ) -> io::Result<()> {
         if let Some(received) = self.outputs.received.as_deref_mut() {
             received.receive(&Received {
@@ -281,6 +297,7 @@ impl<'o> Pipeline<'o> {
                 users: &self.users,
                 computers: &self.computers,
                 disposition,
+                source_event_id,
             })?;
         }
         Ok(())
@@ -433,4 +450,12 @@ impl StoredIds<'_> {
             .get(&day)
             .is_some_and(|ids| ids.contains(&id.0.get())))
     }
+}
+
+/// The source's own id of a record, as text (the parsers checked it).
+#[inline]
+fn source_id<'a>(record: &Record<'a>) -> Option<&'a str> {
+    record
+        .source_event_id
+        .and_then(|id| std::str::from_utf8(id).ok())
 }

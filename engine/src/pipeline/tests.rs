@@ -52,6 +52,7 @@ fn record<'a>(time: i64, user: &'a str, computer: &'a str) -> Record<'a> {
         event_id: None,
         ingestion_time: None,
         detail: RecordDetail::default(),
+        source_event_id: None,
     }
 }
 
