@@ -769,7 +769,8 @@ mod tests {
                 text("a"),
             ]
             .into_iter()
-            .chain((0..6).map(|_| arrow_array::new_null_array(&arrow_schema::DataType::Utf8, n)))
+            // The six detail columns and source_event_id: none said.
+            .chain((0..7).map(|_| arrow_array::new_null_array(&arrow_schema::DataType::Utf8, n)))
             .collect(),
         )
         .unwrap()
