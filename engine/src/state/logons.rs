@@ -203,19 +203,7 @@ impl Origins {
                 self.accounts.insert(target, sourced);
             }
         }
-        for (key, logons) in std::mem::take(&mut from.from) {
-            match renamed.get(&((key >> 32) as NameId)) {
-                Some(&user) => {
-                    self.from.insert(
-                        (u64::from(user) << 32) | computer(key & 0xffff_ffff),
-                        logons,
-                    );
-                }
-                None => {
-                    from.from.insert(key, logons);
-                }
-            }
-        }
+        move_account_keys(&mut from.from, &mut self.from, renamed, computers);
         for &source in taken {
             if let Some(window) = from.served.remove(&source) {
                 self.served.insert(computers[source as usize], window);
@@ -233,6 +221,28 @@ impl Origins {
 
 fn pair(a: NameId, b: NameId) -> u64 {
     (u64::from(a) << 32) | u64::from(b)
+}
+
+/// Moves the entries keyed `(account << 32) | computer` of the accounts
+/// `renamed` names from `from` to `to`, both halves renamed (`computers`
+/// maps `from`'s computer ids); the other accounts' stay.
+fn move_account_keys(
+    from: &mut FxHashMap<u64, u32>,
+    to: &mut FxHashMap<u64, u32>,
+    renamed: &FxHashMap<NameId, NameId>,
+    computers: &[NameId],
+) {
+    for (key, value) in std::mem::take(from) {
+        match renamed.get(&((key >> 32) as NameId)) {
+            Some(&user) => {
+                let computer = computers[(key & 0xffff_ffff) as usize];
+                to.insert((u64::from(user) << 32) | u64::from(computer), value);
+            }
+            None => {
+                from.insert(key, value);
+            }
+        }
+    }
 }
 
 fn type_bit(logon_type: u8) -> u32 {
@@ -395,17 +405,12 @@ impl Logons {
             }
         }
         let computer = |c: u64| u64::from(computers[c as usize]);
-        for (key, hour) in std::mem::take(&mut from.failed_on) {
-            match renamed.get(&((key >> 32) as NameId)) {
-                Some(&user) => {
-                    self.failed_on
-                        .insert((u64::from(user) << 32) | computer(key & 0xffff_ffff), hour);
-                }
-                None => {
-                    from.failed_on.insert(key, hour);
-                }
-            }
-        }
+        move_account_keys(
+            &mut from.failed_on,
+            &mut self.failed_on,
+            &renamed,
+            computers,
+        );
         // Sources only `from` has seen come along, with the destinations
         // they reached and the accounts (of those moved) they failed on.
         let mut taken = rustc_hash::FxHashSet::default();
