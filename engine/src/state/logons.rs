@@ -596,6 +596,41 @@ mod tests {
         assert_eq!(f.source_failed_users_2h, 1);
     }
 
+    /// A hand-off moves an account's sources and failures with it, renamed,
+    /// and leaves the other accounts' where they were.
+    #[test]
+    fn a_hand_off_moves_where_an_account_logs_on_from() {
+        let mut from = Logons::default();
+        let mut f = Features::default();
+        let t = 300 * HOUR;
+        for i in 0..5 {
+            from.observe(t + i, 4, 30, &logon(2, LogonType::NETWORK), &mut f);
+            from.observe(t + i, 6, 30, &logon(2, LogonType::NETWORK), &mut f);
+        }
+        from.observe(t + 9, 4, 30, &failure(2), &mut f);
+        let mut here = Logons::default();
+        // Account 4 becomes 0 here; computers 0..40 become 100..140.
+        let computers: Vec<NameId> = (0..40).map(|c| c + 100).collect();
+        here.take_users(&mut from, &[(4, 0)], &computers);
+        here.observe(t + 10, 0, 130, &logon(102, LogonType::NETWORK), &mut f);
+        assert_eq!(
+            (
+                f.user_logins_from_source_before,
+                f.user_sourced_logins_before
+            ),
+            (5, 5)
+        );
+        here.observe(t + 11, 0, 130, &failure(102), &mut f);
+        assert_eq!(f.user_failed_sources_2h, 1, "the failure came along");
+        from.observe(t + 12, 6, 30, &logon(2, LogonType::NETWORK), &mut f);
+        assert_eq!(
+            f.user_logins_from_source_before, 5,
+            "the other account stayed"
+        );
+        from.observe(t + 13, 4, 30, &logon(2, LogonType::NETWORK), &mut f);
+        assert_eq!(f.user_logins_from_source_before, 0, "the moved one left");
+    }
+
     #[test]
     fn logon_types_so_far_and_failures_leave_them() {
         let mut logons = Logons::default();
