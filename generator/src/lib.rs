@@ -274,14 +274,18 @@ impl Generator {
                 let t = day_start + sec as u32;
                 let time = time_text.format(u64::from(t) + 1).as_bytes().to_vec();
                 this_second.clear();
+                // Writes a logon (and a mistyped attempt before it, now and
+                // then); false when the record has no line for it (a failed
+                // logon in `time,user,computer`).
                 let mut emit = |buf: &mut Vec<u8>,
                                 rng: &mut Pcg64Mcg,
                                 u: u32,
                                 c: u32,
                                 how: Option<record::Means>,
-                                stats: &mut GenerateStats| {
+                                stats: &mut GenerateStats|
+                 -> bool {
                     let means = match how {
-                        Some(m) if !full && m.failed => return,
+                        Some(m) if !full && m.failed => return false,
                         _ if !full => None,
                         Some(m) => Some(m),
                         None => Some(record::background(graph, &homes, seed, u, c)),
@@ -312,7 +316,7 @@ impl Generator {
                         }
                         stats.lines += copies;
                         stats.duplicates += copies - 1;
-                        return;
+                        return true;
                     };
                     let source = match means.origin {
                         record::Origin::Home => homes.get(u).unwrap_or(c),
@@ -349,6 +353,7 @@ impl Generator {
                     stats.lines += copies;
                     stats.duplicates += copies - 1;
                     stats.failures += if failed { copies } else { 0 };
+                    true
                 };
                 while next_first < first_uses.len() && first_uses[next_first].0 == t {
                     let u = first_uses[next_first].1;
@@ -364,8 +369,9 @@ impl Generator {
                 while next_campaign < campaign_events.len() && campaign_events[next_campaign].0 == t
                 {
                     let (_, u, c, how) = campaign_events[next_campaign];
-                    emit(&mut buf, &mut rng, u, c, Some(how), &mut stats);
-                    stats.campaign_events += 1;
+                    if emit(&mut buf, &mut rng, u, c, Some(how), &mut stats) {
+                        stats.campaign_events += 1;
+                    }
                     next_campaign += 1;
                 }
                 for _ in 0..count {

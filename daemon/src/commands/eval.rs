@@ -333,8 +333,16 @@ pub fn evaluate(args: &EvalArgs, policy: &Policy) -> anyhow::Result<Report> {
     );
     Ok(Report {
         record: scenario.record.to_string(),
-        users: scenario.users,
-        computers,
+        // A file says how many accounts and computers it has; a generated
+        // scenario, how many it was asked for.
+        users: match args.input {
+            Some(_) => u32::try_from(summary.users).unwrap_or(u32::MAX),
+            None => scenario.users,
+        },
+        computers: match args.input {
+            Some(_) => u32::try_from(summary.computers).unwrap_or(u32::MAX),
+            None => computers,
+        },
         days,
         burn_in_days: scenario.burn_in_days,
         density: scenario.network.density,
