@@ -197,7 +197,6 @@ impl Origins {
         computers: &[NameId],
         taken: &rustc_hash::FxHashSet<NameId>,
     ) {
-        let computer = |c: u64| u64::from(computers[c as usize]);
         for (&source, &target) in renamed {
             if let Some(sourced) = from.accounts.remove(&source) {
                 self.accounts.insert(target, sourced);
@@ -209,12 +208,30 @@ impl Origins {
                 self.served.insert(computers[source as usize], window);
             }
         }
-        for (key, hour) in &from.served_last {
-            let (source, user) = ((key >> 32) as NameId, (key & 0xffff_ffff) as NameId);
-            if let (true, Some(&user)) = (taken.contains(&source), renamed.get(&user)) {
-                self.served_last
-                    .insert((computer(u64::from(source)) << 32) | u64::from(user), *hour);
-            }
+        copy_source_keys(
+            &from.served_last,
+            &mut self.served_last,
+            taken,
+            renamed,
+            computers,
+        );
+    }
+}
+
+/// Copies the entries keyed `(source << 32) | account` whose source is one
+/// of `taken` (the sources that come along whole) and whose account is one
+/// `renamed` moves, both halves renamed.
+fn copy_source_keys(
+    from: &FxHashMap<u64, u32>,
+    to: &mut FxHashMap<u64, u32>,
+    taken: &rustc_hash::FxHashSet<NameId>,
+    renamed: &FxHashMap<NameId, NameId>,
+    computers: &[NameId],
+) {
+    for (&key, &value) in from {
+        let (source, user) = ((key >> 32) as NameId, (key & 0xffff_ffff) as NameId);
+        if let (true, Some(&user)) = (taken.contains(&source), renamed.get(&user)) {
+            to.insert(pair(computers[source as usize], user), value);
         }
     }
 }
@@ -427,13 +444,13 @@ impl Logons {
                 self.reached.insert(key, *hour);
             }
         }
-        for (key, hour) in &from.failed_from {
-            let (source, user) = ((key >> 32) as NameId, (key & 0xffff_ffff) as NameId);
-            if let (true, Some(&user)) = (taken.contains(&source), renamed.get(&user)) {
-                self.failed_from
-                    .insert((computer(u64::from(source)) << 32) | u64::from(user), *hour);
-            }
-        }
+        copy_source_keys(
+            &from.failed_from,
+            &mut self.failed_from,
+            &taken,
+            &renamed,
+            computers,
+        );
         self.origins
             .take_users(&mut from.origins, &renamed, computers, &taken);
     }
@@ -620,8 +637,15 @@ mod tests {
             ),
             (5, 5)
         );
+        // The source came along whole: the two accounts it served, the moved
+        // one not counted twice.
+        assert_eq!(f.source_users_2h, 2);
         here.observe(t + 11, 0, 130, &failure(102), &mut f);
         assert_eq!(f.user_failed_sources_2h, 1, "the failure came along");
+        assert_eq!(
+            f.source_failed_users_2h, 1,
+            "... counted once at the source"
+        );
         from.observe(t + 12, 6, 30, &logon(2, LogonType::NETWORK), &mut f);
         assert_eq!(
             f.user_logins_from_source_before, 5,
