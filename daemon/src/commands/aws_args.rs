@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-use authpulse::sources::StreamFrom;
+use authpulse::sources::{ParquetLocation, StreamFrom, split_s3};
 use clap::Args;
 
 /// Where events come from, as a URL.
@@ -17,19 +17,34 @@ use clap::Args;
 pub enum SourceUrl {
     /// `kinesis://STREAM`
     Kinesis(String),
+    /// `s3://BUCKET/PREFIX` or `parquet:PATH`: OCSF Parquet files.
+    Parquet(ParquetLocation),
 }
 
 impl std::str::FromStr for SourceUrl {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
+        if value.starts_with("s3://") {
+            return split_s3(value)
+                .map(|_| SourceUrl::Parquet(ParquetLocation::S3(value.to_string())))
+                .map_err(|e| e.to_string());
+        }
+        if let Some(path) = value.strip_prefix("parquet:") {
+            if path.is_empty() {
+                return Err(format!(
+                    "`{value}`: expected parquet:PATH (a directory or a file)"
+                ));
+            }
+            return Ok(SourceUrl::Parquet(ParquetLocation::Local(path.into())));
+        }
         match value.strip_prefix("kinesis://") {
             Some(stream) if !stream.is_empty() && !stream.contains('/') => {
                 Ok(SourceUrl::Kinesis(stream.to_string()))
             }
             Some(_) => Err(format!("`{value}`: expected kinesis://STREAM_NAME")),
             None => Err(format!(
-                "`{value}` is not a source URL: expected kinesis://STREAM_NAME (give a file as the INPUT argument)"
+                "`{value}` is not a source URL: expected kinesis://STREAM_NAME, s3://BUCKET/PREFIX or parquet:PATH (give a file of lines as the INPUT argument)"
             )),
         }
     }
@@ -39,7 +54,11 @@ impl std::str::FromStr for SourceUrl {
 #[command(next_help_heading = "AWS")]
 pub struct AwsArgs {
     /// Read a Kinesis stream instead of a file: `kinesis://STREAM`. Every
-    /// shard is read; a parent shard is finished before its children.
+    /// shard is read; a parent shard is finished before its children. Or,
+    /// for a backfill, OCSF Authentication events in Parquet (AWS Security
+    /// Lake's table): `s3://BUCKET/PREFIX` or `parquet:PATH` (a local
+    /// directory or file), every `.parquet` file below it, in event-time
+    /// order.
     #[arg(long, value_name = "URL", env = "AUTHPULSE_SOURCE")]
     pub source: Option<SourceUrl>,
     /// Where a Kinesis source starts: `checkpoint` (the saved positions),
@@ -137,10 +156,11 @@ impl AwsArgs {
             }
             if follow {
                 bail!(
-                    "--follow is for files; a Kinesis source is always followed (use --until-caught-up to stop at the tip)"
+                    "--follow is for files; a Kinesis source is always followed (use --until-caught-up to stop at the tip), Parquet files are read to their end"
                 );
             }
-        } else {
+        }
+        if !matches!(self.source, Some(SourceUrl::Kinesis(_))) {
             for (flag, set) in [
                 ("--from", self.from.is_some()),
                 ("--until-caught-up", self.until_caught_up),
@@ -174,12 +194,21 @@ mod tests {
             "kinesis://auth-events".parse::<SourceUrl>(),
             Ok(SourceUrl::Kinesis("auth-events".into()))
         );
-        for bad in [
-            "kinesis://",
-            "s3://bucket/x",
-            "auth-events",
-            "kinesis://a/b",
-        ] {
+        assert_eq!(
+            "s3://lake/ext/auth/".parse::<SourceUrl>(),
+            Ok(SourceUrl::Parquet(ParquetLocation::S3(
+                "s3://lake/ext/auth/".into()
+            )))
+        );
+        assert_eq!(
+            "parquet:lake/auth".parse::<SourceUrl>(),
+            Ok(SourceUrl::Parquet(ParquetLocation::Local(
+                "lake/auth".into()
+            )))
+        );
+        assert!("s3://".parse::<SourceUrl>().is_err());
+        assert!("parquet:".parse::<SourceUrl>().is_err());
+        for bad in ["kinesis://", "auth-events", "kinesis://a/b"] {
             let error = bad.parse::<SourceUrl>().unwrap_err();
             assert!(error.contains("kinesis://STREAM_NAME"), "{bad}: {error}");
         }
@@ -201,6 +230,12 @@ mod tests {
         };
         let error = args.validate(false, false).unwrap_err();
         assert!(error.to_string().contains("--source"), "{error}");
+        let args = AwsArgs {
+            source: Some(SourceUrl::Parquet(ParquetLocation::S3("s3://b".into()))),
+            until_caught_up: true,
+            ..AwsArgs::default()
+        };
+        assert!(args.validate(false, false).is_err());
         let args = AwsArgs {
             source: Some(SourceUrl::Kinesis("s".into())),
             ..AwsArgs::default()

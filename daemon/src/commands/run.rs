@@ -10,7 +10,7 @@ use authpulse::ops;
 use authpulse::run::outputs::OutputsSpec;
 pub use authpulse::run::resolve_policy;
 use authpulse::run::{Context, Outcome, ReadMeter, RunSpec};
-use authpulse::sources::{FileSpec, KinesisSpec, SourceSpec};
+use authpulse::sources::{FileSpec, KinesisSpec, ParquetSpec, S3Access, SourceSpec};
 use authpulse_engine::clock::ClockOptions;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::findings::AlertFormat;
@@ -30,7 +30,8 @@ use super::{progress, shell};
 /// file, stdin, a pipe or a fifo, to the end (or, with --follow, as a file
 /// grows until Ctrl-C; a second Ctrl-C exits at once), or every shard of a
 /// Kinesis stream (--source kinesis://STREAM; until Ctrl-C, or
-/// --until-caught-up). An event dated more than --max-future-skew ahead of
+/// --until-caught-up), or OCSF Parquet files such as AWS Security Lake's
+/// (--source s3://BUCKET/PREFIX or parquet:PATH, in event-time order). An event dated more than --max-future-skew ahead of
 /// the time the rest of the stream has reached is dead-lettered as `future`
 /// and moves nothing.
 /// Malformed and late records go to the dead-letter file with their line
@@ -204,7 +205,7 @@ impl RunArgs {
     pub fn spec(&self) -> anyhow::Result<RunSpec> {
         self.aws
             .validate(self.input().as_os_str() != "-", self.follow)?;
-        let live = self.follow || self.aws.source.is_some();
+        let live = self.follow || matches!(self.aws.source, Some(SourceUrl::Kinesis(_)));
         let tables = if self.no_lakehouse {
             None
         } else {
@@ -256,6 +257,15 @@ impl RunArgs {
                 until_caught_up: self.aws.until_caught_up,
                 poll_interval: self.aws.poll_interval,
                 aws: aws_settings(self),
+            }),
+            Some(SourceUrl::Parquet(location)) => SourceSpec::Parquet(ParquetSpec {
+                location: location.clone(),
+                s3: S3Access {
+                    region: self.catalog.aws_region.clone(),
+                    endpoint: self.catalog.s3_endpoint.clone(),
+                    path_style: self.catalog.s3_path_style,
+                },
+                max_line_bytes: self.max_line_bytes,
             }),
             None => SourceSpec::File(FileSpec {
                 path: self.input().to_path_buf(),

@@ -105,6 +105,8 @@ impl RunSpec {
         self.keeps_progress()
             && match &self.source {
                 SourceSpec::Kinesis(_) => true,
+                // Read again whole, adding only what the tables lack.
+                SourceSpec::Parquet(_) => false,
                 SourceSpec::File(file) => {
                     InputKind::of(&file.path).is_ok_and(|kind| kind == InputKind::File)
                 }

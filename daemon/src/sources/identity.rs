@@ -32,6 +32,9 @@ pub enum SourceIdentity {
     Stdin { stdin: bool },
     /// A pipe or fifo: read once, never resumed.
     Stream { stream: PathBuf },
+    /// Parquet files below a location: read whole; read again, only the
+    /// events the tables lack are added.
+    Parquet { parquet: String },
 }
 
 fn default_head_bytes() -> u64 {

@@ -3,8 +3,8 @@
 //! ([`SourceIdentity`], recorded with every checkpoint) and reopens it at a
 //! checkpoint's typed [`SourcePosition`] after a restart or a recovery.
 //!
-//! One file per kind of source (`file.rs`, `kinesis.rs`); a new one is a
-//! new file and a variant of [`SourceSpec`]. `identity.rs` is what the
+//! One room per kind of source (`file.rs`, `kinesis.rs`, `parquet/`); a
+//! new one is a new file and a variant of [`SourceSpec`]. `identity.rs` is what the
 //! progress records say of a source. The sources themselves (the line
 //! reader, the Kinesis reader) live in `authpulse_engine::input` and
 //! `aws::kinesis`.
@@ -12,6 +12,7 @@
 pub mod file;
 pub mod identity;
 pub mod kinesis;
+pub mod parquet;
 
 use std::io;
 use std::path::PathBuf;
@@ -24,12 +25,14 @@ use crate::aws::checkpoint::Checkpoint;
 pub use file::{FileSpec, InputKind};
 pub use identity::{SourceIdentity, SourcePosition};
 pub use kinesis::{KinesisSpec, StreamFrom, StreamStart};
+pub use parquet::{ParquetLocation, ParquetSpec, S3Access, split_s3};
 
 /// The source a run reads, as configured.
 #[derive(Clone, Debug)]
 pub enum SourceSpec {
     File(FileSpec),
     Kinesis(KinesisSpec),
+    Parquet(ParquetSpec),
 }
 
 /// A source, opened.
@@ -99,6 +102,10 @@ pub enum SourceError {
     /// The Kinesis reader's own error names the stream or the file.
     #[error(transparent)]
     Kinesis(io::Error),
+    #[error(transparent)]
+    Parquet(#[from] parquet::ParquetError),
+    #[error("a Parquet source is read whole; it has no position to resume from")]
+    NoPosition,
 }
 
 impl SourceError {
@@ -116,6 +123,7 @@ impl SourceSpec {
         match self {
             SourceSpec::File(file) => file.open(stop),
             SourceSpec::Kinesis(stream) => stream.open(start),
+            SourceSpec::Parquet(files) => files.open(),
         }
     }
 
@@ -139,6 +147,7 @@ impl SourceSpec {
             }
             (SourceSpec::File(_), SourcePosition::Stream { .. }) => Err(SourceError::NotAStream),
             (SourceSpec::Kinesis(_), SourcePosition::File { .. }) => Err(SourceError::NotAFile),
+            (SourceSpec::Parquet(_), _) => Err(SourceError::NoPosition),
         }
     }
 
@@ -147,7 +156,7 @@ impl SourceSpec {
     pub fn stream_identity(&self) -> Option<SourceIdentity> {
         match self {
             SourceSpec::Kinesis(stream) => Some(stream.identity()),
-            SourceSpec::File(_) => None,
+            SourceSpec::File(_) | SourceSpec::Parquet(_) => None,
         }
     }
 
@@ -156,6 +165,7 @@ impl SourceSpec {
         match self {
             SourceSpec::File(file) => file.name(),
             SourceSpec::Kinesis(stream) => stream.name(),
+            SourceSpec::Parquet(files) => files.name(),
         }
     }
 }

@@ -1,0 +1,170 @@
+//! Parquet files of OCSF Authentication events as a source, for backfill:
+//! AWS Security Lake's authentication table (its S3 prefix, e.g.
+//! `s3://aws-security-data-lake-REGION-ID/aws/…/` or a custom source's
+//! `ext/…/`, partitioned `region=/accountId=/eventDay=`), the data files
+//! of an Iceberg table of the same shape, or a local copy of either.
+//!
+//! `store.rs` lists and fetches the files (a local directory or an S3
+//! prefix); `merge.rs` reads them in event-time order and turns each row
+//! into the OCSF JSON line the OCSF reader maps, so a row and the same
+//! event sent as JSON become the same record. Rows the mapping cannot use
+//! are dead-lettered as any line is.
+//!
+//! Read once, to the end: a run over the same location again (after a
+//! failure, or a later one with more files) adds only the events the
+//! tables do not hold yet (see `docs/formats.md#security-lake`).
+
+mod merge;
+mod store;
+
+use std::io;
+
+use authpulse_engine::input::{Line, Source};
+
+pub use store::{S3Access, split_s3};
+
+use super::identity::SourceIdentity;
+use super::{Opened, SourceError};
+use merge::Merge;
+use store::Store;
+
+/// Why a Parquet source cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParquetError {
+    #[error("`{0}` is not an S3 location: expected s3://BUCKET/PREFIX")]
+    Location(String),
+    #[error("reading {0} needs an AWS region (--aws-region or AWS_REGION)")]
+    NoRegion(String),
+    #[error("{0}: {1}")]
+    Store(String, String),
+    #[error("list {0}: {1}")]
+    List(String, String),
+    #[error("read {0}: {1}")]
+    Read(String, String),
+    #[error("start the S3 client")]
+    Runtime(#[source] io::Error),
+    #[error("{0} holds no Parquet files")]
+    Empty(String),
+}
+
+impl ParquetError {
+    fn store(location: &str, error: impl std::fmt::Display) -> ParquetError {
+        ParquetError::Store(location.to_string(), error.to_string())
+    }
+}
+
+/// Where the files are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParquetLocation {
+    /// A local directory (every `.parquet` file below it) or one file.
+    Local(std::path::PathBuf),
+    /// `s3://BUCKET/PREFIX`: every `.parquet` object below the prefix.
+    S3(String),
+}
+
+impl std::fmt::Display for ParquetLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParquetLocation::Local(path) => write!(f, "{}", path.display()),
+            ParquetLocation::S3(url) => f.write_str(url),
+        }
+    }
+}
+
+/// A Parquet source, as configured.
+#[derive(Clone, Debug)]
+pub struct ParquetSpec {
+    pub location: ParquetLocation,
+    pub s3: S3Access,
+    /// Longest row taken, as JSON; longer ones are dead-lettered.
+    pub max_line_bytes: usize,
+}
+
+impl ParquetSpec {
+    /// Lists the files and reads their footers; the rows are read as the
+    /// pipeline asks for them.
+    pub(super) fn open(&self) -> Result<Opened, SourceError> {
+        let store = match &self.location {
+            ParquetLocation::Local(path) => {
+                if !path.exists() {
+                    return Err(SourceError::open(
+                        path,
+                        io::Error::new(io::ErrorKind::NotFound, "no such file or directory"),
+                    ));
+                }
+                Store::local(path)
+            }
+            ParquetLocation::S3(url) => Store::s3(url, &self.s3)?,
+        };
+        let merge = Merge::plan(store)?;
+        if merge.files().is_empty() {
+            return Err(ParquetError::Empty(self.location.to_string()).into());
+        }
+        let size = merge.files().iter().map(|f| f.file.size).sum();
+        let rows: u64 = merge.files().iter().map(|f| f.rows).sum();
+        tracing::info!(
+            location = %self.location,
+            files = merge.files().len(),
+            rows,
+            bytes = size,
+            "reading Parquet files in event-time order"
+        );
+        Ok(Opened {
+            source: Box::new(ParquetSource {
+                merge,
+                rows: 0,
+                max_line: self.max_line_bytes,
+            }),
+            size: Some(size),
+            name: self.name(),
+            resuming: false,
+            identity: self.identity(),
+        })
+    }
+
+    pub(super) fn identity(&self) -> SourceIdentity {
+        SourceIdentity::Parquet {
+            parquet: self.location.to_string(),
+        }
+    }
+
+    /// As the raw table records it.
+    pub(super) fn name(&self) -> String {
+        format!("parquet:{}", self.location)
+    }
+}
+
+/// The rows of a [`Merge`] as the pipeline's lines.
+struct ParquetSource {
+    merge: Merge,
+    rows: u64,
+    max_line: usize,
+}
+
+impl Source for ParquetSource {
+    fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        let max = self.max_line;
+        let row = self.merge.next_row().map_err(io::Error::other)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        self.rows += 1;
+        Ok(Some(if row.len() > max {
+            Line::TooLong {
+                len: row.len() as u64,
+                max,
+                prefix: &row[..256.min(row.len())],
+            }
+        } else {
+            Line::Complete(row)
+        }))
+    }
+
+    fn line_no(&self) -> u64 {
+        self.rows
+    }
+
+    fn bytes_consumed(&self) -> u64 {
+        self.merge.bytes_read()
+    }
+}
