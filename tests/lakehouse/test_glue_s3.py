@@ -70,7 +70,7 @@ def test_run_writes_glue_tables_on_s3_that_pyiceberg_reads(lake, moto_endpoint, 
 
     glue = boto3_client("glue", moto_endpoint)
     tables = {t["Name"]: t for t in glue.get_tables(DatabaseName="authpulse")["TableList"]}
-    assert set(tables) == {"auth_events_raw", "auth_events_curated", "alerts",
+    assert set(tables) == {"auth_events_raw", "auth_events_curated", "alerts", "ocsf_findings",
                            "user_behavior_hourly", "host_popularity_daily"}
     curated_entry = tables["auth_events_curated"]
     assert curated_entry["Parameters"]["table_type"] == "ICEBERG"
@@ -134,7 +134,7 @@ def test_maintain_compacts_through_glue(lake, moto_endpoint, aws_env, tmp_path):
     assert done.returncode == 0, done.stderr
     reports = {r["table"].removeprefix("authpulse."): r
                for r in map(json.loads, done.stdout.strip().splitlines())}
-    assert set(reports) == {"auth_events_raw", "auth_events_curated", "alerts",
+    assert set(reports) == {"auth_events_raw", "auth_events_curated", "alerts", "ocsf_findings",
                             "user_behavior_hourly", "host_popularity_daily"}, done.stdout
     report = reports["auth_events_curated"]
     assert report["data_files_before"] == files_before
@@ -257,8 +257,8 @@ def test_a_run_rides_out_a_30_second_storage_outage(lake, moto_endpoint, aws_env
         try:
             # Until every table has committed a checkpoint to resume from.
             catalog = pyiceberg_glue(moto_endpoint)
-            tables = ["auth_events_raw", "auth_events_curated", "alerts", "user_behavior_hourly",
-                      "host_popularity_daily"]
+            tables = ["auth_events_raw", "auth_events_curated", "alerts", "ocsf_findings",
+                      "user_behavior_hourly", "host_popularity_daily"]
 
             def committed(name):
                 try:

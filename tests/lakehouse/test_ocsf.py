@@ -6,10 +6,13 @@ publication `run --alert-format ocsf` writes is a valid Detection Finding
 the JSON form has.
 """
 
+import datetime
 import json
 import pathlib
+import sqlite3
 
 import pytest
+from pyiceberg.catalog.sql import SqlCatalog
 
 from test_tables import authpulse
 
@@ -90,3 +93,93 @@ def test_every_publication_is_a_valid_detection_finding(alerts):
         assert finding["resources"][0]["name"] == alert["entity_id"]
         assert [e["uid"] for e in finding["finding_info"]["related_events"]] == \
             [e["event_id"] for e in alert["events"]]
+
+
+@pytest.fixture(scope="module")
+def findings_table(tmp_path_factory):
+    """A run with tables: the `ocsf_findings` table and the alerts file."""
+    work = tmp_path_factory.mktemp("findings-table")
+    gen = authpulse("gen", "--users", "300", "--days", "3", "--events", "60000",
+                    "--campaigns", "3", "--kinds", "spray,burst,fan_in", "--seed", "5",
+                    "-o", "events.csv", cwd=work)
+    assert gen.returncode == 0, gen.stderr
+    done = authpulse("run", "events.csv", "--output", "out", "--alert-format", "ocsf",
+                     "--findings-region", "eu-west-1", "--findings-account-id", "123456789012",
+                     cwd=work)
+    assert done.returncode == 0, done.stderr
+    out = work / "out"
+    catalog = SqlCatalog("authpulse", uri=f"sqlite:///{out / 'catalog.db'}",
+                         warehouse=f"file://{out / 'warehouse'}")
+    published = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    return catalog.load_table("authpulse.ocsf_findings"), published, out, work
+
+
+def as_ocsf(row):
+    """A table row back as OCSF JSON: times in milliseconds, `unmapped` a
+    JSON object, nulls and the partition columns left out."""
+    def clean(value, key=""):
+        if isinstance(value, dict):
+            return {k: clean(v, k) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            if key == "unmapped":
+                return {k: json.loads(v) if v[:1] in "[{0123456789" else v for k, v in value}
+            return [clean(v) for v in value]
+        if isinstance(value, datetime.datetime):
+            return int(value.timestamp() * 1000)
+        return value
+    finding = clean(row)
+    for partition in ("region", "accountId", "eventDay"):
+        finding.pop(partition)
+    return finding
+
+
+def test_findings_table_is_security_lake_shaped(findings_table):
+    table, published, out, _ = findings_table
+    spec = table.spec()
+    assert [(f.name, str(f.transform)) for f in spec.fields] == [
+        ("region", "identity"), ("accountId", "identity"), ("eventDay", "identity")]
+    files = [task.file.file_path for task in table.scan().plan_files()]
+    assert files and all("/region=eu-west-1/accountId=123456789012/eventDay=2024010" in f
+                         for f in files), files
+    rows = table.scan().to_arrow().to_pylist()
+    assert len(rows) == len(published) > 0
+    by_uid = {p["metadata"]["uid"]: p for p in published}
+    known = ocsf_attributes()
+    for row in rows:
+        finding = as_ocsf(row)
+        assert finding["cloud"] == {"provider": "AWS", "region": "eu-west-1",
+                                    "account": {"uid": "123456789012"}}
+        DetectionFinding.model_validate(finding)
+        unknown = [path for key, path in keys(finding) if key not in known]
+        assert unknown == [], unknown
+        assert row["eventDay"] == datetime.datetime.fromtimestamp(
+            finding["time"] / 1000, datetime.timezone.utc).strftime("%Y%m%d")
+        # The same finding as the alerts file's, with `cloud` added.
+        sent = by_uid[finding["metadata"]["uid"]]
+        assert {k: v for k, v in finding.items() if k != "cloud"} == sent
+
+
+def test_duckdb_reads_the_findings_table(findings_table):
+    from test_tables import duckdb_connection
+    _, published, out, _ = findings_table
+    metadata = sorted((out / "warehouse" / "authpulse" / "ocsf_findings" / "metadata")
+                      .glob("*.metadata.json"))[-1]
+    con = duckdb_connection()
+    count, critical = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE severity_id = 5) FROM iceberg_scan('{metadata}') "
+        "WHERE region = 'eu-west-1' AND \"accountId\" = '123456789012'").fetchone()
+    assert count == len(published)
+    assert critical == sum(1 for p in published if p["severity_id"] == 5)
+
+
+def test_a_warehouse_without_the_findings_table_gets_it_without_starting_over(findings_table):
+    """A warehouse written before the findings table (simulated by taking it out
+    of the catalog) gets it on the next start, joined at the others' progress:
+    the complete input is not read again."""
+    _, _, out, work = findings_table
+    with sqlite3.connect(out / "catalog.db") as db:
+        db.execute("DELETE FROM iceberg_tables WHERE table_name = 'ocsf_findings'")
+    again = authpulse("run", "events.csv", "--output", "out", cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {
+        "already_complete": True, "events_read": 0}

@@ -92,8 +92,8 @@ pub fn execute(args: DemoArgs) -> anyhow::Result<()> {
         spec.outputs.dead_letters.display()
     )?;
     outln!(
-        "Iceberg tables (authpulse.auth_events_raw, auth_events_curated, alerts, user_behavior_hourly, \
-         host_popularity_daily): SQL catalog {} over {}\n\
+        "Iceberg tables (authpulse.auth_events_raw, auth_events_curated, alerts, ocsf_findings, \
+         user_behavior_hourly, host_popularity_daily): SQL catalog {} over {}\n\
          query them: authpulse query --output {} \"SELECT risk_level, count(*) FROM auth_events_curated GROUP BY 1\" \
          (or with PyIceberg or DuckDB, see docs/tables.md)",
         args.output.join("catalog.db").display(),

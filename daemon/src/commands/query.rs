@@ -17,7 +17,7 @@ use super::catalog_args::CatalogArgs;
 /// Run SQL over the AuthPulse tables (DataFusion over Iceberg).
 ///
 /// Tables (bare names): auth_events_raw, auth_events_curated, alerts,
-/// user_behavior_hourly, host_popularity_daily; `SHOW TABLES` and
+/// ocsf_findings, user_behavior_hourly, host_popularity_daily; `SHOW TABLES` and
 /// `DESCRIBE <table>` list them and their columns. Statements are read-only.
 ///
 /// A statement may use --memory-limit of memory (its joins, sorts and

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use authpulse::aws::AwsSettings;
 use authpulse::aws::sns::SnsConfig;
 use authpulse::aws::ticker::TickerConfig;
+use authpulse::lakehouse::findings::FindingsOrigin;
 use authpulse::ops;
 use authpulse::run::outputs::OutputsSpec;
 pub use authpulse::run::resolve_policy;
@@ -84,6 +85,15 @@ pub struct RunArgs {
     /// as Security Lake and SIEMs read it (docs/formats.md).
     #[arg(long, value_enum, default_value_t = AlertFormat::Json)]
     pub alert_format: AlertFormat,
+    /// The AWS region the `ocsf_findings` table's findings name (`cloud`)
+    /// and are partitioned by, as Security Lake partitions a custom
+    /// source. Default: --aws-region, AWS_REGION, else `unknown`.
+    #[arg(long, value_name = "REGION")]
+    pub findings_region: Option<String>,
+    /// The AWS account id the `ocsf_findings` table's findings name and are
+    /// partitioned by (`accountId`). Default: `unknown`.
+    #[arg(long, value_name = "ACCOUNT_ID", env = "AUTHPULSE_FINDINGS_ACCOUNT_ID")]
+    pub findings_account_id: Option<String>,
     /// Also write every scored event as JSON lines here (large; for inspection).
     #[arg(long)]
     pub scored: Option<PathBuf>,
@@ -170,6 +180,8 @@ impl RunArgs {
             dead_letter: None,
             alerts: None,
             alert_format: AlertFormat::Json,
+            findings_region: None,
+            findings_account_id: None,
             scored: None,
             base_date: TimeBase::DEFAULT,
             batch_size: 4096,
@@ -277,7 +289,20 @@ impl RunArgs {
 
     /// Where its files go, and whether alerts go to SNS.
     pub fn outputs_spec(&self) -> OutputsSpec {
+        let unknown = FindingsOrigin::default();
         OutputsSpec {
+            findings_origin: FindingsOrigin {
+                region: self
+                    .findings_region
+                    .clone()
+                    .or_else(|| self.catalog.aws_region.clone())
+                    .or_else(|| std::env::var("AWS_REGION").ok())
+                    .unwrap_or(unknown.region),
+                account_id: self
+                    .findings_account_id
+                    .clone()
+                    .unwrap_or(unknown.account_id),
+            },
             dead_letters: self.dead_letter_path(),
             alerts: self.alerts_path(),
             alert_format: self.alert_format,

@@ -3,7 +3,8 @@
 //! One seam, [`Warehouse`], owns the async runtime and the catalog; the rest of
 //! the daemon is synchronous and talks to it through the table sinks
 //! ([`raw::RawSink`], [`curated::CuratedSink`], [`alerts::AlertTableSink`],
-//! [`aggregates::AggregateSink`]), each feeding [`writer::TableWriter`] threads;
+//! [`findings::FindingsTableSink`], [`aggregates::AggregateSink`]), each
+//! feeding [`writer::TableWriter`] threads;
 //! [`start_sinks`] lists them for a run.
 //! Which catalog holds the tables is [`WarehouseConfig`]'s choice (see
 //! [`catalog`]): the embedded default is a local directory with a SQLite-backed
@@ -14,6 +15,7 @@ pub mod alerts;
 pub mod catalog;
 mod columns;
 pub mod curated;
+pub mod findings;
 pub mod history;
 pub mod maintain;
 pub mod progress;
@@ -33,8 +35,10 @@ use iceberg::table::Table;
 use aggregates::AggregateSink;
 use alerts::AlertTableSink;
 use curated::CuratedSink;
+use findings::FindingsTableSink;
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use raw::RawSink;
+use authpulse_engine::sinks::Progress;
 use sinks::TableSink;
 
 pub use catalog::WarehouseConfig;
@@ -96,6 +100,7 @@ pub struct SinkStartError {
 pub fn start_sinks(
     warehouse: &Warehouse,
     source: &str,
+    findings_origin: &findings::FindingsOrigin,
 ) -> Result<Vec<Box<dyn TableSink>>, SinkStartError> {
     let started = |table: &'static str, sink: Result<Box<dyn TableSink>, LakehouseError>| {
         sink.map_err(|source| SinkStartError {
@@ -108,6 +113,10 @@ pub fn start_sinks(
         started("curated", CuratedSink::start(warehouse).map(boxed))?,
         started("aggregate", AggregateSink::start(warehouse).map(boxed))?,
         started("alerts", AlertTableSink::start(warehouse).map(boxed))?,
+        started(
+            "findings",
+            FindingsTableSink::start(warehouse, findings_origin.clone()).map(boxed),
+        )?,
     ])
 }
 
@@ -255,32 +264,83 @@ impl Warehouse {
     /// definition has gained (as optional columns: old data files are not
     /// rewritten, readers see nulls for old rows).
     fn ensure_tables(&self, definitions: &[tables::TableDefinition]) -> Result<(), LakehouseError> {
-        self.runtime.block_on(async {
-            if !self.catalog.namespace_exists(&self.namespace).await? {
-                self.catalog
-                    .create_namespace(&self.namespace, HashMap::new())
-                    .await?;
-            }
-            for table in definitions {
-                let ident = self.ident(table.name);
-                if self.catalog.table_exists(&ident).await? {
-                    self.add_missing_columns(&ident, (table.schema)()).await?;
-                    continue;
+        self.runtime
+            .block_on(async {
+                if !self.catalog.namespace_exists(&self.namespace).await? {
+                    self.catalog
+                        .create_namespace(&self.namespace, HashMap::new())
+                        .await?;
                 }
-                let creation = TableCreation::builder()
-                    .name(table.name.to_string())
-                    .schema((table.schema)())
-                    .partition_spec(table.partition_spec())
-                    .properties(HashMap::from([(
-                        "write.parquet.compression-codec".to_string(),
-                        "zstd".to_string(),
-                    )]))
-                    .build();
-                self.catalog.create_table(&self.namespace, creation).await?;
-                tracing::info!(table = %ident, "created table");
+                let mut created = Vec::new();
+                for table in definitions {
+                    let ident = self.ident(table.name);
+                    if self.catalog.table_exists(&ident).await? {
+                        self.add_missing_columns(&ident, (table.schema)()).await?;
+                        continue;
+                    }
+                    created.push(table.name);
+                    let creation = TableCreation::builder()
+                        .name(table.name.to_string())
+                        .schema((table.schema)())
+                        .partition_spec(table.partition_spec())
+                        .properties(HashMap::from([(
+                            "write.parquet.compression-codec".to_string(),
+                            "zstd".to_string(),
+                        )]))
+                        .build();
+                    self.catalog.create_table(&self.namespace, creation).await?;
+                    tracing::info!(table = %ident, "created table");
+                }
+                Ok::<_, LakehouseError>(created)
+            })
+            .and_then(|created| self.join_progress(definitions, &created))
+    }
+
+    /// A table new to a warehouse whose other tables already record
+    /// progress (a release added it) starts at their earliest checkpoint,
+    /// with an empty commit carrying it: without it a restart would read
+    /// the new table's missing progress as a first checkpoint that never
+    /// landed and start the whole input over.
+    fn join_progress(
+        &self,
+        definitions: &[tables::TableDefinition],
+        created: &[&'static str],
+    ) -> Result<(), LakehouseError> {
+        if created.is_empty() {
+            return Ok(());
+        }
+        let mut earliest: Option<Progress> = None;
+        for table in definitions.iter().filter(|t| !created.contains(&t.name)) {
+            let loaded = self.load(table.name)?;
+            if let Some(progress) = progress::latest_progress(loaded.metadata(), table.name)?
+                && earliest
+                    .as_ref()
+                    .is_none_or(|e| progress.checkpoint < e.checkpoint)
+            {
+                earliest = Some(progress);
             }
-            Ok::<_, LakehouseError>(())
-        })
+        }
+        let Some(earliest) = earliest else {
+            return Ok(());
+        };
+        for name in created {
+            let table = self.load(name)?;
+            self.runtime.block_on(async {
+                use iceberg::transaction::{ApplyTransactionAction, Transaction};
+                let transaction = Transaction::new(&table);
+                let append = transaction
+                    .fast_append()
+                    .set_snapshot_properties(earliest.properties());
+                append.apply(transaction)?.commit(&*self.catalog).await?;
+                Ok::<_, LakehouseError>(())
+            })?;
+            tracing::info!(
+                table = name,
+                checkpoint = earliest.checkpoint,
+                "a new table joins the warehouse's progress"
+            );
+        }
+        Ok(())
     }
 
     async fn add_missing_columns(
@@ -340,7 +400,7 @@ mod tests {
         let older = [TableDefinition {
             name: tables::CURATED,
             schema: older_curated_schema,
-            partition: tables::definition(tables::CURATED).unwrap().partition,
+            partitions: tables::definition(tables::CURATED).unwrap().partitions,
             layouts: &[],
         }];
         let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();

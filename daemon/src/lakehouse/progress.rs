@@ -91,7 +91,7 @@ fn progress_of(snapshot: &Snapshot, table: &str) -> Result<Option<Progress>, Lak
 /// The progress of the table's current snapshot or, if another writer
 /// committed since (`maintain`'s compaction carries none), of the latest of
 /// its ancestors that records one.
-fn latest_progress(
+pub(super) fn latest_progress(
     metadata: &iceberg::spec::TableMetadata,
     table: &str,
 ) -> Result<Option<Progress>, LakehouseError> {

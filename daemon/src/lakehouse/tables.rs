@@ -34,8 +34,8 @@ pub const HOST_DAILY: &str = "host_popularity_daily";
 pub struct TableDefinition {
     pub name: &'static str,
     pub schema: fn() -> Schema,
-    /// The one partition field: a transform of one column.
-    pub partition: Partition,
+    /// The partition fields, each a transform of one column.
+    pub partitions: &'static [Partition],
     /// How columns whose values have a known shape are best written
     /// (the others: dictionary encoding, min/max statistics).
     pub layouts: &'static [(&'static str, ColumnLayout)],
@@ -53,15 +53,18 @@ pub struct Partition {
 impl TableDefinition {
     /// The partition spec, unbound (it binds to [`TableDefinition::schema`]).
     pub fn partition_spec(&self) -> UnboundPartitionSpec {
-        let Partition {
+        let mut spec = UnboundPartitionSpec::builder();
+        for &Partition {
             column,
             name,
             transform,
-        } = self.partition;
-        UnboundPartitionSpec::builder()
-            .add_partition_field(column, name, transform)
-            .unwrap_or_else(|e| panic!("{}'s partition field {name}: {e}", self.name))
-            .build()
+        } in self.partitions
+        {
+            spec = spec
+                .add_partition_field(column, name, transform)
+                .unwrap_or_else(|e| panic!("{}'s partition field {name}: {e}", self.name));
+        }
+        spec.build()
     }
 }
 
@@ -100,35 +103,35 @@ const EVENT_LAYOUTS: &[(&str, ColumnLayout)] = &[
 ];
 
 /// Every table, in creation order.
-pub static ALL: [TableDefinition; 5] = [
+pub static ALL: [TableDefinition; 6] = [
     TableDefinition {
         name: RAW,
         schema: raw_schema,
-        partition: Partition {
+        partitions: &[Partition {
             column: 5,
             name: "ingestion_hour",
             transform: Transform::Hour,
-        },
+        }],
         layouts: EVENT_LAYOUTS,
     },
     TableDefinition {
         name: CURATED,
         schema: curated_schema,
-        partition: Partition {
+        partitions: &[Partition {
             column: 2,
             name: "event_day",
             transform: Transform::Day,
-        },
+        }],
         layouts: EVENT_LAYOUTS,
     },
     TableDefinition {
         name: ALERTS,
         schema: alerts_schema,
-        partition: Partition {
+        partitions: &[Partition {
             column: 6,
             name: "first_event_day",
             transform: Transform::Day,
-        },
+        }],
         layouts: &[
             ("alert_id", ColumnLayout::RandomId),
             ("event_ids.list.element", ColumnLayout::RandomId),
@@ -137,23 +140,24 @@ pub static ALL: [TableDefinition; 5] = [
     TableDefinition {
         name: USER_HOURLY,
         schema: user_hourly_schema,
-        partition: Partition {
+        partitions: &[Partition {
             column: 2,
             name: "window_day",
             transform: Transform::Day,
-        },
+        }],
         layouts: &[],
     },
     TableDefinition {
         name: HOST_DAILY,
         schema: host_daily_schema,
-        partition: Partition {
+        partitions: &[Partition {
             column: 2,
             name: "month",
             transform: Transform::Month,
-        },
+        }],
         layouts: &[],
     },
+    super::findings::DEFINITION,
 ];
 
 fn string_list(id: i32, element_id: i32, name: &str) -> Arc<NestedField> {
@@ -357,7 +361,12 @@ mod tests {
         for table in &ALL {
             let schema = Arc::new((table.schema)());
             let spec: PartitionSpec = table.partition_spec().bind(schema).expect(table.name);
-            assert_eq!(spec.fields().len(), 1, "{}", table.name);
+            assert_eq!(
+                spec.fields().len(),
+                table.partitions.len(),
+                "{}",
+                table.name
+            );
         }
     }
 }

@@ -109,7 +109,8 @@ pub(super) fn attempt(
                 warehouse = warehouse.description(),
                 "writing Iceberg tables"
             );
-            start_sinks(warehouse, &source_name).map_err(super::outputs::OutputsError::from)?
+            start_sinks(warehouse, &source_name, &spec.outputs.findings_origin)
+                .map_err(super::outputs::OutputsError::from)?
         }
         None => Vec::new(),
     };

@@ -80,6 +80,7 @@ impl RunSpec {
                 alert_format: Default::default(),
                 scored: None,
                 sns: None,
+                findings_origin: Default::default(),
             },
             tables: Some(WarehouseConfig::embedded(output)),
             keep_state: true,

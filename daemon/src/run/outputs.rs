@@ -35,6 +35,8 @@ pub struct OutputsSpec {
     /// Every scored event as a JSON line (`--scored`), if wanted.
     pub scored: Option<PathBuf>,
     pub sns: Option<SnsConfig>,
+    /// The region and account of the `ocsf_findings` table's findings.
+    pub findings_origin: crate::lakehouse::findings::FindingsOrigin,
 }
 
 /// How many lines a resumed run's files keep: what its checkpoint had
