@@ -14,16 +14,22 @@
 //! `min_surprise`. A help-desk account whose history is full of other
 //! people's workstations is not surprised by more of them; an account that
 //! adds two new computers a day for three days, each day unremarkable, is.
+//!
+//! Where the logon came from counts as well, `source_weight` times
+//! `Features::source_evidence`: an account spreading from the one desk it
+//! always works at is less likely an intruder than one whose new computers
+//! are reached from a computer it never used.
 
 use authpulse_rules_sdk::stats::{log10, negbin_tail, score_of_evidence, surprise};
 use authpulse_rules_sdk::{
-    Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
-    export_rule,
+    DEFAULT_INTRUDER_USUAL_SOURCE, Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec,
+    Params, Rule, Severity, export_rule,
 };
 
 pub struct SlowSpread {
     min_surprise: f32,
     burn_in_s: u32,
+    source_weight: f32,
 }
 
 pub const REASON_DAY: u32 = 0;
@@ -42,16 +48,18 @@ const MIN_SURPRISE: ParamSpec = ParamSpec::new(
 
 const BURN_IN: ParamSpec = ParamSpec::burn_in(2.0 * 86_400.0);
 
+const SOURCE_WEIGHT: ParamSpec = ParamSpec::source_weight(1.0);
+
 impl Rule for SlowSpread {
     const METADATA: Metadata = Metadata {
         name: "slow_spread",
-        version: "2.0.0",
+        version: "2.1.0",
         description: "More new computers within a day or three than the user's own history makes likely",
         severity: Severity::Medium,
         mitre: &["T1021", "T1078", "T1550"],
         entity: Entity::User,
         events: Events::NewDevices,
-        params: &[MIN_SURPRISE, BURN_IN],
+        params: &[MIN_SURPRISE, BURN_IN, SOURCE_WEIGHT],
         reasons: &[
             "more new computers in a day than the user's history makes likely",
             "more new computers over three days than the user's history makes likely",
@@ -63,6 +71,7 @@ impl Rule for SlowSpread {
         SlowSpread {
             min_surprise: p.value(&MIN_SURPRISE) as f32,
             burn_in_s: p.value(&BURN_IN) as u32,
+            source_weight: p.value(&SOURCE_WEIGHT) as f32,
         }
     }
 
@@ -103,7 +112,11 @@ impl Rule for SlowSpread {
                 (best, reason) = (how, why);
             }
         }
-        let decades = best - log10(looks.len() as f64) as f32;
+        if best == 0.0 {
+            return None;
+        }
+        let decades = best - log10(looks.len() as f64) as f32
+            + self.source_weight * f.source_evidence(DEFAULT_INTRUDER_USUAL_SOURCE);
         (decades >= self.min_surprise).then(|| Hit::new(score_of_evidence(decades), reason))
     }
 }
@@ -177,6 +190,31 @@ mod tests {
         // surprising; for a help desk whose new computers are all rare, not.
         assert_eq!(rule.evaluate(&rare(2)).map(|h| h.reason), Some(REASON_RARE));
         assert_eq!(rule.evaluate(&rare(40)), None);
+    }
+
+    #[test]
+    fn spreading_from_the_usual_desk_weighs_less_than_from_a_stranger() {
+        let rule = RuleHarness::<SlowSpread>::with_defaults().with("min_surprise", 5.0);
+        // From computer 8, used for 190 of the account's 200 sourced logons,
+        // or from one it never used (one of three sources so far).
+        let from = |used: u32| Features {
+            computer: 3,
+            source_computer: 8 + 1,
+            user_sourced_logins_before: 200,
+            user_logins_from_source_before: used,
+            user_sources_before: 3,
+            ..spread(20, 2, 5, 5)
+        };
+        let desk = rule.evaluate(&from(190));
+        let stranger = rule.evaluate(&from(0)).expect("a stranger's source fires");
+        assert!(
+            desk.is_none_or(|d| d.score < stranger.score),
+            "{desk:?} vs {stranger:?}"
+        );
+        let ignored = RuleHarness::<SlowSpread>::with_defaults()
+            .with("min_surprise", 5.0)
+            .with("source_weight", 0.0);
+        assert_eq!(ignored.evaluate(&from(190)), ignored.evaluate(&from(0)));
     }
 
     #[test]
