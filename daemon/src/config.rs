@@ -50,7 +50,7 @@ pub struct Config {
     pub recover_for: Option<Duration>,
 }
 
-/// `source`: one of `file` and `kinesis`.
+/// `source`: one of `file`, `kinesis` and `parquet`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -62,6 +62,9 @@ pub struct SourceConfig {
     pub format: Option<String>,
     /// Read every shard of a Kinesis stream.
     pub kinesis: Option<KinesisConfig>,
+    /// Backfill from OCSF Authentication events in Parquet (AWS Security
+    /// Lake's table): `s3://BUCKET/PREFIX` or a local directory or file.
+    pub parquet: Option<String>,
 }
 
 /// `source.kinesis`.
@@ -232,20 +235,26 @@ impl Config {
             invalid(key, reason)
         })?;
         if let Some(source) = &config.source {
-            match (&source.file, &source.kinesis) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        "source".into(),
-                        "give `file` or `kinesis`, not both".into(),
-                    ));
-                }
-                (None, None) if source.follow.is_some() || source.format.is_some() => {
-                    return Err(invalid(
-                        "source".into(),
-                        "`follow` and `format` need a `file`".into(),
-                    ));
-                }
-                _ => {}
+            let given = [
+                source.file.is_some(),
+                source.kinesis.is_some(),
+                source.parquet.is_some(),
+            ];
+            if given.iter().filter(|&&g| g).count() > 1 {
+                return Err(invalid(
+                    "source".into(),
+                    "give one of `file`, `kinesis` and `parquet`".into(),
+                ));
+            }
+            if source.follow.is_some() && source.file.is_none() {
+                return Err(invalid("source".into(), "`follow` needs a `file`".into()));
+            }
+            if source.format.is_some() && source.kinesis.is_some() {
+                return Err(invalid(
+                    "source".into(),
+                    "`format` is for a `file` or `parquet` (a Kinesis record's form is told per record)"
+                        .into(),
+                ));
             }
         }
         if let Some(listen) = config.http.as_ref().and_then(|h| h.listen.as_deref()) {
@@ -307,7 +316,10 @@ mod tests {
             "{typed}"
         );
         let both = error("source:\n  file: a.csv\n  kinesis:\n    stream: s\n");
-        assert_eq!(both, "c.yaml: source: give `file` or `kinesis`, not both");
+        assert_eq!(
+            both,
+            "c.yaml: source: give one of `file`, `kinesis` and `parquet`"
+        );
         let listen = error("http:\n  listen: 9464\n");
         assert!(
             listen.starts_with("c.yaml: http.listen: `9464`"),

@@ -144,3 +144,13 @@ def test_what_is_not_parquet_is_refused_by_name(tmp_path):
     assert "lake/broken.parquet" in done.stderr, done.stderr
     done = authpulse("run", "--source", "parquet:nowhere", "--output", "out", cwd=tmp_path)
     assert done.returncode != 0 and "nowhere" in done.stderr, done.stderr
+
+
+def test_a_configuration_file_names_the_parquet_source(lake):
+    (lake / "c.yaml").write_text("source:\n  parquet: lake\n  format: ocsf\noutput:\n  dir: cfg-out\n")
+    from_config = summary(authpulse("run", "--config", "c.yaml", cwd=lake))
+    assert from_config["events_valid"] == 244 and from_config["late"] == 0
+    (lake / "both.yaml").write_text("source:\n  parquet: lake\n  file: events.jsonl\n")
+    refused = authpulse("config", "check", "both.yaml", cwd=lake)
+    assert refused.returncode != 0
+    assert "both.yaml: source: give one of `file`, `kinesis` and `parquet`" in refused.stderr

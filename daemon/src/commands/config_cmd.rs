@@ -82,6 +82,15 @@ pub fn apply(
             })?;
             set!("format", args.format, Some(parsed));
         }
+        if let Some(location) = &source.parquet {
+            let url = if location.starts_with("s3://") {
+                location.clone()
+            } else {
+                format!("parquet:{location}")
+            };
+            let parsed: SourceUrl = url.parse().map_err(|e: String| bad("source.parquet", e))?;
+            set!("source", args.aws.source, Some(Some(parsed)));
+        }
         if let Some(kinesis) = &source.kinesis {
             let url = format!("kinesis://{}", kinesis.stream);
             let parsed: SourceUrl = url

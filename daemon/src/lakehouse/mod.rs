@@ -34,11 +34,11 @@ use iceberg::table::Table;
 
 use aggregates::AggregateSink;
 use alerts::AlertTableSink;
+use authpulse_engine::sinks::Progress;
 use curated::CuratedSink;
 use findings::FindingsTableSink;
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use raw::RawSink;
-use authpulse_engine::sinks::Progress;
 use sinks::TableSink;
 
 pub use catalog::WarehouseConfig;
