@@ -344,6 +344,7 @@ mod tests {
                     from: Some("latest".into()),
                     poll_interval: Some(Duration::from_secs(1)),
                 }),
+                parquet: Some("s3://lake/auth".into()),
             }),
             policy: Some("p".into()),
             policy_reload: Some(true),
