@@ -271,10 +271,29 @@ pub const PRIOR_DAYS: f32 = 2.0;
 /// The share of rarely used computers among new ones assumed before the
 /// population's is measured.
 pub const DEFAULT_RARE_SHARE: f32 = 0.15;
+/// The share of accounts whose work is reaching computers new to them
+/// (help desks, desktop support, deployment and scanning accounts), as
+/// [`Features::predicted_new_computer_rate`] assumes before an account's
+/// own history says which kind it is.
+pub const ROAMER_SHARE: f32 = 0.02;
+/// How many new computers a day such an account reaches.
+pub const ROAMER_NEW_PER_DAY: f32 = 8.0;
 /// The share of intrusions that work from the stolen account's usual
 /// computers (malware on the victim's workstation) rather than from a
 /// foothold elsewhere, assumed by [`Features::source_evidence`]'s callers.
 pub const DEFAULT_INTRUDER_USUAL_SOURCE: f32 = 0.3;
+
+/// A user's history of new computers, as [`Features::judged_history`]
+/// gives it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct History {
+    /// Computers first used in it.
+    pub new_computers: u32,
+    /// Of those, the rarely used ones.
+    pub rare_new_computers: u32,
+    /// Its length in days.
+    pub days: f32,
+}
 
 impl Features {
     /// The records as the bytes the ABI moves into a module's memory.
@@ -363,14 +382,48 @@ impl Features {
             .max(prior)
     }
 
+    /// The pace of new computers this user's history predicts, knowing that
+    /// accounts come in two kinds: most at their own usual rate
+    /// ([`Features::usual_new_computer_rate`]), and a few ([`ROAMER_SHARE`])
+    /// whose work is reaching new computers ([`ROAMER_NEW_PER_DAY`]). Which
+    /// kind this account is, is weighed by its baseline period's new
+    /// computers and by those of the last 24 hours before this one (two
+    /// Poisson counts under each pace). Days of a quiet baseline rule the
+    /// roamer out, so a settled account is judged at its own rate; a young
+    /// account, whose baseline is short, that keeps finding new computers is
+    /// soon judged a roamer: weak history, weak evidence.
+    #[inline]
+    pub fn predicted_new_computer_rate(&self) -> f32 {
+        let ordinary = self.usual_new_computer_rate();
+        let roamer = ROAMER_NEW_PER_DAY;
+        if roamer <= ordinary {
+            return ordinary;
+        }
+        let today = self
+            .user_new_computers_24h
+            .saturating_sub(u32::from(self.is_new_device()));
+        let baseline_days = self.user_baseline_s as f32 / DAY;
+        let count = (self.user_baseline_new_computers + today) as f32;
+        // log L(roamer) - log L(ordinary) of `count` new computers over the
+        // baseline and the last day.
+        let log_ratio =
+            count * (roamer / ordinary).ln() - (roamer - ordinary) * (baseline_days + 1.0);
+        let odds = ROAMER_SHARE / (1.0 - ROAMER_SHARE) * log_ratio.min(80.0).exp();
+        let roamer_weight = odds / (1.0 + odds);
+        ordinary + roamer_weight * (roamer - ordinary)
+    }
+
     /// Decades of evidence in this user starting on a new computer: how much
     /// likelier that is from an intruder reaching `attack_per_day` new
-    /// computers a day than from this user at their usual rate,
-    /// `log10(attack_per_day / usual_new_computer_rate)`. Negative for a
-    /// user who starts on new computers faster than that anyway.
+    /// computers a day than from this user at the pace their history
+    /// predicts, `log10(attack_per_day / predicted_new_computer_rate)`.
+    /// Negative for a user who starts on new computers faster than that
+    /// anyway.
     #[inline]
     pub fn new_computer_evidence(&self, attack_per_day: f32) -> f32 {
-        crate::stats::log10(f64::from(attack_per_day / self.usual_new_computer_rate())) as f32
+        crate::stats::log10(f64::from(
+            attack_per_day / self.predicted_new_computer_rate(),
+        )) as f32
     }
 
     /// True when the record names a source computer other than the one
@@ -473,7 +526,8 @@ impl Features {
 
     /// New computers the user's history predicts in `days` days, as the
     /// `(shape, mean)` of a gamma-Poisson (negative binomial) count for
-    /// [`crate::stats::negbin_tail`]: the history period's new computers
+    /// [`crate::stats::negbin_tail`]: the judged history's new computers
+    /// ([`Features::judged_history`])
     /// (`rare` ones only, if asked) plus a prior of [`PRIOR_DAYS`] days at
     /// the population's pace for a user who knows this many computers
     /// ([`PRIOR_NEW_PER_KNOWN_PER_DAY`] until the population has one; for
@@ -486,17 +540,44 @@ impl Features {
             .population_new_per_known_per_day()
             .unwrap_or(PRIOR_NEW_PER_KNOWN_PER_DAY);
         let mut prior_per_day = pace * self.user_known_computers.max(1) as f32;
-        let mut seen = self.user_history_new_computers;
+        let history = self.judged_history();
+        let mut seen = history.new_computers;
         if rare {
             prior_per_day *= self.population_rare_share();
-            seen = self.user_history_rare_new_computers;
+            seen = history.rare_new_computers;
         }
         // The prior weighs PRIOR_DAYS at the population's pace: a gamma
         // with a small shape, so a few days of a busy history (a help desk
         // among other people's workstations) speak for themselves.
         let shape = seen as f32 + prior_per_day * PRIOR_DAYS;
-        let per_day = shape / (self.user_history_s as f32 / DAY + PRIOR_DAYS);
+        let per_day = shape / (history.days + PRIOR_DAYS);
         (shape, per_day * days)
+    }
+
+    /// What the user's history says of their new computers, as the rules
+    /// that compare the last days with it judge them. Once the history
+    /// period is at least as long as the 72 hours it leaves out (so that
+    /// an intruder's own days do not become the account's normal), it is
+    /// the history period. Before, it is the account's whole life after its
+    /// first day, the last 72 hours included: a young account's recent days
+    /// are all that shows its habit (a help desk's first week), and with
+    /// so little history any surprise is weak evidence.
+    #[inline]
+    pub fn judged_history(&self) -> History {
+        let recent_s = 3.0 * DAY;
+        if self.user_history_s as f32 >= recent_s {
+            return History {
+                new_computers: self.user_history_new_computers,
+                rare_new_computers: self.user_history_rare_new_computers,
+                days: self.user_history_s as f32 / DAY,
+            };
+        }
+        History {
+            new_computers: self.user_history_new_computers + self.user_new_computers_72h,
+            rare_new_computers: self.user_history_rare_new_computers
+                + self.user_rare_new_computers_72h,
+            days: (self.user_tenure_s as f32 - DAY).max(0.0) / DAY,
+        }
     }
 
     /// The population's share of rarely used computers among new ones
@@ -511,12 +592,14 @@ impl Features {
     }
 
     /// The user's usual share of rarely used computers among their new
-    /// ones: their history's, shrunk toward the population's as if `prior`
-    /// more new computers had shown it.
+    /// ones: their judged history's ([`Features::judged_history`]), shrunk
+    /// toward the population's as if `prior` more new computers had shown
+    /// it.
     #[inline]
     pub fn usual_rare_share(&self, prior: f32) -> f32 {
-        (self.user_history_rare_new_computers as f32 + prior * self.population_rare_share())
-            / (self.user_history_new_computers as f32 + prior)
+        let history = self.judged_history();
+        (history.rare_new_computers as f32 + prior * self.population_rare_share())
+            / (history.new_computers as f32 + prior)
     }
 
     /// The share of the user's earlier logins that fell in this event's hour
@@ -610,6 +693,68 @@ impl From<Option<Hit>> for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user new to a computer, knowing ten, with `baseline_new` new
+    /// computers over `baseline_days` and `today` earlier new ones in the
+    /// last 24 hours.
+    fn roaming(baseline_days: u32, baseline_new: u32, today: u32) -> Features {
+        Features {
+            flags: FLAG_NEW_DEVICE_FOR_USER,
+            user_known_computers: 10,
+            user_baseline_s: baseline_days * 86_400,
+            user_baseline_new_computers: baseline_new,
+            user_new_computers_24h: today + 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn weak_history_that_keeps_finding_computers_is_judged_a_roamer() {
+        // A settled account, a week without new computers: five new today
+        // still count at its own rate.
+        let settled = roaming(7, 0, 5);
+        let own = settled.usual_new_computer_rate();
+        assert!(settled.predicted_new_computer_rate() < 1.01 * own);
+        // Its second day: five new computers before this one, no baseline
+        // yet: most likely an account whose work this is.
+        let young = roaming(0, 0, 5);
+        assert!(young.predicted_new_computer_rate() > 0.9 * ROAMER_NEW_PER_DAY);
+        assert!(young.new_computer_evidence(24.0) < 0.55);
+        // The first new computer of a young account is still judged at the
+        // ordinary pace: nothing says otherwise yet.
+        let first = roaming(0, 0, 0);
+        assert!(first.predicted_new_computer_rate() < 0.2 * ROAMER_NEW_PER_DAY);
+        // A busy baseline is a roamer's however quiet the last day.
+        let desk = roaming(5, 40, 0);
+        assert!(desk.predicted_new_computer_rate() >= desk.usual_new_computer_rate());
+    }
+
+    #[test]
+    fn a_young_account_is_judged_by_its_whole_life_after_its_first_day() {
+        // Three days old: no history period yet, ten new computers (all of
+        // them rarely used) in the last 72 hours.
+        let young = Features {
+            user_tenure_s: 3 * 86_400,
+            user_new_computers_72h: 10,
+            user_rare_new_computers_72h: 10,
+            user_known_computers: 15,
+            ..Default::default()
+        };
+        let history = young.judged_history();
+        assert_eq!((history.new_computers, history.rare_new_computers), (10, 10));
+        assert_eq!(history.days, 2.0);
+        assert!(young.usual_rare_share(2.0) > 0.8);
+        // Ten days of history: the last 72 hours are left out of it.
+        let settled = Features {
+            user_history_s: 10 * 86_400,
+            user_history_new_computers: 2,
+            user_tenure_s: 14 * 86_400,
+            ..young
+        };
+        let history = settled.judged_history();
+        assert_eq!((history.new_computers, history.rare_new_computers), (2, 0));
+        assert!(settled.usual_rare_share(2.0) < 0.2);
+    }
 
     #[test]
     fn usual_rates_shrink_toward_the_prior() {

@@ -4,8 +4,11 @@
 //!
 //! Its score is evidence (see `stats::score_of_evidence`): the log of how
 //! much likelier the logon is from an intruder moving `attack_per_day` hops
-//! a day than from this user, who usually starts about `r` new computers a
-//! day, i.e. `log10(attack_per_day / r)` decades. A computer many users share
+//! a day than from this user, whose history predicts about `r` new
+//! computers a day, i.e. `log10(attack_per_day / r)` decades
+//! (`Features::predicted_new_computer_rate`: the user's own pace, unless a
+//! short history and a day of new computers say the account is one whose
+//! work is reaching new computers). A computer many users share
 //! (a file server, a domain controller) is where users go anyway and
 //! intruders seldom need to, and a computer nobody used before is being set
 //! up for its first user: on both the evidence counts `shared_weight`. A
@@ -84,7 +87,7 @@ const SOURCE_WEIGHT: ParamSpec = ParamSpec::source_weight(1.0);
 impl Rule for NewDevice {
     const METADATA: Metadata = Metadata {
         name: "new_device",
-        version: "3.1.0",
+        version: "3.2.0",
         description: "User logs on to a computer they never used, weighed by how rare that is for them",
         severity: Severity::Low,
         mitre: &["T1078", "T1021"],

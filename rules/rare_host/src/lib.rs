@@ -64,7 +64,7 @@ const SOURCE_WEIGHT: ParamSpec = ParamSpec::source_weight(1.0);
 impl Rule for RareHost {
     const METADATA: Metadata = Metadata {
         name: "rare_host",
-        version: "3.1.0",
+        version: "3.2.0",
         description: "First logon to a computer very few users have ever used",
         severity: Severity::Low,
         mitre: &["T1021"],

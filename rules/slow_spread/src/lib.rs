@@ -4,7 +4,9 @@
 //! one account among several stolen ones taking its turn.
 //!
 //! It asks how likely each count would be from the user's history before
-//! the last three days (`Features::expected_new_computers`: a
+//! the last three days (for an account too young to have one, its whole
+//! life after its first day: `Features::judged_history`), as
+//! `Features::expected_new_computers` predicts it (a
 //! gamma-Poisson prediction, shrunk toward the population's pace while
 //! the history is short, so a short history surprises little) and scores
 //! the largest surprise, less the cost of having looked four times, as
