@@ -741,7 +741,10 @@ mod tests {
             ..Default::default()
         };
         let history = young.judged_history();
-        assert_eq!((history.new_computers, history.rare_new_computers), (10, 10));
+        assert_eq!(
+            (history.new_computers, history.rare_new_computers),
+            (10, 10)
+        );
         assert_eq!(history.days, 2.0);
         assert!(young.usual_rare_share(2.0) > 0.8);
         // Ten days of history: the last 72 hours are left out of it.
