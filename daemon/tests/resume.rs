@@ -44,7 +44,7 @@ fn every_table_commit_records_the_progress_and_its_state_snapshot() {
 
     let warehouse = Warehouse::open(&WarehouseConfig::embedded(&dir.path().join("out"))).unwrap();
     let progress = warehouse.progress().unwrap();
-    assert_eq!(progress.len(), 5);
+    assert_eq!(progress.len(), 6);
     let last = progress[0]
         .1
         .clone()

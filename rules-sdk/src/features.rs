@@ -406,10 +406,12 @@ impl Features {
         let count = (self.user_baseline_new_computers + today) as f32;
         // log L(roamer) - log L(ordinary) of `count` new computers over the
         // baseline and the last day.
-        let log_ratio =
-            count * (roamer / ordinary).ln() - (roamer - ordinary) * (baseline_days + 1.0);
-        let odds = ROAMER_SHARE / (1.0 - ROAMER_SHARE) * log_ratio.min(80.0).exp();
-        let roamer_weight = odds / (1.0 + odds);
+        // The SDK's own ln and exp: the same bits natively and in WebAssembly.
+        let log_ratio = f64::from(count) * crate::stats::ln(f64::from(roamer / ordinary))
+            - f64::from(roamer - ordinary) * f64::from(baseline_days + 1.0);
+        let odds =
+            f64::from(ROAMER_SHARE / (1.0 - ROAMER_SHARE)) * crate::stats::exp(log_ratio.min(80.0));
+        let roamer_weight = (odds / (1.0 + odds)) as f32;
         ordinary + roamer_weight * (roamer - ordinary)
     }
 
