@@ -189,7 +189,7 @@ fn version_3_modules_fire_as_the_current_ones_do() {
                 .rows
                 .iter()
                 .zip(&settled)
-                .filter(|(r, settled)| **settled || !from_day_8)
+                .filter(|(_, settled)| **settled || !from_day_8)
                 .filter(|(r, _)| r.risk_flags.iter().any(|f| f == flag))
                 .map(|(r, _)| r.event_id.as_str())
                 .collect()
