@@ -11,7 +11,10 @@
 //! baseline is shrunk toward a pace proportional to the destinations the
 //! source knows, so a short history neither alarms nor excuses much. Its
 //! first day is its discovery (every destination is new to the pipeline),
-//! hence the burn-in.
+//! hence the burn-in. Only a destination new to the account logging on to
+//! it counts as spreading: an admin making a round of the servers they
+//! already use, from a desk they did not use for it before, is routine
+//! (their account's own history says so).
 
 use authpulse_rules_sdk::stats::{poisson_tail, surprise};
 use authpulse_rules_sdk::{
@@ -62,7 +65,7 @@ const SCORE: ParamSpec = ParamSpec::score(
 impl Rule for SourceFanOut {
     const METADATA: Metadata = Metadata {
         name: "source_fan_out",
-        version: "1.0.0",
+        version: "1.1.0",
         description: "One computer logging on to many destinations it never reached before",
         severity: Severity::High,
         mitre: &["T1021", "T1570"],
@@ -84,7 +87,11 @@ impl Rule for SourceFanOut {
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
         let new = f.source_new_destinations_2h;
-        if new < self.min_new || f.is_failure() || f.source_tenure_s < self.burn_in_s {
+        if new < self.min_new
+            || f.is_failure()
+            || !f.is_new_device()
+            || f.source_tenure_s < self.burn_in_s
+        {
             return None;
         }
         let expected = f.usual_new_destination_rate() * WINDOW_DAYS * BUSY_FACTOR;
@@ -116,8 +123,21 @@ mod tests {
             source_baseline_s: 28 * 86_400,
             source_new_destinations_2h: new,
             source_destinations_2h: new,
+            flags: authpulse_rules_sdk::FLAG_NEW_DEVICE_FOR_USER,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_round_of_computers_the_account_already_uses_is_routine() {
+        let rule = RuleHarness::<SourceFanOut>::with_defaults();
+        let spreading = source(40, 2, 12);
+        assert!(rule.evaluate(&spreading).is_some());
+        let round = Features {
+            flags: 0,
+            ..spreading
+        };
+        assert_eq!(rule.evaluate(&round), None);
     }
 
     #[test]
