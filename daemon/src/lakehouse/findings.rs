@@ -12,19 +12,21 @@
 //! carry (times in microseconds instead of milliseconds; `unmapped` as a
 //! map of JSON texts, as Security Lake keeps it).
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
 use iceberg::spec::{
     ListType, MapType, NestedField, PrimitiveType, Schema, StructType, Transform, Type,
 };
-use serde_json::{Map, Value};
+use serde_json::{Value, json};
 
+use super::buffered::Buffered;
 use super::sinks::{Role, TableSink};
 use super::tables::{ColumnLayout, Partition, TableDefinition};
-use super::writer::{TableWriter, WriterStats};
+use super::writer::WriterStats;
 use super::{LakehouseError, Warehouse};
 use authpulse_engine::alerts::Alert;
 use authpulse_engine::findings::detection_finding;
@@ -221,37 +223,30 @@ pub fn schema() -> Schema {
 
 /// The row of one finding: the finding with `cloud`, the partition values,
 /// times in microseconds and `unmapped` as JSON texts.
-pub fn row(finding: Value, origin: &FindingsOrigin) -> Value {
-    let mut row = match finding {
-        Value::Object(map) => map,
-        other => return other,
-    };
-    let day = row["time"]
+pub fn row(mut finding: Value, origin: &FindingsOrigin) -> Value {
+    let day = finding["time"]
         .as_i64()
         .and_then(chrono::DateTime::from_timestamp_millis)
         .map_or_else(|| "19700101".into(), |t| t.format("%Y%m%d").to_string());
-    if let Some(Value::Object(unmapped)) = row.get_mut("unmapped") {
+    millis_to_micros(&mut finding);
+    let Some(fields) = finding.as_object_mut() else {
+        return finding;
+    };
+    if let Some(Value::Object(unmapped)) = fields.get_mut("unmapped") {
         for value in unmapped.values_mut() {
             if !value.is_string() {
                 *value = Value::String(value.to_string());
             }
         }
     }
-    let mut row = Value::Object(std::mem::take(&mut row));
-    millis_to_micros(&mut row);
-    let fields = row.as_object_mut().expect("an object");
-    let mut cloud = Map::new();
-    cloud.insert("provider".into(), "AWS".into());
-    cloud.insert("region".into(), origin.region.clone().into());
-    cloud.insert(
-        "account".into(),
-        serde_json::json!({"uid": origin.account_id}),
+    fields.insert(
+        "cloud".into(),
+        json!({"provider": "AWS", "region": origin.region, "account": {"uid": origin.account_id}}),
     );
-    fields.insert("cloud".into(), Value::Object(cloud));
     fields.insert("region".into(), origin.region.clone().into());
     fields.insert("accountId".into(), origin.account_id.clone().into());
     fields.insert("eventDay".into(), day.into());
-    row
+    finding
 }
 
 /// OCSF times (`time`, `*_time`) are milliseconds; Iceberg's microseconds.
@@ -275,14 +270,11 @@ fn millis_to_micros(value: &mut Value) {
     }
 }
 
-/// An [`AlertSink`] writing the `ocsf_findings` table. Findings are few,
-/// so they are buffered and written as one batch per commit.
+/// An [`AlertSink`] writing the `ocsf_findings` table ([`Buffered`]:
+/// findings are few).
 pub struct FindingsTableSink {
-    writer: TableWriter,
+    table: Buffered<Value>,
     origin: FindingsOrigin,
-    pending: Vec<Value>,
-    /// The latest checkpoint's progress, which every commit carries.
-    properties: HashMap<String, String>,
 }
 
 impl FindingsTableSink {
@@ -291,54 +283,36 @@ impl FindingsTableSink {
         origin: FindingsOrigin,
     ) -> Result<FindingsTableSink, LakehouseError> {
         Ok(FindingsTableSink {
-            writer: TableWriter::start(warehouse, FINDINGS)?,
+            table: Buffered::start(warehouse, FINDINGS, batch)?,
             origin,
-            pending: Vec::new(),
-            properties: HashMap::new(),
         })
     }
+}
 
-    fn commit(&mut self, always: bool) -> io::Result<()> {
-        if self.pending.is_empty() && !always {
-            return Ok(());
-        }
-        if !self.pending.is_empty() {
-            let schema = Arc::clone(self.writer.arrow_schema());
-            let mut decoder = ReaderBuilder::new(schema)
-                .with_batch_size(self.pending.len())
-                .build_decoder()
-                .map_err(|e| io::Error::other(LakehouseError::Arrow(e)))?;
-            decoder
-                .serialize(&self.pending)
-                .map_err(|e| io::Error::other(LakehouseError::Arrow(e)))?;
-            if let Some(batch) = decoder
-                .flush()
-                .map_err(|e| io::Error::other(LakehouseError::Arrow(e)))?
-            {
-                self.writer.write(batch)?;
-            }
-        }
-        self.writer.commit(self.properties.clone())?;
-        self.pending.clear();
-        Ok(())
-    }
+/// The rows, decoded against the table's own schema.
+fn batch(schema: &SchemaRef, rows: &[Value]) -> Result<RecordBatch, ArrowError> {
+    let mut decoder = ReaderBuilder::new(Arc::clone(schema))
+        .with_batch_size(rows.len())
+        .build_decoder()?;
+    decoder.serialize(rows)?;
+    Ok(decoder
+        .flush()?
+        .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
 }
 
 impl Commit for FindingsTableSink {
     fn checkpoint(&mut self, progress: &Progress) -> io::Result<()> {
-        self.properties = progress.properties();
-        self.commit(!self.properties.is_empty())
+        self.table.checkpoint(progress)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.commit(false)
+        self.table.flush()
     }
 }
 
 impl AlertSink for FindingsTableSink {
     fn send(&mut self, alert: &Alert) -> io::Result<()> {
-        self.pending
-            .push(row(detection_finding(alert), &self.origin));
+        self.table.push(row(detection_finding(alert), &self.origin));
         Ok(())
     }
 }
@@ -349,7 +323,7 @@ impl TableSink for FindingsTableSink {
     }
 
     fn stats(&self) -> Vec<&WriterStats> {
-        vec![self.writer.stats()]
+        vec![self.table.stats()]
     }
 }
 

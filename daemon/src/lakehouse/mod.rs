@@ -12,6 +12,7 @@
 
 pub mod aggregates;
 pub mod alerts;
+mod buffered;
 pub mod catalog;
 mod columns;
 pub mod curated;
@@ -34,7 +35,6 @@ use iceberg::table::Table;
 
 use aggregates::AggregateSink;
 use alerts::AlertTableSink;
-use authpulse_engine::sinks::Progress;
 use curated::CuratedSink;
 use findings::FindingsTableSink;
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
@@ -309,31 +309,24 @@ impl Warehouse {
         if created.is_empty() {
             return Ok(());
         }
-        let mut earliest: Option<Progress> = None;
+        let mut recorded = Vec::new();
         for table in definitions.iter().filter(|t| !created.contains(&t.name)) {
             let loaded = self.load(table.name)?;
-            if let Some(progress) = progress::latest_progress(loaded.metadata(), table.name)?
-                && earliest
-                    .as_ref()
-                    .is_none_or(|e| progress.checkpoint < e.checkpoint)
-            {
-                earliest = Some(progress);
-            }
+            recorded.extend(progress::latest_progress(loaded.metadata(), table.name)?);
         }
-        let Some(earliest) = earliest else {
+        let Some(earliest) = recorded.into_iter().min_by_key(|p| p.checkpoint) else {
             return Ok(());
         };
         for name in created {
-            let table = self.load(name)?;
-            self.runtime.block_on(async {
-                use iceberg::transaction::{ApplyTransactionAction, Transaction};
-                let transaction = Transaction::new(&table);
-                let append = transaction
-                    .fast_append()
-                    .set_snapshot_properties(earliest.properties());
-                append.apply(transaction)?.commit(&*self.catalog).await?;
-                Ok::<_, LakehouseError>(())
-            })?;
+            let mut table = self.load(name)?;
+            writer::commit(
+                &self.runtime,
+                self.catalog.as_ref(),
+                &mut table,
+                None,
+                earliest.properties(),
+                0,
+            )?;
             tracing::info!(
                 table = name,
                 checkpoint = earliest.checkpoint,

@@ -696,7 +696,9 @@ impl TableSink<'_> {
     }
 }
 
-fn commit(
+/// Closes `writer`'s files and commits them to `table` in one snapshot
+/// carrying `properties` (a commit without files still records them).
+pub(super) fn commit(
     runtime: &tokio::runtime::Runtime,
     catalog: &dyn Catalog,
     table: &mut Table,

@@ -161,6 +161,8 @@ impl Merge {
         let planned = &self.files[index];
         let name = self.store.describe(&planned.file);
         let handle = self.store.open(&planned.file)?;
+        // The footer is read again here: keeping every file's footer from
+        // the plan would hold them all in memory for the whole run.
         let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
             .map_err(|e| ParquetError::Read(name.clone(), e.to_string()))?;
         let fields = builder.parquet_schema().root_schema().get_fields();
