@@ -63,7 +63,9 @@ pub struct SourceConfig {
     /// Read every shard of a Kinesis stream.
     pub kinesis: Option<KinesisConfig>,
     /// Backfill from OCSF Authentication events in Parquet (AWS Security
-    /// Lake's table): `s3://BUCKET/PREFIX` or a local directory or file.
+    /// Lake's table): `s3://BUCKET/PREFIX` or a local directory or file,
+    /// or an Iceberg table's current snapshot, `glue:DATABASE.TABLE` or
+    /// `iceberg:METADATA` (the table's metadata file).
     pub parquet: Option<String>,
 }
 

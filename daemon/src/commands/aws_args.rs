@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-use authpulse::sources::{ParquetLocation, StreamFrom, split_s3};
+use authpulse::sources::{ParquetLocation, StreamFrom};
 use clap::Args;
 
 /// Where events come from, as a URL.
@@ -17,7 +17,8 @@ use clap::Args;
 pub enum SourceUrl {
     /// `kinesis://STREAM`
     Kinesis(String),
-    /// `s3://BUCKET/PREFIX` or `parquet:PATH`: OCSF Parquet files.
+    /// OCSF Parquet files: `s3://BUCKET/PREFIX`, `parquet:PATH`, or an
+    /// Iceberg table's (`iceberg:METADATA`, `glue:DATABASE.TABLE`).
     Parquet(ParquetLocation),
 }
 
@@ -25,18 +26,11 @@ impl std::str::FromStr for SourceUrl {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
-        if value.starts_with("s3://") {
-            return split_s3(value)
-                .map(|_| SourceUrl::Parquet(ParquetLocation::S3(value.to_string())))
-                .map_err(|e| e.to_string());
-        }
-        if let Some(path) = value.strip_prefix("parquet:") {
-            if path.is_empty() {
-                return Err(format!(
-                    "`{value}`: expected parquet:PATH (a directory or a file)"
-                ));
-            }
-            return Ok(SourceUrl::Parquet(ParquetLocation::Local(path.into())));
+        if ["s3://", "parquet:", "iceberg:", "glue:"]
+            .iter()
+            .any(|scheme| value.starts_with(scheme))
+        {
+            return value.parse().map(SourceUrl::Parquet);
         }
         match value.strip_prefix("kinesis://") {
             Some(stream) if !stream.is_empty() && !stream.contains('/') => {
@@ -44,7 +38,7 @@ impl std::str::FromStr for SourceUrl {
             }
             Some(_) => Err(format!("`{value}`: expected kinesis://STREAM_NAME")),
             None => Err(format!(
-                "`{value}` is not a source URL: expected kinesis://STREAM_NAME, s3://BUCKET/PREFIX or parquet:PATH (give a file of lines as the INPUT argument)"
+                "`{value}` is not a source URL: expected kinesis://STREAM_NAME, s3://BUCKET/PREFIX, parquet:PATH, iceberg:METADATA or glue:DATABASE.TABLE (give a file of lines as the INPUT argument)"
             )),
         }
     }
@@ -58,7 +52,9 @@ pub struct AwsArgs {
     /// for a backfill, OCSF Authentication events in Parquet (AWS Security
     /// Lake's table): `s3://BUCKET/PREFIX` or `parquet:PATH` (a local
     /// directory or file), every `.parquet` file below it, in event-time
-    /// order.
+    /// order; or the current snapshot of an Iceberg table of them,
+    /// `glue:DATABASE.TABLE` (the Glue catalog) or `iceberg:METADATA` (the
+    /// table's metadata file, a path or s3:// URL).
     #[arg(long, value_name = "URL", env = "AUTHPULSE_SOURCE")]
     pub source: Option<SourceUrl>,
     /// Where a Kinesis source starts: `checkpoint` (the saved positions),
@@ -206,8 +202,29 @@ mod tests {
                 "lake/auth".into()
             )))
         );
-        assert!("s3://".parse::<SourceUrl>().is_err());
-        assert!("parquet:".parse::<SourceUrl>().is_err());
+        assert_eq!(
+            "glue:amazon_security_lake_glue_db_eu_west_1.auth".parse::<SourceUrl>(),
+            Ok(SourceUrl::Parquet(ParquetLocation::GlueTable {
+                database: "amazon_security_lake_glue_db_eu_west_1".into(),
+                table: "auth".into(),
+            }))
+        );
+        assert_eq!(
+            "iceberg:s3://lake/t/metadata/00003-a.metadata.json".parse::<SourceUrl>(),
+            Ok(SourceUrl::Parquet(ParquetLocation::IcebergTable(
+                "s3://lake/t/metadata/00003-a.metadata.json".into()
+            )))
+        );
+        for bad in [
+            "s3://",
+            "parquet:",
+            "iceberg:",
+            "glue:auth",
+            "glue:.t",
+            "glue:a.b.c",
+        ] {
+            assert!(bad.parse::<SourceUrl>().is_err(), "{bad}");
+        }
         for bad in ["kinesis://", "auth-events", "kinesis://a/b"] {
             let error = bad.parse::<SourceUrl>().unwrap_err();
             assert!(error.contains("kinesis://STREAM_NAME"), "{bad}: {error}");

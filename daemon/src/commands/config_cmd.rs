@@ -83,7 +83,10 @@ pub fn apply(
             set!("format", args.format, Some(parsed));
         }
         if let Some(location) = &source.parquet {
-            let url = if location.starts_with("s3://") {
+            let url = if ["s3://", "parquet:", "iceberg:", "glue:"]
+                .iter()
+                .any(|scheme| location.starts_with(scheme))
+            {
                 location.clone()
             } else {
                 format!("parquet:{location}")

@@ -32,7 +32,8 @@ use super::{progress, shell};
 /// grows until Ctrl-C; a second Ctrl-C exits at once), or every shard of a
 /// Kinesis stream (--source kinesis://STREAM; until Ctrl-C, or
 /// --until-caught-up), or OCSF Parquet files such as AWS Security Lake's
-/// (--source s3://BUCKET/PREFIX or parquet:PATH, in event-time order). An event dated more than --max-future-skew ahead of
+/// (--source s3://BUCKET/PREFIX, parquet:PATH, or an Iceberg table's
+/// glue:DATABASE.TABLE or iceberg:METADATA; in event-time order). An event dated more than --max-future-skew ahead of
 /// the time the rest of the stream has reached is dead-lettered as `future`
 /// and moves nothing.
 /// Malformed and late records go to the dead-letter file with their line
@@ -276,6 +277,8 @@ impl RunArgs {
                     region: self.catalog.aws_region.clone(),
                     endpoint: self.catalog.s3_endpoint.clone(),
                     path_style: self.catalog.s3_path_style,
+                    glue_endpoint: self.catalog.glue_endpoint.clone(),
+                    glue_catalog_id: self.catalog.glue_catalog_id.clone(),
                 },
                 max_line_bytes: self.max_line_bytes,
             }),

@@ -5,7 +5,9 @@
 //! of an Iceberg table of the same shape, or a local copy of either.
 //!
 //! `store.rs` lists and fetches the files (a local directory or an S3
-//! prefix); `merge.rs` reads them in event-time order and turns each row
+//! prefix), `table.rs` finds an Iceberg table's (its current snapshot's
+//! data files, the table named by its metadata file or in the Glue
+//! catalog); `merge.rs` reads them in event-time order and turns each row
 //! into the OCSF JSON line the OCSF reader maps, so a row and the same
 //! event sent as JSON become the same record. Rows the mapping cannot use
 //! are dead-lettered as any line is.
@@ -16,6 +18,7 @@
 
 mod merge;
 mod store;
+mod table;
 
 use std::io;
 
@@ -60,6 +63,58 @@ pub enum ParquetLocation {
     Local(std::path::PathBuf),
     /// `s3://BUCKET/PREFIX`: every `.parquet` object below the prefix.
     S3(String),
+    /// `iceberg:METADATA`: the current snapshot of the Iceberg table whose
+    /// metadata file this is (a local path or an `s3://` URL).
+    IcebergTable(String),
+    /// `glue:DATABASE.TABLE`: the current snapshot of an Iceberg table of
+    /// the Glue catalog.
+    GlueTable { database: String, table: String },
+}
+
+impl std::str::FromStr for ParquetLocation {
+    type Err = String;
+
+    /// `s3://BUCKET/PREFIX`, `parquet:PATH`, `iceberg:METADATA` or
+    /// `glue:DATABASE.TABLE`.
+    fn from_str(value: &str) -> Result<Self, String> {
+        if value.starts_with("s3://") {
+            return split_s3(value)
+                .map(|_| ParquetLocation::S3(value.to_string()))
+                .map_err(|e| e.to_string());
+        }
+        if let Some(path) = value.strip_prefix("parquet:") {
+            if path.is_empty() {
+                return Err(format!(
+                    "`{value}`: expected parquet:PATH (a directory or a file)"
+                ));
+            }
+            return Ok(ParquetLocation::Local(path.into()));
+        }
+        if let Some(metadata) = value.strip_prefix("iceberg:") {
+            if metadata.is_empty() {
+                return Err(format!(
+                    "`{value}`: expected iceberg:METADATA (a table's metadata file, a path or s3:// URL)"
+                ));
+            }
+            return Ok(ParquetLocation::IcebergTable(metadata.to_string()));
+        }
+        if let Some(name) = value.strip_prefix("glue:") {
+            return match name.split_once('.') {
+                Some((database, table))
+                    if !database.is_empty() && !table.is_empty() && !table.contains('.') =>
+                {
+                    Ok(ParquetLocation::GlueTable {
+                        database: database.to_string(),
+                        table: table.to_string(),
+                    })
+                }
+                _ => Err(format!("`{value}`: expected glue:DATABASE.TABLE")),
+            };
+        }
+        Err(format!(
+            "`{value}`: expected s3://BUCKET/PREFIX, parquet:PATH, iceberg:METADATA or glue:DATABASE.TABLE"
+        ))
+    }
 }
 
 impl std::fmt::Display for ParquetLocation {
@@ -67,6 +122,10 @@ impl std::fmt::Display for ParquetLocation {
         match self {
             ParquetLocation::Local(path) => write!(f, "{}", path.display()),
             ParquetLocation::S3(url) => f.write_str(url),
+            ParquetLocation::IcebergTable(metadata) => write!(f, "iceberg:{metadata}"),
+            ParquetLocation::GlueTable { database, table } => {
+                write!(f, "glue:{database}.{table}")
+            }
         }
     }
 }
@@ -84,7 +143,7 @@ impl ParquetSpec {
     /// Lists the files and reads their footers; the rows are read as the
     /// pipeline asks for them.
     pub(super) fn open(&self) -> Result<Opened, SourceError> {
-        let store = match &self.location {
+        let (store, listed) = match &self.location {
             ParquetLocation::Local(path) => {
                 if !path.exists() {
                     return Err(SourceError::open(
@@ -92,11 +151,27 @@ impl ParquetSpec {
                         io::Error::new(io::ErrorKind::NotFound, "no such file or directory"),
                     ));
                 }
-                Store::local(path)
+                let store = Store::local(path);
+                let listed = store.list()?;
+                (store, listed)
             }
-            ParquetLocation::S3(url) => Store::s3(url, &self.s3)?,
+            ParquetLocation::S3(url) => {
+                let store = Store::s3(url, &self.s3)?;
+                let listed = store.list()?;
+                (store, listed)
+            }
+            ParquetLocation::IcebergTable(_) | ParquetLocation::GlueTable { .. } => {
+                let table = table::plan(&self.location, &self.s3)?;
+                tracing::info!(
+                    table = %self.location,
+                    metadata = %table.metadata_location,
+                    snapshot = table.snapshot,
+                    "reading the table's current snapshot"
+                );
+                (table.store, table.files)
+            }
         };
-        let merge = Merge::plan(store)?;
+        let merge = Merge::plan(store, listed)?;
         if merge.files().is_empty() {
             return Err(ParquetError::Empty(self.location.to_string()).into());
         }
@@ -130,7 +205,14 @@ impl ParquetSpec {
 
     /// As the raw table records it.
     pub(super) fn name(&self) -> String {
-        format!("parquet:{}", self.location)
+        match &self.location {
+            ParquetLocation::IcebergTable(_) | ParquetLocation::GlueTable { .. } => {
+                self.location.to_string()
+            }
+            ParquetLocation::Local(_) | ParquetLocation::S3(_) => {
+                format!("parquet:{}", self.location)
+            }
+        }
     }
 }
 

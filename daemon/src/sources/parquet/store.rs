@@ -23,7 +23,7 @@ pub struct Listed {
     pub size: u64,
 }
 
-/// S3 access for an `s3://` location.
+/// AWS access for an `s3://` location or a table of the Glue catalog.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct S3Access {
     /// AWS region; `None`: `AWS_REGION`, then `AWS_DEFAULT_REGION`.
@@ -33,6 +33,23 @@ pub struct S3Access {
     pub endpoint: Option<String>,
     /// Address the bucket by path (`ENDPOINT/bucket/key`).
     pub path_style: bool,
+    /// Glue endpoint for a `glue:` table, when not the region's own
+    /// (default: `AWS_ENDPOINT_URL_GLUE`, then `AWS_ENDPOINT_URL`).
+    pub glue_endpoint: Option<String>,
+    /// The Glue catalog's account, when not the credentials' own.
+    pub glue_catalog_id: Option<String>,
+}
+
+impl S3Access {
+    /// The S3 endpoint: as given, else `AWS_ENDPOINT_URL_S3`, else
+    /// `AWS_ENDPOINT_URL`; `None`: the region's own.
+    pub fn s3_endpoint(&self) -> Option<String> {
+        self.endpoint.clone().or_else(|| {
+            std::env::var("AWS_ENDPOINT_URL_S3")
+                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+                .ok()
+        })
+    }
 }
 
 /// A location of Parquet files, opened.
@@ -71,12 +88,7 @@ impl Store {
             .bucket(bucket)
             .root(&format!("/{prefix}"))
             .region(&region);
-        let endpoint = access.endpoint.clone().or_else(|| {
-            std::env::var("AWS_ENDPOINT_URL_S3")
-                .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-                .ok()
-        });
-        if let Some(endpoint) = &endpoint {
+        if let Some(endpoint) = &access.s3_endpoint() {
             builder = builder.endpoint(endpoint);
         }
         if !access.path_style {

@@ -1,0 +1,258 @@
+//! An Iceberg table as the source: the data files of its current snapshot,
+//! read by the same event-time merge as a prefix's files. Security Lake
+//! keeps each source's events in an Iceberg table of the Glue catalog;
+//! reading through the table (rather than its `data/` prefix) reads
+//! exactly the files of one snapshot: none that a failed write left
+//! behind, none that compaction replaced.
+//!
+//! `iceberg:LOCATION` names the table's metadata file (a local path or an
+//! `s3://` URL: what any catalog's entry points at), `glue:DATABASE.TABLE`
+//! asks the Glue catalog for it. Only tables without row-level deletes are
+//! read: a snapshot whose data files carry delete files is refused, since
+//! their rows would otherwise come back as if never deleted. Columns are
+//! read by name, as in a prefix's files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use iceberg::io::{FileIO, FileIOBuilder, S3_ENDPOINT, S3_PATH_STYLE_ACCESS, S3_REGION};
+use iceberg::spec::TableMetadata;
+use iceberg::table::Table;
+use iceberg::{NamespaceIdent, TableIdent};
+use iceberg_storage_opendal::OpenDalStorageFactory;
+
+use super::store::{Listed, S3Access, Store};
+use super::{ParquetError, ParquetLocation};
+
+/// The Glue table parameter that points at an Iceberg table's metadata.
+const METADATA_LOCATION: &str = "metadata_location";
+
+/// A table's data files, and the store that reads them.
+pub struct Planned {
+    pub store: Store,
+    pub files: Vec<Listed>,
+    /// The snapshot read (`None`: the table has none yet).
+    pub snapshot: Option<i64>,
+    pub metadata_location: String,
+}
+
+/// Plans the current snapshot of the table `location` names.
+pub fn plan(location: &ParquetLocation, access: &S3Access) -> Result<Planned, ParquetError> {
+    let runtime = crate::aws::runtime("authpulse-iceberg").map_err(ParquetError::Runtime)?;
+    let shown = location.to_string();
+    let metadata_location = match location {
+        ParquetLocation::IcebergTable(metadata) => metadata.clone(),
+        ParquetLocation::GlueTable { database, table } => runtime
+            .block_on(glue_metadata_location(database, table, access))
+            .map_err(|e| ParquetError::Store(shown.clone(), e))?,
+        ParquetLocation::Local(_) | ParquetLocation::S3(_) => {
+            unreachable!("a prefix is listed, not planned")
+        }
+    };
+    let file_io = file_io(&metadata_location, access);
+    let (snapshot, data_files) = runtime
+        .block_on(data_files(&metadata_location, file_io))
+        .map_err(|e| ParquetError::Store(shown.clone(), e))?;
+    let store = store_for(&data_files, &metadata_location, access)?;
+    let files = data_files
+        .into_iter()
+        .map(|(path, size)| Listed {
+            name: store_name(&path),
+            size,
+        })
+        .collect();
+    Ok(Planned {
+        store,
+        files,
+        snapshot,
+        metadata_location,
+    })
+}
+
+/// The data files of the table's current snapshot, with their sizes.
+async fn data_files(
+    metadata_location: &str,
+    file_io: FileIO,
+) -> Result<(Option<i64>, Vec<(String, u64)>), String> {
+    let metadata = TableMetadata::read_from(&file_io, metadata_location)
+        .await
+        .map_err(|e| format!("read the table metadata {metadata_location}: {e}"))?;
+    let snapshot = metadata.current_snapshot_id();
+    let table = Table::builder()
+        .metadata(metadata)
+        .metadata_location(metadata_location)
+        .identifier(TableIdent::new(
+            NamespaceIdent::new("source".into()),
+            "table".into(),
+        ))
+        .file_io(file_io)
+        .runtime(iceberg::Runtime::current())
+        .readonly(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let scan = table
+        .scan()
+        .select_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let tasks: Vec<_> = scan
+        .plan_files()
+        .await
+        .map_err(|e| format!("plan the snapshot's files: {e}"))?
+        .try_collect()
+        .await
+        .map_err(|e| format!("plan the snapshot's files: {e}"))?;
+    let mut files = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Some(delete) = task.deletes.first() {
+            return Err(format!(
+                "{} has row-level deletes ({}); only tables without deletes are read",
+                task.data_file_path, delete.file_path
+            ));
+        }
+        files.push((task.data_file_path, task.file_size_in_bytes));
+    }
+    // A data file split into several tasks is listed once.
+    files.sort();
+    files.dedup();
+    Ok((snapshot, files))
+}
+
+/// Asks Glue where `DATABASE.TABLE`'s current metadata is.
+async fn glue_metadata_location(
+    database: &str,
+    table: &str,
+    access: &S3Access,
+) -> Result<String, String> {
+    let mut sdk = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &access.region {
+        sdk = sdk.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &access.glue_endpoint {
+        sdk = sdk.endpoint_url(endpoint);
+    }
+    let client = aws_sdk_glue::Client::new(&sdk.load().await);
+    let output = client
+        .get_table()
+        .database_name(database)
+        .name(table)
+        .set_catalog_id(access.glue_catalog_id.clone())
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "ask Glue for the table: {}",
+                aws_sdk_glue::error::DisplayErrorContext(e)
+            )
+        })?;
+    output
+        .table()
+        .and_then(|t| t.parameters())
+        .and_then(|p| p.get(METADATA_LOCATION))
+        .cloned()
+        .ok_or_else(|| format!("the Glue table has no `{METADATA_LOCATION}`: not an Iceberg table"))
+}
+
+fn is_s3(path: &str) -> bool {
+    ["s3://", "s3a://", "s3n://"]
+        .iter()
+        .any(|scheme| path.starts_with(scheme))
+}
+
+/// A path as the store names it: an S3 key, or a local path.
+fn store_name(path: &str) -> String {
+    match path.split_once("://") {
+        Some((scheme, rest)) if is_s3(path) || scheme == "file" => {
+            if scheme == "file" {
+                rest.to_string()
+            } else {
+                rest.split_once('/').map_or("", |(_, key)| key).to_string()
+            }
+        }
+        _ => path.to_string(),
+    }
+}
+
+fn file_io(metadata_location: &str, access: &S3Access) -> FileIO {
+    if !is_s3(metadata_location) {
+        return FileIO::new_with_fs();
+    }
+    let region = access
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+    let mut props = HashMap::from([(
+        S3_PATH_STYLE_ACCESS.to_string(),
+        access.path_style.to_string(),
+    )]);
+    if let Some(region) = region {
+        props.insert(S3_REGION.to_string(), region);
+    }
+    if let Some(endpoint) = access.s3_endpoint() {
+        props.insert(S3_ENDPOINT.to_string(), endpoint);
+    }
+    FileIOBuilder::new(Arc::new(OpenDalStorageFactory::S3 {
+        customized_credential_load: None,
+    }))
+    .with_props(props)
+    .build()
+}
+
+/// The store the data files are read from: the local file system, or the
+/// one bucket they are in.
+fn store_for(
+    files: &[(String, u64)],
+    metadata_location: &str,
+    access: &S3Access,
+) -> Result<Store, ParquetError> {
+    let buckets: Vec<&str> = files
+        .iter()
+        .filter(|(path, _)| is_s3(path))
+        .filter_map(|(path, _)| path.split_once("://")?.1.split('/').next())
+        .collect();
+    let Some(bucket) = buckets.first() else {
+        return Ok(Store::local(std::path::Path::new(metadata_location)));
+    };
+    if buckets.len() != files.len() || buckets.iter().any(|b| b != bucket) {
+        return Err(ParquetError::Store(
+            metadata_location.to_string(),
+            "the table's data files are not all in one S3 bucket".into(),
+        ));
+    }
+    Store::s3(&format!("s3://{bucket}"), access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_file_is_named_as_its_store_reads_it() {
+        assert_eq!(
+            store_name("s3://lake/ext/auth/data/a.parquet"),
+            "ext/auth/data/a.parquet"
+        );
+        assert_eq!(store_name("s3a://lake/a.parquet"), "a.parquet");
+        assert_eq!(store_name("file:///var/wh/a.parquet"), "/var/wh/a.parquet");
+        assert_eq!(store_name("/var/wh/a.parquet"), "/var/wh/a.parquet");
+    }
+
+    #[test]
+    fn files_in_two_buckets_are_refused() {
+        let files = [
+            ("s3://a/x.parquet".to_string(), 1),
+            ("s3://b/y.parquet".to_string(), 1),
+        ];
+        let access = S3Access {
+            region: Some("eu-west-1".into()),
+            ..S3Access::default()
+        };
+        let error = store_for(&files, "s3://a/m.json", &access).err().unwrap();
+        assert!(
+            error.to_string().contains("not all in one S3 bucket"),
+            "{error}"
+        );
+    }
+}
