@@ -25,14 +25,8 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq chromium >/dev/null
 fi
 
-venv="$root/.venv"
-requirements="$root/tests/lakehouse/requirements.txt"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-    echo "setting up $venv (PyIceberg, DuckDB, moto, cbor2) ..."
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-    cp "$requirements" "$venv/requirements.txt"
-fi
+# shellcheck source=scripts/venv.sh
+. "$root/scripts/venv.sh"
 
 cargo fmt --all -- --check
 cargo test --workspace --locked "$@"

@@ -219,6 +219,12 @@ pub struct TimeBase {
     pub base_unix: i64,
 }
 
+impl Default for TimeBase {
+    fn default() -> Self {
+        TimeBase::DEFAULT
+    }
+}
+
 impl TimeBase {
     /// 2024-01-01T00:00:00Z, a Monday, so the generator's weekly cycle lines up.
     pub const DEFAULT: TimeBase = TimeBase {
@@ -282,12 +288,24 @@ pub struct Event {
 impl Event {
     /// Its `event_id`: as given by the input, or derived from the record.
     pub fn event_id(&self, base: TimeBase, users: &Interner, computers: &Interner) -> EventId {
+        self.event_id_named(base, |u| users.name(u), |c| computers.name(c))
+    }
+
+    /// [`Event::event_id`] with the names looked up by `user` and
+    /// `computer`: a table writer derives the ids of its rows on its own
+    /// thread, from its own copy of the names.
+    pub fn event_id_named<'n>(
+        &self,
+        base: TimeBase,
+        user: impl Fn(NameId) -> &'n str + Copy,
+        computer: impl Fn(NameId) -> &'n str + Copy,
+    ) -> EventId {
         self.event_id.unwrap_or_else(|| {
             EventId::derive_detailed(
                 base.to_lanl(self.event_time),
-                users.name(self.user),
-                computers.name(self.computer),
-                |feed| self.detail.feed_id(users, computers, feed),
+                user(self.user),
+                computer(self.computer),
+                |feed| self.detail.feed_id_named(user, computer, feed),
             )
         })
     }

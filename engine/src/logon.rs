@@ -381,12 +381,23 @@ impl Detail {
     /// outcome|reason` (nothing for one without detail, so that a LANL
     /// record's id is unchanged).
     pub fn feed_id(&self, users: &Interner, computers: &Interner, feed: &mut dyn FnMut(&[u8])) {
+        self.feed_id_named(|u| users.name(u), |c| computers.name(c), feed);
+    }
+
+    /// [`Detail::feed_id`] with the names looked up by `user` and
+    /// `computer` (a table writer's own copy of the names).
+    pub fn feed_id_named<'n>(
+        &self,
+        user: impl Fn(NameId) -> &'n str,
+        computer: impl Fn(NameId) -> &'n str,
+        feed: &mut dyn FnMut(&[u8]),
+    ) {
         if self.is_empty() {
             return;
         }
         feed_id(
-            self.source_computer.map(|c| computers.name(c).as_bytes()),
-            self.source_user.map(|u| users.name(u).as_bytes()),
+            self.source_computer.map(|c| computer(c).as_bytes()),
+            self.source_user.map(|u| user(u).as_bytes()),
             self.codes(),
             feed,
         );

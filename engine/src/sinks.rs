@@ -162,11 +162,11 @@ pub struct Received<'a> {
     /// 1-based position in the source (line number).
     pub line: u64,
     pub event: &'a Event,
-    /// Given by the input, or derived.
-    pub event_id: EventId,
     /// Where `event.user` and `event.computer` are named.
     pub users: &'a Interner,
     pub computers: &'a Interner,
+    /// What `event.event_time` is counted from in a derived `event_id`.
+    pub time_base: TimeBase,
     pub disposition: Disposition,
     /// The source's own id of the record (OCSF `metadata.uid`, ECS
     /// `event.id`), if it had one.

@@ -13,7 +13,7 @@ use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::DataType;
 use iceberg::arrow::UTC_TIME_ZONE;
 
-use authpulse_engine::event::{EventId, Interner, NameId};
+use authpulse_engine::event::{Event, EventId, Interner, NameId, TimeBase};
 use authpulse_engine::logon::Detail;
 
 /// The user and computer names a chunk's rows introduce, in id order.
@@ -65,6 +65,14 @@ impl InternerLog {
     }
 }
 
+/// What a row's derived `event_id` hashes.
+pub(super) struct RowIdentity {
+    pub event_time: i64,
+    pub user: NameId,
+    pub computer: NameId,
+    pub detail: Detail,
+}
+
 /// Writer side: user and computer names by id, as received from a [`NameLog`].
 #[derive(Default)]
 pub(super) struct Names {
@@ -84,6 +92,26 @@ impl Names {
 
     pub(super) fn computer(&self, id: NameId) -> &str {
         &self.computers[id as usize]
+    }
+
+    /// The `event_id` of a row: as the input gave it (or the pipeline
+    /// derived it), else derived here, on the writer's thread, exactly as
+    /// [`Event::event_id`] would.
+    pub(super) fn event_id(
+        &self,
+        base: TimeBase,
+        given: Option<EventId>,
+        row: RowIdentity,
+    ) -> EventId {
+        let event = Event {
+            event_time: row.event_time,
+            user: row.user,
+            computer: row.computer,
+            ingestion_time: 0,
+            event_id: given,
+            detail: row.detail,
+        };
+        event.event_id_named(base, |u| self.user(u), |c| self.computer(c))
     }
 
     /// The column of the names of user ids `ids`. Every id was interned, and

@@ -16,12 +16,13 @@ use arrow_schema::{ArrowError, DataType, SchemaRef};
 use authpulse_rules_sdk::{Features, NO_PREVIOUS_LOGIN};
 
 use super::columns::{
-    NameLog, Names, NewNames, detail_columns, event_ids, int32s, micros, strings, timestamps,
+    NameLog, Names, NewNames, RowIdentity, detail_columns, event_ids, int32s, micros, strings,
+    timestamps,
 };
 use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use authpulse_engine::event::EventId;
+use authpulse_engine::event::{EventId, TimeBase};
 use authpulse_engine::logon::Detail;
 use authpulse_engine::policy::RiskLevel;
 use authpulse_engine::sinks::{Commit, Progress, ScoredBatch, ScoredSink};
@@ -71,7 +72,8 @@ impl ScoredSink for CuratedSink {
 pub(super) struct ScoredRow {
     /// Event time, user and computer ids, and every feature column.
     features: Features,
-    event_id: EventId,
+    /// `None`: derived by the writer.
+    event_id: Option<EventId>,
     ingestion_time: i64,
     processing_us: i64,
     /// Rule bits, named by policy `policy`'s flag labels.
@@ -93,6 +95,7 @@ pub(super) struct PolicyLabels {
 /// A chunk of scored rows with what the writer has not seen yet.
 pub struct ScoredChunk {
     rows: Vec<ScoredRow>,
+    time_base: TimeBase,
     names: NewNames,
     new_policies: Vec<PolicyLabels>,
 }
@@ -101,6 +104,7 @@ pub struct ScoredChunk {
 #[derive(Default)]
 struct CuratedRows {
     rows: Vec<ScoredRow>,
+    time_base: TimeBase,
     names: NameLog,
     /// The latest policy version seen, and its index.
     policy: Option<(Box<str>, u32)>,
@@ -110,6 +114,7 @@ struct CuratedRows {
 impl CuratedRows {
     fn append(&mut self, batch: &ScoredBatch<'_>) {
         self.names.catch_up(batch.users, batch.computers);
+        self.time_base = batch.time_base;
         let policy = self.policy_index(batch);
         let processing_us = unix_micros_now();
         self.rows.reserve(batch.events.len());
@@ -117,7 +122,7 @@ impl CuratedRows {
             debug_assert_eq!(features.event_time, event.event_time);
             self.rows.push(ScoredRow {
                 features: *features,
-                event_id: batch.event_id(i),
+                event_id: event.event_id,
                 ingestion_time: event.ingestion_time,
                 processing_us,
                 flags: batch.flags[i],
@@ -164,6 +169,7 @@ impl RowBuffer for CuratedRows {
             rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
             names: self.names.take(),
             new_policies: std::mem::take(&mut self.new_policies),
+            time_base: self.time_base,
         }
     }
 }
@@ -218,7 +224,15 @@ impl Encoder for CuratedEncoder {
         };
         let details: Vec<Detail> = rows.iter().map(|r| r.detail).collect();
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
+            Arc::new(event_ids(rows.iter().map(|r| {
+                let row = RowIdentity {
+                    event_time: r.features.event_time,
+                    user: r.features.user,
+                    computer: r.features.computer,
+                    detail: r.detail,
+                };
+                self.names.event_id(chunk.time_base, r.event_id, row)
+            }))),
             Arc::new(timestamps(rows.iter().map(|r| r.features.event_time))),
             Arc::new(self.names.users(rows.iter().map(|r| r.features.user))),
             Arc::new(

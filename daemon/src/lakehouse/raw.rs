@@ -11,11 +11,13 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::columns::{NameLog, Names, NewNames, detail_columns, event_ids, strings, timestamps};
+use super::columns::{
+    NameLog, Names, NewNames, RowIdentity, detail_columns, event_ids, strings, timestamps,
+};
 use super::sinks::{Role, TableSink};
 use super::writer::{Chunked, Encoder, ROWS_PER_CHUNK, RowBuffer, TableWriter, WriterStats};
 use super::{LakehouseError, Warehouse, tables};
-use authpulse_engine::event::{EventId, NameId};
+use authpulse_engine::event::{EventId, NameId, TimeBase};
 use authpulse_engine::logon::Detail;
 use authpulse_engine::sinks::{Commit, Disposition, Progress, Received, ReceivedSink};
 
@@ -64,7 +66,8 @@ impl ReceivedSink for RawSink {
 /// One received record, as the pipeline hands it to the writer.
 #[derive(Clone, Copy)]
 pub(super) struct RawRow {
-    event_id: EventId,
+    /// `None`: derived by the writer.
+    event_id: Option<EventId>,
     event_time: i64,
     ingestion_time: i64,
     line: u64,
@@ -78,6 +81,7 @@ pub(super) struct RawRow {
 
 pub struct RawChunk {
     rows: Vec<RawRow>,
+    time_base: TimeBase,
     names: NewNames,
     /// The records' own ids, one after another (rows point into it).
     source_ids: String,
@@ -86,6 +90,7 @@ pub struct RawChunk {
 #[derive(Default)]
 struct RawRows {
     rows: Vec<RawRow>,
+    time_base: TimeBase,
     names: NameLog,
     source_ids: String,
 }
@@ -94,13 +99,14 @@ impl RawRows {
     #[inline]
     fn append(&mut self, record: &Received<'_>) {
         self.names.catch_up(record.users, record.computers);
+        self.time_base = record.time_base;
         let source_event_id = record.source_event_id.map(|id| {
             let start = self.source_ids.len();
             self.source_ids.push_str(id);
             (start as u32, id.len() as u32)
         });
         self.rows.push(RawRow {
-            event_id: record.event_id,
+            event_id: record.event.event_id,
             event_time: record.event.event_time,
             ingestion_time: record.event.ingestion_time,
             line: record.line,
@@ -125,6 +131,7 @@ impl RowBuffer for RawRows {
             rows: std::mem::replace(&mut self.rows, Vec::with_capacity(ROWS_PER_CHUNK)),
             names: self.names.take(),
             source_ids: std::mem::take(&mut self.source_ids),
+            time_base: self.time_base,
         }
     }
 }
@@ -143,7 +150,15 @@ impl Encoder for RawEncoder {
         // One source per run: built whole rather than copied per row.
         let details: Vec<Detail> = rows.iter().map(|r| r.detail).collect();
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(event_ids(rows.iter().map(|r| r.event_id))),
+            Arc::new(event_ids(rows.iter().map(|r| {
+                let row = RowIdentity {
+                    event_time: r.event_time,
+                    user: r.user,
+                    computer: r.computer,
+                    detail: r.detail,
+                };
+                self.names.event_id(chunk.time_base, r.event_id, row)
+            }))),
             Arc::new(timestamps(rows.iter().map(|r| r.event_time))),
             Arc::new(self.names.users(rows.iter().map(|r| r.user))),
             Arc::new(self.names.computers(rows.iter().map(|r| r.computer))),

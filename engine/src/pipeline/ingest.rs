@@ -123,10 +123,14 @@ impl<'o> Pipeline<'o> {
             event_id: record.event_id,
             detail,
         };
-        if (self.outputs.received.is_some() || self.stored.is_some()) && pending.event_id.is_none()
+        if pending.event_id.is_none()
+            && (self.stored.is_some()
+                || (self.outputs.received.is_some() && source_id(&record).is_some()))
         {
-            // Derived once here, so the raw and curated rows carry the same id
-            // without hashing twice.
+            // Needed here: to ask the tables whether they hold it, or to key
+            // the record's own id until it is received. Otherwise the table
+            // writers derive it on their own threads (hashing is a tenth of
+            // this thread's work on LANL lines).
             pending.event_id =
                 Some(pending.event_id(self.options.time_base, &self.users, &self.computers));
         }
@@ -272,11 +276,10 @@ impl<'o> Pipeline<'o> {
                 }
             }
         };
-        let source_event_id = if self.source_ids.is_empty() {
-            None
-        } else {
-            let key = (line, event.event_id.expect("derived on arrival"));
-            self.source_ids.remove(&key)
+        // A record with its own id had its event_id derived on arrival.
+        let source_event_id = match event.event_id {
+            Some(id) if !self.source_ids.is_empty() => self.source_ids.remove(&(line, id)),
+            _ => None,
         };
         self.receive(line, &event, disposition, source_event_id.as_deref())
     }
@@ -293,9 +296,9 @@ impl<'o> Pipeline<'o> {
             received.receive(&Received {
                 line,
                 event,
-                event_id: event.event_id.expect("derived on arrival"),
                 users: &self.users,
                 computers: &self.computers,
+                time_base: self.options.time_base,
                 disposition,
                 source_event_id,
             })?;
