@@ -70,8 +70,8 @@ impl ScoredSink for CuratedSink {
 /// One scored event, as the pipeline hands it to the writer.
 #[derive(Clone, Copy)]
 pub(super) struct ScoredRow {
-    /// Event time, user and computer ids, and every feature column.
-    features: Features,
+    /// Event time, user and computer ids, and the feature columns.
+    features: KeptFeatures,
     /// `None`: derived by the writer.
     event_id: Option<EventId>,
     ingestion_time: i64,
@@ -83,6 +83,52 @@ pub(super) struct ScoredRow {
     score: u8,
     level: RiskLevel,
     detail: Detail,
+}
+
+/// The part of the feature record the table keeps: a quarter of its bytes,
+/// so the pipeline copies and ships a quarter.
+#[derive(Clone, Copy)]
+struct KeptFeatures {
+    event_time: i64,
+    user: u32,
+    computer: u32,
+    user_logins_1h: u32,
+    user_logins_24h: u32,
+    user_distinct_computers_1h: u32,
+    user_distinct_computers_24h: u32,
+    user_new_computers_1h: u32,
+    user_new_computers_24h: u32,
+    user_known_computers: u32,
+    user_tenure_s: u32,
+    user_gap_s: u32,
+    host_users_ever: u32,
+    host_users_today: u32,
+    new_device: bool,
+    new_computer: bool,
+}
+
+impl From<&Features> for KeptFeatures {
+    #[inline]
+    fn from(f: &Features) -> Self {
+        KeptFeatures {
+            event_time: f.event_time,
+            user: f.user,
+            computer: f.computer,
+            user_logins_1h: f.user_logins_1h,
+            user_logins_24h: f.user_logins_24h,
+            user_distinct_computers_1h: f.user_distinct_computers_1h,
+            user_distinct_computers_24h: f.user_distinct_computers_24h,
+            user_new_computers_1h: f.user_new_computers_1h,
+            user_new_computers_24h: f.user_new_computers_24h,
+            user_known_computers: f.user_known_computers,
+            user_tenure_s: f.user_tenure_s,
+            user_gap_s: f.user_gap_s,
+            host_users_ever: f.host_users_ever,
+            host_users_today: f.host_users_today,
+            new_device: f.is_new_device(),
+            new_computer: f.is_new_computer(),
+        }
+    }
 }
 
 /// What a rule set's rows need to name their flags and version.
@@ -121,7 +167,7 @@ impl CuratedRows {
         for (i, (event, features)) in batch.events.iter().zip(batch.features).enumerate() {
             debug_assert_eq!(features.event_time, event.event_time);
             self.rows.push(ScoredRow {
-                features: *features,
+                features: features.into(),
                 event_id: event.event_id,
                 ingestion_time: event.ingestion_time,
                 processing_us,
@@ -219,7 +265,7 @@ impl Encoder for CuratedEncoder {
         self.names.learn(chunk.names);
         self.policies.extend(chunk.new_policies);
         let rows = &chunk.rows[..];
-        let f = |get: fn(&Features) -> u32| -> ArrayRef {
+        let f = |get: fn(&KeptFeatures) -> u32| -> ArrayRef {
             Arc::new(int32s(rows.iter().map(|r| get(&r.features))))
         };
         let details: Vec<Detail> = rows.iter().map(|r| r.detail).collect();
@@ -257,11 +303,11 @@ impl Encoder for CuratedEncoder {
             f(|f| f.host_users_ever),
             f(|f| f.host_users_today),
             Arc::new(BooleanArray::new(
-                BooleanBuffer::collect_bool(rows.len(), |i| rows[i].features.is_new_device()),
+                BooleanBuffer::collect_bool(rows.len(), |i| rows[i].features.new_device),
                 None,
             )),
             Arc::new(BooleanArray::new(
-                BooleanBuffer::collect_bool(rows.len(), |i| rows[i].features.is_new_computer()),
+                BooleanBuffer::collect_bool(rows.len(), |i| rows[i].features.new_computer),
                 None,
             )),
             Arc::new(int32s(rows.iter().map(|r| u32::from(r.score)))),
