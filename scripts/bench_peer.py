@@ -2,11 +2,11 @@
 
 Generates LANL `time,user,computer` lines with `authpulse gen`, then runs,
 alternating, `authpulse run` with all its tables and the DuckDB script
-bench/peer-features.sql on the same file, and prints the median wall time
+scripts/peer-features.sql on the same file, and prints the median wall time
 of each, events per second and the ratio. Wall time is the whole process
-(start-up, reading, writing Parquet); peak RSS is each process's own. After
-the first round the peer's features are compared with the curated table's
-row by row. See docs/benchmarks.md.
+(start-up, reading, writing Parquet); peak RSS is each process's own. One
+more, untimed, run of each compares the peer's features with the curated
+table's, row by row. See docs/benchmarks.md.
 """
 
 import argparse
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SQL = ROOT / "bench" / "peer-features.sql"
+SQL = ROOT / "scripts" / "peer-features.sql"
 FEATURES = ["new_device", "user_logins_1h", "user_logins_24h", "user_distinct_computers_1h",
             "user_distinct_computers_24h", "host_users_ever"]
 
