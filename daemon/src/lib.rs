@@ -26,3 +26,46 @@ pub mod redteam;
 pub mod run;
 pub mod sources;
 pub mod tune;
+
+/// An error and its causes, `: `-separated, each said once: a library error
+/// whose message already carries its source's (iceberg's, opendal's) would
+/// otherwise repeat the same words down the chain. What the command line
+/// prints, the run logs and the operations server shows.
+pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut said: Vec<String> = Vec::new();
+    let mut cause = Some(error);
+    while let Some(next) = cause {
+        let message = next.to_string();
+        if !said.iter().any(|earlier| earlier.contains(&message)) {
+            said.push(message);
+        }
+        cause = next.source();
+    }
+    said.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Unexpected => write failed, source: {0}")]
+    struct CarriesItsSource(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the auth_events_raw writer failed")]
+    struct Writer(#[source] CarriesItsSource);
+
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let disk_full = std::io::Error::other("No space left on device (os error 28)");
+        let error = Writer(CarriesItsSource(disk_full));
+        assert_eq!(
+            describe_error(&error),
+            "the auth_events_raw writer failed: \
+             Unexpected => write failed, source: No space left on device (os error 28)"
+        );
+        let plain = Writer(CarriesItsSource(std::io::Error::other("disk gone")));
+        assert!(describe_error(&plain).ends_with("source: disk gone"));
+    }
+}

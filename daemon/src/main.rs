@@ -28,24 +28,10 @@ fn main() -> std::process::ExitCode {
         // Whoever read stdout has gone (`| head`): nothing is left to say.
         Err(error) if is_closed_stdout(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", describe(&error));
+            eprintln!("error: {}", authpulse::describe_error(error.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, `: `-separated, each said once: a library
-/// error whose message already carries its source's (iceberg's, opendal's)
-/// would otherwise repeat the same words down the chain.
-fn describe(error: &anyhow::Error) -> String {
-    let mut said: Vec<String> = Vec::new();
-    for cause in error.chain() {
-        let message = cause.to_string();
-        if !said.iter().any(|earlier| earlier.contains(&message)) {
-            said.push(message);
-        }
-    }
-    said.join(": ")
 }
 
 /// Whether `error` is a write to a stdout nobody reads any more.
@@ -57,28 +43,4 @@ fn is_closed_stdout(error: &anyhow::Error) -> bool {
                 .and_then(|e| e.get_ref())
                 .is_some_and(|inner| inner.is::<commands::StdoutClosed>())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("Unexpected => write failed, source: {0}")]
-    struct CarriesItsSource(#[source] std::io::Error);
-
-    #[test]
-    fn a_cause_already_said_is_not_repeated() {
-        let disk_full = std::io::Error::other("No space left on device (os error 28)");
-        let error = anyhow::Error::new(CarriesItsSource(disk_full))
-            .context("the auth_events_raw writer failed")
-            .context("read stdin");
-        assert_eq!(
-            describe(&error),
-            "read stdin: the auth_events_raw writer failed: \
-             Unexpected => write failed, source: No space left on device (os error 28)"
-        );
-        let plain = anyhow::anyhow!("no such file").context("open events.csv");
-        assert_eq!(describe(&plain), "open events.csv: no such file");
-    }
 }

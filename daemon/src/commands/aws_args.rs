@@ -26,10 +26,7 @@ impl std::str::FromStr for SourceUrl {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, String> {
-        if ["s3://", "parquet:", "iceberg:", "glue:"]
-            .iter()
-            .any(|scheme| value.starts_with(scheme))
-        {
+        if ParquetLocation::is_written_as(value) {
             return value.parse().map(SourceUrl::Parquet);
         }
         match value.strip_prefix("kinesis://") {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use authpulse::config::Config;
+use authpulse::sources::ParquetLocation;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::findings::AlertFormat;
 use authpulse_engine::input::Format;
@@ -83,10 +84,7 @@ pub fn apply(
             set!("format", args.format, Some(parsed));
         }
         if let Some(location) = &source.parquet {
-            let url = if ["s3://", "parquet:", "iceberg:", "glue:"]
-                .iter()
-                .any(|scheme| location.starts_with(scheme))
-            {
+            let url = if ParquetLocation::is_written_as(location) {
                 location.clone()
             } else {
                 format!("parquet:{location}")

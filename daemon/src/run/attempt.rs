@@ -39,7 +39,7 @@ pub(super) fn attempt(
         Some(config) => {
             let opened = Warehouse::open(config).map_err(|e| RunError::Warehouse(Box::new(e)));
             if let (Some(live), Err(e)) = (ops, &opened) {
-                live.set_ready("catalog", Some(super::chain(e)));
+                live.set_ready("catalog", Some(crate::describe_error(e)));
             }
             Some(opened?)
         }

@@ -176,7 +176,10 @@ pub fn run(spec: &RunSpec, context: &Context<'_>) -> Result<Outcome, RunError> {
             live.set_phase("recovering");
             live.set_ready(
                 "pipeline",
-                Some(format!("failed, resuming: {}", chain(&error))),
+                Some(format!(
+                    "failed, resuming: {}",
+                    crate::describe_error(&error)
+                )),
             );
         }
         if began.elapsed() >= HEALTHY {
@@ -205,7 +208,7 @@ pub fn run(spec: &RunSpec, context: &Context<'_>) -> Result<Outcome, RunError> {
         }
         let pause = PAUSE.delay(attempt, || 1.0);
         tracing::warn!(
-            error = chain(&error),
+            error = crate::describe_error(&error),
             attempt = attempt + 1,
             pause_s = pause.as_secs(),
             "the run failed; resuming from the last commit after a pause"
@@ -219,18 +222,6 @@ pub fn run(spec: &RunSpec, context: &Context<'_>) -> Result<Outcome, RunError> {
         }
         attempt += 1;
     }
-}
-
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        line.push_str(": ");
-        line.push_str(&next.to_string());
-        cause = next.source();
-    }
-    line
 }
 
 /// The policy a run uses: `explicit`, else ./policies.yaml, else the

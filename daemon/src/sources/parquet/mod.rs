@@ -71,6 +71,16 @@ pub enum ParquetLocation {
     GlueTable { database: String, table: String },
 }
 
+impl ParquetLocation {
+    /// Whether `value` is written as a Parquet location (whether valid or
+    /// not): `s3://`, `parquet:`, `iceberg:` or `glue:`.
+    pub fn is_written_as(value: &str) -> bool {
+        ["s3://", "parquet:", "iceberg:", "glue:"]
+            .iter()
+            .any(|scheme| value.starts_with(scheme))
+    }
+}
+
 impl std::str::FromStr for ParquetLocation {
     type Err = String;
 

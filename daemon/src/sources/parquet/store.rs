@@ -41,6 +41,14 @@ pub struct S3Access {
 }
 
 impl S3Access {
+    /// The region: as given, else `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub fn region(&self) -> Option<String> {
+        self.region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+    }
+
     /// The S3 endpoint: as given, else `AWS_ENDPOINT_URL_S3`, else
     /// `AWS_ENDPOINT_URL`; `None`: the region's own.
     pub fn s3_endpoint(&self) -> Option<String> {
@@ -79,10 +87,7 @@ impl Store {
     pub fn s3(location: &str, access: &S3Access) -> Result<Store, ParquetError> {
         let (bucket, prefix) = split_s3(location)?;
         let region = access
-            .region
-            .clone()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .region()
             .ok_or_else(|| ParquetError::NoRegion(location.to_string()))?;
         let mut builder = opendal::services::S3::default()
             .bucket(bucket)

@@ -160,16 +160,15 @@ fn is_s3(path: &str) -> bool {
         .any(|scheme| path.starts_with(scheme))
 }
 
-/// A path as the store names it: an S3 key, or a local path.
+/// A path as the store names it: an S3 key (the bucket is the store's), or
+/// a local path.
 fn store_name(path: &str) -> String {
     match path.split_once("://") {
-        Some((scheme, rest)) if is_s3(path) || scheme == "file" => {
-            if scheme == "file" {
-                rest.to_string()
-            } else {
-                rest.split_once('/').map_or("", |(_, key)| key).to_string()
-            }
-        }
+        Some(("file", local)) => local.to_string(),
+        Some((_, bucket_and_key)) if is_s3(path) => bucket_and_key
+            .split_once('/')
+            .map_or("", |(_, key)| key)
+            .to_string(),
         _ => path.to_string(),
     }
 }
@@ -178,16 +177,11 @@ fn file_io(metadata_location: &str, access: &S3Access) -> FileIO {
     if !is_s3(metadata_location) {
         return FileIO::new_with_fs();
     }
-    let region = access
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
     let mut props = HashMap::from([(
         S3_PATH_STYLE_ACCESS.to_string(),
         access.path_style.to_string(),
     )]);
-    if let Some(region) = region {
+    if let Some(region) = access.region() {
         props.insert(S3_REGION.to_string(), region);
     }
     if let Some(endpoint) = access.s3_endpoint() {
