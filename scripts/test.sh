@@ -4,7 +4,7 @@
 # Installs what the tests need first: the wasm32 target the rule modules are
 # compiled to, and a Python venv (.venv) with PyIceberg and DuckDB, the
 # independent readers that check the Iceberg tables, moto, the local AWS
-# server (Kinesis, S3, Glue, SNS, SQS) the AWS tests run against, and cbor2,
+# server (Kinesis, S3, Glue, SNS, SQS, DynamoDB) the AWS tests run against, and cbor2,
 # which decodes the CloudWatch requests in the metrics test; and Debian's
 # Chromium, which the dashboard test loads the page in.
 set -euo pipefail
@@ -29,6 +29,8 @@ fi
 . "$root/scripts/venv.sh"
 
 cargo fmt --all -- --check
+# The fleet's tests start the venv's moto server for DynamoDB and Kinesis.
+export AUTHPULSE_MOTO_SERVER="$venv/bin/moto_server"
 cargo test --workspace --locked "$@"
 
 # The tables `authpulse run` writes, read by PyIceberg and DuckDB. The binary

@@ -19,6 +19,7 @@ pub mod aws;
 pub mod backtest;
 pub mod config;
 pub mod eval;
+pub mod fleet;
 pub mod incidents;
 pub mod lakehouse;
 pub mod ops;

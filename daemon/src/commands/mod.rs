@@ -53,6 +53,7 @@ mod demo;
 mod eval;
 mod gen_cmd;
 mod latency;
+mod leases;
 mod maintain;
 mod policy_cmd;
 mod progress;
@@ -104,6 +105,8 @@ enum Command {
     /// Build, inspect and test rule modules (for rule authors).
     #[command(subcommand)]
     Rules(rules_cmd::RulesCommand),
+    /// List the lease table several `run --lease-table` workers share.
+    Leases(leases::LeasesArgs),
     /// Build the engine state from history (a warm start) and inspect state snapshots.
     #[command(subcommand)]
     State(state_cmd::StateCommand),
@@ -135,6 +138,7 @@ pub fn execute(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
         Command::Policy(cmd) => policy_cmd::execute(cmd),
         Command::Rules(cmd) => rules_cmd::execute(cmd),
         Command::State(cmd) => state_cmd::execute(cmd),
+        Command::Leases(args) => leases::execute(args),
         Command::Config(cmd) => config_cmd::execute(cmd),
     }
 }

@@ -2,6 +2,8 @@
 //! reading the summary line, signals and logs.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

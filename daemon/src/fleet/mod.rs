@@ -1,0 +1,21 @@
+//! Several daemons on one Kinesis stream: each worker holds leases on some
+//! of the stream's shards, in a DynamoDB table laid out as the Kinesis
+//! Client Library's lease table, so that operators and AWS tooling read it
+//! as they know it.
+//!
+//! - [`lease`]: one shard's lease, as a table item (the KCL's names).
+//! - [`table`]: the table's reads and fenced, conditional writes.
+//! - [`balance`]: which leases a worker takes (expired first, then one
+//!   stolen from the busiest), as a pure function of a table read.
+//! - [`sync`]: a lease for every shard, children named on their parents.
+//! - [`worker`]: the loop that renews, takes and checkpoints.
+
+pub mod balance;
+pub mod lease;
+pub mod sync;
+pub mod table;
+pub mod worker;
+
+pub use lease::{Lease, LeaseCheckpoint};
+pub use table::{LeaseError, LeaseTable};
+pub use worker::{DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker};

@@ -1,0 +1,85 @@
+//! A local AWS-compatible server (moto) on 127.0.0.1 for the tests of the
+//! AWS paths: `scripts/test.sh` installs it in the project's venv and names
+//! it in `AUTHPULSE_MOTO_SERVER`.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use authpulse::aws::AwsSettings;
+
+/// A running server, stopped when dropped.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let server = std::env::var_os("AUTHPULSE_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+            });
+        assert!(
+            server.exists(),
+            "{} not found: run the tests with scripts/test.sh (it installs moto), or name moto_server in AUTHPULSE_MOTO_SERVER",
+            server.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {url}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: set before any client is built; every test of a binary
+        // that uses the server talks to it with these throwaway credentials.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+        Moto { child, url }
+    }
+
+    /// Settings that point every client at this server.
+    pub fn aws(&self) -> AwsSettings {
+        AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint: Some(self.url.clone()),
+        }
+    }
+
+    /// The environment a child `authpulse` needs to talk to this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
