@@ -20,11 +20,15 @@ pub struct Config {
     /// Where events come from: a file, stdin or a Kinesis stream.
     pub source: Option<SourceConfig>,
     /// The policy file. Default: ./policies.yaml if present, else the
-    /// built-in policy.
+    /// built-in policy. Or `s3://BUCKET/PATH/POLICY.yaml`: one policy for a
+    /// fleet, copied with its modules to OUTPUT/policy/.
     pub policy: Option<PathBuf>,
     /// Reload the policy when it or its modules change, and on SIGHUP.
     /// Default: true.
     pub policy_reload: Option<bool>,
+    /// How often a policy on S3 is looked at for a change. Default: 30s.
+    #[serde(default, with = "duration")]
+    pub policy_poll_interval: Option<Duration>,
     /// Date that LANL time 0 maps to (YYYY-MM-DD or RFC 3339). Default:
     /// 2024-01-01.
     pub base_date: Option<String>,
@@ -350,6 +354,7 @@ mod tests {
             }),
             policy: Some("p".into()),
             policy_reload: Some(true),
+            policy_poll_interval: Some(Duration::from_secs(30)),
             base_date: Some("2024-01-01".into()),
             warm_start: Some("w".into()),
             output: Some(OutputConfig {

@@ -113,6 +113,11 @@ pub fn apply(
     }
     set!("policy", args.policy, config.policy.clone().map(Some));
     set!(
+        "policy_poll_interval",
+        args.policy_poll_interval,
+        config.policy_poll_interval
+    );
+    set!(
         "no_policy_reload",
         args.no_policy_reload,
         config.policy_reload.map(|reload| !reload)

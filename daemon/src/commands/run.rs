@@ -6,6 +6,7 @@ use std::sync::Arc;
 use authpulse::aws::AwsSettings;
 use authpulse::aws::sns::SnsConfig;
 use authpulse::aws::ticker::TickerConfig;
+use authpulse::fleet::policy_mirror::PolicyMirror;
 use authpulse::lakehouse::findings::FindingsOrigin;
 use authpulse::ops;
 use authpulse::run::outputs::OutputsSpec;
@@ -70,8 +71,14 @@ pub struct RunArgs {
     /// policy. A policy file and the modules it names are watched: a change
     /// (or SIGHUP) is validated, compiled and swapped in between batches
     /// without a restart; a bad change is refused and the running policy stays.
+    /// Or `s3://BUCKET/PATH/POLICY.yaml`, one policy for a fleet of workers:
+    /// copied with its modules (paths below its prefix) to OUTPUT/policy/
+    /// and looked at again every --policy-poll-interval.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// How often a policy on S3 is looked at for a change (ETags only).
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub policy_poll_interval: std::time::Duration,
     /// Do not watch the policy file for changes.
     #[arg(long)]
     pub no_policy_reload: bool,
@@ -178,6 +185,7 @@ impl RunArgs {
             output,
             policy: None,
             no_policy_reload: false,
+            policy_poll_interval: authpulse::fleet::policy_mirror::DEFAULT_POLL,
             dead_letter: None,
             alerts: None,
             alert_format: AlertFormat::Json,
@@ -260,6 +268,18 @@ impl RunArgs {
     }
 
     /// The source it reads: --source, else the input file.
+    /// How the run reaches S3 outside the catalog (a Parquet source, a
+    /// policy on S3).
+    pub fn s3_access(&self) -> S3Access {
+        S3Access {
+            region: self.catalog.aws_region.clone(),
+            endpoint: self.catalog.s3_endpoint.clone(),
+            path_style: self.catalog.s3_path_style,
+            glue_endpoint: self.catalog.glue_endpoint.clone(),
+            glue_catalog_id: self.catalog.glue_catalog_id.clone(),
+        }
+    }
+
     pub fn source_spec(&self) -> SourceSpec {
         match &self.aws.source {
             Some(SourceUrl::Kinesis(stream)) => SourceSpec::Kinesis(KinesisSpec {
@@ -273,13 +293,7 @@ impl RunArgs {
             }),
             Some(SourceUrl::Parquet(location)) => SourceSpec::Parquet(ParquetSpec {
                 location: location.clone(),
-                s3: S3Access {
-                    region: self.catalog.aws_region.clone(),
-                    endpoint: self.catalog.s3_endpoint.clone(),
-                    path_style: self.catalog.s3_path_style,
-                    glue_endpoint: self.catalog.glue_endpoint.clone(),
-                    glue_catalog_id: self.catalog.glue_catalog_id.clone(),
-                },
+                s3: self.s3_access(),
                 max_line_bytes: self.max_line_bytes,
             }),
             None => SourceSpec::File(FileSpec {
@@ -446,7 +460,21 @@ pub fn score_spec(spec: &RunSpec) -> anyhow::Result<Outcome> {
 
 /// Runs the pipeline as `args` say (see [`authpulse::run`]).
 pub fn score(args: &RunArgs) -> anyhow::Result<Outcome> {
-    let spec = args.spec()?;
+    let mut spec = args.spec()?;
+    // Kept for the run's whole length: it keeps the copy current.
+    let _policy_mirror = match args.policy.as_deref().and_then(Path::to_str) {
+        Some(url) if url.starts_with("s3://") => {
+            let mirror = PolicyMirror::start(
+                url,
+                &args.output.join("policy"),
+                args.policy_poll_interval,
+                &args.s3_access(),
+            )?;
+            spec.policy = Some(mirror.local_policy().to_path_buf());
+            Some(mirror)
+        }
+        _ => None,
+    };
     // First Ctrl-C / SIGTERM: stop reading, score what was read, write results.
     let stop = shell::stop_on_signals()?;
     let ops = start_ops_server(args)?;

@@ -9,9 +9,11 @@
 //!   stolen from the busiest), as a pure function of a table read.
 //! - [`sync`]: a lease for every shard, children named on their parents.
 //! - [`worker`]: the loop that renews, takes and checkpoints.
+//! - [`policy_mirror`]: one policy on S3 for every worker, mirrored to each.
 
 pub mod balance;
 pub mod lease;
+pub mod policy_mirror;
 pub mod sync;
 pub mod table;
 pub mod worker;

@@ -77,6 +77,48 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Creates an S3 bucket.
+    pub fn create_bucket(&self, bucket: &str) {
+        self.put(&format!("/{bucket}"), b"");
+    }
+
+    /// Writes an S3 object.
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let builder = opendal::services::S3::default()
+            .bucket(bucket)
+            .region("us-east-1")
+            .endpoint(&self.url)
+            .access_key_id("testing")
+            .secret_access_key("testing");
+        let operator = opendal::Operator::new(builder).unwrap().finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(operator.write(key, body.to_vec()))
+            .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e}"));
+    }
+
+    /// An unsigned PUT (the server creates buckets for it).
+    fn put(&self, path: &str, body: &[u8]) {
+        use std::io::{Read, Write};
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "PUT {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "PUT {path}: {answer}");
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
