@@ -19,7 +19,8 @@
 //! Discoveries after the first day are counted (`later`); those of the
 //! baseline period are `later` less the ones still in the 24h window.
 //!
-//! Beside it: `codec` (how the windows go into a snapshot) and `handoff`
+//! Beside it: `window` (a user's last 24 hours of events, compact, and how
+//! they go into a snapshot) and `handoff`
 //! (moving users' state between the parts of a sharded stream).
 
 use std::collections::VecDeque;
@@ -33,9 +34,11 @@ use serde::{Deserialize, Serialize};
 use crate::event::NameId;
 use crate::habits::{Habits, Logon};
 
-mod codec;
 mod handoff;
 mod logons;
+mod window;
+
+use window::{Window, WindowEntry};
 
 pub(crate) use logons::Logons;
 
@@ -56,14 +59,6 @@ struct Device {
     last_day: i64,
 }
 
-/// One of a user's events inside their 24h window.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-struct WindowEntry {
-    time: i64,
-    device: u32,
-    seq: u32,
-}
-
 #[derive(Default, Serialize, Deserialize)]
 struct UserState {
     first_seen: i64,
@@ -71,8 +66,7 @@ struct UserState {
     last_seen: i64,
     next_seq: u32,
     /// Events of the last 24h, oldest first; `window[hour_start..]` is the last hour.
-    #[serde(with = "codec")]
-    window: VecDeque<WindowEntry>,
+    window: Window,
     hour_start: usize,
     /// The event time at which an entry next leaves a window: until then
     /// the windows are not touched (they live in memory of their own, and
@@ -244,11 +238,7 @@ impl EngineState {
     /// index estimated from its capacity at hashbrown's 7/8 load).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        let windows: usize = self
-            .users
-            .iter()
-            .map(|u| u.window.capacity() * size_of::<WindowEntry>())
-            .sum();
+        let windows: usize = self.users.iter().map(|u| u.window.heap_bytes()).sum();
         let firsts: usize = self
             .hosts
             .iter()
@@ -415,11 +405,7 @@ impl EngineState {
             host.users_today += 1;
         }
 
-        user_state.window.push_back(WindowEntry {
-            time,
-            device: device_id,
-            seq,
-        });
+        user_state.window.push_back(time, device_id, seq);
         if user_state.window.len() > self.max_window.0 {
             trim_oldest(user_state, devices);
             self.trimmed += 1;
@@ -541,13 +527,13 @@ fn expire(user: &mut UserState, devices: &[Device], now: i64) {
     if now < user.due {
         return;
     }
-    while let Some(&entry) = user.window.get(user.hour_start)
+    while let Some(entry) = user.window.get(user.hour_start)
         && entry.time <= now - HOUR
     {
         leave(entry, devices, &mut user.distinct_1h, &mut user.new_1h);
         user.hour_start += 1;
     }
-    while let Some(&entry) = user.window.front()
+    while let Some(entry) = user.window.front()
         && entry.time <= now - DAY
     {
         leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);

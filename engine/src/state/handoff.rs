@@ -43,8 +43,8 @@ impl EngineState {
         }
         self.devices = devices;
         for user in &mut self.users {
-            for entry in &mut user.window {
-                entry.device = renumbered[entry.device as usize];
+            for device in user.window.devices_mut() {
+                *device = renumbered[*device as usize];
             }
         }
         self.habits.clear_users(|id| cleared(id as NameId));
@@ -119,8 +119,8 @@ impl EngineState {
                 self.device_index.insert(key, id);
                 renumbered.insert(device, id);
             }
-            for entry in &mut state.window {
-                entry.device = renumbered[&entry.device];
+            for device in state.window.devices_mut() {
+                *device = renumbered[device];
             }
             self.make_room(t, 0);
             self.users[t] = state;

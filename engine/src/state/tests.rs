@@ -87,7 +87,7 @@ proptest! {
                 }
                 (distinct.len() as u32, new)
             };
-            let window: Vec<WindowEntry> = user.window.iter().copied().collect();
+            let window: Vec<WindowEntry> = user.window.iter().collect();
             let hour = &window[user.hour_start..];
             prop_assert_eq!(
                 (f.user_distinct_computers_24h, f.user_new_computers_24h),
