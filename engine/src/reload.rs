@@ -53,6 +53,16 @@ enum Trigger {
     SetMode(String, ModeOverride, Sender<ReloadReply>),
 }
 
+/// What the watcher logs of a load, once the pipeline has it.
+enum Said {
+    Built {
+        origin: String,
+        version: String,
+        build_ms: u64,
+    },
+    Refused(String),
+}
+
 /// A reload asked for through a [`ReloadHandle`]: the new policy version
 /// (swapped in at the next batch), or why it was refused.
 pub type ReloadReply = Result<String, String>;
@@ -319,29 +329,46 @@ impl WatchState {
                     Err(message) => Err(message.clone()),
                 });
             }
-            let event = match loaded {
-                Ok(None) => None,
+            // Handed to the pipeline before it is logged: whoever reads the
+            // log line can count on the pipeline having it.
+            let (event, said) = match loaded {
+                Ok(None) => (None, None),
                 Ok(Some((policy, rules))) => {
-                    tracing::info!(
-                        policy = %policy.origin,
-                        policy_version = %rules.version,
-                        build_ms = noticed.elapsed().as_millis() as u64,
-                        "new policy built; swapping it in at the next batch"
-                    );
-                    Some(ReloadEvent::Ready(Box::new(Candidate {
+                    let said = Said::Built {
+                        origin: policy.origin.clone(),
+                        version: rules.version.clone(),
+                        build_ms: noticed.elapsed().as_millis() as u64,
+                    };
+                    let candidate = Candidate {
                         policy,
                         rules,
                         noticed,
-                    })))
+                    };
+                    (Some(ReloadEvent::Ready(Box::new(candidate))), Some(said))
                 }
-                Err(message) => {
-                    tracing::error!("policy change refused, the running policy stays: {message}");
-                    Some(ReloadEvent::Refused(message))
-                }
+                Err(message) => (
+                    Some(ReloadEvent::Refused(message.clone())),
+                    Some(Said::Refused(message)),
+                ),
             };
-            if let Some(event) = event
-                && events.send(event).is_err()
-            {
+            let gone = event.is_some_and(|event| events.send(event).is_err());
+            match said {
+                Some(Said::Built {
+                    origin,
+                    version,
+                    build_ms,
+                }) => tracing::info!(
+                    policy = %origin,
+                    policy_version = %version,
+                    build_ms,
+                    "new policy built; swapping it in at the next batch"
+                ),
+                Some(Said::Refused(message)) => {
+                    tracing::error!("policy change refused, the running policy stays: {message}")
+                }
+                None => {}
+            }
+            if gone {
                 return;
             }
             for (id, mode, to) in deferred {

@@ -215,7 +215,10 @@ impl State {
                 }
                 request = requests.recv() => match request {
                     Some(Request::Checkpoint { shard, checkpoint, reply }) => {
-                        let _ = reply.send(self.checkpoint(&shard, checkpoint).await);
+                        let done = self.checkpoint(&shard, checkpoint).await;
+                        // Seen in `held` by the time the caller hears back.
+                        self.publish(&held);
+                        let _ = reply.send(done);
                     }
                     Some(Request::Release { reply }) => {
                         self.release_all().await;
@@ -226,13 +229,18 @@ impl State {
                     None => return,
                 },
             }
-            held.send_if_modified(|current| {
-                let now = self.snapshot();
-                let changed = *current != now;
-                *current = now;
-                changed
-            });
+            self.publish(&held);
         }
+    }
+
+    /// Shows the held leases to the pipeline, if they changed.
+    fn publish(&self, held: &watch::Sender<Held>) {
+        held.send_if_modified(|current| {
+            let now = self.snapshot();
+            let changed = *current != now;
+            *current = now;
+            changed
+        });
     }
 
     async fn renew_all(&mut self) {
