@@ -245,3 +245,74 @@ fn after_a_split_the_children_are_read_only_once_their_parent_is_finished() {
     // it is refused.
     assert!(a.checkpoint(&parent, LeaseCheckpoint::ShardEnd).is_err());
 }
+
+#[test]
+fn leases_lists_the_table_as_a_table_and_as_json() {
+    let moto = Moto::start();
+    let stream = "fleet-listed";
+    runtime().block_on(async {
+        let (_, kinesis) = clients(&moto.aws()).await;
+        create_stream(&kinesis, stream, 2).await;
+    });
+    let a = LeaseWorker::start(config(&moto, "listed-leases", stream, "worker-a")).unwrap();
+    a.checkpoint(
+        "shardId-000000000001",
+        LeaseCheckpoint::Sequence {
+            sequence: "49590338271490256608559692538361571095921575989136588898".into(),
+            skip: 2,
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = |args: &[&str]| {
+        common::authpulse(dir.path())
+            .args(["leases", "--lease-table", "listed-leases"])
+            .args(args)
+            .envs(moto.env())
+            .output()
+            .unwrap()
+    };
+    let out = list(&[]);
+    common::assert_succeeded(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    assert!(rows[0].starts_with("shard"), "{text}");
+    assert!(rows[1].starts_with("shardId-000000000000") && rows[1].contains("worker-a"));
+    assert!(
+        rows[1].contains("TRIM_HORIZON") && rows[1].contains("50.0%"),
+        "{text}"
+    );
+    // A long sequence number keeps its tail, with the events already read.
+    assert!(
+        rows[2].contains("…") && rows[2].contains("588898+2"),
+        "{text}"
+    );
+    assert_eq!(rows[3], "2 leases (0 finished), 1 worker");
+
+    let out = list(&["--json"]);
+    common::assert_succeeded(&out);
+    let leases: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(leases.len(), 2);
+    assert_eq!(leases[1]["leaseKey"], "shardId-000000000001");
+    assert_eq!(leases[1]["leaseOwner"], "worker-a");
+    assert_eq!(leases[1]["checkpointSubSequenceNumber"], 2);
+    assert!(leases[1]["leaseCounter"].as_u64().unwrap() >= 2);
+
+    // A table that does not exist is named in the error.
+    let out = common::authpulse(dir.path())
+        .args(["leases", "--lease-table", "no-such-table"])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("lease table `no-such-table`: no such table"),
+        "{error}"
+    );
+}
