@@ -10,27 +10,10 @@ use std::io::Write;
 use std::process::Command;
 
 use common::moto::Moto;
-use common::{run_ok, spawn_logged, wait_for_line};
+use common::{changed_policy, run_ok, spawn_logged, wait_for_line};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_authpulse");
-
-/// The default policy with `new_device`'s weight doubled and the `burst`
-/// rule running the rare_host module from a (pinned) file beside it.
-fn changed_policy(module: &str) -> String {
-    let yaml = authpulse_engine::policy::DEFAULT_POLICY_YAML;
-    let start = yaml.find("  - id: burst").unwrap();
-    let end = yaml.find("  - id: lateral_movement").unwrap();
-    let mut changed = yaml[..start].replacen("weight: 1.0", "weight: 2.0", 1);
-    let pin = authpulse_engine::rules::hex_sha256(
-        authpulse_engine::rules::builtin_module("rare_host").unwrap(),
-    );
-    changed.push_str(&format!(
-        "  - id: burst\n    module: {module}\n    sha256: {pin}\n    on_failure: fail_open\n\n"
-    ));
-    changed.push_str(&yaml[end..]);
-    changed
-}
 
 #[test]
 fn a_policy_on_s3_is_followed_and_a_bad_change_refused() {

@@ -12,7 +12,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::{run_ok, spawn_logged, wait_for_line};
+use common::{changed_policy, run_ok, spawn_logged, wait_for_line};
 
 const BIN: &str = env!("CARGO_BIN_EXE_authpulse");
 
@@ -31,23 +31,6 @@ fn flags(row: &Value) -> HashSet<&str> {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect()
-}
-
-/// The default policy with `new_device`'s weight doubled and the `burst`
-/// rule running the rare_host module from a (pinned) file.
-fn changed_policy() -> String {
-    let yaml = authpulse_engine::policy::DEFAULT_POLICY_YAML;
-    let start = yaml.find("  - id: burst").unwrap();
-    let end = yaml.find("  - id: lateral_movement").unwrap();
-    let mut changed = yaml[..start].replacen("weight: 1.0", "weight: 2.0", 1);
-    let pin = authpulse_engine::rules::hex_sha256(
-        authpulse_engine::rules::builtin_module("rare_host").unwrap(),
-    );
-    changed.push_str(&format!(
-        "  - id: burst\n    module: swapped.wasm\n    sha256: {pin}\n    on_failure: fail_open\n\n"
-    ));
-    changed.push_str(&yaml[end..]);
-    changed
 }
 
 #[test]
@@ -135,7 +118,7 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
         authpulse_engine::rules::builtin_module("rare_host").unwrap(),
     )
     .unwrap();
-    std::fs::write(work.join("policies.yaml"), changed_policy()).unwrap();
+    std::fs::write(work.join("policies.yaml"), changed_policy("swapped.wasm")).unwrap();
     wait_for_line(&log, "new policy built");
     stdin.write_all(part(third..2 * third).as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -145,7 +128,7 @@ fn policy_and_module_swap_mid_stream_loses_nothing() {
     // A broken change is refused, with where and why.
     std::fs::write(
         work.join("policies.yaml"),
-        changed_policy().replace("weight: 2.0", "weight: [2"),
+        changed_policy("swapped.wasm").replace("weight: 2.0", "weight: [2"),
     )
     .unwrap();
     let refused = wait_for_line(&log, "policy change refused");

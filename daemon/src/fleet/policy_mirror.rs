@@ -146,22 +146,12 @@ impl Copy {
         let region = access.region().ok_or_else(|| MirrorError::NoRegion {
             url: url.to_string(),
         })?;
-        let mut builder = opendal::services::S3::default()
-            .bucket(bucket)
-            .root(&format!("/{prefix}"))
-            .region(&region);
-        if let Some(endpoint) = &access.s3_endpoint() {
-            builder = builder.endpoint(endpoint);
-        }
-        if !access.path_style {
-            builder = builder.enable_virtual_host_style();
-        }
-        let operator = Operator::new(builder)
+        let operator = access
+            .operator(bucket, prefix, &region)
             .map_err(|e| MirrorError::S3 {
                 url: url.to_string(),
                 message: e.to_string(),
-            })?
-            .finish();
+            })?;
         std::fs::create_dir_all(dir).map_err(|source| MirrorError::Local {
             path: dir.to_path_buf(),
             source,

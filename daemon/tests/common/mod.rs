@@ -121,3 +121,20 @@ pub fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
         }
     }
 }
+
+/// The default policy with `new_device`'s weight doubled and the `burst`
+/// rule running the rare_host module from the (pinned) file `module`.
+pub fn changed_policy(module: &str) -> String {
+    let yaml = authpulse_engine::policy::DEFAULT_POLICY_YAML;
+    let start = yaml.find("  - id: burst").unwrap();
+    let end = yaml.find("  - id: lateral_movement").unwrap();
+    let mut changed = yaml[..start].replacen("weight: 1.0", "weight: 2.0", 1);
+    let pin = authpulse_engine::rules::hex_sha256(
+        authpulse_engine::rules::builtin_module("rare_host").unwrap(),
+    );
+    changed.push_str(&format!(
+        "  - id: burst\n    module: {module}\n    sha256: {pin}\n    on_failure: fail_open\n\n"
+    ));
+    changed.push_str(&yaml[end..]);
+    changed
+}

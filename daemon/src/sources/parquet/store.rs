@@ -49,6 +49,28 @@ impl S3Access {
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
     }
 
+    /// An operator on `bucket` rooted at `prefix`, in `region`, with
+    /// credentials from the standard chain (the environment, the profile,
+    /// the instance role).
+    pub fn operator(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        region: &str,
+    ) -> Result<Operator, opendal::Error> {
+        let mut builder = opendal::services::S3::default()
+            .bucket(bucket)
+            .root(&format!("/{prefix}"))
+            .region(region);
+        if let Some(endpoint) = &self.s3_endpoint() {
+            builder = builder.endpoint(endpoint);
+        }
+        if !self.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        Ok(Operator::new(builder)?.finish())
+    }
+
     /// The S3 endpoint: as given, else `AWS_ENDPOINT_URL_S3`, else
     /// `AWS_ENDPOINT_URL`; `None`: the region's own.
     pub fn s3_endpoint(&self) -> Option<String> {
@@ -89,19 +111,9 @@ impl Store {
         let region = access
             .region()
             .ok_or_else(|| ParquetError::NoRegion(location.to_string()))?;
-        let mut builder = opendal::services::S3::default()
-            .bucket(bucket)
-            .root(&format!("/{prefix}"))
-            .region(&region);
-        if let Some(endpoint) = &access.s3_endpoint() {
-            builder = builder.endpoint(endpoint);
-        }
-        if !access.path_style {
-            builder = builder.enable_virtual_host_style();
-        }
-        let operator = Operator::new(builder)
-            .map_err(|e| ParquetError::store(location, e))?
-            .finish();
+        let operator = access
+            .operator(bucket, prefix, &region)
+            .map_err(|e| ParquetError::store(location, e))?;
         let runtime = crate::aws::runtime("authpulse-parquet").map_err(ParquetError::Runtime)?;
         let scratch = tempfile::tempdir().map_err(ParquetError::Runtime)?;
         Ok(Store::S3 {
