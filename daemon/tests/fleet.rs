@@ -316,3 +316,70 @@ fn leases_lists_the_table_as_a_table_and_as_json() {
         "{error}"
     );
 }
+
+#[test]
+fn a_worker_reads_only_its_shards_and_its_positions_name_it() {
+    use authpulse::aws::kinesis::{KinesisSource, KinesisSourceConfig};
+    use authpulse::aws::shards::{self, partition_hash};
+    use authpulse_engine::input::{Line, Source};
+
+    let moto = Moto::start();
+    let users: Vec<String> = (0..40).map(|i| format!("U{i}")).collect();
+    runtime().block_on(async {
+        let (_, kinesis) = clients(&moto.aws()).await;
+        create_stream(&kinesis, "split-reading", 4).await;
+        for (i, user) in users.iter().enumerate() {
+            kinesis
+                .put_record()
+                .stream_name("split-reading")
+                .partition_key(user)
+                .data(aws_sdk_kinesis::primitives::Blob::new(format!(
+                    "{},{user},C1",
+                    i + 1
+                )))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let listed = shards::list_ranges_blocking(&moto.aws(), "split-reading").unwrap();
+    let mine: BTreeSet<String> = [&listed[1].id, &listed[3].id]
+        .into_iter()
+        .cloned()
+        .collect();
+    let expected: BTreeSet<String> = users
+        .iter()
+        .filter(|u| {
+            let hash = partition_hash(u);
+            mine.iter()
+                .any(|id| listed.iter().any(|s| &s.id == id && s.range.contains(hash)))
+        })
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < users.len());
+
+    let mut config = KinesisSourceConfig::new("split-reading", None);
+    config.only = Some(mine.clone());
+    config.writer = Some("worker-a/1".into());
+    config.until_caught_up = true;
+    config.poll_interval = Duration::from_millis(100);
+    config.aws = moto.aws();
+    let mut source = KinesisSource::start(config).unwrap();
+    let mut read = BTreeSet::new();
+    while let Some(line) = source.next_line().unwrap() {
+        if let Line::Complete(data) = line {
+            let text = String::from_utf8(data.to_vec()).unwrap();
+            read.insert(text.split(',').nth(1).unwrap().to_string());
+        }
+    }
+    assert_eq!(read, expected, "exactly the events of the worker's shards");
+    let position = source.position();
+    assert_eq!(position["writer"], "worker-a/1");
+    let positioned: BTreeSet<String> = position["shards"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(positioned, mine, "{position}");
+}

@@ -12,8 +12,11 @@
 //! - A record may hold one event, several newline-separated events, or a KPL
 //!   aggregate ([`super::aggregation`]).
 //! - Positions are saved to a checkpoint file at every pipeline checkpoint.
+//! - A fleet worker reads only its leases' shards (`only`): the lease table
+//!   orders parents before children ([`crate::fleet`]), and its positions
+//!   name the writer, for the tables' fence ([`crate::lakehouse::shard_log`]).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,7 +79,26 @@ pub struct KinesisSourceConfig {
     pub poll_interval: Duration,
     /// Records per `GetRecords` call (at most 10,000).
     pub records_per_call: i32,
+    /// Read only these shards (a fleet worker's readable leases); `None`:
+    /// every shard, children after their parents.
+    pub only: Option<BTreeSet<String>>,
+    /// The fleet writer (`worker/attempt`) the positions are recorded
+    /// for, so that the tables' fence knows whose commit it is.
+    pub writer: Option<String>,
+    /// Also told the positions whenever they are saved (a fleet worker
+    /// records them in its leases).
+    pub on_saved: Option<OnSaved>,
     pub aws: AwsSettings,
+}
+
+/// Told the positions once every event read before them is committed.
+#[derive(Clone)]
+pub struct OnSaved(pub Arc<dyn Fn(&Checkpoint) + Send + Sync>);
+
+impl std::fmt::Debug for OnSaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSaved")
+    }
 }
 
 impl KinesisSourceConfig {
@@ -89,6 +111,9 @@ impl KinesisSourceConfig {
             until_caught_up: false,
             poll_interval: Duration::from_secs(1),
             records_per_call: 10_000,
+            only: None,
+            writer: None,
+            on_saved: None,
             aws: AwsSettings::default(),
         }
     }
@@ -113,6 +138,8 @@ pub struct KinesisSource {
     checkpoint_path: Option<PathBuf>,
     /// Positions read but not yet safe to save.
     unsaved: UnsavedPositions,
+    writer: Option<String>,
+    on_saved: Option<OnSaved>,
     /// Events handed out (the "line number" of dead letters).
     events: u64,
     bytes: u64,
@@ -136,6 +163,8 @@ impl KinesisSource {
             ..Checkpoint::default()
         });
         let checkpoint_path = config.checkpoint_path.clone();
+        let writer = config.writer.clone();
+        let on_saved = config.on_saved.clone();
         runtime.spawn(coordinate(client, config, tx));
         Ok(KinesisSource {
             runtime: Some(runtime),
@@ -143,6 +172,8 @@ impl KinesisSource {
             start,
             checkpoint_path,
             unsaved: UnsavedPositions::default(),
+            writer,
+            on_saved,
             events: 0,
             bytes: 0,
             stopped: false,
@@ -179,28 +210,29 @@ impl Source for KinesisSource {
 
     /// Per shard, where the next event starts (the sequence number of the
     /// last record read whole, and the events of the next one read), as
-    /// the progress record of a commit keeps it.
+    /// the progress record of a commit keeps it; a fleet writer's also
+    /// names the writer.
     fn position(&self) -> serde_json::Value {
         let at = self.start.advanced(&self.merge.positions());
-        serde_json::json!({ "shards": at.shards })
+        match &self.writer {
+            Some(writer) => serde_json::json!({ "writer": writer, "shards": at.shards }),
+            None => serde_json::json!({ "shards": at.shards }),
+        }
     }
 
     fn checkpointed(&mut self, frontier: Frontier) -> io::Result<()> {
-        let Some(path) = &self.checkpoint_path else {
+        if self.checkpoint_path.is_none() && self.on_saved.is_none() {
             return Ok(());
-        };
+        }
         match self.unsaved.checkpoint(self.merge.positions(), frontier) {
-            Some(positions) => self.start.advanced(&positions).save(path),
+            Some(positions) => self.save(&self.start.advanced(&positions)),
             None => Ok(()),
         }
     }
 
     fn finished(&mut self) -> io::Result<()> {
         self.unsaved = UnsavedPositions::default();
-        match &self.checkpoint_path {
-            Some(path) => self.start.advanced(&self.merge.positions()).save(path),
-            None => Ok(()),
-        }
+        self.save(&self.start.advanced(&self.merge.positions()))
     }
 
     fn events_by_partition(&self) -> Vec<(String, u64)> {
@@ -218,6 +250,18 @@ impl Source for KinesisSource {
             .filter(|p| !p.ended)
             .filter_map(|p| Some((p.shard_id, p.millis_behind?)))
             .collect()
+    }
+}
+
+impl KinesisSource {
+    fn save(&self, at: &Checkpoint) -> io::Result<()> {
+        if let Some(OnSaved(tell)) = &self.on_saved {
+            tell(at);
+        }
+        match &self.checkpoint_path {
+            Some(path) => at.save(path),
+            None => Ok(()),
+        }
     }
 }
 
@@ -331,15 +375,24 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
             if finished.contains(id) || running.contains(id) {
                 continue;
             }
+            // A fleet worker reads its leases' shards; the lease table
+            // holds a child back until its parents are finished.
+            if config.only.as_ref().is_some_and(|only| !only.contains(id)) {
+                continue;
+            }
             // Parents that have aged out of the stream no longer count.
-            let parents_done = [&shard.parent_shard_id, &shard.adjacent_parent_shard_id]
-                .into_iter()
-                .flatten()
-                .all(|p| finished.contains(p) || !listed.contains(p.as_str()));
+            let parents_done = config.only.is_some()
+                || [&shard.parent_shard_id, &shard.adjacent_parent_shard_id]
+                    .into_iter()
+                    .flatten()
+                    .all(|p| finished.contains(p) || !listed.contains(p.as_str()));
             if !parents_done {
                 continue;
             }
-            let is_child = shard.parent_shard_id.is_some() && just_ended.is_some();
+            // (A fleet worker is given a child only once its parents are
+            // finished, by whoever read them.)
+            let is_child =
+                shard.parent_shard_id.is_some() && (just_ended.is_some() || config.only.is_some());
             let resume = config.checkpoint.as_ref().and_then(|c| c.shards.get(id));
             let skip = resume.map_or(0, |s| s.skip);
             let start = match (resume.and_then(|s| s.sequence.clone()), is_child) {

@@ -9,6 +9,7 @@ use authpulse::aws::ticker::TickerConfig;
 use authpulse::fleet::policy_mirror::PolicyMirror;
 use authpulse::lakehouse::findings::FindingsOrigin;
 use authpulse::ops;
+use authpulse::run::fleet::FleetSpec;
 use authpulse::run::outputs::OutputsSpec;
 pub use authpulse::run::resolve_policy;
 use authpulse::run::{Context, Outcome, ReadMeter, RunSpec};
@@ -158,6 +159,21 @@ pub struct RunArgs {
     pub catalog: CatalogArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
+    /// Share the Kinesis stream with other workers: the DynamoDB lease table
+    /// (laid out as the Kinesis Client Library's; created if missing) that
+    /// says which worker reads which shard. Every worker writes to the same
+    /// tables (--catalog glue) and keeps its state beside them; docs/fleet.md.
+    #[arg(long, value_name = "TABLE")]
+    pub lease_table: Option<String>,
+    /// This worker's name in the lease table, unique in the fleet.
+    /// Default: the host name and process id.
+    #[arg(long, value_name = "NAME", requires = "lease_table")]
+    pub worker_id: Option<String>,
+    /// With --lease-table: a worker that has not renewed its leases for this
+    /// long is taken over (its shards are read by the others from its last
+    /// commit). The KCL's default.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub failover: std::time::Duration,
     /// Serve health checks, Prometheus metrics, the JSON API and the live
     /// dashboard on this address while running (`127.0.0.1:9464`; port 0
     /// picks a free one, logged). Off unless given.
@@ -173,6 +189,14 @@ pub struct RunArgs {
     /// given as well override it.
     #[arg(long, value_name = "FILE", env = "AUTHPULSE_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// This machine's name, as the kernel has it.
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
 }
 
 impl RunArgs {
@@ -202,6 +226,9 @@ impl RunArgs {
             no_state: false,
             shutdown_timeout: std::time::Duration::from_secs(30),
             recover_for: std::time::Duration::from_secs(300),
+            lease_table: None,
+            worker_id: None,
+            failover: authpulse::fleet::DEFAULT_FAILOVER,
             limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
@@ -264,7 +291,42 @@ impl RunArgs {
             }),
             shutdown_timeout: self.shutdown_timeout,
             recover_for: self.recover_for,
+            fleet: self.fleet_spec()?,
         })
+    }
+
+    /// With --lease-table, how the run joins its fleet.
+    fn fleet_spec(&self) -> anyhow::Result<Option<FleetSpec>> {
+        let Some(table) = &self.lease_table else {
+            return Ok(None);
+        };
+        if !matches!(self.aws.source, Some(SourceUrl::Kinesis(_))) {
+            anyhow::bail!("--lease-table shares a Kinesis stream: give --source kinesis://STREAM");
+        }
+        if self.no_lakehouse || self.no_state {
+            anyhow::bail!(
+                "--lease-table: a fleet keeps its progress and state with the tables; leave --no-lakehouse and --no-state out"
+            );
+        }
+        if self.failover < std::time::Duration::from_millis(300) {
+            anyhow::bail!(
+                "--failover {:?} is too short to renew a lease in",
+                self.failover
+            );
+        }
+        let worker = match &self.worker_id {
+            Some(worker) => worker.clone(),
+            None => format!(
+                "{}-{}",
+                hostname().unwrap_or_else(|| "worker".into()),
+                std::process::id()
+            ),
+        };
+        Ok(Some(FleetSpec {
+            lease_table: table.clone(),
+            worker,
+            failover: self.failover,
+        }))
     }
 
     /// The source it reads: --source, else the input file.

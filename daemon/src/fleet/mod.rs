@@ -20,4 +20,4 @@ pub mod worker;
 
 pub use lease::{Lease, LeaseCheckpoint};
 pub use table::{LeaseError, LeaseTable};
-pub use worker::{DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker};
+pub use worker::{Checkpointer, DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker};

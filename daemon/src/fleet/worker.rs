@@ -60,6 +60,7 @@ pub struct Held {
     pub readable: BTreeSet<String>,
 }
 
+#[derive(Debug)]
 enum Request {
     Checkpoint {
         shard: String,
@@ -139,15 +140,14 @@ impl LeaseWorker {
     /// Records a shard's position, if this worker still holds its lease;
     /// [`LeaseError::Lost`] if it does not (nothing is written then).
     pub fn checkpoint(&self, shard: &str, checkpoint: LeaseCheckpoint) -> Result<(), FleetError> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .blocking_send(Request::Checkpoint {
-                shard: shard.to_string(),
-                checkpoint,
-                reply,
-            })
-            .map_err(|_| FleetError::Stopped)?;
-        Ok(answer.blocking_recv().map_err(|_| FleetError::Stopped)??)
+        self.checkpointer().checkpoint(shard, checkpoint)
+    }
+
+    /// A handle for [`LeaseWorker::checkpoint`] that another thread keeps.
+    pub fn checkpointer(&self) -> Checkpointer {
+        Checkpointer {
+            requests: self.requests.clone(),
+        }
     }
 
     /// Gives every lease up so that other workers take them at once.
@@ -163,6 +163,27 @@ impl LeaseWorker {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
+    }
+}
+
+/// Records held shards' positions in the lease table, from any thread.
+#[derive(Clone, Debug)]
+pub struct Checkpointer {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Checkpointer {
+    /// See [`LeaseWorker::checkpoint`].
+    pub fn checkpoint(&self, shard: &str, checkpoint: LeaseCheckpoint) -> Result<(), FleetError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .blocking_send(Request::Checkpoint {
+                shard: shard.to_string(),
+                checkpoint,
+                reply,
+            })
+            .map_err(|_| FleetError::Stopped)?;
+        Ok(answer.blocking_recv().map_err(|_| FleetError::Stopped)??)
     }
 }
 

@@ -21,24 +21,21 @@
 //!
 //! iceberg-rust's transactions cannot yet replace data files, so step 1 writes
 //! the manifest, manifest list and table metadata with iceberg's own writers
-//! and commits by [`Warehouse::swap_metadata`], the catalog's compare-and-swap.
+//! and commits by [`Warehouse::swap_metadata`], the catalog's compare-and-swap
+//! ([`super::replace`]).
 //! If the daemon commits in between, the replace is rebuilt on the new
 //! snapshot (the rewritten data files stay valid: the daemon only appends).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::str::FromStr;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use iceberg::MetadataLocation;
-use iceberg::spec::{
-    DataFile, MAIN_BRANCH, ManifestEntryRef, ManifestListWriter, ManifestWriterBuilder, Operation,
-    Snapshot, Summary, TableMetadataBuilder,
-};
+use iceberg::spec::{DataFile, Operation};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
-use super::writer::{Splitter, new_writer, uuid_suffix};
+use super::replace::{self, Live, live_entries, unix_millis_now};
+use super::writer::{Splitter, new_writer};
 use super::{LakehouseError, Warehouse, tables};
 
 /// What `maintain` does; the defaults suit a daemon committing every 5 s.
@@ -81,10 +78,6 @@ pub struct TableReport {
     pub files_deleted: usize,
     pub bytes_deleted: u64,
 }
-
-/// Attempts at committing a replace before giving up (each retry follows a
-/// commit by someone else).
-const COMMIT_ATTEMPTS: usize = 10;
 
 /// Maintains every AuthPulse table in `warehouse`.
 pub fn maintain(
@@ -160,29 +153,6 @@ fn maintain_table(
     Ok(report)
 }
 
-/// The live data files of a table's current snapshot.
-struct Live {
-    manifests: usize,
-    entries: Vec<ManifestEntryRef>,
-}
-
-async fn live_entries(table: &Table) -> Result<Live, LakehouseError> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(Live {
-            manifests: 0,
-            entries: Vec::new(),
-        });
-    };
-    let list = table.manifest_list_reader(snapshot).load().await?;
-    let manifests = list.entries().len();
-    let mut entries = Vec::new();
-    for manifest in list.entries() {
-        let loaded = manifest.load_manifest(table.file_io()).await?;
-        entries.extend(loaded.entries().iter().filter(|e| e.is_alive()).cloned());
-    }
-    Ok(Live { manifests, entries })
-}
-
 /// Per partition, its small files, where there are at least two.
 fn small_groups(live: &Live, options: &MaintainOptions) -> Vec<Vec<DataFile>> {
     let mut by_partition: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
@@ -239,156 +209,15 @@ fn commit_replace(
     replaced: &[DataFile],
     written: &[DataFile],
 ) -> Result<Table, LakehouseError> {
-    let runtime = warehouse.runtime();
-    for _ in 0..COMMIT_ATTEMPTS {
-        let table = warehouse.load(name)?;
-        let staged = runtime.block_on(stage_replace(&table, replaced, written))?;
-        let current = table
-            .metadata_location()
-            .expect("a loaded table has a metadata location");
-        if warehouse.swap_metadata(name, current, &staged.metadata_location)? {
-            return warehouse.load(name);
-        }
-        tracing::info!(
-            table = name,
-            "a commit came in meanwhile; replaying the compaction on it"
-        );
-        for path in staged.files {
-            runtime.block_on(table.file_io().delete(&path))?;
-        }
-    }
-    Err(LakehouseError::Compaction {
-        table: name.to_string(),
-        reason: format!("{COMMIT_ATTEMPTS} commits in a row conflicted with other writers"),
+    replace::commit_with(warehouse, name, "compaction", |_| {
+        Ok(Some(replace::Change {
+            operation: Operation::Replace,
+            removed: replaced.to_vec(),
+            added: written.to_vec(),
+            properties: HashMap::from([("authpulse.operation".into(), "compaction".into())]),
+            label: "compact",
+        }))
     })
-}
-
-struct Staged {
-    metadata_location: String,
-    /// Everything written for it (removed again if the swap fails).
-    files: Vec<String>,
-}
-
-async fn stage_replace(
-    table: &Table,
-    replaced: &[DataFile],
-    written: &[DataFile],
-) -> Result<Staged, LakehouseError> {
-    let metadata = table.metadata();
-    let parent = metadata
-        .current_snapshot()
-        .expect("compaction needs a snapshot");
-    let live = live_entries(table).await?;
-    let gone: HashSet<&str> = replaced.iter().map(|f| f.file_path()).collect();
-    let still_live = live
-        .entries
-        .iter()
-        .filter(|e| gone.contains(e.file_path()))
-        .count();
-    if still_live != gone.len() {
-        return Err(LakehouseError::Compaction {
-            table: table.identifier().to_string(),
-            reason: "files being compacted were removed by another writer".into(),
-        });
-    }
-
-    let snapshot_id = new_snapshot_id(table);
-    let sequence_number = metadata.next_sequence_number();
-    let suffix = uuid_suffix();
-    let manifest_path = format!("{}/metadata/{suffix}-compact-m0.avro", metadata.location());
-    let list_path = format!(
-        "{}/metadata/snap-{snapshot_id}-0-{suffix}-compact.avro",
-        metadata.location()
-    );
-    let file_io = table.file_io();
-    let mut manifest = ManifestWriterBuilder::new(
-        file_io.new_output(&manifest_path)?,
-        Some(snapshot_id),
-        metadata.current_schema().clone(),
-        (**metadata.default_partition_spec()).clone(),
-    )
-    .build_v2_data();
-    let (mut rows, mut deleted_rows) = (0u64, 0u64);
-    for entry in &live.entries {
-        let sequence = entry.sequence_number().unwrap_or(0);
-        if gone.contains(entry.file_path()) {
-            deleted_rows += entry.record_count();
-            manifest.add_delete_file(
-                entry.data_file().clone(),
-                sequence,
-                entry.file_sequence_number,
-            )?;
-        } else {
-            rows += entry.record_count();
-            manifest.add_existing_file(
-                entry.data_file().clone(),
-                entry.snapshot_id().unwrap_or(parent.snapshot_id()),
-                sequence,
-                entry.file_sequence_number,
-            )?;
-        }
-    }
-    let added_rows: u64 = written.iter().map(|f| f.record_count()).sum();
-    for file in written {
-        manifest.add_file(file.clone(), sequence_number)?;
-    }
-    let manifest = manifest.write_manifest_file().await?;
-    let mut list = ManifestListWriter::v2(
-        file_io.new_output(&list_path)?.writer().await?,
-        snapshot_id,
-        Some(parent.snapshot_id()),
-        sequence_number,
-    );
-    list.add_manifests(std::iter::once(manifest))?;
-    list.close().await?;
-
-    let kept_files = live.entries.len() - gone.len();
-    let summary = Summary {
-        operation: Operation::Replace,
-        additional_properties: HashMap::from([
-            ("added-data-files".into(), written.len().to_string()),
-            ("deleted-data-files".into(), gone.len().to_string()),
-            ("added-records".into(), added_rows.to_string()),
-            ("deleted-records".into(), deleted_rows.to_string()),
-            ("total-records".into(), (rows + added_rows).to_string()),
-            (
-                "total-data-files".into(),
-                (kept_files + written.len()).to_string(),
-            ),
-            ("authpulse.operation".into(), "compaction".into()),
-        ]),
-    };
-    let snapshot = Snapshot::builder()
-        .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(Some(parent.snapshot_id()))
-        .with_sequence_number(sequence_number)
-        .with_timestamp_ms(unix_millis_now().max(parent.timestamp_ms() + 1))
-        .with_manifest_list(list_path.clone())
-        .with_summary(summary)
-        .with_schema_id(metadata.current_schema_id())
-        .build();
-    let current = table
-        .metadata_location()
-        .expect("a loaded table has a metadata location");
-    let built =
-        TableMetadataBuilder::new_from_metadata(metadata.clone(), Some(current.to_string()))
-            .set_branch_snapshot(snapshot, MAIN_BRANCH)?
-            .build()?;
-    let location = MetadataLocation::from_str(current)?.with_next_version();
-    built.metadata.write_to(file_io, &location).await?;
-    Ok(Staged {
-        metadata_location: location.to_string(),
-        files: vec![manifest_path, list_path, location.to_string()],
-    })
-}
-
-/// A snapshot id not used by the table (positive, as Iceberg requires).
-fn new_snapshot_id(table: &Table) -> i64 {
-    let mut candidate = (unix_millis_now() << 16 | i64::from(std::process::id() as u16)).abs();
-    while table.metadata().snapshot_by_id(candidate).is_some() {
-        candidate += 1;
-    }
-    candidate
 }
 
 /// Every file any snapshot of `table` refers to (manifest lists, manifests,
@@ -472,10 +301,4 @@ async fn delete_old_metadata(before: &Table, after: &Table) -> Result<usize, Lak
 fn metadata_version(path: &str) -> Option<u64> {
     let name = path.rsplit('/').next()?;
     name.split('-').next()?.parse().ok()
-}
-
-fn unix_millis_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

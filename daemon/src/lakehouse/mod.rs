@@ -22,11 +22,14 @@ pub mod maintain;
 pub mod progress;
 pub mod query;
 pub mod raw;
+mod replace;
+pub mod shard_log;
 pub mod sinks;
 pub mod state_files;
 pub mod stored;
 pub mod tables;
 pub mod writer;
+pub mod writers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,8 +66,24 @@ pub enum LakehouseError {
     Config(String),
     #[error("no warehouse in {0}")]
     NoWarehouse(String),
-    #[error("compacting {table}: {reason}")]
-    Compaction { table: String, reason: String },
+    /// A claim found a shard's start gone: another fleet worker claimed it
+    /// since it was planned.
+    #[error(
+        "{table}: shard {shard} no longer starts at {start}: another worker claimed it meanwhile"
+    )]
+    ShardTaken {
+        table: String,
+        shard: String,
+        start: String,
+    },
+    /// A snapshot written by hand (compaction, a shard's claim) could not
+    /// be committed.
+    #[error("{change} of {table}: {reason}")]
+    Replace {
+        change: &'static str,
+        table: String,
+        reason: String,
+    },
     /// A table writer's thread stopped on an error (`what` names it).
     #[error("{what} failed")]
     Writer {
@@ -140,7 +159,8 @@ impl LakehouseError {
             LakehouseError::Arrow(_)
             | LakehouseError::Config(_)
             | LakehouseError::NoWarehouse(_)
-            | LakehouseError::Compaction { .. }
+            | LakehouseError::Replace { .. }
+            | LakehouseError::ShardTaken { .. }
             | LakehouseError::Corrupt(_)
             | LakehouseError::WriterPanicked(_) => false,
         }
@@ -190,10 +210,12 @@ impl Warehouse {
             .build()
             .map_err(LakehouseError::Runtime)?;
         let connected = runtime.block_on(catalog::connect(config, &runtime))?;
+        let connection = Arc::new(connected.connection);
+        let catalog = catalog::fenced::FencedCatalog::new(connected.catalog, connection.clone());
         Ok(Warehouse {
             runtime: Arc::new(runtime),
-            catalog: connected.catalog,
-            connection: Arc::new(connected.connection),
+            catalog: Arc::new(catalog),
+            connection,
             namespace: NamespaceIdent::new(tables::NAMESPACE.to_string()),
             description: connected.description,
         })
@@ -266,10 +288,23 @@ impl Warehouse {
     fn ensure_tables(&self, definitions: &[tables::TableDefinition]) -> Result<(), LakehouseError> {
         self.runtime
             .block_on(async {
+                // Another worker of a fleet may create them at the same moment.
+                let already = |e: &iceberg::Error| {
+                    matches!(
+                        e.kind(),
+                        iceberg::ErrorKind::NamespaceAlreadyExists
+                            | iceberg::ErrorKind::TableAlreadyExists
+                    )
+                };
                 if !self.catalog.namespace_exists(&self.namespace).await? {
-                    self.catalog
+                    match self
+                        .catalog
                         .create_namespace(&self.namespace, HashMap::new())
-                        .await?;
+                        .await
+                    {
+                        Err(e) if !already(&e) => return Err(e.into()),
+                        _ => {}
+                    }
                 }
                 let mut created = Vec::new();
                 for table in definitions {
@@ -278,7 +313,6 @@ impl Warehouse {
                         self.add_missing_columns(&ident, (table.schema)()).await?;
                         continue;
                     }
-                    created.push(table.name);
                     let creation = TableCreation::builder()
                         .name(table.name.to_string())
                         .schema((table.schema)())
@@ -288,8 +322,14 @@ impl Warehouse {
                             "zstd".to_string(),
                         )]))
                         .build();
-                    self.catalog.create_table(&self.namespace, creation).await?;
-                    tracing::info!(table = %ident, "created table");
+                    match self.catalog.create_table(&self.namespace, creation).await {
+                        Ok(_) => {
+                            created.push(table.name);
+                            tracing::info!(table = %ident, "created table");
+                        }
+                        Err(e) if already(&e) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Ok::<_, LakehouseError>(created)
             })

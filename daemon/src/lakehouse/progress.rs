@@ -72,7 +72,10 @@ pub enum StartError {
 }
 
 /// The progress a snapshot's summary records, if any.
-fn progress_of(snapshot: &Snapshot, table: &str) -> Result<Option<Progress>, LakehouseError> {
+pub(super) fn progress_of(
+    snapshot: &Snapshot,
+    table: &str,
+) -> Result<Option<Progress>, LakehouseError> {
     snapshot
         .summary()
         .additional_properties

@@ -741,14 +741,14 @@ pub(super) fn commit(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::lakehouse::WarehouseConfig;
     use arrow_array::{ArrayRef, Int64Array, StringArray};
 
     /// A raw-table batch whose ingestion times cover three hours, the last
     /// hour's rows interleaved with the second's.
-    fn raw_batch(schema: &SchemaRef) -> RecordBatch {
+    pub(in crate::lakehouse) fn raw_batch(schema: &SchemaRef) -> RecordBatch {
         const HOUR: i64 = 3_600_000_000;
         let base = 1_704_067_200_000_000; // 2024-01-01T00:00:00Z
         let ingestion: Vec<i64> = (0..10)

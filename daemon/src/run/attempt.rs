@@ -10,6 +10,7 @@ use authpulse_engine::reload::PolicyWatcher;
 use authpulse_engine::sinks::Progress;
 use authpulse_engine::snapshot::{self, LocalFiles, SnapshotFiles, SnapshotMeta, SnapshotStore};
 
+use super::fleet::Assignment;
 use super::outputs::{RunOutputs, Written};
 use super::{Context, Outcome, RunError, RunSpec};
 use crate::aws::ticker::MetricsTicker;
@@ -17,13 +18,15 @@ use crate::lakehouse::progress::{KEEP_SNAPSHOTS, Start};
 use crate::lakehouse::stored::StoredIds;
 use crate::lakehouse::{Warehouse, start_sinks};
 use crate::ops;
-use crate::sources::{SourcePosition, StreamStart};
+use crate::sources::{SourcePosition, SourceSpec, StreamStart};
 
-/// One attempt at [`super::run`]; sets `started` once it scores.
+/// One attempt at [`super::run`]; sets `started` once it scores. A fleet
+/// worker's attempt reads `fleet`'s shards from where the tables say.
 pub(super) fn attempt(
     spec: &RunSpec,
     context: &Context<'_>,
     started: &mut bool,
+    fleet: Option<&Assignment>,
 ) -> Result<Outcome, RunError> {
     let ops = context.ops;
     let stop = &context.stop;
@@ -60,8 +63,16 @@ pub(super) fn attempt(
         (None, None) => unreachable!("a file is opened at once"),
     };
     let state_files = state_files(spec, warehouse.as_ref())?;
+    let fleet_start = match (fleet, &warehouse, &state_files, source_spec) {
+        (None, ..) => None,
+        (Some(assignment), Some(warehouse), Some(files), SourceSpec::Kinesis(stream)) => {
+            Some(super::fleet::prepare(warehouse, stream, assignment, files)?)
+        }
+        (Some(_), ..) => unreachable!("a fleet run reads Kinesis into tables with state"),
+    };
     // Resuming a stream from its positions file adds the events after it.
     let start = match &warehouse {
+        _ if fleet_start.is_some() => Start::Fresh,
         Some(warehouse) if !resuming => {
             warehouse.plan_start(&mut identity, size, state_files.as_deref())?
         }
@@ -91,10 +102,20 @@ pub(super) fn attempt(
         }
         Start::Resume(progress) => Some(Resume::prepare(progress, state_files.as_ref())?),
     };
-    let (mut source, source_name) = match (&resume, opened) {
-        (Some(resume), _) => (source_spec.reopen(&resume.at, stop)?, source_spec.name()),
-        (None, Some(opened)) => (opened.source, opened.name),
-        (None, None) => {
+    let fleet_source = match (&fleet_start, fleet, source_spec) {
+        (Some(start), Some(assignment), SourceSpec::Kinesis(stream)) => Some(stream.open_shards(
+            start.positions.clone(),
+            assignment.held.readable.clone(),
+            &assignment.writer,
+            super::fleet::lease_checkpoints(assignment),
+        )?),
+        _ => None,
+    };
+    let (mut source, source_name) = match (fleet_source, &resume, opened) {
+        (Some(source), ..) => (source, source_spec.name()),
+        (None, Some(resume), _) => (source_spec.reopen(&resume.at, stop)?, source_spec.name()),
+        (None, None, Some(opened)) => (opened.source, opened.name),
+        (None, None, None) => {
             let opened = source_spec.open(StreamStart::Tables(None), stop)?;
             (opened.source, opened.name)
         }
@@ -128,10 +149,12 @@ pub(super) fn attempt(
     let mut state_store = state_files
         .map(|files| {
             let location = files.location("");
-            let run = resume
-                .as_ref()
-                .and_then(|r| SnapshotStore::run_of(&r.state))
-                .map_or_else(SnapshotStore::new_run_id, str::to_string);
+            let run = match (fleet, &resume) {
+                (Some(assignment), _) => assignment.run.clone(),
+                (None, Some(resume)) => SnapshotStore::run_of(&resume.state)
+                    .map_or_else(SnapshotStore::new_run_id, str::to_string),
+                (None, None) => SnapshotStore::new_run_id(),
+            };
             SnapshotStore::new(files, KEEP_SNAPSHOTS, &run)
                 .map_err(|source| RunError::StateStore { location, source })
         })
@@ -144,6 +167,15 @@ pub(super) fn attempt(
     }
     if let Some(resume) = &resume {
         resume.restore(&mut pipeline)?;
+    }
+    if let Some(start) = &fleet_start {
+        if let Some(state) = &start.state {
+            pipeline
+                .restore_snapshot(&mut state.as_slice(), Restore::Resume)
+                .map_err(RunError::snapshot("restore the shards' state".to_string()))?;
+        }
+        // The claim was checkpoint 0.
+        pipeline.resume_checkpoints(0);
     }
     if let Some(store) = state_store.as_mut() {
         pipeline.keep_state(store);

@@ -36,6 +36,9 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Start(#[from] StartError),
+    /// Joining or working in a fleet (`--lease-table`) failed.
+    #[error("{0}")]
+    Fleet(String),
     /// The tables' progress cannot be resumed as they stand.
     #[error("{0}")]
     Unresumable(String),

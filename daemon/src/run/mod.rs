@@ -6,13 +6,15 @@
 //! builds the outputs, restores the state and scores to the end (or a
 //! stop); when an attempt that got going fails on storage, the catalog or
 //! the stream ([`RunError::is_transient`]), the run resumes from its last
-//! commit after a pause, for `recover_for`.
+//! commit after a pause, for `recover_for`. A fleet worker ([`fleet`])
+//! runs an attempt per set of shards it holds.
 //!
 //! `run`, `bench`, `demo` and the tests build the same spec; the command
 //! line only fills it in.
 
 mod attempt;
 pub mod error;
+pub mod fleet;
 pub mod outputs;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ pub struct RunSpec {
     pub shutdown_timeout: Duration,
     /// Once scoring, how long a failing run keeps resuming.
     pub recover_for: Duration,
+    /// Share the stream with other workers (`--lease-table`).
+    pub fleet: Option<fleet::FleetSpec>,
 }
 
 impl RunSpec {
@@ -91,6 +95,7 @@ impl RunSpec {
             metrics: None,
             shutdown_timeout: Duration::from_secs(30),
             recover_for: Duration::from_secs(300),
+            fleet: None,
         }
     }
 
@@ -151,6 +156,9 @@ pub struct Context<'a> {
 /// resumed again from the last commit, after a pause, for
 /// `spec.recover_for`.
 pub fn run(spec: &RunSpec, context: &Context<'_>) -> Result<Outcome, RunError> {
+    if let Some(fleet) = &spec.fleet {
+        return fleet::run(spec, fleet, context);
+    }
     const PAUSE: Backoff = Backoff {
         base: Duration::from_secs(1),
         cap: Duration::from_secs(30),
@@ -163,7 +171,7 @@ pub fn run(spec: &RunSpec, context: &Context<'_>) -> Result<Outcome, RunError> {
     loop {
         let mut started = false;
         let began = Instant::now();
-        let error = match attempt::attempt(spec, context, &mut started) {
+        let error = match attempt::attempt(spec, context, &mut started, None) {
             Ok(outcome) => {
                 if let Some(live) = context.ops {
                     live.set_phase("finished");

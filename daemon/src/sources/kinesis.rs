@@ -2,15 +2,17 @@
 //! tables' progress, a positions file, or `--from`), and where positions
 //! are saved.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::aws::AwsSettings;
 use crate::aws::checkpoint::Checkpoint;
-use crate::aws::kinesis::{KinesisSource, KinesisSourceConfig, StartAt};
+use crate::aws::kinesis::{KinesisSource, KinesisSourceConfig, OnSaved, StartAt};
 
 use super::identity::SourceIdentity;
 use super::{Opened, SourceError};
+use authpulse_engine::input::Source;
 
 /// Where a Kinesis source starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +125,33 @@ impl KinesisSpec {
         })
     }
 
-    pub(super) fn identity(&self) -> SourceIdentity {
+    /// Opens the shards a fleet worker holds (`only`), each at its position
+    /// in `checkpoint` (a shard it does not name starts as `--from` says),
+    /// recording `writer` with every position and telling `on_saved` the
+    /// positions whose events are committed.
+    pub fn open_shards(
+        &self,
+        checkpoint: Checkpoint,
+        only: BTreeSet<String>,
+        writer: &str,
+        on_saved: OnSaved,
+    ) -> Result<Box<dyn Source>, SourceError> {
+        let mut config = KinesisSourceConfig::new(&self.stream, None);
+        if let Some(StreamFrom::Start(start)) = &self.from {
+            config.start = start.clone();
+        }
+        config.checkpoint = Some(checkpoint);
+        config.only = Some(only);
+        config.writer = Some(writer.to_string());
+        config.on_saved = Some(on_saved);
+        config.until_caught_up = self.until_caught_up;
+        config.poll_interval = self.poll_interval;
+        config.aws = self.aws.clone();
+        let source = KinesisSource::start(config).map_err(SourceError::Kinesis)?;
+        Ok(Box::new(source))
+    }
+
+    pub fn identity(&self) -> SourceIdentity {
         SourceIdentity::Kinesis {
             kinesis: self.stream.clone(),
         }

@@ -6,7 +6,9 @@
 //! compare-and-swap of a table's metadata location (the commit `maintain`
 //! needs for compaction, which iceberg-rust's transactions do not offer yet).
 //! Adding a catalog is one file here and one arm in [`WarehouseConfig`].
+//! Every table commit goes through [`fenced::FencedCatalog`], whatever the kind.
 
+pub(crate) mod fenced;
 pub mod glue;
 pub mod sqlite;
 
