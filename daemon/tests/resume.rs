@@ -238,7 +238,7 @@ fn a_killed_file_run_resumes_and_stores_everything_exactly_once() {
                 signal(&child, "TERM");
                 // The second once the first was heard: two signals close
                 // together may reach the process as one.
-                wait_for_log(&log, "stopping on signal");
+                wait_for_log(&log, "asked to stop");
                 signal(&child, "TERM");
                 let status = child.wait().unwrap();
                 assert_eq!(

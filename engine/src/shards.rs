@@ -17,7 +17,9 @@
 //! part only the computers the receiving one has never seen.
 //!
 //! A part holds no open aggregate windows (the aggregate tables' current
-//! hour and day) and keeps the counters of the run it was cut from.
+//! hour and day) and keeps the counters of the run it was cut from. Parts
+//! may stand at different event times; the joined clock and watermark are
+//! the earlier part's (see [`Snapshot::merge`]).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -146,13 +148,15 @@ impl Snapshot {
             event.computer = computer_ids[event.computer as usize];
             into.orderer.held.push(event);
         }
+        // The parts may stand at different event times (a fleet worker
+        // takes over a shard that lags its own): the joined clock is the
+        // earlier part's, so that the lagging part's next events are not
+        // late. The stream's merge hands out its older events first.
         let (extras, other) = (&mut into.extras, from.extras);
-        extras.orderer_clock = extras.orderer_clock.max(other.orderer_clock);
-        extras.clock.now = extras.clock.now.max(other.clock.now);
-        extras.clock.latest_admitted = extras
-            .clock
-            .latest_admitted
-            .max(other.clock.latest_admitted);
+        extras.orderer_clock = earlier(extras.orderer_clock, other.orderer_clock);
+        extras.clock.now = earlier(extras.clock.now, other.clock.now);
+        extras.clock.latest_admitted =
+            earlier(extras.clock.latest_admitted, other.clock.latest_admitted);
         for mut arrival in other.clock.pending {
             arrival.event.user = user_ids[arrival.event.user as usize];
             arrival.event.computer = computer_ids[arrival.event.computer as usize];
@@ -161,8 +165,8 @@ impl Snapshot {
         // Both parts' waiting arrivals, in the order they arrived.
         extras.clock.pending.sort_by_key(|arrival| arrival.line);
         into.orderer.max_time = into.orderer.max_time.max(from.orderer.max_time);
-        into.orderer.floor = into.orderer.floor.max(from.orderer.floor);
-        into.closed_through = into.closed_through.max(from.closed_through);
+        into.orderer.floor = earlier(into.orderer.floor, from.orderer.floor);
+        into.closed_through = into.closed_through.min(from.closed_through);
         into.meta.latest_event_time = into.meta.latest_event_time.max(from.meta.latest_event_time);
         self.recount();
         Ok(self)
@@ -173,6 +177,14 @@ impl Snapshot {
         body.meta.users = body.users.len() as u64;
         body.meta.computers = body.computers.len() as u64;
         body.meta.device_pairs = body.state.device_pairs() as u64;
+    }
+}
+
+/// The earlier of two times either of which may be unknown.
+fn earlier<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -245,7 +245,11 @@ pub(super) fn attempt(
     // start: it commits, and leaves the input open. Anything else has
     // nothing to resume from, so it finishes.
     let summary = if stop.load(Ordering::Relaxed) && spec.resumable() {
-        give_up_after(spec.shutdown_timeout);
+        // A fleet worker's attempt also stops when its shards change; the
+        // fleet arms the watchdog when the run itself stops.
+        if fleet.is_none() {
+            give_up_after(spec.shutdown_timeout);
+        }
         tracing::info!(
             timeout = ?spec.shutdown_timeout,
             "stopping: committing what was scored, with the state; the next start resumes here"
@@ -410,7 +414,7 @@ impl Resume {
 /// Exits the process with an error if it is still running `timeout` from
 /// now: a stop must not hang on storage that does not answer. Nothing is
 /// lost (the next start resumes from the last commit that landed).
-fn give_up_after(timeout: std::time::Duration) {
+pub(super) fn give_up_after(timeout: std::time::Duration) {
     let watchdog = std::thread::Builder::new()
         .name("authpulse-shutdown".into())
         .spawn(move || {

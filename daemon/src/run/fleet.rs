@@ -130,7 +130,7 @@ pub(super) fn run(
         let watcher = watch_shards(
             &worker,
             &held.readable,
-            &context.stop,
+            (&context.stop, spec.shutdown_timeout),
             &changed,
             &attempt_stop,
         );
@@ -196,11 +196,12 @@ fn to_read(held: &Held) -> BTreeSet<String> {
 }
 
 /// Sets `stop` (and `changed`) when the readable shards are no longer
-/// `reading`, or when `run_stop` is set; ends when `stop` is set.
+/// `reading`, or when the run stops (`run_stop`: then the stop has
+/// `shutdown_timeout` to commit); ends when `stop` is set.
 fn watch_shards(
     worker: &LeaseWorker,
     reading: &BTreeSet<String>,
-    run_stop: &Arc<AtomicBool>,
+    (run_stop, shutdown_timeout): (&Arc<AtomicBool>, Duration),
     changed: &Arc<AtomicBool>,
     stop: &Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
@@ -210,6 +211,7 @@ fn watch_shards(
     std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
             if run_stop.load(Ordering::Relaxed) {
+                attempt::give_up_after(shutdown_timeout);
                 stop.store(true, Ordering::Relaxed);
                 break;
             }

@@ -46,7 +46,7 @@ pub fn consume<S: Source + ?Sized>(
             }
             tick(pipeline, source);
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tracing::warn!("stopping on signal");
+                tracing::info!("asked to stop: stopping");
                 break;
             }
         }

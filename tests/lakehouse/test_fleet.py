@@ -1,0 +1,142 @@
+"""Several workers on one stream, against local servers on loopback.
+
+Three `authpulse run --lease-table` workers share a four-shard Kinesis stream
+through a DynamoDB lease table and write the same Glue tables on S3 (moto).
+The first half of a generated data set is in the stream when they start; once
+it is stored, the worker holding the most shards is killed with SIGKILL and
+the second half is written. The others take its shards over from its last
+commit. They are stopped, and a fourth worker alone reads the stream to its
+tips (`--until-caught-up`), which scores what the watermark still held:
+every unique event ends up in the curated table exactly once.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+
+from conftest import boto3_client
+from test_glue_s3 import pyiceberg_glue
+
+BIN = os.environ.get("AUTHPULSE_BIN", "authpulse")
+FAILOVER_S = 2
+
+
+def authpulse(*args, cwd, env):
+    done = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "AUTHPULSE_LOG": "warn", **env})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def event_id(line):
+    return hashlib.sha256(line.strip().replace(",", "|").encode()).hexdigest()[:32]
+
+
+def leases(table, cwd, env):
+    out = authpulse("leases", "--lease-table", table, "--json", cwd=cwd, env=env).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def ids_in(endpoint, table):
+    table = pyiceberg_glue(endpoint).load_table(f"authpulse.{table}")
+    return table.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
+
+
+def wait_for(what, done, limit_s=240):
+    deadline = time.monotonic() + limit_s
+    while not done():
+        assert time.monotonic() < deadline, f"not within {limit_s} s: {what}"
+        time.sleep(1)
+
+
+def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpoint, aws_env, tmp_path):
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    name = f"fleet-{uuid.uuid4().hex[:8]}"
+    boto3_client("kinesis", moto_endpoint).create_stream(StreamName=name, ShardCount=4)
+    boto3_client("s3", moto_endpoint).create_bucket(Bucket=name)
+    lake = ["--catalog", "glue", "--warehouse", f"s3://{name}/tables", "--s3-path-style"]
+    lease_table = f"{name}-leases"
+
+    authpulse("gen", "--users", "200", "--days", "2", "--events", "20000", "--campaigns", "2",
+              "--kinds", "spray,burst", "--seed", "12", "-o", "events.csv", cwd=tmp_path, env=aws_env)
+    lines = [line for line in open(tmp_path / "events.csv") if line[:1].isdigit()]
+    half = len(lines) // 2
+    (tmp_path / "first.csv").write_text("".join(lines[:half]))
+    (tmp_path / "second.csv").write_text("".join(lines[half:]))
+    first = {event_id(line) for line in lines[:half]}
+    every = {event_id(line) for line in lines}
+    authpulse("replay", "--input", "first.csv", "--stream", name, cwd=tmp_path, env=aws_env)
+
+    workers = {}
+    for worker in ["w1", "w2", "w3"]:
+        log = open(tmp_path / f"{worker}.log", "w")
+        workers[worker] = (subprocess.Popen(
+            [BIN, "run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
+             "--worker-id", worker, "--failover", f"{FAILOVER_S}s", "--commit-interval", "2s",
+             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "AUTHPULSE_LOG": "info", **aws_env}), log)
+        time.sleep(1)  # the first creates the tables
+
+    def logs():
+        return "\n".join(f"--- {w}\n" + (tmp_path / f"{w}.log").read_text()[-3000:] for w in workers)
+
+    try:
+        # Arrivals are committed to the raw table at once; the watermark holds
+        # the newest events back from scoring until later ones arrive.
+        wait_for("the first half stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= first)
+        # The lease table has settled: every shard held once, by three workers.
+        def owners():
+            return [lease.get("leaseOwner") for lease in leases(lease_table, tmp_path, aws_env)]
+        wait_for("three workers holding leases", lambda: len(set(owners()) - {None}) == 3, 120)
+        held = owners()
+        assert len(held) == 4 and None not in held, held
+        busiest = max(set(held), key=held.count)
+        process, _ = workers[busiest]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at = time.monotonic()
+
+        authpulse("replay", "--input", "second.csv", "--stream", name, cwd=tmp_path, env=aws_env)
+        wait_for("every event stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= every)
+        # Its shards went to the others.
+        wait_for("the killed worker's leases taken over",
+                 lambda: busiest not in owners(), 20 * FAILOVER_S)
+        assert time.monotonic() - killed_at < 120
+    except AssertionError:
+        raise AssertionError(logs())
+    finally:
+        for worker, (process, log) in workers.items():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for worker, (process, log) in workers.items():
+            process.wait(timeout=60)
+            log.close()
+
+    for worker, (process, _) in workers.items():
+        if worker != busiest:
+            assert process.returncode == 0, logs()
+    # A stop gives the leases up.
+    assert all(lease.get("leaseOwner") is None for lease in leases(lease_table, tmp_path, aws_env))
+
+    # One worker alone reads on to the tips and scores what was held back.
+    last = authpulse("run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
+                     "--worker-id", "w4", "--failover", f"{FAILOVER_S}s", "--until-caught-up",
+                     "--poll-interval", "200ms", "--output", "out-w4", *lake, cwd=tmp_path, env=aws_env)
+    assert json.loads(last.stdout.strip().splitlines()[-1])["invalid"] == 0
+    # Exactly once: no event lost, none stored twice.
+    ids = ids_in(moto_endpoint, "auth_events_curated")
+    assert len(ids) == len(every) and set(ids) == every
+    # Every worker wrote rows, each commit naming its writer.
+    table = pyiceberg_glue(moto_endpoint).load_table("authpulse.auth_events_curated")
+    writers = set()
+    for snapshot in table.snapshots():
+        progress = snapshot.summary and snapshot.summary.additional_properties.get("authpulse.progress")
+        if progress:
+            writers.add(json.loads(progress)["source"]["position"]["writer"].split("/")[0])
+    assert writers == {"w1", "w2", "w3", "w4"}, writers
