@@ -2,10 +2,12 @@
 
 Three `authpulse run --lease-table` workers share a four-shard Kinesis stream
 through a DynamoDB lease table and write the same Glue tables on S3 (moto).
-The first half of a generated data set is in the stream when they start; once
-it is stored, the worker holding the most shards is killed with SIGKILL and
-the second half is written. The others take its shards over from its last
-commit. They are stopped, and a fourth worker alone reads the stream to its
+The first third of a generated data set is in the stream when they start;
+once it is stored, the worker holding the most shards is killed with SIGKILL
+and the second third is written: the others take its shards over from its
+last commit. Then one of them stalls (SIGSTOP) past its leases' expiry while
+the last third is written: the third worker takes its shards over, and when
+the stalled one wakes up its commit is refused. They are stopped, and a fourth worker alone reads the stream to its
 tips (`--until-caught-up`), which scores what the watermark still held:
 every unique event ends up in the curated table exactly once.
 """
@@ -65,10 +67,12 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     authpulse("gen", "--users", "200", "--days", "2", "--events", "20000", "--campaigns", "2",
               "--kinds", "spray,burst", "--seed", "12", "-o", "events.csv", cwd=tmp_path, env=aws_env)
     lines = [line for line in open(tmp_path / "events.csv") if line[:1].isdigit()]
-    half = len(lines) // 2
-    (tmp_path / "first.csv").write_text("".join(lines[:half]))
-    (tmp_path / "second.csv").write_text("".join(lines[half:]))
-    first = {event_id(line) for line in lines[:half]}
+    third = len(lines) // 3
+    parts = [lines[:third], lines[third:2 * third], lines[2 * third:]]
+    for name_, part in zip(["first", "second", "last"], parts):
+        (tmp_path / f"{name_}.csv").write_text("".join(part))
+    first = {event_id(line) for line in parts[0]}
+    two = first | {event_id(line) for line in parts[1]}
     every = {event_id(line) for line in lines}
     authpulse("replay", "--input", "first.csv", "--stream", name, cwd=tmp_path, env=aws_env)
 
@@ -103,11 +107,24 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
         killed_at = time.monotonic()
 
         authpulse("replay", "--input", "second.csv", "--stream", name, cwd=tmp_path, env=aws_env)
-        wait_for("every event stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= every)
+        wait_for("two thirds stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= two)
         # Its shards went to the others.
         wait_for("the killed worker's leases taken over",
                  lambda: busiest not in owners(), 20 * FAILOVER_S)
         assert time.monotonic() - killed_at < 120
+
+        alive = sorted(w for w in workers if w != busiest)
+        held = owners()
+        stalled = max(alive, key=held.count)
+        workers[stalled][0].send_signal(signal.SIGSTOP)
+        wait_for("the stalled worker's leases taken over",
+                 lambda: stalled not in owners(), 20 * FAILOVER_S)
+        authpulse("replay", "--input", "last.csv", "--stream", name, cwd=tmp_path, env=aws_env)
+        wait_for("every event stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= every)
+        workers[stalled][0].send_signal(signal.SIGCONT)
+        log = tmp_path / f"{stalled}.log"
+        wait_for("the stalled worker's commit refused",
+                 lambda: "may not commit" in log.read_text(), 20 * FAILOVER_S)
     except AssertionError:
         raise AssertionError(logs())
     finally:
@@ -121,6 +138,7 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     for worker, (process, _) in workers.items():
         if worker != busiest:
             assert process.returncode == 0, logs()
+    assert "lost the lease" in (tmp_path / f"{stalled}.log").read_text()
     # A stop gives the leases up.
     assert all(lease.get("leaseOwner") is None for lease in leases(lease_table, tmp_path, aws_env))
 

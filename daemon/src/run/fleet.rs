@@ -148,7 +148,8 @@ pub(super) fn run(
                 last = Some(outcome);
                 let ended =
                     !changed.load(Ordering::Relaxed) && !context.stop.load(Ordering::Relaxed);
-                if ended && stream.until_caught_up {
+                if ended && stream.until_caught_up && !more_to_read(&worker, &held.readable, fleet)
+                {
                     break Ok(last);
                 }
                 if ended {
@@ -180,6 +181,26 @@ pub(super) fn run(
             already_complete: false,
         })
     })
+}
+
+/// Whether, after an attempt read `read` to their tips, the worker comes to
+/// hold shards it has not read: the children of a shard it finished,
+/// readable once a lease round has seen the parent's end.
+fn more_to_read(worker: &LeaseWorker, read: &BTreeSet<String>, fleet: &FleetSpec) -> bool {
+    let finished_one = worker.held().leases.iter().any(|(shard, lease)| {
+        read.contains(shard) && lease.checkpoint == LeaseCheckpoint::ShardEnd
+    });
+    if !finished_one {
+        return false;
+    }
+    let deadline = std::time::Instant::now() + fleet.failover * 5;
+    while std::time::Instant::now() < deadline {
+        if !to_read(&worker.held()).is_subset(read) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
 }
 
 /// The held shards to read: readable, and not finished (`SHARD_END`).
