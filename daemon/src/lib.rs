@@ -3,7 +3,8 @@
 //!
 //! `config` is the configuration file of `run --config`; `sources` opens
 //! what a run reads (a file, stdin, a Kinesis stream), says what it is and
-//! reopens it where a checkpoint left off; `run` builds a run's outputs;
+//! reopens it where a checkpoint left off; `run` builds a run's outputs
+//! (and, with a lease table, runs as one worker of a fleet: `fleet`);
 //! `lakehouse` writes
 //! the Iceberg tables (SQL catalog or AWS Glue) and reads
 //! them back for `query` and `maintain`; `aws` is the Kinesis source and

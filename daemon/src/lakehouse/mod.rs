@@ -9,6 +9,9 @@
 //! Which catalog holds the tables is [`WarehouseConfig`]'s choice (see
 //! [`catalog`]): the embedded default is a local directory with a SQLite-backed
 //! Iceberg SQL catalog; in production, AWS Glue with the data on S3.
+//! Every commit passes a fence ([`shard_log`]), so that several fleet
+//! workers can write the same tables ([`writers`]); snapshots iceberg-rust
+//! cannot make yet are written by `replace`.
 
 pub mod aggregates;
 pub mod alerts;
