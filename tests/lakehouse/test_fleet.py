@@ -15,6 +15,7 @@ every unique event ends up in the curated table exactly once.
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -47,6 +48,16 @@ def leases(table, cwd, env):
 def ids_in(endpoint, table):
     table = pyiceberg_glue(endpoint).load_table(f"authpulse.{table}")
     return table.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
+
+
+def listen_url(log):
+    deadline = time.monotonic() + 60
+    while True:
+        found = re.search(r"operations server listening.* addr=(127\.0\.0\.1:\d+)", log.read_text())
+        if found:
+            return f"http://{found.group(1)}"
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
 
 
 def wait_for(what, done, limit_s=240):
@@ -82,7 +93,8 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
         workers[worker] = (subprocess.Popen(
             [BIN, "run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
              "--worker-id", worker, "--failover", f"{FAILOVER_S}s", "--commit-interval", "2s",
-             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake],
+             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake,
+             *(["--listen", "127.0.0.1:0"] if worker == "w3" else [])],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
             env={**os.environ, "AUTHPULSE_LOG": "info", **aws_env}), log)
         time.sleep(1)  # the first creates the tables
@@ -100,6 +112,20 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
         wait_for("three workers holding leases", lambda: len(set(owners()) - {None}) == 3, 120)
         held = owners()
         assert len(held) == 4 and None not in held, held
+
+        # A worker's operations server shows the leases it holds.
+        url = listen_url(tmp_path / "w3.log")
+        def shown():
+            fleet = json.loads(urllib.request.urlopen(f"{url}/api/v1/status").read())["fleet"]
+            assert fleet["worker"] == "w3" and fleet["lease_table"] == lease_table, fleet
+            return sorted(lease["shard"] for lease in fleet["leases"])
+        def in_table():
+            return sorted(lease["leaseKey"] for lease in leases(lease_table, tmp_path, aws_env)
+                          if lease.get("leaseOwner") == "w3")
+        wait_for("the status shows w3's leases", lambda: shown() == in_table() != [], 30)
+        metrics = urllib.request.urlopen(f"{url}/metrics").read().decode()
+        assert f"authpulse_fleet_leases_held {len(shown())}" in metrics, metrics
+
         busiest = max(set(held), key=held.count)
         process, _ = workers[busiest]
         process.send_signal(signal.SIGKILL)

@@ -302,8 +302,9 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn a_zombie_cannot_commit_after_its_shard_is_claimed() {
+    /// A warehouse where writer a/1 claimed s0 and s1 and committed its
+    /// checkpoint 1 to every table.
+    fn one_checkpoint_of_a() -> (tempfile::TempDir, Warehouse) {
         let dir = tempfile::tempdir().unwrap();
         let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();
         claim_of(&warehouse, "a/1", 0, &["s0", "s1"]);
@@ -311,6 +312,12 @@ mod tests {
             &warehouse,
             &progress("a/1", 1, &[("s0", "10"), ("s1", "20")]),
         );
+        (dir, warehouse)
+    }
+
+    #[test]
+    fn a_zombie_cannot_commit_after_its_shard_is_claimed() {
+        let (_dir, warehouse) = one_checkpoint_of_a();
         let rows = raw_rows(&warehouse);
         assert!(rows > 0);
 
@@ -351,13 +358,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_that_did_not_reach_every_table_is_removed_by_the_taker() {
-        let dir = tempfile::tempdir().unwrap();
-        let warehouse = Warehouse::open(&WarehouseConfig::embedded(dir.path())).unwrap();
-        claim_of(&warehouse, "a/1", 0, &["s0", "s1"]);
-        checkpoint(
-            &warehouse,
-            &progress("a/1", 1, &[("s0", "10"), ("s1", "20")]),
-        );
+        let (_dir, warehouse) = one_checkpoint_of_a();
         let complete = raw_rows(&warehouse);
         // a dies after committing checkpoint 2 to the raw table only.
         let partial = progress("a/1", 2, &[("s0", "15"), ("s1", "25")]);

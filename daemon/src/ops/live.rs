@@ -20,7 +20,7 @@ use authpulse_engine::reload::ReloadHandle;
 use authpulse_engine::sinks::{AlertSink, Commit};
 
 use super::prometheus;
-use super::status::{Point, Status};
+use super::status::{FleetView, Point, Status};
 
 /// Recent alert publications kept for the API and the dashboard.
 const RECENT_ALERTS: usize = 500;
@@ -46,6 +46,7 @@ pub struct Live {
     not_ready: Mutex<NotReady>,
     questions: Mutex<Option<Sender<Question>>>,
     reload: Mutex<Option<ReloadHandle>>,
+    fleet: Mutex<Option<FleetView>>,
     started: SystemTime,
 }
 
@@ -67,6 +68,7 @@ impl Live {
             not_ready: Mutex::new(not_ready),
             questions: Mutex::new(None),
             reload: Mutex::new(None),
+            fleet: Mutex::new(None),
             started: SystemTime::now(),
         })
     }
@@ -118,6 +120,19 @@ impl Live {
         let sender = self.questions.lock().expect("questions").clone()?;
         sender.send(Question::User(user.to_string(), reply)).ok()?;
         answer.recv_timeout(timeout).ok()
+    }
+
+    /// A fleet worker's leases as they are now; shown at once (a worker
+    /// holding no shard has no pipeline to publish for it).
+    pub fn set_fleet(&self, view: FleetView) {
+        prometheus::publish_fleet(&view);
+        let mut status = self.status.lock().expect("status");
+        if status.fleet.as_ref() != Some(&view) {
+            let mut next = Status::clone(&status);
+            next.fleet = Some(view.clone());
+            *status = Arc::new(next);
+        }
+        *self.fleet.lock().expect("fleet") = Some(view);
     }
 
     pub fn reload_handle(&self) -> Option<ReloadHandle> {
@@ -231,6 +246,7 @@ impl Publisher {
             sizes: pipeline.sizes(),
             rules: pipeline.rules_info(),
             summary,
+            fleet: self.live.fleet.lock().expect("fleet").clone(),
         };
         prometheus::publish(&status);
         {

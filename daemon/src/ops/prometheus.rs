@@ -15,7 +15,7 @@ use authpulse_engine::alerts::{Alert, AlertStatus};
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::status::Status;
+use super::status::{FleetView, Status};
 
 /// Seconds: batch scoring (a few ms) and table commits (tens of ms to s).
 const DURATION_BUCKETS: &[f64] = &[
@@ -97,6 +97,14 @@ fn describe() {
         "Event time to read time, over the last second: quantiles 0.5 and 0.95."
     );
     describe_gauge!(
+        "authpulse_fleet_leases_held",
+        "Shard leases this fleet worker holds (run --lease-table)."
+    );
+    describe_gauge!(
+        "authpulse_fleet_shards_reading",
+        "Held shards this fleet worker reads now (parents finished, not itself finished)."
+    );
+    describe_gauge!(
         "authpulse_kinesis_iterator_age_seconds",
         "How far behind its shard's tip each Kinesis reader is."
     );
@@ -172,6 +180,16 @@ fn describe() {
         "CloudWatch PutMetricData outcomes: sent, failed."
     );
     describe_gauge!("authpulse_up", "1 while the run is scoring.");
+}
+
+/// A fleet worker's leases: held, and being read.
+pub fn publish_fleet(view: &FleetView) {
+    if EXPORTER.get().is_none() {
+        return;
+    }
+    gauge!("authpulse_fleet_leases_held").set(view.leases.len() as f64);
+    let reading = view.leases.iter().filter(|l| l.reading).count();
+    gauge!("authpulse_fleet_shards_reading").set(reading as f64);
 }
 
 /// Copies the pipeline's counters and sizes (once a second).

@@ -35,6 +35,29 @@ pub struct Status {
     pub summary: Summary,
     pub sizes: Sizes,
     pub rules: Vec<RuleInfo>,
+    /// A fleet worker's leases (`run --lease-table`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetView>,
+}
+
+/// A fleet worker's place in its lease table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FleetView {
+    pub worker: String,
+    pub lease_table: String,
+    /// The shards whose leases it holds.
+    pub leases: Vec<HeldLease>,
+}
+
+/// One held lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HeldLease {
+    pub shard: String,
+    /// Being read now (held, parents finished, not itself finished).
+    pub reading: bool,
+    /// The lease's checkpoint, as the KCL writes it (`TRIM_HORIZON`, a
+    /// sequence number, `SHARD_END`).
+    pub checkpoint: String,
 }
 
 /// One point of the dashboard's history.

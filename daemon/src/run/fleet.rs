@@ -32,6 +32,7 @@ use crate::aws::shards::{HashRange, partition_hash};
 use crate::fleet::{Checkpointer, FleetConfig, Held, LeaseCheckpoint, LeaseWorker};
 use crate::lakehouse::Warehouse;
 use crate::lakehouse::writers::{self, Claim, ShardStart};
+use crate::ops::status::{FleetView, HeldLease};
 use crate::sources::{KinesisSpec, SourceSpec};
 
 /// How a run joins a fleet.
@@ -99,6 +100,10 @@ pub(super) fn run(
         lease_table = fleet.lease_table,
         "joined the fleet"
     );
+    let shown = Arc::new(AtomicBool::new(false));
+    let shower = context
+        .ops
+        .map(|live| show_leases(Arc::clone(live), &worker, fleet, Arc::clone(&shown)));
     let mut last: Option<Outcome> = None;
     // The shards the last attempt read to their end without a change.
     let mut read_whole: Option<BTreeSet<String>> = None;
@@ -171,6 +176,10 @@ pub(super) fn run(
         worker = fleet.worker,
         "leaving the fleet: giving the leases up"
     );
+    shown.store(true, Ordering::Relaxed);
+    if let Some(shower) = shower {
+        let _ = shower.join();
+    }
     worker.release();
     outcome.map(|last| {
         last.unwrap_or(Outcome {
@@ -201,6 +210,38 @@ fn more_to_read(worker: &LeaseWorker, read: &BTreeSet<String>, fleet: &FleetSpec
         std::thread::sleep(Duration::from_millis(200));
     }
     false
+}
+
+/// Keeps the operations server's view of the worker's leases current
+/// (twice a second) until `done`.
+fn show_leases(
+    live: Arc<crate::ops::Live>,
+    worker: &LeaseWorker,
+    fleet: &FleetSpec,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let changes = worker.changes();
+    let (name, table) = (fleet.worker.clone(), fleet.lease_table.clone());
+    std::thread::spawn(move || {
+        while !done.load(Ordering::Relaxed) {
+            let held = changes.borrow().clone();
+            let reading = to_read(&held);
+            live.set_fleet(FleetView {
+                worker: name.clone(),
+                lease_table: table.clone(),
+                leases: held
+                    .leases
+                    .iter()
+                    .map(|(shard, lease)| HeldLease {
+                        shard: shard.clone(),
+                        reading: reading.contains(shard),
+                        checkpoint: lease.checkpoint.sequence_text().to_string(),
+                    })
+                    .collect(),
+            });
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
 }
 
 /// The held shards to read: readable, and not finished (`SHARD_END`).
@@ -380,13 +421,8 @@ pub(super) fn lease_checkpoints(assignment: &Assignment) -> OnSaved {
             if !reading.contains(shard) {
                 continue;
             }
-            let checkpoint = match (&position.sequence, position.ended) {
-                (_, true) => LeaseCheckpoint::ShardEnd,
-                (Some(sequence), false) => LeaseCheckpoint::Sequence {
-                    sequence: sequence.clone(),
-                    skip: position.skip,
-                },
-                (None, false) => continue,
+            let Some(checkpoint) = LeaseCheckpoint::from_shard_checkpoint(position) else {
+                continue;
             };
             if let Err(error) = checkpointer.checkpoint(shard, checkpoint) {
                 tracing::warn!(

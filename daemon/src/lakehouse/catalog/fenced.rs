@@ -8,14 +8,11 @@
 //! A lost swap is a retryable conflict: iceberg's transaction loads the
 //! table again, rebuilds the commit on it, and this checks again.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use iceberg::table::Table;
-use iceberg::{
-    Catalog, MetadataLocation, Namespace, NamespaceIdent, TableCommit, TableCreation, TableIdent,
-};
+use iceberg::{Catalog, MetadataLocation, NamespaceIdent, TableCommit, TableCreation};
 
 use super::Connection;
 use crate::lakehouse::progress::progress_of;
@@ -49,46 +46,8 @@ fn fence_error(error: FenceError) -> iceberg::Error {
     iceberg::Error::new(kind, "the commit's fence").with_source(error)
 }
 
-#[async_trait::async_trait]
-impl Catalog for FencedCatalog {
-    async fn list_namespaces(
-        &self,
-        parent: Option<&NamespaceIdent>,
-    ) -> iceberg::Result<Vec<NamespaceIdent>> {
-        self.inner.list_namespaces(parent).await
-    }
-
-    async fn create_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> iceberg::Result<Namespace> {
-        self.inner.create_namespace(namespace, properties).await
-    }
-
-    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<Namespace> {
-        self.inner.get_namespace(namespace).await
-    }
-
-    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
-        self.inner.namespace_exists(namespace).await
-    }
-
-    async fn update_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> iceberg::Result<()> {
-        self.inner.update_namespace(namespace, properties).await
-    }
-
-    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
-        self.inner.drop_namespace(namespace).await
-    }
-
-    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
-        self.inner.list_tables(namespace).await
-    }
+wrapping_catalog! {
+FencedCatalog {
 
     async fn create_table(
         &self,
@@ -96,34 +55,6 @@ impl Catalog for FencedCatalog {
         creation: TableCreation,
     ) -> iceberg::Result<Table> {
         self.inner.create_table(namespace, creation).await
-    }
-
-    async fn load_table(&self, ident: &TableIdent) -> iceberg::Result<Table> {
-        self.inner.load_table(ident).await
-    }
-
-    async fn drop_table(&self, ident: &TableIdent) -> iceberg::Result<()> {
-        self.inner.drop_table(ident).await
-    }
-
-    async fn purge_table(&self, ident: &TableIdent) -> iceberg::Result<()> {
-        self.inner.purge_table(ident).await
-    }
-
-    async fn table_exists(&self, ident: &TableIdent) -> iceberg::Result<bool> {
-        self.inner.table_exists(ident).await
-    }
-
-    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
-        self.inner.rename_table(src, dest).await
-    }
-
-    async fn register_table(
-        &self,
-        ident: &TableIdent,
-        metadata_location: String,
-    ) -> iceberg::Result<Table> {
-        self.inner.register_table(ident, metadata_location).await
     }
 
     async fn update_table(&self, commit: TableCommit) -> iceberg::Result<Table> {
@@ -168,4 +99,5 @@ impl Catalog for FencedCatalog {
             .with_retryable(true))
         }
     }
+}
 }

@@ -30,8 +30,8 @@ use aws_sdk_glue::types::{Column, StorageDescriptor, TableInput};
 use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, Type};
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, CatalogBuilder, MetadataLocation, Namespace, NamespaceIdent, TableCommit,
-    TableCreation, TableIdent,
+    Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableCommit, TableCreation,
+    TableIdent,
 };
 use iceberg_catalog_glue::{
     AWS_REGION_NAME, GLUE_CATALOG_PROP_CATALOG_ID, GLUE_CATALOG_PROP_URI,
@@ -304,46 +304,8 @@ impl GlueTables {
     }
 }
 
-#[async_trait::async_trait]
-impl Catalog for GlueTables {
-    async fn list_namespaces(
-        &self,
-        parent: Option<&NamespaceIdent>,
-    ) -> iceberg::Result<Vec<NamespaceIdent>> {
-        self.inner.list_namespaces(parent).await
-    }
-
-    async fn create_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> iceberg::Result<Namespace> {
-        self.inner.create_namespace(namespace, properties).await
-    }
-
-    async fn get_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<Namespace> {
-        self.inner.get_namespace(namespace).await
-    }
-
-    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> iceberg::Result<bool> {
-        self.inner.namespace_exists(namespace).await
-    }
-
-    async fn update_namespace(
-        &self,
-        namespace: &NamespaceIdent,
-        properties: HashMap<String, String>,
-    ) -> iceberg::Result<()> {
-        self.inner.update_namespace(namespace, properties).await
-    }
-
-    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> iceberg::Result<()> {
-        self.inner.drop_namespace(namespace).await
-    }
-
-    async fn list_tables(&self, namespace: &NamespaceIdent) -> iceberg::Result<Vec<TableIdent>> {
-        self.inner.list_tables(namespace).await
-    }
+wrapping_catalog! {
+GlueTables {
 
     async fn create_table(
         &self,
@@ -390,34 +352,6 @@ impl Catalog for GlueTables {
         )
     }
 
-    async fn load_table(&self, ident: &TableIdent) -> iceberg::Result<Table> {
-        self.inner.load_table(ident).await
-    }
-
-    async fn drop_table(&self, ident: &TableIdent) -> iceberg::Result<()> {
-        self.inner.drop_table(ident).await
-    }
-
-    async fn purge_table(&self, ident: &TableIdent) -> iceberg::Result<()> {
-        self.inner.purge_table(ident).await
-    }
-
-    async fn table_exists(&self, ident: &TableIdent) -> iceberg::Result<bool> {
-        self.inner.table_exists(ident).await
-    }
-
-    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> iceberg::Result<()> {
-        self.inner.rename_table(src, dest).await
-    }
-
-    async fn register_table(
-        &self,
-        ident: &TableIdent,
-        metadata_location: String,
-    ) -> iceberg::Result<Table> {
-        self.inner.register_table(ident, metadata_location).await
-    }
-
     /// Applies `commit` to the table as the entry's metadata file has it, and
     /// points the entry at the result on the entry's version. A concurrent
     /// commit makes this fail as retryable; iceberg's transaction retries.
@@ -446,6 +380,7 @@ impl Catalog for GlueTables {
             .with_retryable(true))
         }
     }
+}
 }
 
 /// The Glue entry for an Iceberg table: its parameters (keeping any others

@@ -8,6 +8,101 @@
 //! Adding a catalog is one file here and one arm in [`WarehouseConfig`].
 //! Every table commit goes through [`fenced::FencedCatalog`], whatever the kind.
 
+/// `impl Catalog for $wrapper`: the methods given, and every other one but
+/// `create_table` and `update_table` handed to its `inner` catalog
+/// unchanged (the wrappers here write those two themselves).
+macro_rules! wrapping_catalog {
+    ($wrapper:ty { $($own:item)* }) => {
+        #[async_trait::async_trait]
+        impl iceberg::Catalog for $wrapper {
+            $($own)*
+
+        async fn list_namespaces(
+            &self,
+            parent: Option<&iceberg::NamespaceIdent>,
+        ) -> iceberg::Result<Vec<iceberg::NamespaceIdent>> {
+            self.inner.list_namespaces(parent).await
+        }
+
+        async fn create_namespace(
+            &self,
+            namespace: &iceberg::NamespaceIdent,
+            properties: std::collections::HashMap<String, String>,
+        ) -> iceberg::Result<iceberg::Namespace> {
+            self.inner.create_namespace(namespace, properties).await
+        }
+
+        async fn get_namespace(
+            &self,
+            namespace: &iceberg::NamespaceIdent,
+        ) -> iceberg::Result<iceberg::Namespace> {
+            self.inner.get_namespace(namespace).await
+        }
+
+        async fn namespace_exists(
+            &self,
+            namespace: &iceberg::NamespaceIdent,
+        ) -> iceberg::Result<bool> {
+            self.inner.namespace_exists(namespace).await
+        }
+
+        async fn update_namespace(
+            &self,
+            namespace: &iceberg::NamespaceIdent,
+            properties: std::collections::HashMap<String, String>,
+        ) -> iceberg::Result<()> {
+            self.inner.update_namespace(namespace, properties).await
+        }
+
+        async fn drop_namespace(&self, namespace: &iceberg::NamespaceIdent) -> iceberg::Result<()> {
+            self.inner.drop_namespace(namespace).await
+        }
+
+        async fn list_tables(
+            &self,
+            namespace: &iceberg::NamespaceIdent,
+        ) -> iceberg::Result<Vec<iceberg::TableIdent>> {
+            self.inner.list_tables(namespace).await
+        }
+
+        async fn load_table(
+            &self,
+            ident: &iceberg::TableIdent,
+        ) -> iceberg::Result<iceberg::table::Table> {
+            self.inner.load_table(ident).await
+        }
+
+        async fn drop_table(&self, ident: &iceberg::TableIdent) -> iceberg::Result<()> {
+            self.inner.drop_table(ident).await
+        }
+
+        async fn purge_table(&self, ident: &iceberg::TableIdent) -> iceberg::Result<()> {
+            self.inner.purge_table(ident).await
+        }
+
+        async fn table_exists(&self, ident: &iceberg::TableIdent) -> iceberg::Result<bool> {
+            self.inner.table_exists(ident).await
+        }
+
+        async fn rename_table(
+            &self,
+            src: &iceberg::TableIdent,
+            dest: &iceberg::TableIdent,
+        ) -> iceberg::Result<()> {
+            self.inner.rename_table(src, dest).await
+        }
+
+        async fn register_table(
+            &self,
+            ident: &iceberg::TableIdent,
+            metadata_location: String,
+        ) -> iceberg::Result<iceberg::table::Table> {
+            self.inner.register_table(ident, metadata_location).await
+        }
+        }
+    };
+}
+
 pub(crate) mod fenced;
 pub mod glue;
 pub mod sqlite;
