@@ -1,0 +1,117 @@
+"""Events/s of one, two and three `run --lease-table` workers on one stream.
+
+Starts a local AWS server (moto: Kinesis, DynamoDB, Glue, S3) on 127.0.0.1,
+generates a LANL-model data set, writes it into a four-shard stream once, and
+for each worker count reads it whole into fresh Glue tables on S3: all
+workers start together with `--until-caught-up`, and the time is from their
+start until the last one exits. Prints one JSON line per run and the medians.
+
+    python scripts/bench_fleet.py --bin target/release/authpulse [--events 300000] [--repeat 3]
+
+Everything runs on this machine, the local server included: the numbers say
+what the fleet costs here (claims, commits of several writers, lease rounds),
+not what a fleet of machines against AWS reaches.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_moto():
+    port = free_port()
+    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+            return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("moto_server did not start")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", required=True, help="the authpulse binary (a release build)")
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workers", default="1,2,3")
+    args = parser.parse_args()
+    import boto3
+
+    moto, url = start_moto()
+    env = {**os.environ, **ENV, "AWS_ENDPOINT_URL": url, "AUTHPULSE_LOG": "warn"}
+    client = lambda service: boto3.client(service, endpoint_url=url, region_name=ENV["AWS_REGION"],
+                                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            stream = "bench-fleet"
+            client("kinesis").create_stream(StreamName=stream, ShardCount=4)
+            subprocess.run([args.bin, "gen", "--users", str(args.users), "--days", "3", "--events",
+                            str(args.events), "--seed", "7", "-o", "events.csv"],
+                           cwd=work, env=env, check=True, capture_output=True)
+            subprocess.run([args.bin, "replay", "--input", "events.csv", "--stream", stream],
+                           cwd=work, env=env, check=True, capture_output=True)
+            results = {}
+            for count in [int(n) for n in args.workers.split(",")]:
+                for attempt in range(args.repeat):
+                    run = uuid.uuid4().hex[:8]
+                    client("s3").create_bucket(Bucket=run)
+                    started = time.monotonic()
+                    workers = [subprocess.Popen(
+                        [args.bin, "run", "--source", f"kinesis://{stream}", "--lease-table", f"leases-{run}",
+                         "--worker-id", f"w{i}", "--failover", "2s", "--until-caught-up",
+                         "--poll-interval", "200ms", "--output", f"out-{run}-{i}", "--catalog", "glue",
+                         "--warehouse", f"s3://{run}/tables", "--s3-path-style"],
+                        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                        for i in range(count)]
+                    outs = [w.communicate()[0] for w in workers]
+                    wall = time.monotonic() - started
+                    if any(w.returncode != 0 for w in workers):
+                        raise SystemExit(f"a worker failed ({count} workers)")
+                    # Glue databases are per catalog: drop this run's before the next.
+                    glue = client("glue")
+                    for table in glue.get_tables(DatabaseName="authpulse")["TableList"]:
+                        glue.delete_table(DatabaseName="authpulse", Name=table["Name"])
+                    read = [json.loads(out.strip().splitlines()[-1]) for out in outs if out.strip()]
+                    line = {"workers": count, "attempt": attempt, "wall_s": round(wall, 2),
+                            "events_per_s": round(args.events / wall),
+                            "events_read_per_worker": [r.get("events_read") for r in read]}
+                    print(json.dumps(line), flush=True)
+                    results.setdefault(count, []).append(wall)
+            for count, walls in results.items():
+                wall = statistics.median(walls)
+                print(json.dumps({"workers": count, "median_wall_s": round(wall, 2),
+                                  "median_events_per_s": round(args.events / wall)}))
+    finally:
+        moto.terminate()
+
+
+if __name__ == "__main__":
+    main()
