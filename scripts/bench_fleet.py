@@ -55,6 +55,40 @@ def start_moto():
     raise SystemExit("moto_server did not start")
 
 
+USER_SIDE = ["user_logins_1h", "user_logins_24h", "user_distinct_computers_1h",
+             "user_distinct_computers_24h", "user_new_computers_24h", "user_known_computers", "new_device"]
+HOST_SIDE = ["host_users_ever", "host_users_today", "new_computer"]
+
+
+def read_curated(url, bucket):
+    """The curated table's rows, by event id (PyIceberg over the Glue catalog)."""
+    from pyiceberg.catalog import load_catalog
+    catalog = load_catalog("glue", **{
+        "type": "glue", "glue.endpoint": url, "glue.region": ENV["AWS_REGION"],
+        "glue.access-key-id": "testing", "glue.secret-access-key": "testing",
+        "s3.endpoint": url, "s3.region": ENV["AWS_REGION"], "s3.access-key-id": "testing",
+        "s3.secret-access-key": "testing", "s3.path-style-access": "true",
+    })
+    table = catalog.load_table("authpulse.auth_events_curated")
+    columns = ["event_id", "risk_score", *USER_SIDE, *HOST_SIDE]
+    rows = table.scan(selected_fields=tuple(columns)).to_arrow().to_pylist()
+    return {row["event_id"]: row for row in rows}
+
+
+def compare(one, many):
+    """Per feature, the share of events whose value a fleet's run gives as one
+    worker's does, and for the computers' user counts the mean shortfall."""
+    shared = one.keys() & many.keys()
+    out = {"events": len(one), "events_in_both": len(shared)}
+    for column in [*USER_SIDE, *HOST_SIDE, "risk_score"]:
+        same = sum(1 for e in shared if one[e][column] == many[e][column])
+        out[f"{column}_equal"] = round(same / max(len(shared), 1), 4)
+    for column in ["host_users_ever", "host_users_today"]:
+        gaps = [(one[e][column] - many[e][column]) / one[e][column] for e in shared if one[e][column]]
+        out[f"{column}_mean_shortfall"] = round(statistics.mean(gaps), 4) if gaps else 0.0
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin", required=True, help="the authpulse binary (a release build)")
@@ -79,6 +113,7 @@ def main():
             subprocess.run([args.bin, "replay", "--input", "events.csv", "--stream", stream],
                            cwd=work, env=env, check=True, capture_output=True)
             results = {}
+            curated = {}
             for count in [int(n) for n in args.workers.split(",")]:
                 for attempt in range(args.repeat):
                     run = uuid.uuid4().hex[:8]
@@ -95,6 +130,8 @@ def main():
                     wall = time.monotonic() - started
                     if any(w.returncode != 0 for w in workers):
                         raise SystemExit(f"a worker failed ({count} workers)")
+                    if attempt == 0:
+                        curated[count] = read_curated(url, run)
                     # Glue databases are per catalog: drop this run's before the next.
                     glue = client("glue")
                     for table in glue.get_tables(DatabaseName="authpulse")["TableList"]:
@@ -109,6 +146,9 @@ def main():
                 wall = statistics.median(walls)
                 print(json.dumps({"workers": count, "median_wall_s": round(wall, 2),
                                   "median_events_per_s": round(args.events / wall)}))
+            for count, rows in curated.items():
+                if count != 1 and 1 in curated:
+                    print(json.dumps({"workers": count, "against_one_worker": compare(curated[1], rows)}))
     finally:
         moto.terminate()
 

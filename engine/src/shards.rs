@@ -172,6 +172,22 @@ impl Snapshot {
         Ok(self)
     }
 
+    /// Forgets how far event time has got (the event clock, its recent
+    /// arrivals, the orderer's clock and floor), keeping the held events: the
+    /// next arrivals set the clock again. For state whose shards stand at
+    /// different event times (a fleet worker's, some of whose shards start
+    /// from their beginning or lag the others): the stream's merge hands out
+    /// the oldest events first, so the clock follows the shard that lags
+    /// instead of dead-lettering its events as late.
+    pub fn rewind_clock(&mut self) {
+        let body = &mut self.body;
+        body.extras.orderer_clock = None;
+        body.extras.clock.now = None;
+        body.extras.clock.latest_admitted = None;
+        body.extras.clock.recent.clear();
+        body.orderer.floor = None;
+    }
+
     fn recount(&mut self) {
         let body = &mut self.body;
         body.meta.users = body.users.len() as u64;

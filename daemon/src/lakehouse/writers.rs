@@ -219,9 +219,14 @@ fn newer_than_start(
 pub fn is_taken(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
+        // A boxed error is its own type in a chain, and its `source` skips
+        // the error it boxes.
+        let lakehouse = e
+            .downcast_ref::<LakehouseError>()
+            .or_else(|| e.downcast_ref::<Box<LakehouseError>>().map(|b| &**b));
         let taken = e.is::<shard_log::Fenced>()
             || matches!(e.downcast_ref(), Some(shard_log::FenceError::Fenced(_)))
-            || matches!(e.downcast_ref(), Some(LakehouseError::ShardTaken { .. }));
+            || matches!(lakehouse, Some(LakehouseError::ShardTaken { .. }));
         // An I/O error's `source` skips the error it wraps.
         let wrapped = e
             .downcast_ref::<std::io::Error>()

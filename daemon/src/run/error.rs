@@ -36,6 +36,9 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Start(#[from] StartError),
+    /// A fleet worker could not plan or claim its shards.
+    #[error("plan and claim the shards")]
+    Claim(#[source] Box<LakehouseError>),
     /// Joining or working in a fleet (`--lease-table`) failed.
     #[error("{0}")]
     Fleet(String),
@@ -92,9 +95,10 @@ impl RunError {
     /// waiting.
     pub fn is_transient(&self) -> bool {
         match self {
-            RunError::Warehouse(e) | RunError::StateFiles(e) | RunError::Stored(e) => {
-                e.is_transient()
-            }
+            RunError::Warehouse(e)
+            | RunError::StateFiles(e)
+            | RunError::Stored(e)
+            | RunError::Claim(e) => e.is_transient(),
             RunError::Start(StartError::Progress(e) | StartError::RollBack { source: e, .. }) => {
                 e.is_transient()
             }

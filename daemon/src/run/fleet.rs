@@ -295,7 +295,7 @@ pub(super) fn prepare(
     assignment: &Assignment,
     files: &Arc<dyn SnapshotFiles>,
 ) -> Result<FleetStart, RunError> {
-    let lakehouse = |e| RunError::Warehouse(Box::new(e));
+    let lakehouse = |e| RunError::Claim(Box::new(e));
     let shards: Vec<String> = assignment.held.readable.iter().cloned().collect();
     let starts = warehouse.plan_shards(&shards).map_err(lakehouse)?;
     // Whose state each shard's users are in: its start's snapshot, or for a
@@ -347,7 +347,9 @@ pub(super) fn prepare(
     // Written for the claim, so that it stands on its own when the writers
     // it took over from have removed theirs.
     let state = joined
-        .map(|snapshot| {
+        .map(|mut snapshot| {
+            // The shards may stand at different event times; see rewind_clock.
+            snapshot.rewind_clock();
             let mut bytes = Vec::new();
             snapshot.write_to(&mut bytes).map_err(RunError::snapshot(
                 "write the shards' joined state".to_string(),
@@ -433,4 +435,23 @@ pub(super) fn lease_checkpoints(assignment: &Assignment) -> OnSaved {
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lakehouse::LakehouseError;
+
+    #[test]
+    fn a_lost_claim_ends_the_attempt_not_the_run() {
+        let taken = LakehouseError::ShardTaken {
+            table: "auth_events_raw".into(),
+            shard: "shardId-000000000002".into(),
+            start: "checkpoint 1 of w1/c776a572".into(),
+        };
+        let error = RunError::Fleet("x".into());
+        assert!(!writers::is_taken(&error));
+        let error = RunError::Claim(Box::new(taken));
+        assert!(writers::is_taken(&error), "{error:?}");
+    }
 }
