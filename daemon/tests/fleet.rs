@@ -383,3 +383,38 @@ fn a_worker_reads_only_its_shards_and_its_positions_name_it() {
         .collect();
     assert_eq!(positioned, mine, "{position}");
 }
+
+#[test]
+fn a_fleet_worker_needs_shared_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::authpulse(dir.path())
+        .args([
+            "run",
+            "--source",
+            "kinesis://auth",
+            "--lease-table",
+            "leases",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("give --catalog glue"), "{error}");
+    let out = common::authpulse(dir.path())
+        .args([
+            "run",
+            "--lease-table",
+            "leases",
+            "--catalog",
+            "glue",
+            "--warehouse",
+            "s3://b/t",
+            "--aws-region",
+            "us-east-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("give --source kinesis://STREAM"), "{error}");
+}

@@ -308,6 +308,15 @@ impl RunArgs {
                 "--lease-table: a fleet keeps its progress and state with the tables; leave --no-lakehouse and --no-state out"
             );
         }
+        if matches!(
+            self.catalog.config(&self.output)?,
+            authpulse::lakehouse::WarehouseConfig::Embedded { .. }
+        ) {
+            anyhow::bail!(
+                "--lease-table: the workers of a fleet share one set of tables and their state snapshots; \
+                 give --catalog glue --warehouse s3://BUCKET/PREFIX (the embedded catalog is one machine's)"
+            );
+        }
         if self.failover < std::time::Duration::from_millis(300) {
             anyhow::bail!(
                 "--failover {:?} is too short to renew a lease in",
