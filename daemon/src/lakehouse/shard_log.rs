@@ -90,6 +90,38 @@ pub fn shard_commits(
     table: &str,
 ) -> Result<BTreeMap<String, Vec<ShardCommit>>, LakehouseError> {
     let mut commits: BTreeMap<String, Vec<ShardCommit>> = BTreeMap::new();
+    walk(metadata, table, |shard, commit| {
+        commits.entry(shard.to_string()).or_default().push(commit);
+        true
+    })?;
+    Ok(commits)
+}
+
+/// The newest commit of each of `shards` in the table; the walk down the
+/// lineage stops once every one is found (a commit's fence reads only
+/// the last few snapshots, however long the history).
+fn newest_commits(
+    metadata: &TableMetadata,
+    table: &str,
+    shards: &[&str],
+) -> Result<BTreeMap<String, ShardCommit>, LakehouseError> {
+    let mut newest: BTreeMap<String, ShardCommit> = BTreeMap::new();
+    walk(metadata, table, |shard, commit| {
+        if shards.contains(&shard) && !newest.contains_key(shard) {
+            newest.insert(shard.to_string(), commit);
+        }
+        newest.len() < shards.len()
+    })?;
+    Ok(newest)
+}
+
+/// Hands `visit` every shard's commits, newest snapshot first, skipping
+/// reverted ones, until it returns `false`.
+fn walk(
+    metadata: &TableMetadata,
+    table: &str,
+    mut visit: impl FnMut(&str, ShardCommit) -> bool,
+) -> Result<(), LakehouseError> {
     let mut reverted: HashSet<i64> = HashSet::new();
     let mut at = metadata.current_snapshot();
     while let Some(snapshot) = at {
@@ -99,23 +131,23 @@ pub fn shard_commits(
         {
             let writer = writer_of(&progress).map(str::to_string);
             for (shard, position) in shards_of(&progress) {
-                commits
-                    .entry(shard.to_string())
-                    .or_default()
-                    .push(ShardCommit {
-                        snapshot_id: snapshot.snapshot_id(),
-                        writer: writer.clone(),
-                        checkpoint: progress.checkpoint,
-                        position: position.clone(),
-                        state: progress.state.clone(),
-                    });
+                let commit = ShardCommit {
+                    snapshot_id: snapshot.snapshot_id(),
+                    writer: writer.clone(),
+                    checkpoint: progress.checkpoint,
+                    position: position.clone(),
+                    state: progress.state.clone(),
+                };
+                if !visit(shard, commit) {
+                    return Ok(());
+                }
             }
         }
         at = snapshot
             .parent_snapshot_id()
             .and_then(|parent| metadata.snapshot_by_id(parent));
     }
-    Ok(commits)
+    Ok(())
 }
 
 /// A fleet writer's commit refused: another writer committed for one of its
@@ -145,10 +177,11 @@ pub fn check_fence(
     let Some(writer) = writer_of(progress) else {
         return Ok(());
     };
-    let commits = shard_commits(before, table).map_err(FenceError::Read)?;
+    let shards: Vec<&str> = shards_of(progress).map(|(shard, _)| shard).collect();
+    let newest_of = newest_commits(before, table, &shards).map_err(FenceError::Read)?;
     let expected = progress.checkpoint.saturating_sub(1);
-    for (shard, _) in shards_of(progress) {
-        let newest = commits.get(shard).and_then(|c| c.first());
+    for shard in shards {
+        let newest = newest_of.get(shard);
         let own = newest.is_some_and(|c| c.writer.as_deref() == Some(writer))
             && newest.is_some_and(|c| c.checkpoint == expected);
         if !own {
