@@ -20,6 +20,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -354,6 +355,7 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
         .map(|(id, _)| id.clone())
         .collect();
     let mut running: HashSet<String> = HashSet::new();
+    let reads = Arc::new(AtomicU64::new(0));
     let mut just_ended: Option<String> = None;
     let mut attempt = 0;
     loop {
@@ -427,6 +429,7 @@ async fn coordinate(client: Client, config: KinesisSourceConfig, tx: mpsc::Sende
                 records_per_call: config.records_per_call,
                 start,
                 skip,
+                reads: reads.clone(),
             }));
         }
         if let Some(id) = just_ended.take()
@@ -468,6 +471,9 @@ struct ShardReader {
     skip: u32,
     /// The shard was already closed (resharded) when listed.
     closed: bool,
+    /// Counts the source's reads as they are asked for (see
+    /// [`ShardMessage::Records`]).
+    reads: Arc<AtomicU64>,
 }
 
 async fn read_shard(reader: ShardReader) {
@@ -492,6 +498,7 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
             .await
             .map_err(|_| "stopped".to_string())?
             .forget();
+        let asked = reader.reads.fetch_add(1, Ordering::Relaxed);
         let response = match reader
             .client
             .get_records()
@@ -559,6 +566,7 @@ async fn read_shard_records(reader: &ShardReader) -> Result<(), String> {
             shard_id: reader.shard_id.clone(),
             records,
             millis_behind,
+            asked,
         };
         if reader.tx.send(message).is_err() {
             return Ok(());

@@ -10,6 +10,15 @@
 //! quiet day), which would make the other shard's events late for the
 //! watermark.
 //!
+//! A shard at its tip is at its tip only as of the read that said so: a
+//! record may have arrived since. So a record newer than anything such a
+//! shard has brought waits until that shard has been read again after the
+//! record's own read was asked for (at most one poll interval on a live
+//! stream). Without this, a process that stalls (a pause, SIGSTOP, a
+//! takeover of a shard with a backlog) resumes by handing out hours of one
+//! shard before another's reader has looked again, and the other's events
+//! are late.
+//!
 //! A batch's memory comes back to its reader as a credit once the batch is
 //! consumed; a reader holds at most a few batches unconsumed, so the merge
 //! buffers at most `credits x shards` batches.
@@ -65,6 +74,9 @@ pub enum ShardMessage {
         records: Vec<ShardRecord>,
         /// `MillisBehindLatest` of the response.
         millis_behind: Option<i64>,
+        /// When the read was asked for, as a count of the source's reads
+        /// (taken as each request is sent): which reads came after which.
+        asked: u64,
     },
     /// The shard is closed (resharded) and every record of it was sent.
     Ended { shard_id: String },
@@ -84,14 +96,23 @@ pub enum Next<'a> {
     Done,
 }
 
+struct Batch {
+    records: Vec<ShardRecord>,
+    /// See [`ShardMessage::Records`].
+    asked: u64,
+}
+
 struct Shard {
     id: String,
     credits: Arc<dyn Credit>,
-    batches: VecDeque<Vec<ShardRecord>>,
+    batches: VecDeque<Batch>,
     /// Index of the next record of the front batch.
     next: usize,
-    /// The last response had no records and no lag: nothing more to read now.
-    at_tip: bool,
+    /// The last response had no records and no lag: nothing more to read,
+    /// as of that read (its `asked`).
+    tip_asked: Option<u64>,
+    /// The latest merge order of the records received.
+    newest_order: i64,
     closed: bool,
     ended: bool,
     /// Sequence number of the last record handed out.
@@ -103,7 +124,7 @@ struct Shard {
 
 impl Shard {
     fn front(&self) -> Option<&ShardRecord> {
-        self.batches.front().map(|batch| &batch[self.next])
+        self.batches.front().map(|batch| &batch.records[self.next])
     }
 
     fn is_open(&self) -> bool {
@@ -225,13 +246,13 @@ impl ShardMerge {
                 let front = s
                     .batches
                     .front()
-                    .map_or(&[][..], |batch| &batch[..consumed]);
+                    .map_or(&[][..], |batch| &batch.records[..consumed]);
                 let (sequence, skip) = match front.iter().rposition(|r| r.resume_after.is_some()) {
                     Some(last) => (front[last].resume_after.clone(), consumed - last - 1),
                     None => (s.position.clone(), consumed),
                 };
                 let drained = s.batches.is_empty()
-                    || (s.batches.len() == 1 && consumed == s.batches[0].len());
+                    || (s.batches.len() == 1 && consumed == s.batches[0].records.len());
                 ShardPosition {
                     shard_id: s.id.clone(),
                     sequence,
@@ -261,7 +282,8 @@ impl ShardMerge {
                         credits,
                         batches: VecDeque::new(),
                         next: 0,
-                        at_tip: false,
+                        tip_asked: None,
+                        newest_order: i64::MIN,
                         closed,
                         ended: false,
                         position: None,
@@ -274,17 +296,21 @@ impl ShardMerge {
                 shard_id,
                 records,
                 millis_behind,
+                asked,
             } => {
                 let Some(i) = self.shard_index(&shard_id) else {
                     return Err(format!("records from shard {shard_id} before it started"));
                 };
                 let shard = &mut self.shards[i];
                 shard.millis_behind = millis_behind;
-                shard.at_tip = records.is_empty() && millis_behind.unwrap_or(0) == 0;
+                shard.tip_asked =
+                    (records.is_empty() && millis_behind.unwrap_or(0) == 0).then_some(asked);
                 if records.is_empty() {
                     shard.credits.give_back();
                 } else {
-                    shard.batches.push_back(records);
+                    let newest = records.iter().map(|r| r.order_ms).max();
+                    shard.newest_order = shard.newest_order.max(newest.unwrap_or(i64::MIN));
+                    shard.batches.push_back(Batch { records, asked });
                 }
             }
             ShardMessage::Ended { shard_id } => {
@@ -308,14 +334,27 @@ impl ShardMerge {
                 // Behind and nothing buffered: what it brings next may be
                 // earlier than anything buffered elsewhere. A closed shard is
                 // waited for until it has ended and its children started.
-                None if shard.is_open() && (!shard.at_tip || shard.closed) => {
+                None if shard.is_open() && (shard.tip_asked.is_none() || shard.closed) => {
                     return Choice::Wait;
                 }
                 None => {}
             }
         }
-        if let Some((_, shard)) = best {
-            return Choice::Record(shard);
+        if let Some((order, chosen)) = best {
+            // A shard at its tip as of a read asked for before this record's
+            // may have received newer records since: unless the record is no
+            // newer than what that shard has brought, look again first.
+            let asked = self.shards[chosen].batches[0].asked;
+            let stale_tip = self.shards.iter().any(|s| {
+                s.is_open()
+                    && s.batches.is_empty()
+                    && s.tip_asked.is_some_and(|tip| tip < asked)
+                    && order > s.newest_order
+            });
+            if stale_tip {
+                return Choice::Wait;
+            }
+            return Choice::Record(chosen);
         }
         if self.shards.is_empty() {
             return Choice::Wait;
@@ -331,12 +370,12 @@ impl ShardMerge {
 
     fn advance(&mut self, shard: usize) {
         let s = &mut self.shards[shard];
-        let batch_len = s.batches.front().map_or(0, Vec::len);
+        let batch_len = s.batches.front().map_or(0, |b| b.records.len());
         s.next += 1;
         if s.next == batch_len {
             let mut batch = s.batches.pop_front().expect("front batch");
             // A reader never splits a Kinesis record over two batches.
-            s.position = batch.pop().and_then(|last| last.resume_after);
+            s.position = batch.records.pop().and_then(|last| last.resume_after);
             s.next = 0;
             s.credits.give_back();
         }
@@ -376,6 +415,7 @@ mod tests {
                 })
                 .collect(),
             millis_behind: Some(1),
+            asked: asked(),
         }
     }
 
@@ -384,7 +424,14 @@ mod tests {
             shard_id: shard.into(),
             records: Vec::new(),
             millis_behind: Some(0),
+            asked: asked(),
         }
+    }
+
+    /// Reads are asked for in the order the test sends their answers.
+    fn asked() -> u64 {
+        static READS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        READS.fetch_add(1, Ordering::Relaxed)
     }
 
     fn start(tx: &Sender<ShardMessage>, shard: &str) -> Arc<Count> {
@@ -427,6 +474,7 @@ mod tests {
                         shard_id: "a".into(),
                         records: Vec::new(),
                         millis_behind: Some(1_000),
+                        asked: asked(),
                     };
                     if tx.send(behind).is_err() {
                         return;
@@ -479,6 +527,32 @@ mod tests {
         assert_eq!(positions[1].sequence.as_deref(), Some("3"));
     }
 
+    /// b said it was at its tip, then a's reader brought records asked for
+    /// later (a stalled process resuming, a taken-over backlog, a producer
+    /// writing meanwhile): what a holds that is newer than anything b
+    /// brought waits for b's next read, which may have earlier records.
+    #[test]
+    fn a_tip_is_only_as_fresh_as_its_read() {
+        let (tx, rx) = channel();
+        let mut merge = ShardMerge::new(rx, false, Duration::from_millis(1));
+        start(&tx, "a");
+        start(&tx, "b");
+        tx.send(records("b", &[5])).unwrap();
+        tx.send(tip("b")).unwrap();
+        tx.send(records("a", &[3, 5, 20, 30])).unwrap();
+        // No newer than what b has brought: safe to hand out.
+        assert_eq!(drain_until_idle(&mut merge), ["a@3", "a@5", "b@5"]);
+        // b's next read has an older record than a's 20.
+        tx.send(records("b", &[10])).unwrap();
+        tx.send(tip("b")).unwrap();
+        assert_eq!(drain_until_idle(&mut merge), ["b@10", "a@20", "a@30"]);
+        // Once b has been read after a's batch was asked for, a goes on.
+        tx.send(records("a", &[40])).unwrap();
+        assert_eq!(drain_until_idle(&mut merge), Vec::<String>::new());
+        tx.send(tip("b")).unwrap();
+        assert_eq!(drain_until_idle(&mut merge), ["a@40"]);
+    }
+
     #[test]
     fn a_child_follows_its_ended_parent() {
         let (tx, rx) = channel();
@@ -527,6 +601,7 @@ mod tests {
             shard_id: "a".into(),
             records: vec![event("1", true), event("2", false), event("2", true)],
             millis_behind: Some(1),
+            asked: asked(),
         })
         .unwrap();
         merge.next_record().unwrap();
