@@ -47,6 +47,7 @@ mod ingest;
 mod inspect;
 mod reload;
 mod scoring;
+mod shared_hosts;
 mod snapshots;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ pub use counters::{ReloadTimings, Summary};
 use ingest::StoredIds;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 use scoring::Batch;
+pub use shared_hosts::HostExchange;
 
 /// Longest raw text kept in a dead letter.
 const DEAD_LETTER_RAW_MAX: usize = 4096;
@@ -164,6 +166,8 @@ pub struct Pipeline<'o> {
     read_at_checkpoint: u64,
     /// What the source is, for the progress record.
     source_identity: serde_json::Value,
+    /// In a fleet: where host shares are traded at each checkpoint.
+    host_exchange: Option<&'o mut dyn HostExchange>,
 }
 
 impl<'o> Pipeline<'o> {
@@ -226,6 +230,7 @@ impl<'o> Pipeline<'o> {
             checkpoints: 0,
             read_at_checkpoint: 0,
             source_identity: serde_json::Value::Null,
+            host_exchange: None,
         })
     }
 

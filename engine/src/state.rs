@@ -36,7 +36,11 @@ use crate::habits::{Habits, Logon};
 
 mod handoff;
 mod logons;
+mod shared_hosts;
 mod window;
+
+pub use shared_hosts::HostShare;
+use shared_hosts::SharedHosts;
 
 use window::{Window, WindowEntry};
 
@@ -179,6 +183,10 @@ pub struct EngineState {
     /// Entries that left a window early for it, since last taken.
     #[serde(skip)]
     trimmed: u64,
+    /// In a fleet: what the shards other workers hold add to each computer
+    /// (not part of a snapshot: published and read at each checkpoint).
+    #[serde(skip)]
+    shared: SharedHosts,
 }
 
 /// [`crate::limits::StateLimits::max_window_events`], its default until the
@@ -324,7 +332,8 @@ impl EngineState {
             user_known_computers: user_state.map_or(0, |u| u.known_computers),
             user_tenure_s: user_state.map_or(0, |u| saturate(time - u.first_seen)),
             user_logins_before: user_state.map_or(0, |u| u.logins),
-            host_users_ever: host.map_or(0, |h| h.users_ever),
+            host_users_ever: host.map_or(0, |h| h.users_ever)
+                + self.shared.added_at(computer as usize, time).users_ever,
             host_tenure_s: host.map_or(0, |h| saturate(time - h.first_seen)),
             ..Features::default()
         }
@@ -442,22 +451,34 @@ impl EngineState {
             baseline(host.first_seen, time, host.later_users, host_new_users_24h);
 
         let (host_peer_users, host_peers_asked) = if new_device {
-            let (hosts, index) = (&self.hosts, &self.device_index);
+            let (hosts, index, shared) = (&self.hosts, &self.device_index, &self.shared);
             self.habits.peers(
                 u,
                 c,
-                |k| hosts.get(k as usize).map_or(0, |h| h.users_ever),
+                |k| {
+                    hosts.get(k as usize).map_or(0, |h| h.users_ever)
+                        + shared.users_ever(k as usize)
+                },
                 |v, k| index.contains_key(&((u64::from(v) << 32) | u64::from(k))),
             )
         } else {
             (0, 0)
         };
+        // In a fleet, the other workers' users of the computer.
+        let shared = if self.shared.is_empty() {
+            shared_hosts::Added::default()
+        } else {
+            self.shared.added_at(c, time)
+        };
+        if shared.users_ever > 0 {
+            flags &= !FLAG_NEW_COMPUTER;
+        }
         let logon = Logon {
             time,
             user: u,
             computer: c,
             new_device,
-            host_users_before,
+            host_users_before: host_users_before + shared.users_ever,
             user_first_seen,
             user_last_seen,
             known_before,
@@ -480,20 +501,25 @@ impl EngineState {
             user_known_computers: user_state.known_computers,
             user_tenure_s: saturate(time - user_state.first_seen),
             user_gap_s: gap,
-            host_users_ever: host.users_ever,
-            host_users_today: host.users_today,
+            host_users_ever: host.users_ever + shared.users_ever,
+            host_users_today: host.users_today + shared.users_today,
             flags,
             user_peak_logins_1h: user_state.busiest.peak,
             user_logins_before: logins_before,
             user_logins_at_hour_before: logins_at_hour_before,
             user_baseline_new_computers,
             user_baseline_s,
-            host_users_this_hour: host.busiest.current,
-            host_new_users_1h: (host.firsts.len() - host.firsts_hour_start) as u32,
-            host_new_users_24h,
+            host_users_this_hour: host.busiest.current + shared.users_this_hour,
+            host_new_users_1h: (host.firsts.len() - host.firsts_hour_start) as u32
+                + shared.new_users_1h,
+            host_new_users_24h: host_new_users_24h + shared.new_users_24h,
             host_baseline_new_users,
             host_baseline_s,
-            host_tenure_s: saturate(time - host.first_seen),
+            host_tenure_s: saturate(
+                time - shared
+                    .first_seen
+                    .map_or(host.first_seen, |t| t.min(host.first_seen)),
+            ),
             host_peak_users_hour: host.busiest.peak,
             reserved: [0; 2],
             host_peer_users,

@@ -190,6 +190,22 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     for worker in [*workers, "w4"]:
         dead = tmp_path / f"out-{worker}" / "dead-letter.jsonl"
         assert not dead.exists() or dead.read_text() == "", (worker, dead.read_text()[:2000])
+    # Each shard's share of the computers' users, as the last worker left
+    # them: together exactly each computer's distinct users.
+    s3 = boto3_client("s3", moto_endpoint)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"] if "/state/hosts-" in o["Key"]]
+    assert len(keys) == 4, keys
+    users_ever = {}
+    for key in keys:
+        share = json.loads(s3.get_object(Bucket=name, Key=key)["Body"].read())
+        assert share["writer"].startswith("w4/") and key.endswith(f"hosts-{share['shard']}.json"), key
+        for host in share["shares"]:
+            users_ever[host["computer"]] = users_ever.get(host["computer"], 0) + host["users_ever"]
+    expected = {}
+    for line in lines:
+        _, user, computer = line.strip().split(",")
+        expected.setdefault(computer, set()).add(user)
+    assert users_ever == {c: len(users) for c, users in expected.items()}
     # Exactly once: no event lost, none stored twice.
     ids = ids_in(moto_endpoint, "auth_events_curated")
     assert len(ids) == len(every) and set(ids) == every

@@ -10,8 +10,10 @@
 //! - [`sync`]: a lease for every shard, children named on their parents.
 //! - [`worker`]: the loop that renews, takes and checkpoints.
 //! - [`policy_mirror`]: one policy on S3 for every worker, mirrored to each.
+//! - [`host_shares`]: each shard's computer popularity, traded at checkpoints.
 
 pub mod balance;
+pub mod host_shares;
 pub mod lease;
 pub mod policy_mirror;
 pub mod sync;
@@ -20,4 +22,6 @@ pub mod worker;
 
 pub use lease::{Lease, LeaseCheckpoint};
 pub use table::{LeaseError, LeaseTable};
-pub use worker::{Checkpointer, DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker};
+pub use worker::{
+    Checkpointer, DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker, LiveShards,
+};

@@ -12,6 +12,7 @@
 //! write it still attempts fails on the lease counter.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -77,6 +78,7 @@ pub struct LeaseWorker {
     runtime: Option<tokio::runtime::Runtime>,
     requests: mpsc::Sender<Request>,
     held: watch::Receiver<Held>,
+    live: LiveShards,
     name: String,
 }
 
@@ -102,6 +104,7 @@ impl LeaseWorker {
             let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
             table.ensure_exists().await?;
             let mut state = State {
+                live: LiveShards::default(),
                 kinesis: aws_sdk_kinesis::Client::new(&sdk),
                 table,
                 held: BTreeMap::new(),
@@ -112,6 +115,7 @@ impl LeaseWorker {
             state.take_round().await?;
             Ok::<_, FleetError>(state)
         })?;
+        let live = state.live.clone();
         let (held_tx, held) = watch::channel(state.snapshot());
         let (requests, rx) = mpsc::channel(16);
         runtime.spawn(async move { state.run(rx, held_tx).await });
@@ -119,6 +123,7 @@ impl LeaseWorker {
             runtime: Some(runtime),
             requests,
             held,
+            live,
             name: config.worker,
         })
     }
@@ -143,6 +148,12 @@ impl LeaseWorker {
         self.checkpointer().checkpoint(shard, checkpoint)
     }
 
+    /// The stream's unfinished shards, whoever holds them, as of the last
+    /// taking round.
+    pub fn live_shards(&self) -> LiveShards {
+        self.live.clone()
+    }
+
     /// A handle for [`LeaseWorker::checkpoint`] that another thread keeps.
     pub fn checkpointer(&self) -> Checkpointer {
         Checkpointer {
@@ -163,6 +174,21 @@ impl LeaseWorker {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
+    }
+}
+
+/// The shards of the lease table not read to their end, as the worker's
+/// latest taking round found them; shared with other threads.
+#[derive(Clone, Debug, Default)]
+pub struct LiveShards(Arc<std::sync::Mutex<BTreeSet<String>>>);
+
+impl LiveShards {
+    pub fn get(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, shards: BTreeSet<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = shards;
     }
 }
 
@@ -202,6 +228,8 @@ struct Holding {
 }
 
 struct State {
+    /// See [`LeaseWorker::live_shards`].
+    live: LiveShards,
     kinesis: aws_sdk_kinesis::Client,
     table: LeaseTable,
     held: BTreeMap<String, Holding>,
@@ -314,6 +342,13 @@ impl State {
         }
         let now = Instant::now();
         self.seen.observe(&leases, now);
+        self.live.set(
+            leases
+                .iter()
+                .filter(|l| l.checkpoint != LeaseCheckpoint::ShardEnd)
+                .map(|l| l.key.clone())
+                .collect(),
+        );
         // A lease of ours the table no longer shows as ours was taken.
         let lost: Vec<String> = self
             .held

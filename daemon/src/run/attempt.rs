@@ -145,6 +145,11 @@ pub(super) fn attempt(
         ops,
     )?;
     let announcer = outputs.announcer();
+    // A fleet worker trades its shards' computer popularity with the others.
+    let mut host_shares = match (fleet, &state_files) {
+        (Some(assignment), Some(files)) => Some(super::fleet::host_shares(assignment, files)?),
+        _ => None,
+    };
     let mut ticker = spec.metrics.clone().map(MetricsTicker::start).transpose()?;
     let mut state_store = state_files
         .map(|files| {
@@ -179,6 +184,9 @@ pub(super) fn attempt(
     }
     if let Some(store) = state_store.as_mut() {
         pipeline.keep_state(store);
+    }
+    if let Some(shares) = host_shares.as_mut() {
+        pipeline.share_hosts(shares);
     }
     if let Some(path) = &spec.warm_start {
         let what = || format!("warm start from {}", path.display());

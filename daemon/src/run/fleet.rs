@@ -29,7 +29,8 @@ use super::{Context, Outcome, RunError, RunSpec, attempt};
 use crate::aws::checkpoint::{Checkpoint, ShardCheckpoint};
 use crate::aws::kinesis::OnSaved;
 use crate::aws::shards::{HashRange, partition_hash};
-use crate::fleet::{Checkpointer, FleetConfig, Held, LeaseCheckpoint, LeaseWorker};
+use crate::fleet::host_shares::ShareFiles;
+use crate::fleet::{Checkpointer, FleetConfig, Held, LeaseCheckpoint, LeaseWorker, LiveShards};
 use crate::lakehouse::Warehouse;
 use crate::lakehouse::writers::{self, Claim, ShardStart};
 use crate::ops::status::{FleetView, HeldLease};
@@ -55,6 +56,30 @@ pub(super) struct Assignment {
     /// The shards it reads, with their leases.
     pub held: Held,
     pub checkpointer: Checkpointer,
+    /// Every unfinished shard of the stream, for the host shares.
+    pub live: LiveShards,
+}
+
+/// Where an attempt trades its shards' host shares with the fleet.
+pub(super) fn host_shares(
+    assignment: &Assignment,
+    files: &Arc<dyn SnapshotFiles>,
+) -> Result<ShareFiles, RunError> {
+    let mut held = Vec::new();
+    for shard in &assignment.held.readable {
+        let range = assignment.held.leases[shard].range.ok_or_else(|| {
+            RunError::Fleet(format!(
+                "the lease of shard {shard} records no hash-key range"
+            ))
+        })?;
+        held.push((shard.clone(), range));
+    }
+    Ok(ShareFiles::new(
+        Arc::clone(files),
+        &assignment.writer,
+        held,
+        assignment.live.clone(),
+    ))
 }
 
 /// Where an assignment starts, claimed in every table.
@@ -127,6 +152,7 @@ pub(super) fn run(
             run,
             held: held.clone(),
             checkpointer: worker.checkpointer(),
+            live: worker.live_shards(),
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.

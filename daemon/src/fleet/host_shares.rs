@@ -1,0 +1,131 @@
+//! The host shares a fleet's workers trade (the engine's
+//! `state::HostShare`: what one shard's users make of each computer). One
+//! object per shard beside the state snapshots, `hosts-<shard>.json`, is
+//! written whole by the worker holding the shard at each of its
+//! checkpoints and read by every other worker at each of theirs. A PUT
+//! replaces the object at once, and a share holds absolute numbers, so a
+//! share written again (a retry, a zombie before its next refused commit,
+//! the taker of the shard) is never counted twice: the last one counts.
+//! A finished shard's users are its children's, so only unfinished shards'
+//! shares are read.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::LiveShards;
+use crate::aws::shards::{HashRange, partition_hash};
+use authpulse_engine::pipeline::HostExchange;
+use authpulse_engine::snapshot::SnapshotFiles;
+use authpulse_engine::state::HostShare;
+
+/// One shard's object.
+#[derive(Serialize, Deserialize)]
+struct ShareFile {
+    shard: String,
+    /// The writer (`worker/run`) that wrote it.
+    writer: String,
+    shares: Vec<HostShare>,
+}
+
+/// Where a fleet worker publishes its shards' shares and reads the others'.
+pub struct ShareFiles {
+    files: Arc<dyn SnapshotFiles>,
+    writer: String,
+    /// The shards held, with their users' hash-key ranges.
+    held: Vec<(String, HashRange)>,
+    live: LiveShards,
+    /// The other shards' shares, as last read.
+    others: BTreeMap<String, Vec<HostShare>>,
+}
+
+impl ShareFiles {
+    pub fn new(
+        files: Arc<dyn SnapshotFiles>,
+        writer: &str,
+        held: Vec<(String, HashRange)>,
+        live: LiveShards,
+    ) -> ShareFiles {
+        ShareFiles {
+            files,
+            writer: writer.to_string(),
+            held,
+            live,
+            others: BTreeMap::new(),
+        }
+    }
+
+    fn name(shard: &str) -> String {
+        format!("hosts-{shard}.json")
+    }
+
+    fn read(&self, shard: &str) -> io::Result<Option<ShareFile>> {
+        let name = Self::name(shard);
+        if !self.files.exists(&name)? {
+            return Ok(None);
+        }
+        let file: ShareFile = serde_json::from_reader(self.files.open(&name)?)
+            .map_err(|e| io::Error::other(format!("{}: {e}", self.files.location(&name))))?;
+        Ok(Some(file))
+    }
+}
+
+impl HostExchange for ShareFiles {
+    fn shards(&self) -> usize {
+        self.held.len()
+    }
+
+    fn shard_of(&self, user: &str) -> Option<usize> {
+        let hash = partition_hash(user);
+        self.held.iter().position(|(_, range)| range.contains(hash))
+    }
+
+    fn exchange(&mut self, shares: Vec<Vec<HostShare>>) -> io::Result<Vec<HostShare>> {
+        for ((shard, _), shares) in self.held.iter().zip(shares) {
+            let file = ShareFile {
+                shard: shard.clone(),
+                writer: self.writer.clone(),
+                shares,
+            };
+            self.files.put(&Self::name(shard), &|out| {
+                let mut counted = CountingWriter { out, bytes: 0 };
+                serde_json::to_writer(&mut counted, &file).map_err(io::Error::from)?;
+                Ok(counted.bytes)
+            })?;
+        }
+        let live = self.live.get();
+        let others: Vec<&String> = live
+            .iter()
+            .filter(|shard| !self.held.iter().any(|(held, _)| held == *shard))
+            .collect();
+        self.others.retain(|shard, _| others.contains(&shard));
+        for shard in others {
+            // A shard nobody has published yet adds nothing; one that
+            // cannot be read now keeps its last share.
+            if let Some(file) = self.read(shard)? {
+                self.others.insert(shard.clone(), file.shares);
+            }
+        }
+        Ok(self.others.values().flatten().cloned().collect())
+    }
+}
+
+/// Counts what goes through, for the size `SnapshotFiles::put` reports.
+struct CountingWriter<'a> {
+    out: &'a mut dyn io::Write,
+    bytes: u64,
+}
+
+impl io::Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}

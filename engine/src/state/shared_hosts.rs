@@ -1,0 +1,316 @@
+//! What the other workers of a fleet add to each computer's popularity.
+//!
+//! Workers that share a stream split it by user: each holds some shards, and
+//! its state has only those shards' users. A computer's users span shards,
+//! so each worker publishes, per shard it holds, what that shard's users
+//! make of each computer ([`HostShare`]: absolute numbers, so publishing
+//! again, after a retry or by the worker that took the shard over, never
+//! counts twice), and adds up the shares of the shards it does not hold
+//! ([`SharedHosts`]). A computer's features are then its own workers' count
+//! plus the others': the users ever, of the day and of the clock hour, the
+//! users new to it in the last hour and day, and when it was first used are
+//! exact up to how old the others' shares are (one commit interval). The
+//! computer's busiest hour and its usual rate of new users stay the
+//! worker's own (a maximum over hours and a rate over days do not add up
+//! across shards).
+
+use serde::{Deserialize, Serialize};
+
+use super::{DAY, EngineState, HOUR};
+use crate::event::NameId;
+
+/// One computer as one shard's users have used it, as of `now`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostShare {
+    pub computer: String,
+    /// The shard's users who ever logged on to it.
+    pub users_ever: u32,
+    /// Unix seconds of the first of them.
+    pub first_seen: i64,
+    /// UTC day (days since the epoch) `users_today` counts.
+    pub day: i64,
+    pub users_today: u32,
+    /// Clock hour (hours since the epoch) `users_this_hour` counts.
+    pub hour: i64,
+    pub users_this_hour: u32,
+    /// When each of them first logged on to it, within the 24 hours before
+    /// `now`, oldest first.
+    pub firsts: Vec<i64>,
+}
+
+/// The other shards' shares, added up per computer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Shared {
+    pub users_ever: u32,
+    pub first_seen: i64,
+    pub day: i64,
+    pub users_today: u32,
+    pub hour: i64,
+    pub users_this_hour: u32,
+    pub firsts: Vec<i64>,
+}
+
+/// Per computer id, what the other shards add (empty outside a fleet).
+#[derive(Default)]
+pub(crate) struct SharedHosts(Vec<Shared>);
+
+impl SharedHosts {
+    #[inline]
+    pub fn get(&self, computer: usize) -> Option<&Shared> {
+        self.0.get(computer).filter(|s| s.users_ever > 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What the other shards add to an event on `computer` at `time`.
+    #[inline(never)]
+    pub fn added_at(&self, computer: usize, time: i64) -> Added {
+        let Some(s) = self.get(computer) else {
+            return Added::default();
+        };
+        // A share taken ahead of `time` (a worker further on in event
+        // time) counts users who came after it: those of its last day are
+        // known and left out.
+        let later = s.firsts.len() - s.firsts.partition_point(|&t| t <= time);
+        let users_ever = s.users_ever - later as u32;
+        if users_ever == 0 {
+            return Added::default();
+        }
+        Added {
+            users_ever,
+            users_today: if s.day == time.div_euclid(DAY) {
+                s.users_today
+            } else {
+                0
+            },
+            users_this_hour: if s.hour == time.div_euclid(HOUR) {
+                s.users_this_hour
+            } else {
+                0
+            },
+            new_users_1h: s.firsts_within(time, HOUR),
+            new_users_24h: s.firsts_within(time, DAY),
+            first_seen: Some(s.first_seen),
+        }
+    }
+
+    /// Users of `computer` on other shards (0 outside a fleet).
+    #[inline]
+    pub fn users_ever(&self, computer: usize) -> u32 {
+        self.get(computer).map_or(0, |s| s.users_ever)
+    }
+}
+
+impl Shared {
+    fn add(&mut self, share: &HostShare) {
+        if self.users_ever == 0 || share.first_seen < self.first_seen {
+            self.first_seen = share.first_seen;
+        }
+        self.users_ever += share.users_ever;
+        // Shares taken at different times count different days (hours):
+        // the latest is the one events are scored in.
+        if share.day > self.day {
+            (self.day, self.users_today) = (share.day, 0);
+        }
+        if share.day == self.day {
+            self.users_today += share.users_today;
+        }
+        if share.hour > self.hour {
+            (self.hour, self.users_this_hour) = (share.hour, 0);
+        }
+        if share.hour == self.hour {
+            self.users_this_hour += share.users_this_hour;
+        }
+        self.firsts.extend_from_slice(&share.firsts);
+    }
+
+    /// Users new to the computer in `(time - window, time]` (`firsts` is
+    /// sorted).
+    #[inline]
+    fn firsts_within(&self, time: i64, window: i64) -> u32 {
+        let after = self.firsts.partition_point(|&t| t <= time - window);
+        let through = self.firsts.partition_point(|&t| t <= time);
+        through.saturating_sub(after) as u32
+    }
+}
+
+/// What a computer's event adds from the other shards, for the features.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Added {
+    pub users_ever: u32,
+    pub users_today: u32,
+    pub users_this_hour: u32,
+    pub new_users_1h: u32,
+    pub new_users_24h: u32,
+    pub first_seen: Option<i64>,
+}
+
+impl EngineState {
+    /// Per shard (as `shard_of` places each user; `None`: not one of
+    /// `shards`), what its users make of each computer as of `now`.
+    pub fn host_shares(
+        &self,
+        now: i64,
+        shards: usize,
+        shard_of: &dyn Fn(NameId) -> Option<usize>,
+        computer_name: &dyn Fn(NameId) -> String,
+    ) -> Vec<Vec<HostShare>> {
+        let (day, hour) = (now.div_euclid(DAY), now.div_euclid(HOUR));
+        let mut by_shard: Vec<rustc_hash::FxHashMap<NameId, HostShare>> =
+            (0..shards).map(|_| Default::default()).collect();
+        let mut place: rustc_hash::FxHashMap<NameId, Option<usize>> = Default::default();
+        for (&key, &id) in &self.device_index {
+            let (user, computer) = ((key >> 32) as NameId, key as NameId);
+            let Some(shard) = *place.entry(user).or_insert_with(|| shard_of(user)) else {
+                continue;
+            };
+            let device = &self.devices[id as usize];
+            let share = by_shard[shard]
+                .entry(computer)
+                .or_insert_with(|| HostShare {
+                    computer: computer_name(computer),
+                    users_ever: 0,
+                    first_seen: device.first_seen,
+                    day,
+                    users_today: 0,
+                    hour,
+                    users_this_hour: 0,
+                    firsts: Vec::new(),
+                });
+            share.users_ever += 1;
+            share.first_seen = share.first_seen.min(device.first_seen);
+            share.users_today += u32::from(device.last_day == day);
+            share.users_this_hour += u32::from(device.last_seen.div_euclid(HOUR) == hour);
+            if device.first_seen > now - DAY {
+                share.firsts.push(device.first_seen);
+            }
+        }
+        by_shard
+            .into_iter()
+            .map(|shares| {
+                let mut shares: Vec<HostShare> = shares.into_values().collect();
+                for share in &mut shares {
+                    share.firsts.sort_unstable();
+                }
+                shares.sort_unstable_by(|a, b| a.computer.cmp(&b.computer));
+                shares
+            })
+            .collect()
+    }
+
+    /// Replaces what the other shards add: their latest shares, each
+    /// computer named by `computer_id`.
+    pub fn set_shared_hosts<'a>(
+        &mut self,
+        shares: impl IntoIterator<Item = &'a HostShare>,
+        mut computer_id: impl FnMut(&str) -> NameId,
+    ) {
+        let mut shared: Vec<Shared> = Vec::new();
+        for share in shares {
+            let c = computer_id(&share.computer) as usize;
+            if c >= shared.len() {
+                shared.resize_with(c + 1, Shared::default);
+            }
+            shared[c].add(share);
+        }
+        for s in &mut shared {
+            s.firsts.sort_unstable();
+        }
+        self.shared = SharedHosts(shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use authpulse_rules_sdk::FLAG_NEW_COMPUTER;
+
+    use super::*;
+
+    /// Two halves of one stream, by user, give each computer the counts
+    /// one state of the whole stream gives, once each adds the other's
+    /// shares.
+    #[test]
+    fn two_halves_add_up_to_the_whole() {
+        let events: Vec<(i64, NameId, NameId)> = (0..400)
+            .map(|i| (i * 600, (i * 7 % 13) as NameId, (i * 5 % 11) as NameId))
+            .collect();
+        let mut whole = EngineState::default();
+        let mut halves = [EngineState::default(), EngineState::default()];
+        let half_of = |user: NameId| (user % 2) as usize;
+        let now = events.last().unwrap().0;
+        for &(t, u, c) in &events {
+            whole.observe(t, u, c);
+            halves[half_of(u)].observe(t, u, c);
+        }
+        let name = |c: NameId| format!("C{c}");
+        let id = |name: &str| name[1..].parse::<NameId>().unwrap();
+        let shares: Vec<Vec<HostShare>> = halves
+            .iter()
+            .map(|h| {
+                h.host_shares(now, 2, &|u| Some(half_of(u)), &name)
+                    .swap_remove(0)
+            })
+            .collect();
+        let odd = halves[1].host_shares(now, 2, &|u| Some(half_of(u)), &name)[1].clone();
+        assert!(shares[1].is_empty(), "the even half has no odd users");
+        // Each half adds the other's; the same shares again change nothing.
+        halves[0].set_shared_hosts(&odd, id);
+        halves[0].set_shared_hosts(&odd, id);
+        halves[1].set_shared_hosts(&shares[0], id);
+        let (t, u) = (now + 60, 3);
+        for c in 0..11 {
+            let expected = whole.observe(t, u, c);
+            let got = halves[half_of(u)].observe(t, u, c);
+            assert_eq!(
+                got.host_users_ever, expected.host_users_ever,
+                "computer {c}"
+            );
+            assert_eq!(
+                got.host_users_today, expected.host_users_today,
+                "computer {c}"
+            );
+            assert_eq!(
+                got.host_users_this_hour, expected.host_users_this_hour,
+                "computer {c}"
+            );
+            assert_eq!(
+                got.host_new_users_24h, expected.host_new_users_24h,
+                "computer {c}"
+            );
+            assert_eq!(
+                got.host_new_users_1h, expected.host_new_users_1h,
+                "computer {c}"
+            );
+            assert_eq!(got.host_tenure_s, expected.host_tenure_s, "computer {c}");
+            assert_eq!(got.flags, expected.flags, "computer {c}");
+        }
+    }
+
+    /// A share taken further on in event time does not count, for an
+    /// earlier event, the users who came after it.
+    #[test]
+    fn a_share_from_ahead_counts_only_users_before_the_event() {
+        let mut ahead = EngineState::default();
+        ahead.observe(1_000, 1, 0);
+        ahead.observe(5_000, 3, 0);
+        let shares = ahead.host_shares(5_000, 1, &|_| Some(0), &|c| format!("C{c}"));
+        let mut behind = EngineState::default();
+        behind.set_shared_hosts(&shares[0], |_| 0);
+        let early = behind.observe(2_000, 2, 0);
+        assert_eq!((early.host_users_ever, early.host_new_users_24h), (2, 2));
+        assert_eq!(
+            early.flags & FLAG_NEW_COMPUTER,
+            0,
+            "user 1 was there before"
+        );
+        let late = behind.observe(6_000, 4, 0);
+        assert_eq!((late.host_users_ever, late.host_new_users_24h), (4, 4));
+        let mut first = EngineState::default();
+        first.set_shared_hosts(&shares[0], |_| 0);
+        let before_all = first.observe(500, 9, 0);
+        assert_eq!(before_all.host_users_ever, 1);
+        assert_ne!(before_all.flags & FLAG_NEW_COMPUTER, 0, "nobody before it");
+    }
+}
