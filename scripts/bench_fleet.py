@@ -60,8 +60,9 @@ USER_SIDE = ["user_logins_1h", "user_logins_24h", "user_distinct_computers_1h",
 HOST_SIDE = ["host_users_ever", "host_users_today", "new_computer"]
 
 
-def read_curated(url, bucket):
-    """The curated table's rows, by event id (PyIceberg over the Glue catalog)."""
+def read_tables(url):
+    """The curated table's rows, by event id, and the ids of the incidents
+    the alerts table opened (PyIceberg over the Glue catalog)."""
     from pyiceberg.catalog import load_catalog
     catalog = load_catalog("glue", **{
         "type": "glue", "glue.endpoint": url, "glue.region": ENV["AWS_REGION"],
@@ -72,12 +73,17 @@ def read_curated(url, bucket):
     table = catalog.load_table("authpulse.auth_events_curated")
     columns = ["event_id", "risk_score", *USER_SIDE, *HOST_SIDE]
     rows = table.scan(selected_fields=tuple(columns)).to_arrow().to_pylist()
-    return {row["event_id"]: row for row in rows}
+    alerts = catalog.load_table("authpulse.alerts").scan(selected_fields=("alert_id", "sequence"))
+    opened = {row["alert_id"] for row in alerts.to_arrow().to_pylist() if row["sequence"] == 1}
+    return {row["event_id"]: row for row in rows}, opened
 
 
 def compare(one, many):
     """Per feature, the share of events whose value a fleet's run gives as one
-    worker's does, and for the computers' user counts the mean shortfall."""
+    worker's does, for the computers' user counts the mean shortfall, and
+    the incidents each opened (an incident's id names its entity and the
+    event that opened it)."""
+    (one, one_alerts), (many, many_alerts) = one, many
     shared = one.keys() & many.keys()
     out = {"events": len(one), "events_in_both": len(shared)}
     for column in [*USER_SIDE, *HOST_SIDE, "risk_score"]:
@@ -86,6 +92,8 @@ def compare(one, many):
     for column in ["host_users_ever", "host_users_today"]:
         gaps = [(one[e][column] - many[e][column]) / one[e][column] for e in shared if one[e][column]]
         out[f"{column}_mean_shortfall"] = round(statistics.mean(gaps), 4) if gaps else 0.0
+    out["incidents"] = {"one_worker": len(one_alerts), "fleet": len(many_alerts),
+                        "both": len(one_alerts & many_alerts)}
     return out
 
 
@@ -131,7 +139,7 @@ def main():
                     if any(w.returncode != 0 for w in workers):
                         raise SystemExit(f"a worker failed ({count} workers)")
                     if attempt == 0:
-                        curated[count] = read_curated(url, run)
+                        curated[count] = read_tables(url)
                     # Glue databases are per catalog: drop this run's before the next.
                     glue = client("glue")
                     for table in glue.get_tables(DatabaseName="authpulse")["TableList"]:

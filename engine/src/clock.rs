@@ -313,6 +313,21 @@ impl EventClock {
         }
     }
 
+    /// Admits every arrival still waiting, without a vote and without
+    /// moving the clock. For a restored state whose clock was forgotten
+    /// (a fleet worker's, [`crate::shards::Snapshot::rewind_clock`]): its
+    /// waiting arrivals may be hours from where the next arrivals set the
+    /// clock, and as neighbours of those they would move the clock there
+    /// and make the next ones late. At most [`SIDE`] per shard go unjudged.
+    pub fn admit_pending(&mut self, out: &mut Vec<(Arrival, Verdict)>) {
+        for arrival in self.pending.drain(..) {
+            let time = arrival.event.event_time;
+            self.latest_admitted = Some(self.latest_admitted.map_or(time, |t| t.max(time)));
+            out.push((arrival, Verdict::Admitted));
+        }
+        self.times.truncate(self.start + self.decided);
+    }
+
     pub fn snapshot(&self) -> ClockSnapshot {
         ClockSnapshot {
             now: self.now,
@@ -374,6 +389,37 @@ mod tests {
 
     fn replay() -> ClockOptions {
         ClockOptions::default()
+    }
+
+    /// Arrivals a rewound state kept waiting, a day ahead of the next
+    /// ones, are admitted as they are and leave the clock to the next.
+    #[test]
+    fn waiting_arrivals_of_a_rewound_state_do_not_set_the_clock() {
+        let mut kept = EventClock::new(replay());
+        let mut out = Vec::new();
+        for (i, t) in (0..SIDE as i64).enumerate() {
+            kept.arrive(arrival(86_400 + t, i as u64 + 1), 0, &mut out);
+        }
+        assert!(out.is_empty() && kept.pending().count() == SIDE);
+        let snapshot = ClockSnapshot {
+            pending: kept.snapshot().pending,
+            ..ClockSnapshot::default()
+        };
+        let mut clock = EventClock::restore(replay(), snapshot);
+        clock.admit_pending(&mut out);
+        assert_eq!(out.len(), SIDE);
+        assert!(out.iter().all(|(_, v)| *v == Verdict::Admitted));
+        assert_eq!(clock.now(), None);
+        out.clear();
+        for i in 0..4 * SIDE as u64 {
+            clock.arrive(arrival(100 + i as i64, 100 + i), 0, &mut out);
+        }
+        assert!(out.iter().all(|(_, v)| *v == Verdict::Admitted));
+        assert!(
+            clock.now().is_some_and(|now| now < 1_000),
+            "{:?}",
+            clock.now()
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use counters::{ReloadTimings, Summary};
 use ingest::StoredIds;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 use scoring::Batch;
-pub use shared_hosts::HostExchange;
+pub use shared_hosts::{FleetPace, HostExchange, Progress as FleetProgress, Traded};
 
 /// Longest raw text kept in a dead letter.
 const DEAD_LETTER_RAW_MAX: usize = 4096;
@@ -166,8 +166,8 @@ pub struct Pipeline<'o> {
     read_at_checkpoint: u64,
     /// What the source is, for the progress record.
     source_identity: serde_json::Value,
-    /// In a fleet: where host shares are traded at each checkpoint.
-    host_exchange: Option<&'o mut dyn HostExchange>,
+    /// In a fleet: where host shares are traded, and how it keeps pace.
+    fleet: Option<shared_hosts::Fleet<'o>>,
 }
 
 impl<'o> Pipeline<'o> {
@@ -230,7 +230,7 @@ impl<'o> Pipeline<'o> {
             checkpoints: 0,
             read_at_checkpoint: 0,
             source_identity: serde_json::Value::Null,
-            host_exchange: None,
+            fleet: None,
         })
     }
 
@@ -263,6 +263,12 @@ impl<'o> Pipeline<'o> {
 
     pub fn events_read(&self) -> u64 {
         self.counters.events_read
+    }
+
+    /// In a fleet: host-share trades so far, and the time spent waiting
+    /// for the slowest shard.
+    pub fn fleet_pace_stats(&self) -> (u64, std::time::Duration) {
+        (self.counters.fleet_trades, self.counters.fleet_wait)
     }
 }
 

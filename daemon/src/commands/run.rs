@@ -174,6 +174,13 @@ pub struct RunArgs {
     /// commit). The KCL's default.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub failover: std::time::Duration,
+    /// With --lease-table: how far ahead in event time a worker may score
+    /// of the slowest worker that still has events to read (it waits
+    /// otherwise). Computers' user counts from other workers' shards are at
+    /// most this old; a backfill goes at this much event time per trade
+    /// (every second). `0s`: no bound (docs/fleet.md).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub fleet_max_drift: std::time::Duration,
     /// Serve health checks, Prometheus metrics, the JSON API and the live
     /// dashboard on this address while running (`127.0.0.1:9464`; port 0
     /// picks a free one, logged). Off unless given.
@@ -229,6 +236,7 @@ impl RunArgs {
             lease_table: None,
             worker_id: None,
             failover: authpulse::fleet::DEFAULT_FAILOVER,
+            fleet_max_drift: std::time::Duration::from_secs(3600),
             limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
@@ -335,6 +343,7 @@ impl RunArgs {
             lease_table: table.clone(),
             worker,
             failover: self.failover,
+            max_drift: Some(self.fleet_max_drift).filter(|d| !d.is_zero()),
         }))
     }
 

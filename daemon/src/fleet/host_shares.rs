@@ -8,6 +8,12 @@
 //! the taker of the shard) is never counted twice: the last one counts.
 //! A finished shard's users are its children's, so only unfinished shards'
 //! shares are read.
+//!
+//! A share also says how far in event time its worker has scored, and
+//! whether it has anything left to read: the slowest worker that has is the
+//! one the others keep pace with (`engine::pipeline::FleetPace`). A share
+//! not rewritten for a while (its worker died, its lease not yet taken
+//! over) holds nobody back.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LiveShards;
 use crate::aws::shards::{HashRange, partition_hash};
-use authpulse_engine::pipeline::HostExchange;
+use authpulse_engine::pipeline::{FleetProgress, HostExchange, Traded};
 use authpulse_engine::snapshot::SnapshotFiles;
 use authpulse_engine::state::HostShare;
 
@@ -27,6 +33,12 @@ struct ShareFile {
     shard: String,
     /// The writer (`worker/run`) that wrote it.
     writer: String,
+    /// Event time its worker had scored through (Unix seconds).
+    scored_through: i64,
+    /// Its worker had nothing more to read.
+    caught_up: bool,
+    /// When it was written (Unix milliseconds, the writer's clock).
+    written_ms: i64,
     shares: Vec<HostShare>,
 }
 
@@ -37,8 +49,10 @@ pub struct ShareFiles {
     /// The shards held, with their users' hash-key ranges.
     held: Vec<(String, HashRange)>,
     live: LiveShards,
+    /// A share older than this holds nobody back.
+    stale_after: std::time::Duration,
     /// The other shards' shares, as last read.
-    others: BTreeMap<String, Vec<HostShare>>,
+    others: BTreeMap<String, ShareFile>,
 }
 
 impl ShareFiles {
@@ -47,12 +61,14 @@ impl ShareFiles {
         writer: &str,
         held: Vec<(String, HashRange)>,
         live: LiveShards,
+        stale_after: std::time::Duration,
     ) -> ShareFiles {
         ShareFiles {
             files,
             writer: writer.to_string(),
             held,
             live,
+            stale_after,
             others: BTreeMap::new(),
         }
     }
@@ -82,11 +98,19 @@ impl HostExchange for ShareFiles {
         self.held.iter().position(|(_, range)| range.contains(hash))
     }
 
-    fn exchange(&mut self, shares: Vec<Vec<HostShare>>) -> io::Result<Vec<HostShare>> {
+    fn exchange(
+        &mut self,
+        shares: Vec<Vec<HostShare>>,
+        progress: FleetProgress,
+    ) -> io::Result<Traded> {
+        let now_ms = unix_ms();
         for ((shard, _), shares) in self.held.iter().zip(shares) {
             let file = ShareFile {
                 shard: shard.clone(),
                 writer: self.writer.clone(),
+                scored_through: progress.scored_through,
+                caught_up: progress.caught_up,
+                written_ms: now_ms,
                 shares,
             };
             self.files.put(&Self::name(shard), &|out| {
@@ -105,11 +129,31 @@ impl HostExchange for ShareFiles {
             // A shard nobody has published yet adds nothing; one that
             // cannot be read now keeps its last share.
             if let Some(file) = self.read(shard)? {
-                self.others.insert(shard.clone(), file.shares);
+                self.others.insert(shard.clone(), file);
             }
         }
-        Ok(self.others.values().flatten().cloned().collect())
+        let fresh_since = now_ms - self.stale_after.as_millis() as i64;
+        let slowest = self
+            .others
+            .values()
+            .filter(|file| !file.caught_up && file.written_ms >= fresh_since)
+            .map(|file| file.scored_through)
+            .min();
+        Ok(Traded {
+            shares: self
+                .others
+                .values()
+                .flat_map(|file| file.shares.iter().cloned())
+                .collect(),
+            slowest,
+        })
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Counts what goes through, for the size `SnapshotFiles::put` reports.

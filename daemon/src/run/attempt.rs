@@ -178,6 +178,10 @@ pub(super) fn attempt(
             pipeline
                 .restore_snapshot(&mut state.as_slice(), Restore::Resume)
                 .map_err(RunError::snapshot("restore the shards' state".to_string()))?;
+            // Its clock was rewound; see admit_pending.
+            pipeline
+                .admit_pending_arrivals()
+                .map_err(RunError::scoring("admit the shards' waiting arrivals"))?;
         }
         // The claim was checkpoint 0.
         pipeline.resume_checkpoints(0);
@@ -185,8 +189,8 @@ pub(super) fn attempt(
     if let Some(store) = state_store.as_mut() {
         pipeline.keep_state(store);
     }
-    if let Some(shares) = host_shares.as_mut() {
-        pipeline.share_hosts(shares);
+    if let (Some(shares), Some(assignment)) = (host_shares.as_mut(), fleet) {
+        pipeline.share_hosts(shares, assignment.pace);
     }
     if let Some(path) = &spec.warm_start {
         let what = || format!("warm start from {}", path.display());
@@ -245,6 +249,14 @@ pub(super) fn attempt(
         }
     })
     .map_err(RunError::scoring(format!("read {source_name}")))?;
+    if fleet.is_some() {
+        let (trades, waited) = pipeline.fleet_pace_stats();
+        tracing::info!(
+            trades,
+            waited_s = waited.as_secs_f64(),
+            "host shares traded with the fleet; time waited for the slowest shard"
+        );
+    }
     if let Some(live) = ops {
         live.set_phase("stopping");
     }

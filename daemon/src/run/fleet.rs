@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use authpulse_engine::pipeline::FleetPace;
 use authpulse_engine::shards::Snapshot;
 use authpulse_engine::snapshot::{SnapshotFiles, SnapshotStore};
 
@@ -45,6 +46,9 @@ pub struct FleetSpec {
     pub worker: String,
     /// A lease whose holder stopped renewing it this long is taken over.
     pub failover: Duration,
+    /// How far (event time) a worker may score ahead of the slowest other
+    /// shard; `None`: no bound.
+    pub max_drift: Option<Duration>,
 }
 
 /// What one attempt of a fleet worker reads.
@@ -58,7 +62,13 @@ pub(super) struct Assignment {
     pub checkpointer: Checkpointer,
     /// Every unfinished shard of the stream, for the host shares.
     pub live: LiveShards,
+    pub pace: FleetPace,
+    /// A host share not rewritten for this long holds nobody back.
+    pub failover: Duration,
 }
+
+/// How often a worker trades host shares while reading.
+const TRADE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where an attempt trades its shards' host shares with the fleet.
 pub(super) fn host_shares(
@@ -79,6 +89,7 @@ pub(super) fn host_shares(
         &assignment.writer,
         held,
         assignment.live.clone(),
+        assignment.failover,
     ))
 }
 
@@ -153,6 +164,11 @@ pub(super) fn run(
             held: held.clone(),
             checkpointer: worker.checkpointer(),
             live: worker.live_shards(),
+            pace: FleetPace {
+                trade_every: TRADE_EVERY,
+                max_drift_s: fleet.max_drift.map(|d| d.as_secs() as i64),
+            },
+            failover: fleet.failover,
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.

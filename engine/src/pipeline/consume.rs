@@ -11,6 +11,9 @@ use super::{Pipeline, Summary};
 /// stop at a million lines a second, rarely enough to cost nothing.
 const TICK_LINES: u32 = 1 << 12;
 
+/// How often a fleet worker waiting for the others looks again.
+const FLEET_WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Reads `source` to the end (or until `stop` is set) into `pipeline`.
 /// Checkpoints when the commit interval has passed, and then tells the
 /// source (which saves its positions). Calls `tick(pipeline, source)` every
@@ -45,6 +48,15 @@ pub fn consume<S: Source + ?Sized>(
                 source.checkpointed(pipeline.frontier())?;
             }
             tick(pipeline, source);
+            // A fleet worker too far ahead of the others waits for them,
+            // committing and trading meanwhile (the source holds back).
+            while pipeline.keep_pace(idle) && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(FLEET_WAIT_STEP);
+                if pipeline.maybe_checkpoint(source.position())? {
+                    source.checkpointed(pipeline.frontier())?;
+                }
+                tick(pipeline, source);
+            }
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 tracing::info!("asked to stop: stopping");
                 break;

@@ -44,6 +44,10 @@ pub(super) struct Counters {
     /// Times each state limit was hit, and as of the last checkpoint's log.
     pub(super) caps: CapHits,
     pub(super) caps_logged: CapHits,
+    /// In a fleet: host-share trades, and time spent waiting for the
+    /// slowest shard.
+    pub(super) fleet_trades: u64,
+    pub(super) fleet_wait: std::time::Duration,
 }
 
 /// How each policy swap went, in order (for `bench --reload`).

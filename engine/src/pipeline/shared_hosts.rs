@@ -1,8 +1,14 @@
-//! A fleet worker's checkpoints also trade computer popularity with the
-//! other workers ([`crate::state::HostShare`]): the shares of the shards
-//! it holds go out, the other shards' come in and count from then on.
+//! A fleet worker trades computer popularity with the other workers
+//! ([`crate::state::HostShare`]): the shares of the shards it holds go
+//! out, the other shards' come in and count from then on, every
+//! [`FleetPace::trade_every`] while it reads. With them goes how far in
+//! event time each worker has scored, so that none runs further ahead of
+//! the slowest than [`FleetPace::max_drift_s`]: the others' shares are then
+//! never older, in event time, than that (a backfill would otherwise read
+//! days of one shard while another's share still says its first hour).
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use super::Pipeline;
 use crate::state::HostShare;
@@ -14,28 +20,113 @@ pub trait HostExchange {
     fn shards(&self) -> usize;
     /// Which of them a user's events come from (`None`: none of them).
     fn shard_of(&self, user: &str) -> Option<usize>;
-    /// Publishes this worker's shares and returns the latest shares of
-    /// every shard it does not hold.
-    fn exchange(&mut self, shares: Vec<Vec<HostShare>>) -> io::Result<Vec<HostShare>>;
+    /// Publishes this worker's shares and progress, and returns the latest
+    /// of every shard it does not hold.
+    fn exchange(&mut self, shares: Vec<Vec<HostShare>>, progress: Progress) -> io::Result<Traded>;
+}
+
+/// How far a worker has got, published with its shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Event time scored through (Unix seconds).
+    pub scored_through: i64,
+    /// Its shards have nothing more to read now: nobody need wait for it.
+    pub caught_up: bool,
+}
+
+/// What a trade brings in.
+#[derive(Debug, Default)]
+pub struct Traded {
+    pub shares: Vec<HostShare>,
+    /// The earliest event time scored through by a worker of another shard
+    /// that still has events to read (`None`: none such, or none known).
+    pub slowest: Option<i64>,
+}
+
+/// How a fleet worker keeps in step with the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FleetPace {
+    /// How often shares and progress are traded while reading.
+    pub trade_every: Duration,
+    /// How far (event time, seconds) a worker may score ahead of the
+    /// slowest other shard; `None`: no bound.
+    pub max_drift_s: Option<i64>,
+}
+
+/// The host-share state of a pipeline in a fleet.
+pub(super) struct Fleet<'o> {
+    exchange: &'o mut dyn HostExchange,
+    pace: FleetPace,
+    last_trade: Instant,
+    slowest: Option<i64>,
+    /// The source was idle at the last look.
+    caught_up: bool,
+    /// Whether a wait for the fleet is under way (logged once per wait).
+    waiting_since: Option<Instant>,
 }
 
 impl<'o> Pipeline<'o> {
-    /// Trades host shares at every checkpoint (and once now).
-    pub fn share_hosts(&mut self, exchange: &'o mut dyn HostExchange) {
-        self.host_exchange = Some(exchange);
-        self.exchange_hosts();
+    /// Trades host shares while reading (and once now).
+    pub fn share_hosts(&mut self, exchange: &'o mut dyn HostExchange, pace: FleetPace) {
+        self.fleet = Some(Fleet {
+            exchange,
+            pace,
+            last_trade: Instant::now(),
+            slowest: None,
+            caught_up: false,
+            waiting_since: None,
+        });
+        self.trade_hosts();
+    }
+
+    /// Trades if it is time to; says whether this worker is now too far
+    /// ahead of the slowest other shard to go on. `idle`: the source has
+    /// nothing to read now.
+    pub(super) fn keep_pace(&mut self, idle: bool) -> bool {
+        let Some(fleet) = self.fleet.as_mut() else {
+            return false;
+        };
+        fleet.caught_up = idle;
+        if fleet.last_trade.elapsed() >= fleet.pace.trade_every {
+            self.trade_hosts();
+        }
+        let Some(fleet) = self.fleet.as_mut() else {
+            return false;
+        };
+        let ahead = match (fleet.pace.max_drift_s, fleet.slowest) {
+            (Some(drift), Some(slowest)) => self.closed_through > slowest.saturating_add(drift),
+            _ => false,
+        };
+        match (ahead, fleet.waiting_since) {
+            (true, None) => {
+                fleet.waiting_since = Some(Instant::now());
+                tracing::debug!(
+                    scored_through = self.closed_through,
+                    slowest = fleet.slowest,
+                    "ahead of the fleet: waiting for the slowest shard"
+                );
+            }
+            (false, Some(since)) => {
+                fleet.waiting_since = None;
+                self.counters.fleet_wait += since.elapsed();
+            }
+            _ => {}
+        }
+        ahead
     }
 
     /// Publishes this worker's shares and takes in the others'. A failed
     /// trade is logged and the others' last shares keep counting: the
     /// computer features are then staler, not wrong by more.
-    pub(super) fn exchange_hosts(&mut self) {
-        let Some(exchange) = self.host_exchange.as_deref_mut() else {
+    fn trade_hosts(&mut self) {
+        let Some(fleet) = self.fleet.as_mut() else {
             return;
         };
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        fleet.last_trade = started;
         let users = &self.users;
         let computers = &self.computers;
+        let exchange = &mut *fleet.exchange;
         let shares = self.state.host_shares(
             self.closed_through.max(0),
             exchange.shards(),
@@ -43,14 +134,21 @@ impl<'o> Pipeline<'o> {
             &|computer| computers.name(computer).to_string(),
         );
         let published: usize = shares.iter().map(Vec::len).sum();
-        match exchange.exchange(shares) {
-            Ok(others) => {
+        let progress = Progress {
+            scored_through: self.closed_through,
+            caught_up: fleet.caught_up,
+        };
+        match exchange.exchange(shares, progress) {
+            Ok(traded) => {
+                fleet.slowest = traded.slowest;
                 let computers = &mut self.computers;
                 self.state
-                    .set_shared_hosts(&others, |name| computers.intern(name.as_bytes()).0);
+                    .set_shared_hosts(&traded.shares, |name| computers.intern(name.as_bytes()).0);
+                self.counters.fleet_trades += 1;
                 tracing::debug!(
                     published,
-                    received = others.len(),
+                    received = traded.shares.len(),
+                    slowest = traded.slowest,
                     ms = started.elapsed().as_millis() as u64,
                     "host shares traded"
                 );

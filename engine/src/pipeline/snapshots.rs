@@ -77,6 +77,14 @@ impl<'o> Pipeline<'o> {
     /// Takes the state of a snapshot [`Pipeline::write_snapshot`] wrote, as
     /// `restore` says, under this pipeline's policy. Only before anything
     /// has been read.
+    /// Admits the arrivals a restored state kept waiting for their
+    /// neighbours as they are: for a state whose clock was rewound
+    /// ([`crate::clock::EventClock::admit_pending`]).
+    pub fn admit_pending_arrivals(&mut self) -> io::Result<()> {
+        self.clock.admit_pending(&mut self.decided);
+        self.admit_decided()
+    }
+
     pub fn restore_snapshot(
         &mut self,
         input: &mut impl io::Read,
