@@ -104,6 +104,7 @@ def main():
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", default="1,2,3")
+    parser.add_argument("--fleet-max-drift", help="passed on to the workers (e.g. 0s, 5m)")
     args = parser.parse_args()
     import boto3
 
@@ -131,7 +132,8 @@ def main():
                         [args.bin, "run", "--source", f"kinesis://{stream}", "--lease-table", f"leases-{run}",
                          "--worker-id", f"w{i}", "--failover", "2s", "--until-caught-up",
                          "--poll-interval", "200ms", "--output", f"out-{run}-{i}", "--catalog", "glue",
-                         "--warehouse", f"s3://{run}/tables", "--s3-path-style"],
+                         "--warehouse", f"s3://{run}/tables", "--s3-path-style",
+                         *(["--fleet-max-drift", args.fleet_max_drift] if args.fleet_max_drift else [])],
                         cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                         for i in range(count)]
                     outs = [w.communicate()[0] for w in workers]

@@ -20,8 +20,9 @@
 //! baseline period are `later` less the ones still in the 24h window.
 //!
 //! Beside it: `window` (a user's last 24 hours of events, compact, and how
-//! they go into a snapshot) and `handoff`
-//! (moving users' state between the parts of a sharded stream).
+//! they go into a snapshot), `handoff` (moving users' state between the
+//! parts of a sharded stream) and `shared_hosts` (what the other workers of
+//! a fleet add to each computer's popularity).
 
 use std::collections::VecDeque;
 

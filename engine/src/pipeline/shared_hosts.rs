@@ -159,3 +159,106 @@ impl<'o> Pipeline<'o> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::Line;
+    use crate::pipeline::{Outputs, PipelineOptions};
+    use crate::policy::Policy;
+    use crate::sinks::Collect;
+
+    /// Another worker, as the trades show it.
+    struct Other {
+        slowest: std::rc::Rc<std::cell::Cell<Option<i64>>>,
+        shares: Vec<HostShare>,
+        published: Vec<(usize, Progress)>,
+    }
+
+    impl HostExchange for Other {
+        fn shards(&self) -> usize {
+            1
+        }
+
+        fn shard_of(&self, _user: &str) -> Option<usize> {
+            Some(0)
+        }
+
+        fn exchange(
+            &mut self,
+            shares: Vec<Vec<HostShare>>,
+            progress: Progress,
+        ) -> io::Result<Traded> {
+            self.published.push((shares[0].len(), progress));
+            Ok(Traded {
+                shares: self.shares.clone(),
+                slowest: self.slowest.get(),
+            })
+        }
+    }
+
+    /// The other shards' users count in this worker's computer features,
+    /// and a worker further ahead than the drift of the slowest waits.
+    #[test]
+    fn the_others_count_and_the_leader_waits() {
+        let slowest = std::rc::Rc::new(std::cell::Cell::new(Some(0)));
+        let mut other = Other {
+            slowest: slowest.clone(),
+            shares: vec![HostShare {
+                computer: "C1".into(),
+                users_ever: 5,
+                first_seen: 0,
+                day: 0,
+                users_today: 5,
+                hour: 0,
+                users_this_hour: 0,
+                firsts: Vec::new(),
+            }],
+            published: Vec::new(),
+        };
+        let (mut scored, mut dead, mut alerts) =
+            (Collect::default(), Collect::default(), Collect::default());
+        let mut pipeline = Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions {
+                engine: crate::rules::Engine::Native,
+                batch_size: 1,
+                ..PipelineOptions::default()
+            },
+            Outputs {
+                dead_letters: &mut dead,
+                alerts: &mut alerts,
+                scored: &mut scored,
+                received: None,
+            },
+        )
+        .unwrap();
+        let pace = FleetPace {
+            trade_every: Duration::ZERO,
+            max_drift_s: Some(600),
+        };
+        pipeline.share_hosts(&mut other, pace);
+        for (n, t) in (0..=3_600).step_by(60).enumerate() {
+            let line = format!("{t},U{},C1", n % 3);
+            pipeline
+                .push_line(n as u64 + 1, Line::Complete(line.as_bytes()))
+                .unwrap();
+        }
+        let scored_through = pipeline.closed_through;
+        assert!(scored_through > 0, "{scored_through}");
+        assert!(pipeline.keep_pace(false), "far ahead of the slowest");
+        slowest.set(Some(scored_through - 600));
+        assert!(!pipeline.keep_pace(false), "within the drift of it");
+        slowest.set(Some(scored_through - 601));
+        assert!(pipeline.keep_pace(false), "a second past the drift");
+        pipeline.end_of_input().unwrap();
+        drop(pipeline);
+        let last = other.published.last().unwrap();
+        assert_eq!(last.1.scored_through, scored_through);
+        assert_eq!(last.0, 1, "one computer in this worker's share");
+        // Its three users and the other shards' five.
+        let users: Vec<u32> = scored.rows.iter().map(|r| r.host_users_ever).collect();
+        assert_eq!(users[..3], [6, 7, 8]);
+        assert!(users[3..].iter().all(|&u| u == 8), "{users:?}");
+    }
+}
