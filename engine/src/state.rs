@@ -40,8 +40,8 @@ mod logons;
 mod shared_hosts;
 mod window;
 
-pub use shared_hosts::HostShare;
 use shared_hosts::SharedHosts;
+pub use shared_hosts::{HostCounts, HostShare};
 
 use window::{Window, WindowEntry};
 

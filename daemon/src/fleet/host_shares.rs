@@ -113,10 +113,10 @@ impl HostExchange for ShareFiles {
                 written_ms: now_ms,
                 shares,
             };
+            let bytes = serde_json::to_vec(&file).map_err(io::Error::from)?;
             self.files.put(&Self::name(shard), &|out| {
-                let mut counted = CountingWriter { out, bytes: 0 };
-                serde_json::to_writer(&mut counted, &file).map_err(io::Error::from)?;
-                Ok(counted.bytes)
+                out.write_all(&bytes)?;
+                Ok(bytes.len() as u64)
             })?;
         }
         let live = self.live.get();
@@ -154,22 +154,4 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Counts what goes through, for the size `SnapshotFiles::put` reports.
-struct CountingWriter<'a> {
-    out: &'a mut dyn io::Write,
-    bytes: u64,
-}
-
-impl io::Write for CountingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
 }

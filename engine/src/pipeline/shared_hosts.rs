@@ -206,13 +206,10 @@ mod tests {
             slowest: slowest.clone(),
             shares: vec![HostShare {
                 computer: "C1".into(),
-                users_ever: 5,
-                first_seen: 0,
-                day: 0,
-                users_today: 5,
-                hour: 0,
-                users_this_hour: 0,
-                firsts: Vec::new(),
+                counts: crate::state::HostCounts {
+                    users_ever: 5,
+                    ..Default::default()
+                },
             }],
             published: Vec::new(),
         };

@@ -23,7 +23,15 @@ use crate::event::NameId;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostShare {
     pub computer: String,
-    /// The shard's users who ever logged on to it.
+    #[serde(flatten)]
+    pub counts: HostCounts,
+}
+
+/// A computer's users as some shards' users make them up: one shard's in a
+/// [`HostShare`], the sum of the other shards' in a worker's state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostCounts {
+    /// The users who ever logged on to it.
     pub users_ever: u32,
     /// Unix seconds of the first of them.
     pub first_seen: i64,
@@ -38,25 +46,14 @@ pub struct HostShare {
     pub firsts: Vec<i64>,
 }
 
-/// The other shards' shares, added up per computer.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Shared {
-    pub users_ever: u32,
-    pub first_seen: i64,
-    pub day: i64,
-    pub users_today: u32,
-    pub hour: i64,
-    pub users_this_hour: u32,
-    pub firsts: Vec<i64>,
-}
-
-/// Per computer id, what the other shards add (empty outside a fleet).
+/// Per computer id, what the other shards add up to (empty outside a
+/// fleet).
 #[derive(Default)]
-pub(crate) struct SharedHosts(Vec<Shared>);
+pub(crate) struct SharedHosts(Vec<HostCounts>);
 
 impl SharedHosts {
     #[inline]
-    pub fn get(&self, computer: usize) -> Option<&Shared> {
+    pub fn get(&self, computer: usize) -> Option<&HostCounts> {
         self.0.get(computer).filter(|s| s.users_ever > 0)
     }
 
@@ -103,8 +100,8 @@ impl SharedHosts {
     }
 }
 
-impl Shared {
-    fn add(&mut self, share: &HostShare) {
+impl HostCounts {
+    fn add(&mut self, share: &HostCounts) {
         if self.users_ever == 0 || share.first_seen < self.first_seen {
             self.first_seen = share.first_seen;
         }
@@ -171,14 +168,14 @@ impl EngineState {
                 .entry(computer)
                 .or_insert_with(|| HostShare {
                     computer: computer_name(computer),
-                    users_ever: 0,
-                    first_seen: device.first_seen,
-                    day,
-                    users_today: 0,
-                    hour,
-                    users_this_hour: 0,
-                    firsts: Vec::new(),
+                    counts: HostCounts {
+                        first_seen: device.first_seen,
+                        day,
+                        hour,
+                        ..HostCounts::default()
+                    },
                 });
+            let share = &mut share.counts;
             share.users_ever += 1;
             share.first_seen = share.first_seen.min(device.first_seen);
             share.users_today += u32::from(device.last_day == day);
@@ -192,7 +189,7 @@ impl EngineState {
             .map(|shares| {
                 let mut shares: Vec<HostShare> = shares.into_values().collect();
                 for share in &mut shares {
-                    share.firsts.sort_unstable();
+                    share.counts.firsts.sort_unstable();
                 }
                 shares.sort_unstable_by(|a, b| a.computer.cmp(&b.computer));
                 shares
@@ -207,13 +204,13 @@ impl EngineState {
         shares: impl IntoIterator<Item = &'a HostShare>,
         mut computer_id: impl FnMut(&str) -> NameId,
     ) {
-        let mut shared: Vec<Shared> = Vec::new();
+        let mut shared: Vec<HostCounts> = Vec::new();
         for share in shares {
             let c = computer_id(&share.computer) as usize;
             if c >= shared.len() {
-                shared.resize_with(c + 1, Shared::default);
+                shared.resize_with(c + 1, HostCounts::default);
             }
-            shared[c].add(share);
+            shared[c].add(&share.counts);
         }
         for s in &mut shared {
             s.firsts.sort_unstable();
