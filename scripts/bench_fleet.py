@@ -73,8 +73,15 @@ def read_tables(url):
     table = catalog.load_table("authpulse.auth_events_curated")
     columns = ["event_id", "risk_score", *USER_SIDE, *HOST_SIDE]
     rows = table.scan(selected_fields=tuple(columns)).to_arrow().to_pylist()
-    alerts = catalog.load_table("authpulse.alerts").scan(selected_fields=("alert_id", "sequence"))
-    opened = {row["alert_id"] for row in alerts.to_arrow().to_pylist() if row["sequence"] == 1}
+    alerts = catalog.load_table("authpulse.alerts").scan(
+        selected_fields=("alert_id", "sequence", "entity_type", "entity_id"))
+    if os.environ.get("BENCH_FLEET_ALERTS"):
+        for row in catalog.load_table("authpulse.alerts").scan().to_arrow().to_pylist():
+            print("ALERT", {k: row[k] for k in ("alert_id", "sequence", "status", "entity_id", "risk_score",
+                                                 "opened_event_time", "first_event_time", "event_count")},
+                  file=sys.stderr)
+    opened = {row["alert_id"]: f"{row['entity_type']} {row['entity_id']}"
+              for row in alerts.to_arrow().to_pylist() if row["sequence"] == 1}
     return {row["event_id"]: row for row in rows}, opened
 
 
@@ -92,8 +99,10 @@ def compare(one, many):
     for column in ["host_users_ever", "host_users_today"]:
         gaps = [(one[e][column] - many[e][column]) / one[e][column] for e in shared if one[e][column]]
         out[f"{column}_mean_shortfall"] = round(statistics.mean(gaps), 4) if gaps else 0.0
-    out["incidents"] = {"one_worker": len(one_alerts), "fleet": len(many_alerts),
-                        "both": len(one_alerts & many_alerts)}
+    both = one_alerts.keys() & many_alerts.keys()
+    out["incidents"] = {"one_worker": len(one_alerts), "fleet": len(many_alerts), "both": len(both),
+                        "only_one_worker": sorted(one_alerts[a] for a in one_alerts.keys() - both),
+                        "only_fleet": sorted(many_alerts[a] for a in many_alerts.keys() - both)}
     return out
 
 
@@ -102,9 +111,15 @@ def main():
     parser.add_argument("--bin", required=True, help="the authpulse binary (a release build)")
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--campaigns", type=int, default=0,
+                        help="attacks to hide (gen --campaigns): the incidents are compared too")
+    parser.add_argument("--kinds", help="the attack kinds (gen --kinds)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", default="1,2,3")
     parser.add_argument("--fleet-max-drift", help="passed on to the workers (e.g. 0s, 5m)")
+    parser.add_argument("--batch-size", help="passed on to the workers (how often a worker looks at its pace)")
     args = parser.parse_args()
     import boto3
 
@@ -116,8 +131,10 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             stream = "bench-fleet"
             client("kinesis").create_stream(StreamName=stream, ShardCount=4)
-            subprocess.run([args.bin, "gen", "--users", str(args.users), "--days", "3", "--events",
-                            str(args.events), "--seed", "7", "-o", "events.csv"],
+            subprocess.run([args.bin, "gen", "--users", str(args.users), "--days", str(args.days),
+                            "--events", str(args.events), "--seed", str(args.seed),
+                            "--campaigns", str(args.campaigns), *(["--kinds", args.kinds] if args.kinds else []),
+                            "-o", "events.csv"],
                            cwd=work, env=env, check=True, capture_output=True)
             subprocess.run([args.bin, "replay", "--input", "events.csv", "--stream", stream],
                            cwd=work, env=env, check=True, capture_output=True)
@@ -133,7 +150,8 @@ def main():
                          "--worker-id", f"w{i}", "--failover", "2s", "--until-caught-up",
                          "--poll-interval", "200ms", "--output", f"out-{run}-{i}", "--catalog", "glue",
                          "--warehouse", f"s3://{run}/tables", "--s3-path-style",
-                         *(["--fleet-max-drift", args.fleet_max_drift] if args.fleet_max_drift else [])],
+                         *(["--fleet-max-drift", args.fleet_max_drift] if args.fleet_max_drift else []),
+                         *(["--batch-size", args.batch_size] if args.batch_size else [])],
                         cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
                         for i in range(count)]
                     outs = [w.communicate()[0] for w in workers]

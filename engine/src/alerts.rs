@@ -144,6 +144,9 @@ pub struct AlertEngine {
     /// When each open incident falls due to close; an entry is stale when
     /// its incident has been extended since (or closed).
     expiries: BinaryHeap<Reverse<(i64, EntityKind, NameId)>>,
+    /// Computers' incidents' due times, when computers keep an event time
+    /// of their own ([`AlertEngine::set_computers_apart`]).
+    computer_expiries: Option<BinaryHeap<Reverse<(i64, EntityKind, NameId)>>>,
     published: Vec<Publication>,
 }
 
@@ -155,7 +158,51 @@ impl AlertEngine {
             bands,
             open: FxHashMap::default(),
             expiries: BinaryHeap::new(),
+            computer_expiries: None,
             published: Vec::new(),
+        }
+    }
+
+    /// From now on computers' incidents close only by
+    /// [`AlertEngine::close_computers_due`], at an event time of their own:
+    /// a fleet decides them behind what every worker has scored
+    /// (`pipeline::shared_risk`), which lags this worker's own events.
+    pub fn set_computers_apart(&mut self) {
+        if self.computer_expiries.is_none() {
+            self.computer_expiries = Some(BinaryHeap::new());
+            self.reschedule();
+        }
+    }
+
+    /// Forgets, without publishing, the open computer incidents `keep`
+    /// refuses: another worker of a fleet carries them on.
+    pub fn forget_computer_incidents(&mut self, keep: impl Fn(NameId) -> bool) {
+        self.open
+            .retain(|&(kind, id), _| kind == EntityKind::User || keep(id));
+        self.reschedule();
+    }
+
+    fn schedule(&mut self, due: i64, kind: EntityKind, id: NameId) {
+        match (kind, self.computer_expiries.as_mut()) {
+            (EntityKind::Computer, Some(heap)) => heap.push(Reverse((due, kind, id))),
+            _ => self.expiries.push(Reverse((due, kind, id))),
+        }
+    }
+
+    /// Every open incident's due time, again (after the window or the
+    /// heaps changed).
+    fn reschedule(&mut self) {
+        self.expiries.clear();
+        if let Some(heap) = self.computer_expiries.as_mut() {
+            heap.clear();
+        }
+        let due: Vec<_> = self
+            .open
+            .iter()
+            .map(|(&(kind, id), i)| (i.expiry(self.window), kind, id))
+            .collect();
+        for (due, kind, id) in due {
+            self.schedule(due, kind, id);
         }
     }
 
@@ -185,11 +232,7 @@ impl AlertEngine {
         self.bands = bands;
         self.window = config.dedup_window.as_secs() as i64;
         // Due times move with the window.
-        self.expiries = self
-            .open
-            .iter()
-            .map(|(&(kind, id), i)| Reverse((i.expiry(self.window), kind, id)))
-            .collect();
+        self.reschedule();
         let Some(moves) = RuleMoves::between(old_rules, new_rules) else {
             return;
         };
@@ -219,17 +262,33 @@ impl AlertEngine {
             .is_some_and(|Reverse((t, _, _))| *t <= now)
     }
 
-    /// Closes the incidents whose dedup window has passed at event time `now`.
+    /// Closes the incidents whose dedup window has passed at event time `now`
+    /// (computers' too, unless they keep their own time).
     pub fn close_due(&mut self, now: i64) {
-        while let Some(&Reverse((due, kind, id))) = self.expiries.peek() {
-            if due > now {
+        let mut due = std::mem::take(&mut self.expiries);
+        self.close_from(&mut due, now);
+        self.expiries = due;
+    }
+
+    /// Closes the computers' incidents due by their own event time `now`
+    /// (when apart: [`AlertEngine::set_computers_apart`]).
+    pub fn close_computers_due(&mut self, now: i64) {
+        if let Some(mut due) = self.computer_expiries.take() {
+            self.close_from(&mut due, now);
+            self.computer_expiries = Some(due);
+        }
+    }
+
+    fn close_from(&mut self, due: &mut BinaryHeap<Reverse<(i64, EntityKind, NameId)>>, now: i64) {
+        while let Some(&Reverse((at, kind, id))) = due.peek() {
+            if at > now {
                 break;
             }
-            self.expiries.pop();
+            due.pop();
             let current = self
                 .open
                 .get(&(kind, id))
-                .is_some_and(|i| i.expiry(self.window) == due);
+                .is_some_and(|i| i.expiry(self.window) == at);
             if current {
                 let incident = self.open.remove(&(kind, id)).expect("present");
                 self.publish(AlertStatus::Closed, incident);
@@ -257,12 +316,12 @@ impl AlertEngine {
         if let Some(incident) = self.open.get_mut(&(kind, id)) {
             incident.add(contribution, max_samples);
             incident.max_risk = incident.max_risk.max(risk);
-            self.expiries
-                .push(Reverse((incident.expiry(window), kind, id)));
+            let due = incident.expiry(window);
             let grew = self.bands.level(incident.max_risk) > incident.published_level
                 || incident.flags & !incident.published_flags != 0;
-            if grew {
-                let snapshot = incident.clone();
+            let grown = grew.then(|| incident.clone());
+            self.schedule(due, kind, id);
+            if let Some(snapshot) = grown {
                 self.publish(AlertStatus::Update, snapshot);
             }
             return;
@@ -298,8 +357,7 @@ impl AlertEngine {
         // incident: the same on every run over the same events, and never
         // shared by two incidents of one entity (a later incident may start
         // from evidence an earlier one also holds, but not open on it).
-        self.expiries
-            .push(Reverse((incident.expiry(window), kind, id)));
+        self.schedule(incident.expiry(window), kind, id);
         self.open.insert((kind, id), incident.clone());
         self.publish(AlertStatus::Open, incident);
     }
@@ -321,6 +379,9 @@ impl AlertEngine {
         let window = self.window;
         all.sort_by(|a, b| (a.expiry(window), &a.alert_id).cmp(&(b.expiry(window), &b.alert_id)));
         self.expiries.clear();
+        if let Some(due) = self.computer_expiries.as_mut() {
+            due.clear();
+        }
         for incident in all {
             self.publish(AlertStatus::Closed, incident);
         }

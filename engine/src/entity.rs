@@ -150,6 +150,57 @@ impl EntityRisk {
         ((1.0 - unexplained) * 100.0) as f32
     }
 
+    /// Takes in a contribution scored elsewhere (another fleet worker's
+    /// evidence on a computer whose incidents this worker opens), in its
+    /// place by event time, and returns the entity's risk at its time.
+    /// `None`: it is already in the ledger (a share traded again), or too
+    /// old to count (outside the window of the ledger's newest, or older
+    /// than everything in a full ledger), so taking the same share in twice
+    /// never counts anything twice.
+    pub fn merge(
+        &mut self,
+        kind: EntityKind,
+        id: NameId,
+        contribution: Contribution,
+    ) -> Option<f32> {
+        let (window, decay_per_s) = (self.window, self.decay_per_s);
+        let ledger = self.ledgers(kind).entry(id).or_default();
+        let at = contribution.time;
+        if ledger
+            .recent
+            .iter()
+            .any(|c| c.event_id == contribution.event_id)
+        {
+            return None;
+        }
+        let newest = ledger.recent.back().map_or(at, |c| c.time.max(at));
+        let full = ledger.recent.len() == MAX_CONTRIBUTIONS;
+        if at <= newest - window || (full && ledger.recent.front().is_some_and(|c| at < c.time)) {
+            return None;
+        }
+        if full {
+            ledger.recent.pop_front();
+        }
+        let place = ledger.recent.partition_point(|c| c.time <= at);
+        ledger.recent.insert(place, contribution);
+        // Its risk as of its own time: later contributions had not happened.
+        let mut unexplained = 1.0f64;
+        for c in ledger
+            .recent
+            .iter()
+            .filter(|c| c.time > at - window && c.time <= at)
+        {
+            let weight = f64::from(c.weight) * (-decay_per_s * (at - c.time) as f64).exp();
+            unexplained *= 1.0 - weight.clamp(0.0, 1.0);
+        }
+        Some(((1.0 - unexplained) * 100.0) as f32)
+    }
+
+    /// Every computer's ledger, oldest contribution first.
+    pub fn computer_ledgers(&self) -> impl Iterator<Item = (NameId, &VecDeque<Contribution>)> {
+        self.computers.iter().map(|(&id, l)| (id, &l.recent))
+    }
+
     /// The entity's contributions still inside the window at `now`, oldest first.
     pub fn contributions(
         &self,
@@ -336,6 +387,31 @@ mod tests {
         let r = risk.add(EntityKind::User, 1, contribution(599, 0.5));
         assert!((r - 75.0).abs() < 1e-3);
         assert!((risk.risk(EntityKind::User, 1, 600) - 50.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_merged_contribution_counts_once_in_its_place() {
+        let mut risk = EntityRisk::new(86_400, 0);
+        let computer = EntityKind::Computer;
+        risk.add(computer, 3, contribution(100, 0.5));
+        risk.add(computer, 3, contribution(300, 0.5));
+        // Scored elsewhere, between the two: its risk is as of its time.
+        let r = risk.merge(computer, 3, contribution(200, 0.5)).unwrap();
+        assert!((r - 75.0).abs() < 1e-3, "{r}");
+        let times: Vec<i64> = risk
+            .contributions(computer, 3, 300)
+            .map(|c| c.time)
+            .collect();
+        assert_eq!(times, [100, 200, 300]);
+        // Traded again: nothing more.
+        assert_eq!(risk.merge(computer, 3, contribution(200, 0.5)), None);
+        // Older than the window of the newest: nothing.
+        assert_eq!(
+            risk.merge(computer, 3, contribution(300 - 86_400, 0.5)),
+            None
+        );
+        assert_eq!(risk.contributions(computer, 3, 300).count(), 3);
+        assert_eq!(risk.computer_ledgers().count(), 1);
     }
 
     #[test]

@@ -17,8 +17,10 @@
 //! `scoring` (features, rules, risk, written out), `escalation` (risk to
 //! entities and incidents), `reload` (policy swaps), `commit` (checkpoints,
 //! the end, a stop), `snapshots` (state written and restored), `counters`
-//! (metrics and the summary), `consume` (reading a source through it) and
-//! `inspect` (what the operations API asks).
+//! (metrics and the summary), `consume` (reading a source through it),
+//! `inspect` (what the operations API asks), and for a fleet's workers
+//! `shared_hosts` (computer popularity traded, the pace kept) and
+//! `shared_risk` (each computer's incidents decided by one worker).
 
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -48,6 +50,7 @@ mod inspect;
 mod reload;
 mod scoring;
 mod shared_hosts;
+mod shared_risk;
 mod snapshots;
 #[cfg(test)]
 mod tests;
@@ -58,6 +61,7 @@ use ingest::StoredIds;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 use scoring::Batch;
 pub use shared_hosts::{FleetPace, HostExchange, Progress as FleetProgress, Traded};
+pub use shared_risk::{ComputerRisk, SharedContribution};
 
 /// Longest raw text kept in a dead letter.
 const DEAD_LETTER_RAW_MAX: usize = 4096;
@@ -139,6 +143,9 @@ pub struct Pipeline<'o> {
     alerts: AlertEngine,
     /// Event time up to which incidents have been closed.
     closed_through: i64,
+    /// A restored fleet worker's state: the event time through which its
+    /// computers' incidents had been decided (`pipeline::shared_risk`).
+    computers_decided_through: Option<i64>,
     ready: Vec<Event>,
     batch: Batch,
     counters: Counters,
@@ -201,6 +208,7 @@ impl<'o> Pipeline<'o> {
             ),
             alerts: AlertEngine::new(&policy.file.alerts, policy.file.risk.bands),
             closed_through: i64::MIN,
+            computers_decided_through: None,
             options: PipelineOptions {
                 batch_size,
                 ..options

@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
+use crate::alerts::Incident;
 use crate::entity::EntityKind;
 use crate::event::NameId;
 use crate::snapshot::{self, Body, SnapshotError, SnapshotMeta};
@@ -66,6 +67,7 @@ impl Snapshot {
             &self.body.extras,
             &self.body.state,
             &details,
+            self.body.computers_decided_through,
             Vec::new(),
         )?;
         encoded.write_to(out)
@@ -117,7 +119,6 @@ impl Snapshot {
             .enumerate()
             .map(|(source, &target)| (source as NameId, target))
             .collect();
-        let computers_before = into.state.computers_with_state(&computer_ids);
         into.state
             .take_users(&mut from.state, &moved, &computer_ids)
             .map_err(|id| {
@@ -132,8 +133,12 @@ impl Snapshot {
             let target = match incident.entity {
                 EntityKind::User => user_ids[incident.id as usize],
                 EntityKind::Computer => {
+                    // Each part holds the computer incidents its worker
+                    // had open; one of them is kept (in a fleet, only the
+                    // worker deciding a computer has its incident open).
                     let target = computer_ids[incident.id as usize];
-                    if computers_before[incident.id as usize] {
+                    let held = |i: &Incident| i.entity == EntityKind::Computer && i.id == target;
+                    if into.incidents.iter().any(held) {
                         continue;
                     }
                     target
@@ -166,6 +171,17 @@ impl Snapshot {
         extras.clock.pending.sort_by_key(|arrival| arrival.line);
         into.orderer.max_time = into.orderer.max_time.max(from.orderer.max_time);
         into.orderer.floor = earlier(into.orderer.floor, from.orderer.floor);
+        // A part of one process's decided all it scored; a fleet worker's,
+        // what its record says.
+        if into.computers_decided_through.is_some() || from.computers_decided_through.is_some() {
+            let into_decided = into
+                .computers_decided_through
+                .unwrap_or(into.closed_through);
+            let from_decided = from
+                .computers_decided_through
+                .unwrap_or(from.closed_through);
+            into.computers_decided_through = Some(into_decided.min(from_decided));
+        }
         into.closed_through = into.closed_through.min(from.closed_through);
         into.meta.latest_event_time = into.meta.latest_event_time.max(from.meta.latest_event_time);
         self.recount();

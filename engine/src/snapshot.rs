@@ -19,7 +19,9 @@
 //! zstd frame             of the payload: the postcard encoding of `Body`,
 //!                        then of `Extras`, then of `Habits`, then of the
 //!                        held events' details (`HeldDetails`), then of
-//!                        what richer records added to the state
+//!                        what richer records added to the state, then
+//!                        how far a fleet worker had decided its
+//!                        computers' incidents
 //! ```
 //!
 //! postcard (<https://postcard.jamesmunns.com/wire-format>) writes the
@@ -55,14 +57,17 @@ use crate::state::EngineState;
 /// the details of held events that had some ([`HeldDetails`]) and what
 /// richer records added to the state (logon types, failures, sources);
 /// version 6 where accounts log on from (`Origins` in `state/logons.rs`) after
-/// those.
-pub const FORMAT_VERSION: u32 = 6;
+/// those; version 7 the event time through which a fleet worker had decided
+/// the incidents of the computers it opens them for
+/// (`pipeline::shared_risk`) after that.
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The earlier versions this build still reads.
 const PREVIOUS_VERSION: u32 = 2;
 const VERSION_3: u32 = 3;
 const VERSION_4: u32 = 4;
 const VERSION_5: u32 = 5;
+const VERSION_6: u32 = 6;
 
 /// The detail of each held event that has one (a richer record's source,
 /// logon type, outcome), by position among the orderer's held events and
@@ -224,6 +229,10 @@ pub(crate) struct Body {
     /// Encoded after the body (version 3 on).
     #[serde(skip)]
     pub extras: Extras,
+    /// A fleet worker's computers decided through this event time; `None`:
+    /// everything scored was decided (one process, or a version before 7).
+    #[serde(skip)]
+    pub computers_decided_through: Option<i64>,
 }
 
 /// What version 3 added, encoded after [`Body`] so that a version 2 body
@@ -289,6 +298,7 @@ impl EncodedSnapshot {
         extras: &Extras,
         state: &EngineState,
         details: &HeldDetails,
+        computers_decided_through: Option<i64>,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();
@@ -299,6 +309,8 @@ impl EncodedSnapshot {
         let encoded = postcard::to_extend(details, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(&state.logons, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(&state.logons.origins, encoded).map_err(encode_error)?;
+        let encoded =
+            postcard::to_extend(&computers_decided_through, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -369,7 +381,12 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
             let (logons, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
             body.state.logons = logons;
             if version != VERSION_5 {
-                body.state.logons.origins = postcard::from_bytes(rest).map_err(decode_error)?;
+                let (origins, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
+                body.state.logons.origins = origins;
+                if version != VERSION_6 {
+                    body.computers_decided_through =
+                        postcard::from_bytes(rest).map_err(decode_error)?;
+                }
             }
             Some(habits)
         }
@@ -392,6 +409,7 @@ fn read_payload(input: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> 
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if ![
         FORMAT_VERSION,
+        VERSION_6,
         VERSION_5,
         VERSION_4,
         VERSION_3,

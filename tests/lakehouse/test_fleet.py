@@ -10,7 +10,8 @@ the last third is written: the third worker takes its shards over, and when
 the stalled one wakes up its commit is refused. They are stopped, and a fourth worker alone reads the stream to its
 tips (`--until-caught-up`), which scores what the watermark still held:
 every unique event ends up in the curated table exactly once, none
-dead-lettered. The workers read their policy from S3.
+dead-lettered, and the accounts' incidents are those one process alone
+opens. The workers read their policy from S3.
 """
 
 import hashlib
@@ -88,8 +89,10 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     boto3_client("s3", moto_endpoint).put_object(Bucket=name, Key="policies.yaml", Body=policy.encode())
     lake += ["--policy", f"s3://{name}/policies.yaml"]
 
-    authpulse("gen", "--users", "200", "--days", "2", "--events", "20000", "--campaigns", "2",
-              "--kinds", "spray,burst", "--seed", "12", "-o", "events.csv", cwd=tmp_path, env=aws_env)
+    # Hidden attacks: two on accounts, one on a computer (accounts of every
+    # shard logging on to it within minutes: no worker sees it alone).
+    authpulse("gen", "--users", "200", "--days", "2", "--events", "20000", "--campaigns", "3",
+              "--kinds", "spray,burst,fan_in", "--seed", "13", "-o", "events.csv", cwd=tmp_path, env=aws_env)
     lines = [line for line in open(tmp_path / "events.csv") if line[:1].isdigit()]
     third = len(lines) // 3
     parts = [lines[:third], lines[third:2 * third], lines[2 * third:]]
@@ -217,3 +220,23 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
         if progress:
             writers.add(json.loads(progress)["source"]["position"]["writer"].split("/")[0])
     assert writers == {"w1", "w2", "w3", "w4"}, writers
+
+    # The incidents one process alone opens on the same events: the
+    # accounts' are the same, with the same ids. A computer's incidents are
+    # decided by one worker from every shard's evidence (none opened twice,
+    # none where one process opens none); whether this backfill's computer
+    # attack is seen depends on how fresh the others' share of its users
+    # was when its events were scored (a trade a second, hours of this
+    # sparse data's event time), so it is measured (scripts/bench_fleet.py),
+    # not asserted here.
+    authpulse("run", "events.csv", "--no-lakehouse", "--output", "alone", cwd=tmp_path, env=aws_env)
+    alone = [json.loads(line) for line in open(tmp_path / "alone" / "alerts.jsonl")]
+    alone = {(a["entity_type"], a["entity_id"], a["alert_id"]) for a in alone if a["sequence"] == 1}
+    assert {a[0] for a in alone} == {"user", "computer"}, alone
+    alerts = pyiceberg_glue(moto_endpoint).load_table("authpulse.alerts").scan().to_arrow().to_pylist()
+    fleet = [(a["entity_type"], a["entity_id"], a["alert_id"]) for a in alerts if a["sequence"] == 1]
+    assert len(fleet) == len(set(fleet)), fleet
+    assert {a for a in fleet if a[0] == "user"} == {a for a in alone if a[0] == "user"}, (fleet, alone)
+    computers = [a[1] for a in fleet if a[0] == "computer"]
+    assert len(computers) == len(set(computers)), fleet
+    assert set(computers) <= {a[1] for a in alone if a[0] == "computer"}, (fleet, alone)

@@ -9,6 +9,10 @@
 //! A finished shard's users are its children's, so only unfinished shards'
 //! shares are read.
 //!
+//! With the counts go the shard's users' contributions to computers' risk,
+//! for the worker that opens each computer's incidents
+//! (`engine::pipeline::shared_risk`).
+//!
 //! A share also says how far in event time its worker has scored, and
 //! whether it has anything left to read: the slowest worker that has is the
 //! one the others keep pace with (`engine::pipeline::FleetPace`). A share
@@ -23,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LiveShards;
 use crate::aws::shards::{HashRange, partition_hash};
-use authpulse_engine::pipeline::{FleetProgress, HostExchange, Traded};
+use authpulse_engine::pipeline::{ComputerRisk, FleetProgress, HostExchange, Traded};
 use authpulse_engine::snapshot::SnapshotFiles;
 use authpulse_engine::state::HostShare;
 
@@ -40,6 +44,10 @@ struct ShareFile {
     /// When it was written (Unix milliseconds, the writer's clock).
     written_ms: i64,
     shares: Vec<HostShare>,
+    /// The shard's users' contributions to computers' risk, for the
+    /// workers that open those computers' incidents.
+    #[serde(default)]
+    risk: Vec<ComputerRisk>,
 }
 
 /// Where a fleet worker publishes its shards' shares and reads the others'.
@@ -98,13 +106,22 @@ impl HostExchange for ShareFiles {
         self.held.iter().position(|(_, range)| range.contains(hash))
     }
 
+    /// The worker holding the shard whose range holds the computer's name,
+    /// as if it were a partition key: the live shards' ranges split the
+    /// hash-key space, so exactly one worker says yes.
+    fn opens_computer(&self, computer: &str) -> bool {
+        let hash = partition_hash(computer);
+        self.held.iter().any(|(_, range)| range.contains(hash))
+    }
+
     fn exchange(
         &mut self,
         shares: Vec<Vec<HostShare>>,
+        risk: Vec<Vec<ComputerRisk>>,
         progress: FleetProgress,
     ) -> io::Result<Traded> {
         let now_ms = unix_ms();
-        for ((shard, _), shares) in self.held.iter().zip(shares) {
+        for (((shard, _), shares), risk) in self.held.iter().zip(shares).zip(risk) {
             let file = ShareFile {
                 shard: shard.clone(),
                 writer: self.writer.clone(),
@@ -112,6 +129,7 @@ impl HostExchange for ShareFiles {
                 caught_up: progress.caught_up,
                 written_ms: now_ms,
                 shares,
+                risk,
             };
             let bytes = serde_json::to_vec(&file).map_err(io::Error::from)?;
             self.files.put(&Self::name(shard), &|out| {
@@ -144,6 +162,11 @@ impl HostExchange for ShareFiles {
                 .others
                 .values()
                 .flat_map(|file| file.shares.iter().cloned())
+                .collect(),
+            risk: self
+                .others
+                .values()
+                .flat_map(|file| file.risk.iter().cloned())
                 .collect(),
             slowest,
         })

@@ -123,6 +123,7 @@ impl<'o> Pipeline<'o> {
         self.ready = ready;
         self.process_ready()?;
         self.score_batch()?;
+        self.last_trade();
         self.alerts.close_all();
         self.emit_alerts()
     }

@@ -18,6 +18,10 @@ pub(super) struct Escalation<'a> {
     pub(super) time_base: TimeBase,
     pub(super) users: &'a Interner,
     pub(super) computers: &'a Interner,
+    /// Whether computers' incidents are decided here, event by event (in a
+    /// fleet they are decided behind what every worker has scored:
+    /// `pipeline::shared_risk`).
+    pub(super) decides_computers: bool,
 }
 
 impl Escalation<'_> {
@@ -83,6 +87,9 @@ impl Escalation<'_> {
                 reasons,
             };
             let risk = self.entities.add(kind, id, contribution);
+            if kind == EntityKind::Computer && !self.decides_computers {
+                continue;
+            }
             self.alerts.observe(
                 (kind, id),
                 &contribution,

@@ -53,13 +53,16 @@ impl<'o> Pipeline<'o> {
             &self.rules.flag_labels,
             &rules.flag_labels,
         );
-        self.entities
-            .remap_rules(&self.rules.flag_labels, &rules.flag_labels);
         let entity_risk = &policy.file.entity_risk;
-        self.entities.reconfigure(
-            entity_risk.window.as_secs(),
-            entity_risk.half_life.as_secs(),
-        );
+        let (old_rules, new_rules) = (&self.rules.flag_labels, &rules.flag_labels);
+        let fleet_ledgers = self.fleet.as_mut().map(|fleet| fleet.computer_ledgers());
+        for ledgers in std::iter::once(&mut self.entities).chain(fleet_ledgers) {
+            ledgers.remap_rules(old_rules, new_rules);
+            ledgers.reconfigure(
+                entity_risk.window.as_secs(),
+                entity_risk.half_life.as_secs(),
+            );
+        }
         self.allow_users = intern_all(&mut self.users, &policy.file.allowlist.users);
         self.allow_computers = intern_all(&mut self.computers, &policy.file.allowlist.computers);
         let previous = std::mem::replace(&mut self.rules, rules);

@@ -80,6 +80,7 @@ impl<'o> Pipeline<'o> {
             time_base: self.options.time_base,
             users: &self.users,
             computers: &self.computers,
+            decides_computers: self.fleet.is_none(),
         };
         for (i, event) in events.iter().enumerate() {
             if event.event_time > self.closed_through {

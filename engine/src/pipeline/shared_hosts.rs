@@ -11,6 +11,8 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use super::Pipeline;
+use super::shared_risk::{ComputerDecisions, ComputerRisk};
+use crate::entity::EntityRisk;
 use crate::state::HostShare;
 
 /// Where a fleet's workers publish and read each shard's host shares.
@@ -20,9 +22,19 @@ pub trait HostExchange {
     fn shards(&self) -> usize;
     /// Which of them a user's events come from (`None`: none of them).
     fn shard_of(&self, user: &str) -> Option<usize>;
-    /// Publishes this worker's shares and progress, and returns the latest
-    /// of every shard it does not hold.
-    fn exchange(&mut self, shares: Vec<Vec<HostShare>>, progress: Progress) -> io::Result<Traded>;
+    /// Whether this worker opens the incidents of `computer`: one worker
+    /// of the fleet does, and every worker agrees which
+    /// ([`super::shared_risk`]).
+    fn opens_computer(&self, computer: &str) -> bool;
+    /// Publishes this worker's shares (host popularity and contributions to
+    /// computers' risk, one list per shard) and progress, and returns the
+    /// latest of every shard it does not hold.
+    fn exchange(
+        &mut self,
+        shares: Vec<Vec<HostShare>>,
+        risk: Vec<Vec<ComputerRisk>>,
+        progress: Progress,
+    ) -> io::Result<Traded>;
 }
 
 /// How far a worker has got, published with its shares.
@@ -38,6 +50,7 @@ pub struct Progress {
 #[derive(Debug, Default)]
 pub struct Traded {
     pub shares: Vec<HostShare>,
+    pub risk: Vec<ComputerRisk>,
     /// The earliest event time scored through by a worker of another shard
     /// that still has events to read (`None`: none such, or none known).
     pub slowest: Option<i64>,
@@ -63,11 +76,38 @@ pub(super) struct Fleet<'o> {
     caught_up: bool,
     /// Whether a wait for the fleet is under way (logged once per wait).
     waiting_since: Option<Instant>,
+    /// The computers whose incidents this worker opens, as decided so far.
+    decisions: ComputerDecisions,
+}
+
+impl Fleet<'_> {
+    /// Event time through which this worker's computers are decided (what
+    /// its state snapshots record).
+    pub(super) fn computers_decided_through(&self) -> i64 {
+        self.decisions.decided_through()
+    }
+
+    /// The ledgers of the computers decided here (a policy change remaps
+    /// them as it does the pipeline's own).
+    pub(super) fn computer_ledgers(&mut self) -> &mut EntityRisk {
+        &mut self.decisions.ledgers
+    }
 }
 
 impl<'o> Pipeline<'o> {
     /// Trades host shares while reading (and once now).
     pub fn share_hosts(&mut self, exchange: &'o mut dyn HostExchange, pace: FleetPace) {
+        // Computers' incidents are decided behind the fleet, by one worker
+        // each: the others' open ones are theirs to carry on.
+        let computers = &self.computers;
+        self.alerts.set_computers_apart();
+        self.alerts
+            .forget_computer_incidents(|id| exchange.opens_computer(computers.name(id)));
+        let entity_risk = &self.policy.file.entity_risk;
+        let ledgers = EntityRisk::new(
+            entity_risk.window.as_secs(),
+            entity_risk.half_life.as_secs(),
+        );
         self.fleet = Some(Fleet {
             exchange,
             pace,
@@ -75,8 +115,18 @@ impl<'o> Pipeline<'o> {
             slowest: None,
             caught_up: false,
             waiting_since: None,
+            decisions: ComputerDecisions::new(
+                ledgers,
+                self.computers_decided_through
+                    .unwrap_or(self.closed_through),
+            ),
         });
-        self.trade_hosts();
+        self.trade_hosts(false);
+    }
+
+    /// At the end of input: a last trade, and every computer decided.
+    pub(super) fn last_trade(&mut self) {
+        self.trade_hosts(true);
     }
 
     /// Trades if it is time to; says whether this worker is now too far
@@ -88,7 +138,7 @@ impl<'o> Pipeline<'o> {
         };
         fleet.caught_up = idle;
         if fleet.last_trade.elapsed() >= fleet.pace.trade_every {
-            self.trade_hosts();
+            self.trade_hosts(false);
         }
         let Some(fleet) = self.fleet.as_mut() else {
             return false;
@@ -115,11 +165,15 @@ impl<'o> Pipeline<'o> {
         ahead
     }
 
-    /// Publishes this worker's shares and takes in the others'. A failed
-    /// trade is logged and the others' last shares keep counting: the
-    /// computer features are then staler, not wrong by more.
-    fn trade_hosts(&mut self) {
-        let Some(fleet) = self.fleet.as_mut() else {
+    /// Publishes this worker's shares and takes in the others', then decides
+    /// its computers through what every worker has scored (`last`: through
+    /// its own last event, at the end of input). A failed trade is logged and the others'
+    /// last shares keep counting: the computer features are then staler,
+    /// not wrong by more, and computers wait for the next.
+    fn trade_hosts(&mut self, last: bool) {
+        // Out of the pipeline while it trades, so that the pipeline's
+        // parts can be lent beside it.
+        let Some(mut fleet) = self.fleet.take() else {
             return;
         };
         let started = Instant::now();
@@ -134,20 +188,40 @@ impl<'o> Pipeline<'o> {
             &|computer| computers.name(computer).to_string(),
         );
         let published: usize = shares.iter().map(Vec::len).sum();
+        let risk = self.risk_shares(exchange);
         let progress = Progress {
             scored_through: self.closed_through,
             caught_up: fleet.caught_up,
         };
-        match exchange.exchange(shares, progress) {
+        match exchange.exchange(shares, risk, progress) {
             Ok(traded) => {
                 fleet.slowest = traded.slowest;
                 let computers = &mut self.computers;
                 self.state
                     .set_shared_hosts(&traded.shares, |name| computers.intern(name.as_bytes()).0);
+                // Every shard's events before this second are scored (the
+                // others' as of their shares, this worker's own as of now).
+                // At the end, what it knows up to its own last event (the
+                // rest is for whoever reads on; its snapshot says so).
+                let through = if last {
+                    self.closed_through
+                } else {
+                    self.closed_through
+                        .min(traded.slowest.unwrap_or(i64::MAX))
+                        .saturating_sub(1)
+                };
+                let decisions = &mut fleet.decisions;
+                let merged = self.decide_computers(
+                    decisions,
+                    &traded.risk,
+                    |name| exchange.opens_computer(name),
+                    through,
+                );
                 self.counters.fleet_trades += 1;
                 tracing::debug!(
                     published,
                     received = traded.shares.len(),
+                    merged,
                     slowest = traded.slowest,
                     ms = started.elapsed().as_millis() as u64,
                     "host shares traded"
@@ -157,6 +231,7 @@ impl<'o> Pipeline<'o> {
                 tracing::warn!(%error, "cannot trade host shares with the fleet; the others' last ones keep counting");
             }
         }
+        self.fleet = Some(fleet);
     }
 }
 
@@ -184,14 +259,20 @@ mod tests {
             Some(0)
         }
 
+        fn opens_computer(&self, _computer: &str) -> bool {
+            true
+        }
+
         fn exchange(
             &mut self,
             shares: Vec<Vec<HostShare>>,
+            _risk: Vec<Vec<ComputerRisk>>,
             progress: Progress,
         ) -> io::Result<Traded> {
             self.published.push((shares[0].len(), progress));
             Ok(Traded {
                 shares: self.shares.clone(),
+                risk: Vec::new(),
                 slowest: self.slowest.get(),
             })
         }
@@ -249,9 +330,11 @@ mod tests {
         slowest.set(Some(scored_through - 601));
         assert!(pipeline.keep_pace(false), "a second past the drift");
         pipeline.end_of_input().unwrap();
+        let scored_to_the_end = pipeline.closed_through;
         drop(pipeline);
+        // The last trade, at the end of input, says so.
         let last = other.published.last().unwrap();
-        assert_eq!(last.1.scored_through, scored_through);
+        assert_eq!(last.1.scored_through, scored_to_the_end);
         assert_eq!(last.0, 1, "one computer in this worker's share");
         // Its three users and the other shards' five.
         let users: Vec<u32> = scored.rows.iter().map(|r| r.host_users_ever).collect();

@@ -70,7 +70,12 @@ impl<'o> Pipeline<'o> {
             future: self.counters.future,
         };
         let details = HeldDetails::of(&body.orderer, &extras.clock);
-        let encoded = EncodedSnapshot::encode(&body, &extras, &self.state, &details, buffer)?;
+        let decided = self
+            .fleet
+            .as_ref()
+            .map(|fleet| fleet.computers_decided_through());
+        let encoded =
+            EncodedSnapshot::encode(&body, &extras, &self.state, &details, decided, buffer)?;
         Ok((meta, encoded))
     }
 
@@ -132,6 +137,7 @@ impl<'o> Pipeline<'o> {
         self.entities
             .remap_rules(&body.rule_labels, &self.rules.flag_labels);
         self.closed_through = body.closed_through;
+        self.computers_decided_through = body.computers_decided_through;
         if restore == Restore::Resume {
             self.alerts
                 .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);

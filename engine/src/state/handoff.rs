@@ -10,15 +10,6 @@ use crate::event::NameId;
 use crate::habits::Habits;
 
 impl EngineState {
-    /// For each of another state's computers (mapped to ids here by
-    /// `computers`), whether this state has seen it.
-    pub(crate) fn computers_with_state(&self, computers: &[NameId]) -> Vec<bool> {
-        computers
-            .iter()
-            .map(|&c| self.hosts.get(c as usize).is_some_and(|h| h.users_ever > 0))
-            .collect()
-    }
-
     /// Forgets the user-side state (window, device history, baselines) of
     /// every user `cleared` says; their ids stay, as names without state.
     /// Computer-side state is kept whole.

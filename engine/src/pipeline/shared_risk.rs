@@ -1,0 +1,342 @@
+//! Computer incidents in a fleet. A computer's logons come from the users of
+//! every shard, so each worker sees only its own shards' part of the
+//! evidence on it: alone, several workers would each open an incident on
+//! the same computer (with different ids), or none would see enough.
+//!
+//! So each computer's incidents are opened by one worker, the one holding
+//! the shard whose hash-key range holds the computer's name
+//! ([`HostExchange::opens_computer`]: every worker comes to the same
+//! answer). The others keep adding their events' computer-side
+//! contributions to the computer's ledger, but open nothing on it; what
+//! their shards' users contributed goes out with the host shares
+//! ([`ComputerRisk`]), and the opening worker takes it into the computer's
+//! ledger, in its place by event time, and into its incidents, as if it had
+//! scored those events itself. A contribution already in the ledger is not
+//! taken twice, so shares traded again change nothing. The evidence arrives
+//! one trade late (at most [`super::FleetPace::trade_every`] plus how far
+//! the workers are apart), and an incident opens on the contribution that
+//! took the computer over the alert level as the opening worker learns of
+//! it: the incidents one worker alone would open, with the same ids, as
+//! long as the contributions reach it in event-time order.
+
+use serde::{Deserialize, Serialize};
+
+use super::{HostExchange, Pipeline};
+use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
+use crate::event::{EventId, NameId};
+
+/// The contributions one shard's users made to one computer's risk, inside
+/// the risk window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputerRisk {
+    pub computer: String,
+    pub contributions: Vec<SharedContribution>,
+}
+
+/// One event's part in a computer's risk, by name (ids are each worker's
+/// own).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharedContribution {
+    pub time: i64,
+    pub weight: f32,
+    pub event_id: String,
+    pub user: String,
+    /// The event's computer (the one logged on to: for a rule about where
+    /// logons come from, not the computer whose risk this is).
+    pub event_computer: String,
+    pub event_score: u8,
+    /// The computer's rules that fired on it, each with its reason index.
+    pub rules: Vec<(String, u8)>,
+}
+
+/// What a fleet worker has decided of the computers whose incidents it
+/// opens.
+pub(super) struct ComputerDecisions {
+    /// Those computers' ledgers: every shard's contributions, taken in in
+    /// event-time order behind what every worker has scored.
+    pub(super) ledgers: EntityRisk,
+    /// Event time through which contributions have been decided; `None`
+    /// before the first decision, which first takes in silently what came
+    /// up to `restored_through` (decided before a restart, or by another
+    /// worker).
+    decided_through: Option<i64>,
+    restored_through: i64,
+}
+
+impl ComputerDecisions {
+    pub(super) fn new(ledgers: EntityRisk, restored_through: i64) -> ComputerDecisions {
+        ComputerDecisions {
+            ledgers,
+            decided_through: None,
+            restored_through,
+        }
+    }
+
+    pub(super) fn decided_through(&self) -> i64 {
+        self.decided_through.unwrap_or(self.restored_through)
+    }
+}
+
+impl Pipeline<'_> {
+    /// What the users of each shard `exchange` holds contributed to each
+    /// computer's risk, one list per shard.
+    pub(super) fn risk_shares(&self, exchange: &dyn HostExchange) -> Vec<Vec<ComputerRisk>> {
+        let mut shares: Vec<Vec<ComputerRisk>> = vec![Vec::new(); exchange.shards()];
+        for (computer, ledger) in self.entities.computer_ledgers() {
+            let mut by_shard: Vec<Vec<SharedContribution>> = vec![Vec::new(); shares.len()];
+            for c in ledger {
+                let user = self.users.name(c.user);
+                let Some(shard) = exchange.shard_of(user) else {
+                    continue;
+                };
+                let rules = self
+                    .rules
+                    .rules
+                    .iter()
+                    .enumerate()
+                    .filter(|&(r, _)| r < MAX_RULES && c.rules & (1 << r) != 0)
+                    .map(|(r, rule)| (rule.id.clone(), c.reasons[r]))
+                    .collect();
+                by_shard[shard].push(SharedContribution {
+                    time: c.time,
+                    weight: c.weight,
+                    event_id: c.event_id.to_string(),
+                    user: user.to_string(),
+                    event_computer: self.computers.name(c.computer).to_string(),
+                    event_score: c.event_score,
+                    rules,
+                });
+            }
+            for (shard, contributions) in by_shard.into_iter().enumerate() {
+                if !contributions.is_empty() {
+                    shares[shard].push(ComputerRisk {
+                        computer: self.computers.name(computer).to_string(),
+                        contributions,
+                    });
+                }
+            }
+        }
+        shares
+    }
+
+    /// Decides the computers `opens_computer` accepts through event time
+    /// `through`: this worker's own contributions to them and those of the
+    /// other shards (`traded`), not yet decided, go into their ledgers and
+    /// incidents in event-time order, as one worker would have taken them
+    /// (and each computer's incidents close by that same time). Returns how
+    /// many were taken.
+    pub(super) fn decide_computers(
+        &mut self,
+        decisions: &mut ComputerDecisions,
+        traded: &[ComputerRisk],
+        opens_computer: impl Fn(&str) -> bool,
+        through: i64,
+    ) -> usize {
+        let after = decisions.decided_through.unwrap_or(i64::MIN);
+        let due = |time: i64| time >= after && time <= through;
+        let mut taken: Vec<(NameId, Contribution)> = Vec::new();
+        for (computer, ledger) in self.entities.computer_ledgers() {
+            if opens_computer(self.computers.name(computer)) {
+                taken.extend(
+                    ledger
+                        .iter()
+                        .filter(|c| due(c.time))
+                        .map(|c| (computer, *c)),
+                );
+            }
+        }
+        for share in traded.iter().filter(|s| opens_computer(&s.computer)) {
+            let computer = self.computers.intern(share.computer.as_bytes()).0;
+            for shared in share.contributions.iter().filter(|c| due(c.time)) {
+                if let Some(c) = self.contribution(shared) {
+                    taken.push((computer, c));
+                }
+            }
+        }
+        taken.sort_by_key(|(_, c)| (c.time, c.event_id));
+        let mut decided = 0;
+        for (computer, c) in taken {
+            let risk = decisions.ledgers.merge(EntityKind::Computer, computer, c);
+            if decisions.decided_through.is_none() && c.time <= decisions.restored_through {
+                continue;
+            }
+            let Some(risk) = risk else {
+                continue;
+            };
+            decided += 1;
+            self.alerts.close_computers_due(c.time);
+            self.alerts.observe(
+                (EntityKind::Computer, computer),
+                &c,
+                risk,
+                decisions
+                    .ledgers
+                    .contributions(EntityKind::Computer, computer, c.time),
+                &self.rules,
+                &self.computers,
+            );
+        }
+        self.alerts.close_computers_due(through);
+        let through = through.max(decisions.restored_through);
+        decisions.decided_through = Some(
+            decisions
+                .decided_through
+                .map_or(through, |t| t.max(through)),
+        );
+        decided
+    }
+
+    /// A contribution another worker published, with this worker's ids and
+    /// rule positions (`None`: its event id is not one).
+    fn contribution(&mut self, shared: &SharedContribution) -> Option<Contribution> {
+        let event_id = EventId::parse(&shared.event_id)?;
+        let mut rules = 0u32;
+        let mut reasons = [0u8; MAX_RULES];
+        for (id, reason) in &shared.rules {
+            // A rule this worker's policy lacks (a policy change on its way
+            // through the fleet) adds its weight but no flag.
+            if let Some(r) = self.rules.rules.iter().position(|rule| &rule.id == id)
+                && r < MAX_RULES
+            {
+                rules |= 1 << r;
+                reasons[r] = *reason;
+            }
+        }
+        Some(Contribution {
+            time: shared.time,
+            weight: shared.weight.clamp(0.0, 1.0),
+            event_id,
+            user: self.users.intern(shared.user.as_bytes()).0,
+            computer: self.computers.intern(shared.event_computer.as_bytes()).0,
+            event_score: shared.event_score,
+            rules,
+            reasons,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertStatus;
+    use crate::pipeline::{FleetProgress as Progress, Outputs, PipelineOptions, Traded};
+    use crate::policy::Policy;
+    use crate::sinks::Collect;
+    use crate::state::HostShare;
+
+    /// A worker holding the shard of users `U1*`, opening the incidents of
+    /// computers `C1*`.
+    struct Shard;
+
+    impl HostExchange for Shard {
+        fn shards(&self) -> usize {
+            1
+        }
+
+        fn shard_of(&self, user: &str) -> Option<usize> {
+            user.starts_with("U1").then_some(0)
+        }
+
+        fn opens_computer(&self, computer: &str) -> bool {
+            computer.starts_with("C1")
+        }
+
+        fn exchange(
+            &mut self,
+            _: Vec<Vec<HostShare>>,
+            _: Vec<Vec<ComputerRisk>>,
+            _: Progress,
+        ) -> std::io::Result<Traded> {
+            Ok(Traded::default())
+        }
+    }
+
+    fn contribution(time: i64, user: &str) -> SharedContribution {
+        SharedContribution {
+            time,
+            weight: 0.5,
+            event_id: EventId::derive(time, user, "C1").to_string(),
+            user: user.into(),
+            event_computer: "C1".into(),
+            event_score: 50,
+            rules: vec![("fan_in".into(), 0)],
+        }
+    }
+
+    /// The others' evidence and this worker's own are decided together in
+    /// event-time order, behind the time every worker has scored, once
+    /// however often they are traded; the computers of other workers are
+    /// left to them.
+    #[test]
+    fn a_computers_evidence_from_every_shard_is_decided_in_time_order() {
+        let (mut scored, mut dead, mut alerts) =
+            (Collect::default(), Collect::default(), Collect::default());
+        let mut pipeline = Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions::default(),
+            Outputs {
+                dead_letters: &mut dead,
+                alerts: &mut alerts,
+                scored: &mut scored,
+                received: None,
+            },
+        )
+        .unwrap();
+        pipeline.alerts.set_computers_apart();
+        let mut decisions = ComputerDecisions::new(EntityRisk::new(86_400, 0), 0);
+        let share = |computer: &str, times: &[(i64, &str)]| ComputerRisk {
+            computer: computer.into(),
+            contributions: times.iter().map(|&(t, u)| contribution(t, u)).collect(),
+        };
+        let opens = |name: &str| Shard.opens_computer(name);
+        // This worker's own user on C1 between the other shard's two.
+        let own = pipeline.contribution(&contribution(1_050, "U10")).unwrap();
+        let c1 = pipeline.computers.intern(b"C1").0;
+        pipeline.entities.add(EntityKind::Computer, c1, own);
+        let traded = [
+            share("C1", &[(1_000, "U20"), (1_100, "U21"), (1_200, "U22")]),
+            share("C2", &[(1_000, "U20"), (1_100, "U21")]),
+        ];
+        let decided = pipeline.decide_computers(&mut decisions, &traded, opens, 1_150);
+        assert_eq!(decided, 3, "C1's three through 1,150; none of C2's");
+        let published: Vec<_> = pipeline.alerts.take_published().collect();
+        let statuses: Vec<_> = published.iter().map(|p| p.status).collect();
+        // Open at 75, then critical at 87.5 on the next.
+        assert_eq!(statuses, [AlertStatus::Open, AlertStatus::Update]);
+        let incident = &published[0].incident;
+        assert_eq!(incident.id, c1);
+        // 50, then 75 (over the alert level) on this worker's own, between.
+        assert_eq!(incident.opened_time, 1_050);
+        let evidence: Vec<i64> = incident.samples.iter().map(|s| s.time).collect();
+        assert_eq!(evidence, [1_000, 1_050]);
+        assert_eq!(incident.samples[1].event_id, own.event_id);
+        // Traded again: nothing new; later, the one past 1,150.
+        assert_eq!(
+            pipeline.decide_computers(&mut decisions, &traded, opens, 1_150),
+            0
+        );
+        assert_eq!(
+            pipeline.decide_computers(&mut decisions, &traded, opens, 2_000),
+            1
+        );
+        let ledger = decisions
+            .ledgers
+            .contributions(EntityKind::Computer, c1, 2_000);
+        assert_eq!(
+            ledger.map(|c| c.time).collect::<Vec<_>>(),
+            [1_000, 1_050, 1_100, 1_200]
+        );
+        // Closed by the computers' own time, an hour after its last.
+        pipeline.alerts.close_due(i64::MAX / 2);
+        assert!(pipeline.alerts.take_published().next().is_none());
+        pipeline.decide_computers(&mut decisions, &[], opens, 1_200 + 3_600);
+        let closed: Vec<_> = pipeline.alerts.take_published().collect();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].status, AlertStatus::Closed);
+        assert_eq!(closed[0].incident.event_count, 4);
+        // What this worker publishes: its own shard's users' part only.
+        let shares = pipeline.risk_shares(&Shard);
+        assert_eq!(shares[0].len(), 1);
+        assert_eq!(shares[0][0].contributions, [contribution(1_050, "U10")]);
+    }
+}
