@@ -143,9 +143,9 @@ pub struct Pipeline<'o> {
     alerts: AlertEngine,
     /// Event time up to which incidents have been closed.
     closed_through: i64,
-    /// A restored fleet worker's state: the event time through which its
-    /// computers' incidents had been decided (`pipeline::shared_risk`).
-    computers_decided_through: Option<i64>,
+    /// A restored fleet worker's state: how far its computers' incidents
+    /// had been decided (`pipeline::shared_risk`).
+    computers_decided: Option<crate::snapshot::ComputersDecided>,
     ready: Vec<Event>,
     batch: Batch,
     counters: Counters,
@@ -208,7 +208,7 @@ impl<'o> Pipeline<'o> {
             ),
             alerts: AlertEngine::new(&policy.file.alerts, policy.file.risk.bands),
             closed_through: i64::MIN,
-            computers_decided_through: None,
+            computers_decided: None,
             options: PipelineOptions {
                 batch_size,
                 ..options

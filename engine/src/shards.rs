@@ -27,7 +27,7 @@ use std::io::{Read, Write};
 use crate::alerts::Incident;
 use crate::entity::EntityKind;
 use crate::event::NameId;
-use crate::snapshot::{self, Body, SnapshotError, SnapshotMeta};
+use crate::snapshot::{self, Body, ComputersDecided, SnapshotError, SnapshotMeta};
 
 /// A state snapshot read whole, to be divided or joined.
 pub struct Snapshot {
@@ -67,7 +67,7 @@ impl Snapshot {
             &self.body.extras,
             &self.body.state,
             &details,
-            self.body.computers_decided_through,
+            self.body.computers_decided.as_ref(),
             Vec::new(),
         )?;
         encoded.write_to(out)
@@ -173,14 +173,13 @@ impl Snapshot {
         into.orderer.floor = earlier(into.orderer.floor, from.orderer.floor);
         // A part of one process's decided all it scored; a fleet worker's,
         // what its record says.
-        if into.computers_decided_through.is_some() || from.computers_decided_through.is_some() {
-            let into_decided = into
-                .computers_decided_through
-                .unwrap_or(into.closed_through);
-            let from_decided = from
-                .computers_decided_through
-                .unwrap_or(from.closed_through);
-            into.computers_decided_through = Some(into_decided.min(from_decided));
+        if into.computers_decided.is_some() || from.computers_decided.is_some() {
+            let decided = |record: Option<ComputersDecided>, closed_through| {
+                record.unwrap_or_else(|| ComputersDecided::all_through(closed_through))
+            };
+            let ours = decided(into.computers_decided.take(), into.closed_through);
+            let theirs = decided(from.computers_decided.take(), from.closed_through);
+            into.computers_decided = Some(ours.join(theirs));
         }
         into.closed_through = into.closed_through.min(from.closed_through);
         into.meta.latest_event_time = into.meta.latest_event_time.max(from.meta.latest_event_time);

@@ -306,6 +306,41 @@ impl JsonLinesFile {
         })
     }
 
+    /// Opens `path` to add to what it holds (created if missing); a torn
+    /// last line (a crash mid-write) is cut off.
+    pub fn append(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        // Back from the end, a chunk at a time, to the last line's end.
+        let mut whole = file.metadata()?.len();
+        let mut chunk = vec![0u8; 1 << 16];
+        while whole > 0 {
+            let start = whole.saturating_sub(chunk.len() as u64);
+            let part = &mut chunk[..(whole - start) as usize];
+            io::Seek::seek(&mut file, io::SeekFrom::Start(start))?;
+            io::Read::read_exact(&mut file, part)?;
+            if let Some(at) = part.iter().rposition(|&b| b == b'\n') {
+                whole = start + at as u64 + 1;
+                break;
+            }
+            whole = start;
+        }
+        file.set_len(whole)?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(whole))?;
+        Ok(JsonLinesFile {
+            path,
+            out: BufWriter::with_capacity(1 << 16, file),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -549,5 +584,30 @@ mod tests {
         }
         assert_eq!(a.0, ["checkpoint", "flush"]);
         assert_eq!(b.0, ["checkpoint", "flush"]);
+    }
+
+    /// A fleet worker's next attempt adds to its files: what they held
+    /// stays, a torn last line goes.
+    #[test]
+    fn an_appended_file_keeps_its_whole_lines() {
+        let dir = std::env::temp_dir().join(format!("authpulse-append-{}", std::process::id()));
+        let path = dir.join("alerts.jsonl");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let mut file = JsonLinesFile::append(&path).unwrap();
+        file.send_value(&serde_json::json!({"a": 3})).unwrap();
+        drop(file);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
+        // Missing: created; a line longer than the chunk read back is kept.
+        std::fs::remove_file(&path).unwrap();
+        let long = format!("{}\n", "x".repeat(100_000));
+        JsonLinesFile::append(&path).unwrap();
+        std::fs::write(&path, format!("{long}{}", "y".repeat(70_000))).unwrap();
+        drop(JsonLinesFile::append(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), long);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

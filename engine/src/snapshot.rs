@@ -57,9 +57,8 @@ use crate::state::EngineState;
 /// the details of held events that had some ([`HeldDetails`]) and what
 /// richer records added to the state (logon types, failures, sources);
 /// version 6 where accounts log on from (`Origins` in `state/logons.rs`) after
-/// those; version 7 the event time through which a fleet worker had decided
-/// the incidents of the computers it opens them for
-/// (`pipeline::shared_risk`) after that.
+/// those; version 7 how far a fleet worker had decided the incidents of the
+/// computers it opens them for ([`ComputersDecided`]) after that.
 pub const FORMAT_VERSION: u32 = 7;
 
 /// The earlier versions this build still reads.
@@ -229,10 +228,43 @@ pub(crate) struct Body {
     /// Encoded after the body (version 3 on).
     #[serde(skip)]
     pub extras: Extras,
-    /// A fleet worker's computers decided through this event time; `None`:
+    /// How far a fleet worker had decided its computers' incidents; `None`:
     /// everything scored was decided (one process, or a version before 7).
     #[serde(skip)]
-    pub computers_decided_through: Option<i64>,
+    pub computers_decided: Option<ComputersDecided>,
+}
+
+/// How far a fleet worker had decided computers' incidents
+/// (`pipeline::shared_risk`): every computer's through `everything`, and
+/// the computers it decided, each through the newest contribution it took.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComputersDecided {
+    pub everything: i64,
+    pub computers: Vec<(String, i64)>,
+}
+
+impl ComputersDecided {
+    /// What one process's state stands for: everything it scored decided.
+    pub fn all_through(time: i64) -> ComputersDecided {
+        ComputersDecided {
+            everything: time,
+            computers: Vec::new(),
+        }
+    }
+
+    /// Both parts' decisions: a computer is decided as far as either says.
+    pub fn join(self, other: ComputersDecided) -> ComputersDecided {
+        let mut computers: std::collections::BTreeMap<String, i64> =
+            self.computers.into_iter().collect();
+        for (name, time) in other.computers {
+            let at = computers.entry(name).or_insert(time);
+            *at = (*at).max(time);
+        }
+        ComputersDecided {
+            everything: self.everything.max(other.everything),
+            computers: computers.into_iter().collect(),
+        }
+    }
 }
 
 /// What version 3 added, encoded after [`Body`] so that a version 2 body
@@ -298,7 +330,7 @@ impl EncodedSnapshot {
         extras: &Extras,
         state: &EngineState,
         details: &HeldDetails,
-        computers_decided_through: Option<i64>,
+        computers_decided: Option<&ComputersDecided>,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();
@@ -309,8 +341,7 @@ impl EncodedSnapshot {
         let encoded = postcard::to_extend(details, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(&state.logons, encoded).map_err(encode_error)?;
         let encoded = postcard::to_extend(&state.logons.origins, encoded).map_err(encode_error)?;
-        let encoded =
-            postcard::to_extend(&computers_decided_through, encoded).map_err(encode_error)?;
+        let encoded = postcard::to_extend(&computers_decided, encoded).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -384,8 +415,7 @@ pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
                 let (origins, rest) = postcard::take_from_bytes(rest).map_err(decode_error)?;
                 body.state.logons.origins = origins;
                 if version != VERSION_6 {
-                    body.computers_decided_through =
-                        postcard::from_bytes(rest).map_err(decode_error)?;
+                    body.computers_decided = postcard::from_bytes(rest).map_err(decode_error)?;
                 }
             }
             Some(habits)

@@ -26,11 +26,13 @@ def _free_port():
 
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory):
-    """Starts `moto_server` on 127.0.0.1 and yields its URL."""
+    """Starts the local AWS server (`moto_server.py`) on 127.0.0.1 and
+    yields its URL."""
     port = _free_port()
-    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    # moto's server, with a Kinesis shard split as Kinesis does it.
+    server = [sys.executable, os.path.join(os.path.dirname(__file__), "moto_server.py")]
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+    process = subprocess.Popen([*server, "-H", "127.0.0.1", "-p", str(port)],
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

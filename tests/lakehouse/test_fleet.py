@@ -240,3 +240,94 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     computers = [a[1] for a in fleet if a[0] == "computer"]
     assert len(computers) == len(set(computers)), fleet
     assert set(computers) <= {a[1] for a in alone if a[0] == "computer"}, (fleet, alone)
+
+
+def test_a_shard_split_while_three_workers_run(moto_endpoint, aws_env, tmp_path):
+    """A shard is split while three workers read a two-shard stream: its
+    children are read only once it is read to its end and committed, their
+    users' state comes from it, and every event is stored once."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    name = f"split-{uuid.uuid4().hex[:8]}"
+    kinesis = boto3_client("kinesis", moto_endpoint)
+    kinesis.create_stream(StreamName=name, ShardCount=2)
+    boto3_client("s3", moto_endpoint).create_bucket(Bucket=name)
+    lake = ["--catalog", "glue", "--warehouse", f"s3://{name}/tables", "--s3-path-style"]
+    lease_table = f"{name}-leases"
+    authpulse("gen", "--users", "200", "--days", "2", "--events", "12000", "--campaigns", "2",
+              "--kinds", "spray,burst", "--seed", "21", "-o", "events.csv", cwd=tmp_path, env=aws_env)
+    lines = [line for line in open(tmp_path / "events.csv") if line[:1].isdigit()]
+    half = len(lines) // 2
+    (tmp_path / "before.csv").write_text("".join(lines[:half]))
+    (tmp_path / "after.csv").write_text("".join(lines[half:]))
+    before = {event_id(line) for line in lines[:half]}
+    every = {event_id(line) for line in lines}
+    authpulse("replay", "--input", "before.csv", "--stream", name, cwd=tmp_path, env=aws_env)
+
+    workers = {}
+    for worker in ["w1", "w2", "w3"]:
+        log = open(tmp_path / f"{worker}.log", "w")
+        workers[worker] = (subprocess.Popen(
+            [BIN, "run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
+             "--worker-id", worker, "--failover", f"{FAILOVER_S}s", "--commit-interval", "2s",
+             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "AUTHPULSE_LOG": "info", **aws_env}), log)
+        time.sleep(1)
+
+    def logs():
+        return "\n".join(f"--- {w}\n" + (tmp_path / f"{w}.log").read_text()[-3000:] for w in workers)
+
+    def lease_items():
+        return {lease["leaseKey"]: lease for lease in leases(lease_table, tmp_path, aws_env)}
+
+    parent = "shardId-000000000000"
+    try:
+        wait_for("the first half stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= before)
+        kinesis.split_shard(StreamName=name, ShardToSplit=parent,
+                            NewStartingHashKey=str(2**128 // 4))
+        authpulse("replay", "--input", "after.csv", "--stream", name, cwd=tmp_path, env=aws_env)
+        # The children are leased, and read once their parent is finished.
+        wait_for("the parent read to its end and the children taken", lambda: (
+            lease_items().get(parent, {}).get("checkpoint") == "SHARD_END"
+            and sum(1 for key, lease in lease_items().items()
+                    if key != parent and lease.get("leaseOwner")) == 3), 120)
+        wait_for("every event stored", lambda: set(ids_in(moto_endpoint, "auth_events_raw")) >= every)
+    except AssertionError:
+        raise AssertionError(logs())
+    finally:
+        for process, _ in workers.values():
+            process.send_signal(signal.SIGTERM)
+        for process, log in workers.values():
+            process.wait(timeout=60)
+            log.close()
+    assert all(process.returncode == 0 for process, _ in workers.values()), logs()
+
+    items = lease_items()
+    children = sorted(key for key, lease in items.items() if parent in (lease.get("parentShardId") or []))
+    assert len(children) == 2, items
+    assert sorted(items[parent].get("childShardIds") or []) == children, items
+    # One worker alone reads on to the tips and scores what was held back.
+    authpulse("run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
+              "--worker-id", "w4", "--failover", f"{FAILOVER_S}s", "--until-caught-up",
+              "--poll-interval", "200ms", "--output", "out-w4", *lake, cwd=tmp_path, env=aws_env)
+    for worker in [*workers, "w4"]:
+        dead = tmp_path / f"out-{worker}" / "dead-letter.jsonl"
+        assert not dead.exists() or dead.read_text() == "", (worker, dead.read_text()[:2000])
+    ids = ids_in(moto_endpoint, "auth_events_curated")
+    assert len(ids) == len(every) and set(ids) == every
+    # The children's events were scored with their users' history from the
+    # parent: the accounts' incidents are those one process alone opens.
+    authpulse("run", "events.csv", "--no-lakehouse", "--output", "alone", cwd=tmp_path, env=aws_env)
+    alone = [json.loads(line) for line in open(tmp_path / "alone" / "alerts.jsonl")]
+    alone = {(a["entity_id"], a["alert_id"]) for a in alone if a["sequence"] == 1 and a["entity_type"] == "user"}
+    alerts = pyiceberg_glue(moto_endpoint).load_table("authpulse.alerts").scan().to_arrow().to_pylist()
+    fleet = [(a["entity_id"], a["alert_id"]) for a in alerts if a["sequence"] == 1 and a["entity_type"] == "user"]
+    assert sorted(fleet) == sorted(alone) != [], (fleet, alone)
+    # Each worker's alerts file keeps what every one of its attempts
+    # published: together they hold every publication the table does.
+    published = set()
+    for worker in [*workers, "w4"]:
+        for line in open(tmp_path / f"out-{worker}" / "alerts.jsonl"):
+            alert = json.loads(line)
+            published.add((alert["alert_id"], alert["sequence"]))
+    assert {(a["alert_id"], a["sequence"]) for a in alerts} <= published, (alerts, published)

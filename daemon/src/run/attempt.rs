@@ -11,7 +11,7 @@ use authpulse_engine::sinks::Progress;
 use authpulse_engine::snapshot::{self, LocalFiles, SnapshotFiles, SnapshotMeta, SnapshotStore};
 
 use super::fleet::Assignment;
-use super::outputs::{RunOutputs, Written};
+use super::outputs::{FilesStart, RunOutputs, Written};
 use super::{Context, Outcome, RunError, RunSpec};
 use crate::aws::ticker::MetricsTicker;
 use crate::lakehouse::progress::{KEEP_SNAPSHOTS, Start};
@@ -138,10 +138,14 @@ pub(super) fn attempt(
     let mut outputs = RunOutputs::open(
         &spec.outputs,
         tables,
-        resume.as_ref().map(|r| Written {
-            dead_letters: r.meta.dead_letters,
-            alert_publications: r.meta.alert_publications,
-        }),
+        match (fleet, &resume) {
+            (Some(_), _) => FilesStart::Append,
+            (None, Some(r)) => FilesStart::Resume(Written {
+                dead_letters: r.meta.dead_letters,
+                alert_publications: r.meta.alert_publications,
+            }),
+            (None, None) => FilesStart::New,
+        },
         ops,
     )?;
     let announcer = outputs.announcer();

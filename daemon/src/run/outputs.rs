@@ -47,6 +47,20 @@ pub struct Written {
     pub alert_publications: u64,
 }
 
+/// What a run does with the alerts and dead-letter files it finds.
+#[derive(Clone, Copy, Debug)]
+pub enum FilesStart {
+    /// A run from the start: new files.
+    New,
+    /// A resumed run: its checkpoint's lines are kept, what came after
+    /// them is cut off (it is written again).
+    Resume(Written),
+    /// A fleet worker's attempt: everything its earlier attempts (and
+    /// runs) wrote is kept. A worker's files are what it published; the
+    /// fleet's record, each publication once, is the alerts table.
+    Append,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OutputsError {
     #[error("open {path}")]
@@ -80,18 +94,23 @@ impl RunOutputs {
     pub fn open(
         spec: &OutputsSpec,
         tables: Vec<Box<dyn TableSink>>,
-        resumed: Option<Written>,
+        start: FilesStart,
         live: Option<&Arc<Live>>,
     ) -> Result<RunOutputs, OutputsError> {
-        let dead_letters = open_file(&spec.dead_letters, resumed.map(|w| w.dead_letters))?;
+        let keep = |lines: fn(Written) -> u64| match start {
+            FilesStart::New => Keep::Nothing,
+            FilesStart::Resume(written) => Keep::Lines(lines(written)),
+            FilesStart::Append => Keep::All,
+        };
+        let dead_letters = open_file(&spec.dead_letters, keep(|w| w.dead_letters))?;
         let alerts = AlertsFile {
-            file: open_file(&spec.alerts, resumed.map(|w| w.alert_publications))?,
+            file: open_file(&spec.alerts, keep(|w| w.alert_publications))?,
             format: spec.alert_format,
         };
         let scored = spec
             .scored
             .as_deref()
-            .map(|path| open_file(path, None).map(ScoredJsonLines))
+            .map(|path| open_file(path, Keep::Nothing).map(ScoredJsonLines))
             .transpose()?;
         let (sns, sns_worker) = match &spec.sns {
             Some(config) => {
@@ -171,10 +190,18 @@ impl RunOutputs {
     }
 }
 
-fn open_file(path: &Path, keep_lines: Option<u64>) -> Result<JsonLinesFile, OutputsError> {
-    match keep_lines {
-        Some(lines) => JsonLinesFile::resume(path, lines),
-        None => JsonLinesFile::create(path),
+/// What of a file an opening keeps.
+enum Keep {
+    Nothing,
+    Lines(u64),
+    All,
+}
+
+fn open_file(path: &Path, keep: Keep) -> Result<JsonLinesFile, OutputsError> {
+    match keep {
+        Keep::Nothing => JsonLinesFile::create(path),
+        Keep::Lines(lines) => JsonLinesFile::resume(path, lines),
+        Keep::All => JsonLinesFile::append(path),
     }
     .map_err(|source| OutputsError::File {
         path: path.to_path_buf(),

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use super::Pipeline;
 use super::shared_risk::{ComputerDecisions, ComputerRisk};
 use crate::entity::EntityRisk;
+use crate::event::Interner;
+use crate::snapshot::ComputersDecided;
 use crate::state::HostShare;
 
 /// Where a fleet's workers publish and read each shard's host shares.
@@ -81,10 +83,10 @@ pub(super) struct Fleet<'o> {
 }
 
 impl Fleet<'_> {
-    /// Event time through which this worker's computers are decided (what
-    /// its state snapshots record).
-    pub(super) fn computers_decided_through(&self) -> i64 {
-        self.decisions.decided_through()
+    /// How far this worker's computers are decided (what its state
+    /// snapshots record).
+    pub(super) fn computers_decided(&self, names: &Interner) -> ComputersDecided {
+        self.decisions.record(names)
     }
 
     /// The ledgers of the computers decided here (a policy change remaps
@@ -117,8 +119,10 @@ impl<'o> Pipeline<'o> {
             waiting_since: None,
             decisions: ComputerDecisions::new(
                 ledgers,
-                self.computers_decided_through
-                    .unwrap_or(self.closed_through),
+                self.computers_decided
+                    .take()
+                    .unwrap_or_else(|| ComputersDecided::all_through(self.closed_through)),
+                &mut self.computers,
             ),
         });
         self.trade_hosts(false);

@@ -21,9 +21,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
 use super::{HostExchange, Pipeline};
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
-use crate::event::{EventId, NameId};
+use crate::event::{EventId, Interner, NameId};
+use crate::snapshot::ComputersDecided;
 
 /// The contributions one shard's users made to one computer's risk, inside
 /// the risk window.
@@ -55,25 +60,61 @@ pub(super) struct ComputerDecisions {
     /// Those computers' ledgers: every shard's contributions, taken in in
     /// event-time order behind what every worker has scored.
     pub(super) ledgers: EntityRisk,
-    /// Event time through which contributions have been decided; `None`
-    /// before the first decision, which first takes in silently what came
-    /// up to `restored_through` (decided before a restart, or by another
-    /// worker).
-    decided_through: Option<i64>,
-    restored_through: i64,
+    /// Before this worker's state was restored, every computer's
+    /// contributions through `everything` had been decided, and those of
+    /// the computers in `computers` through their time: taken into the
+    /// ledgers again, they count as evidence but open nothing.
+    everything: i64,
+    computers: FxHashMap<NameId, i64>,
 }
 
 impl ComputerDecisions {
-    pub(super) fn new(ledgers: EntityRisk, restored_through: i64) -> ComputerDecisions {
+    pub(super) fn new(
+        ledgers: EntityRisk,
+        restored: ComputersDecided,
+        names: &mut Interner,
+    ) -> ComputerDecisions {
         ComputerDecisions {
             ledgers,
-            decided_through: None,
-            restored_through,
+            everything: restored.everything,
+            computers: restored
+                .computers
+                .into_iter()
+                .filter(|&(_, time)| time > restored.everything)
+                .map(|(name, time)| (names.intern(name.as_bytes()).0, time))
+                .collect(),
         }
     }
 
-    pub(super) fn decided_through(&self) -> i64 {
-        self.decided_through.unwrap_or(self.restored_through)
+    /// Through when `computer`'s contributions were decided before.
+    fn decided_before(&self, computer: NameId) -> i64 {
+        self.computers
+            .get(&computer)
+            .map_or(self.everything, |&t| t.max(self.everything))
+    }
+
+    /// What a state snapshot records: the restored record, and each
+    /// computer decided since through its newest contribution.
+    pub(super) fn record(&self, names: &Interner) -> ComputersDecided {
+        let mut computers: BTreeMap<&str, i64> = self
+            .computers
+            .iter()
+            .map(|(&id, &time)| (names.name(id), time))
+            .collect();
+        for (id, ledger) in self.ledgers.computer_ledgers() {
+            if let Some(newest) = ledger.back() {
+                let at = computers.entry(names.name(id)).or_insert(newest.time);
+                *at = (*at).max(newest.time);
+            }
+        }
+        ComputersDecided {
+            everything: self.everything,
+            computers: computers
+                .into_iter()
+                .filter(|&(_, time)| time > self.everything)
+                .map(|(name, time)| (name.to_string(), time))
+                .collect(),
+        }
     }
 }
 
@@ -132,22 +173,20 @@ impl Pipeline<'_> {
         opens_computer: impl Fn(&str) -> bool,
         through: i64,
     ) -> usize {
-        let after = decisions.decided_through.unwrap_or(i64::MIN);
-        let due = |time: i64| time >= after && time <= through;
         let mut taken: Vec<(NameId, Contribution)> = Vec::new();
         for (computer, ledger) in self.entities.computer_ledgers() {
             if opens_computer(self.computers.name(computer)) {
                 taken.extend(
                     ledger
                         .iter()
-                        .filter(|c| due(c.time))
+                        .filter(|c| c.time <= through)
                         .map(|c| (computer, *c)),
                 );
             }
         }
         for share in traded.iter().filter(|s| opens_computer(&s.computer)) {
             let computer = self.computers.intern(share.computer.as_bytes()).0;
-            for shared in share.contributions.iter().filter(|c| due(c.time)) {
+            for shared in share.contributions.iter().filter(|c| c.time <= through) {
                 if let Some(c) = self.contribution(shared) {
                     taken.push((computer, c));
                 }
@@ -156,13 +195,14 @@ impl Pipeline<'_> {
         taken.sort_by_key(|(_, c)| (c.time, c.event_id));
         let mut decided = 0;
         for (computer, c) in taken {
-            let risk = decisions.ledgers.merge(EntityKind::Computer, computer, c);
-            if decisions.decided_through.is_none() && c.time <= decisions.restored_through {
-                continue;
-            }
-            let Some(risk) = risk else {
+            // Already in the ledger (traded again): nothing; decided before
+            // a restart: evidence only.
+            let Some(risk) = decisions.ledgers.merge(EntityKind::Computer, computer, c) else {
                 continue;
             };
+            if c.time <= decisions.decided_before(computer) {
+                continue;
+            }
             decided += 1;
             self.alerts.close_computers_due(c.time);
             self.alerts.observe(
@@ -177,12 +217,6 @@ impl Pipeline<'_> {
             );
         }
         self.alerts.close_computers_due(through);
-        let through = through.max(decisions.restored_through);
-        decisions.decided_through = Some(
-            decisions
-                .decided_through
-                .map_or(through, |t| t.max(through)),
-        );
         decided
     }
 
@@ -283,7 +317,11 @@ mod tests {
         )
         .unwrap();
         pipeline.alerts.set_computers_apart();
-        let mut decisions = ComputerDecisions::new(EntityRisk::new(86_400, 0), 0);
+        let mut decisions = ComputerDecisions::new(
+            EntityRisk::new(86_400, 0),
+            ComputersDecided::all_through(0),
+            &mut pipeline.computers,
+        );
         let share = |computer: &str, times: &[(i64, &str)]| ComputerRisk {
             computer: computer.into(),
             contributions: times.iter().map(|&(t, u)| contribution(t, u)).collect(),
@@ -338,5 +376,63 @@ mod tests {
         let shares = pipeline.risk_shares(&Shard);
         assert_eq!(shares[0].len(), 1);
         assert_eq!(shares[0][0].contributions, [contribution(1_050, "U10")]);
+    }
+
+    /// After a restart (or a takeover), what the snapshot says was decided
+    /// counts as evidence again but opens nothing twice.
+    #[test]
+    fn what_was_decided_before_a_restart_is_evidence_only() {
+        let (mut scored, mut dead, mut alerts) =
+            (Collect::default(), Collect::default(), Collect::default());
+        let mut pipeline = Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions::default(),
+            Outputs {
+                dead_letters: &mut dead,
+                alerts: &mut alerts,
+                scored: &mut scored,
+                received: None,
+            },
+        )
+        .unwrap();
+        pipeline.alerts.set_computers_apart();
+        let restored = ComputersDecided {
+            everything: 0,
+            computers: vec![("C1".into(), 1_100)],
+        };
+        let mut decisions = ComputerDecisions::new(
+            EntityRisk::new(86_400, 0),
+            restored,
+            &mut pipeline.computers,
+        );
+        let traded = [ComputerRisk {
+            computer: "C1".into(),
+            contributions: [(1_000, "U20"), (1_100, "U21"), (1_200, "U22")]
+                .iter()
+                .map(|&(t, u)| contribution(t, u))
+                .collect(),
+        }];
+        let opens = |name: &str| Shard.opens_computer(name);
+        assert_eq!(
+            pipeline.decide_computers(&mut decisions, &traded, opens, 2_000),
+            1
+        );
+        let published: Vec<_> = pipeline.alerts.take_published().collect();
+        assert_eq!(published.len(), 1);
+        // Opened on the one not decided before, with all three as evidence.
+        assert_eq!(published[0].incident.opened_time, 1_200);
+        assert_eq!(published[0].incident.max_risk, 88);
+        let record = decisions.record(&pipeline.computers);
+        assert_eq!(record.computers, [("C1".to_string(), 1_200)]);
+        // Two parts' records: each computer as far as either decided it.
+        let joined = record.join(ComputersDecided {
+            everything: 50,
+            computers: vec![("C1".into(), 900), ("C2".into(), 3_000)],
+        });
+        assert_eq!(joined.everything, 50);
+        assert_eq!(
+            joined.computers,
+            [("C1".to_string(), 1_200), ("C2".to_string(), 3_000)]
+        );
     }
 }

@@ -70,12 +70,19 @@ impl<'o> Pipeline<'o> {
             future: self.counters.future,
         };
         let details = HeldDetails::of(&body.orderer, &extras.clock);
+        let computers = &self.computers;
         let decided = self
             .fleet
             .as_ref()
-            .map(|fleet| fleet.computers_decided_through());
-        let encoded =
-            EncodedSnapshot::encode(&body, &extras, &self.state, &details, decided, buffer)?;
+            .map(|fleet| fleet.computers_decided(computers));
+        let encoded = EncodedSnapshot::encode(
+            &body,
+            &extras,
+            &self.state,
+            &details,
+            decided.as_ref(),
+            buffer,
+        )?;
         Ok((meta, encoded))
     }
 
@@ -137,7 +144,7 @@ impl<'o> Pipeline<'o> {
         self.entities
             .remap_rules(&body.rule_labels, &self.rules.flag_labels);
         self.closed_through = body.closed_through;
-        self.computers_decided_through = body.computers_decided_through;
+        self.computers_decided = body.computers_decided;
         if restore == Restore::Resume {
             self.alerts
                 .restore_open(body.incidents, &body.rule_labels, &self.rules.flag_labels);
