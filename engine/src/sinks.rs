@@ -271,12 +271,7 @@ impl JsonLinesFile {
     /// off. Fails if the file has fewer lines than that.
     pub fn resume(path: impl Into<PathBuf>, keep_lines: u64) -> io::Result<Self> {
         let path = path.into();
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
+        let mut file = open_keeping(&path)?;
         let mut keep_bytes = 0u64;
         let mut lines = 0u64;
         if keep_lines > 0 {
@@ -298,27 +293,14 @@ impl JsonLinesFile {
                 path.display()
             )));
         }
-        file.set_len(keep_bytes)?;
-        io::Seek::seek(&mut file, io::SeekFrom::Start(keep_bytes))?;
-        Ok(JsonLinesFile {
-            path,
-            out: BufWriter::with_capacity(1 << 16, file),
-        })
+        carry_on(path, file, keep_bytes)
     }
 
     /// Opens `path` to add to what it holds (created if missing); a torn
     /// last line (a crash mid-write) is cut off.
     pub fn append(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)?;
+        let mut file = open_keeping(&path)?;
         // Back from the end, a chunk at a time, to the last line's end.
         let mut whole = file.metadata()?.len();
         let mut chunk = vec![0u8; 1 << 16];
@@ -333,12 +315,7 @@ impl JsonLinesFile {
             }
             whole = start;
         }
-        file.set_len(whole)?;
-        io::Seek::seek(&mut file, io::SeekFrom::Start(whole))?;
-        Ok(JsonLinesFile {
-            path,
-            out: BufWriter::with_capacity(1 << 16, file),
-        })
+        carry_on(path, file, whole)
     }
 
     pub fn path(&self) -> &Path {
@@ -353,6 +330,30 @@ impl JsonLinesFile {
     fn flush_file(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// Opens `path` (creating it and its directory) to read and write, keeping
+/// what it holds.
+fn open_keeping(path: &Path) -> io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
+/// Cuts `file` at `len` bytes and goes on writing there.
+fn carry_on(path: PathBuf, mut file: File, len: u64) -> io::Result<JsonLinesFile> {
+    file.set_len(len)?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(len))?;
+    Ok(JsonLinesFile {
+        path,
+        out: BufWriter::with_capacity(1 << 16, file),
+    })
 }
 
 impl Commit for JsonLinesFile {

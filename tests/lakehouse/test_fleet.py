@@ -73,6 +73,23 @@ def wait_for(what, done, limit_s=240):
         time.sleep(1)
 
 
+def start_workers(stream, lease_table, lake, tmp_path, aws_env, listen=None):
+    """Three workers on `stream`, logging to `<worker>.log`; `listen` also
+    serves its operations API."""
+    workers = {}
+    for worker in ["w1", "w2", "w3"]:
+        log = open(tmp_path / f"{worker}.log", "w")
+        workers[worker] = (subprocess.Popen(
+            [BIN, "run", "--source", f"kinesis://{stream}", "--lease-table", lease_table,
+             "--worker-id", worker, "--failover", f"{FAILOVER_S}s", "--commit-interval", "2s",
+             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake,
+             *(["--listen", "127.0.0.1:0"] if worker == listen else [])],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "AUTHPULSE_LOG": "info", **aws_env}), log)
+        time.sleep(1)  # the first creates the tables
+    return workers
+
+
 def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpoint, aws_env, tmp_path):
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
     name = f"fleet-{uuid.uuid4().hex[:8]}"
@@ -103,17 +120,7 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     every = {event_id(line) for line in lines}
     authpulse("replay", "--input", "first.csv", "--stream", name, cwd=tmp_path, env=aws_env)
 
-    workers = {}
-    for worker in ["w1", "w2", "w3"]:
-        log = open(tmp_path / f"{worker}.log", "w")
-        workers[worker] = (subprocess.Popen(
-            [BIN, "run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
-             "--worker-id", worker, "--failover", f"{FAILOVER_S}s", "--commit-interval", "2s",
-             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake,
-             *(["--listen", "127.0.0.1:0"] if worker == "w3" else [])],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "AUTHPULSE_LOG": "info", **aws_env}), log)
-        time.sleep(1)  # the first creates the tables
+    workers = start_workers(name, lease_table, lake, tmp_path, aws_env, listen="w3")
 
     def logs():
         return "\n".join(f"--- {w}\n" + (tmp_path / f"{w}.log").read_text()[-3000:] for w in workers)
@@ -263,16 +270,7 @@ def test_a_shard_split_while_three_workers_run(moto_endpoint, aws_env, tmp_path)
     every = {event_id(line) for line in lines}
     authpulse("replay", "--input", "before.csv", "--stream", name, cwd=tmp_path, env=aws_env)
 
-    workers = {}
-    for worker in ["w1", "w2", "w3"]:
-        log = open(tmp_path / f"{worker}.log", "w")
-        workers[worker] = (subprocess.Popen(
-            [BIN, "run", "--source", f"kinesis://{name}", "--lease-table", lease_table,
-             "--worker-id", worker, "--failover", f"{FAILOVER_S}s", "--commit-interval", "2s",
-             "--poll-interval", "200ms", "--output", f"out-{worker}", *lake],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True,
-            env={**os.environ, "AUTHPULSE_LOG": "info", **aws_env}), log)
-        time.sleep(1)
+    workers = start_workers(name, lease_table, lake, tmp_path, aws_env)
 
     def logs():
         return "\n".join(f"--- {w}\n" + (tmp_path / f"{w}.log").read_text()[-3000:] for w in workers)

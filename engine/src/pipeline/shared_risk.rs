@@ -285,6 +285,23 @@ mod tests {
         }
     }
 
+    /// A pipeline whose computers are decided apart, as a fleet worker's.
+    fn fleet_worker((scored, dead, alerts): &mut (Collect, Collect, Collect)) -> Pipeline<'_> {
+        let mut pipeline = Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions::default(),
+            Outputs {
+                dead_letters: dead,
+                alerts,
+                scored,
+                received: None,
+            },
+        )
+        .unwrap();
+        pipeline.alerts.set_computers_apart();
+        pipeline
+    }
+
     fn contribution(time: i64, user: &str) -> SharedContribution {
         SharedContribution {
             time,
@@ -303,20 +320,8 @@ mod tests {
     /// left to them.
     #[test]
     fn a_computers_evidence_from_every_shard_is_decided_in_time_order() {
-        let (mut scored, mut dead, mut alerts) =
-            (Collect::default(), Collect::default(), Collect::default());
-        let mut pipeline = Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions::default(),
-            Outputs {
-                dead_letters: &mut dead,
-                alerts: &mut alerts,
-                scored: &mut scored,
-                received: None,
-            },
-        )
-        .unwrap();
-        pipeline.alerts.set_computers_apart();
+        let mut sinks = Default::default();
+        let mut pipeline = fleet_worker(&mut sinks);
         let mut decisions = ComputerDecisions::new(
             EntityRisk::new(86_400, 0),
             ComputersDecided::all_through(0),
@@ -382,20 +387,8 @@ mod tests {
     /// counts as evidence again but opens nothing twice.
     #[test]
     fn what_was_decided_before_a_restart_is_evidence_only() {
-        let (mut scored, mut dead, mut alerts) =
-            (Collect::default(), Collect::default(), Collect::default());
-        let mut pipeline = Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions::default(),
-            Outputs {
-                dead_letters: &mut dead,
-                alerts: &mut alerts,
-                scored: &mut scored,
-                received: None,
-            },
-        )
-        .unwrap();
-        pipeline.alerts.set_computers_apart();
+        let mut sinks = Default::default();
+        let mut pipeline = fleet_worker(&mut sinks);
         let restored = ComputersDecided {
             everything: 0,
             computers: vec![("C1".into(), 1_100)],
