@@ -7,6 +7,10 @@ workers start together with `--until-caught-up`, and the time is from their
 start until the last one exits. Prints one JSON line per run and the medians.
 
     python scripts/bench_fleet.py --bin target/release/authpulse [--events 300000] [--repeat 3]
+    python scripts/bench_fleet.py --bin ... --campaigns 8 --kinds spray,burst,fan_in,slow_fan_in
+
+With hidden attacks the incidents of each run are compared with one
+worker's by id; BENCH_FLEET_ALERTS=1 prints every alerts-table row too.
 
 Everything runs on this machine, the local server included: the numbers say
 what the fleet costs here (claims, commits of several writers, lease rounds),
