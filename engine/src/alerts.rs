@@ -174,6 +174,12 @@ impl AlertEngine {
         }
     }
 
+    /// Whether computers' incidents are decided apart from the events that
+    /// scored them ([`AlertEngine::set_computers_apart`]).
+    pub fn computers_apart(&self) -> bool {
+        self.computer_expiries.is_some()
+    }
+
     /// Forgets, without publishing, the open computer incidents `keep`
     /// refuses: another worker of a fleet carries them on.
     pub fn forget_computer_incidents(&mut self, keep: impl Fn(NameId) -> bool) {

@@ -98,6 +98,11 @@ impl EntityRisk {
         }
     }
 
+    /// How long a contribution counts, in seconds.
+    pub fn window_s(&self) -> i64 {
+        self.window
+    }
+
     /// Takes a reloaded policy's window and half-life; the ledgers carry on.
     pub fn reconfigure(&mut self, window_s: u64, half_life_s: u64) {
         let fresh = EntityRisk::new(window_s, half_life_s);

@@ -73,6 +73,7 @@ impl<'o> Pipeline<'o> {
             features,
         } = &mut self.batch;
         let counting = self.rules.scoring_mask;
+        let decides_computers = !self.alerts.computers_apart();
         let mut escalation = Escalation {
             entities: &mut self.entities,
             alerts: &mut self.alerts,
@@ -80,7 +81,7 @@ impl<'o> Pipeline<'o> {
             time_base: self.options.time_base,
             users: &self.users,
             computers: &self.computers,
-            decides_computers: self.fleet.is_none(),
+            decides_computers,
         };
         for (i, event) in events.iter().enumerate() {
             if event.event_time > self.closed_through {

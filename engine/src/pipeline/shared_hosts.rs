@@ -171,9 +171,9 @@ impl<'o> Pipeline<'o> {
 
     /// Publishes this worker's shares and takes in the others', then decides
     /// its computers through what every worker has scored (`last`: through
-    /// its own last event, at the end of input). A failed trade is logged and the others'
-    /// last shares keep counting: the computer features are then staler,
-    /// not wrong by more, and computers wait for the next.
+    /// its own last event, at the end of input). A failed trade is logged
+    /// and the others' last shares keep counting: the computer features are
+    /// then staler, not wrong by more, and computers wait for the next.
     fn trade_hosts(&mut self, last: bool) {
         // Out of the pipeline while it trades, so that the pipeline's
         // parts can be lent beside it.

@@ -86,6 +86,17 @@ impl ComputerDecisions {
         }
     }
 
+    /// Contributions a risk window before `through` count for nothing any
+    /// more: they are all decided, so that the record stays as small as the
+    /// computers of the last window.
+    fn settle(&mut self, through: i64) {
+        let settled = through.saturating_sub(self.ledgers.window_s());
+        if settled > self.everything {
+            self.everything = settled;
+            self.computers.retain(|_, &mut time| time > settled);
+        }
+    }
+
     /// Through when `computer`'s contributions were decided before.
     fn decided_before(&self, computer: NameId) -> i64 {
         self.computers
@@ -217,6 +228,7 @@ impl Pipeline<'_> {
             );
         }
         self.alerts.close_computers_due(through);
+        decisions.settle(through);
         decided
     }
 
@@ -417,6 +429,11 @@ mod tests {
         assert_eq!(published[0].incident.max_risk, 88);
         let record = decisions.record(&pipeline.computers);
         assert_eq!(record.computers, [("C1".to_string(), 1_200)]);
+        // A risk window on, all of it is settled: the record is one time.
+        pipeline.decide_computers(&mut decisions, &[], opens, 100_000);
+        let settled = decisions.record(&pipeline.computers);
+        assert_eq!(settled.everything, 100_000 - 86_400);
+        assert!(settled.computers.is_empty(), "{settled:?}");
         // Two parts' records: each computer as far as either decided it.
         let joined = record.join(ComputersDecided {
             everything: 50,
