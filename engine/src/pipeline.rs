@@ -8,12 +8,15 @@
 //!      -> EntityRisk (per user and computer) -> AlertEngine (incidents) -> sinks
 //! ```
 //!
-//! Single-threaded by design: the per-event work is a few hash lookups and
-//! counter updates, and one ordered thread is what makes results independent of
-//! batching. Batches only amortise the calls into the rule modules.
+//! Everything from interning on runs on one thread: the per-event work is a
+//! few hash lookups and counter updates, and one ordered thread is what makes
+//! results independent of batching. Batches only amortise the calls into the
+//! rule modules. Parsing may run ahead on threads of its own (`parse_stage`),
+//! handing lines back in order, so results do not depend on it either.
 //!
 //! This file holds the pipeline's parts and its construction; its work is in
-//! one file per concern: `ingest` (records in, dead letters, limits),
+//! one file per concern: `parse_stage` (lines parsed ahead of the pipeline
+//! thread), `ingest` (records in, dead letters, limits),
 //! `scoring` (features, rules, risk, written out), `escalation` (risk to
 //! entities and incidents), `reload` (policy swaps), `commit` (checkpoints,
 //! the end, a stop), `snapshots` (state written and restored), `counters`
@@ -47,6 +50,7 @@ mod counters;
 mod escalation;
 mod ingest;
 mod inspect;
+mod parse_stage;
 mod reload;
 mod scoring;
 mod shared_hosts;
@@ -84,6 +88,10 @@ pub struct PipelineOptions {
     pub limits: StateLimits,
     /// How far ahead an event may be dated, and whether the source is live.
     pub clock: ClockOptions,
+    /// Threads that parse lines ahead of the pipeline thread (0: it parses
+    /// them itself; `None`: one for JSON input on a machine with a second
+    /// core, none for LANL lines). Results do not depend on it.
+    pub parse_threads: Option<usize>,
 }
 
 impl Default for PipelineOptions {
@@ -97,6 +105,7 @@ impl Default for PipelineOptions {
             max_batch_delay: std::time::Duration::from_millis(50),
             limits: StateLimits::default(),
             clock: ClockOptions::default(),
+            parse_threads: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The main correctness property: results depend only on the set of events, not
-//! on how they are cut into batches, reordered within the allowed lateness, or
-//! interrupted by a restart from a state snapshot.
+//! on how they are cut into batches, reordered within the allowed lateness,
+//! parsed by how many threads, or interrupted by a restart from a state
+//! snapshot.
 
 mod common;
 
@@ -9,10 +10,11 @@ use std::sync::atomic::AtomicBool;
 use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
 use authpulse_engine::pipeline::{self, Outputs, Pipeline, PipelineOptions, Restore, Summary};
 use authpulse_engine::policy::Policy;
+use authpulse_engine::rules::Engine;
 use authpulse_engine::shards::Snapshot;
 use authpulse_engine::sinks::Collect;
 use authpulse_engine::snapshot::{self, SnapshotError};
-use common::{comparable, detailed_rules, generate_kinds, score_default};
+use common::{comparable, detailed_rules, generate_kinds, score_default, score_parsed_by};
 use proptest::prelude::*;
 
 /// Generated once: 4 days, 300 users, one attack of each kind.
@@ -51,6 +53,58 @@ fn reference_run_is_meaningful() {
         r.summary.rule_hits
     );
     assert_eq!(r.collected.rows.len() as u64, r.summary.events_scored);
+}
+
+/// `data` with a header, and at random places blank lines, broken lines,
+/// JSON records (one with escaped names) and the full LANL record: every
+/// path a line takes through parsing.
+fn with_every_kind_of_line(data: &[u8], seed: u64) -> Vec<u8> {
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut out = b"time,user,computer\n".to_vec();
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(line);
+        let time = line.split(|&b| b == b',').next().unwrap_or(b"0");
+        let time = std::str::from_utf8(time).unwrap_or("0");
+        match next() % 1000 {
+            0 => out.extend_from_slice(b"   \n"),
+            1 => out.extend_from_slice(b"not,a\n"),
+            2 => out.extend_from_slice(format!("{time},U1@DOM1,\n").as_bytes()),
+            3 => out.extend_from_slice(
+                format!("{time},U9@DOM1,U9@DOM1,C17,C18,NTLM,Network,LogOn,Fail\n").as_bytes(),
+            ),
+            4 => out.extend_from_slice(
+                format!(
+                    r#"{{"event_time":"{}","user_id":"U\u0037","computer_id":"C\"7\""}}"#,
+                    rfc3339(time.parse().unwrap_or(0))
+                )
+                .as_bytes(),
+            ),
+            5 => out.extend_from_slice(b"{\"event_time\":\n"),
+            _ => continue,
+        }
+        if out.last() != Some(&b'\n') {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// LANL time `t` (seconds from 2024-01-01, within the month) in RFC 3339.
+fn rfc3339(t: u64) -> String {
+    let (day, rest) = (t / 86_400, t % 86_400);
+    format!(
+        "2024-01-{:02}T{:02}:{:02}:{:02}Z",
+        day + 1,
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
 }
 
 /// Delays every line by at most `max_shift_s` seconds of event time
@@ -325,6 +379,19 @@ proptest! {
         prop_assert_eq!(comparable(&summary), comparable(&r.summary));
         prop_assert!(collected.rows == r.collected.rows, "scored rows differ after a restart at {}", cut);
         prop_assert_eq!(&collected.alerts, &r.collected.alerts);
+    }
+
+    #[test]
+    fn parse_threads_do_not_change_results(threads in 1usize..5, seed in any::<u64>()) {
+        let data = with_every_kind_of_line(data(), seed);
+        let policy = Policy::builtin();
+        let alone = score_parsed_by(&data, &policy, 4096, Engine::Native, Some(0));
+        prop_assert!(alone.summary.invalid >= 10, "{:?}", alone.summary);
+        let staged = score_parsed_by(&data, &policy, 4096, Engine::Native, Some(threads));
+        prop_assert_eq!(comparable(&staged.summary), comparable(&alone.summary));
+        prop_assert!(staged.collected.rows == alone.collected.rows, "scored rows differ with {} parse threads", threads);
+        prop_assert_eq!(&staged.collected.alerts, &alone.collected.alerts);
+        prop_assert_eq!(&staged.collected.dead_letters, &alone.collected.dead_letters);
     }
 
     #[test]

@@ -83,6 +83,17 @@ pub struct BenchArgs {
     /// rules), beside the LANL three-field lines parsed alone in the same run.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+    /// Threads that parse lines ahead of the scoring thread, as `run
+    /// --parse-threads` (default: as `run` chooses). With --format, the
+    /// pipeline is measured both without them and with them (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub parse_threads: Option<u16>,
+}
+
+impl BenchArgs {
+    fn parse_threads(&self) -> Option<usize> {
+        self.parse_threads.map(usize::from)
+    }
 }
 
 #[derive(Serialize)]
@@ -166,7 +177,13 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         let mut best = f64::INFINITY;
         let mut last = None;
         for _ in 0..args.repeat.max(1) {
-            let (summary, seconds) = run_once(&policy, engine, args.batch_size, &data)?;
+            let (summary, seconds) = run_once(
+                &policy,
+                engine,
+                args.batch_size,
+                args.parse_threads(),
+                &data,
+            )?;
             best = best.min(seconds);
             last = Some(summary);
         }
@@ -192,15 +209,18 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
         "bytes": data.len(),
         "users": args.users,
         "batch_size": args.batch_size,
+        "parse_threads": args.parse_threads(),
         "engines": results,
         "wasm_overhead_pct": (native.events_per_s / wasm.events_per_s - 1.0) * 100.0,
     });
     outln!("{}", serde_json::to_string(&report)?)?;
     eprintln!(
-        "native {:.0} events/s, wasm {:.0} events/s, sandbox overhead {:.1}% (single thread, best of {})",
+        "native {:.0} events/s, wasm {:.0} events/s, sandbox overhead {:.1}% (one scoring thread, parse threads {}, best of {})",
         native.events_per_s,
         wasm.events_per_s,
         (native.events_per_s / wasm.events_per_s - 1.0) * 100.0,
+        args.parse_threads()
+            .map_or("auto".to_string(), |n| n.to_string()),
         args.repeat.max(1)
     );
     Ok(())
@@ -227,9 +247,19 @@ fn bench_format(args: &BenchArgs, format: Format, lanl: &[u8]) -> anyhow::Result
     let (_, _, lanl_s) = best(lanl, Format::Csv);
     let policy = Policy::builtin();
     let mut pipeline_s = f64::INFINITY;
+    let staged_threads = args.parse_threads().unwrap_or(1).max(1);
+    let mut staged_s = f64::INFINITY;
     for _ in 0..args.repeat.max(1) {
-        let (_, seconds) = run_once(&policy, Engine::Wasm, args.batch_size, &data)?;
+        let (_, seconds) = run_once(&policy, Engine::Wasm, args.batch_size, Some(0), &data)?;
         pipeline_s = pipeline_s.min(seconds);
+        let (_, seconds) = run_once(
+            &policy,
+            Engine::Wasm,
+            args.batch_size,
+            Some(staged_threads),
+            &data,
+        )?;
+        staged_s = staged_s.min(seconds);
     }
     let report = serde_json::json!({
         "format": format.name(),
@@ -239,17 +269,23 @@ fn bench_format(args: &BenchArgs, format: Format, lanl: &[u8]) -> anyhow::Result
         "parse_mb_per_s": data.len() as f64 / parse_s / 1e6,
         "csv_parse_events_per_s": lines as f64 / lanl_s,
         "pipeline_events_per_s": lines as f64 / pipeline_s,
+        "parse_threads": staged_threads,
+        "pipeline_staged_events_per_s": lines as f64 / staged_s,
     });
     outln!("{}", serde_json::to_string(&report)?)?;
     eprintln!(
         "{}: {:.0} bytes a line; parsing alone {:.0} events/s ({:.0} MB/s; LANL CSV {:.0} events/s); \
-         the whole pipeline {:.0} events/s (one thread, best of {})",
+         the whole pipeline {:.0} events/s on one thread, {:.0} with {} parse thread(s) (best of {})",
         format.name(),
         report["bytes_per_line"].as_f64().unwrap_or(0.0),
         report["parse_events_per_s"].as_f64().unwrap_or(0.0),
         report["parse_mb_per_s"].as_f64().unwrap_or(0.0),
         report["csv_parse_events_per_s"].as_f64().unwrap_or(0.0),
         report["pipeline_events_per_s"].as_f64().unwrap_or(0.0),
+        report["pipeline_staged_events_per_s"]
+            .as_f64()
+            .unwrap_or(0.0),
+        staged_threads,
         args.repeat.max(1)
     );
     Ok(())
@@ -261,10 +297,11 @@ fn run_once(
     policy: &Policy,
     engine: Engine,
     batch_size: usize,
+    parse_threads: Option<usize>,
     data: &[u8],
 ) -> anyhow::Result<(Summary, f64)> {
     let mut sinks = BenchSinks::default();
-    let pipeline = sinks.pipeline(policy, engine, batch_size)?;
+    let pipeline = sinks.pipeline(policy, engine, batch_size, parse_threads)?;
     let started = Instant::now();
     let summary = pipeline.score_bytes(data)?;
     Ok((summary, started.elapsed().as_secs_f64()))
@@ -285,12 +322,14 @@ impl BenchSinks {
         policy: &Policy,
         engine: Engine,
         batch_size: usize,
+        parse_threads: Option<usize>,
     ) -> anyhow::Result<Pipeline<'_>> {
         Ok(Pipeline::new(
             policy.clone(),
             PipelineOptions {
                 batch_size,
                 engine,
+                parse_threads,
                 ..PipelineOptions::default()
             },
             Outputs {
@@ -322,6 +361,7 @@ fn bench_tables(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
             }
             spec.policy_reload = false;
             spec.pipeline.batch_size = args.batch_size;
+            spec.pipeline.parse_threads = args.parse_threads();
             spec.pipeline.commit_interval = Some(args.commit_interval);
             let started = Instant::now();
             let outcome = run::score_spec(&spec)?;
@@ -389,11 +429,18 @@ fn bench_reload(args: &BenchArgs, data: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&path, &variants[0])?;
     let policy = Policy::load(&path)?;
 
-    let (no_reload, _) = run_once(&policy, Engine::Wasm, args.batch_size, data)?;
+    let (no_reload, _) = run_once(
+        &policy,
+        Engine::Wasm,
+        args.batch_size,
+        args.parse_threads(),
+        data,
+    )?;
     let baseline_eps = no_reload.events_per_s;
 
     let mut sinks = BenchSinks::default();
-    let mut pipeline = sinks.pipeline(&policy, Engine::Wasm, args.batch_size)?;
+    let mut pipeline =
+        sinks.pipeline(&policy, Engine::Wasm, args.batch_size, args.parse_threads())?;
     let watcher = authpulse_engine::reload::PolicyWatcher::start(
         &path,
         &policy,

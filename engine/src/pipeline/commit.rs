@@ -13,24 +13,29 @@ impl<'o> Pipeline<'o> {
     /// Checkpoints the sinks if the commit interval has passed; says whether
     /// it did. `position` is where the source's next record starts.
     pub fn maybe_checkpoint(&mut self, position: serde_json::Value) -> io::Result<bool> {
-        match self.options.commit_interval {
-            Some(interval) if self.last_checkpoint.elapsed() >= interval => {
-                // A quiet source adds nothing to commit; the last commit is
-                // waited for, so that it is reported (logged, counted) now
-                // rather than when input comes again.
-                if self.counters.events_read == self.read_at_checkpoint {
-                    self.last_checkpoint = Instant::now();
-                    if let Some(received) = self.outputs.received.as_deref_mut() {
-                        received.flush()?;
-                    }
-                    self.outputs.scored.settle()?;
-                    return Ok(false);
-                }
-                self.checkpoint(position)?;
-                Ok(true)
-            }
-            _ => Ok(false),
+        if !self.checkpoint_due() {
+            return Ok(false);
         }
+        // A quiet source adds nothing to commit; the last commit is waited
+        // for, so that it is reported (logged, counted) now rather than when
+        // input comes again.
+        if self.counters.events_read == self.read_at_checkpoint {
+            self.last_checkpoint = Instant::now();
+            if let Some(received) = self.outputs.received.as_deref_mut() {
+                received.flush()?;
+            }
+            self.outputs.scored.settle()?;
+            return Ok(false);
+        }
+        self.checkpoint(position)?;
+        Ok(true)
+    }
+
+    /// Whether the commit interval has passed since the last checkpoint.
+    pub fn checkpoint_due(&self) -> bool {
+        self.options
+            .commit_interval
+            .is_some_and(|interval| self.last_checkpoint.elapsed() >= interval)
     }
 
     /// How far scoring has got, in event time (for the source's positions).

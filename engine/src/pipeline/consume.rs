@@ -4,6 +4,7 @@
 use crate::input::{Line, Source};
 use std::io;
 
+use super::parse_stage::Staging;
 use super::{Pipeline, Summary};
 
 /// Lines between two looks at the clock (commit interval), the stop flag and
@@ -27,22 +28,39 @@ pub fn consume<S: Source + ?Sized>(
 ) -> io::Result<()> {
     let mut until_tick = 0u32;
     let mut reads = source.reads();
+    let mut stage = Staging::default();
     loop {
         let line_no = source.line_no() + 1;
         let Some(line) = source.next_line()? else {
             break;
         };
         let idle = matches!(line, Line::Idle);
-        pipeline.push_line(line_no, line)?;
+        match line {
+            Line::Complete(bytes) => match stage.for_line(pipeline, bytes)? {
+                Some(stage) => stage.push(pipeline, line_no, bytes)?,
+                None => pipeline.push_line(line_no, line)?,
+            },
+            line => {
+                stage.drain(pipeline)?;
+                pipeline.push_line(line_no, line)?;
+            }
+        }
         until_tick += 1;
+        let read = source.reads() != reads;
+        let tick_now = idle || read || until_tick == TICK_LINES;
+        // The pipeline holds every line read before it checkpoints (the
+        // source's position must say where it stands), waits for a fleet, or
+        // looks for a batch past its delay.
+        if tick_now && (idle || read || pipeline.checkpoint_due() || pipeline.fleet.is_some()) {
+            stage.drain(pipeline)?;
+        }
         // A trickling stream reads a few lines at a time: after each read,
         // a batch past its delay is scored.
-        let read = source.reads() != reads;
         if read {
             reads = source.reads();
             pipeline.score_batch_past_delay()?;
         }
-        if idle || read || until_tick == TICK_LINES {
+        if tick_now {
             until_tick = 0;
             if pipeline.maybe_checkpoint(source.position())? {
                 source.checkpointed(pipeline.frontier())?;
@@ -63,6 +81,7 @@ pub fn consume<S: Source + ?Sized>(
             }
         }
     }
+    stage.drain(pipeline)?;
     tick(pipeline, source);
     Ok(())
 }

@@ -15,6 +15,11 @@ use std::io;
 
 use super::{DEAD_LETTER_RAW_MAX, Pipeline, raw_text, unix_now};
 
+/// A line of nothing but whitespace: skipped, not counted.
+pub(super) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
 impl<'o> Pipeline<'o> {
     /// Feeds one input line.
     pub fn push_line(&mut self, line_no: u64, line: Line<'_>) -> io::Result<()> {
@@ -45,13 +50,7 @@ impl<'o> Pipeline<'o> {
                 return self.score_batch();
             }
         };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(());
-        }
-        if self.counters.events_read == 0
-            && self.format.unwrap_or(Format::Csv) == Format::Csv
-            && input::is_header(bytes)
-        {
+        if is_blank(bytes) || self.is_header(bytes) {
             return Ok(());
         }
         self.counters.events_read += 1;
@@ -59,13 +58,32 @@ impl<'o> Pipeline<'o> {
         let mut scratch = std::mem::take(&mut self.scratch);
         let (format, parsed) =
             input::parse_line(self.format, bytes, self.options.time_base, &mut scratch);
-        self.latest_format = format;
-        let outcome = match parsed {
-            Ok(record) => self.offer(line_no, Some(bytes), record),
-            Err(reject) => self.reject(line_no, bytes, reject),
-        };
+        let outcome = self.take_parsed(line_no, bytes, format, parsed);
         self.scratch = scratch;
         outcome
+    }
+
+    /// Whether `line` is the CSV header a file may start with (skipped).
+    pub(super) fn is_header(&self, line: &[u8]) -> bool {
+        self.counters.events_read == 0
+            && self.format.unwrap_or(Format::Csv) == Format::Csv
+            && input::is_header(line)
+    }
+
+    /// Takes in a counted line as parsed (here or by the parse stage):
+    /// offered if it is a record, dead-lettered if not.
+    pub(super) fn take_parsed(
+        &mut self,
+        line_no: u64,
+        line: &[u8],
+        format: Format,
+        parsed: Result<Record<'_>, Reject>,
+    ) -> io::Result<()> {
+        self.latest_format = format;
+        match parsed {
+            Ok(record) => self.offer(line_no, Some(line), record),
+            Err(reject) => self.reject(line_no, line, reject),
+        }
     }
 
     /// Takes in a valid record; `raw` is its line (`None`: it came decoded,

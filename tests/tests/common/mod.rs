@@ -63,6 +63,18 @@ pub struct Outcome {
 
 /// Scores `data` with `policy`, collecting rows, alerts and dead letters.
 pub fn score(data: &[u8], policy: &Policy, batch_size: usize, engine: Engine) -> Outcome {
+    let parse_threads = PipelineOptions::default().parse_threads;
+    score_parsed_by(data, policy, batch_size, engine, parse_threads)
+}
+
+/// [`score`] with `parse_threads` parsing ahead of the pipeline thread.
+pub fn score_parsed_by(
+    data: &[u8],
+    policy: &Policy,
+    batch_size: usize,
+    engine: Engine,
+    parse_threads: Option<usize>,
+) -> Outcome {
     let mut dead = Collect::default();
     let mut alerts = Collect::default();
     let mut rows = Collect::default();
@@ -74,6 +86,7 @@ pub fn score(data: &[u8], policy: &Policy, batch_size: usize, engine: Engine) ->
             // Batches are cut by size only, so that tests may count them: on
             // a slow machine the 50 ms latency bound would cut extra ones.
             max_batch_delay: std::time::Duration::from_secs(3600),
+            parse_threads,
             ..PipelineOptions::default()
         },
         Outputs {
