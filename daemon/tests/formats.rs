@@ -238,20 +238,36 @@ fn a_mixed_file_loses_exactly_its_broken_lines() {
     add("28813,U2,C3".into(), None);
     std::fs::write(dir.path().join("mixed.txt"), lines.join("\n") + "\n").unwrap();
 
-    let out = run_ok(dir.path(), &["run", "mixed.txt", "--output", "out"]);
+    // Parsed by the pipeline thread, and ahead of it by two threads.
+    for threads in ["0", "2"] {
+        let out = format!("out-{threads}");
+        let args = [
+            "run",
+            "mixed.txt",
+            "--output",
+            &out,
+            "--parse-threads",
+            threads,
+        ];
+        let refused = assert_loses_only(dir.path(), &args, lines.len() - broken.len());
+        let expected: Vec<(u64, String)> =
+            broken.iter().map(|&(l, k)| (l, k.to_string())).collect();
+        assert_eq!(refused, expected, "with {threads} parse threads");
+    }
+}
+
+/// Runs `args` (into `args[3]`), checks `valid` events were taken and
+/// every format's events are in the table with what each said, and returns
+/// the dead letters (line, kind).
+fn assert_loses_only(dir: &Path, args: &[&str], valid: usize) -> Vec<(u64, String)> {
+    let output = args[3];
+    let out = run_ok(dir, args);
     let s = summary(&out.stdout);
-    let valid = lines.len() - broken.len();
     assert_eq!(s["events_valid"].as_u64(), Some(valid as u64));
-    let refused: Vec<(u64, String)> = dead_letters(dir.path(), "out")
-        .into_iter()
-        .map(|(line, kind, _)| (line, kind))
-        .collect();
-    let expected: Vec<(u64, String)> = broken.iter().map(|&(l, k)| (l, k.to_string())).collect();
-    assert_eq!(refused, expected);
     // Every format's events are in the table, with what each said.
     let outcomes = query(
-        dir.path(),
-        "out",
+        dir,
+        output,
         "SELECT outcome, count(*) AS n FROM auth_events_curated GROUP BY outcome ORDER BY outcome",
     );
     let count = |outcome: Option<&str>| {
@@ -267,6 +283,10 @@ fn a_mixed_file_loses_exactly_its_broken_lines() {
         (count(Some("failure")), count(Some("success")), count(None)),
         (1, 3, 5)
     );
+    dead_letters(dir, output)
+        .into_iter()
+        .map(|(line, kind, _)| (line, kind))
+        .collect()
 }
 
 #[test]

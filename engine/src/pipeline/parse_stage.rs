@@ -30,9 +30,9 @@ use super::ingest::is_blank;
 const CHUNK_LINES: usize = 1024;
 /// A chunk is sent once its lines reach this many bytes (one long line may
 /// take it past).
-const CHUNK_BYTES: usize = 128 * 1024;
+const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks sent to a parser and not yet taken back, at most.
-const IN_FLIGHT_PER_PARSER: usize = 4;
+const IN_FLIGHT_PER_PARSER: usize = 2;
 
 /// How many parser threads to start when none are set: one beside the
 /// pipeline thread for JSON input (OCSF, ECS, our own), where parsing is
