@@ -13,6 +13,11 @@
 //! for the worker that opens each computer's incidents
 //! (`engine::pipeline::shared_risk`).
 //!
+//! The requests run on a thread of the worker's own: a trade while reading
+//! hands the shares over and goes on scoring with what the round before
+//! brought (the first trade and the last, at the end of input, wait for
+//! theirs).
+//!
 //! A share also says how far in event time its worker has scored, and
 //! whether it has anything left to read: the slowest worker that has is the
 //! one the others keep pace with (`engine::pipeline::FleetPace`). A share
@@ -21,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,16 +56,41 @@ struct ShareFile {
 }
 
 /// Where a fleet worker publishes its shards' shares and reads the others'.
+/// The requests run on a thread of their own ([`Round`]), so that scoring
+/// does not wait for S3 once a second: a trade while reading hands its
+/// shares over and takes what the round before brought.
 pub struct ShareFiles {
-    files: Arc<dyn SnapshotFiles>,
-    writer: String,
     /// The shards held, with their users' hash-key ranges.
     held: Vec<(String, HashRange)>,
-    live: LiveShards,
-    /// A share older than this holds nobody back.
-    stale_after: std::time::Duration,
-    /// The other shards' shares, as last read.
-    others: BTreeMap<String, ShareFile>,
+    trader: Arc<Trader>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Rounds asked for so far.
+    asked: u64,
+}
+
+/// What the scoring thread and the trading thread share.
+#[derive(Default)]
+struct Trader {
+    slots: Mutex<Slots>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// The newest shares not yet published, with their round's number (an
+    /// older one not yet taken is replaced: shares are absolute).
+    outgoing: Option<(u64, Outgoing)>,
+    /// The number of the last round that finished, and what it brought
+    /// (taken by the next trade).
+    done: u64,
+    brought: Option<io::Result<Traded>>,
+    stop: bool,
+}
+
+struct Outgoing {
+    shares: Vec<Vec<HostShare>>,
+    risk: Vec<Vec<ComputerRisk>>,
+    progress: FleetProgress,
 }
 
 impl ShareFiles {
@@ -70,30 +100,43 @@ impl ShareFiles {
         held: Vec<(String, HashRange)>,
         live: LiveShards,
         stale_after: std::time::Duration,
-    ) -> ShareFiles {
-        ShareFiles {
+    ) -> io::Result<ShareFiles> {
+        let trader = Arc::new(Trader::default());
+        let round = Round {
             files,
             writer: writer.to_string(),
-            held,
+            held: held.clone(),
             live,
             stale_after,
             others: BTreeMap::new(),
+        };
+        let thread = {
+            let trader = Arc::clone(&trader);
+            std::thread::Builder::new()
+                .name("host-shares".into())
+                .spawn(move || round.run(&trader))?
+        };
+        Ok(ShareFiles {
+            held,
+            trader,
+            thread: Some(thread),
+            asked: 0,
+        })
+    }
+}
+
+impl Drop for ShareFiles {
+    fn drop(&mut self) {
+        lock(&self.trader.slots).stop = true;
+        self.trader.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
+}
 
-    fn name(shard: &str) -> String {
-        format!("hosts-{shard}.json")
-    }
-
-    fn read(&self, shard: &str) -> io::Result<Option<ShareFile>> {
-        let name = Self::name(shard);
-        if !self.files.exists(&name)? {
-            return Ok(None);
-        }
-        let file: ShareFile = serde_json::from_reader(self.files.open(&name)?)
-            .map_err(|e| io::Error::other(format!("{}: {e}", self.files.location(&name))))?;
-        Ok(Some(file))
-    }
+fn lock(slots: &Mutex<Slots>) -> std::sync::MutexGuard<'_, Slots> {
+    slots.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl HostExchange for ShareFiles {
@@ -119,7 +162,89 @@ impl HostExchange for ShareFiles {
         shares: Vec<Vec<HostShare>>,
         risk: Vec<Vec<ComputerRisk>>,
         progress: FleetProgress,
-    ) -> io::Result<Traded> {
+        wait: bool,
+    ) -> io::Result<Option<Traded>> {
+        self.asked += 1;
+        let mut slots = lock(&self.trader.slots);
+        let outgoing = Outgoing {
+            shares,
+            risk,
+            progress,
+        };
+        slots.outgoing = Some((self.asked, outgoing));
+        self.trader.changed.notify_all();
+        if wait {
+            while slots.done < self.asked {
+                slots = self
+                    .trader
+                    .changed
+                    .wait(slots)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        slots.brought.take().transpose()
+    }
+}
+
+/// The trading thread's side: the requests, and the other shards' shares
+/// as last read.
+struct Round {
+    files: Arc<dyn SnapshotFiles>,
+    writer: String,
+    held: Vec<(String, HashRange)>,
+    live: LiveShards,
+    /// A share older than this holds nobody back.
+    stale_after: std::time::Duration,
+    others: BTreeMap<String, ShareFile>,
+}
+
+impl Round {
+    /// Trades each newest set of shares handed over, until told to stop.
+    fn run(mut self, trader: &Trader) {
+        loop {
+            let (number, outgoing) = {
+                let mut slots = lock(&trader.slots);
+                loop {
+                    if let Some(next) = slots.outgoing.take() {
+                        break next;
+                    }
+                    if slots.stop {
+                        return;
+                    }
+                    slots = trader
+                        .changed
+                        .wait(slots)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let brought = self.trade(outgoing);
+            let mut slots = lock(&trader.slots);
+            slots.done = number;
+            slots.brought = Some(brought);
+            trader.changed.notify_all();
+        }
+    }
+
+    fn name(shard: &str) -> String {
+        format!("hosts-{shard}.json")
+    }
+
+    fn read(&self, shard: &str) -> io::Result<Option<ShareFile>> {
+        let name = Self::name(shard);
+        if !self.files.exists(&name)? {
+            return Ok(None);
+        }
+        let file: ShareFile = serde_json::from_reader(self.files.open(&name)?)
+            .map_err(|e| io::Error::other(format!("{}: {e}", self.files.location(&name))))?;
+        Ok(Some(file))
+    }
+
+    fn trade(&mut self, outgoing: Outgoing) -> io::Result<Traded> {
+        let Outgoing {
+            shares,
+            risk,
+            progress,
+        } = outgoing;
         let now_ms = unix_ms();
         for (((shard, _), shares), risk) in self.held.iter().zip(shares).zip(risk) {
             let file = ShareFile {
@@ -177,4 +302,151 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authpulse_engine::snapshot::{LocalFiles, SnapshotError};
+    use authpulse_engine::state::HostCounts;
+
+    /// Local files whose writes wait while the gate is shut: S3 slow to
+    /// answer.
+    struct Gated {
+        files: LocalFiles,
+        open: Mutex<bool>,
+        opened: Condvar,
+    }
+
+    impl Gated {
+        fn set(&self, open: bool) {
+            *self.open.lock().unwrap() = open;
+            self.opened.notify_all();
+        }
+    }
+
+    impl SnapshotFiles for Gated {
+        fn put(
+            &self,
+            name: &str,
+            write: &dyn Fn(&mut dyn std::io::Write) -> Result<u64, SnapshotError>,
+        ) -> io::Result<u64> {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+            drop(open);
+            self.files.put(name, write)
+        }
+        fn exists(&self, name: &str) -> io::Result<bool> {
+            self.files.exists(name)
+        }
+        fn delete(&self, name: &str) -> io::Result<()> {
+            self.files.delete(name)
+        }
+        fn open(&self, name: &str) -> io::Result<Box<dyn io::Read>> {
+            self.files.open(name)
+        }
+        fn location(&self, name: &str) -> String {
+            self.files.location(name)
+        }
+    }
+
+    fn share(computer: &str, users_ever: u32) -> Vec<Vec<HostShare>> {
+        vec![vec![HostShare {
+            computer: computer.into(),
+            counts: HostCounts {
+                users_ever,
+                ..HostCounts::default()
+            },
+        }]]
+    }
+
+    fn progress(scored_through: i64) -> FleetProgress {
+        FleetProgress {
+            scored_through,
+            caught_up: false,
+        }
+    }
+
+    /// Two workers of one shard each: a trade while reading hands its
+    /// shares over without waiting for S3, and brings what an earlier round
+    /// read; the first and the last trade wait for theirs.
+    #[test]
+    fn a_trade_while_reading_does_not_wait_for_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let gated = Arc::new(Gated {
+            files: LocalFiles::new(dir.path()).unwrap(),
+            open: Mutex::new(true),
+            opened: Condvar::new(),
+        });
+        let live = LiveShards::default();
+        live.set(["a".to_string(), "b".to_string()].into());
+        let half = u128::MAX / 2;
+        let worker = |shard: &str, range| {
+            let files: Arc<dyn SnapshotFiles> = gated.clone();
+            ShareFiles::new(
+                files,
+                shard,
+                vec![(shard.into(), range)],
+                live.clone(),
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap()
+        };
+        let mut a = worker(
+            "a",
+            HashRange {
+                start: 0,
+                end: half,
+            },
+        );
+        let mut b = worker(
+            "b",
+            HashRange {
+                start: half + 1,
+                end: u128::MAX,
+            },
+        );
+
+        let first = a
+            .exchange(share("C1", 3), vec![vec![]], progress(10), true)
+            .unwrap();
+        assert!(
+            first.unwrap().shares.is_empty(),
+            "nobody else has published"
+        );
+        let traded = b
+            .exchange(share("C1", 5), vec![vec![]], progress(20), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(traded.shares[0].counts.users_ever, 3);
+        assert_eq!(traded.slowest, Some(10));
+
+        // S3 stops answering: a trade while reading returns at once.
+        gated.set(false);
+        let pending = a
+            .exchange(share("C1", 4), vec![vec![]], progress(30), false)
+            .unwrap();
+        assert!(pending.is_none(), "its round has not finished");
+        assert!(
+            a.exchange(share("C1", 6), vec![vec![]], progress(40), false)
+                .unwrap()
+                .is_none()
+        );
+        gated.set(true);
+        // The last trade waits for its round: the newest shares are what b reads.
+        let last = a
+            .exchange(share("C1", 7), vec![vec![]], progress(50), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.shares[0].counts.users_ever, 5, "b's share");
+        let read = b
+            .exchange(share("C1", 5), vec![vec![]], progress(60), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.shares[0].counts.users_ever, 7);
+        assert_eq!(read.slowest, Some(50));
+        drop((a, b));
+    }
 }

@@ -187,7 +187,7 @@ impl LiveShards {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set(&self, shards: BTreeSet<String>) {
+    pub(super) fn set(&self, shards: BTreeSet<String>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = shards;
     }
 }

@@ -84,13 +84,14 @@ pub(super) fn host_shares(
         })?;
         held.push((shard.clone(), range));
     }
-    Ok(ShareFiles::new(
+    ShareFiles::new(
         Arc::clone(files),
         &assignment.writer,
         held,
         assignment.live.clone(),
         assignment.failover,
-    ))
+    )
+    .map_err(|e| RunError::Fleet(format!("start trading host shares: {e}")))
 }
 
 /// Where an assignment starts, claimed in every table.

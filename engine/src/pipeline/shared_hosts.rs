@@ -31,12 +31,19 @@ pub trait HostExchange {
     /// Publishes this worker's shares (host popularity and contributions to
     /// computers' risk, one list per shard) and progress, and returns the
     /// latest of every shard it does not hold.
+    ///
+    /// With `wait` (the first trade, and the last at the end of input) it
+    /// does so before it returns. Otherwise it may trade in the background,
+    /// so that scoring never waits on the network: these shares are then
+    /// published by a later round, and it returns what the last round that
+    /// finished brought, or `None` if none finished since it last returned.
     fn exchange(
         &mut self,
         shares: Vec<Vec<HostShare>>,
         risk: Vec<Vec<ComputerRisk>>,
         progress: Progress,
-    ) -> io::Result<Traded>;
+        wait: bool,
+    ) -> io::Result<Option<Traded>>;
 }
 
 /// How far a worker has got, published with its shares.
@@ -66,6 +73,17 @@ pub struct FleetPace {
     /// How far (event time, seconds) a worker may score ahead of the
     /// slowest other shard; `None`: no bound.
     pub max_drift_s: Option<i64>,
+}
+
+/// Which trade of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trade {
+    /// Before the first event: the others' shares count from it on.
+    First,
+    /// While reading, every [`FleetPace::trade_every`]: in the background.
+    While,
+    /// At the end of input.
+    Last,
 }
 
 /// The host-share state of a pipeline in a fleet.
@@ -125,12 +143,12 @@ impl<'o> Pipeline<'o> {
                 &mut self.computers,
             ),
         });
-        self.trade_hosts(false);
+        self.trade_hosts(Trade::First);
     }
 
     /// At the end of input: a last trade, and every computer decided.
     pub(super) fn last_trade(&mut self) {
-        self.trade_hosts(true);
+        self.trade_hosts(Trade::Last);
     }
 
     /// Trades if it is time to; says whether this worker is now too far
@@ -142,7 +160,7 @@ impl<'o> Pipeline<'o> {
         };
         fleet.caught_up = idle;
         if fleet.last_trade.elapsed() >= fleet.pace.trade_every {
-            self.trade_hosts(false);
+            self.trade_hosts(Trade::While);
         }
         let Some(fleet) = self.fleet.as_mut() else {
             return false;
@@ -170,11 +188,12 @@ impl<'o> Pipeline<'o> {
     }
 
     /// Publishes this worker's shares and takes in the others', then decides
-    /// its computers through what every worker has scored (`last`: through
-    /// its own last event, at the end of input). A failed trade is logged
-    /// and the others' last shares keep counting: the computer features are
-    /// then staler, not wrong by more, and computers wait for the next.
-    fn trade_hosts(&mut self, last: bool) {
+    /// its computers through what every worker has scored (the last trade:
+    /// through its own last event, at the end of input). A failed trade, or
+    /// one still under way, leaves the others' last shares counting: the
+    /// computer features are then staler, not wrong by more, and computers
+    /// wait for the next.
+    fn trade_hosts(&mut self, trade: Trade) {
         // Out of the pipeline while it trades, so that the pipeline's
         // parts can be lent beside it.
         let Some(mut fleet) = self.fleet.take() else {
@@ -197,8 +216,10 @@ impl<'o> Pipeline<'o> {
             scored_through: self.closed_through,
             caught_up: fleet.caught_up,
         };
-        match exchange.exchange(shares, risk, progress) {
-            Ok(traded) => {
+        let last = trade == Trade::Last;
+        match exchange.exchange(shares, risk, progress, trade != Trade::While) {
+            Ok(None) => {}
+            Ok(Some(traded)) => {
                 fleet.slowest = traded.slowest;
                 let computers = &mut self.computers;
                 self.state
@@ -272,13 +293,14 @@ mod tests {
             shares: Vec<Vec<HostShare>>,
             _risk: Vec<Vec<ComputerRisk>>,
             progress: Progress,
-        ) -> io::Result<Traded> {
+            _wait: bool,
+        ) -> io::Result<Option<Traded>> {
             self.published.push((shares[0].len(), progress));
-            Ok(Traded {
+            Ok(Some(Traded {
                 shares: self.shares.clone(),
                 risk: Vec::new(),
                 slowest: self.slowest.get(),
-            })
+            }))
         }
     }
 

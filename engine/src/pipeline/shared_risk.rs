@@ -292,8 +292,9 @@ mod tests {
             _: Vec<Vec<HostShare>>,
             _: Vec<Vec<ComputerRisk>>,
             _: Progress,
-        ) -> std::io::Result<Traded> {
-            Ok(Traded::default())
+            _: bool,
+        ) -> std::io::Result<Option<Traded>> {
+            Ok(Some(Traded::default()))
         }
     }
 
