@@ -141,3 +141,37 @@ def test_a_glue_table_reads_as_the_same_events_sent_as_json(tmp_path, moto_endpo
     assert missing.returncode != 0
     assert f"glue:{database}.nothing" in missing.stderr and "EntityNotFound" in missing.stderr, \
         missing.stderr
+
+
+def test_a_table_read_before_is_read_on_from_its_snapshot(tmp_path):
+    """A second run into the same tables reads only the data files the
+    table gained since the snapshot the first run read to its end; a third,
+    with nothing new, reads nothing; together they store what one run of
+    the whole table does."""
+    catalog = SqlCatalog("lake", uri=f"sqlite:///{tmp_path / 'lake.db'}",
+                         warehouse=f"file://{tmp_path / 'warehouse'}")
+    ident = ("security_lake", "authentication")
+    events, ranges = arrow_events()
+    catalog.create_namespace("security_lake")
+    table = catalog.create_table(ident, schema=events.schema)
+    *earlier, (start, length) = ranges.values()
+    for s, n in earlier:
+        table.append(events.slice(s, n))
+
+    def run(output):
+        where = catalog.load_table(ident).metadata_location
+        return summary(authpulse("run", "--source", f"iceberg:{where}", "--output", output,
+                                 cwd=tmp_path))
+
+    first = run("out")
+    assert first["events_read"] == sum(n for _, n in earlier)
+    table.append(events.slice(start, length))
+    second = run("out")
+    assert second["events_read"] == length == 120, second
+    assert second["already_stored"] == 0 and second["late"] == 0, second
+    third = run("out")
+    assert third["events_read"] == 0, third
+    # The table's metadata names the snapshot each run read to its end.
+    whole = run("whole")
+    assert whole["events_read"] == first["events_read"] + length
+    assert event_rows(tmp_path, "out") == event_rows(tmp_path, "whole")

@@ -280,6 +280,20 @@ impl Warehouse {
         }
     }
 
+    /// Where the input stood at the checkpoint every table holds, if that
+    /// checkpoint ended its run (`complete`): what a later run of a table
+    /// source reads on from.
+    pub fn completed_position(&self) -> Result<Option<SourcePosition>, LakehouseError> {
+        let progress = self.progress()?;
+        let held_by_all = progress
+            .iter()
+            .filter_map(|(_, p)| p.as_ref())
+            .min_by_key(|p| p.checkpoint);
+        Ok(held_by_all
+            .filter(|p| p.complete)
+            .and_then(|p| SourcePosition::recorded(&p.source)))
+    }
+
     /// Each table's latest committed progress, in [`tables::ALL`] order;
     /// `None` for a table none of whose current lineage carries one (or
     /// that has no snapshot).

@@ -55,7 +55,17 @@ pub(super) fn attempt(
     // (its identity is part of deciding).
     let opened = match source_spec.stream_identity() {
         Some(_) if spec.keeps_progress() => None,
-        _ => Some(source_spec.open(StreamStart::Args, stop)?),
+        _ => {
+            // An Iceberg table read before is read on from the snapshot the
+            // tables say was read.
+            let earlier = match (&warehouse, source_spec) {
+                (Some(warehouse), SourceSpec::Parquet(parquet)) if parquet.is_table() => warehouse
+                    .completed_position()
+                    .map_err(|e| RunError::Warehouse(Box::new(e)))?,
+                _ => None,
+            };
+            Some(source_spec.open_after(StreamStart::Args, earlier.as_ref(), stop)?)
+        }
     };
     let (mut identity, size, resuming) = match (&opened, source_spec.stream_identity()) {
         (Some(o), _) => (o.identity.clone(), o.size, o.resuming),

@@ -118,6 +118,12 @@ pub enum SourcePosition {
     Stream {
         shards: BTreeMap<String, ShardCheckpoint>,
     },
+    /// An Iceberg table read to the end of one of its snapshots: a later
+    /// run reads only the data files added since.
+    Table {
+        table_uuid: String,
+        table_snapshot: i64,
+    },
 }
 
 impl SourcePosition {
@@ -130,7 +136,7 @@ impl SourcePosition {
     pub fn file_offset(&self) -> Option<u64> {
         match self {
             SourcePosition::File { offset, .. } => Some(*offset),
-            SourcePosition::Stream { .. } => None,
+            SourcePosition::Stream { .. } | SourcePosition::Table { .. } => None,
         }
     }
 }
@@ -172,6 +178,18 @@ mod tests {
         assert_eq!(SourceIdentity::recorded(&serde_json::json!({})), None);
         assert_eq!(
             SourcePosition::recorded(&serde_json::json!({"position": {}})),
+            None
+        );
+        let table = serde_json::json!({"position": {"table_uuid": "9c1e", "table_snapshot": 42}});
+        assert_eq!(
+            SourcePosition::recorded(&table),
+            Some(SourcePosition::Table {
+                table_uuid: "9c1e".into(),
+                table_snapshot: 42
+            })
+        );
+        assert_eq!(
+            SourcePosition::recorded(&table).unwrap().file_offset(),
             None
         );
     }

@@ -80,6 +80,8 @@ pub enum SourceError {
     NotAStream,
     #[error("the warehouse's progress is a file's, and this run reads a stream")]
     NotAFile,
+    #[error("the warehouse's progress is an Iceberg table's, and this run reads a file or stream")]
+    ATable,
     #[error(
         "the tables in {output} record how far stream `{stream}` was read: --from {from} would read it again or skip part of it. \
          Leave --from out to go on from there, or use a new --output"
@@ -120,10 +122,22 @@ impl SourceError {
 impl SourceSpec {
     /// Opens the source from its start (a stream: as `start` says).
     pub fn open(&self, start: StreamStart, stop: &Arc<AtomicBool>) -> Result<Opened, SourceError> {
+        self.open_after(start, None, stop)
+    }
+
+    /// [`SourceSpec::open`], for an Iceberg table knowing what an earlier
+    /// run read of it (`earlier`: the tables' latest position): only the
+    /// data files added since.
+    pub fn open_after(
+        &self,
+        start: StreamStart,
+        earlier: Option<&SourcePosition>,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Opened, SourceError> {
         match self {
             SourceSpec::File(file) => file.open(stop),
             SourceSpec::Kinesis(stream) => stream.open(start),
-            SourceSpec::Parquet(files) => files.open(),
+            SourceSpec::Parquet(files) => files.open(earlier),
         }
     }
 
@@ -147,6 +161,9 @@ impl SourceSpec {
             }
             (SourceSpec::File(_), SourcePosition::Stream { .. }) => Err(SourceError::NotAStream),
             (SourceSpec::Kinesis(_), SourcePosition::File { .. }) => Err(SourceError::NotAFile),
+            (SourceSpec::File(_) | SourceSpec::Kinesis(_), SourcePosition::Table { .. }) => {
+                Err(SourceError::ATable)
+            }
             (SourceSpec::Parquet(_), _) => Err(SourceError::NoPosition),
         }
     }

@@ -26,7 +26,7 @@ use authpulse_engine::input::{Line, Source};
 
 pub use store::{S3Access, split_s3};
 
-use super::identity::SourceIdentity;
+use super::identity::{SourceIdentity, SourcePosition};
 use super::{Opened, SourceError};
 use merge::Merge;
 use store::Store;
@@ -151,8 +151,11 @@ pub struct ParquetSpec {
 
 impl ParquetSpec {
     /// Lists the files and reads their footers; the rows are read as the
-    /// pipeline asks for them.
-    pub(super) fn open(&self) -> Result<Opened, SourceError> {
+    /// pipeline asks for them. `earlier` is the tables' latest position:
+    /// an Iceberg table it says was read to the end of a snapshot is read
+    /// from the data files added since.
+    pub(super) fn open(&self, earlier: Option<&SourcePosition>) -> Result<Opened, SourceError> {
+        let mut read_through = None;
         let (store, listed) = match &self.location {
             ParquetLocation::Local(path) => {
                 if !path.exists() {
@@ -171,13 +174,54 @@ impl ParquetSpec {
                 (store, listed)
             }
             ParquetLocation::IcebergTable(_) | ParquetLocation::GlueTable { .. } => {
-                let table = table::plan(&self.location, &self.s3)?;
-                tracing::info!(
-                    table = %self.location,
-                    metadata = %table.metadata_location,
-                    snapshot = table.snapshot,
-                    "reading the table's current snapshot"
-                );
+                let before = match earlier {
+                    Some(SourcePosition::Table {
+                        table_uuid,
+                        table_snapshot,
+                    }) => Some(table::ReadBefore {
+                        table_uuid: table_uuid.clone(),
+                        snapshot: *table_snapshot,
+                    }),
+                    _ => None,
+                };
+                let table = table::plan(&self.location, &self.s3, before.as_ref())?;
+                match table.after {
+                    Some(after) => tracing::info!(
+                        table = %self.location,
+                        metadata = %table.metadata_location,
+                        snapshot = table.snapshot,
+                        after,
+                        files = table.files.len(),
+                        "reading the data files added since the snapshot an earlier run read"
+                    ),
+                    None => tracing::info!(
+                        table = %self.location,
+                        metadata = %table.metadata_location,
+                        snapshot = table.snapshot,
+                        "reading the table's current snapshot"
+                    ),
+                }
+                read_through = table.snapshot.map(|table_snapshot| SourcePosition::Table {
+                    table_uuid: table.table_uuid.clone(),
+                    table_snapshot,
+                });
+                if table.after.is_some() && table.files.is_empty() {
+                    // Nothing new: a run of no events, whose progress says
+                    // so again.
+                    return Ok(Opened {
+                        source: Box::new(ParquetSource {
+                            merge: None,
+                            done: false,
+                            rows: 0,
+                            max_line: self.max_line_bytes,
+                            read_through,
+                        }),
+                        size: Some(0),
+                        name: self.name(),
+                        resuming: false,
+                        identity: self.identity(),
+                    });
+                }
                 (table.store, table.files)
             }
         };
@@ -196,15 +240,25 @@ impl ParquetSpec {
         );
         Ok(Opened {
             source: Box::new(ParquetSource {
-                merge,
+                merge: Some(merge),
+                done: false,
                 rows: 0,
                 max_line: self.max_line_bytes,
+                read_through,
             }),
             size: Some(size),
             name: self.name(),
             resuming: false,
             identity: self.identity(),
         })
+    }
+
+    /// An Iceberg table (not a prefix of files).
+    pub fn is_table(&self) -> bool {
+        matches!(
+            self.location,
+            ParquetLocation::IcebergTable(_) | ParquetLocation::GlueTable { .. }
+        )
     }
 
     pub(super) fn identity(&self) -> SourceIdentity {
@@ -228,16 +282,26 @@ impl ParquetSpec {
 
 /// The rows of a [`Merge`] as the pipeline's lines.
 struct ParquetSource {
-    merge: Merge,
+    /// `None`: nothing to read (no data file added to a table since it was
+    /// last read).
+    merge: Option<Merge>,
+    /// Read to the end.
+    done: bool,
     rows: u64,
     max_line: usize,
+    /// A table's snapshot, the position once its files are read to the end.
+    read_through: Option<SourcePosition>,
 }
 
 impl Source for ParquetSource {
     fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
         let max = self.max_line;
-        let row = self.merge.next_row().map_err(io::Error::other)?;
-        let Some(row) = row else {
+        let Some(merge) = self.merge.as_mut() else {
+            self.done = true;
+            return Ok(None);
+        };
+        let Some(row) = merge.next_row().map_err(io::Error::other)? else {
+            self.done = true;
             return Ok(None);
         };
         self.rows += 1;
@@ -257,6 +321,17 @@ impl Source for ParquetSource {
     }
 
     fn bytes_consumed(&self) -> u64 {
-        self.merge.bytes_read()
+        self.merge.as_ref().map_or(0, Merge::bytes_read)
+    }
+
+    /// None while reading (a rerun then reads again, and adds what the
+    /// tables lack); a table's snapshot once read to the end.
+    fn position(&self) -> serde_json::Value {
+        match &self.read_through {
+            Some(read) if self.done => {
+                serde_json::to_value(read).expect("a position is plain data")
+            }
+            _ => serde_json::Value::Null,
+        }
     }
 }

@@ -32,13 +32,31 @@ const METADATA_LOCATION: &str = "metadata_location";
 pub struct Planned {
     pub store: Store,
     pub files: Vec<Listed>,
+    /// The table's own id (its metadata's `table-uuid`).
+    pub table_uuid: String,
     /// The snapshot read (`None`: the table has none yet).
     pub snapshot: Option<i64>,
+    /// The earlier snapshot whose data files were left out (read before).
+    pub after: Option<i64>,
     pub metadata_location: String,
 }
 
-/// Plans the current snapshot of the table `location` names.
-pub fn plan(location: &ParquetLocation, access: &S3Access) -> Result<Planned, ParquetError> {
+/// What an earlier run read of a table: its id, and the snapshot it read
+/// to the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadBefore {
+    pub table_uuid: String,
+    pub snapshot: i64,
+}
+
+/// Plans the current snapshot of the table `location` names; with
+/// `before` (of this table, a snapshot it still has), only the data files
+/// added since that snapshot.
+pub fn plan(
+    location: &ParquetLocation,
+    access: &S3Access,
+    before: Option<&ReadBefore>,
+) -> Result<Planned, ParquetError> {
     let runtime = crate::aws::runtime("authpulse-iceberg").map_err(ParquetError::Runtime)?;
     let shown = location.to_string();
     let metadata_location = match location {
@@ -51,9 +69,11 @@ pub fn plan(location: &ParquetLocation, access: &S3Access) -> Result<Planned, Pa
         }
     };
     let file_io = file_io(&metadata_location, access);
-    let (snapshot, data_files) = runtime
-        .block_on(data_files(&metadata_location, file_io))
+    let (table, data_files, after) = runtime
+        .block_on(data_files(&metadata_location, file_io, before))
         .map_err(|e| ParquetError::Store(shown.clone(), e))?;
+    let snapshot = table.metadata().current_snapshot_id();
+    let table_uuid = table.metadata().uuid().to_string();
     let store = store_for(&data_files, &metadata_location, access)?;
     let files = data_files
         .into_iter()
@@ -65,20 +85,38 @@ pub fn plan(location: &ParquetLocation, access: &S3Access) -> Result<Planned, Pa
     Ok(Planned {
         store,
         files,
+        table_uuid,
         snapshot,
+        after,
         metadata_location,
     })
 }
 
-/// The data files of the table's current snapshot, with their sizes.
+/// The table, the data files of its current snapshot with their sizes
+/// (those of `before`'s snapshot left out, if it is this table's and it
+/// still has it), and the snapshot left out.
 async fn data_files(
     metadata_location: &str,
     file_io: FileIO,
-) -> Result<(Option<i64>, Vec<(String, u64)>), String> {
+    before: Option<&ReadBefore>,
+) -> Result<(Table, Vec<(String, u64)>, Option<i64>), String> {
     let metadata = TableMetadata::read_from(&file_io, metadata_location)
         .await
         .map_err(|e| format!("read the table metadata {metadata_location}: {e}"))?;
-    let snapshot = metadata.current_snapshot_id();
+    let after = before
+        .filter(|b| b.table_uuid == metadata.uuid().to_string())
+        .map(|b| b.snapshot);
+    let after = match after {
+        Some(id) if metadata.snapshot_by_id(id).is_none() => {
+            tracing::warn!(
+                snapshot = id,
+                "the snapshot an earlier run read is no longer in the table (expired): reading \
+                 the whole current snapshot; events already stored are skipped"
+            );
+            None
+        }
+        after => after,
+    };
     let table = Table::builder()
         .metadata(metadata)
         .metadata_location(metadata_location)
@@ -91,11 +129,30 @@ async fn data_files(
         .readonly(true)
         .build()
         .map_err(|e| e.to_string())?;
-    let scan = table
-        .scan()
-        .select_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let mut files = snapshot_files(&table, None).await?;
+    if let Some(id) = after {
+        // A file compaction rewrote is read again: its events are stored
+        // already, and skipped.
+        let read: std::collections::HashSet<String> = snapshot_files(&table, Some(id))
+            .await?
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        files.retain(|(path, _)| !read.contains(path));
+    }
+    Ok((table, files, after))
+}
+
+/// The data files of a snapshot of `table` (`None`: the current one).
+async fn snapshot_files(
+    table: &Table,
+    snapshot: Option<i64>,
+) -> Result<Vec<(String, u64)>, String> {
+    let mut scan = table.scan().select_all();
+    if let Some(id) = snapshot {
+        scan = scan.snapshot_id(id);
+    }
+    let scan = scan.build().map_err(|e| e.to_string())?;
     let tasks: Vec<_> = scan
         .plan_files()
         .await
@@ -116,7 +173,7 @@ async fn data_files(
     // A data file split into several tasks is listed once.
     files.sort();
     files.dedup();
-    Ok((snapshot, files))
+    Ok(files)
 }
 
 /// Asks Glue where `DATABASE.TABLE`'s current metadata is.
