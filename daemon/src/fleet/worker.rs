@@ -66,7 +66,8 @@ enum Request {
     Checkpoint {
         shard: String,
         checkpoint: LeaseCheckpoint,
-        reply: oneshot::Sender<Result<(), LeaseError>>,
+        /// `None`: nobody waits; a failure is logged.
+        reply: Option<oneshot::Sender<Result<(), LeaseError>>>,
     },
     /// Give every lease up (a graceful stop) and end.
     Release { reply: oneshot::Sender<()> },
@@ -206,10 +207,28 @@ impl Checkpointer {
             .blocking_send(Request::Checkpoint {
                 shard: shard.to_string(),
                 checkpoint,
-                reply,
+                reply: Some(reply),
             })
             .map_err(|_| FleetError::Stopped)?;
         Ok(answer.blocking_recv().map_err(|_| FleetError::Stopped)??)
+    }
+
+    /// [`Checkpointer::checkpoint`] without waiting for DynamoDB: the lease
+    /// worker writes it in turn (before any later request, a release
+    /// included) and logs a failure. For the scoring thread, which would
+    /// otherwise wait for a write per shard at every commit.
+    pub fn checkpoint_in_background(
+        &self,
+        shard: &str,
+        checkpoint: LeaseCheckpoint,
+    ) -> Result<(), FleetError> {
+        self.requests
+            .blocking_send(Request::Checkpoint {
+                shard: shard.to_string(),
+                checkpoint,
+                reply: None,
+            })
+            .map_err(|_| FleetError::Stopped)
     }
 }
 
@@ -267,7 +286,17 @@ impl State {
                         let done = self.checkpoint(&shard, checkpoint).await;
                         // Seen in `held` by the time the caller hears back.
                         self.publish(&held);
-                        let _ = reply.send(done);
+                        match (reply, done) {
+                            (Some(reply), done) => {
+                                let _ = reply.send(done);
+                            }
+                            (None, Err(error)) => tracing::warn!(
+                                shard,
+                                error = crate::describe_error(&error),
+                                "the lease's checkpoint was not written"
+                            ),
+                            (None, Ok(())) => {}
+                        }
                     }
                     Some(Request::Release { reply }) => {
                         self.release_all().await;

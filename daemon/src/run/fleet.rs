@@ -469,7 +469,9 @@ pub(super) fn lease_checkpoints(assignment: &Assignment) -> OnSaved {
             let Some(checkpoint) = LeaseCheckpoint::from_shard_checkpoint(position) else {
                 continue;
             };
-            if let Err(error) = checkpointer.checkpoint(shard, checkpoint) {
+            // Written by the lease worker in turn; the scoring thread
+            // goes on (a failure is logged there).
+            if let Err(error) = checkpointer.checkpoint_in_background(shard, checkpoint) {
                 tracing::warn!(
                     shard,
                     error = crate::describe_error(&error),

@@ -62,7 +62,10 @@ pub fn consume<S: Source + ?Sized>(
         }
         if tick_now {
             until_tick = 0;
-            if pipeline.maybe_checkpoint(source.position())? {
+            // Lines still in the parse stage (the interval passed since it
+            // was looked at) wait for the next tick: the position must not
+            // run ahead of what the pipeline holds.
+            if stage.is_drained() && pipeline.maybe_checkpoint(source.position())? {
                 source.checkpointed(pipeline.frontier())?;
             }
             tick(pipeline, source);
@@ -70,7 +73,7 @@ pub fn consume<S: Source + ?Sized>(
             // committing and trading meanwhile (the source holds back).
             while pipeline.keep_pace(idle) && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(FLEET_WAIT_STEP);
-                if pipeline.maybe_checkpoint(source.position())? {
+                if stage.is_drained() && pipeline.maybe_checkpoint(source.position())? {
                     source.checkpointed(pipeline.frontier())?;
                 }
                 tick(pipeline, source);

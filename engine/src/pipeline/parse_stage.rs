@@ -9,6 +9,9 @@
 //! not depend on the number of parsers. At most [`IN_FLIGHT_PER_PARSER`]
 //! chunks wait per parser; a pipeline that falls behind stops the reading
 //! (backpressure), and a parser that falls behind makes the pipeline wait.
+//! Every line in flight is taken back before a checkpoint (whose position
+//! must be what the pipeline holds), a stop, and after each read of the
+//! source (so that a trickling stream is scored as it arrives).
 //!
 //! What the stage takes off the pipeline thread is parsing and validation:
 //! little for LANL's three fields (35 ns a line), most of the work for an OCSF
@@ -229,6 +232,14 @@ impl Staging {
             self.0 = Some(ParseStage::start(pipeline, line)?);
         }
         Ok(self.0.as_mut().and_then(|stage| stage.as_mut()))
+    }
+
+    /// Whether every line pushed is in the pipeline.
+    pub(super) fn is_drained(&self) -> bool {
+        self.0
+            .as_ref()
+            .and_then(Option::as_ref)
+            .is_none_or(|stage| stage.in_flight == 0 && stage.filling.lines.is_empty())
     }
 
     /// See [`ParseStage::drain`].
