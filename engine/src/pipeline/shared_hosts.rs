@@ -65,10 +65,23 @@ pub struct Traded {
     pub slowest: Option<i64>,
 }
 
+/// A worker that has scored this much event time since its last trade
+/// trades again (in the background) once [`MIN_TRADE_GAP`] has passed: in a
+/// backfill a second is hours of event time, and computer features a second
+/// old would be hours behind the other shards.
+const TRADE_EVERY_EVENT_S: i64 = 300;
+
+/// The least wall time between two trades, however fast event time goes:
+/// what bounds a backfill's requests (a live stream trades every
+/// [`FleetPace::trade_every`]).
+const MIN_TRADE_GAP: Duration = Duration::from_millis(100);
+
 /// How a fleet worker keeps in step with the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FleetPace {
-    /// How often shares and progress are traded while reading.
+    /// How often shares and progress are traded while reading (and, in a
+    /// backfill, also after every five minutes of event time scored, ten
+    /// times a second at most).
     pub trade_every: Duration,
     /// How far (event time, seconds) a worker may score ahead of the
     /// slowest other shard; `None`: no bound.
@@ -91,6 +104,8 @@ pub(super) struct Fleet<'o> {
     exchange: &'o mut dyn HostExchange,
     pace: FleetPace,
     last_trade: Instant,
+    /// Event time scored through at the last trade.
+    traded_through: i64,
     slowest: Option<i64>,
     /// The source was idle at the last look.
     caught_up: bool,
@@ -132,6 +147,7 @@ impl<'o> Pipeline<'o> {
             exchange,
             pace,
             last_trade: Instant::now(),
+            traded_through: self.closed_through,
             slowest: None,
             caught_up: false,
             waiting_since: None,
@@ -159,7 +175,11 @@ impl<'o> Pipeline<'o> {
             return false;
         };
         fleet.caught_up = idle;
-        if fleet.last_trade.elapsed() >= fleet.pace.trade_every {
+        let since = fleet.last_trade.elapsed();
+        let scored = self.closed_through.saturating_sub(fleet.traded_through);
+        if since >= fleet.pace.trade_every
+            || (since >= MIN_TRADE_GAP && scored >= TRADE_EVERY_EVENT_S)
+        {
             self.trade_hosts(Trade::While);
         }
         let Some(fleet) = self.fleet.as_mut() else {
@@ -201,6 +221,7 @@ impl<'o> Pipeline<'o> {
         };
         let started = Instant::now();
         fleet.last_trade = started;
+        fleet.traded_through = self.closed_through;
         let users = &self.users;
         let computers = &self.computers;
         let exchange = &mut *fleet.exchange;
@@ -302,6 +323,68 @@ mod tests {
                 slowest: self.slowest.get(),
             }))
         }
+    }
+
+    /// In a backfill, five minutes of event time scored make a trade, long
+    /// before the wall-clock interval would.
+    #[test]
+    fn a_backfill_trades_by_event_time() {
+        let mut other = Other {
+            slowest: Default::default(),
+            shares: Vec::new(),
+            published: Vec::new(),
+        };
+        let (mut scored, mut dead, mut alerts) =
+            (Collect::default(), Collect::default(), Collect::default());
+        let mut pipeline = Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions {
+                engine: crate::rules::Engine::Native,
+                batch_size: 1,
+                ..PipelineOptions::default()
+            },
+            Outputs {
+                dead_letters: &mut dead,
+                alerts: &mut alerts,
+                scored: &mut scored,
+                received: None,
+            },
+        )
+        .unwrap();
+        let pace = FleetPace {
+            trade_every: Duration::from_secs(3600),
+            max_drift_s: None,
+        };
+        pipeline.share_hosts(&mut other, pace);
+        let mut push_until = |pipeline: &mut Pipeline<'_>, from: i64, until: i64| {
+            for t in (from..until).step_by(10) {
+                let line = format!("{t},U1,C1");
+                pipeline
+                    .push_line(t as u64, Line::Complete(line.as_bytes()))
+                    .unwrap();
+            }
+        };
+        // The watermark holds five minutes: scored through ~4 minutes.
+        push_until(&mut pipeline, 0, 540);
+        std::thread::sleep(MIN_TRADE_GAP);
+        pipeline.keep_pace(false);
+        push_until(&mut pipeline, 540, 1_000);
+        pipeline.keep_pace(false);
+        std::thread::sleep(MIN_TRADE_GAP);
+        pipeline.keep_pace(false);
+        drop(pipeline);
+        // The first trade (nothing scored), one once events are scored, none
+        // within the least gap, then one five minutes of event time on.
+        let through: Vec<i64> = other
+            .published
+            .iter()
+            .map(|(_, p)| p.scored_through)
+            .collect();
+        assert_eq!(through.len(), 3, "{through:?}");
+        assert!(
+            through[2] - through[1] >= TRADE_EVERY_EVENT_S,
+            "{through:?}"
+        );
     }
 
     /// The other shards' users count in this worker's computer features,
