@@ -409,42 +409,31 @@ mod tests {
             },
         );
 
-        let first = a
-            .exchange(share("C1", 3), vec![vec![]], progress(10), true)
-            .unwrap();
-        assert!(
-            first.unwrap().shares.is_empty(),
-            "nobody else has published"
-        );
-        let traded = b
-            .exchange(share("C1", 5), vec![vec![]], progress(20), true)
-            .unwrap()
-            .unwrap();
+        // A trade of `users` on C1, scored through `through`.
+        let trade = |worker: &mut ShareFiles, users, through, wait| {
+            let shares = share("C1", users);
+            worker
+                .exchange(shares, vec![vec![]], progress(through), wait)
+                .unwrap()
+        };
+        let first = trade(&mut a, 3, 10, true).unwrap();
+        assert!(first.shares.is_empty(), "nobody else has published");
+        let traded = trade(&mut b, 5, 20, true).unwrap();
         assert_eq!(traded.shares[0].counts.users_ever, 3);
         assert_eq!(traded.slowest, Some(10));
 
         // S3 stops answering: a trade while reading returns at once.
         gated.set(false);
-        let pending = a
-            .exchange(share("C1", 4), vec![vec![]], progress(30), false)
-            .unwrap();
-        assert!(pending.is_none(), "its round has not finished");
         assert!(
-            a.exchange(share("C1", 6), vec![vec![]], progress(40), false)
-                .unwrap()
-                .is_none()
+            trade(&mut a, 4, 30, false).is_none(),
+            "its round has not finished"
         );
+        assert!(trade(&mut a, 6, 40, false).is_none());
         gated.set(true);
         // The last trade waits for its round: the newest shares are what b reads.
-        let last = a
-            .exchange(share("C1", 7), vec![vec![]], progress(50), true)
-            .unwrap()
-            .unwrap();
+        let last = trade(&mut a, 7, 50, true).unwrap();
         assert_eq!(last.shares[0].counts.users_ever, 5, "b's share");
-        let read = b
-            .exchange(share("C1", 5), vec![vec![]], progress(60), true)
-            .unwrap()
-            .unwrap();
+        let read = trade(&mut b, 5, 60, true).unwrap();
         assert_eq!(read.shares[0].counts.users_ever, 7);
         assert_eq!(read.slowest, Some(50));
         drop((a, b));

@@ -325,6 +325,26 @@ mod tests {
         }
     }
 
+    /// A pipeline scoring each event as it is released (native rules, into
+    /// `(scored, dead letters, alerts)`).
+    fn worker((scored, dead, alerts): &mut (Collect, Collect, Collect)) -> Pipeline<'_> {
+        Pipeline::new(
+            Policy::builtin(),
+            PipelineOptions {
+                engine: crate::rules::Engine::Native,
+                batch_size: 1,
+                ..PipelineOptions::default()
+            },
+            Outputs {
+                dead_letters: dead,
+                alerts,
+                scored,
+                received: None,
+            },
+        )
+        .unwrap()
+    }
+
     /// In a backfill, five minutes of event time scored make a trade, long
     /// before the wall-clock interval would.
     #[test]
@@ -334,23 +354,8 @@ mod tests {
             shares: Vec::new(),
             published: Vec::new(),
         };
-        let (mut scored, mut dead, mut alerts) =
-            (Collect::default(), Collect::default(), Collect::default());
-        let mut pipeline = Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions {
-                engine: crate::rules::Engine::Native,
-                batch_size: 1,
-                ..PipelineOptions::default()
-            },
-            Outputs {
-                dead_letters: &mut dead,
-                alerts: &mut alerts,
-                scored: &mut scored,
-                received: None,
-            },
-        )
-        .unwrap();
+        let mut sinks = Default::default();
+        let mut pipeline = worker(&mut sinks);
         let pace = FleetPace {
             trade_every: Duration::from_secs(3600),
             max_drift_s: None,
@@ -403,23 +408,8 @@ mod tests {
             }],
             published: Vec::new(),
         };
-        let (mut scored, mut dead, mut alerts) =
-            (Collect::default(), Collect::default(), Collect::default());
-        let mut pipeline = Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions {
-                engine: crate::rules::Engine::Native,
-                batch_size: 1,
-                ..PipelineOptions::default()
-            },
-            Outputs {
-                dead_letters: &mut dead,
-                alerts: &mut alerts,
-                scored: &mut scored,
-                received: None,
-            },
-        )
-        .unwrap();
+        let mut sinks = Default::default();
+        let mut pipeline = worker(&mut sinks);
         let pace = FleetPace {
             trade_every: Duration::ZERO,
             max_drift_s: Some(600),
@@ -446,7 +436,7 @@ mod tests {
         assert_eq!(last.1.scored_through, scored_to_the_end);
         assert_eq!(last.0, 1, "one computer in this worker's share");
         // Its three users and the other shards' five.
-        let users: Vec<u32> = scored.rows.iter().map(|r| r.host_users_ever).collect();
+        let users: Vec<u32> = sinks.0.rows.iter().map(|r| r.host_users_ever).collect();
         assert_eq!(users[..3], [6, 7, 8]);
         assert!(users[3..].iter().all(|&u| u == 8), "{users:?}");
     }
