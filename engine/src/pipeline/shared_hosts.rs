@@ -361,7 +361,7 @@ mod tests {
             max_drift_s: None,
         };
         pipeline.share_hosts(&mut other, pace);
-        let mut push_until = |pipeline: &mut Pipeline<'_>, from: i64, until: i64| {
+        let push_until = |pipeline: &mut Pipeline<'_>, from: i64, until: i64| {
             for t in (from..until).step_by(10) {
                 let line = format!("{t},U1,C1");
                 pipeline
