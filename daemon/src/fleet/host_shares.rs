@@ -205,11 +205,14 @@ impl Round {
             let (number, outgoing) = {
                 let mut slots = lock(&trader.slots);
                 loop {
-                    if let Some(next) = slots.outgoing.take() {
-                        break next;
-                    }
+                    // Shares handed over and not yet sent when the attempt
+                    // ends stay unsent: the shards may be another worker's
+                    // by now, and its share must not be overwritten.
                     if slots.stop {
                         return;
+                    }
+                    if let Some(next) = slots.outgoing.take() {
+                        break next;
                     }
                     slots = trader
                         .changed
