@@ -231,7 +231,12 @@ impl Staging {
         if self.0.is_none() {
             self.0 = Some(ParseStage::start(pipeline, line)?);
         }
-        Ok(self.0.as_mut().and_then(|stage| stage.as_mut()))
+        Ok(self.running())
+    }
+
+    /// The stage, if one was started.
+    fn running(&mut self) -> Option<&mut ParseStage> {
+        self.0.as_mut().and_then(Option::as_mut)
     }
 
     /// Whether every line pushed is in the pipeline.
@@ -244,10 +249,7 @@ impl Staging {
 
     /// See [`ParseStage::drain`].
     pub(super) fn drain(&mut self, pipeline: &mut Pipeline<'_>) -> io::Result<()> {
-        match self.0.as_mut().and_then(|stage| stage.as_mut()) {
-            Some(stage) => stage.drain(pipeline),
-            None => Ok(()),
-        }
+        self.running().map_or(Ok(()), |stage| stage.drain(pipeline))
     }
 }
 
