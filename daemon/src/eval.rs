@@ -157,13 +157,18 @@ impl AlertLog {
     }
 }
 
-/// The naive baseline: an alert on every event that is a new device for its
-/// user, after the burn-in.
+/// What an eval sees of every scored event: the naive baseline (an alert on
+/// every event that is a new device for its user, after the burn-in), and
+/// how close each campaign's own events came to an alert.
 pub struct NaiveBaseline {
     campaigns: Vec<Campaign>,
+    /// Campaign indices by start time, for the ones a batch overlaps.
+    by_start: Vec<usize>,
     burn_in_end: u32,
     /// Per campaign: the first new-device event among its own.
     pub first_hit: Vec<Option<u32>>,
+    /// Per campaign: the strongest evidence its events drew.
+    pub closest: Vec<Closest>,
     /// New-device events after the burn-in that belong to no attack.
     pub false_alerts: u64,
     pub alerts: u64,
@@ -171,16 +176,66 @@ pub struct NaiveBaseline {
     pub last_time: u32,
 }
 
+/// What a campaign's own events drew from the rules: for one that was
+/// missed, how near it came and which rules saw it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Closest {
+    /// Its events that were scored.
+    pub events: u32,
+    /// Of those, the ones a rule fired on.
+    pub hit: u32,
+    /// The highest score of one of its events ...
+    pub top_score: u8,
+    /// ... and the rules that fired on that event.
+    pub top_rules: Vec<String>,
+}
+
+impl Closest {
+    /// One line: "top event score 30 (new_device, rare_host), 4 of 4
+    /// logons with a rule hit".
+    pub fn describe(&self) -> String {
+        if self.events == 0 {
+            return "none of its logons was scored".to_string();
+        }
+        if self.hit == 0 {
+            return format!("no rule fired on its {} logon(s)", self.events);
+        }
+        format!(
+            "top event score {} ({}), {} of {} logon(s) with a rule hit",
+            self.top_score,
+            self.top_rules.join(", "),
+            self.hit,
+            self.events
+        )
+    }
+}
+
 impl NaiveBaseline {
     pub fn new(campaigns: Vec<Campaign>, burn_in_end: u32) -> Self {
+        let mut by_start: Vec<usize> = (0..campaigns.len()).collect();
+        by_start.sort_by_key(|&i| campaigns[i].start);
         NaiveBaseline {
             burn_in_end,
+            by_start,
             first_hit: vec![None; campaigns.len()],
+            closest: vec![Closest::default(); campaigns.len()],
             campaigns,
             false_alerts: 0,
             alerts: 0,
             last_time: 0,
         }
+    }
+
+    /// The campaigns whose span overlaps `first..=last` (LANL time).
+    fn overlapping(&self, first: u32, last: u32) -> Vec<usize> {
+        let started = self
+            .by_start
+            .partition_point(|&i| self.campaigns[i].start <= last);
+        self.by_start[..started]
+            .iter()
+            .copied()
+            .filter(|&i| self.campaigns[i].end >= first)
+            .collect()
     }
 }
 
@@ -188,35 +243,60 @@ impl Commit for NaiveBaseline {}
 
 impl ScoredSink for NaiveBaseline {
     fn write_batch(&mut self, batch: &ScoredBatch<'_>) -> std::io::Result<()> {
-        if let Some(last) = batch.events.last() {
-            let time = batch
-                .time_base
-                .to_lanl(last.event_time)
-                .clamp(0, i64::from(u32::MAX));
-            self.last_time = self.last_time.max(time as u32);
-        }
-        for (event, features) in batch.events.iter().zip(batch.features) {
-            if !features.is_new_device() {
+        let lanl = |t: i64| batch.time_base.to_lanl(t).clamp(0, i64::from(u32::MAX)) as u32;
+        let Some((first, last)) =
+            batch
+                .events
+                .iter()
+                .map(|e| e.event_time)
+                .fold(None, |span, t| {
+                    let (first, last) = span.unwrap_or((t, t));
+                    Some((first.min(t), last.max(t)))
+                })
+        else {
+            return Ok(());
+        };
+        self.last_time = self.last_time.max(lanl(last));
+        // The campaigns a batch can hold are the few whose span overlaps it.
+        let active = self.overlapping(lanl(first), lanl(last));
+        for (i, (event, features)) in batch.events.iter().zip(batch.features).enumerate() {
+            let new_device = features.is_new_device();
+            if active.is_empty() && !new_device {
                 continue;
             }
-            let time = batch.time_base.to_lanl(event.event_time) as u32;
-            if time < self.burn_in_end {
-                continue;
-            }
-            self.alerts += 1;
+            let time = lanl(event.event_time);
             let (user, computer) = (
                 batch.users.name(event.user),
                 batch.computers.name(event.computer),
             );
             let mut attack = false;
-            for (i, c) in self.campaigns.iter().enumerate() {
-                if c.contains(time, user, computer) {
-                    attack |= !c.benign;
-                    self.first_hit[i].get_or_insert(time);
+            for &c in &active {
+                let campaign = &self.campaigns[c];
+                if !campaign.contains(time, user, computer) {
+                    continue;
+                }
+                attack |= !campaign.benign;
+                let closest = &mut self.closest[c];
+                closest.events += 1;
+                if batch.flags[i] != 0 {
+                    closest.hit += 1;
+                    if closest.hit == 1 || batch.scores[i] > closest.top_score {
+                        closest.top_score = batch.scores[i];
+                        closest.top_rules = batch
+                            .flag_names(batch.flags[i])
+                            .map(str::to_string)
+                            .collect();
+                    }
+                }
+                if new_device && time >= self.burn_in_end {
+                    self.first_hit[c].get_or_insert(time);
                 }
             }
-            if !attack {
-                self.false_alerts += 1;
+            if new_device && time >= self.burn_in_end {
+                self.alerts += 1;
+                if !attack {
+                    self.false_alerts += 1;
+                }
             }
         }
         Ok(())
@@ -381,9 +461,14 @@ pub fn score(
     let missed = attacks
         .iter()
         .filter(|&&(i, _)| detected_at[i].is_none())
-        .map(|(_, c)| Note {
+        .map(|&(i, c)| Note {
             id: format!("campaign {}", c.id),
-            text: format!("{} ({})", c.description, c.users.join(" ")),
+            text: format!(
+                "{} ({}); {}",
+                c.description,
+                c.users.join(" "),
+                naive.closest[i].describe()
+            ),
         })
         .collect();
     false_alerts.truncate(50);
@@ -424,5 +509,55 @@ mod tests {
         assert_eq!(quantile(&[7], 0.95), Some(7));
         assert_eq!(quantile(&[1, 2, 3, 4], 0.5), Some(2));
         assert_eq!(quantile(&(1..=20).collect::<Vec<_>>(), 0.95), Some(19));
+    }
+
+    fn campaign(id: u32, start: u32, end: u32) -> Campaign {
+        Campaign {
+            id,
+            kind: Kind::Rare,
+            benign: false,
+            users: vec!["U1".into()],
+            computers: vec!["C1".into()],
+            target: None,
+            sources: Vec::new(),
+            start,
+            end,
+            events: 2,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_matched_against_the_campaigns_it_overlaps() {
+        let baseline = NaiveBaseline::new(
+            vec![
+                campaign(1, 500, 900),
+                campaign(2, 100, 200),
+                campaign(3, 150, 600),
+            ],
+            0,
+        );
+        assert_eq!(baseline.overlapping(0, 99), Vec::<usize>::new());
+        assert_eq!(baseline.overlapping(0, 100), vec![1]);
+        assert_eq!(baseline.overlapping(201, 499), vec![2]);
+        let mut both = baseline.overlapping(550, 560);
+        both.sort_unstable();
+        assert_eq!(both, vec![0, 2]);
+        assert_eq!(baseline.overlapping(901, 1000), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn a_missed_campaign_says_how_close_it_came() {
+        let mut closest = Closest::default();
+        assert_eq!(closest.describe(), "none of its logons was scored");
+        closest.events = 3;
+        assert_eq!(closest.describe(), "no rule fired on its 3 logon(s)");
+        closest.hit = 2;
+        closest.top_score = 41;
+        closest.top_rules = vec!["new_device".into(), "rare_host".into()];
+        assert_eq!(
+            closest.describe(),
+            "top event score 41 (new_device, rare_host), 2 of 3 logon(s) with a rule hit"
+        );
     }
 }

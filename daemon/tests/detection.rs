@@ -92,6 +92,14 @@ fn eval_catches_every_kind_and_leaves_benign_cases_alone() {
             "a burst brings no new device"
         );
         assert!(report["events_scored"].as_u64().unwrap() > 4_000_000);
+        // A missed campaign says how near its own events came.
+        for missed in card["missed"].as_array().unwrap() {
+            let text = missed["text"].as_str().unwrap();
+            assert!(
+                text.contains("logon(s) with a rule hit") || text.contains("no rule fired"),
+                "{text}"
+            );
+        }
     }
     let detected = |r: &Value| r["scorecard"]["authpulse"]["detected"].as_u64().unwrap();
     assert!(detected(full) >= detected(lanl), "{both}");
