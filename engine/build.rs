@@ -130,6 +130,19 @@ fn main() {
         ));
     }
     native.push_str("        _ => return None,\n    })\n}\n");
+    native.push_str(
+        "\n/// The metadata JSON the built-in rule `name` exports, read without\n\
+         /// compiling its module.\n\
+         pub fn builtin_metadata_json(name: &str) -> Option<String> {\n\
+         \x20   Some(match name {\n",
+    );
+    for rule in &rules {
+        native.push_str(&format!(
+            "        {:?} => <{}::ExportedRule as authpulse_rules_sdk::Rule>::METADATA.to_json(),\n",
+            rule.name, rule.stem
+        ));
+    }
+    native.push_str("        _ => return None,\n    })\n}\n");
     fs::write(out_dir.join("builtin_native.rs"), native).expect("write builtin_native.rs");
 }
 

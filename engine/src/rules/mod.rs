@@ -310,6 +310,14 @@ impl Selection {
     }
 }
 
+/// A module being loaded (`W`: compiling for the sandbox on a thread of its
+/// own) or loaded (`W`: compiled), or for a native run only its metadata
+/// (`None`: the built-in rule has no native build).
+enum Load<W> {
+    Wasm(W),
+    Native(Option<Result<Arc<RuleMetadata>, LoadError>>),
+}
+
 impl RuleSet {
     /// Loads, checks and configures every enabled rule of `policy`.
     /// `capacity` is the largest batch that will be evaluated.
@@ -378,34 +386,62 @@ impl RuleSet {
             checked.push((index, config, source, bytes, sha256, limits));
         }
         // Compiling is most of a (re)load's time: one thread per module, so a
-        // reload takes as long as its largest module on enough cores.
+        // reload takes as long as its largest module on enough cores. A rule
+        // that runs natively needs only its metadata.
         let compiled: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = checked
                 .iter()
-                .map(|(_, _, _, bytes, _, limits)| {
-                    scope.spawn(move || WasmModule::compile(bytes, *limits))
+                .map(|(_, _, source, bytes, _, limits)| match (engine, source) {
+                    (Engine::Native, ModuleSource::Builtin(name)) => Load::Native(
+                        native::builtin_metadata(name).map(|metadata| metadata.map(Arc::new)),
+                    ),
+                    _ => Load::Wasm(scope.spawn(move || WasmModule::compile(bytes, *limits))),
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .map(|loading| match loading {
+                    Load::Native(metadata) => Load::Native(metadata),
+                    Load::Wasm(handle) => Load::Wasm(
+                        handle
+                            .join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    ),
                 })
                 .collect()
         });
         for ((index, config, source, _, sha256, limits), compiled) in
             checked.into_iter().zip(compiled)
         {
-            let compiled =
-                compiled.map_err(|e| policy.rule_error(index, "module", e.to_string()))?;
-            let metadata = compiled.metadata.clone();
+            let module_error = |e: LoadError| policy.rule_error(index, "module", e.to_string());
+            let (metadata, compiled) = match compiled {
+                Load::Wasm(compiled) => {
+                    let compiled = compiled.map_err(module_error)?;
+                    (compiled.metadata.clone(), Some(compiled))
+                }
+                Load::Native(metadata) => (
+                    metadata
+                        .ok_or_else(|| {
+                            policy.rule_error(
+                                index,
+                                "module",
+                                format!("`{}` has no native build", config.id),
+                            )
+                        })?
+                        .map_err(module_error)?,
+                    None,
+                ),
+            };
             let values = resolve_params(policy, index, &metadata)?;
             let module: Box<dyn RuleModule> = match engine {
                 Engine::Wasm => Box::new(
-                    WasmRule::new(Arc::new(compiled), limits, values, capacity)
-                        .map_err(|e| policy.rule_error(index, "module", e.to_string()))?,
+                    WasmRule::new(
+                        Arc::new(compiled.expect("a sandboxed rule is compiled")),
+                        limits,
+                        values,
+                        capacity,
+                    )
+                    .map_err(|e| policy.rule_error(index, "module", e.to_string()))?,
                 ),
                 Engine::Native => match &source {
                     ModuleSource::Builtin(name) => {
@@ -655,6 +691,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(Engine::fastest_for(&[&policy, &own]), Engine::Wasm);
+    }
+
+    /// A native run reads each built-in rule's metadata without compiling
+    /// its module: it must be what the module exports.
+    #[test]
+    fn native_metadata_is_what_each_module_exports() {
+        for name in BUILTIN_RULES {
+            let module = builtin::builtin_module(name).unwrap();
+            let wasm = WasmModule::compile(module, SandboxLimits::default()).unwrap();
+            let native = native::builtin_metadata(name).unwrap().unwrap();
+            assert_eq!(*wasm.metadata, native, "{name}");
+        }
+        assert!(native::builtin_metadata("no_such_rule").is_none());
     }
 
     fn policy_err(yaml: &str) -> String {

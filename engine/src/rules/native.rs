@@ -4,7 +4,8 @@
 use authpulse_rules_sdk::native::NativeRule;
 use authpulse_rules_sdk::{Rule, Verdict};
 
-use super::{Records, RuleFailure, RuleModule};
+use super::wasm::{LoadError, parse_metadata};
+use super::{Records, RuleFailure, RuleMetadata, RuleModule};
 
 struct Native<R: Rule>(NativeRule<R>);
 
@@ -23,6 +24,13 @@ fn boxed<R: Rule + Send>(values: &[f64]) -> Box<dyn RuleModule> {
     Box::new(Native(NativeRule::<R>::new(values)))
 }
 
-// `builtin(name, values)`: a match over the built-in rules, written by
-// `build.rs` from the engine's manifest.
+/// The metadata of the built-in rule `name`, as its module exports it (the
+/// same `Rule::METADATA`), without compiling the module: a native run never
+/// starts the sandbox.
+pub fn builtin_metadata(name: &str) -> Option<Result<RuleMetadata, LoadError>> {
+    builtin_metadata_json(name).map(|json| parse_metadata(json.as_bytes()))
+}
+
+// `builtin(name, values)` and `builtin_metadata_json(name)`: matches over the
+// built-in rules, written by `build.rs` from the engine's manifest.
 include!(concat!(env!("OUT_DIR"), "/builtin_native.rs"));

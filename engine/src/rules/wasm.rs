@@ -221,26 +221,32 @@ impl Instantiated {
         self.memory
             .read(&self.store, ptr, &mut json)
             .map_err(|_| LoadError::Metadata("points outside the module's memory".into()))?;
-        let metadata: RuleMetadata =
-            serde_json::from_slice(&json).map_err(|e| LoadError::Metadata(e.to_string()))?;
-        if !SUPPORTED_ABI_VERSIONS.contains(&metadata.abi_version) {
-            return Err(LoadError::AbiVersion {
-                found: metadata.abi_version,
-            });
-        }
-        if metadata.reasons.is_empty() {
-            return Err(LoadError::Metadata("declares no reasons".into()));
-        }
-        for p in &metadata.params {
-            if !(p.min <= p.default && p.default <= p.max) {
-                return Err(LoadError::Metadata(format!(
-                    "parameter `{}` default {} is outside {}..={}",
-                    p.name, p.default, p.min, p.max
-                )));
-            }
-        }
-        Ok(metadata)
+        parse_metadata(&json)
     }
+}
+
+/// A module's metadata JSON, checked: an ABI version the host runs, at
+/// least one reason, every parameter's default within its range.
+pub(super) fn parse_metadata(json: &[u8]) -> Result<RuleMetadata, LoadError> {
+    let metadata: RuleMetadata =
+        serde_json::from_slice(json).map_err(|e| LoadError::Metadata(e.to_string()))?;
+    if !SUPPORTED_ABI_VERSIONS.contains(&metadata.abi_version) {
+        return Err(LoadError::AbiVersion {
+            found: metadata.abi_version,
+        });
+    }
+    if metadata.reasons.is_empty() {
+        return Err(LoadError::Metadata("declares no reasons".into()));
+    }
+    for p in &metadata.params {
+        if !(p.min <= p.default && p.default <= p.max) {
+            return Err(LoadError::Metadata(format!(
+                "parameter `{}` default {} is outside {}..={}",
+                p.name, p.default, p.min, p.max
+            )));
+        }
+    }
+    Ok(metadata)
 }
 
 /// A configured rule running in the sandbox.
