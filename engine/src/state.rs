@@ -362,6 +362,17 @@ impl EngineState {
         let known_before = user_state.known_computers;
         let host_users_before = host.users_ever;
 
+        // In a fleet, the other workers' users of the computer; its first
+        // use is the earliest any shard saw.
+        let shared = if self.shared.is_empty() {
+            shared_hosts::Added::default()
+        } else {
+            self.shared.added_at(c, time)
+        };
+        let host_first_seen = shared
+            .first_seen
+            .map_or(host.first_seen, |t| t.min(host.first_seen));
+
         let seq = user_state.next_seq;
         let key = (u64::from(user) << 32) | u64::from(computer);
         let device_id = *self.device_index.entry(key).or_insert_with(|| {
@@ -380,7 +391,7 @@ impl EngineState {
             host.users_ever += 1;
             host.firsts.push_back(time);
             host.due = host.due.min(time + HOUR);
-            if time >= host.first_seen + DAY {
+            if time >= host_first_seen + DAY {
                 host.later_users += 1;
             }
             user_state.known_computers += 1;
@@ -448,8 +459,14 @@ impl EngineState {
         let new_device = flags & FLAG_NEW_DEVICE_FOR_USER != 0;
         let user_first_seen = user_state.first_seen;
         let host_new_users_24h = host.firsts.len() as u32;
-        let (host_baseline_new_users, host_baseline_s) =
-            baseline(host.first_seen, time, host.later_users, host_new_users_24h);
+        // Every shard's users count in the computer's usual rate of new
+        // users, as they do in its last hour and day.
+        let (host_baseline_new_users, host_baseline_s) = baseline(
+            host_first_seen,
+            time,
+            host.later_users + shared.later_users,
+            host_new_users_24h + shared.new_users_24h,
+        );
 
         let (host_peer_users, host_peers_asked) = if new_device {
             let (hosts, index, shared) = (&self.hosts, &self.device_index, &self.shared);
@@ -464,12 +481,6 @@ impl EngineState {
             )
         } else {
             (0, 0)
-        };
-        // In a fleet, the other workers' users of the computer.
-        let shared = if self.shared.is_empty() {
-            shared_hosts::Added::default()
-        } else {
-            self.shared.added_at(c, time)
         };
         if shared.users_ever > 0 {
             flags &= !FLAG_NEW_COMPUTER;
@@ -516,11 +527,7 @@ impl EngineState {
             host_new_users_24h: host_new_users_24h + shared.new_users_24h,
             host_baseline_new_users,
             host_baseline_s,
-            host_tenure_s: saturate(
-                time - shared
-                    .first_seen
-                    .map_or(host.first_seen, |t| t.min(host.first_seen)),
-            ),
+            host_tenure_s: saturate(time - host_first_seen),
             host_peak_users_hour: host.busiest.peak,
             reserved: [0; 2],
             host_peer_users,

@@ -9,10 +9,12 @@
 //! ([`SharedHosts`]). A computer's features are then its own workers' count
 //! plus the others': the users ever, of the day and of the clock hour, the
 //! users new to it in the last hour and day, and when it was first used are
-//! exact up to how old the others' shares are (one commit interval). The
-//! computer's busiest hour and its usual rate of new users stay the
-//! worker's own (a maximum over hours and a rate over days do not add up
-//! across shards).
+//! exact up to how old the others' shares are (one commit interval), and
+//! so is its usual rate of new users (the users new to it a day or more
+//! after its first use: each shard counts its own from the earliest first
+//! use it knows of, so only users of a computer's first day can be counted
+//! differently). The computer's busiest hour stays the worker's own (a
+//! maximum over hours does not add up across shards).
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,10 @@ pub struct HostCounts {
     /// When each of them first logged on to it, within the 24 hours before
     /// `now`, oldest first.
     pub firsts: Vec<i64>,
+    /// Those of them who first logged on to it a day or more after anyone
+    /// did (its usual rate of new users counts these).
+    #[serde(default)]
+    pub later_users: u32,
 }
 
 /// Per computer id, what the other shards add up to (empty outside a
@@ -77,6 +83,7 @@ impl SharedHosts {
         }
         Added {
             users_ever,
+            later_users: s.later_users.saturating_sub(later as u32),
             users_today: if s.day == time.div_euclid(DAY) {
                 s.users_today
             } else {
@@ -106,6 +113,7 @@ impl HostCounts {
             self.first_seen = share.first_seen;
         }
         self.users_ever += share.users_ever;
+        self.later_users += share.later_users;
         // Shares taken at different times count different days (hours):
         // the latest is the one events are scored in.
         if share.day > self.day {
@@ -137,6 +145,7 @@ impl HostCounts {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Added {
     pub users_ever: u32,
+    pub later_users: u32,
     pub users_today: u32,
     pub users_this_hour: u32,
     pub new_users_1h: u32,
@@ -177,6 +186,15 @@ impl EngineState {
                 });
             let share = &mut share.counts;
             share.users_ever += 1;
+            // From the earliest first use of the computer this worker
+            // knows of, as `observe` counts its own.
+            let first_known = self
+                .shared
+                .get(computer as usize)
+                .map_or(self.hosts[computer as usize].first_seen, |s| {
+                    s.first_seen.min(self.hosts[computer as usize].first_seen)
+                });
+            share.later_users += u32::from(device.first_seen >= first_known + DAY);
             share.first_seen = share.first_seen.min(device.first_seen);
             share.users_today += u32::from(device.last_day == day);
             share.users_this_hour += u32::from(device.last_seen.div_euclid(HOUR) == hour);
@@ -226,8 +244,9 @@ mod tests {
     use super::*;
 
     /// What a computer's features are: its users ever, today, this hour,
-    /// new in 24 h and 1 h, its age, and the event's flags.
-    fn host_side(f: &authpulse_rules_sdk::Features) -> [i64; 7] {
+    /// new in 24 h and 1 h, its age, its usual rate of new users (the
+    /// baseline's new users and length), and the event's flags.
+    fn host_side(f: &authpulse_rules_sdk::Features) -> [i64; 9] {
         [
             f.host_users_ever.into(),
             f.host_users_today.into(),
@@ -235,6 +254,8 @@ mod tests {
             f.host_new_users_24h.into(),
             f.host_new_users_1h.into(),
             f.host_tenure_s.into(),
+            f.host_baseline_new_users.into(),
+            f.host_baseline_s.into(),
             f.flags.into(),
         ]
     }
@@ -275,6 +296,48 @@ mod tests {
             let expected = whole.observe(t, u, c);
             let got = halves[half_of(u)].observe(t, u, c);
             assert_eq!(host_side(&got), host_side(&expected), "computer {c}");
+        }
+    }
+
+    /// A computer whose users arrive over days, half of them on each
+    /// worker: its usual rate of new users (what `fan_in` weighs the last
+    /// hour and day against) is the whole stream's on both, not the half
+    /// each worker sees (which made every busy computer's ordinary day
+    /// look like a fan-in to a fleet).
+    #[test]
+    fn the_usual_rate_of_new_users_counts_every_shard() {
+        // User k first logs on to computer 0 at k * 3 h, then every hour
+        // for a while; the second half's first user comes 3 h after the
+        // first half's.
+        let mut events: Vec<(i64, NameId, NameId)> = Vec::new();
+        for k in 0..48i64 {
+            for again in 0..6 {
+                events.push((k * 3 * HOUR + again * HOUR, k as NameId, 0));
+            }
+        }
+        events.sort_unstable();
+        let mut whole = EngineState::default();
+        let mut halves = [EngineState::default(), EngineState::default()];
+        let half_of = |user: NameId| (user % 2) as usize;
+        let now = events.last().unwrap().0;
+        for &(t, u, c) in &events {
+            whole.observe(t, u, c);
+            halves[half_of(u)].observe(t, u, c);
+        }
+        let name = |c: NameId| format!("C{c}");
+        let id = |_: &str| 0;
+        let share_of = |half: usize| {
+            halves[half].host_shares(now, 2, &|u| Some(half_of(u)), &name)[half].clone()
+        };
+        let (even, odd) = (share_of(0), share_of(1));
+        halves[0].set_shared_hosts(&odd, id);
+        halves[1].set_shared_hosts(&even, id);
+        let t = now + 60;
+        let expected = whole.observe(t, 100, 0);
+        assert!(expected.host_baseline_new_users > 10, "{expected:?}");
+        for (half, user) in [(0, 100), (1, 101)] {
+            let got = halves[half].observe(t, user, 0);
+            assert_eq!(host_side(&got), host_side(&expected), "half {half}");
         }
     }
 
