@@ -117,33 +117,45 @@ fn main() {
     ));
     fs::write(out_dir.join("builtin_modules.rs"), table).expect("write builtin_modules.rs");
 
-    // The same rules compiled in, for `--engine native`.
-    let mut native = String::from(
-        "/// The built-in rule `name` natively, configured with `values`.\n\
-         pub fn builtin(name: &str, values: &[f64]) -> Option<Box<dyn RuleModule>> {\n\
-         \x20   Some(match name {\n",
-    );
-    for rule in &rules {
-        native.push_str(&format!(
-            "        {:?} => boxed::<{}::ExportedRule>(values),\n",
-            rule.name, rule.stem
-        ));
-    }
-    native.push_str("        _ => return None,\n    })\n}\n");
-    native.push_str(
-        "\n/// The metadata JSON the built-in rule `name` exports, read without\n\
-         /// compiling its module.\n\
-         pub fn builtin_metadata_json(name: &str) -> Option<String> {\n\
-         \x20   Some(match name {\n",
-    );
-    for rule in &rules {
-        native.push_str(&format!(
-            "        {:?} => <{}::ExportedRule as authpulse_rules_sdk::Rule>::METADATA.to_json(),\n",
-            rule.name, rule.stem
-        ));
-    }
-    native.push_str("        _ => return None,\n    })\n}\n");
+    // The same rules compiled in, for `--engine native`, and their metadata.
+    let native = [
+        match_over_rules(
+            &rules,
+            "/// The built-in rule `name` natively, configured with `values`.\n\
+             pub fn builtin(name: &str, values: &[f64]) -> Option<Box<dyn RuleModule>>",
+            |stem| format!("boxed::<{stem}::ExportedRule>(values)"),
+        ),
+        match_over_rules(
+            &rules,
+            "/// The metadata JSON the built-in rule `name` exports, read without\n\
+             /// compiling its module.\n\
+             pub fn builtin_metadata_json(name: &str) -> Option<String>",
+            |stem| {
+                format!("<{stem}::ExportedRule as authpulse_rules_sdk::Rule>::METADATA.to_json()")
+            },
+        ),
+    ]
+    .join("\n");
     fs::write(out_dir.join("builtin_native.rs"), native).expect("write builtin_native.rs");
+}
+
+/// A function `signature` (with its doc lines) that matches `name` over the
+/// built-in rules, each arm the expression `arm` makes of the rule's crate.
+fn match_over_rules(
+    rules: &[BuiltinRule],
+    signature: &str,
+    arm: impl Fn(&str) -> String,
+) -> String {
+    let mut code = format!("{signature} {{\n    Some(match name {{\n");
+    for rule in rules {
+        code.push_str(&format!(
+            "        {:?} => {},\n",
+            rule.name,
+            arm(&rule.stem)
+        ));
+    }
+    code.push_str("        _ => return None,\n    })\n}\n");
+    code
 }
 
 fn copy_if_changed(from: &Path, to: &Path) {

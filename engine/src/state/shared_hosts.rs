@@ -260,6 +260,22 @@ mod tests {
         ]
     }
 
+    /// Which half of a stream a user's events are in.
+    fn half_of(user: NameId) -> usize {
+        (user % 2) as usize
+    }
+
+    /// One state of the whole stream, and one of each half (by user).
+    fn whole_and_halves(events: &[(i64, NameId, NameId)]) -> (EngineState, [EngineState; 2]) {
+        let mut whole = EngineState::default();
+        let mut halves = [EngineState::default(), EngineState::default()];
+        for &(t, u, c) in events {
+            whole.observe(t, u, c);
+            halves[half_of(u)].observe(t, u, c);
+        }
+        (whole, halves)
+    }
+
     /// Two halves of one stream, by user, give each computer the counts
     /// one state of the whole stream gives, once each adds the other's
     /// shares.
@@ -268,14 +284,8 @@ mod tests {
         let events: Vec<(i64, NameId, NameId)> = (0..400)
             .map(|i| (i * 600, (i * 7 % 13) as NameId, (i * 5 % 11) as NameId))
             .collect();
-        let mut whole = EngineState::default();
-        let mut halves = [EngineState::default(), EngineState::default()];
-        let half_of = |user: NameId| (user % 2) as usize;
+        let (mut whole, mut halves) = whole_and_halves(&events);
         let now = events.last().unwrap().0;
-        for &(t, u, c) in &events {
-            whole.observe(t, u, c);
-            halves[half_of(u)].observe(t, u, c);
-        }
         let name = |c: NameId| format!("C{c}");
         let id = |name: &str| name[1..].parse::<NameId>().unwrap();
         let shares: Vec<Vec<HostShare>> = halves
@@ -316,14 +326,8 @@ mod tests {
             }
         }
         events.sort_unstable();
-        let mut whole = EngineState::default();
-        let mut halves = [EngineState::default(), EngineState::default()];
-        let half_of = |user: NameId| (user % 2) as usize;
+        let (mut whole, mut halves) = whole_and_halves(&events);
         let now = events.last().unwrap().0;
-        for &(t, u, c) in &events {
-            whole.observe(t, u, c);
-            halves[half_of(u)].observe(t, u, c);
-        }
         let name = |c: NameId| format!("C{c}");
         let id = |_: &str| 0;
         let share_of = |half: usize| {
