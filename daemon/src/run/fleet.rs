@@ -63,8 +63,11 @@ pub(super) struct Assignment {
     /// Every unfinished shard of the stream, for the host shares.
     pub live: LiveShards,
     pub pace: FleetPace,
-    /// A host share not rewritten for this long holds nobody back.
-    pub failover: Duration,
+    /// A host share not rewritten for this long holds nobody back: the
+    /// time a dead worker's lease takes to be taken over (the failover
+    /// time, and a round of taking), so that a live worker slow to rewrite
+    /// its share (a saturated machine) is still waited for.
+    pub share_alive_for: Duration,
 }
 
 /// How often a worker trades host shares while reading.
@@ -89,7 +92,7 @@ pub(super) fn host_shares(
         &assignment.writer,
         held,
         assignment.live.clone(),
-        assignment.failover,
+        assignment.share_alive_for,
     )
     .map_err(|e| RunError::Fleet(format!("start trading host shares: {e}")))
 }
@@ -169,7 +172,8 @@ pub(super) fn run(
                 trade_every: TRADE_EVERY,
                 max_drift_s: fleet.max_drift.map(|d| d.as_secs() as i64),
             },
-            failover: fleet.failover,
+            // The failover time and a take interval (two failover times).
+            share_alive_for: fleet.failover * 3,
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.
