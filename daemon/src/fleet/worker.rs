@@ -50,6 +50,12 @@ impl FleetConfig {
     pub fn take_interval(&self) -> Duration {
         self.failover * 2
     }
+
+    /// How long a dead worker's lease can stay untaken: it expires after
+    /// the failover time, and is taken at the next round of taking.
+    pub fn takeover_time(&self) -> Duration {
+        self.failover + self.take_interval()
+    }
 }
 
 /// The leases a worker holds now.

@@ -64,8 +64,8 @@ pub(super) struct Assignment {
     pub live: LiveShards,
     pub pace: FleetPace,
     /// A host share not rewritten for this long holds nobody back: the
-    /// time a dead worker's lease takes to be taken over (the failover
-    /// time, and a round of taking), so that a live worker slow to rewrite
+    /// time a dead worker's lease takes to be taken over
+    /// (`FleetConfig::takeover_time`), so that a live worker slow to rewrite
     /// its share (a saturated machine) is still waited for.
     pub share_alive_for: Duration,
 }
@@ -126,15 +126,17 @@ pub(super) fn run(
             "a fleet worker keeps its progress and state with the tables: leave --no-lakehouse and --no-state out".into(),
         ));
     }
-    let worker = LeaseWorker::start(FleetConfig {
+    let config = FleetConfig {
         table: fleet.lease_table.clone(),
         stream: stream.stream.clone(),
         worker: fleet.worker.clone(),
         failover: fleet.failover,
         initial: LeaseCheckpoint::TrimHorizon,
         aws: stream.aws.clone(),
-    })
-    .map_err(|e| RunError::Fleet(format!("join the fleet: {}", crate::describe_error(&e))))?;
+    };
+    let share_alive_for = config.takeover_time();
+    let worker = LeaseWorker::start(config)
+        .map_err(|e| RunError::Fleet(format!("join the fleet: {}", crate::describe_error(&e))))?;
     tracing::info!(
         worker = fleet.worker,
         lease_table = fleet.lease_table,
@@ -172,8 +174,7 @@ pub(super) fn run(
                 trade_every: TRADE_EVERY,
                 max_drift_s: fleet.max_drift.map(|d| d.as_secs() as i64),
             },
-            // The failover time and a take interval (two failover times).
-            share_alive_for: fleet.failover * 3,
+            share_alive_for,
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.
