@@ -20,9 +20,11 @@
 //!
 //! A share also says how far in event time its worker has scored, and
 //! whether it has anything left to read: the slowest worker that has is the
-//! one the others keep pace with (`engine::pipeline::FleetPace`). A share
-//! not rewritten for a while (its worker died, its lease not yet taken
-//! over) holds nobody back.
+//! one the others keep pace with (`engine::pipeline::FleetPace`). Only a
+//! share whose shard's lease a live worker holds (the lease table says so,
+//! not the share's age) holds anybody back: a worker slow to rewrite its
+//! share (a saturated machine, a long commit) is still waited for, and a
+//! dead worker's stops counting once its lease has expired.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -46,7 +48,8 @@ struct ShareFile {
     scored_through: i64,
     /// Its worker had nothing more to read.
     caught_up: bool,
-    /// When it was written (Unix milliseconds, the writer's clock).
+    /// When it was written (Unix milliseconds, the writer's clock), for
+    /// whoever looks at the object.
     written_ms: i64,
     shares: Vec<HostShare>,
     /// The shard's users' contributions to computers' risk, for the
@@ -99,7 +102,6 @@ impl ShareFiles {
         writer: &str,
         held: Vec<(String, HashRange)>,
         live: LiveShards,
-        stale_after: std::time::Duration,
     ) -> io::Result<ShareFiles> {
         let trader = Arc::new(Trader::default());
         let round = Round {
@@ -107,7 +109,6 @@ impl ShareFiles {
             writer: writer.to_string(),
             held: held.clone(),
             live,
-            stale_after,
             others: BTreeMap::new(),
         };
         let thread = {
@@ -193,8 +194,6 @@ struct Round {
     writer: String,
     held: Vec<(String, HashRange)>,
     live: LiveShards,
-    /// A share older than this holds nobody back.
-    stale_after: std::time::Duration,
     others: BTreeMap<String, ShareFile>,
 }
 
@@ -267,7 +266,7 @@ impl Round {
         }
         let live = self.live.get();
         let others: Vec<&String> = live
-            .iter()
+            .keys()
             .filter(|shard| !self.held.iter().any(|(held, _)| held == *shard))
             .collect();
         self.others.retain(|shard, _| others.contains(&shard));
@@ -278,12 +277,11 @@ impl Round {
                 self.others.insert(shard.clone(), file);
             }
         }
-        let fresh_since = now_ms - self.stale_after.as_millis() as i64;
         let slowest = self
             .others
-            .values()
-            .filter(|file| !file.caught_up && file.written_ms >= fresh_since)
-            .map(|file| file.scored_through)
+            .iter()
+            .filter(|(shard, file)| !file.caught_up && live.get(*shard) == Some(&true))
+            .map(|(_, file)| file.scored_through)
             .min();
         Ok(Traded {
             shares: self
@@ -365,6 +363,36 @@ mod tests {
         }]]
     }
 
+    /// Shards `a` and `b`, both held by live workers.
+    fn both_alive() -> LiveShards {
+        let live = LiveShards::default();
+        live.set([("a".to_string(), true), ("b".to_string(), true)].into());
+        live
+    }
+
+    /// Workers of shards `a` and `b`, each half of the users.
+    fn halves(files: &Arc<dyn SnapshotFiles>, live: &LiveShards) -> (ShareFiles, ShareFiles) {
+        let half = u128::MAX / 2;
+        let worker = |shard: &str, start, end| {
+            let range = HashRange { start, end };
+            ShareFiles::new(
+                Arc::clone(files),
+                shard,
+                vec![(shard.into(), range)],
+                live.clone(),
+            )
+            .unwrap()
+        };
+        (worker("a", 0, half), worker("b", half + 1, u128::MAX))
+    }
+
+    /// A trade of `users` on C1, scored through `through`.
+    fn trade(worker: &mut ShareFiles, users: u32, through: i64, wait: bool) -> Option<Traded> {
+        worker
+            .exchange(share("C1", users), vec![vec![]], progress(through), wait)
+            .unwrap()
+    }
+
     fn progress(scored_through: i64) -> FleetProgress {
         FleetProgress {
             scored_through,
@@ -383,42 +411,8 @@ mod tests {
             open: Mutex::new(true),
             opened: Condvar::new(),
         });
-        let live = LiveShards::default();
-        live.set(["a".to_string(), "b".to_string()].into());
-        let half = u128::MAX / 2;
-        let worker = |shard: &str, range| {
-            let files: Arc<dyn SnapshotFiles> = gated.clone();
-            ShareFiles::new(
-                files,
-                shard,
-                vec![(shard.into(), range)],
-                live.clone(),
-                std::time::Duration::from_secs(60),
-            )
-            .unwrap()
-        };
-        let mut a = worker(
-            "a",
-            HashRange {
-                start: 0,
-                end: half,
-            },
-        );
-        let mut b = worker(
-            "b",
-            HashRange {
-                start: half + 1,
-                end: u128::MAX,
-            },
-        );
-
-        // A trade of `users` on C1, scored through `through`.
-        let trade = |worker: &mut ShareFiles, users, through, wait| {
-            let shares = share("C1", users);
-            worker
-                .exchange(shares, vec![vec![]], progress(through), wait)
-                .unwrap()
-        };
+        let live = both_alive();
+        let (mut a, mut b) = halves(&(gated.clone() as Arc<dyn SnapshotFiles>), &live);
         let first = trade(&mut a, 3, 10, true).unwrap();
         assert!(first.shares.is_empty(), "nobody else has published");
         let traded = trade(&mut b, 5, 20, true).unwrap();
@@ -440,5 +434,29 @@ mod tests {
         assert_eq!(read.shares[0].counts.users_ever, 7);
         assert_eq!(read.slowest, Some(50));
         drop((a, b));
+    }
+
+    /// The slowest other shard holds a worker back while the lease table
+    /// says a live worker holds it, however old its share; once its lease
+    /// has expired (its worker died) it holds nobody back, and its counts
+    /// still count.
+    #[test]
+    fn only_a_shard_whose_lease_is_held_holds_the_fleet_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Arc<dyn SnapshotFiles> = Arc::new(LocalFiles::new(dir.path()).unwrap());
+        let live = both_alive();
+        let (mut a, mut b) = halves(&files, &live);
+        trade(&mut b, 5, 20, true);
+        drop(b);
+        let held = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(held.slowest, Some(20), "b's lease is held: a waits for it");
+
+        live.set([("a".to_string(), true), ("b".to_string(), false)].into());
+        let expired = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(expired.slowest, None, "b's lease expired");
+        assert_eq!(
+            expired.shares[0].counts.users_ever, 5,
+            "b's counts still count"
+        );
     }
 }

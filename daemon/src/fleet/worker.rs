@@ -50,12 +50,6 @@ impl FleetConfig {
     pub fn take_interval(&self) -> Duration {
         self.failover * 2
     }
-
-    /// How long a dead worker's lease can stay untaken: it expires after
-    /// the failover time, and is taken at the next round of taking.
-    pub fn takeover_time(&self) -> Duration {
-        self.failover + self.take_interval()
-    }
 }
 
 /// The leases a worker holds now.
@@ -155,8 +149,8 @@ impl LeaseWorker {
         self.checkpointer().checkpoint(shard, checkpoint)
     }
 
-    /// The stream's unfinished shards, whoever holds them, as of the last
-    /// taking round.
+    /// The stream's unfinished shards, whoever holds them, and whether a
+    /// live worker holds each, as of the last taking round.
     pub fn live_shards(&self) -> LiveShards {
         self.live.clone()
     }
@@ -185,16 +179,20 @@ impl LeaseWorker {
 }
 
 /// The shards of the lease table not read to their end, as the worker's
-/// latest taking round found them; shared with other threads.
+/// latest taking round found them, each with whether a live worker holds
+/// its lease (an owner whose counter moved within the failover time, as
+/// this worker observed it: [`Observations::is_expired`]); shared with
+/// other threads.
 #[derive(Clone, Debug, Default)]
-pub struct LiveShards(Arc<std::sync::Mutex<BTreeSet<String>>>);
+pub struct LiveShards(Arc<std::sync::Mutex<BTreeMap<String, bool>>>);
 
 impl LiveShards {
-    pub fn get(&self) -> BTreeSet<String> {
+    /// Each unfinished shard, and whether a live worker holds it.
+    pub fn get(&self) -> BTreeMap<String, bool> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(super) fn set(&self, shards: BTreeSet<String>) {
+    pub(super) fn set(&self, shards: BTreeMap<String, bool>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = shards;
     }
 }
@@ -377,11 +375,12 @@ impl State {
         }
         let now = Instant::now();
         self.seen.observe(&leases, now);
+        let failover = self.config.failover;
         self.live.set(
             leases
                 .iter()
                 .filter(|l| l.checkpoint != LeaseCheckpoint::ShardEnd)
-                .map(|l| l.key.clone())
+                .map(|l| (l.key.clone(), !self.seen.is_expired(l, now, failover)))
                 .collect(),
         );
         // A lease of ours the table no longer shows as ours was taken.
@@ -400,7 +399,6 @@ impl State {
             tracing::warn!(shard = %key, worker = %self.config.worker, "lost the lease: another worker took it");
             self.drop_lease(&key);
         }
-        let failover = self.config.failover;
         let plan = plan(&self.config.worker, &leases, |l| {
             self.seen.is_expired(l, now, failover)
         });

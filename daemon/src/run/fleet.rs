@@ -63,11 +63,6 @@ pub(super) struct Assignment {
     /// Every unfinished shard of the stream, for the host shares.
     pub live: LiveShards,
     pub pace: FleetPace,
-    /// A host share not rewritten for this long holds nobody back: the
-    /// time a dead worker's lease takes to be taken over
-    /// (`FleetConfig::takeover_time`), so that a live worker slow to rewrite
-    /// its share (a saturated machine) is still waited for.
-    pub share_alive_for: Duration,
 }
 
 /// How often a worker trades host shares while reading.
@@ -92,7 +87,6 @@ pub(super) fn host_shares(
         &assignment.writer,
         held,
         assignment.live.clone(),
-        assignment.share_alive_for,
     )
     .map_err(|e| RunError::Fleet(format!("start trading host shares: {e}")))
 }
@@ -134,7 +128,6 @@ pub(super) fn run(
         initial: LeaseCheckpoint::TrimHorizon,
         aws: stream.aws.clone(),
     };
-    let share_alive_for = config.takeover_time();
     let worker = LeaseWorker::start(config)
         .map_err(|e| RunError::Fleet(format!("join the fleet: {}", crate::describe_error(&e))))?;
     tracing::info!(
@@ -174,7 +167,6 @@ pub(super) fn run(
                 trade_every: TRADE_EVERY,
                 max_drift_s: fleet.max_drift.map(|d| d.as_secs() as i64),
             },
-            share_alive_for,
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.
