@@ -64,7 +64,7 @@ pub use counters::{ReloadTimings, Summary};
 use ingest::StoredIds;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 use scoring::Batch;
-pub use shared_hosts::{FleetPace, HostExchange, Progress as FleetProgress, Traded};
+pub use shared_hosts::{FleetPace, FleetStats, HostExchange, Progress as FleetProgress, Traded};
 pub use shared_risk::{ComputerRisk, SharedContribution};
 
 /// Longest raw text kept in a dead letter.
@@ -282,10 +282,9 @@ impl<'o> Pipeline<'o> {
         self.counters.events_read
     }
 
-    /// In a fleet: host-share trades so far, and the time spent waiting
-    /// for the slowest shard.
-    pub fn fleet_pace_stats(&self) -> (u64, std::time::Duration) {
-        (self.counters.fleet_trades, self.counters.fleet_wait)
+    /// In a fleet: what trading host shares has cost so far.
+    pub fn fleet_stats(&self) -> FleetStats {
+        self.counters.fleet
     }
 }
 

@@ -16,12 +16,13 @@ use clap::Args;
 use serde::Serialize;
 
 use super::gen_cmd::{GenArgs, NetworkArgs};
-use super::{bench_formats, latency, run};
+use super::{bench_formats, bench_shares, latency, run};
 
 /// Measure events/s through parse + state + rules, WASM vs native; or, with
 /// --tables, the whole file-to-Iceberg run; or, with --reload, policy swaps
 /// under load; or, with --latency, the time from an event's arrival to its
-/// alert on a live stream; or, with --format, parsing another input format.
+/// alert on a live stream; or, with --format, parsing another input format;
+/// or, with --shares, what trading host shares costs a fleet worker.
 ///
 /// Data is generated in memory first (not timed), so the numbers are the
 /// pipeline's, not the generator's. Each variant runs --repeat times; the best
@@ -88,6 +89,16 @@ pub struct BenchArgs {
     /// pipeline is measured both without them and with them (default 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     pub parse_threads: Option<u16>,
+    /// Instead: what trading host shares costs a fleet worker's scoring
+    /// thread. The events are split into four shards by user; the first
+    /// shard's are scored alone and as a worker holding that shard that
+    /// trades with the other three (their shares written once beforehand,
+    /// into a temporary directory), as a backfill trades (ten times a second
+    /// at most), alternately; reports both rates, the time each trade takes
+    /// on the scoring thread and the size of each shard's share (native
+    /// rules, no parse threads).
+    #[arg(long)]
+    pub shares: bool,
 }
 
 impl BenchArgs {
@@ -136,6 +147,9 @@ pub fn execute(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.tables {
         return bench_tables(&args, &data);
+    }
+    if args.shares {
+        return bench_shares::bench_shares(&args, &data);
     }
     if args.reload {
         return bench_reload(&args, &data);
@@ -310,14 +324,14 @@ fn run_once(
 /// Where a benchmark's pipeline sends its results: alerts are kept (to
 /// compare runs), everything else is dropped.
 #[derive(Default)]
-struct BenchSinks {
+pub(super) struct BenchSinks {
     dead: Discard,
     alerts: Collect,
     scored: Discard,
 }
 
 impl BenchSinks {
-    fn pipeline(
+    pub(super) fn pipeline(
         &mut self,
         policy: &Policy,
         engine: Engine,

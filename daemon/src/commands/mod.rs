@@ -47,6 +47,7 @@ mod aws_args;
 mod backtest;
 mod bench;
 mod bench_formats;
+mod bench_shares;
 mod catalog_args;
 mod config_cmd;
 mod demo;

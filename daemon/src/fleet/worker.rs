@@ -192,6 +192,13 @@ impl LiveShards {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Shards whose leases no lease worker watches (a benchmark's).
+    pub fn fixed(shards: BTreeMap<String, bool>) -> LiveShards {
+        let live = LiveShards::default();
+        live.set(shards);
+        live
+    }
+
     pub(super) fn set(&self, shards: BTreeMap<String, bool>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = shards;
     }

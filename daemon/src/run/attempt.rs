@@ -264,11 +264,12 @@ pub(super) fn attempt(
     })
     .map_err(RunError::scoring(format!("read {source_name}")))?;
     if fleet.is_some() {
-        let (trades, waited) = pipeline.fleet_pace_stats();
+        let stats = pipeline.fleet_stats();
         tracing::info!(
-            trades,
-            waited_s = waited.as_secs_f64(),
-            "host shares traded with the fleet; time waited for the slowest shard"
+            trades = stats.trades,
+            trading_s = stats.trading.as_secs_f64(),
+            waited_s = stats.waited.as_secs_f64(),
+            "host shares traded with the fleet; time the scoring thread spent trading, and waiting for the slowest shard"
         );
     }
     if let Some(live) = ops {

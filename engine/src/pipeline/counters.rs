@@ -46,8 +46,7 @@ pub(super) struct Counters {
     pub(super) caps_logged: CapHits,
     /// In a fleet: host-share trades, and time spent waiting for the
     /// slowest shard.
-    pub(super) fleet_trades: u64,
-    pub(super) fleet_wait: std::time::Duration,
+    pub(super) fleet: super::FleetStats,
 }
 
 /// How each policy swap went, in order (for `bench --reload`).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::Pipeline;
 use super::shared_risk::{ComputerDecisions, ComputerRisk};
 use crate::entity::EntityRisk;
-use crate::event::Interner;
+use crate::event::{Interner, NameId};
 use crate::snapshot::ComputersDecided;
 use crate::state::HostShare;
 
@@ -88,6 +88,21 @@ pub struct FleetPace {
     pub max_drift_s: Option<i64>,
 }
 
+/// What trading host shares has cost a worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FleetStats {
+    /// Times this worker built its shares and handed them over.
+    pub handed_over: u64,
+    /// Trades that brought the other shards' shares in.
+    pub trades: u64,
+    /// Time the scoring thread spent trading: building its shares, taking
+    /// the others' in, deciding computers (the requests run on a thread
+    /// of their own).
+    pub trading: Duration,
+    /// Time spent waiting for the slowest shard.
+    pub waited: Duration,
+}
+
 /// Which trade of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trade {
@@ -113,7 +128,14 @@ pub(super) struct Fleet<'o> {
     waiting_since: Option<Instant>,
     /// The computers whose incidents this worker opens, as decided so far.
     decisions: ComputerDecisions,
+    /// Which held shard each user (by id) is of, [`NOT_HELD`] if none:
+    /// asked of the exchange once per user (a hash of the name), not at
+    /// every trade.
+    user_shards: Vec<u16>,
 }
+
+/// A user of none of the shards held.
+const NOT_HELD: u16 = u16::MAX;
 
 impl Fleet<'_> {
     /// How far this worker's computers are decided (what its state
@@ -158,6 +180,7 @@ impl<'o> Pipeline<'o> {
                     .unwrap_or_else(|| ComputersDecided::all_through(self.closed_through)),
                 &mut self.computers,
             ),
+            user_shards: Vec::new(),
         });
         self.trade_hosts(Trade::First);
     }
@@ -200,7 +223,7 @@ impl<'o> Pipeline<'o> {
             }
             (false, Some(since)) => {
                 fleet.waiting_since = None;
-                self.counters.fleet_wait += since.elapsed();
+                self.counters.fleet.waited += since.elapsed();
             }
             _ => {}
         }
@@ -225,13 +248,26 @@ impl<'o> Pipeline<'o> {
         let users = &self.users;
         let computers = &self.computers;
         let exchange = &mut *fleet.exchange;
+        let user_shards = &mut fleet.user_shards;
+        for user in user_shards.len()..users.len() {
+            let shard = exchange.shard_of(users.name(user as NameId));
+            user_shards.push(
+                shard
+                    .and_then(|s| u16::try_from(s).ok())
+                    .unwrap_or(NOT_HELD),
+            );
+        }
         let shares = self.state.host_shares(
             self.closed_through.max(0),
             exchange.shards(),
-            &|user| exchange.shard_of(users.name(user)),
+            &|user| {
+                let shard = user_shards[user as usize];
+                (shard != NOT_HELD).then_some(usize::from(shard))
+            },
             &|computer| computers.name(computer).to_string(),
         );
         let published: usize = shares.iter().map(Vec::len).sum();
+        self.counters.fleet.handed_over += 1;
         let risk = self.risk_shares(exchange);
         let progress = Progress {
             scored_through: self.closed_through,
@@ -263,7 +299,7 @@ impl<'o> Pipeline<'o> {
                     |name| exchange.opens_computer(name),
                     through,
                 );
-                self.counters.fleet_trades += 1;
+                self.counters.fleet.trades += 1;
                 tracing::debug!(
                     published,
                     received = traded.shares.len(),
@@ -277,6 +313,7 @@ impl<'o> Pipeline<'o> {
                 tracing::warn!(%error, "cannot trade host shares with the fleet; the others' last ones keep counting");
             }
         }
+        self.counters.fleet.trading += started.elapsed();
         self.fleet = Some(fleet);
     }
 }

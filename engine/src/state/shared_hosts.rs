@@ -76,7 +76,8 @@ impl SharedHosts {
         // A share taken ahead of `time` (a worker further on in event
         // time) counts users who came after it: those of its last day are
         // known and left out.
-        let later = s.firsts.len() - s.firsts.partition_point(|&t| t <= time);
+        let through = s.firsts.partition_point(|&t| t <= time);
+        let later = s.firsts.len() - through;
         let users_ever = s.users_ever - later as u32;
         if users_ever == 0 {
             return Added::default();
@@ -94,8 +95,8 @@ impl SharedHosts {
             } else {
                 0
             },
-            new_users_1h: s.firsts_within(time, HOUR),
-            new_users_24h: s.firsts_within(time, DAY),
+            new_users_1h: s.firsts_within(through, time - HOUR),
+            new_users_24h: s.firsts_within(through, time - DAY),
             first_seen: Some(s.first_seen),
         }
     }
@@ -131,13 +132,12 @@ impl HostCounts {
         self.firsts.extend_from_slice(&share.firsts);
     }
 
-    /// Users new to the computer in `(time - window, time]` (`firsts` is
-    /// sorted).
+    /// Users new to the computer after `since` among its first
+    /// `through` firsts (`firsts` is sorted; those up to the event).
     #[inline]
-    fn firsts_within(&self, time: i64, window: i64) -> u32 {
-        let after = self.firsts.partition_point(|&t| t <= time - window);
-        let through = self.firsts.partition_point(|&t| t <= time);
-        through.saturating_sub(after) as u32
+    fn firsts_within(&self, through: usize, since: i64) -> u32 {
+        let after = self.firsts[..through].partition_point(|&t| t <= since);
+        (through - after) as u32
     }
 }
 
@@ -155,7 +155,9 @@ pub(crate) struct Added {
 
 impl EngineState {
     /// Per shard (as `shard_of` places each user; `None`: not one of
-    /// `shards`), what its users make of each computer as of `now`.
+    /// `shards`), what its users make of each computer as of `now`, in
+    /// the order of the computers' ids. `shard_of` is asked once per
+    /// device pair: it should be a lookup, not a hash of the name.
     pub fn host_shares(
         &self,
         now: i64,
@@ -163,28 +165,35 @@ impl EngineState {
         shard_of: &dyn Fn(NameId) -> Option<usize>,
         computer_name: &dyn Fn(NameId) -> String,
     ) -> Vec<Vec<HostShare>> {
+        const NONE: u32 = u32::MAX;
         let (day, hour) = (now.div_euclid(DAY), now.div_euclid(HOUR));
-        let mut by_shard: Vec<rustc_hash::FxHashMap<NameId, HostShare>> =
-            (0..shards).map(|_| Default::default()).collect();
-        let mut place: rustc_hash::FxHashMap<NameId, Option<usize>> = Default::default();
+        // Per shard, each computer's place in its shares (a table, not a
+        // map: this runs over every device pair at each trade).
+        let mut places: Vec<Vec<u32>> = (0..shards).map(|_| vec![NONE; self.hosts.len()]).collect();
+        let mut by_shard: Vec<Vec<(NameId, HostShare)>> = (0..shards).map(|_| Vec::new()).collect();
         for (&key, &id) in &self.device_index {
             let (user, computer) = ((key >> 32) as NameId, key as NameId);
-            let Some(shard) = *place.entry(user).or_insert_with(|| shard_of(user)) else {
+            let Some(shard) = shard_of(user) else {
                 continue;
             };
             let device = &self.devices[id as usize];
-            let share = by_shard[shard]
-                .entry(computer)
-                .or_insert_with(|| HostShare {
-                    computer: computer_name(computer),
-                    counts: HostCounts {
-                        first_seen: device.first_seen,
-                        day,
-                        hour,
-                        ..HostCounts::default()
+            let place = &mut places[shard][computer as usize];
+            if *place == NONE {
+                *place = by_shard[shard].len() as u32;
+                by_shard[shard].push((
+                    computer,
+                    HostShare {
+                        computer: computer_name(computer),
+                        counts: HostCounts {
+                            first_seen: device.first_seen,
+                            day,
+                            hour,
+                            ..HostCounts::default()
+                        },
                     },
-                });
-            let share = &mut share.counts;
+                ));
+            }
+            let share = &mut by_shard[shard][*place as usize].1.counts;
             share.users_ever += 1;
             // From the earliest first use of the computer this worker
             // knows of, as `observe` counts its own.
@@ -204,13 +213,15 @@ impl EngineState {
         }
         by_shard
             .into_iter()
-            .map(|shares| {
-                let mut shares: Vec<HostShare> = shares.into_values().collect();
-                for share in &mut shares {
-                    share.counts.firsts.sort_unstable();
-                }
-                shares.sort_unstable_by(|a, b| a.computer.cmp(&b.computer));
+            .map(|mut shares| {
+                shares.sort_unstable_by_key(|(computer, _)| *computer);
                 shares
+                    .into_iter()
+                    .map(|(_, mut share)| {
+                        share.counts.firsts.sort_unstable();
+                        share
+                    })
+                    .collect()
             })
             .collect()
     }
