@@ -593,6 +593,8 @@ pub struct SnapshotStore {
     in_flight: bool,
     /// The buffer of the last snapshot written, for the next one.
     spare: Vec<u8>,
+    /// The newest checkpoint whose snapshot was handed to the writer.
+    saved_through: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The writer thread and its two channels: snapshots in, outcomes out.
@@ -633,7 +635,15 @@ impl SnapshotStore {
             }),
             in_flight: false,
             spare: Vec::new(),
+            saved_through: Default::default(),
         })
+    }
+
+    /// Keeps the newest checkpoint whose snapshot this store is handed in
+    /// `through` from now on: for whoever removes the run's snapshots once
+    /// nothing needs them (a fleet worker's ended attempts).
+    pub fn share_saved_through(&mut self, through: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.saved_through = through;
     }
 
     /// A new run's id: 8 hex digits, from the clock and the process.
@@ -750,6 +760,8 @@ impl StateStore for SnapshotStore {
             .send((self.run.clone(), checkpoint, snapshot))
             .map_err(|_| Self::writer_gone())?;
         self.in_flight = true;
+        self.saved_through
+            .fetch_max(checkpoint, std::sync::atomic::Ordering::Relaxed);
         Ok(Self::name_of(&self.run, checkpoint))
     }
 

@@ -203,7 +203,16 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     # Each shard's share of the computers' users, as the last worker left
     # them: together exactly each computer's distinct users.
     s3 = boto3_client("s3", moto_endpoint)
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"] if "/state/hosts-" in o["Key"]]
+    objects = [o["Key"] for o in s3.list_objects_v2(Bucket=name)["Contents"]]
+    # An attempt's state snapshots go once every shard it read starts from a
+    # later one: left are w4's, and at most one snapshot the stalled worker
+    # wrote after its run's were removed.
+    runs = {key.rsplit("-", 1)[1] for key in objects if key.endswith(".apstate")}
+    attempts = {line.split('writer="')[1].split('"')[0]
+                for worker in workers for line in (tmp_path / f"{worker}.log").read_text().splitlines()
+                if 'reading writer="' in line}
+    assert len(attempts) >= 4 and len(runs) <= 2, (sorted(runs), sorted(attempts))
+    keys = [k for k in objects if "/state/hosts-" in k]
     assert len(keys) == 4, keys
     users_ever = {}
     for key in keys:

@@ -74,7 +74,8 @@ fn worker(
     held: &[(String, HashRange)],
     files: &Arc<dyn SnapshotFiles>,
 ) -> anyhow::Result<ShareFiles> {
-    let live = LiveShards::fixed(shards().into_iter().map(|(s, _)| (s, false)).collect());
+    let names: Vec<String> = shards().into_iter().map(|(shard, _)| shard).collect();
+    let live = LiveShards::fixed(names.iter().map(|shard| (shard.as_str(), false)));
     Ok(ShareFiles::new(
         Arc::clone(files),
         "bench",

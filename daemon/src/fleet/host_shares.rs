@@ -280,7 +280,7 @@ impl Round {
         let slowest = self
             .others
             .iter()
-            .filter(|(shard, file)| !file.caught_up && live.get(*shard) == Some(&true))
+            .filter(|(shard, file)| !file.caught_up && live.get(*shard).is_some_and(|l| l.held))
             .map(|(_, file)| file.scored_through)
             .min();
         Ok(Traded {
@@ -365,9 +365,7 @@ mod tests {
 
     /// Shards `a` and `b`, both held by live workers.
     fn both_alive() -> LiveShards {
-        let live = LiveShards::default();
-        live.set([("a".to_string(), true), ("b".to_string(), true)].into());
-        live
+        LiveShards::fixed([("a", true), ("b", true)])
     }
 
     /// Workers of shards `a` and `b`, each half of the users.
@@ -451,7 +449,7 @@ mod tests {
         let held = trade(&mut a, 3, 90, true).unwrap();
         assert_eq!(held.slowest, Some(20), "b's lease is held: a waits for it");
 
-        live.set([("a".to_string(), true), ("b".to_string(), false)].into());
+        live.set_fixed([("a", true), ("b", false)]);
         let expired = trade(&mut a, 3, 90, true).unwrap();
         assert_eq!(expired.slowest, None, "b's lease expired");
         assert_eq!(

@@ -23,5 +23,6 @@ pub mod worker;
 pub use lease::{Lease, LeaseCheckpoint};
 pub use table::{LeaseError, LeaseTable};
 pub use worker::{
-    Checkpointer, DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker, LiveShards,
+    Checkpointer, DEFAULT_FAILOVER, FleetConfig, FleetError, Held, LeaseWorker, LiveShard,
+    LiveShards,
 };

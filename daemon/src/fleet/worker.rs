@@ -178,29 +178,81 @@ impl LeaseWorker {
     }
 }
 
-/// The shards of the lease table not read to their end, as the worker's
-/// latest taking round found them, each with whether a live worker holds
-/// its lease (an owner whose counter moved within the failover time, as
-/// this worker observed it: [`Observations::is_expired`]); shared with
-/// other threads.
+/// The shards of the lease table not read to their end, and those read to
+/// their end with their children, as the worker's latest taking round
+/// found them; shared with other threads.
 #[derive(Clone, Debug, Default)]
-pub struct LiveShards(Arc<std::sync::Mutex<BTreeMap<String, bool>>>);
+pub struct LiveShards(Arc<std::sync::Mutex<TableView>>);
+
+#[derive(Clone, Debug, Default)]
+struct TableView {
+    live: BTreeMap<String, LiveShard>,
+    /// Finished shards, each with the children its lease names.
+    finished: BTreeMap<String, Vec<String>>,
+}
+
+/// An unfinished shard's lease, as the latest taking round saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveShard {
+    /// A live worker holds it: an owner whose counter moved within the
+    /// failover time, as this worker observed it
+    /// ([`Observations::is_expired`]).
+    pub held: bool,
+    /// The shards it was split or merged from.
+    pub parents: Vec<String>,
+}
 
 impl LiveShards {
-    /// Each unfinished shard, and whether a live worker holds it.
-    pub fn get(&self) -> BTreeMap<String, bool> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Each unfinished shard, by id.
+    pub fn get(&self) -> BTreeMap<String, LiveShard> {
+        self.view().live.clone()
     }
 
-    /// Shards whose leases no lease worker watches (a benchmark's).
-    pub fn fixed(shards: BTreeMap<String, bool>) -> LiveShards {
+    /// Each finished shard (`SHARD_END`) the table still holds, with the
+    /// children its lease names.
+    pub fn finished(&self) -> BTreeMap<String, Vec<String>> {
+        self.view().finished.clone()
+    }
+
+    fn view(&self) -> std::sync::MutexGuard<'_, TableView> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Shards whose leases no lease worker watches (a benchmark's, a
+    /// test's), each held by a live worker or not, none with parents.
+    pub fn fixed<'a>(shards: impl IntoIterator<Item = (&'a str, bool)>) -> LiveShards {
         let live = LiveShards::default();
-        live.set(shards);
+        live.set_fixed(shards);
         live
     }
 
-    pub(super) fn set(&self, shards: BTreeMap<String, bool>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = shards;
+    /// Replaces the shards with `shards`, as [`LiveShards::fixed`] makes them.
+    pub fn set_fixed<'a>(&self, shards: impl IntoIterator<Item = (&'a str, bool)>) {
+        self.view().live = shards
+            .into_iter()
+            .map(|(shard, held)| {
+                let parents = Vec::new();
+                (shard.to_string(), LiveShard { held, parents })
+            })
+            .collect();
+    }
+
+    /// Takes in a read of the whole table: what `expired` says of each
+    /// lease, as this worker observed it.
+    fn set(&self, leases: &[Lease], expired: impl Fn(&Lease) -> bool) {
+        let mut view = self.view();
+        view.live.clear();
+        view.finished.clear();
+        for lease in leases {
+            if lease.checkpoint == LeaseCheckpoint::ShardEnd {
+                view.finished
+                    .insert(lease.key.clone(), lease.children.clone());
+            } else {
+                let (held, parents) = (!expired(lease), lease.parents.clone());
+                view.live
+                    .insert(lease.key.clone(), LiveShard { held, parents });
+            }
+        }
     }
 }
 
@@ -383,13 +435,8 @@ impl State {
         let now = Instant::now();
         self.seen.observe(&leases, now);
         let failover = self.config.failover;
-        self.live.set(
-            leases
-                .iter()
-                .filter(|l| l.checkpoint != LeaseCheckpoint::ShardEnd)
-                .map(|l| (l.key.clone(), !self.seen.is_expired(l, now, failover)))
-                .collect(),
-        );
+        self.live
+            .set(&leases, |lease| self.seen.is_expired(lease, now, failover));
         // A lease of ours the table no longer shows as ours was taken.
         let lost: Vec<String> = self
             .held

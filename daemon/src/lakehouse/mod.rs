@@ -170,7 +170,9 @@ impl LakehouseError {
     }
 }
 
-/// An open catalog and the runtime its async API runs on.
+/// An open catalog and the runtime its async API runs on (a clone shares
+/// both).
+#[derive(Clone)]
 pub struct Warehouse {
     runtime: Arc<tokio::runtime::Runtime>,
     catalog: Arc<dyn Catalog>,

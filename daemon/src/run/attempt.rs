@@ -12,6 +12,7 @@ use authpulse_engine::snapshot::{self, LocalFiles, SnapshotFiles, SnapshotMeta, 
 
 use super::fleet::Assignment;
 use super::outputs::{FilesStart, RunOutputs, Written};
+use super::sweep::Sweeper;
 use super::{Context, Outcome, RunError, RunSpec};
 use crate::aws::ticker::MetricsTicker;
 use crate::lakehouse::progress::{KEEP_SNAPSHOTS, Start};
@@ -165,6 +166,7 @@ pub(super) fn attempt(
         _ => None,
     };
     let mut ticker = spec.metrics.clone().map(MetricsTicker::start).transpose()?;
+    let sweep_files = state_files.clone().filter(|_| fleet.is_some());
     let mut state_store = state_files
         .map(|files| {
             let location = files.location("");
@@ -200,6 +202,23 @@ pub(super) fn attempt(
         // The claim was checkpoint 0.
         pipeline.resume_checkpoints(0);
     }
+    // A fleet worker removes what its ended attempts no longer need, beside
+    // this one.
+    let _sweeper = match (fleet, state_store.as_mut(), &warehouse, &sweep_files) {
+        (Some(assignment), Some(store), Some(warehouse), Some(files)) => {
+            store.share_saved_through(Arc::clone(&assignment.saved_through));
+            let sweeper = Sweeper::start(
+                warehouse.clone(),
+                Arc::clone(files),
+                assignment.live.clone(),
+                Arc::clone(&assignment.ended),
+            );
+            Some(sweeper.map_err(|e| {
+                RunError::Fleet(format!("start removing ended attempts' snapshots: {e}"))
+            })?)
+        }
+        _ => None,
+    };
     if let Some(store) = state_store.as_mut() {
         pipeline.keep_state(store);
     }

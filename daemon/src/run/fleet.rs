@@ -19,13 +19,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use authpulse_engine::pipeline::FleetPace;
 use authpulse_engine::shards::Snapshot;
 use authpulse_engine::snapshot::{SnapshotFiles, SnapshotStore};
 
+use super::sweep::{Ended, EndedRun};
 use super::{Context, Outcome, RunError, RunSpec, attempt};
 use crate::aws::checkpoint::{Checkpoint, ShardCheckpoint};
 use crate::aws::kinesis::OnSaved;
@@ -63,6 +64,12 @@ pub(super) struct Assignment {
     /// Every unfinished shard of the stream, for the host shares.
     pub live: LiveShards,
     pub pace: FleetPace,
+    /// The ended runs (this worker's attempts, and those its claims took
+    /// shards over from) whose snapshots may still be needed
+    /// ([`super::sweep`]).
+    pub ended: Ended,
+    /// The newest checkpoint whose snapshot this attempt handed over.
+    pub saved_through: Arc<AtomicU64>,
 }
 
 /// How often a worker trades host shares while reading.
@@ -140,6 +147,7 @@ pub(super) fn run(
         .ops
         .map(|live| show_leases(Arc::clone(live), &worker, fleet, Arc::clone(&shown)));
     let mut last: Option<Outcome> = None;
+    let ended = Ended::default();
     // The shards the last attempt read to their end without a change.
     let mut read_whole: Option<BTreeSet<String>> = None;
     let outcome = loop {
@@ -167,6 +175,8 @@ pub(super) fn run(
                 trade_every: TRADE_EVERY,
                 max_drift_s: fleet.max_drift.map(|d| d.as_secs() as i64),
             },
+            ended: Arc::clone(&ended),
+            saved_through: Arc::default(),
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.
@@ -187,6 +197,13 @@ pub(super) fn run(
         let mut started = false;
         let result = attempt::attempt(spec, &sub, &mut started, Some(&assignment));
         attempt_stop.store(true, Ordering::Relaxed);
+        ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(EndedRun::attempt(
+                &assignment.run,
+                assignment.saved_through.load(Ordering::Relaxed),
+            ));
         let _ = watcher.join();
         match result {
             Ok(outcome) => {
@@ -415,6 +432,13 @@ pub(super) fn prepare(
             state: state.as_ref().map(|(name, _)| name.clone()),
         })
         .map_err(lakehouse)?;
+    // The runs the claim took shards over from: theirs go once the rest of
+    // their shards are claimed too.
+    assignment
+        .ended
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(starts.iter().filter_map(EndedRun::taken_over));
     for start in &starts {
         tracing::info!(
             shard = start.shard,

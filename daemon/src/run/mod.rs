@@ -7,7 +7,8 @@
 //! stop); when an attempt that got going fails on storage, the catalog or
 //! the stream ([`RunError::is_transient`]), the run resumes from its last
 //! commit after a pause, for `recover_for`. A fleet worker ([`fleet`])
-//! runs an attempt per set of shards it holds.
+//! runs an attempt per set of shards it holds, and removes the state of
+//! ended attempts once nothing starts from it ([`sweep`]).
 //!
 //! `run`, `bench`, `demo` and the tests build the same spec; the command
 //! line only fills it in.
@@ -16,6 +17,7 @@ mod attempt;
 pub mod error;
 pub mod fleet;
 pub mod outputs;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
