@@ -385,7 +385,7 @@ fn a_worker_reads_only_its_shards_and_its_positions_name_it() {
 }
 
 #[test]
-fn a_fleet_worker_needs_shared_tables() {
+fn a_fleet_worker_needs_shared_tables_and_sane_intervals() {
     let dir = tempfile::tempdir().unwrap();
     let out = common::authpulse(dir.path())
         .args([
@@ -417,4 +417,29 @@ fn a_fleet_worker_needs_shared_tables() {
     assert!(!out.status.success());
     let error = String::from_utf8_lossy(&out.stderr);
     assert!(error.contains("give --source kinesis://STREAM"), "{error}");
+    // Each trade is a request per shard: not more often than ten a second.
+    let out = common::authpulse(dir.path())
+        .args([
+            "run",
+            "--source",
+            "kinesis://auth",
+            "--lease-table",
+            "leases",
+            "--catalog",
+            "glue",
+            "--warehouse",
+            "s3://b/t",
+            "--aws-region",
+            "us-east-1",
+            "--fleet-trade-interval",
+            "10ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("--fleet-trade-interval 10ms: at least 100ms"),
+        "{error}"
+    );
 }

@@ -185,9 +185,18 @@ pub struct RunArgs {
     /// of the slowest worker that still has events to read (it waits
     /// otherwise). Computers' user counts from other workers' shards are at
     /// most this old; a backfill goes at this much event time per trade
-    /// (every second). `0s`: no bound (docs/fleet.md).
+    /// (--fleet-trade-interval). `0s`: no bound (docs/fleet.md).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     pub fleet_max_drift: std::time::Duration,
+    /// With --lease-table: how often a worker trades its shards' share of
+    /// each computer's users with the other workers (and learns how far
+    /// they have got). Each trade is an S3 PUT per shard held and a GET per
+    /// other shard: longer is cheaper, and the other shards' counts a
+    /// computer's features add are staler. A backfill also trades after
+    /// every five minutes of event time it scores, ten times a second at
+    /// most.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub fleet_trade_interval: std::time::Duration,
     /// Serve health checks, Prometheus metrics, the JSON API and the live
     /// dashboard on this address while running (`127.0.0.1:9464`; port 0
     /// picks a free one, logged). Off unless given.
@@ -245,6 +254,7 @@ impl RunArgs {
             worker_id: None,
             failover: authpulse::fleet::DEFAULT_FAILOVER,
             fleet_max_drift: std::time::Duration::from_secs(3600),
+            fleet_trade_interval: authpulse::run::fleet::DEFAULT_TRADE_INTERVAL,
             limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
             aws: AwsArgs::default(),
@@ -334,6 +344,12 @@ impl RunArgs {
                  give --catalog glue --warehouse s3://BUCKET/PREFIX (the embedded catalog is one machine's)"
             );
         }
+        if self.fleet_trade_interval < std::time::Duration::from_millis(100) {
+            anyhow::bail!(
+                "--fleet-trade-interval {:?}: at least 100ms (each trade is a request per shard)",
+                self.fleet_trade_interval
+            );
+        }
         if self.failover < std::time::Duration::from_millis(300) {
             anyhow::bail!(
                 "--failover {:?} is too short to renew a lease in",
@@ -353,6 +369,7 @@ impl RunArgs {
             worker,
             failover: self.failover,
             max_drift: Some(self.fleet_max_drift).filter(|d| !d.is_zero()),
+            trade_interval: self.fleet_trade_interval,
         }))
     }
 

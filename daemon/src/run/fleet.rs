@@ -50,6 +50,9 @@ pub struct FleetSpec {
     /// How far (event time) a worker may score ahead of the slowest other
     /// shard; `None`: no bound.
     pub max_drift: Option<Duration>,
+    /// How often a worker trades host shares while reading
+    /// ([`DEFAULT_TRADE_INTERVAL`]).
+    pub trade_interval: Duration,
 }
 
 /// What one attempt of a fleet worker reads.
@@ -72,8 +75,8 @@ pub(super) struct Assignment {
     pub saved_through: Arc<AtomicU64>,
 }
 
-/// How often a worker trades host shares while reading.
-const TRADE_EVERY: Duration = Duration::from_secs(1);
+/// How often a worker trades host shares while reading, unless told.
+pub const DEFAULT_TRADE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where an attempt trades its shards' host shares with the fleet.
 pub(super) fn host_shares(
@@ -172,7 +175,7 @@ pub(super) fn run(
             checkpointer: worker.checkpointer(),
             live: worker.live_shards(),
             pace: FleetPace {
-                trade_every: TRADE_EVERY,
+                trade_every: fleet.trade_interval,
                 max_drift_s: fleet.max_drift.map(|d| d.as_secs() as i64),
             },
             ended: Arc::clone(&ended),
