@@ -164,11 +164,6 @@ impl Orderer {
         self.release_before(now.saturating_sub(self.lateness), names, out);
     }
 
-    /// How long an event is held for later ones (seconds).
-    pub fn lateness(&self) -> i64 {
-        self.lateness
-    }
-
     /// The latest event time accepted so far.
     pub fn latest(&self) -> Option<i64> {
         self.max_time

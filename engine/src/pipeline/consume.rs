@@ -71,7 +71,7 @@ pub fn consume<S: Source + ?Sized>(
             tick(pipeline, source);
             // A fleet worker too far ahead of the others waits for them,
             // committing and trading meanwhile (the source holds back).
-            while pipeline.keep_pace(idle)? && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while pipeline.keep_pace(idle) && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(FLEET_WAIT_STEP);
                 if stage.is_drained() && pipeline.maybe_checkpoint(source.position())? {
                     source.checkpointed(pipeline.frontier())?;

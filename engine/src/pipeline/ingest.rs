@@ -231,7 +231,6 @@ impl<'o> Pipeline<'o> {
         }
         self.decided = decided;
         if let Some(now) = self.clock.now() {
-            let now = self.fleet_clock(now);
             self.orderer
                 .advance(now, (&self.users, &self.computers), &mut self.ready);
         }

@@ -190,67 +190,27 @@ impl<'o> Pipeline<'o> {
         self.trade_hosts(Trade::Last);
     }
 
-    /// The latest event time this worker may score now: the drift past the
-    /// slowest other shard that still has events to read (`None`: no
-    /// bound, or no such shard known).
-    fn fleet_bound(&self) -> Option<i64> {
-        let fleet = self.fleet.as_ref()?;
-        Some(fleet.slowest?.saturating_add(fleet.pace.max_drift_s?))
-    }
-
-    /// The event clock's `now` as far as the fleet lets the watermark go:
-    /// held events past [`Pipeline::fleet_bound`] stay held, so that no
-    /// event is scored further ahead of the others' shares than the drift
-    /// (a batch at a time would overshoot by the batch).
-    pub(super) fn fleet_clock(&self, now: i64) -> i64 {
-        match self.fleet_bound() {
-            // The watermark releases what is before it: the bound's own
-            // second included.
-            Some(bound) => now.min(bound.saturating_add(self.orderer.lateness() + 1)),
-            None => now,
-        }
-    }
-
-    /// Releases what a fleet bound that moved on lets go.
-    fn release_to_fleet_bound(&mut self) -> io::Result<()> {
-        if let Some(now) = self.clock.now() {
-            let now = self.fleet_clock(now);
-            self.orderer
-                .advance(now, (&self.users, &self.computers), &mut self.ready);
-        }
-        if !self.ready.is_empty() {
-            self.process_ready()?;
-        }
-        Ok(())
-    }
-
-    /// Trades if it is time to (while it waits, as often as a backfill
-    /// does); says whether this worker has read so far ahead of the
-    /// slowest other shard that it should stop reading until that one
-    /// catches up. `idle`: the source has nothing to read now.
-    pub(super) fn keep_pace(&mut self, idle: bool) -> io::Result<bool> {
+    /// Trades if it is time to; says whether this worker is now too far
+    /// ahead of the slowest other shard to go on. `idle`: the source has
+    /// nothing to read now.
+    pub(super) fn keep_pace(&mut self, idle: bool) -> bool {
         let Some(fleet) = self.fleet.as_mut() else {
-            return Ok(false);
+            return false;
         };
         fleet.caught_up = idle;
         let since = fleet.last_trade.elapsed();
         let scored = self.closed_through.saturating_sub(fleet.traded_through);
-        let waiting = fleet.waiting_since.is_some();
         if since >= fleet.pace.trade_every
-            || (since >= MIN_TRADE_GAP && (waiting || scored >= TRADE_EVERY_EVENT_S))
+            || (since >= MIN_TRADE_GAP && scored >= TRADE_EVERY_EVENT_S)
         {
             self.trade_hosts(Trade::While);
-            self.release_to_fleet_bound()?;
         }
-        // Read ahead of the bound by the lateness (those events wait for the
-        // watermark anyway), not more.
-        let lateness = self.orderer.lateness();
-        let ahead = match (self.fleet_bound(), self.orderer.latest()) {
-            (Some(bound), Some(read)) => read > bound.saturating_add(lateness),
-            _ => false,
-        };
         let Some(fleet) = self.fleet.as_mut() else {
-            return Ok(false);
+            return false;
+        };
+        let ahead = match (fleet.pace.max_drift_s, fleet.slowest) {
+            (Some(drift), Some(slowest)) => self.closed_through > slowest.saturating_add(drift),
+            _ => false,
         };
         match (ahead, fleet.waiting_since) {
             (true, None) => {
@@ -267,7 +227,7 @@ impl<'o> Pipeline<'o> {
             }
             _ => {}
         }
-        Ok(ahead)
+        ahead
     }
 
     /// Publishes this worker's shares and takes in the others', then decides
@@ -449,11 +409,11 @@ mod tests {
         // The watermark holds five minutes: scored through ~4 minutes.
         push_until(&mut pipeline, 0, 540);
         std::thread::sleep(MIN_TRADE_GAP);
-        pipeline.keep_pace(false).unwrap();
+        pipeline.keep_pace(false);
         push_until(&mut pipeline, 540, 1_000);
-        pipeline.keep_pace(false).unwrap();
+        pipeline.keep_pace(false);
         std::thread::sleep(MIN_TRADE_GAP);
-        pipeline.keep_pace(false).unwrap();
+        pipeline.keep_pace(false);
         drop(pipeline);
         // The first trade (nothing scored), one once events are scored, none
         // within the least gap, then one five minutes of event time on.
@@ -469,13 +429,11 @@ mod tests {
         );
     }
 
-    /// The other shards' users count in this worker's computer features;
-    /// an event further ahead than the drift of the slowest waits, held,
-    /// and a worker that has read past it stops reading.
+    /// The other shards' users count in this worker's computer features,
+    /// and a worker further ahead than the drift of the slowest waits.
     #[test]
     fn the_others_count_and_the_leader_waits() {
-        let start = crate::event::TimeBase::DEFAULT.to_unix(0);
-        let slowest = std::rc::Rc::new(std::cell::Cell::new(Some(start)));
+        let slowest = std::rc::Rc::new(std::cell::Cell::new(Some(0)));
         let mut other = Other {
             slowest: slowest.clone(),
             shares: vec![HostShare {
@@ -494,44 +452,19 @@ mod tests {
             max_drift_s: Some(600),
         };
         pipeline.share_hosts(&mut other, pace);
-        let lines: Vec<String> = (0..=3_600)
-            .step_by(60)
-            .enumerate()
-            .map(|(n, t)| format!("{t},U{},C1", n % 3))
-            .collect();
-        for (n, line) in lines.iter().enumerate() {
+        for (n, t) in (0..=3_600).step_by(60).enumerate() {
+            let line = format!("{t},U{},C1", n % 3);
             pipeline
                 .push_line(n as u64 + 1, Line::Complete(line.as_bytes()))
                 .unwrap();
         }
-        // Scored only as far as the drift past the slowest; the rest is
-        // held, and reading stops.
-        let unix = |t: i64| crate::event::TimeBase::DEFAULT.to_unix(t);
-        assert_eq!(pipeline.closed_through, unix(600));
-        assert!(
-            pipeline.keep_pace(false).unwrap(),
-            "far ahead of the slowest"
-        );
-        // The slowest catches up: what it lets go is scored, as far as the
-        // watermark lets one process go.
-        let mut alone_sinks = Default::default();
-        let mut alone = worker(&mut alone_sinks);
-        for line in &lines {
-            alone.push_line(1, Line::Complete(line.as_bytes())).unwrap();
-        }
-        slowest.set(Some(unix(3_600)));
-        assert!(
-            !pipeline.keep_pace(false).unwrap(),
-            "within the drift of it"
-        );
-        assert!(alone.closed_through > unix(600));
-        assert_eq!(pipeline.closed_through, alone.closed_through);
-        drop(alone);
-        slowest.set(Some(unix(2_000)));
-        assert!(
-            pipeline.keep_pace(false).unwrap(),
-            "read past the drift and the lateness"
-        );
+        let scored_through = pipeline.closed_through;
+        assert!(scored_through > 0, "{scored_through}");
+        assert!(pipeline.keep_pace(false), "far ahead of the slowest");
+        slowest.set(Some(scored_through - 600));
+        assert!(!pipeline.keep_pace(false), "within the drift of it");
+        slowest.set(Some(scored_through - 601));
+        assert!(pipeline.keep_pace(false), "a second past the drift");
         pipeline.end_of_input().unwrap();
         let scored_to_the_end = pipeline.closed_through;
         drop(pipeline);
