@@ -111,6 +111,10 @@ pub fn sweep(
 ) -> Result<usize, LakehouseError> {
     ended.sort_by(|a, b| a.run.cmp(&b.run));
     ended.dedup_by(|later, first| first.join(later));
+    if shards.live.is_empty() && shards.finished.is_empty() {
+        // No read of the lease table yet: nothing says what is needed.
+        return Ok(0);
+    }
     let needed = needed_runs(warehouse, shards)?;
     let mut removed = 0;
     ended.retain(|ended| {
@@ -359,6 +363,8 @@ mod tests {
             sweep(&warehouse, &files, shards, ended).unwrap()
         };
 
+        // Before the lease table is read, nothing goes.
+        assert_eq!(swept(&shards(&[], &[]), &mut ended), 0);
         // `p` finished before a round of taking named its children.
         assert_eq!(swept(&shards(&[], &[("p", &[])]), &mut ended), 0);
         let split = shards(&[("c1", &["p"]), ("c2", &["p"])], &[("p", &["c1", "c2"])]);
