@@ -387,57 +387,31 @@ fn a_worker_reads_only_its_shards_and_its_positions_name_it() {
 #[test]
 fn a_fleet_worker_needs_shared_tables_and_sane_intervals() {
     let dir = tempfile::tempdir().unwrap();
-    let out = common::authpulse(dir.path())
-        .args([
-            "run",
-            "--source",
-            "kinesis://auth",
-            "--lease-table",
-            "leases",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let error = String::from_utf8_lossy(&out.stderr);
+    // `run` with `args` fails; what it says.
+    let refused = |args: &[&str]| {
+        let out = common::authpulse(dir.path())
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stream = ["--source", "kinesis://auth", "--lease-table", "leases"];
+    let glue = [
+        "--catalog",
+        "glue",
+        "--warehouse",
+        "s3://b/t",
+        "--aws-region",
+        "us-east-1",
+    ];
+    let error = refused(&stream);
     assert!(error.contains("give --catalog glue"), "{error}");
-    let out = common::authpulse(dir.path())
-        .args([
-            "run",
-            "--lease-table",
-            "leases",
-            "--catalog",
-            "glue",
-            "--warehouse",
-            "s3://b/t",
-            "--aws-region",
-            "us-east-1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let error = String::from_utf8_lossy(&out.stderr);
+    let error = refused(&[&["--lease-table", "leases"][..], &glue].concat());
     assert!(error.contains("give --source kinesis://STREAM"), "{error}");
     // Each trade is a request per shard: not more often than ten a second.
-    let out = common::authpulse(dir.path())
-        .args([
-            "run",
-            "--source",
-            "kinesis://auth",
-            "--lease-table",
-            "leases",
-            "--catalog",
-            "glue",
-            "--warehouse",
-            "s3://b/t",
-            "--aws-region",
-            "us-east-1",
-            "--fleet-trade-interval",
-            "10ms",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let error = String::from_utf8_lossy(&out.stderr);
+    let error = refused(&[&stream[..], &glue, &["--fleet-trade-interval", "10ms"]].concat());
     assert!(
         error.contains("--fleet-trade-interval 10ms: at least 100ms"),
         "{error}"
