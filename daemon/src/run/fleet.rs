@@ -64,7 +64,9 @@ pub(super) struct Assignment {
     /// The shards it reads, with their leases.
     pub held: Held,
     pub checkpointer: Checkpointer,
-    /// Every unfinished shard of the stream, for the host shares.
+    /// The lease table as the worker last read it: every unfinished shard
+    /// (whether a live worker holds it, for the host shares) and the
+    /// finished ones with their children (for removing old snapshots).
     pub live: LiveShards,
     pub pace: FleetPace,
     /// The ended runs (this worker's attempts, and those its claims took
