@@ -475,33 +475,7 @@ pub(super) fn new_writer(
     layouts: &[(&str, ColumnLayout)],
 ) -> Result<PartitionedWriter, LakehouseError> {
     let schema = table.metadata().current_schema().clone();
-    let mut properties = WriterProperties::builder()
-        // zstd level 3 cost 20% throughput for a smaller file.
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(1).expect("valid zstd level"),
-        ))
-        // Version 2 data pages: a column that leaves its dictionary (random
-        // ids, high-cardinality numbers) falls back to delta encodings rather
-        // than plain values, which are smaller and cheaper to compress. Every
-        // engine that reads Iceberg reads them.
-        .set_writer_version(WriterVersion::PARQUET_2_0)
-        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
-        .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES));
-    for (column, layout) in layouts {
-        let path = || ColumnPath::from(*column);
-        properties = match layout {
-            ColumnLayout::RandomId => properties
-                .set_column_dictionary_enabled(path(), false)
-                .set_column_statistics_enabled(path(), EnabledStatistics::None),
-            ColumnLayout::Unordered => {
-                properties.set_column_statistics_enabled(path(), EnabledStatistics::None)
-            }
-            ColumnLayout::Ascending => properties
-                .set_column_dictionary_enabled(path(), false)
-                .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED),
-        };
-    }
-    let properties = properties.build();
+    let properties = writer_properties(layouts);
     let file_names = DefaultFileNameGenerator::new(
         "authpulse".to_string(),
         Some(uuid_suffix()),
@@ -515,6 +489,45 @@ pub(super) fn new_writer(
         file_names,
     );
     Ok(PartitionedWriter::new(DataFileWriterBuilder::new(rolling)))
+}
+
+/// How a table's files are written, column by column as `layouts` says.
+fn writer_properties(layouts: &[(&str, ColumnLayout)]) -> WriterProperties {
+    let mut properties = WriterProperties::builder()
+        // zstd level 3 cost 20% throughput for a smaller file.
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid zstd level"),
+        ))
+        // Version 2 data pages (every engine that reads Iceberg reads them):
+        // the columns without a dictionary below are delta encoded, which is
+        // smaller and cheaper to compress than plain values.
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        // What a dictionary column would fall back to. Version 2's default
+        // is a delta encoder, which the Parquet writer creates with every
+        // row group of every column, reserving 1-2 MiB each whether or not
+        // the dictionary ever fills: ~100 MB across the open files at full
+        // scale. The dictionary columns here (names, counts, levels) never
+        // leave their dictionary within a row group, so plain is only a
+        // fallback, and costs nothing until it is used.
+        .set_encoding(Encoding::PLAIN)
+        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES));
+    for (column, layout) in layouts {
+        let path = || ColumnPath::from(*column);
+        properties = match layout {
+            ColumnLayout::RandomId => properties
+                .set_column_dictionary_enabled(path(), false)
+                .set_column_encoding(path(), Encoding::DELTA_BYTE_ARRAY)
+                .set_column_statistics_enabled(path(), EnabledStatistics::None),
+            ColumnLayout::Unordered => {
+                properties.set_column_statistics_enabled(path(), EnabledStatistics::None)
+            }
+            ColumnLayout::Ascending => properties
+                .set_column_dictionary_enabled(path(), false)
+                .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED),
+        };
+    }
+    properties.build()
 }
 
 /// A unique suffix per writer, so files of different commits never collide.
@@ -745,6 +758,35 @@ pub(super) mod tests {
     use super::*;
     use crate::lakehouse::WarehouseConfig;
     use arrow_array::{ArrayRef, Int64Array, StringArray};
+
+    #[test]
+    fn only_columns_without_a_dictionary_are_delta_encoded() {
+        let properties = writer_properties(&[
+            ("event_id", ColumnLayout::RandomId),
+            ("user_id", ColumnLayout::Unordered),
+            ("event_time", ColumnLayout::Ascending),
+        ]);
+        let column = |name: &str| ColumnPath::from(name);
+        let id = column("event_id");
+        assert!(!properties.dictionary_enabled(&id));
+        assert_eq!(properties.encoding(&id), Some(Encoding::DELTA_BYTE_ARRAY));
+        let time = column("event_time");
+        assert!(!properties.dictionary_enabled(&time));
+        assert_eq!(
+            properties.encoding(&time),
+            Some(Encoding::DELTA_BINARY_PACKED)
+        );
+        // Names and every column not listed (the features) keep their
+        // dictionary, with a fallback that reserves nothing up front.
+        for name in ["user_id", "user_logins_1h"] {
+            assert!(properties.dictionary_enabled(&column(name)), "{name}");
+            assert_eq!(
+                properties.encoding(&column(name)),
+                Some(Encoding::PLAIN),
+                "{name}"
+            );
+        }
+    }
 
     /// A raw-table batch whose ingestion times cover three hours, the last
     /// hour's rows interleaved with the second's.

@@ -22,6 +22,9 @@ pub(super) struct WindowEntry {
     pub seq: u32,
 }
 
+/// The least a full window grows by.
+const MIN_GROWTH: usize = 8;
+
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     /// Seconds after [`Window::base`].
@@ -85,6 +88,13 @@ impl Window {
             Ok(offset) => offset,
             Err(_) => self.rebase(time),
         };
+        if self.slots.len() == self.slots.capacity() {
+            // By a quarter, not the default doubling: windows are most of the
+            // engine's memory, and a doubled buffer is up to half empty (a
+            // quarter on average) where this one is at most a fifth.
+            self.slots
+                .reserve_exact((self.slots.len() / 4).max(MIN_GROWTH));
+        }
         self.slots.push_back(Slot { offset, device });
     }
 
@@ -202,6 +212,21 @@ impl<'de> Deserialize<'de> for Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_window_grows_by_a_quarter() {
+        let mut window = Window::default();
+        for i in 0..1_030u32 {
+            window.push_back(i64::from(i), i % 5, i);
+        }
+        // Doubling would hold 2,048.
+        assert!(window.capacity() >= 1_030);
+        assert!(
+            window.capacity() <= 1_030 + 1_030 / 4 + MIN_GROWTH,
+            "{}",
+            window.capacity()
+        );
+    }
 
     #[test]
     fn entries_keep_their_time_device_and_sequence() {
