@@ -574,13 +574,7 @@ fn expire(user: &mut UserState, devices: &[Device], now: i64) {
         user.window.pop_front();
         user.hour_start -= 1;
     }
-    // A burst leaves a large buffer behind; give most of it back once the
-    // window is a quarter full, so memory follows the last day's events
-    // rather than the busiest day ever.
-    let capacity = user.window.capacity();
-    if capacity > 256 && user.window.len() < capacity / 4 {
-        user.window.shrink_to(user.window.len() * 2);
-    }
+    user.window.release_spare();
     user.due = due(
         user.window.get(user.hour_start).map(|e| e.time),
         user.window.front().map(|e| e.time),

@@ -34,9 +34,8 @@ impl EngineState {
         }
         self.devices = devices;
         for user in &mut self.users {
-            for device in user.window.devices_mut() {
-                *device = renumbered[*device as usize];
-            }
+            user.window
+                .renumber_devices(|device| renumbered[device as usize]);
         }
         self.habits.clear_users(|id| cleared(id as NameId));
         self.logons.clear_users(&cleared);
@@ -110,9 +109,7 @@ impl EngineState {
                 self.device_index.insert(key, id);
                 renumbered.insert(device, id);
             }
-            for device in state.window.devices_mut() {
-                *device = renumbered[device];
-            }
+            state.window.renumber_devices(|device| renumbered[&device]);
             self.make_room(t, 0);
             self.users[t] = state;
             self.logins_by_hour[t] = from.logins_by_hour[source as usize];
