@@ -150,30 +150,20 @@ impl Window {
         let last = self.newest;
         debug_assert!(self.len == 0 || seq == last.seq.wrapping_add(1));
         let step = time - last.time;
-        let mut code = [0u8; 16];
-        let n = if device == last.device && (0..i64::from(SHORT_LIMIT)).contains(&step) {
-            code[0] = step as u8;
-            1
-        } else {
-            code[0] = LONG;
-            let n = put_varint(&mut code[1..], zigzag(step));
-            1 + n + put_varint(&mut code[1 + n..], u64::from(device))
-        };
-        if self.bytes.len() + n > self.bytes.capacity() {
-            // By a quarter, not the default doubling: windows are most of
-            // the engine's memory, and a doubled buffer is up to half empty
-            // (a quarter on average) where this one is at most a fifth.
-            self.bytes
-                .reserve_exact((self.bytes.len() / 4).max(MIN_GROWTH).max(n));
-        }
         let start = self.dropped + self.bytes.len() as u64;
-        self.bytes.extend(&code[..n]);
+        if device == last.device && (0..i64::from(SHORT_LIMIT)).contains(&step) {
+            self.make_room(1);
+            self.bytes.push_back(step as u8);
+        } else {
+            self.push_long(step, device);
+        }
         let entry = Cursor {
             time,
             device,
             seq,
-            next: start + n as u64,
+            next: self.dropped + self.bytes.len() as u64,
         };
+        debug_assert!(entry.next > start);
         if self.len == 0 {
             // The probe is always an entry the window has held: one that
             // left has a sequence number before the front's.
@@ -182,6 +172,32 @@ impl Window {
         }
         self.len += 1;
         self.newest = entry;
+    }
+
+    /// An entry coded in full: the marker, the step, the device.
+    fn push_long(&mut self, step: i64, device: u32) {
+        let mut code = [0u8; 16];
+        code[0] = LONG;
+        let n = 1 + put_varint(&mut code[1..], zigzag(step));
+        let n = n + put_varint(&mut code[n..], u64::from(device));
+        self.make_room(n);
+        self.bytes.extend(&code[..n]);
+    }
+
+    #[inline]
+    fn make_room(&mut self, n: usize) {
+        if self.bytes.len() + n > self.bytes.capacity() {
+            self.grow(n);
+        }
+    }
+
+    /// By a quarter, not the default doubling: windows are most of the
+    /// engine's memory, and a doubled buffer is up to half empty (a quarter
+    /// on average) where this one is at most a fifth.
+    #[cold]
+    fn grow(&mut self, n: usize) {
+        self.bytes
+            .reserve_exact((self.bytes.len() / 4).max(MIN_GROWTH).max(n));
     }
 
     #[inline]
