@@ -32,7 +32,8 @@
 //! state is rebuilt from the input (or a warm start) instead. Versions 2
 //! (no checksum, no `Extras`), 3 (no `Habits`: the longer history starts
 //! from each user's count of new computers) and 4 (no details: every held
-//! event was a LANL record's) are still read.
+//! event was a LANL record's) are still read, as are 5 to 7 (windows as
+//! columns of numbers rather than the codes they hold).
 //!
 //! The checksum is over the payload, not the compressed frame (zstd checks
 //! its own): a snapshot whose payload was altered and compressed again is
@@ -48,7 +49,7 @@ use crate::entity::EntityRisk;
 use crate::logon::Detail;
 use crate::order::OrdererSnapshot;
 use crate::rules::RuleReport;
-use crate::state::EngineState;
+use crate::state::{EngineState, WindowLayout, in_window_layout};
 
 /// What this build writes and reads.
 /// Version 2 added the orderer's floor and the state limits' counts;
@@ -58,8 +59,10 @@ use crate::state::EngineState;
 /// richer records added to the state (logon types, failures, sources);
 /// version 6 where accounts log on from (`Origins` in `state/logons.rs`) after
 /// those; version 7 how far a fleet worker had decided the incidents of the
-/// computers it opens them for ([`ComputersDecided`]) after that.
-pub const FORMAT_VERSION: u32 = 7;
+/// computers it opens them for ([`ComputersDecided`]) after that; version 8
+/// each window as the codes it holds rather than columns
+/// (`state/window/layout.rs`).
+pub const FORMAT_VERSION: u32 = 8;
 
 /// The earlier versions this build still reads.
 const PREVIOUS_VERSION: u32 = 2;
@@ -67,6 +70,7 @@ const VERSION_3: u32 = 3;
 const VERSION_4: u32 = 4;
 const VERSION_5: u32 = 5;
 const VERSION_6: u32 = 6;
+const VERSION_7: u32 = 7;
 
 /// The detail of each held event that has one (a richer record's source,
 /// logon type, outcome), by position among the orderer's held events and
@@ -385,8 +389,14 @@ impl Write for Counted<'_> {
 /// Reads a snapshot [`EncodedSnapshot::write_to`] wrote.
 pub(crate) fn read(input: &mut impl Read) -> Result<Body, SnapshotError> {
     let (version, payload) = read_payload(input)?;
+    let layout = if version <= VERSION_7 {
+        WindowLayout::Columns
+    } else {
+        WindowLayout::Codes
+    };
     let (mut body, extras): (Body, &[u8]) =
-        postcard::take_from_bytes(&payload).map_err(|e| SnapshotError::Decode(e.to_string()))?;
+        in_window_layout(layout, || postcard::take_from_bytes(&payload))
+            .map_err(|e| SnapshotError::Decode(e.to_string()))?;
     let decode_error = |e: postcard::Error| SnapshotError::Decode(e.to_string());
     let habits = match version {
         PREVIOUS_VERSION => {
@@ -439,6 +449,7 @@ fn read_payload(input: &mut impl Read) -> Result<(u32, Vec<u8>), SnapshotError> 
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
     if ![
         FORMAT_VERSION,
+        VERSION_7,
         VERSION_6,
         VERSION_5,
         VERSION_4,
@@ -862,6 +873,25 @@ mod tests {
         // Cut short: refused too.
         let error = read(&mut &bytes[..bytes.len() - 9]).err().unwrap();
         assert!(matches!(error, SnapshotError::Decode(_)), "{error}");
+    }
+
+    #[test]
+    fn a_version_7_snapshot_reads_back_the_same_windows() {
+        let mut input = String::new();
+        for t in 0..600u32 {
+            let (user, computer) = (t % 5, if t % 9 == 0 { t } else { t % 5 });
+            input.push_str(&format!("{},U{user},C{computer}\n", t * 40));
+        }
+        let current = snapshot_of(input.as_bytes());
+        let mut old = in_window_layout(WindowLayout::Columns, || snapshot_of(input.as_bytes()));
+        old[8..12].copy_from_slice(&VERSION_7.to_le_bytes());
+        let (current, old) = (
+            read(&mut &current[..]).unwrap(),
+            read(&mut &old[..]).unwrap(),
+        );
+        assert_eq!(current.meta.events_read, 600);
+        let state = |body: &Body| postcard::to_allocvec(&body.state).unwrap();
+        assert_eq!(state(&current), state(&old));
     }
 
     #[test]

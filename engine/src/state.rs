@@ -43,6 +43,7 @@ mod window;
 use shared_hosts::SharedHosts;
 pub use shared_hosts::{HostCounts, HostShare};
 
+pub(crate) use window::{Layout as WindowLayout, in_layout as in_window_layout};
 use window::{Window, WindowEntry};
 
 pub(crate) use logons::Logons;

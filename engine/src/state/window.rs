@@ -12,13 +12,14 @@
 //! oldest of the last hour, and both only move on: each is a decoded
 //! cursor, so reading on is a byte or a few.
 //!
-//! In a state snapshot a window is columns of small numbers (times and
-//! sequence numbers as differences from the entry before), which encode in
-//! a byte or two each and compress well.
+//! In a state snapshot a window is its oldest entry and the codes of the
+//! rest as they are held (`layout.rs`).
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+mod layout;
+
+pub(crate) use layout::{Layout, in_layout};
 
 /// One entry, as the state reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,73 +267,6 @@ fn put_varint(out: &mut [u8], mut value: u64) -> usize {
     n + 1
 }
 
-#[derive(Serialize, Deserialize)]
-struct Columns {
-    first_time: i64,
-    first_seq: u32,
-    time_steps: Vec<u32>,
-    seq_steps: Vec<u32>,
-    devices: Vec<u32>,
-}
-
-impl Serialize for Window {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let first = self.front();
-        let mut columns = Columns {
-            first_time: first.map_or(0, |e| e.time),
-            first_seq: first.map_or(0, |e| e.seq),
-            time_steps: Vec::with_capacity(self.len()),
-            seq_steps: Vec::with_capacity(self.len()),
-            devices: Vec::with_capacity(self.len()),
-        };
-        let (mut time, mut seq) = (columns.first_time, columns.first_seq);
-        for entry in self.iter() {
-            // Entries are in event-time order, within 24 hours of each other.
-            columns
-                .time_steps
-                .push(u32::try_from(entry.time - time).unwrap_or(u32::MAX));
-            columns.seq_steps.push(entry.seq.wrapping_sub(seq));
-            columns.devices.push(entry.device);
-            (time, seq) = (entry.time, entry.seq);
-        }
-        columns.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Window {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Window, D::Error> {
-        let columns = Columns::deserialize(deserializer)?;
-        let n = columns.devices.len();
-        if columns.time_steps.len() != n || columns.seq_steps.len() != n {
-            return Err(serde::de::Error::custom(
-                "window columns of different lengths",
-            ));
-        }
-        // Every event enters its user's window: the sequence numbers run on
-        // by one (the first step is from the first entry to itself).
-        let consecutive = columns
-            .seq_steps
-            .iter()
-            .enumerate()
-            .all(|(i, &step)| step == u32::from(i > 0));
-        if !consecutive {
-            return Err(serde::de::Error::custom(
-                "window sequence numbers do not run on by one",
-            ));
-        }
-        let mut window = Window::default();
-        let mut time = columns.first_time;
-        for i in 0..n {
-            time = time
-                .checked_add(i64::from(columns.time_steps[i]))
-                .ok_or_else(|| serde::de::Error::custom("a window past the end of time"))?;
-            let seq = columns.first_seq.wrapping_add(i as u32);
-            window.push_back(time, columns.devices[i], seq);
-        }
-        Ok(window)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,22 +377,5 @@ mod tests {
         let times: Vec<i64> = window.iter().map(|e| e.time).collect();
         assert_eq!(times, [100, 50 + (1 << 32)]);
         assert_eq!(window.get(1).unwrap().seq, 2);
-    }
-
-    #[test]
-    fn a_snapshot_with_gaps_in_the_sequence_is_refused() {
-        let columns = Columns {
-            first_time: 0,
-            first_seq: 3,
-            time_steps: vec![0, 1],
-            seq_steps: vec![0, 2],
-            devices: vec![1, 2],
-        };
-        let json = serde_json::to_value(&columns).unwrap();
-        let error = serde_json::from_value::<Window>(json).unwrap_err();
-        assert!(
-            error.to_string().contains("do not run on by one"),
-            "{error}"
-        );
     }
 }
