@@ -230,7 +230,7 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
             },
         )
         .unwrap()
-        .restore_snapshot(&mut b"APSTATE\0\x08\0\0\0rest".as_slice(), Restore::Resume)
+        .restore_snapshot(&mut b"APSTATE\0\x09\0\0\0rest".as_slice(), Restore::Resume)
         .map(|_| ())
     };
     let error = fresh().unwrap_err();
@@ -238,7 +238,7 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
         matches!(
             error,
             SnapshotError::Version {
-                found: 8,
+                found: 9,
                 supported: snapshot::FORMAT_VERSION
             }
         ),
@@ -247,7 +247,7 @@ fn a_snapshot_is_refused_when_it_cannot_be_taken_back() {
     assert_eq!(
         error.to_string(),
         format!(
-            "state snapshot format version 8, but this build reads versions 2 to {}: start without it \
+            "state snapshot format version 9, but this build reads versions 2 to {}: start without it \
              (the state is rebuilt from the input) or with the release that wrote it",
             snapshot::FORMAT_VERSION
         )
