@@ -3,8 +3,9 @@
 //! Since snapshot format 8 a window is written as it is held: its oldest
 //! entry in full, then the codes of the others, each after the one before
 //! (a byte for most; `window.rs`), as one byte string. That is what the
-//! window already holds, so writing it is a copy, and at the LANL set's
-//! density it is well under half the size of the columns before it.
+//! window already holds, so writing it is a copy; at the LANL set's
+//! density a snapshot's payload is a quarter smaller than with the columns
+//! before it (its compressed file larger: the codes are already dense).
 //!
 //! Formats 2 to 7 wrote columns of small numbers (time and sequence steps,
 //! devices). Serde has no place to pass the format a snapshot was written
