@@ -166,6 +166,8 @@ impl Window {
         Ok(window)
     }
 
+    /// The columns formats 2 to 7 wrote: this build writes them only when
+    /// told to (the tests that older snapshots still read).
     fn columns(&self) -> Columns {
         let first = self.front();
         let mut columns = Columns {
