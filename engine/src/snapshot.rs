@@ -39,6 +39,7 @@
 //! its own): a snapshot whose payload was altered and compressed again is
 //! refused as corrupt, as is any truncated or damaged file.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -368,6 +369,137 @@ impl EncodedSnapshot {
     }
 }
 
+/// What a snapshot's payload is made of, borrowed, in the order it is
+/// written: for writing one without holding its payload
+/// ([`SnapshotParts::write_to`]).
+pub(crate) struct SnapshotParts<'a, B: Serialize> {
+    pub body: &'a B,
+    pub extras: &'a Extras,
+    pub state: &'a EngineState,
+    pub details: &'a HeldDetails,
+    pub computers_decided: Option<&'a ComputersDecided>,
+}
+
+impl<B: Serialize> SnapshotParts<'_, B> {
+    /// Writes the snapshot file's bytes to `out`, as
+    /// [`EncodedSnapshot::write_to`] does for the same parts, encoding them
+    /// twice instead of holding the payload: once for the checksum, which
+    /// the header carries before the compressed frame, and once into the
+    /// compressor. For a snapshot nothing is waiting to overlap with (a
+    /// run's last), where the payload (tens of MB at scale) would be the
+    /// process's peak.
+    pub(crate) fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
+        let error = Cell::new(None);
+        let checksum = self.encode(Streamed::new(None, &error))?;
+        let mut out = Counted { out, bytes: 0 };
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        out.write_all(&checksum.to_le_bytes())?;
+        let mut compressor = zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL)?;
+        if self.encode(Streamed::new(Some(&mut compressor), &error))? != checksum {
+            return Err(SnapshotError::Decode(
+                "the state changed while its snapshot was written".into(),
+            ));
+        }
+        compressor.finish()?;
+        Ok(out.bytes)
+    }
+
+    /// Encodes the parts into `flavor`; returns the checksum of the payload.
+    fn encode(&self, flavor: Streamed<'_>) -> Result<u32, SnapshotError> {
+        let error = flavor.error;
+        let fail = |e: postcard::Error| match error.take() {
+            Some(io) => SnapshotError::Io(io),
+            None => SnapshotError::Decode(e.to_string()),
+        };
+        let flavor = postcard::serialize_with_flavor(self.body, flavor).map_err(fail)?;
+        let flavor = postcard::serialize_with_flavor(self.extras, flavor).map_err(fail)?;
+        let flavor = postcard::serialize_with_flavor(&self.state.habits, flavor).map_err(fail)?;
+        let flavor = postcard::serialize_with_flavor(self.details, flavor).map_err(fail)?;
+        let flavor = postcard::serialize_with_flavor(&self.state.logons, flavor).map_err(fail)?;
+        let flavor =
+            postcard::serialize_with_flavor(&self.state.logons.origins, flavor).map_err(fail)?;
+        let mut flavor =
+            postcard::serialize_with_flavor(&self.computers_decided, flavor).map_err(fail)?;
+        flavor.drain().map_err(fail)?;
+        Ok(flavor.crc.finalize())
+    }
+}
+
+/// A postcard flavor that hashes what it is given and passes it on to a
+/// writer, if it has one, a chunk at a time (postcard hands over a varint a
+/// byte at a time). The writer's error, which postcard's own error cannot
+/// carry, is kept in `error`.
+struct Streamed<'w> {
+    crc: crc32fast::Hasher,
+    chunk: Vec<u8>,
+    out: Option<&'w mut dyn Write>,
+    error: &'w Cell<Option<io::Error>>,
+}
+
+impl<'w> Streamed<'w> {
+    const CHUNK: usize = 64 << 10;
+
+    fn new(out: Option<&'w mut dyn Write>, error: &'w Cell<Option<io::Error>>) -> Self {
+        Streamed {
+            crc: crc32fast::Hasher::new(),
+            chunk: Vec::with_capacity(Self::CHUNK),
+            out,
+            error,
+        }
+    }
+
+    fn drain(&mut self) -> postcard::Result<()> {
+        self.crc.update(&self.chunk);
+        if let Some(out) = self.out.as_deref_mut() {
+            out.write_all(&self.chunk).map_err(|e| {
+                self.error.set(Some(e));
+                postcard::Error::SerializeBufferFull
+            })?;
+        }
+        self.chunk.clear();
+        Ok(())
+    }
+}
+
+impl postcard::ser_flavors::Flavor for Streamed<'_> {
+    type Output = Self;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        if self.chunk.len() == Self::CHUNK {
+            self.drain()?;
+        }
+        self.chunk.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if self.chunk.len() + bytes.len() > Self::CHUNK {
+            self.drain()?;
+        }
+        if bytes.len() < Self::CHUNK {
+            self.chunk.extend_from_slice(bytes);
+            return Ok(());
+        }
+        // A long one (a busy account's window) goes as it is.
+        self.crc.update(bytes);
+        match self.out.as_deref_mut().map(|out| out.write_all(bytes)) {
+            Some(Err(e)) => {
+                self.error.set(Some(e));
+                Err(postcard::Error::SerializeBufferFull)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Each part of the payload ends here; the last chunk is drained by
+    /// [`SnapshotParts::encode`] after the last part.
+    fn finalize(self) -> postcard::Result<Self> {
+        Ok(self)
+    }
+}
+
 /// A writer that counts what passes through it.
 struct Counted<'a> {
     out: &'a mut dyn Write,
@@ -606,6 +738,10 @@ pub struct SnapshotStore {
     spare: Vec<u8>,
     /// The newest checkpoint whose snapshot was handed to the writer.
     saved_through: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where the writer keeps them, and how many, for a snapshot written
+    /// on the caller's thread ([`StateStore::save_streamed`]).
+    files: std::sync::Arc<dyn SnapshotFiles>,
+    keep: u64,
 }
 
 /// The writer thread and its two channels: snapshots in, outcomes out.
@@ -625,13 +761,16 @@ impl SnapshotStore {
         run: &str,
     ) -> io::Result<SnapshotStore> {
         let keep = keep.max(1) as u64;
+        let writer_files = files.clone();
         let (jobs, incoming) = std::sync::mpsc::sync_channel::<(String, u64, EncodedSnapshot)>(1);
         let (done, outcomes) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("authpulse-snapshot".into())
             .spawn(move || {
                 for (run, checkpoint, snapshot) in incoming {
-                    let outcome = keep_one(files.as_ref(), keep, &run, checkpoint, &snapshot);
+                    let outcome = keep_one(writer_files.as_ref(), keep, &run, checkpoint, &|out| {
+                        snapshot.write_to(out)
+                    });
                     if done.send((outcome, snapshot.into_buffer())).is_err() {
                         break;
                     }
@@ -647,6 +786,8 @@ impl SnapshotStore {
             in_flight: false,
             spare: Vec::new(),
             saved_through: Default::default(),
+            files,
+            keep,
         })
     }
 
@@ -730,11 +871,11 @@ fn keep_one(
     keep: u64,
     run: &str,
     checkpoint: u64,
-    snapshot: &EncodedSnapshot,
+    write: &dyn Fn(&mut dyn Write) -> Result<u64, SnapshotError>,
 ) -> io::Result<()> {
     let started = std::time::Instant::now();
     let name = SnapshotStore::name_of(run, checkpoint);
-    let bytes = files.put(&name, &|out| snapshot.write_to(out))?;
+    let bytes = files.put(&name, write)?;
     if checkpoint > keep {
         files.delete(&SnapshotStore::name_of(run, checkpoint - keep))?;
     }
@@ -753,6 +894,14 @@ pub trait StateStore {
     /// Keeps checkpoint `checkpoint`'s snapshot; returns its name, for the
     /// progress record. It may finish writing in the background.
     fn save(&mut self, checkpoint: u64, snapshot: EncodedSnapshot) -> io::Result<String>;
+    /// Keeps checkpoint `checkpoint`'s snapshot, written by `write` on this
+    /// thread and durable when this returns: for a run's last snapshot,
+    /// which has nothing to overlap with and need not be held encoded.
+    fn save_streamed(
+        &mut self,
+        checkpoint: u64,
+        write: &dyn Fn(&mut dyn Write) -> Result<u64, SnapshotError>,
+    ) -> io::Result<String>;
     /// Waits until every snapshot saved so far is durable.
     fn flush(&mut self) -> io::Result<()>;
     /// A buffer to encode the next snapshot into (the last one's, if the
@@ -763,6 +912,20 @@ pub trait StateStore {
 }
 
 impl StateStore for SnapshotStore {
+    fn save_streamed(
+        &mut self,
+        checkpoint: u64,
+        write: &dyn Fn(&mut dyn Write) -> Result<u64, SnapshotError>,
+    ) -> io::Result<String> {
+        self.flush()?;
+        // The buffer kept for the next snapshot is not needed again.
+        self.spare = Vec::new();
+        keep_one(self.files.as_ref(), self.keep, &self.run, checkpoint, write)?;
+        self.saved_through
+            .fetch_max(checkpoint, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self::name_of(&self.run, checkpoint))
+    }
+
     fn save(&mut self, checkpoint: u64, snapshot: EncodedSnapshot) -> io::Result<String> {
         self.flush()?;
         let writer = self.writer.as_ref().ok_or_else(Self::writer_gone)?;

@@ -4,6 +4,7 @@
 
 use crate::input::Frontier;
 use crate::sinks::Progress;
+use crate::snapshot::SnapshotError;
 use std::io;
 use std::time::Instant;
 
@@ -94,10 +95,22 @@ impl<'o> Pipeline<'o> {
         let state = match self.state_store.take() {
             Some(store) => {
                 let started = Instant::now();
-                let saved = store.buffer().and_then(|buffer| {
-                    let (_, encoded) = self.encode_snapshot_into(buffer)?;
-                    store.save(checkpoint, encoded)
-                });
+                let saved = if complete {
+                    // The run's last: written as it is encoded, so that its
+                    // payload is not held on top of everything else.
+                    self.with_snapshot_parts(|parts| {
+                        store
+                            .save_streamed(checkpoint, &|out| parts.write_to(out))
+                            .map_err(SnapshotError::Io)
+                    })
+                    .map(|(_, name)| name)
+                    .map_err(io::Error::from)
+                } else {
+                    store.buffer().and_then(|buffer| {
+                        let (_, encoded) = self.encode_snapshot_into(buffer)?;
+                        store.save(checkpoint, encoded)
+                    })
+                };
                 self.state_store = Some(store);
                 let name = saved?;
                 tracing::debug!(checkpoint, state = %name, ms = started.elapsed().as_millis() as u64, "state snapshot encoded");

@@ -7,6 +7,7 @@ use crate::input::Reject;
 use crate::order::Orderer;
 use crate::snapshot::{
     self, BodyRef, Counts, EncodedSnapshot, Extras, HeldDetails, SnapshotError, SnapshotMeta,
+    SnapshotParts,
 };
 use std::io;
 
@@ -33,6 +34,24 @@ impl<'o> Pipeline<'o> {
         &mut self,
         buffer: Vec<u8>,
     ) -> Result<(SnapshotMeta, EncodedSnapshot), SnapshotError> {
+        self.with_snapshot_parts(|parts| {
+            EncodedSnapshot::encode(
+                parts.body,
+                parts.extras,
+                parts.state,
+                parts.details,
+                parts.computers_decided,
+                buffer,
+            )
+        })
+    }
+
+    /// The snapshot's parts, as they stand after scoring the partial batch,
+    /// handed to `use_parts` (to encode, or to write without encoding first).
+    pub(super) fn with_snapshot_parts<R>(
+        &mut self,
+        use_parts: impl FnOnce(&SnapshotParts<'_, BodyRef<'_>>) -> Result<R, SnapshotError>,
+    ) -> Result<(SnapshotMeta, R), SnapshotError> {
         self.process_ready()?;
         self.score_batch()?;
         let mut sinks = Vec::new();
@@ -75,15 +94,14 @@ impl<'o> Pipeline<'o> {
             .fleet
             .as_ref()
             .map(|fleet| fleet.computers_decided(computers));
-        let encoded = EncodedSnapshot::encode(
-            &body,
-            &extras,
-            &self.state,
-            &details,
-            decided.as_ref(),
-            buffer,
-        )?;
-        Ok((meta, encoded))
+        let used = use_parts(&SnapshotParts {
+            body: &body,
+            extras: &extras,
+            state: &self.state,
+            details: &details,
+            computers_decided: decided.as_ref(),
+        })?;
+        Ok((meta, used))
     }
 
     /// Takes the state of a snapshot [`Pipeline::write_snapshot`] wrote, as
@@ -221,5 +239,59 @@ impl<'o> Pipeline<'o> {
                 (id, report)
             })
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Outputs;
+    use super::*;
+    use crate::pipeline::PipelineOptions;
+    use crate::sinks::Discard;
+
+    #[test]
+    fn a_snapshot_written_as_it_is_encoded_is_the_buffered_one() {
+        let (mut dead, mut alerts, mut scored) = (Discard, Discard, Discard);
+        let options = PipelineOptions {
+            engine: crate::rules::Engine::Native,
+            ..PipelineOptions::default()
+        };
+        let outputs = Outputs {
+            dead_letters: &mut dead,
+            alerts: &mut alerts,
+            scored: &mut scored,
+            received: None,
+        };
+        let mut pipeline =
+            Pipeline::new(crate::policy::Policy::builtin(), options, outputs).unwrap();
+        for t in 0..3_000u32 {
+            let line = format!("{},U{},C{}", t * 7, t % 40, t % 90);
+            pipeline
+                .push_line(
+                    u64::from(t) + 1,
+                    crate::input::Line::Complete(line.as_bytes()),
+                )
+                .unwrap();
+        }
+        // `taken_at` is in whole seconds: the two are taken again if a
+        // second turned between them.
+        for _ in 0..3 {
+            let mut buffered = Vec::new();
+            pipeline.write_snapshot(&mut buffered).unwrap();
+            let (_, streamed) = pipeline
+                .with_snapshot_parts(|parts| {
+                    let mut out = Vec::new();
+                    let bytes = parts.write_to(&mut out)?;
+                    assert_eq!(bytes, out.len() as u64);
+                    Ok(out)
+                })
+                .unwrap();
+            let taken = |bytes: &[u8]| snapshot::read_meta(&mut &bytes[..]).unwrap().taken_at;
+            if taken(&buffered) == taken(&streamed) {
+                assert_eq!(streamed, buffered);
+                return;
+            }
+        }
+        panic!("three seconds turned in three tries");
     }
 }
