@@ -320,3 +320,23 @@ fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+/// Runs `use_pipeline` on a pipeline with the built-in policy, native rules
+/// and outputs that keep nothing: for tests of what it holds.
+#[cfg(test)]
+pub(crate) fn with_native_pipeline<R>(use_pipeline: impl FnOnce(&mut Pipeline<'_>) -> R) -> R {
+    use crate::sinks::Discard;
+    let (mut dead, mut alerts, mut scored) = (Discard, Discard, Discard);
+    let options = PipelineOptions {
+        engine: Engine::Native,
+        ..PipelineOptions::default()
+    };
+    let outputs = Outputs {
+        dead_letters: &mut dead,
+        alerts: &mut alerts,
+        scored: &mut scored,
+        received: None,
+    };
+    let mut pipeline = Pipeline::new(Policy::builtin(), options, outputs).unwrap();
+    use_pipeline(&mut pipeline)
+}

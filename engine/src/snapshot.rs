@@ -992,27 +992,14 @@ mod tests {
 
     /// A snapshot's bytes: a pipeline's after `input`.
     fn snapshot_of(input: &[u8]) -> Vec<u8> {
-        use crate::pipeline::{Outputs, Pipeline, PipelineOptions};
-        use crate::sinks::Discard;
-        let (mut dead, mut alerts, mut scored) = (Discard, Discard, Discard);
-        let options = PipelineOptions {
-            engine: crate::rules::Engine::Native,
-            ..PipelineOptions::default()
-        };
-        let outputs = Outputs {
-            dead_letters: &mut dead,
-            alerts: &mut alerts,
-            scored: &mut scored,
-            received: None,
-        };
-        let mut pipeline =
-            Pipeline::new(crate::policy::Policy::builtin(), options, outputs).unwrap();
-        let mut lines = crate::input::LineReader::new(input, 1024);
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        crate::pipeline::consume(&mut pipeline, &mut lines, &stop, |_, _| {}).unwrap();
-        let mut bytes = Vec::new();
-        pipeline.write_snapshot(&mut bytes).unwrap();
-        bytes
+        crate::pipeline::with_native_pipeline(|pipeline| {
+            let mut lines = crate::input::LineReader::new(input, 1024);
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            crate::pipeline::consume(pipeline, &mut lines, &stop, |_, _| {}).unwrap();
+            let mut bytes = Vec::new();
+            pipeline.write_snapshot(&mut bytes).unwrap();
+            bytes
+        })
     }
 
     #[test]

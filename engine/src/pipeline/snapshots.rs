@@ -244,54 +244,40 @@ impl<'o> Pipeline<'o> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Outputs;
     use super::*;
-    use crate::pipeline::PipelineOptions;
-    use crate::sinks::Discard;
 
     #[test]
     fn a_snapshot_written_as_it_is_encoded_is_the_buffered_one() {
-        let (mut dead, mut alerts, mut scored) = (Discard, Discard, Discard);
-        let options = PipelineOptions {
-            engine: crate::rules::Engine::Native,
-            ..PipelineOptions::default()
-        };
-        let outputs = Outputs {
-            dead_letters: &mut dead,
-            alerts: &mut alerts,
-            scored: &mut scored,
-            received: None,
-        };
-        let mut pipeline =
-            Pipeline::new(crate::policy::Policy::builtin(), options, outputs).unwrap();
-        for t in 0..3_000u32 {
-            let line = format!("{},U{},C{}", t * 7, t % 40, t % 90);
-            pipeline
-                .push_line(
-                    u64::from(t) + 1,
-                    crate::input::Line::Complete(line.as_bytes()),
-                )
-                .unwrap();
-        }
-        // `taken_at` is in whole seconds: the two are taken again if a
-        // second turned between them.
-        for _ in 0..3 {
-            let mut buffered = Vec::new();
-            pipeline.write_snapshot(&mut buffered).unwrap();
-            let (_, streamed) = pipeline
-                .with_snapshot_parts(|parts| {
-                    let mut out = Vec::new();
-                    let bytes = parts.write_to(&mut out)?;
-                    assert_eq!(bytes, out.len() as u64);
-                    Ok(out)
-                })
-                .unwrap();
-            let taken = |bytes: &[u8]| snapshot::read_meta(&mut &bytes[..]).unwrap().taken_at;
-            if taken(&buffered) == taken(&streamed) {
-                assert_eq!(streamed, buffered);
-                return;
+        crate::pipeline::with_native_pipeline(|pipeline| {
+            for t in 0..3_000u32 {
+                let line = format!("{},U{},C{}", t * 7, t % 40, t % 90);
+                pipeline
+                    .push_line(
+                        u64::from(t) + 1,
+                        crate::input::Line::Complete(line.as_bytes()),
+                    )
+                    .unwrap();
             }
-        }
-        panic!("three seconds turned in three tries");
+            // `taken_at` is in whole seconds: the two are taken again if a
+            // second turned between them.
+            for _ in 0..3 {
+                let mut buffered = Vec::new();
+                pipeline.write_snapshot(&mut buffered).unwrap();
+                let (_, streamed) = pipeline
+                    .with_snapshot_parts(|parts| {
+                        let mut out = Vec::new();
+                        let bytes = parts.write_to(&mut out)?;
+                        assert_eq!(bytes, out.len() as u64);
+                        Ok(out)
+                    })
+                    .unwrap();
+                let taken = |bytes: &[u8]| snapshot::read_meta(&mut &bytes[..]).unwrap().taken_at;
+                if taken(&buffered) == taken(&streamed) {
+                    assert_eq!(streamed, buffered);
+                    return;
+                }
+            }
+            panic!("three seconds turned in three tries");
+        })
     }
 }
