@@ -11,6 +11,16 @@
 //! a gamma-Poisson count (a thin history leaves the rate uncertain, so
 //! little surprises), and the surprise is scored as evidence.
 //!
+//! An account's own logins at an hour pin down its usual rate there, not
+//! today's: logins come in sessions, and some days are busier. So the
+//! account's own history lends the count's certainty at most `day_shape`
+//! logins' worth (a day's rate varies by about `1/sqrt(day_shape)`), and a
+//! busy hour that the account keeps every day (a night-shift account's
+//! night, a service account's any hour) surprises only as much as its days
+//! vary: volume at a kept hour is `burst`'s question. An hour the account
+//! does not keep has few own logins there, so what the population's rhythm
+//! lends it and its surprise are as they were.
+//!
 //! An hour of unusual activity is many events: the rule speaks when the
 //! surprise reaches `min_surprise`, then each time it grows by another
 //! `step` decades, with the decades added since, so that the account's
@@ -27,6 +37,7 @@ pub struct OffHours {
     min_logins_1h: u32,
     min_surprise: f32,
     step: f32,
+    day_shape: f32,
     burn_in_s: u32,
 }
 
@@ -60,18 +71,26 @@ const STEP: ParamSpec = ParamSpec::new(
 )
 .range(0.1, 30.0);
 
+const DAY_SHAPE: ParamSpec = ParamSpec::new(
+    "day_shape",
+    ParamKind::Factor,
+    8.0,
+    "How much certainty the account's own logins at an hour lend today's count, in logins (days vary: a day's rate at an hour differs from the usual by about 1/sqrt(this))",
+)
+.range(0.1, 1e9);
+
 const BURN_IN: ParamSpec = ParamSpec::burn_in(2.0 * 86_400.0);
 
 impl Rule for OffHours {
     const METADATA: Metadata = Metadata {
         name: "off_hours",
-        version: "1.0.0",
+        version: "1.1.0",
         description: "An account busy at an hour of the day its history says it is not",
         severity: Severity::Medium,
         mitre: &["T1078"],
         entity: Entity::User,
         events: Events::All,
-        params: &[MIN_LOGINS_1H, MIN_SURPRISE, STEP, BURN_IN],
+        params: &[MIN_LOGINS_1H, MIN_SURPRISE, STEP, DAY_SHAPE, BURN_IN],
         reasons: &["busy at an hour of the day this account almost never uses"],
     };
 
@@ -80,6 +99,7 @@ impl Rule for OffHours {
             min_logins_1h: p.value(&MIN_LOGINS_1H) as u32,
             min_surprise: p.value(&MIN_SURPRISE) as f32,
             step: p.value(&STEP) as f32,
+            day_shape: p.value(&DAY_SHAPE) as f32,
             burn_in_s: p.value(&BURN_IN) as u32,
         }
     }
@@ -96,9 +116,14 @@ impl Rule for OffHours {
         // plus the population's share of the account's daily volume for
         // PRIOR_DAYS. The last hour reaches into the hour of day before, so
         // the busier of the two is the measure.
+        // The shape today's count is judged with: what the population lends
+        // a thin history, and the account's own logins at the hour, which
+        // pin down its usual rate there but not today's (`day_shape`).
         let expect = |own: u32, population_ppm: u32| {
-            let shape = own as f32 + population_ppm as f32 * 1e-6 * per_day * PRIOR_DAYS;
-            (shape, shape / (days + PRIOR_DAYS))
+            let lent = population_ppm as f32 * 1e-6 * per_day * PRIOR_DAYS;
+            let shape = own as f32 + lent;
+            let today = lent + (own as f32).min(self.day_shape);
+            (today, shape / (days + PRIOR_DAYS))
         };
         let this = expect(f.user_logins_at_hour_before, f.population_hour_share_ppm);
         let previous = expect(
@@ -165,6 +190,54 @@ mod tests {
             total <= expected + 0.01 && total > expected - 2.0,
             "{total} vs {expected}: {spoke:?}"
         );
+    }
+
+    #[test]
+    fn a_busy_day_at_an_hour_the_account_keeps_is_not_an_odd_hour() {
+        // A night-shift account: about 4 logins at this hour every day for
+        // a week (29 of 700), then 14 in the last hour. Judged as if its
+        // usual rate were today's (days never vary), that is a 1-in-10,000
+        // hour; days do vary.
+        let busy_night = Features {
+            user_tenure_s: 7 * 86_400,
+            user_logins_before: 700,
+            user_logins_at_hour_before: 29,
+            user_logins_1h: 14,
+            population_hour_share_ppm: 10_000,
+            ..Default::default()
+        };
+        let spoke = |rule: &RuleHarness<OffHours>| {
+            (1..=14).any(|n| {
+                let f = Features {
+                    user_logins_1h: n,
+                    ..busy_night
+                };
+                rule.evaluate(&f).is_some()
+            })
+        };
+        assert!(spoke(
+            &RuleHarness::<OffHours>::with_defaults().with("day_shape", 1e9)
+        ));
+        assert!(!spoke(&RuleHarness::<OffHours>::with_defaults()));
+        // An office account's night is still an odd hour: two logins at
+        // this hour in ten days, then 12 in an hour.
+        let rule = RuleHarness::<OffHours>::with_defaults();
+        assert!((1..=12).any(|n| rule.evaluate(&hour(2, n)).is_some()));
+    }
+
+    #[test]
+    fn a_thin_history_at_the_hour_is_judged_as_if_days_never_varied() {
+        // Two logins at this hour in ten days: fewer than `day_shape`, so
+        // the day's variation changes nothing.
+        let steady = RuleHarness::<OffHours>::with_defaults().with("day_shape", 1e9);
+        let rule = RuleHarness::<OffHours>::with_defaults();
+        for n in 1..=30 {
+            assert_eq!(
+                rule.evaluate(&hour(2, n)),
+                steady.evaluate(&hour(2, n)),
+                "{n}"
+            );
+        }
     }
 
     #[test]
