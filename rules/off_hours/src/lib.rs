@@ -115,10 +115,9 @@ impl Rule for OffHours {
         // Expected logins in an hour at this hour of the day: own history,
         // plus the population's share of the account's daily volume for
         // PRIOR_DAYS. The last hour reaches into the hour of day before, so
-        // the busier of the two is the measure.
-        // The shape today's count is judged with: what the population lends
-        // a thin history, and the account's own logins at the hour, which
-        // pin down its usual rate there but not today's (`day_shape`).
+        // the busier of the two is the measure. Today's count is judged with
+        // less certainty than the mean's: the account's own logins at the
+        // hour pin down its usual rate there, not today's (`day_shape`).
         let expect = |own: u32, population_ppm: u32| {
             let lent = population_ppm as f32 * 1e-6 * per_day * PRIOR_DAYS;
             let shape = own as f32 + lent;
