@@ -62,15 +62,14 @@ impl Snapshot {
     /// Writes it (the same format the pipeline writes); returns bytes written.
     pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
         let details = snapshot::HeldDetails::of(&self.body.orderer, &self.body.extras.clock);
-        let encoded = snapshot::EncodedSnapshot::encode(
-            &self.body,
-            &self.body.extras,
-            &self.body.state,
-            &details,
-            self.body.computers_decided.as_ref(),
-            Vec::new(),
-        )?;
-        encoded.write_to(out)
+        let parts = snapshot::SnapshotParts {
+            body: &self.body,
+            extras: &self.body.extras,
+            state: &self.body.state,
+            details: &details,
+            computers_decided: self.body.computers_decided.as_ref(),
+        };
+        snapshot::EncodedSnapshot::encode(&parts, Vec::new())?.write_to(out)
     }
 
     /// The part of the state that belongs to the users `keep` accepts (by

@@ -42,6 +42,7 @@
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 
+use postcard::ser_flavors::Flavor;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::Incident;
@@ -327,26 +328,16 @@ pub struct EncodedSnapshot {
 }
 
 impl EncodedSnapshot {
-    /// Encodes `body` and `extras` into `buffer` (emptied first; a store
-    /// hands back the last snapshot's, so that tens of MB are not allocated
-    /// at every checkpoint).
-    pub(crate) fn encode(
-        body: &impl Serialize,
-        extras: &Extras,
-        state: &EngineState,
-        details: &HeldDetails,
-        computers_decided: Option<&ComputersDecided>,
+    /// Encodes `parts` into `buffer` (emptied first; a store hands back the
+    /// last snapshot's, so that tens of MB are not allocated at every
+    /// checkpoint).
+    pub(crate) fn encode<B: Serialize>(
+        parts: &SnapshotParts<'_, B>,
         mut buffer: Vec<u8>,
     ) -> Result<EncodedSnapshot, SnapshotError> {
         buffer.clear();
         let encode_error = |e: postcard::Error| SnapshotError::Decode(e.to_string());
-        let encoded = postcard::to_extend(body, buffer).map_err(encode_error)?;
-        let encoded = postcard::to_extend(extras, encoded).map_err(encode_error)?;
-        let encoded = postcard::to_extend(&state.habits, encoded).map_err(encode_error)?;
-        let encoded = postcard::to_extend(details, encoded).map_err(encode_error)?;
-        let encoded = postcard::to_extend(&state.logons, encoded).map_err(encode_error)?;
-        let encoded = postcard::to_extend(&state.logons.origins, encoded).map_err(encode_error)?;
-        let encoded = postcard::to_extend(&computers_decided, encoded).map_err(encode_error)?;
+        let Buffer(encoded) = parts.encode_into(Buffer(buffer)).map_err(encode_error)?;
         Ok(EncodedSnapshot { encoded })
     }
 
@@ -357,21 +348,36 @@ impl EncodedSnapshot {
 
     /// Writes the snapshot file's bytes to `out`; returns how many.
     pub fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
-        let mut out = Counted { out, bytes: 0 };
-        out.write_all(MAGIC)?;
-        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        out.write_all(&crc32fast::hash(&self.encoded).to_le_bytes())?;
-        // Streamed: no second buffer the size of the compressed snapshot.
-        let mut compressor = zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL)?;
-        compressor.write_all(&self.encoded)?;
-        compressor.finish()?;
-        Ok(out.bytes)
+        // The checksum here, on the store's thread, not the pipeline's.
+        let checksum = crc32fast::hash(&self.encoded);
+        write_file(out, checksum, |compressor| {
+            Ok(compressor.write_all(&self.encoded)?)
+        })
     }
 }
 
+/// Writes a snapshot file: the header, which carries the payload's
+/// checksum, then the payload `write_payload` writes, compressed as it
+/// goes (no second buffer the size of the compressed snapshot). Returns the
+/// bytes written.
+fn write_file(
+    out: &mut dyn Write,
+    checksum: u32,
+    write_payload: impl FnOnce(&mut dyn Write) -> Result<(), SnapshotError>,
+) -> Result<u64, SnapshotError> {
+    let mut out = Counted { out, bytes: 0 };
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    out.write_all(&checksum.to_le_bytes())?;
+    let mut compressor = zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL)?;
+    write_payload(&mut compressor)?;
+    compressor.finish()?;
+    Ok(out.bytes)
+}
+
 /// What a snapshot's payload is made of, borrowed, in the order it is
-/// written: for writing one without holding its payload
-/// ([`SnapshotParts::write_to`]).
+/// written: encoded into a buffer ([`EncodedSnapshot::encode`]) or written
+/// without holding the payload ([`SnapshotParts::write_to`]).
 pub(crate) struct SnapshotParts<'a, B: Serialize> {
     pub body: &'a B,
     pub extras: &'a Extras,
@@ -389,55 +395,79 @@ impl<B: Serialize> SnapshotParts<'_, B> {
     /// run's last), where the payload (tens of MB at scale) would be the
     /// process's peak.
     pub(crate) fn write_to(&self, out: &mut dyn Write) -> Result<u64, SnapshotError> {
-        let error = Cell::new(None);
-        let checksum = self.encode(Streamed::new(None, &error))?;
-        let mut out = Counted { out, bytes: 0 };
-        out.write_all(MAGIC)?;
-        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        out.write_all(&checksum.to_le_bytes())?;
-        let mut compressor = zstd::stream::write::Encoder::new(&mut out, ZSTD_LEVEL)?;
+        let checksum = self.encode(&mut io::sink())?;
         // The parts are borrowed, so the second encoding is the first's.
-        self.encode(Streamed::new(Some(&mut compressor), &error))?;
-        compressor.finish()?;
-        Ok(out.bytes)
+        write_file(out, checksum, |compressor| {
+            self.encode(compressor)?;
+            Ok(())
+        })
     }
 
-    /// Encodes the parts into `flavor`; returns the checksum of the payload.
-    fn encode(&self, flavor: Streamed<'_>) -> Result<u32, SnapshotError> {
-        let error = flavor.error;
+    /// Encodes the parts into `out` as they are encoded; returns the
+    /// checksum of the payload.
+    fn encode(&self, out: &mut dyn Write) -> Result<u32, SnapshotError> {
+        let error = Cell::new(None);
         let fail = |e: postcard::Error| match error.take() {
             Some(io) => SnapshotError::Io(io),
             None => SnapshotError::Decode(e.to_string()),
         };
-        let flavor = postcard::serialize_with_flavor(self.body, flavor).map_err(fail)?;
-        let flavor = postcard::serialize_with_flavor(self.extras, flavor).map_err(fail)?;
-        let flavor = postcard::serialize_with_flavor(&self.state.habits, flavor).map_err(fail)?;
-        let flavor = postcard::serialize_with_flavor(self.details, flavor).map_err(fail)?;
-        let flavor = postcard::serialize_with_flavor(&self.state.logons, flavor).map_err(fail)?;
-        let flavor =
-            postcard::serialize_with_flavor(&self.state.logons.origins, flavor).map_err(fail)?;
-        let mut flavor =
-            postcard::serialize_with_flavor(&self.computers_decided, flavor).map_err(fail)?;
+        let mut flavor = self.encode_into(Streamed::new(out, &error)).map_err(fail)?;
         flavor.drain().map_err(fail)?;
         Ok(flavor.crc.finalize())
+    }
+
+    /// Serializes the parts into `flavor`: the one place that lists them,
+    /// in the order they are read back.
+    fn encode_into<F: Flavor<Output = F>>(&self, flavor: F) -> postcard::Result<F> {
+        let flavor = postcard::serialize_with_flavor(self.body, flavor)?;
+        let flavor = postcard::serialize_with_flavor(self.extras, flavor)?;
+        let flavor = postcard::serialize_with_flavor(&self.state.habits, flavor)?;
+        let flavor = postcard::serialize_with_flavor(self.details, flavor)?;
+        let flavor = postcard::serialize_with_flavor(&self.state.logons, flavor)?;
+        let flavor = postcard::serialize_with_flavor(&self.state.logons.origins, flavor)?;
+        postcard::serialize_with_flavor(&self.computers_decided, flavor)
+    }
+}
+
+/// A postcard flavor that appends to a buffer and stays one after each
+/// part (postcard's own gives up its buffer at the end of a value).
+struct Buffer(Vec<u8>);
+
+impl Flavor for Buffer {
+    type Output = Self;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Self> {
+        Ok(self)
     }
 }
 
 /// A postcard flavor that hashes what it is given and passes it on to a
-/// writer, if it has one, a chunk at a time (postcard hands over a varint a
+/// writer (a buffer, a compressor, or nothing: `io::sink`), a chunk at a time (postcard hands over a varint a
 /// byte at a time). The writer's error, which postcard's own error cannot
 /// carry, is kept in `error`.
 struct Streamed<'w> {
     crc: crc32fast::Hasher,
     chunk: Vec<u8>,
-    out: Option<&'w mut dyn Write>,
+    out: &'w mut dyn Write,
     error: &'w Cell<Option<io::Error>>,
 }
 
 impl<'w> Streamed<'w> {
     const CHUNK: usize = 64 << 10;
 
-    fn new(out: Option<&'w mut dyn Write>, error: &'w Cell<Option<io::Error>>) -> Self {
+    fn new(out: &'w mut dyn Write, error: &'w Cell<Option<io::Error>>) -> Self {
         Streamed {
             crc: crc32fast::Hasher::new(),
             chunk: Vec::with_capacity(Self::CHUNK),
@@ -448,18 +478,21 @@ impl<'w> Streamed<'w> {
 
     fn drain(&mut self) -> postcard::Result<()> {
         self.crc.update(&self.chunk);
-        if let Some(out) = self.out.as_deref_mut() {
-            out.write_all(&self.chunk).map_err(|e| {
-                self.error.set(Some(e));
-                postcard::Error::SerializeBufferFull
-            })?;
-        }
+        let written = self.out.write_all(&self.chunk);
         self.chunk.clear();
-        Ok(())
+        self.pass_on(written)
+    }
+
+    /// A write's outcome, its error kept for [`SnapshotParts::encode`].
+    fn pass_on(&self, written: io::Result<()>) -> postcard::Result<()> {
+        written.map_err(|e| {
+            self.error.set(Some(e));
+            postcard::Error::SerializeBufferFull
+        })
     }
 }
 
-impl postcard::ser_flavors::Flavor for Streamed<'_> {
+impl Flavor for Streamed<'_> {
     type Output = Self;
 
     #[inline]
@@ -481,13 +514,8 @@ impl postcard::ser_flavors::Flavor for Streamed<'_> {
         }
         // A long one (a busy account's window) goes as it is.
         self.crc.update(bytes);
-        match self.out.as_deref_mut().map(|out| out.write_all(bytes)) {
-            Some(Err(e)) => {
-                self.error.set(Some(e));
-                Err(postcard::Error::SerializeBufferFull)
-            }
-            _ => Ok(()),
-        }
+        let written = self.out.write_all(bytes);
+        self.pass_on(written)
     }
 
     /// Each part of the payload ends here; the last chunk is drained by

@@ -34,16 +34,7 @@ impl<'o> Pipeline<'o> {
         &mut self,
         buffer: Vec<u8>,
     ) -> Result<(SnapshotMeta, EncodedSnapshot), SnapshotError> {
-        self.with_snapshot_parts(|parts| {
-            EncodedSnapshot::encode(
-                parts.body,
-                parts.extras,
-                parts.state,
-                parts.details,
-                parts.computers_decided,
-                buffer,
-            )
-        })
+        self.with_snapshot_parts(|parts| EncodedSnapshot::encode(parts, buffer))
     }
 
     /// The snapshot's parts, as they stand after scoring the partial batch,
