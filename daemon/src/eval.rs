@@ -6,10 +6,20 @@
 //! accounts (a user alert) or computers, or the computers it works from
 //! (a computer alert), its evidence
 //! involves the campaign's computers (a user alert) or accounts (a computer
-//! alert), and its span of contributing events overlaps the campaign's. Time to detect is from the
+//! alert), and its span of contributing events overlaps the campaign's; a
+//! computer alert whose events are the campaign's accounts on its
+//! computers detects it too, whatever the computer (a source rule's alert
+//! on the desk an attack works from, when that is its account's own and
+//! so not among the campaign's `sources`). Time to detect is from the
 //! attack's first event to the event that opened the alert (event time). An
-//! alert opened after the burn-in that detects no attack is a false alert;
-//! benign cases (roll-outs, roaming admins, new hires, and the habits that
+//! alert opened after the burn-in that detects no attack is a false alert,
+//! unless it is *after an attack*: on one of an attack's accounts or
+//! computers, opened within [`AFTER_ATTACK_S`] of the attack's end. The
+//! rules weigh the last three days of an account against its history, so
+//! an account that was just sprayed across dozens of computers keeps
+//! looking like it for three days: such an alert's evidence is the attack,
+//! and it is counted apart (neither a detection nor a false alert). Benign
+//! cases (roll-outs, roaming admins, new hires, and the habits that
 //! run from the first day: help desk, desktop support, nightly scanners)
 //! are counted apart as well, since each must stay quiet once the burn-in
 //! is over.
@@ -23,7 +33,12 @@ use authpulse_engine::sinks::{AlertSink, Commit, ScoredBatch, ScoredSink};
 use authpulse_generator::{Campaign, Kind};
 use serde::Serialize;
 
-use crate::incidents::IncidentLog;
+use crate::incidents::{Incident, IncidentLog};
+
+/// How long after an attack an alert on one of its accounts or computers
+/// counts as about the attack: the longest look-back of the built-in
+/// rules (`slow_spread`'s three days).
+pub const AFTER_ATTACK_S: u32 = 3 * 86_400;
 
 /// Collects the pipeline's alerts (every publication) for the eval: the
 /// incidents, judged in LANL time.
@@ -71,8 +86,11 @@ pub struct Matched {
     /// Per rule, the burn-in alerts and the false alerts it took part in.
     pub burn_in_alerts_by_rule: BTreeMap<String, u64>,
     pub false_alerts_by_rule: BTreeMap<String, u64>,
-    /// Alerts after the burn-in that detect no attack.
+    /// Alerts after the burn-in that detect no attack and are not after one.
     pub false_alerts: Vec<Note>,
+    /// Alerts after the burn-in on an attack's entity within
+    /// [`AFTER_ATTACK_S`] after it, detecting no attack.
+    pub after_attack: Vec<Note>,
     /// Alerts on a benign case (counted among the false alerts too).
     pub benign_alerts: Vec<Note>,
 }
@@ -81,80 +99,116 @@ impl AlertLog {
     /// Matches every incident against `campaigns`; alerts opened before
     /// `burn_in_end` (LANL time) count apart.
     pub fn match_campaigns(&self, campaigns: &[Campaign], burn_in_end: u32) -> Matched {
-        let mut m = Matched {
-            detected_at: vec![None; campaigns.len()],
-            alerts: 0,
-            true_alerts: 0,
-            burn_in_alerts: vec![0; burn_in_end.div_ceil(86_400) as usize],
-            false_alerts: Vec::new(),
-            benign_alerts: Vec::new(),
-            burn_in_alerts_by_rule: BTreeMap::new(),
-            false_alerts_by_rule: BTreeMap::new(),
-        };
-        for (alert_id, incident) in self.log.incidents() {
-            let (opened, first, last) = (
-                self.lanl(incident.opened),
-                self.lanl(incident.first),
-                self.lanl(incident.last),
-            );
-            let mut detects_attack = false;
-            for (i, c) in campaigns.iter().enumerate() {
-                let involves = |mine: &[String], theirs: &[String]| {
-                    mine.iter().any(|name| theirs.contains(name))
-                };
-                let entity_matches = match incident.entity {
-                    EntityKind::User => {
-                        c.users.contains(&incident.entity_id)
-                            && involves(&incident.computers, &c.computers)
-                    }
-                    // A computer alert may be about where the attack
-                    // came from (its foothold): a source rule's.
-                    EntityKind::Computer => {
-                        (c.computers.contains(&incident.entity_id)
-                            || c.sources.contains(&incident.entity_id))
-                            && involves(&incident.users, &c.users)
-                    }
-                };
-                let overlaps = first <= c.end && last >= c.start;
-                // A habit runs from the first day: what its account does
-                // before the burn-in ends is learning, not judged.
-                let judged = !c.kind.is_habit() || opened >= burn_in_end;
-                if entity_matches && overlaps && judged {
-                    let at = opened.max(c.start);
-                    let slot = &mut m.detected_at[i];
-                    *slot = Some(slot.map_or(at, |t| t.min(at)));
-                    detects_attack |= !c.benign;
-                    if c.benign {
-                        m.benign_alerts.push(Note {
-                            id: alert_id.to_string(),
-                            text: format!("{} case {}: {}", c.kind, c.id, incident.summary),
-                        });
-                    }
+        match_incidents(
+            self.log.incidents(),
+            |unix| self.lanl(unix),
+            campaigns,
+            burn_in_end,
+        )
+    }
+}
+
+/// [`AlertLog::match_campaigns`], over `incidents`, with `lanl` turning
+/// their Unix times into LANL time.
+fn match_incidents<'i>(
+    incidents: impl Iterator<Item = (&'i str, &'i Incident)>,
+    lanl: impl Fn(i64) -> u32,
+    campaigns: &[Campaign],
+    burn_in_end: u32,
+) -> Matched {
+    let mut m = Matched {
+        detected_at: vec![None; campaigns.len()],
+        alerts: 0,
+        true_alerts: 0,
+        burn_in_alerts: vec![0; burn_in_end.div_ceil(86_400) as usize],
+        false_alerts: Vec::new(),
+        after_attack: Vec::new(),
+        benign_alerts: Vec::new(),
+        burn_in_alerts_by_rule: BTreeMap::new(),
+        false_alerts_by_rule: BTreeMap::new(),
+    };
+    for (alert_id, incident) in incidents {
+        let (opened, first, last) = (
+            lanl(incident.opened),
+            lanl(incident.first),
+            lanl(incident.last),
+        );
+        let mut detects_attack = false;
+        let mut after_attack = None;
+        for (i, c) in campaigns.iter().enumerate() {
+            let involves =
+                |mine: &[String], theirs: &[String]| mine.iter().any(|name| theirs.contains(name));
+            let (entity_is_its, entity_matches) = match incident.entity {
+                EntityKind::User => {
+                    let its = c.users.contains(&incident.entity_id);
+                    (its, its && involves(&incident.computers, &c.computers))
                 }
-            }
-            let tally = |by_rule: &mut BTreeMap<String, u64>| {
-                for rule in &incident.rules {
-                    *by_rule.entry(rule.clone()).or_default() += 1;
+                // A computer alert may be about where the attack
+                // came from (its foothold): a source rule's.
+                // Or about where it came from when that is an account's
+                // own desk (not among `sources`): a source rule's, whose
+                // events are the attack's own logons.
+                EntityKind::Computer => {
+                    let its = c.computers.contains(&incident.entity_id)
+                        || c.sources.contains(&incident.entity_id);
+                    let its_accounts = involves(&incident.users, &c.users);
+                    let its_logons = its_accounts && involves(&incident.computers, &c.computers);
+                    (its, (its && its_accounts) || its_logons)
                 }
             };
-            if opened < burn_in_end {
-                m.burn_in_alerts[(opened / 86_400) as usize] += 1;
-                tally(&mut m.burn_in_alerts_by_rule);
-                continue;
+            if entity_is_its && !c.benign && opened > c.end && opened - c.end <= AFTER_ATTACK_S {
+                after_attack = Some(c);
             }
-            m.alerts += 1;
-            if detects_attack {
-                m.true_alerts += 1;
-            } else {
-                tally(&mut m.false_alerts_by_rule);
-                m.false_alerts.push(Note {
-                    id: alert_id.to_string(),
-                    text: incident.summary.clone(),
-                });
+            let overlaps = first <= c.end && last >= c.start;
+            // A habit runs from the first day: what its account does
+            // before the burn-in ends is learning, not judged.
+            let judged = !c.kind.is_habit() || opened >= burn_in_end;
+            if entity_matches && overlaps && judged {
+                let at = opened.max(c.start);
+                let slot = &mut m.detected_at[i];
+                *slot = Some(slot.map_or(at, |t| t.min(at)));
+                detects_attack |= !c.benign;
+                if c.benign {
+                    m.benign_alerts.push(Note {
+                        id: alert_id.to_string(),
+                        text: format!("{} case {}: {}", c.kind, c.id, incident.summary),
+                    });
+                }
             }
         }
-        m
+        let tally = |by_rule: &mut BTreeMap<String, u64>| {
+            for rule in &incident.rules {
+                *by_rule.entry(rule.clone()).or_default() += 1;
+            }
+        };
+        if opened < burn_in_end {
+            m.burn_in_alerts[(opened / 86_400) as usize] += 1;
+            tally(&mut m.burn_in_alerts_by_rule);
+            continue;
+        }
+        m.alerts += 1;
+        if detects_attack {
+            m.true_alerts += 1;
+        } else if let Some(c) = after_attack {
+            m.after_attack.push(Note {
+                id: alert_id.to_string(),
+                text: format!(
+                    "{:.1} h after {} {}: {}",
+                    f64::from(opened - c.end) / 3600.0,
+                    c.kind,
+                    c.id,
+                    incident.summary
+                ),
+            });
+        } else {
+            tally(&mut m.false_alerts_by_rule);
+            m.false_alerts.push(Note {
+                id: alert_id.to_string(),
+                text: incident.summary.clone(),
+            });
+        }
     }
+    m
 }
 
 /// What an eval sees of every scored event: the naive baseline (an alert on
@@ -169,8 +223,13 @@ pub struct NaiveBaseline {
     pub first_hit: Vec<Option<u32>>,
     /// Per campaign: the strongest evidence its events drew.
     pub closest: Vec<Closest>,
-    /// New-device events after the burn-in that belong to no attack.
+    /// Attacks by their accounts: a new device of one within
+    /// [`AFTER_ATTACK_S`] after the attack is counted apart, as alerts are.
+    attacks_of_user: BTreeMap<String, Vec<usize>>,
+    /// New-device events after the burn-in that belong to no attack ...
     pub false_alerts: u64,
+    /// ... those of them after an attack on their account ...
+    pub after_attack: u64,
     pub alerts: u64,
     /// LANL time of the latest event scored (how many days the data held).
     pub last_time: u32,
@@ -214,13 +273,21 @@ impl NaiveBaseline {
     pub fn new(campaigns: Vec<Campaign>, burn_in_end: u32) -> Self {
         let mut by_start: Vec<usize> = (0..campaigns.len()).collect();
         by_start.sort_by_key(|&i| campaigns[i].start);
+        let mut attacks_of_user: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, c) in campaigns.iter().enumerate().filter(|(_, c)| !c.benign) {
+            for user in &c.users {
+                attacks_of_user.entry(user.clone()).or_default().push(i);
+            }
+        }
         NaiveBaseline {
+            attacks_of_user,
             burn_in_end,
             by_start,
             first_hit: vec![None; campaigns.len()],
             closest: vec![Closest::default(); campaigns.len()],
             campaigns,
             false_alerts: 0,
+            after_attack: 0,
             alerts: 0,
             last_time: 0,
         }
@@ -295,7 +362,17 @@ impl ScoredSink for NaiveBaseline {
             if new_device && time >= self.burn_in_end {
                 self.alerts += 1;
                 if !attack {
-                    self.false_alerts += 1;
+                    let after = self.attacks_of_user.get(user).is_some_and(|attacks| {
+                        attacks.iter().any(|&c| {
+                            let end = self.campaigns[c].end;
+                            time > end && time - end <= AFTER_ATTACK_S
+                        })
+                    });
+                    if after {
+                        self.after_attack += 1;
+                    } else {
+                        self.false_alerts += 1;
+                    }
                 }
             }
         }
@@ -329,10 +406,14 @@ pub struct Totals {
     pub recall: f64,
     /// Alerts opened after the burn-in.
     pub alerts: u64,
-    /// Of those, alerts that detect no attack.
+    /// Of those, alerts on an attack's entity within three days after it,
+    /// detecting no attack: the attack's evidence still counting.
+    pub after_attack: u64,
+    /// Alerts that detect no attack and are not after one.
     pub false_alerts: u64,
     pub false_alerts_per_day: f64,
-    /// Alerts after the burn-in that detect an attack, over all of them.
+    /// Alerts after the burn-in that are not false (they detect an attack
+    /// or come after one), over all of them.
     pub precision: f64,
     pub ttd_p50_s: Option<u32>,
     pub ttd_p95_s: Option<u32>,
@@ -367,6 +448,8 @@ pub struct Scorecard {
     pub missed: Vec<Note>,
     /// The false alerts (at most 50).
     pub false_alerts: Vec<Note>,
+    /// The alerts after an attack on its entity (at most 50).
+    pub after_attack: Vec<Note>,
     /// The alerts on benign cases.
     pub benign_alerts: Vec<Note>,
 }
@@ -388,6 +471,7 @@ pub fn score(
         true_alerts,
         burn_in_alerts,
         mut false_alerts,
+        mut after_attack,
         benign_alerts,
         burn_in_alerts_by_rule,
         false_alerts_by_rule,
@@ -432,13 +516,14 @@ pub fn score(
         })
         .collect();
     let all: Vec<usize> = attacks.iter().map(|&(i, _)| i).collect();
-    let totals = |hits: &[Option<u32>], alerts: u64, false_alerts: u64| {
+    let totals = |hits: &[Option<u32>], alerts: u64, after_attack: u64, false_alerts: u64| {
         let found = ttd(hits, &all);
         Totals {
             campaigns: all.len() as u32,
             detected: found.len() as u32,
             recall: ratio(found.len() as u64, all.len() as u64),
             alerts,
+            after_attack,
             false_alerts,
             false_alerts_per_day: false_alerts as f64 / judged_days,
             precision: ratio(alerts - false_alerts, alerts),
@@ -446,8 +531,14 @@ pub fn score(
             ttd_p95_s: quantile(&found, 0.95),
         }
     };
-    let authpulse = totals(&detected_at, alerts, alerts - true_alerts);
-    let naive_totals = totals(&naive.first_hit, naive.alerts, naive.false_alerts);
+    let after = after_attack.len() as u64;
+    let authpulse = totals(&detected_at, alerts, after, alerts - true_alerts - after);
+    let naive_totals = totals(
+        &naive.first_hit,
+        naive.alerts,
+        naive.after_attack,
+        naive.false_alerts,
+    );
     let mut benign: BTreeMap<Kind, BenignResult> = BTreeMap::new();
     for (i, c) in campaigns.iter().enumerate().filter(|(_, c)| c.benign) {
         let entry = benign.entry(c.kind).or_insert(BenignResult {
@@ -472,6 +563,7 @@ pub fn score(
         })
         .collect();
     false_alerts.truncate(50);
+    after_attack.truncate(50);
     Scorecard {
         kinds: kind_results,
         authpulse,
@@ -482,6 +574,7 @@ pub fn score(
         false_alerts_by_rule,
         missed,
         false_alerts,
+        after_attack,
         benign_alerts,
     }
 }
@@ -544,6 +637,74 @@ mod tests {
         both.sort_unstable();
         assert_eq!(both, vec![0, 2]);
         assert_eq!(baseline.overlapping(901, 1000), Vec::<usize>::new());
+    }
+
+    fn incident(user: &str, computer: &str, opened: u32) -> Incident {
+        let opened = i64::from(opened);
+        Incident {
+            entity: EntityKind::User,
+            entity_id: user.into(),
+            users: vec![user.into()],
+            computers: vec![computer.into()],
+            opened,
+            first: opened,
+            last: opened,
+            summary: format!("{user} on {computer}"),
+            rules: vec!["slow_spread".into()],
+        }
+    }
+
+    #[test]
+    fn an_alert_on_an_attacked_account_days_later_is_neither_a_detection_nor_false() {
+        let day: u32 = 86_400;
+        let mut benign = campaign(2, 10 * day, 10 * day + 600);
+        benign.benign = true;
+        benign.users = vec!["U2".into()];
+        let campaigns = [campaign(1, 8 * day, 8 * day + 900), benign];
+        let incidents = [
+            // On the attack's own computer while it runs: a detection.
+            ("a", incident("U1", "C1", 8 * day + 60)),
+            // Its account on another computer two days on: its evidence
+            // (three days of new computers) still holds the attack.
+            ("b", incident("U1", "C9", 10 * day)),
+            // ... four days on, past every rule's look-back: false.
+            ("c", incident("U1", "C9", 12 * day + 1000)),
+            // Another account: false.
+            ("d", incident("U3", "C9", 9 * day)),
+            // The desk the attack worked from, its source rule's alert on
+            // the attack's logons: a detection.
+            (
+                "f",
+                Incident {
+                    entity: EntityKind::Computer,
+                    entity_id: "C7".into(),
+                    ..incident("U1", "C1", 8 * day + 120)
+                },
+            ),
+            // The same desk, but the account's logons elsewhere: false.
+            (
+                "g",
+                Incident {
+                    entity: EntityKind::Computer,
+                    entity_id: "C7".into(),
+                    ..incident("U1", "C8", 8 * day + 120)
+                },
+            ),
+            // A benign case's account after it: still counted against us.
+            ("e", incident("U2", "C9", 10 * day + 3600)),
+        ];
+        let m = match_incidents(
+            incidents.iter().map(|(id, i)| (*id, i)),
+            |unix| unix as u32,
+            &campaigns,
+            7 * day,
+        );
+        assert_eq!((m.alerts, m.true_alerts), (7, 2));
+        let ids = |notes: &[Note]| notes.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&m.after_attack), ["b"]);
+        assert_eq!(m.after_attack[0].text, "47.8 h after rare 1: U1 on C9");
+        assert_eq!(ids(&m.false_alerts), ["c", "d", "g", "e"]);
+        assert_eq!(m.detected_at, [Some(8 * day + 60), None]);
     }
 
     #[test]

@@ -253,6 +253,10 @@ fn slot<'a>(doc: &'a mut Value, path: &str) -> Result<&'a mut Value, TuneError> 
 pub struct Outcome {
     pub kinds: Vec<KindOutcome>,
     pub false_alerts: u64,
+    /// Alerts after an attack on its entities: not false, not detections
+    /// (`eval::AFTER_ATTACK_S`). Required, so that an evaluation cached
+    /// before they were counted apart is run again.
+    pub after_attack: u64,
     /// Days after the burn-in (the false alerts' denominator).
     pub judged_days: u32,
     /// Benign cases that alerted.
@@ -281,6 +285,7 @@ impl Outcome {
                 })
                 .collect(),
             false_alerts: scorecard.authpulse.false_alerts,
+            after_attack: scorecard.authpulse.after_attack,
             judged_days,
             benign_alerted: scorecard.benign.iter().map(|b| b.alerted).sum(),
             burn_in_max: scorecard.burn_in_alerts.iter().copied().max().unwrap_or(0),
@@ -408,6 +413,7 @@ mod tests {
                 })
                 .collect(),
             false_alerts,
+            after_attack: 0,
             judged_days: 7,
             benign_alerted: benign,
             burn_in_max: 0,

@@ -248,6 +248,11 @@ fn print_side_by_side(out: &mut impl Write, lanl: &Report, full: &Report) -> std
     )?;
     writeln!(
         out,
+        "| alerts after an attack, on its entities (not false) | | {} | {} |",
+        a.after_attack, b.after_attack
+    )?;
+    writeln!(
+        out,
         "| precision | | {:.2} | {:.2} |",
         a.precision, b.precision
     )?;
@@ -522,6 +527,11 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
+        "| alerts within 3 days after an attack, on its entities (neither) | | | {} | | | {} | |",
+        a.after_attack, n.after_attack
+    )?;
+    writeln!(
+        out,
         "| precision | | | {:.2} ({} of {} alerts) | | | {:.4} | |",
         a.precision,
         a.alerts - a.false_alerts,
@@ -571,6 +581,15 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     if !c.false_alerts.is_empty() {
         writeln!(out, "\nfalse alerts (at most 50):")?;
         for f in &c.false_alerts {
+            writeln!(out, "  {}: {}", f.id, f.text)?;
+        }
+    }
+    if !c.after_attack.is_empty() {
+        writeln!(
+            out,
+            "\nalerts after an attack on the same account or computer (at most 50; not false, not detections):"
+        )?;
+        for f in &c.after_attack {
             writeln!(out, "  {}: {}", f.id, f.text)?;
         }
     }
