@@ -393,9 +393,10 @@ fn richer_records_show_sprays_fan_outs_and_new_logon_types() {
             ));
         }
     }
-    // Day four: WS07 sprays passwords at twelve accounts, then reaches eight
-    // servers it never reached before; the backup account logs on at a
-    // desktop.
+    // Day four: WS07 sprays passwords at twelve accounts, then, as one of
+    // them, reaches eight servers it never reached before (a desk spreading
+    // as its own account would be that account's to judge); the backup
+    // account logs on at a desktop.
     let t = start + 3 * 86_400 + 10 * 3_600;
     for (i, user) in (0..12)
         .map(|p| format!("user{:02}", (p + 10) % 40))
@@ -412,7 +413,7 @@ fn richer_records_show_sprays_fan_outs_and_new_logon_types() {
             t + 600 + i,
             event(
                 t + 600 + i,
-                "user07",
+                "user12",
                 &format!("SRV{:02}", 40 + i),
                 "WS07",
                 "network",

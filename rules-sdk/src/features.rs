@@ -436,6 +436,16 @@ impl Features {
         self.source_computer != 0 && self.source_computer != self.computer.wrapping_add(1)
     }
 
+    /// True when the logon came from the computer the user made most of its
+    /// sourced logons from (its desk, or the jump host it works on): more
+    /// than half of them, counting two more logons from elsewhere.
+    #[inline]
+    pub fn is_from_own_desk(&self) -> bool {
+        self.has_remote_source()
+            && 2 * u64::from(self.user_logins_from_source_before)
+                > u64::from(self.user_sourced_logins_before) + 2
+    }
+
     /// Decades of evidence in *where this logon came from*, as the user's
     /// own history tells. `u` is how likely the user is to log on from this
     /// source: `n / (N + 2)` for one they used `n` times out of `N` sourced

@@ -10,8 +10,16 @@
 //! after a first start every computer's first day is its discovery (a hub
 //! meets hundreds of "new" users), which must be out of the hour's window
 //! before the hour means anything: hence a day and two hours.
+//!
+//! Days vary: a busy computer's new users come in bunches (a team moved to
+//! it, a new hire's first morning), so a count is judged as a gamma-Poisson
+//! whose rate varies from day to day by about `1/sqrt(day_shape)`, not as a
+//! Poisson with the usual rate exactly. On a rarely used computer that
+//! changes little (a handful of new users is far beyond any day's rate); on
+//! a hub that gets ten new users on an ordinary day, fifteen is no longer
+//! four decades of surprise.
 
-use authpulse_rules_sdk::stats::{poisson_tail, surprise};
+use authpulse_rules_sdk::stats::{negbin_tail, surprise};
 use authpulse_rules_sdk::{
     Entity, Events, Features, Hit, Metadata, ParamKind, ParamSpec, Params, Rule, Severity,
     export_rule,
@@ -22,6 +30,7 @@ pub struct FanIn {
     min_surprise: f32,
     burn_in_s: u32,
     score: f32,
+    day_shape: f32,
 }
 
 pub const REASON_FAN_IN: u32 = 0;
@@ -55,6 +64,14 @@ const MIN_SURPRISE: ParamSpec = ParamSpec::new(
 
 const BURN_IN: ParamSpec = ParamSpec::burn_in(26.0 * 3600.0);
 
+const DAY_SHAPE: ParamSpec = ParamSpec::new(
+    "day_shape",
+    ParamKind::Factor,
+    8.0,
+    "How much a computer's usual pace of new users says of today's, in users (days vary: a day's pace differs from the usual by about 1/sqrt(this))",
+)
+.range(0.1, 1e9);
+
 const SCORE: ParamSpec = ParamSpec::score(
     70.0,
     "Risk contribution at the threshold; more surprise adds up to 100",
@@ -63,13 +80,13 @@ const SCORE: ParamSpec = ParamSpec::score(
 impl Rule for FanIn {
     const METADATA: Metadata = Metadata {
         name: "fan_in",
-        version: "2.0.0",
+        version: "2.1.0",
         description: "Many accounts new to one computer within an hour, far above its usual",
         severity: Severity::High,
         mitre: &["T1110.003", "T1021", "T1078"],
         entity: Entity::Computer,
         events: Events::NewDevices,
-        params: &[MIN_NEW_USERS, MIN_SURPRISE, BURN_IN, SCORE],
+        params: &[MIN_NEW_USERS, MIN_SURPRISE, BURN_IN, SCORE, DAY_SHAPE],
         reasons: &[
             "many accounts that never used this computer logged on to it within an hour",
             "many accounts that never used this computer logged on to it within a day",
@@ -82,6 +99,7 @@ impl Rule for FanIn {
             min_surprise: p.value(&MIN_SURPRISE) as f32,
             burn_in_s: p.value(&BURN_IN) as u32,
             score: p.value(&SCORE) as f32,
+            day_shape: p.value(&DAY_SHAPE) as f32,
         }
     }
 
@@ -113,7 +131,7 @@ impl Rule for FanIn {
             if new_users < self.min_new_users {
                 continue;
             }
-            let how = surprise(poisson_tail(new_users, usual));
+            let how = surprise(negbin_tail(new_users, self.day_shape, usual));
             if how > best {
                 (best, reason) = (how, why);
             }
@@ -165,6 +183,19 @@ mod tests {
         let rule = RuleHarness::<FanIn>::with_defaults();
         // 5,000 users, 2,800 of them new in 28 days: ~4 an hour.
         assert_eq!(rule.evaluate(&arrival(5_000, 2_800, 9)), None);
+    }
+
+    #[test]
+    fn a_busy_day_on_a_busy_computer_is_a_day_not_an_attack() {
+        // 300 users, 280 new in 28 days (ten a day); seven new in an hour
+        // speaks when the usual pace is taken as today's exactly ...
+        let steady = RuleHarness::<FanIn>::with_defaults().with("day_shape", 1e9);
+        assert!(steady.evaluate(&arrival(300, 280, 7)).is_some());
+        // ... and not when days vary as they do.
+        let rule = RuleHarness::<FanIn>::with_defaults();
+        assert_eq!(rule.evaluate(&arrival(300, 280, 7)), None);
+        // On a quiet computer, the same count speaks either way.
+        assert!(rule.evaluate(&arrival(40, 3, 7)).is_some());
     }
 
     #[test]

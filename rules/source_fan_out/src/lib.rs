@@ -15,6 +15,16 @@
 //! it counts as spreading: an admin making a round of the servers they
 //! already use, from a desk they did not use for it before, is routine
 //! (their account's own history says so).
+//!
+//! Nor does a logon from the account's own desk (where it made most of its
+//! logons that named a source): a desk spreading out as its own account is
+//! that account spreading out, which the account's rules (`new_device`,
+//! `slow_spread`, `lateral_movement`) judge against its history. Counted
+//! here as well, an ordinary account's busy morning (a migration's new
+//! servers and the shared ones it had not used yet) was judged twice,
+//! once as the account and again as its desk. What this rule alone sees is
+//! a computer spreading as accounts that do not usually work from it: a
+//! foothold.
 
 use authpulse_rules_sdk::stats::{poisson_tail, surprise};
 use authpulse_rules_sdk::{
@@ -65,7 +75,7 @@ const SCORE: ParamSpec = ParamSpec::score(
 impl Rule for SourceFanOut {
     const METADATA: Metadata = Metadata {
         name: "source_fan_out",
-        version: "1.1.0",
+        version: "1.2.0",
         description: "One computer logging on to many destinations it never reached before",
         severity: Severity::High,
         mitre: &["T1021", "T1570"],
@@ -91,6 +101,7 @@ impl Rule for SourceFanOut {
             || f.is_failure()
             || !f.is_new_device()
             || f.source_tenure_s < self.burn_in_s
+            || f.is_from_own_desk()
         {
             return None;
         }
@@ -147,6 +158,22 @@ mod tests {
         assert_eq!(hit.reason, REASON_FAN_OUT);
         assert!(hit.score >= 55.0, "{}", hit.score);
         assert_eq!(rule.evaluate(&source(6, 2, 4)), None);
+    }
+
+    #[test]
+    fn an_account_spreading_from_its_own_desk_is_left_to_its_own_rules() {
+        let rule = RuleHarness::<SourceFanOut>::with_defaults();
+        let spreading = source(6, 2, 8);
+        let from = |this_source: u32, sourced: u32| Features {
+            user_logins_from_source_before: this_source,
+            user_sourced_logins_before: sourced,
+            ..spreading
+        };
+        // A stranger's account, or one that came from here now and then.
+        assert!(rule.evaluate(&from(0, 300)).is_some());
+        assert!(rule.evaluate(&from(40, 300)).is_some());
+        // The account that works from here.
+        assert_eq!(rule.evaluate(&from(290, 300)), None);
     }
 
     #[test]
