@@ -52,7 +52,11 @@ use super::{progress, run};
 /// file (`time,user@domain,source,destination`), whose labelled logons are
 /// grouped per account into campaigns (a day's quiet ends one).
 ///
-/// The default policy was tuned on seeds 1-3; quote results on others
+/// An alert that detects no attack is false, unless it is on an attack's
+/// account or computer within three days after the attack (the rules'
+/// longest look-back still holds the attack): those are reported apart.
+///
+/// The default policy was tuned on seeds 1-4; quote results on others
 /// (docs/detection.md uses 11-13).
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
