@@ -436,14 +436,20 @@ impl Features {
         self.source_computer != 0 && self.source_computer != self.computer.wrapping_add(1)
     }
 
+    /// The share of the user's sourced logons that came from this event's
+    /// source, `n / (N + 2)`: its `n` logons from here out of `N` that named
+    /// a source, as if two more had come from elsewhere.
+    #[inline]
+    pub fn source_share(&self) -> f32 {
+        self.user_logins_from_source_before as f32 / (self.user_sourced_logins_before as f32 + 2.0)
+    }
+
     /// True when the logon came from the computer the user made most of its
-    /// sourced logons from (its desk, or the jump host it works on): more
-    /// than half of them, counting two more logons from elsewhere.
+    /// sourced logons from (its desk, or the jump host it works on): a
+    /// [`Features::source_share`] above one half.
     #[inline]
     pub fn is_from_own_desk(&self) -> bool {
-        self.has_remote_source()
-            && 2 * u64::from(self.user_logins_from_source_before)
-                > u64::from(self.user_sourced_logins_before) + 2
+        self.has_remote_source() && self.source_share() > 0.5
     }
 
     /// Decades of evidence in *where this logon came from*, as the user's
@@ -465,11 +471,10 @@ impl Features {
         if !self.has_remote_source() || self.user_sourced_logins_before == 0 {
             return 0.0;
         }
-        let logons = self.user_sourced_logins_before as f32 + 2.0;
         let u = if self.user_logins_from_source_before > 0 {
-            self.user_logins_from_source_before as f32 / logons
+            self.source_share()
         } else {
-            (self.user_sources_before as f32 + 1.0) / logons
+            (self.user_sources_before as f32 + 1.0) / (self.user_sourced_logins_before as f32 + 2.0)
         }
         .clamp(f32::MIN_POSITIVE, 1.0);
         let q = intruder_usual_share.clamp(0.0, 1.0);

@@ -186,6 +186,21 @@ impl ParamSpec {
         }
     }
 
+    /// `day_shape`: how much certainty an entity's own history lends
+    /// today's count, as the shape of a gamma-Poisson (days vary: a day's
+    /// rate differs from the usual by about `1/sqrt(day_shape)`); 1e9 takes
+    /// the usual rate as today's exactly.
+    pub const fn day_shape(default: f64, description: &'static str) -> ParamSpec {
+        ParamSpec {
+            name: "day_shape",
+            description,
+            kind: ParamKind::Factor,
+            default,
+            min: 0.1,
+            max: 1e9,
+        }
+    }
+
     /// `attack_per_day`: the pace of new computers an intruder is assumed to
     /// keep, for [`Features::new_computer_evidence`](crate::Features::new_computer_evidence).
     pub const fn attack_per_day(default: f64) -> ParamSpec {

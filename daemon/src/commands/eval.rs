@@ -531,7 +531,7 @@ fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "| alerts within 3 days after an attack, on its entities (neither) | | | {} | | | {} | |",
+        "| alerts after an attack, on its entities (not false) | | | {} | | | {} | |",
         a.after_attack, n.after_attack
     )?;
     writeln!(

@@ -64,13 +64,10 @@ const MIN_SURPRISE: ParamSpec = ParamSpec::new(
 
 const BURN_IN: ParamSpec = ParamSpec::burn_in(26.0 * 3600.0);
 
-const DAY_SHAPE: ParamSpec = ParamSpec::new(
-    "day_shape",
-    ParamKind::Factor,
+const DAY_SHAPE: ParamSpec = ParamSpec::day_shape(
     8.0,
     "How much a computer's usual pace of new users says of today's, in users (days vary: a day's pace differs from the usual by about 1/sqrt(this))",
-)
-.range(0.1, 1e9);
+);
 
 const SCORE: ParamSpec = ParamSpec::score(
     70.0,

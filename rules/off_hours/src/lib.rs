@@ -71,13 +71,10 @@ const STEP: ParamSpec = ParamSpec::new(
 )
 .range(0.1, 30.0);
 
-const DAY_SHAPE: ParamSpec = ParamSpec::new(
-    "day_shape",
-    ParamKind::Factor,
+const DAY_SHAPE: ParamSpec = ParamSpec::day_shape(
     8.0,
     "How much certainty the account's own logins at an hour lend today's count, in logins (days vary: a day's rate at an hour differs from the usual by about 1/sqrt(this))",
-)
-.range(0.1, 1e9);
+);
 
 const BURN_IN: ParamSpec = ParamSpec::burn_in(2.0 * 86_400.0);
 
