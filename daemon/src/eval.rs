@@ -35,6 +35,11 @@ use serde::Serialize;
 
 use crate::incidents::{Incident, IncidentLog};
 
+/// How this scorecard counts (raised when the counting changes): part of
+/// the key under which `tune` keeps an evaluation, so that one counted
+/// differently is run again.
+pub const SCORECARD_VERSION: u32 = 2;
+
 /// How long after an attack an alert on one of its accounts or computers
 /// counts as about the attack: the longest look-back of the built-in
 /// rules (`slow_spread`'s three days).
@@ -135,6 +140,7 @@ fn match_incidents<'i>(
         );
         let mut detects_attack = false;
         let mut after_attack = None;
+        let mut benign_cases = Vec::new();
         for (i, c) in campaigns.iter().enumerate() {
             let involves =
                 |mine: &[String], theirs: &[String]| mine.iter().any(|name| theirs.contains(name));
@@ -165,15 +171,27 @@ fn match_incidents<'i>(
             let judged = !c.kind.is_habit() || opened >= burn_in_end;
             if entity_matches && overlaps && judged {
                 let at = opened.max(c.start);
+                if c.benign {
+                    benign_cases.push((i, at));
+                    continue;
+                }
                 let slot = &mut m.detected_at[i];
                 *slot = Some(slot.map_or(at, |t| t.min(at)));
-                detects_attack |= !c.benign;
-                if c.benign {
-                    m.benign_alerts.push(Note {
-                        id: alert_id.to_string(),
-                        text: format!("{} case {}: {}", c.kind, c.id, incident.summary),
-                    });
-                }
+                detects_attack = true;
+            }
+        }
+        // An incident that detects an attack is about the attack, though a
+        // benign case's account or computer shows in it too (a help desk
+        // visiting a computer under attack): it pages no one for the habit.
+        if !detects_attack {
+            for (i, at) in benign_cases {
+                let slot = &mut m.detected_at[i];
+                *slot = Some(slot.map_or(at, |t| t.min(at)));
+                let c = &campaigns[i];
+                m.benign_alerts.push(Note {
+                    id: alert_id.to_string(),
+                    text: format!("{} case {}: {}", c.kind, c.id, incident.summary),
+                });
             }
         }
         let tally = |by_rule: &mut BTreeMap<String, u64>| {
@@ -705,6 +723,37 @@ mod tests {
         assert_eq!(m.after_attack[0].text, "47.8 h after rare 1: U1 on C9");
         assert_eq!(ids(&m.false_alerts), ["c", "d", "g", "e"]);
         assert_eq!(m.detected_at, [Some(8 * day + 60), None]);
+    }
+
+    #[test]
+    fn an_alert_that_detects_an_attack_is_not_held_against_a_habit_it_touches() {
+        let day: u32 = 86_400;
+        // A help desk that visits the computer an attack fans in on.
+        let mut help_desk = campaign(2, 0, 14 * day);
+        help_desk.benign = true;
+        help_desk.kind = Kind::HelpDesk;
+        help_desk.users = vec!["U2".into()];
+        let campaigns = [campaign(1, 8 * day, 8 * day + 900), help_desk];
+        let on_the_computer = |users: &[&str], opened: u32| Incident {
+            entity: EntityKind::Computer,
+            entity_id: "C1".into(),
+            users: users.iter().map(|&u| u.into()).collect(),
+            ..incident("U1", "C1", opened)
+        };
+        let incidents = [
+            ("attack", on_the_computer(&["U1", "U2"], 8 * day + 60)),
+            ("habit", on_the_computer(&["U2"], 11 * day)),
+        ];
+        let m = match_incidents(
+            incidents.iter().map(|(id, i)| (*id, i)),
+            |unix| unix as u32,
+            &campaigns,
+            7 * day,
+        );
+        assert_eq!((m.alerts, m.true_alerts), (2, 1));
+        let ids = |notes: &[Note]| notes.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&m.benign_alerts), ["habit"]);
+        assert_eq!(m.detected_at, [Some(8 * day + 60), Some(11 * day)]);
     }
 
     #[test]

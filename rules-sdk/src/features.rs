@@ -266,6 +266,10 @@ const DAY: f32 = 86_400.0;
 /// history speaks: each day a user starts using about this share of the
 /// computers they already know (the LANL set's pace after its first month).
 pub const PRIOR_NEW_PER_KNOWN_PER_DAY: f32 = 0.03;
+/// A computer that this many users started on within its first
+/// [`ROLLOUT_DAY_S`] is being rolled out ([`Features::is_rolling_out`]).
+pub const ROLLOUT_USERS: u32 = 5;
+pub const ROLLOUT_DAY_S: u32 = 86_400;
 /// How many days of history that assumption weighs.
 pub const PRIOR_DAYS: f32 = 2.0;
 /// The share of rarely used computers among new ones assumed before the
@@ -341,6 +345,15 @@ impl Features {
     #[inline]
     pub fn is_new_computer(&self) -> bool {
         self.flags & FLAG_NEW_COMPUTER != 0
+    }
+
+    /// True when the computer is being rolled out: at least
+    /// [`ROLLOUT_USERS`] users started on it within its first day (a new
+    /// server a team moves to, a migration's targets). Its users are not
+    /// spreading; they are being moved.
+    #[inline]
+    pub fn is_rolling_out(&self) -> bool {
+        self.host_tenure_s < ROLLOUT_DAY_S && self.host_new_users_24h >= ROLLOUT_USERS
     }
 
     /// Distinct users of this computer before this event

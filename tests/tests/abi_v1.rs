@@ -174,12 +174,12 @@ fn version_2_modules_run_beside_the_current_version() {
 #[test]
 fn version_3_modules_fire_as_the_current_ones_do() {
     let current = authpulse_engine::policy::DEFAULT_POLICY_YAML;
-    // (`fan_in`'s, lifted too, is not compared here.)
+    // (`fan_in`'s and `slow_spread`'s, lifted too, are not compared here.)
     let unlimited = current.replace("day_shape: 8 ", "day_shape: 1e9 ");
     assert_eq!(
         unlimited.matches("day_shape: 1e9 ").count(),
-        2,
-        "the default policy sets off_hours' and fan_in's day_shape"
+        3,
+        "the default policy sets off_hours', fan_in's and slow_spread's day_shape"
     );
     let policy = policy_with_older_beside(&unlimited, 3, &["off_hours", "rare_host"]);
     let abi = abi_versions(&RuleSet::load(&policy, Engine::Wasm, 64).unwrap());

@@ -8,7 +8,7 @@ use anyhow::Context;
 use authpulse::tune::{Grid, Objective, Outcome, Pooled, Variant, Variants};
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::policy::Policy;
-use authpulse_engine::rules::Engine;
+use authpulse_engine::rules::{BUILTIN_RULES, Engine, builtin_module};
 use authpulse_generator::Kind;
 use clap::Args;
 use serde::Serialize;
@@ -255,11 +255,18 @@ impl<'a> Lab<'a> {
         })
     }
 
+    /// The key an evaluation is kept under: the scenario, the candidate,
+    /// how the scorecard counts and the built-in rules' code (a cached
+    /// outcome of other rules or other counting is not this one's).
     fn digest(&self, variant: &Variant) -> String {
         let mut hash = Sha256::new();
         hash.update(self.scenario_key.as_bytes());
         hash.update([0]);
         hash.update(variant.text.as_bytes());
+        hash.update(authpulse::eval::SCORECARD_VERSION.to_le_bytes());
+        for name in BUILTIN_RULES {
+            hash.update(builtin_module(name).unwrap_or_default());
+        }
         let digest = hash.finalize();
         digest[..6].iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -44,11 +44,6 @@ pub const REASON_UNUSUAL: u32 = 0;
 pub const REASON_SHARED: u32 = 1;
 pub const REASON_PEERS: u32 = 2;
 
-/// A computer that this many users started on within its first day is
-/// being rolled out.
-const ROLLOUT_USERS: u32 = 5;
-const ROLLOUT_DAY_S: u32 = 86_400;
-
 const BURN_IN: ParamSpec = ParamSpec::burn_in(86_400.0);
 
 const ATTACK_PER_DAY: ParamSpec = ParamSpec::attack_per_day(24.0);
@@ -127,8 +122,7 @@ impl Rule for NewDevice {
             return None;
         }
         let mut decades = f.new_computer_evidence(self.attack_per_day);
-        let rolling_out = f.host_tenure_s < ROLLOUT_DAY_S && f.host_new_users_24h >= ROLLOUT_USERS;
-        if rolling_out {
+        if f.is_rolling_out() {
             return None;
         }
         let others = f.host_users_before();

@@ -17,6 +17,16 @@
 //! people's workstations is not surprised by more of them; an account that
 //! adds two new computers a day for three days, each day unremarkable, is.
 //!
+//! Days vary (a weekday after a weekend, a busy week), so a count is judged
+//! as if the user's pace on any one day differed from their usual by about
+//! `1/sqrt(day_shape)`, on top of what a short history leaves unknown: a
+//! help desk that reaches twice its average on three busy weekdays is
+//! having a busy week, while a settled account's handful of new computers
+//! is as surprising as before (what it leaves unknown is its pace, not the
+//! day's). A computer that many users start on within its first day is
+//! being rolled out (`Features::is_rolling_out`): a logon to it says
+//! nothing of the user spreading.
+//!
 //! Where the logon came from counts as well, `source_weight` times
 //! `Features::source_evidence`: an account spreading from the one desk it
 //! always works at is less likely an intruder than one whose new computers
@@ -32,6 +42,7 @@ pub struct SlowSpread {
     min_surprise: f32,
     burn_in_s: u32,
     source_weight: f32,
+    day_shape: f32,
 }
 
 pub const REASON_DAY: u32 = 0;
@@ -52,16 +63,21 @@ const BURN_IN: ParamSpec = ParamSpec::burn_in(2.0 * 86_400.0);
 
 const SOURCE_WEIGHT: ParamSpec = ParamSpec::source_weight(1.0);
 
+const DAY_SHAPE: ParamSpec = ParamSpec::day_shape(
+    8.0,
+    "How much an account's usual pace of new computers says of any one day's (days vary: a day's pace differs from the usual by about 1/sqrt(this))",
+);
+
 impl Rule for SlowSpread {
     const METADATA: Metadata = Metadata {
         name: "slow_spread",
-        version: "2.1.0",
+        version: "2.2.0",
         description: "More new computers within a day or three than the user's own history makes likely",
         severity: Severity::Medium,
         mitre: &["T1021", "T1078", "T1550"],
         entity: Entity::User,
         events: Events::NewDevices,
-        params: &[MIN_SURPRISE, BURN_IN, SOURCE_WEIGHT],
+        params: &[MIN_SURPRISE, BURN_IN, SOURCE_WEIGHT, DAY_SHAPE],
         reasons: &[
             "more new computers in a day than the user's history makes likely",
             "more new computers over three days than the user's history makes likely",
@@ -74,12 +90,13 @@ impl Rule for SlowSpread {
             min_surprise: p.value(&MIN_SURPRISE) as f32,
             burn_in_s: p.value(&BURN_IN) as u32,
             source_weight: p.value(&SOURCE_WEIGHT) as f32,
+            day_shape: p.value(&DAY_SHAPE) as f32,
         }
     }
 
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
-        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s {
+        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s || f.is_rolling_out() {
             return None;
         }
         // Three days are judged against a day of history before them at
@@ -109,6 +126,9 @@ impl Rule for SlowSpread {
                 continue;
             }
             let (shape, mean) = f.expected_new_computers(days, rare);
+            // The pace's uncertainty and the days' variation, as one gamma
+            // (their squared coefficients of variation add).
+            let shape = 1.0 / (1.0 / shape + 1.0 / (self.day_shape * days));
             let how = surprise(negbin_tail(count, shape, mean));
             if how > best {
                 (best, reason) = (how, why);
@@ -217,6 +237,43 @@ mod tests {
             .with("min_surprise", 5.0)
             .with("source_weight", 0.0);
         assert_eq!(ignored.evaluate(&from(190)), ignored.evaluate(&from(0)));
+    }
+
+    #[test]
+    fn a_help_desks_busy_week_is_not_a_spread() {
+        // Forty-one other people's workstations in six days of history (a
+        // weekend among them), forty-four in the last three weekdays.
+        let busy_week = Features {
+            user_history_s: 6 * 86_400,
+            user_history_rare_new_computers: 39,
+            user_rare_new_computers_24h: 15,
+            user_rare_new_computers_72h: 42,
+            ..spread(70, 41, 15, 44)
+        };
+        let steady = RuleHarness::<SlowSpread>::with_defaults().with("day_shape", 1e9);
+        assert!(steady.evaluate(&busy_week).is_some());
+        let rule = RuleHarness::<SlowSpread>::with_defaults();
+        assert_eq!(rule.evaluate(&busy_week), None);
+        // Days varying leave a settled account's spread as surprising.
+        let settled = spread(20, 1, 2, 7);
+        let (varying, exact) = (
+            evidence_of_score(rule.evaluate(&settled).unwrap().score),
+            evidence_of_score(steady.evaluate(&settled).unwrap().score),
+        );
+        assert!(exact - varying < 0.2, "{varying} vs {exact}");
+    }
+
+    #[test]
+    fn a_computer_being_rolled_out_says_nothing_of_its_users() {
+        let rule = RuleHarness::<SlowSpread>::with_defaults();
+        let spreading = spread(20, 2, 6, 6);
+        assert!(rule.evaluate(&spreading).is_some());
+        let moved = Features {
+            host_tenure_s: 3 * 3600,
+            host_new_users_24h: 40,
+            ..spreading
+        };
+        assert_eq!(rule.evaluate(&moved), None);
     }
 
     #[test]

@@ -24,7 +24,9 @@
 //! servers and the shared ones it had not used yet) was judged twice,
 //! once as the account and again as its desk. What this rule alone sees is
 //! a computer spreading as accounts that do not usually work from it: a
-//! foothold.
+//! foothold. A destination being rolled out (`Features::is_rolling_out`:
+//! many users started on it within its first day) is where everyone is
+//! being moved, not where a foothold spreads.
 
 use authpulse_rules_sdk::stats::{poisson_tail, surprise};
 use authpulse_rules_sdk::{
@@ -75,7 +77,7 @@ const SCORE: ParamSpec = ParamSpec::score(
 impl Rule for SourceFanOut {
     const METADATA: Metadata = Metadata {
         name: "source_fan_out",
-        version: "1.2.0",
+        version: "1.3.0",
         description: "One computer logging on to many destinations it never reached before",
         severity: Severity::High,
         mitre: &["T1021", "T1570"],
@@ -102,6 +104,7 @@ impl Rule for SourceFanOut {
             || !f.is_new_device()
             || f.source_tenure_s < self.burn_in_s
             || f.is_from_own_desk()
+            || f.is_rolling_out()
         {
             return None;
         }
@@ -174,6 +177,19 @@ mod tests {
         assert!(rule.evaluate(&from(40, 300)).is_some());
         // The account that works from here.
         assert_eq!(rule.evaluate(&from(290, 300)), None);
+    }
+
+    #[test]
+    fn a_destination_being_rolled_out_is_no_spread() {
+        let rule = RuleHarness::<SourceFanOut>::with_defaults();
+        let spreading = source(6, 2, 8);
+        assert!(rule.evaluate(&spreading).is_some());
+        let migration = Features {
+            host_tenure_s: 2 * 3600,
+            host_new_users_24h: 30,
+            ..spreading
+        };
+        assert_eq!(rule.evaluate(&migration), None);
     }
 
     #[test]
