@@ -14,16 +14,18 @@ use authpulse_engine::rules::Engine;
 use authpulse_engine::shards::Snapshot;
 use authpulse_engine::sinks::Collect;
 use authpulse_engine::snapshot::{self, SnapshotError};
-use common::{comparable, detailed_rules, generate_kinds, score_default, score_parsed_by};
+use common::{comparable, detailed_rules, generate_kinds_from, score_default, score_parsed_by};
 use proptest::prelude::*;
 
-/// Generated once: 4 days, 300 users, one attack of each kind.
+/// Generated once: 6 days, 200 users, one attack of each kind from the
+/// fifth day on (once the accounts have the days of history `slow_spread`
+/// judges the last ones against).
 fn data() -> &'static [u8] {
     static DATA: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     DATA.get_or_init(|| {
         use authpulse_generator::Kind::*;
         let kinds = [Spray, Burst, Chain, Stealth, Rare, FanIn, OffHours];
-        generate_kinds(300, 4, 60_000, 7, 11, &kinds).0
+        generate_kinds_from(200, 6, 60_000, 7, 11, &kinds, 4).0
     })
 }
 

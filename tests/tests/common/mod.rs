@@ -37,6 +37,20 @@ pub fn generate_kinds(
     seed: u64,
     kinds: &[Kind],
 ) -> (Vec<u8>, Vec<Campaign>) {
+    generate_kinds_from(users, days, events, attacks, seed, kinds, 2.min(days - 1))
+}
+
+/// [`generate_kinds`], the attacks starting on day `from_day` (0-based) or
+/// later.
+pub fn generate_kinds_from(
+    users: u32,
+    days: u32,
+    events: u64,
+    attacks: u32,
+    seed: u64,
+    kinds: &[Kind],
+    from_day: u32,
+) -> (Vec<u8>, Vec<Campaign>) {
     let generator = Generator::new(GeneratorConfig {
         users,
         computers: users * 2,
@@ -47,7 +61,7 @@ pub fn generate_kinds(
             attacks,
             benign: 0,
             kinds: kinds.to_vec(),
-            from_day: 2.min(days - 1),
+            from_day,
         },
         ..Default::default()
     });
