@@ -14,7 +14,7 @@ use authpulse_engine::rules::Engine;
 use authpulse_engine::shards::Snapshot;
 use authpulse_engine::sinks::Collect;
 use authpulse_engine::snapshot::{self, SnapshotError};
-use common::{comparable, detailed_rules, generate_kinds_from, score_default, score_parsed_by};
+use common::{comparable, detailed_rules, generate_kinds, score_default, score_parsed_by};
 use proptest::prelude::*;
 
 /// Generated once: 6 days, 200 users, one attack of each kind from the
@@ -25,7 +25,7 @@ fn data() -> &'static [u8] {
     DATA.get_or_init(|| {
         use authpulse_generator::Kind::*;
         let kinds = [Spray, Burst, Chain, Stealth, Rare, FanIn, OffHours];
-        generate_kinds_from(200, 6, 60_000, 7, 11, &kinds, 4).0
+        generate_kinds(200, 6, 60_000, 7, 11, &kinds, 4).0
     })
 }
 

@@ -18,31 +18,13 @@ pub fn generate(
     attacks: u32,
     seed: u64,
 ) -> (Vec<u8>, Vec<Campaign>) {
-    generate_kinds(
-        users,
-        days,
-        events,
-        attacks,
-        seed,
-        &[Kind::Spray, Kind::Burst],
-    )
+    let kinds = [Kind::Spray, Kind::Burst];
+    generate_kinds(users, days, events, attacks, seed, &kinds, 2.min(days - 1))
 }
 
-/// [`generate`] with attacks of `kinds` (all kinds when empty).
+/// [`generate`] with attacks of `kinds` (all kinds when empty), starting on
+/// day `from_day` (0-based) or later.
 pub fn generate_kinds(
-    users: u32,
-    days: u32,
-    events: u64,
-    attacks: u32,
-    seed: u64,
-    kinds: &[Kind],
-) -> (Vec<u8>, Vec<Campaign>) {
-    generate_kinds_from(users, days, events, attacks, seed, kinds, 2.min(days - 1))
-}
-
-/// [`generate_kinds`], the attacks starting on day `from_day` (0-based) or
-/// later.
-pub fn generate_kinds_from(
     users: u32,
     days: u32,
     events: u64,
