@@ -269,6 +269,7 @@ pub const PRIOR_NEW_PER_KNOWN_PER_DAY: f32 = 0.03;
 /// A computer that this many users started on within its first
 /// [`ROLLOUT_DAY_S`] is being rolled out ([`Features::is_rolling_out`]).
 pub const ROLLOUT_USERS: u32 = 5;
+/// A computer's first day, in seconds.
 pub const ROLLOUT_DAY_S: u32 = 86_400;
 /// How many days of history that assumption weighs.
 pub const PRIOR_DAYS: f32 = 2.0;

@@ -118,13 +118,10 @@ impl Rule for NewDevice {
 
     #[inline]
     fn evaluate(&self, f: &Features) -> Option<Hit> {
-        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s {
+        if !f.is_new_device() || f.user_tenure_s < self.burn_in_s || f.is_rolling_out() {
             return None;
         }
         let mut decades = f.new_computer_evidence(self.attack_per_day);
-        if f.is_rolling_out() {
-            return None;
-        }
         let others = f.host_users_before();
         let shared = others == 0 || others >= self.shared_users;
         let among_peers = f.host_peer_users > 0;
