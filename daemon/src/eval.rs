@@ -672,6 +672,17 @@ mod tests {
         }
     }
 
+    /// `incidents` matched against `campaigns`, LANL time being Unix time
+    /// here, after a burn-in of seven days.
+    fn matched(incidents: &[(&str, Incident)], campaigns: &[Campaign]) -> Matched {
+        let incidents = incidents.iter().map(|(id, i)| (*id, i));
+        match_incidents(incidents, |unix| unix as u32, campaigns, 7 * 86_400)
+    }
+
+    fn ids(notes: &[Note]) -> Vec<String> {
+        notes.iter().map(|n| n.id.clone()).collect()
+    }
+
     #[test]
     fn an_alert_on_an_attacked_account_days_later_is_neither_a_detection_nor_false() {
         let day: u32 = 86_400;
@@ -711,14 +722,8 @@ mod tests {
             // A benign case's account after it: still counted against us.
             ("e", incident("U2", "C9", 10 * day + 3600)),
         ];
-        let m = match_incidents(
-            incidents.iter().map(|(id, i)| (*id, i)),
-            |unix| unix as u32,
-            &campaigns,
-            7 * day,
-        );
+        let m = matched(&incidents, &campaigns);
         assert_eq!((m.alerts, m.true_alerts), (7, 2));
-        let ids = |notes: &[Note]| notes.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&m.after_attack), ["b"]);
         assert_eq!(m.after_attack[0].text, "47.8 h after rare 1: U1 on C9");
         assert_eq!(ids(&m.false_alerts), ["c", "d", "g", "e"]);
@@ -744,14 +749,8 @@ mod tests {
             ("attack", on_the_computer(&["U1", "U2"], 8 * day + 60)),
             ("habit", on_the_computer(&["U2"], 11 * day)),
         ];
-        let m = match_incidents(
-            incidents.iter().map(|(id, i)| (*id, i)),
-            |unix| unix as u32,
-            &campaigns,
-            7 * day,
-        );
+        let m = matched(&incidents, &campaigns);
         assert_eq!((m.alerts, m.true_alerts), (2, 1));
-        let ids = |notes: &[Note]| notes.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&m.benign_alerts), ["habit"]);
         assert_eq!(m.detected_at, [Some(8 * day + 60), Some(11 * day)]);
     }

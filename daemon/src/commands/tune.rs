@@ -221,8 +221,12 @@ struct Lab<'a> {
     args: &'a TuneArgs,
     engine: Engine,
     base_dir: PathBuf,
-    /// The scenario's part of every evaluation's key.
+    /// The scenario's part of every evaluation's key ...
     scenario_key: String,
+    /// ... and the part that says how it was scored: the scorecard's
+    /// counting and the built-in rules' code (a cached outcome of other
+    /// rules or other counting is not this one's).
+    scoring_key: [u8; 32],
     pooled: std::collections::HashMap<(String, Vec<u64>), Pooled>,
     runs: usize,
 }
@@ -250,23 +254,19 @@ impl<'a> Lab<'a> {
                 s.network.density,
                 s.network.sharing
             ),
+            scoring_key: scoring_key(),
             pooled: Default::default(),
             runs: 0,
         })
     }
 
-    /// The key an evaluation is kept under: the scenario, the candidate,
-    /// how the scorecard counts and the built-in rules' code (a cached
-    /// outcome of other rules or other counting is not this one's).
+    /// The key an evaluation is kept under: the scenario, how it is
+    /// scored and the candidate.
     fn digest(&self, variant: &Variant) -> String {
         let mut hash = Sha256::new();
         hash.update(self.scenario_key.as_bytes());
-        hash.update([0]);
+        hash.update(self.scoring_key);
         hash.update(variant.text.as_bytes());
-        hash.update(authpulse::eval::SCORECARD_VERSION.to_le_bytes());
-        for name in BUILTIN_RULES {
-            hash.update(builtin_module(name).unwrap_or_default());
-        }
         let digest = hash.finalize();
         digest[..6].iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -354,6 +354,17 @@ impl<'a> Lab<'a> {
 }
 
 /// A candidate's name as a file name (`base`, `fan_in.min_surprise=3`).
+/// The digest of how evaluations are scored: the scorecard's counting
+/// version and every built-in rule module.
+fn scoring_key() -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(authpulse::eval::SCORECARD_VERSION.to_le_bytes());
+    for name in BUILTIN_RULES {
+        hash.update(builtin_module(name).unwrap_or_default());
+    }
+    hash.finalize().into()
+}
+
 fn file_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
