@@ -34,8 +34,8 @@ use iceberg::spec::{DataFile, Operation};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 
+use super::data_files::{Splitter, new_writer};
 use super::replace::{self, Live, live_entries, unix_millis_now};
-use super::writer::{Splitter, new_writer};
 use super::{LakehouseError, Warehouse, tables};
 
 /// What `maintain` does; the defaults suit a daemon committing every 5 s.

@@ -19,6 +19,7 @@ mod buffered;
 pub mod catalog;
 mod columns;
 pub mod curated;
+mod data_files;
 pub mod findings;
 pub mod history;
 pub mod maintain;

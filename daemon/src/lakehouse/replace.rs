@@ -17,7 +17,7 @@ use iceberg::spec::{
 };
 use iceberg::table::Table;
 
-use super::writer::uuid_suffix;
+use super::data_files::uuid_suffix;
 use super::{LakehouseError, Warehouse};
 
 /// The live data files of a table's current snapshot.

@@ -244,8 +244,8 @@ pub fn is_taken(error: &(dyn std::error::Error + 'static)) -> bool {
 mod tests {
     use super::*;
     use crate::lakehouse::WarehouseConfig;
+    use crate::lakehouse::data_files::tests::raw_batch;
     use crate::lakehouse::writer::TableWriter;
-    use crate::lakehouse::writer::tests::raw_batch;
 
     /// A fleet writer's progress of `checkpoint` naming `shards`.
     fn progress(writer: &str, checkpoint: u64, shards: &[(&str, &str)]) -> Progress {
