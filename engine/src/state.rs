@@ -20,9 +20,11 @@
 //! baseline period are `later` less the ones still in the 24h window.
 //!
 //! Beside it: `window` (a user's last 24 hours of events, compact, and how
-//! they go into a snapshot), `handoff` (moving users' state between the
-//! parts of a sharded stream) and `shared_hosts` (what the other workers of
-//! a fleet add to each computer's popularity).
+//! they go into a snapshot), `upkeep` (sliding the windows as event time
+//! moves on), `logons` (what richer records add: logon types, failures,
+//! sources), `handoff` (moving users' state between the parts of a
+//! sharded stream) and `shared_hosts` (what the other workers of a fleet
+//! add to each computer's popularity).
 
 use std::collections::VecDeque;
 
@@ -38,13 +40,15 @@ use crate::habits::{Habits, Logon};
 mod handoff;
 mod logons;
 mod shared_hosts;
+mod upkeep;
 mod window;
 
 use shared_hosts::SharedHosts;
 pub use shared_hosts::{HostCounts, HostShare};
 
+use upkeep::{expire, expire_host, trim_oldest};
+use window::Window;
 pub(crate) use window::{Layout as WindowLayout, in_layout as in_window_layout};
-use window::{Window, WindowEntry};
 
 pub(crate) use logons::Logons;
 
@@ -553,105 +557,6 @@ fn baseline(first_seen: i64, now: i64, later: u32, last_24h: u32) -> (u32, u32) 
         return (0, 0);
     }
     (later.saturating_sub(last_24h), saturate(length))
-}
-
-/// Slides the user's windows to end at `now`: entries at or before `now - 1h`
-/// leave the hour, entries at or before `now - 24h` leave the day.
-#[inline]
-fn expire(user: &mut UserState, devices: &[Device], now: i64) {
-    if now < user.due {
-        return;
-    }
-    while let Some(entry) = user.window.get(user.hour_start)
-        && entry.time <= now - HOUR
-    {
-        leave(entry, devices, &mut user.distinct_1h, &mut user.new_1h);
-        user.hour_start += 1;
-    }
-    while let Some(entry) = user.window.front()
-        && entry.time <= now - DAY
-    {
-        leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);
-        user.window.pop_front();
-        user.hour_start -= 1;
-    }
-    user.window.release_spare();
-    user.due = due(
-        user.window.get(user.hour_start).map(|e| e.time),
-        user.window.front().map(|e| e.time),
-    );
-}
-
-/// Lets the oldest entry of a full window leave before its time, as if it had
-/// expired: the counts stay those of the entries still in the window. If it
-/// was its computer's latest occurrence, the next one enters the windows
-/// again.
-#[cold]
-fn trim_oldest(user: &mut UserState, devices: &mut [Device]) {
-    let Some(entry) = user.window.pop_front() else {
-        return;
-    };
-    if user.hour_start == 0 {
-        leave(entry, devices, &mut user.distinct_1h, &mut user.new_1h);
-    } else {
-        user.hour_start -= 1;
-    }
-    leave(entry, devices, &mut user.distinct_24h, &mut user.new_24h);
-    let device = &mut devices[entry.device as usize];
-    if device.last_seq == entry.seq {
-        device.last_seen = i64::MIN;
-    }
-    user.due = due(
-        user.window.get(user.hour_start).map(|e| e.time),
-        user.window.front().map(|e| e.time),
-    );
-}
-
-/// When the next entry leaves: the oldest of the last hour an hour after
-/// it, the oldest of the last day a day after it.
-#[inline]
-fn due(oldest_of_hour: Option<i64>, oldest_of_day: Option<i64>) -> i64 {
-    oldest_of_hour
-        .map_or(i64::MAX, |t| t + HOUR)
-        .min(oldest_of_day.map_or(i64::MAX, |t| t + DAY))
-}
-
-/// Slides the computer's windows to end at `now`: first uses leave its hour
-/// and its day.
-#[inline]
-fn expire_host(host: &mut HostState, now: i64) {
-    if now < host.due {
-        return;
-    }
-    while let Some(&first) = host.firsts.get(host.firsts_hour_start)
-        && first <= now - HOUR
-    {
-        host.firsts_hour_start += 1;
-    }
-    while let Some(&first) = host.firsts.front()
-        && first <= now - DAY
-    {
-        host.firsts.pop_front();
-        host.firsts_hour_start -= 1;
-    }
-    host.due = due(
-        host.firsts.get(host.firsts_hour_start).copied(),
-        host.firsts.front().copied(),
-    );
-}
-
-/// Accounts for `entry` leaving a window: the pair leaves the window's distinct
-/// computers if this was its latest occurrence, and its new computers if this
-/// was its first occurrence ever.
-#[inline]
-fn leave(entry: WindowEntry, devices: &[Device], distinct: &mut u32, new: &mut u32) {
-    let device = &devices[entry.device as usize];
-    if device.last_seq == entry.seq {
-        *distinct -= 1;
-    }
-    if device.first_seq == entry.seq {
-        *new -= 1;
-    }
 }
 
 #[inline]

@@ -1,3 +1,4 @@
+use super::window::WindowEntry;
 use super::*;
 use proptest::prelude::*;
 
