@@ -1,113 +1,24 @@
-//! `authpulse rules`: tooling for rule authors. `build` compiles a rule crate
-//! to a checked `.wasm`, `inspect` shows what a module declares, and `test`
-//! replays events through one rule with the host's real features, printing
-//! what it flags and, with `--expect`, failing on any difference (so a rule's
-//! expectations run in its author's CI).
+//! `authpulse rules test`: events replayed through one rule with the host's
+//! real features; its hits printed, and with `--expect` compared with the
+//! expected ones, any difference failing the command.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use authpulse_engine::event::{TimeBase, format_time};
-use authpulse_engine::files;
 use authpulse_engine::input::Format;
 use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions};
 use authpulse_engine::policy::{Policy, PolicyFile, RuleConfig, SandboxConfig};
-use authpulse_engine::rules::{
-    BUILTIN_RULES, Engine, RuleMetadata, SandboxLimits, WasmModule, builtin_module, hex_sha256,
-};
+use authpulse_engine::rules::{Engine, RuleMetadata};
 use authpulse_engine::sinks::{Collect, Commit, ScoredBatch, ScoredSink};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 // The recipe the engine's build script uses for the built-in rules.
-use authpulse_engine::wasm_build::{self, WASM_TARGET};
 
-#[derive(Subcommand)]
-pub enum RulesCommand {
-    /// Build a rule crate into a `.wasm` module and check it as the daemon would.
-    ///
-    /// Runs `cargo build --release --target wasm32-unknown-unknown` on the
-    /// crate (adding the target with rustup if it is missing), loads the result
-    /// in the sandbox, and prints its hash and a policy entry to paste.
-    Build(BuildArgs),
-    /// Show a module's ABI version, metadata, parameter schema, size and hash.
-    Inspect(InspectArgs),
-    /// Replay events through one rule and print what it flags.
-    ///
-    /// The events go through the real pipeline (parsing, ordering,
-    /// deduplication, windows, device history, host popularity), so the rule
-    /// sees exactly the features the daemon would give it. With --expect, the
-    /// hits are compared with a file of expected hits and any difference fails
-    /// the command.
-    Test(TestArgs),
-    /// Replay the stored history through a candidate policy and the current
-    /// one, side by side, and show what would change.
-    Backtest(super::backtest::BacktestArgs),
-}
-
-/// A rule module: a `.wasm` file, or `builtin:NAME` for one embedded in the binary.
-#[derive(Clone, Debug)]
-pub struct ModuleArg(String);
-
-impl ModuleArg {
-    fn read(&self) -> anyhow::Result<Vec<u8>> {
-        match self.0.strip_prefix("builtin:") {
-            Some(name) => builtin_module(name).map(<[u8]>::to_vec).with_context(|| {
-                format!(
-                    "no built-in module `{name}` (built-in: {})",
-                    BUILTIN_RULES.join(", ")
-                )
-            }),
-            None => files::read_regular(Path::new(&self.0), files::MAX_MODULE_BYTES, "rule module")
-                .with_context(|| format!("cannot read {}", self.0)),
-        }
-    }
-
-    /// The module as a policy names it: built-in, or an absolute path.
-    fn policy_module(&self) -> anyhow::Result<String> {
-        if self.0.starts_with("builtin:") {
-            return Ok(self.0.clone());
-        }
-        let path =
-            std::path::absolute(&self.0).with_context(|| format!("cannot resolve {}", self.0))?;
-        Ok(path.display().to_string())
-    }
-}
-
-impl std::str::FromStr for ModuleArg {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(ModuleArg(s.to_string()))
-    }
-}
-
-impl std::fmt::Display for ModuleArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct BuildArgs {
-    /// The rule crate (a directory with Cargo.toml).
-    #[arg(default_value = ".")]
-    pub crate_dir: PathBuf,
-    /// Also copy the module here.
-    #[arg(long, short)]
-    pub out: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-pub struct InspectArgs {
-    /// The module: a `.wasm` file or `builtin:NAME`.
-    pub module: ModuleArg,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
+use super::{ModuleArg, load};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum HitFormat {
@@ -147,122 +58,6 @@ pub struct TestArgs {
     /// policy's `watermark.allowed_lateness`).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub allowed_lateness: std::time::Duration,
-}
-
-pub fn execute(cmd: RulesCommand) -> anyhow::Result<()> {
-    match cmd {
-        RulesCommand::Build(args) => build(args),
-        RulesCommand::Inspect(args) => inspect(args),
-        RulesCommand::Test(args) => test(args),
-        RulesCommand::Backtest(args) => super::backtest::execute(args),
-    }
-}
-
-/// What `inspect` reports about a module.
-#[derive(Serialize)]
-struct Inspection {
-    module: String,
-    size_bytes: usize,
-    sha256: String,
-    metadata: RuleMetadata,
-}
-
-fn load(module: &ModuleArg) -> anyhow::Result<Inspection> {
-    let bytes = module.read()?;
-    let compiled = WasmModule::compile(&bytes, SandboxLimits::default())
-        .with_context(|| format!("{module} is not a usable rule module"))?;
-    Ok(Inspection {
-        module: module.to_string(),
-        size_bytes: bytes.len(),
-        sha256: hex_sha256(&bytes),
-        metadata: (*compiled.metadata).clone(),
-    })
-}
-
-fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let inspection = load(&args.module)?;
-    let mut out = super::stdout();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &inspection)?;
-        writeln!(out)?;
-    } else {
-        print_inspection(&mut out, &inspection)?;
-    }
-    Ok(())
-}
-
-fn print_inspection(out: &mut impl Write, i: &Inspection) -> io::Result<()> {
-    let m = &i.metadata;
-    writeln!(out, "module       {}", i.module)?;
-    writeln!(
-        out,
-        "size         {} bytes ({:.1} KiB)",
-        i.size_bytes,
-        i.size_bytes as f64 / 1024.0
-    )?;
-    writeln!(out, "sha256       {}", i.sha256)?;
-    writeln!(out, "abi          {}", m.abi_version)?;
-    writeln!(out, "rule         {} {}", m.name, m.version)?;
-    writeln!(out, "description  {}", m.description)?;
-    writeln!(out, "severity     {}", m.severity)?;
-    writeln!(
-        out,
-        "mitre        {}",
-        if m.mitre.is_empty() {
-            "-".to_string()
-        } else {
-            m.mitre.join(", ")
-        }
-    )?;
-    writeln!(out, "parameters")?;
-    if m.params.is_empty() {
-        writeln!(out, "  (none)")?;
-    }
-    let width = m.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    for p in &m.params {
-        writeln!(
-            out,
-            "  {:<width$}  {:<8} default {:<8} range {}..={}  {}",
-            p.name,
-            p.kind,
-            param_text(&p.kind, p.default),
-            param_text(&p.kind, p.min),
-            param_text(&p.kind, p.max),
-            p.description
-        )?;
-    }
-    writeln!(out, "reasons")?;
-    for (index, reason) in m.reasons.iter().enumerate() {
-        writeln!(out, "  {index:<3} {reason}")?;
-    }
-    writeln!(out, "policy entry")?;
-    writeln!(out, "  - id: {}", m.name)?;
-    writeln!(out, "    module: {}", i.module)?;
-    if !i.module.starts_with("builtin:") {
-        writeln!(out, "    sha256: {}", i.sha256)?;
-    }
-    if !m.params.is_empty() {
-        writeln!(out, "    params:")?;
-        for p in &m.params {
-            writeln!(out, "      {}: {}", p.name, param_text(&p.kind, p.default))?;
-        }
-    }
-    Ok(())
-}
-
-/// A parameter value as a policy would write it (`86400` seconds as `1d`).
-fn param_text(kind: &str, value: f64) -> String {
-    if kind != "seconds" || value < 1.0 || value.fract() != 0.0 || value >= 1e15 {
-        return value.to_string();
-    }
-    let seconds = value as u64;
-    [(86_400, "d"), (3_600, "h"), (60, "m")]
-        .iter()
-        .find(|(unit, _)| seconds.is_multiple_of(*unit))
-        .map_or_else(
-            || format!("{seconds}s"),
-            |(unit, suffix)| format!("{}{suffix}", seconds / unit),
-        )
 }
 
 /// One hit of the rule under test; also a row of an `--expect` file.
@@ -358,7 +153,7 @@ fn test_policy(args: &TestArgs, metadata: &RuleMetadata) -> anyhow::Result<Polic
     Ok(Policy::parse(&text, "rules test", Path::new("."))?)
 }
 
-fn test(args: TestArgs) -> anyhow::Result<()> {
+pub(super) fn test(args: TestArgs) -> anyhow::Result<()> {
     let inspection = load(&args.module)?;
     let policy = test_policy(&args, &inspection.metadata)?;
     let data = std::fs::read(&args.input)
@@ -388,7 +183,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         .next()
         .context("the test policy has one rule")?;
 
-    let mut out = super::stdout();
+    let mut out = crate::commands::stdout();
     print_hits(&mut out, args.format, &hits.0)?;
     out.flush()?;
     eprintln!(
@@ -550,80 +345,6 @@ fn compare(expected: &[Hit], actual: &[Hit]) -> Vec<String> {
     lines
 }
 
-fn build(args: BuildArgs) -> anyhow::Result<()> {
-    let manifest = args.crate_dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        bail!("{} has no Cargo.toml", args.crate_dir.display());
-    }
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    wasm_build::ensure_wasm_target(&rustc, |note| eprintln!("{note}"))
-        .map_err(anyhow::Error::msg)?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!(
-        "building {} for {WASM_TARGET} (release) ...",
-        args.crate_dir.display()
-    );
-    let output = wasm_build::cargo_build(&cargo)
-        .args(["--message-format", "json-render-diagnostics"])
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
-    if !output.status.success() {
-        bail!("cargo build failed ({})", output.status);
-    }
-    let wasm = built_module(&output.stdout, &manifest)?;
-    let module = ModuleArg(wasm.display().to_string());
-    let mut inspection = load(&module)?;
-    if let Some(out) = &args.out {
-        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::copy(&wasm, out).with_context(|| format!("cannot write {}", out.display()))?;
-        inspection.module = out.display().to_string();
-    }
-    print_inspection(&mut super::stdout(), &inspection)?;
-    Ok(())
-}
-
-/// The `.wasm` cargo reported for the crate at `manifest`.
-fn built_module(messages: &[u8], manifest: &Path) -> anyhow::Result<PathBuf> {
-    #[derive(Deserialize)]
-    struct Message {
-        reason: String,
-        #[serde(default)]
-        manifest_path: Option<PathBuf>,
-        #[serde(default)]
-        filenames: Vec<PathBuf>,
-    }
-    let manifest = std::fs::canonicalize(manifest)?;
-    let mut found = None;
-    for line in messages.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let Ok(message) = serde_json::from_slice::<Message>(line) else {
-            continue;
-        };
-        if message.reason != "compiler-artifact"
-            || message.manifest_path.as_deref() != Some(manifest.as_path())
-        {
-            continue;
-        }
-        if let Some(wasm) = message
-            .filenames
-            .into_iter()
-            .find(|f| f.extension().is_some_and(|e| e == "wasm"))
-        {
-            found = Some(wasm);
-        }
-    }
-    found.with_context(|| {
-        format!(
-            "cargo built no .wasm for {}: its [lib] needs crate-type = [\"cdylib\", \"rlib\"]",
-            manifest.display()
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,15 +385,5 @@ mod tests {
             ]
         );
         assert!(compare(&actual, &actual).is_empty());
-    }
-
-    #[test]
-    fn param_text_writes_durations() {
-        assert_eq!(param_text("seconds", 86_400.0), "1d");
-        assert_eq!(param_text("seconds", 31_536_000.0), "365d");
-        assert_eq!(param_text("seconds", 5_400.0), "90m");
-        assert_eq!(param_text("seconds", 61.0), "61s");
-        assert_eq!(param_text("seconds", 0.0), "0");
-        assert_eq!(param_text("number", 2.5), "2.5");
     }
 }
