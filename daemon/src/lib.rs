@@ -14,7 +14,8 @@
 //! a policy's parameters on labelled campaigns (and leaves a family of
 //! attacks out of the search to see how it fares unseen); `ops` is the operations server of `run --listen`
 //! (health, Prometheus metrics, the JSON API, admin actions, the
-//! dashboard). The command line is in `main.rs` and `commands/`.
+//! dashboard); `net` gives each of them a runtime for its network I/O. The
+//! command line is in `main.rs` and `commands/`.
 
 pub mod aws;
 pub mod backtest;
@@ -23,6 +24,7 @@ pub mod eval;
 pub mod fleet;
 pub mod incidents;
 pub mod lakehouse;
+pub mod net;
 pub mod ops;
 pub mod redteam;
 pub mod run;

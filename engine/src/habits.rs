@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use authpulse_rules_sdk::Features;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{DAY, HOUR};
+use crate::event::{DAY, HOUR};
 
 /// A computer with 1 to this many earlier users is *rarely used*.
 pub const RARE_MAX_USERS: u32 = 2;

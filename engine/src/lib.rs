@@ -4,8 +4,8 @@
 //! cloud around it: records in, scored events and alerts out, through the
 //! sink traits the daemon's lakehouse and AWS outputs implement.
 //!
-//! `event` is the engine's event (an accepted record, its names interned)
-//! and its identity; `logon` what a richer record adds (source, logon type,
+//! `event` is the engine's event (an accepted record, its names interned
+//! by `names`) and its identity; `logon` what a richer record adds (source, logon type,
 //! package, outcome). Data flows `input` (parse, validate; streams on a thread of their own)
 //! -> `clock` (what time the stream's majority says it is; records dated
 //! too far ahead refused) -> `order` (watermark, dedup,
@@ -32,6 +32,7 @@ pub mod input;
 pub mod limits;
 pub mod logon;
 pub mod metrics;
+pub mod names;
 pub mod order;
 pub mod pipeline;
 pub mod policy;

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Interner, NameId};
+use crate::names::{Interner, NameId};
 
 /// The Windows logon type (`LogonType` of events 4624/4625; OCSF
 /// `logon_type_id`). 0 when the record does not say.

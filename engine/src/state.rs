@@ -53,8 +53,7 @@ pub(crate) use window::{Layout as WindowLayout, in_layout as in_window_layout};
 pub(crate) use logons::Logons;
 
 /// Seconds in an hour and a day: the window lengths.
-pub const HOUR: i64 = 3_600;
-pub const DAY: i64 = 86_400;
+pub use crate::event::{DAY, HOUR};
 
 /// One (user, computer) pair: an entry of the user's device history.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]

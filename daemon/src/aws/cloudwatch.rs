@@ -201,7 +201,7 @@ pub struct CloudWatchPublisher {
 
 impl CloudWatchPublisher {
     pub fn start(config: CloudWatchConfig) -> io::Result<CloudWatchPublisher> {
-        let runtime = super::runtime("cloudwatch")?;
+        let runtime = crate::net::runtime("cloudwatch")?;
         let sdk = runtime.block_on(config.aws.load());
         let client = Client::new(&sdk);
         let (tx, rx) = mpsc::unbounded_channel();

@@ -49,16 +49,6 @@ impl AwsSettings {
     }
 }
 
-/// A small runtime for one component's AWS requests (one worker: the work
-/// is waiting on the network, not computing).
-pub fn runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(name)
-        .enable_all()
-        .build()
-}
-
 /// Exponential backoff with full jitter: how long to wait before retry
 /// `attempt` (0-based), between `base` and `cap`.
 #[derive(Clone, Copy, Debug)]

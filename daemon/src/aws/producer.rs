@@ -140,7 +140,7 @@ pub struct Producer {
 
 impl Producer {
     pub fn connect(config: ProducerConfig) -> Result<Producer, String> {
-        let runtime = super::runtime("kinesis-producer").map_err(|e| e.to_string())?;
+        let runtime = crate::net::runtime("kinesis-producer").map_err(|e| e.to_string())?;
         let sdk = runtime.block_on(config.aws.load());
         let client = Client::new(&sdk);
         let described = runtime

@@ -83,7 +83,7 @@ pub async fn list_ranges(
 
 /// [`list_ranges`] with its own client and runtime, for a command.
 pub fn list_ranges_blocking(aws: &AwsSettings, stream: &str) -> Result<Vec<ShardInfo>, String> {
-    let runtime = super::runtime("kinesis-shards").map_err(|e| error_text(&e))?;
+    let runtime = crate::net::runtime("kinesis-shards").map_err(|e| error_text(&e))?;
     runtime.block_on(async {
         let client = aws_sdk_kinesis::Client::new(&aws.load().await);
         list_ranges(&client, stream).await

@@ -182,7 +182,7 @@ impl SnsPublisher {
     /// Starts publishing to the topic; messages left in the outbox by an
     /// earlier run are queued first.
     pub fn start(config: SnsConfig) -> io::Result<(SnsPublisher, SnsWorker)> {
-        let runtime = super::runtime("sns")?;
+        let runtime = crate::net::runtime("sns")?;
         let sdk = runtime.block_on(config.aws.load());
         let client = Client::new(&sdk);
         let backlog = read_outbox(&config.outbox)?;

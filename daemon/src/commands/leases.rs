@@ -29,7 +29,7 @@ pub fn execute(args: LeasesArgs) -> anyhow::Result<()> {
         region: args.aws_region.clone(),
         endpoint: args.endpoint.clone(),
     };
-    let runtime = authpulse::aws::runtime("leases")?;
+    let runtime = authpulse::net::runtime("leases")?;
     let leases = runtime
         .block_on(async {
             let client = aws_sdk_dynamodb::Client::new(&aws.load().await);

@@ -159,7 +159,7 @@ impl Copy {
         Ok(Copy {
             url: url.to_string(),
             operator,
-            runtime: crate::aws::runtime("policy-mirror").map_err(MirrorError::Runtime)?,
+            runtime: crate::net::runtime("policy-mirror").map_err(MirrorError::Runtime)?,
             policy_name: policy_name.to_string(),
             dir: dir.to_path_buf(),
             copied: BTreeMap::new(),

@@ -99,7 +99,7 @@ impl LeaseWorker {
     /// Joins the fleet: creates the table if needed, syncs the shards and
     /// takes a first share of leases before returning.
     pub fn start(config: FleetConfig) -> Result<LeaseWorker, FleetError> {
-        let runtime = crate::aws::runtime("fleet")?;
+        let runtime = crate::net::runtime("fleet")?;
         let state = runtime.block_on(async {
             let sdk = config.aws.load().await;
             let table = LeaseTable::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);

@@ -57,7 +57,7 @@ impl Server {
     /// Binds and starts serving `live`.
     pub fn start(config: ServerConfig, live: Arc<Live>) -> Result<Server, ServerError> {
         prometheus::install().map_err(ServerError::Start)?;
-        let runtime = crate::aws::runtime("http").map_err(|e| ServerError::Start(e.to_string()))?;
+        let runtime = crate::net::runtime("http").map_err(|e| ServerError::Start(e.to_string()))?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(config.listen))
             .map_err(|error| ServerError::Bind {

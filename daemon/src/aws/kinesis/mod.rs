@@ -156,7 +156,7 @@ pub struct KinesisSource {
 impl KinesisSource {
     /// Connects, lists the shards and starts reading.
     pub fn start(config: KinesisSourceConfig) -> io::Result<KinesisSource> {
-        let runtime = super::runtime("kinesis")?;
+        let runtime = crate::net::runtime("kinesis")?;
         let sdk = runtime.block_on(config.aws.load());
         let client = Client::new(&sdk);
         // Fail fast on a wrong stream name or missing permission.

@@ -114,7 +114,7 @@ impl Store {
         let operator = access
             .operator(bucket, prefix, &region)
             .map_err(|e| ParquetError::store(location, e))?;
-        let runtime = crate::aws::runtime("authpulse-parquet").map_err(ParquetError::Runtime)?;
+        let runtime = crate::net::runtime("authpulse-parquet").map_err(ParquetError::Runtime)?;
         let scratch = tempfile::tempdir().map_err(ParquetError::Runtime)?;
         Ok(Store::S3 {
             operator,

@@ -57,7 +57,7 @@ pub fn plan(
     access: &S3Access,
     before: Option<&ReadBefore>,
 ) -> Result<Planned, ParquetError> {
-    let runtime = crate::aws::runtime("authpulse-iceberg").map_err(ParquetError::Runtime)?;
+    let runtime = crate::net::runtime("authpulse-iceberg").map_err(ParquetError::Runtime)?;
     let shown = location.to_string();
     let metadata_location = match location {
         ParquetLocation::IcebergTable(metadata) => metadata.clone(),
