@@ -110,15 +110,18 @@ impl Default for UnsavedPositions {
 impl UnsavedPositions {
     /// A checkpoint has started with `frontier`, at `positions`; the commit
     /// started at the checkpoint before has landed (each checkpoint waits for
-    /// the one before). Returns the newest positions that are now safe: every
-    /// event read before them was scored before that previous checkpoint.
+    /// the one before). Returns the newest positions that are now safe: taken
+    /// at an earlier checkpoint, and every event read before them scored
+    /// before that previous checkpoint. The positions taken now never are:
+    /// what was read since the previous checkpoint is in no landed commit
+    /// (were they saved, a shard read to its end would be marked finished,
+    /// and its children started, while its last events were still held).
     pub fn checkpoint(
         &mut self,
         positions: Vec<ShardPosition>,
         frontier: Frontier,
     ) -> Option<Vec<ShardPosition>> {
         let durable_before = std::mem::replace(&mut self.committing_before, frontier.scored_before);
-        self.taken.push_back((positions, frontier.latest_read));
         let mut safe = None;
         while let Some((_, latest)) = self.taken.front() {
             if latest.is_some_and(|t| t >= durable_before) {
@@ -126,6 +129,7 @@ impl UnsavedPositions {
             }
             safe = self.taken.pop_front().map(|(positions, _)| positions);
         }
+        self.taken.push_back((positions, frontier.latest_read));
         safe
     }
 }
@@ -179,9 +183,15 @@ mod tests {
             unsaved.checkpoint(at("e"), frontier(170, i64::MAX)),
             Some(at("c"))
         );
-        // Everything was scored: the next checkpoint saves all.
+        // Everything was scored by "e": the next checkpoint saves "e",
+        // not "f", read since and in no landed commit yet ...
         assert_eq!(
             unsaved.checkpoint(at("f"), frontier(170, i64::MAX)),
+            Some(at("e"))
+        );
+        // ... which the one after saves.
+        assert_eq!(
+            unsaved.checkpoint(at("g"), frontier(180, i64::MAX)),
             Some(at("f"))
         );
     }
