@@ -56,6 +56,28 @@ def ids_in(endpoint, table):
     return table.scan(selected_fields=("event_id",)).to_arrow().column("event_id").to_pylist()
 
 
+def stored_twice(endpoint, table):
+    """For every event id the table holds more than once: the commits (writer
+    and checkpoint, from the snapshot summary) that added a file holding it."""
+    import pyarrow.parquet as pq
+    table = pyiceberg_glue(endpoint).load_table(f"authpulse.{table}")
+    progress = {}
+    for snapshot in table.snapshots():
+        summary = snapshot.summary.additional_properties if snapshot.summary else {}
+        record = json.loads(summary.get("authpulse.progress", "{}"))
+        position = record.get("source", {}).get("position", {})
+        progress[snapshot.snapshot_id] = (position.get("writer"), record.get("checkpoint"))
+    where = {}
+    for entry in table.inspect.entries().to_pylist():
+        if entry["status"] == 2:  # deleted: not part of the table now
+            continue
+        path = entry["data_file"]["file_path"]
+        with table.io.new_input(path).open() as f:
+            for event_id in pq.read_table(f, columns=["event_id"]).column("event_id").to_pylist():
+                where.setdefault(event_id, []).append(progress.get(entry["snapshot_id"]))
+    return {event_id: commits for event_id, commits in where.items() if len(commits) > 1}
+
+
 def listen_url(log):
     deadline = time.monotonic() + 60
     while True:
@@ -227,7 +249,7 @@ def test_three_workers_share_a_stream_and_take_over_from_a_killed_one(moto_endpo
     assert users_ever == {c: len(users) for c, users in expected.items()}
     # Exactly once: no event lost, none stored twice.
     ids = ids_in(moto_endpoint, "auth_events_curated")
-    assert len(ids) == len(every) and set(ids) == every
+    assert len(ids) == len(every) and set(ids) == every, stored_twice(moto_endpoint, "auth_events_curated")
     # Every worker wrote rows, each commit naming its writer.
     table = pyiceberg_glue(moto_endpoint).load_table("authpulse.auth_events_curated")
     writers = set()
@@ -321,7 +343,7 @@ def test_a_shard_split_while_three_workers_run(moto_endpoint, aws_env, tmp_path)
         dead = tmp_path / f"out-{worker}" / "dead-letter.jsonl"
         assert not dead.exists() or dead.read_text() == "", (worker, dead.read_text()[:2000])
     ids = ids_in(moto_endpoint, "auth_events_curated")
-    assert len(ids) == len(every) and set(ids) == every
+    assert len(ids) == len(every) and set(ids) == every, stored_twice(moto_endpoint, "auth_events_curated")
     # The children's events were scored with their users' history from the
     # parent: the accounts' incidents are those one process alone opens.
     authpulse("run", "events.csv", "--no-lakehouse", "--output", "alone", cwd=tmp_path, env=aws_env)
