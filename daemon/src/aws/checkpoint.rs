@@ -113,9 +113,8 @@ impl UnsavedPositions {
     /// the one before). Returns the newest positions that are now safe: taken
     /// at an earlier checkpoint, and every event read before them scored
     /// before that previous checkpoint. The positions taken now never are:
-    /// what was read since the previous checkpoint is in no landed commit
-    /// (were they saved, a shard read to its end would be marked finished,
-    /// and its children started, while its last events were still held).
+    /// what was read since the previous checkpoint is in no landed commit,
+    /// so a start from them after a crash could skip events.
     pub fn checkpoint(
         &mut self,
         positions: Vec<ShardPosition>,
