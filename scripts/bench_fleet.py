@@ -29,6 +29,8 @@ import time
 import urllib.request
 import uuid
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -45,8 +47,10 @@ def free_port():
 
 def start_moto():
     port = free_port()
-    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    process = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(port)],
+    # The tests' server: moto with Glue's optimistic lock, which several
+    # workers committing to one table need.
+    server = [sys.executable, os.path.join(ROOT, "tests", "lakehouse", "moto_server.py")]
+    process = subprocess.Popen([*server, "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(150):

@@ -29,8 +29,8 @@ fi
 . "$root/scripts/venv.sh"
 
 cargo fmt --all -- --check
-# The fleet's tests start the venv's moto server for DynamoDB and Kinesis.
-export AUTHPULSE_MOTO_SERVER="$venv/bin/moto_server"
+# The AWS paths' tests start tests/lakehouse/moto_server.py on the venv's
+# Python (daemon/tests/common/moto.rs).
 cargo test --workspace --locked "$@"
 
 # The tables `authpulse run` writes, read by PyIceberg and DuckDB. The binary

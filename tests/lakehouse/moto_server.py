@@ -1,5 +1,5 @@
 """The local AWS server the tests run against: moto's server, with a
-Kinesis shard split as Kinesis does it.
+Kinesis shard split as Kinesis does it and Glue's optimistic lock.
 
 moto's SplitShard moves the parent's records into its children and goes on
 routing new records to the closed parent (the first shard whose range holds
@@ -7,11 +7,24 @@ the key), whose reads never end. Kinesis keeps a closed parent's records
 where they are, routes new records only to open shards, and ends a closed
 shard's reads once they are read (no next iterator): the order a reader of
 a resharded stream depends on (parents before children). These three
-behaviours are replaced here; everything else is moto's.
+behaviours are replaced here.
+
+moto's Glue UpdateTable ignores `VersionId`: of two writers that read the
+same version of a table's entry, both updates succeed and the second
+silently drops the first's commit (an Iceberg snapshot, rows and all).
+Glue refuses an update whose `VersionId` is not the table's current one
+with ConcurrentModificationException, which is what Iceberg's commit
+protocol on Glue rests on; so does this server.
+
+Everything else is moto's.
 
     python moto_server.py -H 127.0.0.1 -p PORT
 """
 
+import threading
+
+from moto.glue.exceptions import GlueClientError
+from moto.glue.responses import GlueResponse
 from moto.kinesis import models, utils
 from moto.kinesis.exceptions import InvalidArgumentError
 from moto.server import main
@@ -60,9 +73,33 @@ def get_records(self, stream_arn, shard_iterator, limit):
     return next_iterator, records, millis_behind
 
 
+class ConcurrentModificationException(GlueClientError):
+    def __init__(self, message):
+        super().__init__("ConcurrentModificationException", message)
+
+
+# The server answers requests on several threads: the version check and the
+# update are one step.
+_glue_updates = threading.Lock()
+_update_table = GlueResponse.update_table
+
+
+def update_table(self):
+    version = self._get_param("VersionId")
+    with _glue_updates:
+        if version is not None:
+            name = self._get_param("TableInput").get("Name")
+            table = self.glue_backend.get_table(self._get_param("DatabaseName"), name)
+            if str(table._current_version) != str(version):
+                raise ConcurrentModificationException(
+                    f"table {name} is at version {table._current_version}, not {version}")
+        return _update_table(self)
+
+
 models.Stream.split_shard = split_shard
 models.Stream.get_shard_for_key = get_shard_for_key
 models.KinesisBackend.get_records = get_records
+GlueResponse.update_table = update_table
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,25 @@ def pyiceberg_glue(endpoint):
     })
 
 
+def test_the_local_glue_refuses_an_update_on_a_stale_version(moto_endpoint):
+    """The test server's Glue keeps Glue's optimistic lock (moto alone does
+    not): of two updates made on the same version of a table's entry, the
+    second is refused, so that two writers' Iceberg commits cannot drop
+    each other's snapshots unseen (tests/lakehouse/moto_server.py)."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
+    glue = boto3_client("glue", moto_endpoint)
+    glue.create_database(DatabaseInput={"Name": "locks"})
+    glue.create_table(DatabaseName="locks", TableInput={"Name": "t", "Parameters": {"at": "0"}})
+    version = glue.get_table(DatabaseName="locks", Name="t")["Table"]["VersionId"]
+    glue.update_table(DatabaseName="locks", TableInput={"Name": "t", "Parameters": {"at": "1"}},
+                      VersionId=version)
+    with pytest.raises(glue.exceptions.ConcurrentModificationException):
+        glue.update_table(DatabaseName="locks", TableInput={"Name": "t", "Parameters": {"at": "2"}},
+                          VersionId=version)
+    table = glue.get_table(DatabaseName="locks", Name="t")["Table"]
+    assert table["Parameters"] == {"at": "1"} and table["VersionId"] != version, table
+
+
 def test_run_writes_glue_tables_on_s3_that_pyiceberg_reads(lake, moto_endpoint, aws_env, tmp_path):
     bucket, options = lake
     done = authpulse("run", "events.csv", "--output", "out", *options, cwd=tmp_path, env=aws_env)

@@ -373,13 +373,26 @@ pub(super) fn prepare(
         };
         let sources: Vec<Option<String>> = match &start.from {
             Some(from) => vec![from.state.clone()],
-            None if !lease.parents.is_empty() => warehouse
-                .plan_shards(&lease.parents)
-                .map_err(lakehouse)?
-                .into_iter()
-                .filter_map(|parent| parent.from)
-                .map(|from| from.state)
-                .collect(),
+            None if !lease.parents.is_empty() => {
+                let parents = warehouse.plan_shards(&lease.parents).map_err(lakehouse)?;
+                for parent in &parents {
+                    tracing::info!(
+                        shard = start.shard,
+                        parent = parent.shard,
+                        from = parent
+                            .from
+                            .as_ref()
+                            .map_or_else(|| "its start".to_string(), |f| f.describe()),
+                        state = parent.from.as_ref().and_then(|f| f.state.as_deref()),
+                        "a new child shard: its users' state from its parent's commit"
+                    );
+                }
+                parents
+                    .into_iter()
+                    .filter_map(|parent| parent.from)
+                    .map(|from| from.state)
+                    .collect()
+            }
             None => Vec::new(),
         };
         // No snapshot: the shard's users have no history yet.

@@ -1,6 +1,8 @@
 //! A local AWS-compatible server (moto) on 127.0.0.1 for the tests of the
-//! AWS paths: `scripts/test.sh` installs it in the project's venv and names
-//! it in `AUTHPULSE_MOTO_SERVER`.
+//! AWS paths: `tests/lakehouse/moto_server.py` (moto, with Kinesis resharding
+//! and Glue's optimistic lock as AWS does them) on the Python of the
+//! project's venv, which `scripts/test.sh` installs. `AUTHPULSE_MOTO_SERVER`
+//! names another server command instead.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,14 +19,17 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let server = std::env::var_os("AUTHPULSE_MOTO_SERVER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
-            });
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (server, script) = match std::env::var_os("AUTHPULSE_MOTO_SERVER") {
+            Some(command) => (PathBuf::from(command), None),
+            None => (
+                root.join(".venv/bin/python"),
+                Some(root.join("tests/lakehouse/moto_server.py")),
+            ),
+        };
         assert!(
             server.exists(),
-            "{} not found: run the tests with scripts/test.sh (it installs moto), or name moto_server in AUTHPULSE_MOTO_SERVER",
+            "{} not found: run the tests with scripts/test.sh (it installs moto), or name a moto server command in AUTHPULSE_MOTO_SERVER",
             server.display()
         );
         let port = TcpListener::bind("127.0.0.1:0")
@@ -33,6 +38,7 @@ impl Moto {
             .unwrap()
             .port();
         let child = Command::new(&server)
+            .args(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
