@@ -207,6 +207,7 @@ pub(super) fn commit_with(
         if warehouse.swap_metadata(name, current, &staged.metadata_location)? {
             return warehouse.load(name);
         }
+        crate::ops::prometheus::count_commit_conflict(name);
         tracing::info!(
             table = name,
             change = change.label,

@@ -148,6 +148,10 @@ fn describe() {
         "authpulse_table_bytes_total",
         "Bytes of data files committed, by table."
     );
+    describe_counter!(
+        "authpulse_table_commit_conflicts_total",
+        "Commits that found another writer's commit made in between (another fleet worker, or maintain) and were made again on top of it, by table."
+    );
     describe_histogram!(
         "authpulse_table_commit_duration_seconds",
         "From a commit's request to its snapshot in the catalog, by table."
@@ -274,6 +278,12 @@ pub fn count_commit(table: &'static str, rows: u64, bytes: u64, seconds: f64) {
     counter!("authpulse_table_rows_total", "table" => table).increment(rows);
     counter!("authpulse_table_bytes_total", "table" => table).increment(bytes);
     histogram!("authpulse_table_commit_duration_seconds", "table" => table).record(seconds);
+}
+
+/// A commit that lost the race for a table's metadata to another writer's
+/// and is made again on top of it.
+pub fn count_commit_conflict(table: &str) {
+    counter!("authpulse_table_commit_conflicts_total", "table" => table.to_string()).increment(1);
 }
 
 /// An SNS message's outcome (`sent`, `retried`, `already_sent`).

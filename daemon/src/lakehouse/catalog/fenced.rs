@@ -92,6 +92,8 @@ FencedCatalog {
         if swapped {
             Ok(staged)
         } else {
+            crate::ops::prometheus::count_commit_conflict(name);
+            tracing::debug!(table = name, "another writer committed first: making the commit again on top of it");
             Err(iceberg::Error::new(
                 iceberg::ErrorKind::CatalogCommitConflicts,
                 format!("table {ident} changed during the commit"),
