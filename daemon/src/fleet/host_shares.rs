@@ -24,7 +24,8 @@
 //! share whose shard's lease a live worker holds (the lease table says so,
 //! not the share's age) holds anybody back: a worker slow to rewrite its
 //! share (a saturated machine, a long commit) is still waited for, and a
-//! dead worker's stops counting once its lease has expired.
+//! dead worker's stops counting once its lease has expired. A shard nobody
+//! has published yet holds the others back from the start.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -277,12 +278,26 @@ impl Round {
                 self.others.insert(shard.clone(), file);
             }
         }
-        let slowest = self
+        let published = self
             .others
             .iter()
             .filter(|(shard, file)| !file.caught_up && live.get(*shard).is_some_and(|l| l.held))
-            .map(|(_, file)| file.scored_through)
-            .min();
+            .map(|(_, file)| file.scored_through);
+        // A shard nobody has published yet (its worker is still starting,
+        // or the first taking round has not given it out) has had nothing
+        // scored: it holds the others back from the start, or one worker
+        // would score a whole backfill with no other shard's users in its
+        // computers. Not a child whose parents are still read: its events
+        // come after theirs.
+        let starting = live
+            .iter()
+            .filter(|(shard, l)| {
+                !self.others.contains_key(*shard)
+                    && !self.held.iter().any(|(held, _)| held == *shard)
+                    && l.parents.iter().all(|parent| !live.contains_key(parent))
+            })
+            .map(|_| i64::MIN);
+        let slowest = published.chain(starting).min();
         Ok(Traded {
             shares: self
                 .others
@@ -432,6 +447,34 @@ mod tests {
         assert_eq!(read.shares[0].counts.users_ever, 7);
         assert_eq!(read.slowest, Some(50));
         drop((a, b));
+    }
+
+    /// A shard nobody has published yet holds the others back from the
+    /// start, held or not (its worker is starting, or nobody has taken it
+    /// yet); once published, it holds them back as any share does.
+    #[test]
+    fn a_shard_not_yet_published_holds_the_fleet_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Arc<dyn SnapshotFiles> = Arc::new(LocalFiles::new(dir.path()).unwrap());
+        let live = LiveShards::fixed([("a", true), ("b", false)]);
+        let (mut a, mut b) = halves(&files, &live);
+        let untaken = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(untaken.slowest, Some(i64::MIN), "b has scored nothing yet");
+        assert!(untaken.shares.is_empty());
+
+        live.set_fixed([("a", true), ("b", true)]);
+        let starting = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(
+            starting.slowest,
+            Some(i64::MIN),
+            "b is taken, not published"
+        );
+        trade(&mut b, 5, 20, true);
+        let published = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(published.slowest, Some(20));
+        live.set_fixed([("a", true), ("b", false)]);
+        let expired = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(expired.slowest, None, "b's worker died after publishing");
     }
 
     /// The slowest other shard holds a worker back while the lease table
