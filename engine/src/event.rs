@@ -22,6 +22,50 @@ pub const DAY: i64 = 86_400;
 )]
 pub struct EventId(pub NonZeroU128);
 
+/// The text an [`EventId`] hashes, put together before it is hashed: fed
+/// to SHA-256 piece by piece, each piece was copied once more into the
+/// hasher's block buffer. Kept on the stack up to a length nearly every
+/// record stays under, streamed into the hasher past it.
+struct IdText {
+    short: [u8; 119],
+    len: usize,
+    long: Option<Sha256>,
+}
+
+impl Default for IdText {
+    fn default() -> Self {
+        IdText {
+            short: [0; 119],
+            len: 0,
+            long: None,
+        }
+    }
+}
+
+impl IdText {
+    #[inline]
+    fn push(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.long {
+            hasher.update(bytes);
+        } else if let Some(room) = self.short.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            let mut hasher = Sha256::new();
+            hasher.update(&self.short[..self.len]);
+            hasher.update(bytes);
+            self.long = Some(hasher);
+        }
+    }
+
+    fn digest(self) -> [u8; 32] {
+        match self.long {
+            Some(hasher) => hasher.finalize().into(),
+            None => Sha256::digest(&self.short[..self.len]).into(),
+        }
+    }
+}
+
 impl EventId {
     /// The id of the LANL record `lanl_time,user,computer`.
     pub fn derive(lanl_time: i64, user: &str, computer: &str) -> EventId {
@@ -37,15 +81,15 @@ impl EventId {
         computer: &str,
         detail: impl FnOnce(&mut dyn FnMut(&[u8])),
     ) -> EventId {
-        let mut hasher = Sha256::new();
+        let mut text = IdText::default();
         let mut buf = itoa::Buffer::new();
-        hasher.update(buf.format(lanl_time).as_bytes());
-        hasher.update(b"|");
-        hasher.update(user.as_bytes());
-        hasher.update(b"|");
-        hasher.update(computer.as_bytes());
-        detail(&mut |bytes: &[u8]| hasher.update(bytes));
-        let digest = hasher.finalize();
+        text.push(buf.format(lanl_time).as_bytes());
+        text.push(b"|");
+        text.push(user.as_bytes());
+        text.push(b"|");
+        text.push(computer.as_bytes());
+        detail(&mut |bytes: &[u8]| text.push(bytes));
+        let digest = text.digest();
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
         // A zero prefix has probability 2^-128; map it to 1 rather than panic.
@@ -196,6 +240,18 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_of_long_records_hash_the_whole_text() {
+        for len in [50, 109, 110, 111, 200] {
+            let user = "U".repeat(len);
+            let text = format!("86400|{user}|C1");
+            let digest = Sha256::digest(text.as_bytes());
+            let expected = u128::from_be_bytes(digest[..16].try_into().unwrap());
+            let id = EventId::derive(86400, &user, "C1");
+            assert_eq!(id.0.get(), expected, "{} bytes", text.len());
+        }
+    }
 
     #[test]
     fn event_id_is_sha256_prefix_of_lanl_record() {

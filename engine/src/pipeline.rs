@@ -70,6 +70,14 @@ pub use shared_risk::{ComputerRisk, SharedContribution};
 /// Longest raw text kept in a dead letter.
 const DEAD_LETTER_RAW_MAX: usize = 4096;
 
+/// Events per call into the rules unless told otherwise. Every sandboxed
+/// rule gets its own copy of the batch's feature records (256 bytes an
+/// event), so a batch of 4,096 wrote 10 MB into ten modules' memories and
+/// read it back from the last-level cache; 256 keep the records in the
+/// first two levels (5M events, all tables: 8-10% less wall and CPU time,
+/// with 128 and 512 the same within the noise).
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+
 #[derive(Clone, Debug)]
 pub struct PipelineOptions {
     pub format: Format,
@@ -99,7 +107,7 @@ impl Default for PipelineOptions {
         PipelineOptions {
             format: Format::Auto,
             time_base: TimeBase::DEFAULT,
-            batch_size: 4096,
+            batch_size: DEFAULT_BATCH_SIZE,
             engine: Engine::Wasm,
             commit_interval: None,
             max_batch_delay: std::time::Duration::from_millis(50),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use authpulse::run::RunSpec;
 use authpulse_engine::event::TimeBase;
 use authpulse_engine::input::Format;
-use authpulse_engine::pipeline::{Outputs, Pipeline, PipelineOptions, Summary};
+use authpulse_engine::pipeline::{DEFAULT_BATCH_SIZE, Outputs, Pipeline, PipelineOptions, Summary};
 use authpulse_engine::policy::Policy;
 use authpulse_engine::rules::Engine;
 use authpulse_engine::sinks::{Collect, Discard};
@@ -39,7 +39,8 @@ pub struct BenchArgs {
     pub events: Option<u64>,
     #[arg(long, default_value_t = 3)]
     pub repeat: u32,
-    #[arg(long, default_value_t = 4096)]
+    /// Events per call into the rules.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

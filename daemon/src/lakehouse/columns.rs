@@ -76,8 +76,35 @@ pub(super) struct RowIdentity {
 /// Writer side: user and computer names by id, as received from a [`NameLog`].
 #[derive(Default)]
 pub(super) struct Names {
-    users: Vec<Box<str>>,
-    computers: Vec<Box<str>>,
+    users: NameTable,
+    computers: NameTable,
+}
+
+/// Names by id, back to back in one buffer. A writer reads two names for
+/// every row (for its columns and its event id); tens of thousands of
+/// names boxed one by one lay scattered over the heap, and reading them
+/// was a writer's costliest copy.
+#[derive(Default)]
+struct NameTable {
+    text: String,
+    /// Where each name ends in `text`; it starts where the one before ends.
+    ends: Vec<usize>,
+}
+
+impl NameTable {
+    fn extend(&mut self, names: Vec<Box<str>>) {
+        for name in names {
+            self.text.push_str(&name);
+            self.ends.push(self.text.len());
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: NameId) -> &str {
+        let i = id as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
 }
 
 impl Names {
@@ -87,11 +114,11 @@ impl Names {
     }
 
     pub(super) fn user(&self, id: NameId) -> &str {
-        &self.users[id as usize]
+        self.users.get(id)
     }
 
     pub(super) fn computer(&self, id: NameId) -> &str {
-        &self.computers[id as usize]
+        self.computers.get(id)
     }
 
     /// The `event_id` of a row: as the input gave it (or the pipeline

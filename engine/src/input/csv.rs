@@ -1,8 +1,6 @@
 //! The LANL CSV form: `time,user,computer`, e.g. `1,U1,C1`.
 
-use memchr::memchr;
-
-use super::{MAX_UNIX_TIME, Record, Reject, check_name};
+use super::{MAX_UNIX_TIME, Record, Reject, check_name, check_name_length};
 use crate::event::TimeBase;
 use crate::logon::RecordDetail;
 
@@ -10,17 +8,38 @@ use crate::logon::RecordDetail;
 #[inline]
 pub fn parse_csv(line: &[u8], base: TimeBase) -> Result<Record<'_>, Reject> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let first = memchr(b',', line).ok_or(Reject::FieldCount { found: 1 })?;
-    let rest = &line[first + 1..];
-    let second = memchr(b',', rest).ok_or(Reject::FieldCount { found: 2 })?;
-    let (time, user, computer) = (&line[..first], &rest[..second], &rest[second + 1..]);
-    if memchr(b',', computer).is_some() {
-        let found = 3 + computer.iter().filter(|&&b| b == b',').count();
-        return Err(Reject::FieldCount { found });
+    // One pass finds the commas and whether every byte is printable ASCII,
+    // as every real name is: on lines this short, three `memchr` calls and
+    // a pass over each name cost twice as many instructions.
+    let (mut first, mut second, mut commas) = (0, 0, 0);
+    let mut printable = true;
+    for (i, &b) in line.iter().enumerate() {
+        if b == b',' {
+            match commas {
+                0 => first = i,
+                1 => second = i,
+                _ => {}
+            }
+            commas += 1;
+        }
+        printable &= (0x20..0x7f).contains(&b);
     }
+    if commas != 2 {
+        return Err(Reject::FieldCount { found: commas + 1 });
+    }
+    let (time, user, computer) = (
+        &line[..first],
+        &line[first + 1..second],
+        &line[second + 1..],
+    );
     let lanl_time = parse_time(time)?;
-    check_name("user", user)?;
-    check_name("computer", computer)?;
+    if printable {
+        check_name_length("user", user)?;
+        check_name_length("computer", computer)?;
+    } else {
+        check_name("user", user)?;
+        check_name("computer", computer)?;
+    }
     let event_time = base.to_unix(lanl_time);
     if event_time > MAX_UNIX_TIME {
         return Err(Reject::BadTime(format!(
@@ -84,6 +103,9 @@ mod tests {
         let r = parse_csv(b"86400,ANONYMOUS LOGON,C586\r", BASE).unwrap();
         assert_eq!(r.computer, b"C586");
         assert_eq!(r.user, b"ANONYMOUS LOGON");
+        // Names beyond printable ASCII take the slower check, and pass it.
+        let r = parse_csv("7,Jürgen@DOM1,C7".as_bytes(), BASE).unwrap();
+        assert_eq!(r.user, "Jürgen@DOM1".as_bytes());
     }
 
     #[test]
@@ -105,6 +127,14 @@ mod tests {
             let err = parse_csv(line, BASE).unwrap_err();
             assert_eq!(err.kind(), *kind, "{:?}", String::from_utf8_lossy(line));
         }
+        assert_eq!(
+            parse_csv(b"1,U1,C1,x,y", BASE).unwrap_err(),
+            Reject::FieldCount { found: 5 }
+        );
+        assert_eq!(
+            parse_csv(b"1\x01,U1,C1", BASE).unwrap_err().kind(),
+            "bad_time"
+        );
         let long_name = format!("1,{},C1", "U".repeat(300));
         assert_eq!(
             parse_csv(long_name.as_bytes(), BASE).unwrap_err().kind(),

@@ -512,13 +512,20 @@ pub fn render_record(record: &Record<'_>) -> String {
 }
 
 /// Checks a user or computer name.
-fn check_name(field: &'static str, value: &[u8]) -> Result<(), Reject> {
+/// What [`check_name`] asks of a name known to be printable ASCII.
+#[inline]
+fn check_name_length(field: &'static str, value: &[u8]) -> Result<(), Reject> {
     if value.is_empty() {
         return Err(Reject::EmptyField(field));
     }
     if value.len() > MAX_NAME_LEN {
         return Err(Reject::FieldTooLong(field));
     }
+    Ok(())
+}
+
+fn check_name(field: &'static str, value: &[u8]) -> Result<(), Reject> {
+    check_name_length(field, value)?;
     // Fast path: printable ASCII, which every real name is, is valid as is.
     if value.iter().all(|&b| (0x20..0x7f).contains(&b)) {
         return Ok(());

@@ -17,7 +17,7 @@ use authpulse_engine::event::TimeBase;
 use authpulse_engine::findings::AlertFormat;
 use authpulse_engine::input::{Format, MAX_LINE_DEFAULT};
 use authpulse_engine::limits::StateLimits;
-use authpulse_engine::pipeline::PipelineOptions;
+use authpulse_engine::pipeline::{DEFAULT_BATCH_SIZE, PipelineOptions};
 use authpulse_engine::rules::Engine;
 use clap::Args;
 
@@ -107,7 +107,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "2024-01-01", value_parser = TimeBase::parse)]
     pub base_date: TimeBase,
     /// Events per call into the rules (results do not depend on it).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,
     /// Run the rules as sandboxed WASM (default) or natively (built-in rules only).
     #[arg(long, value_enum, default_value_t = Engine::Wasm)]
@@ -237,7 +237,7 @@ impl RunArgs {
             findings_account_id: None,
             scored: None,
             base_date: TimeBase::DEFAULT,
-            batch_size: 4096,
+            batch_size: DEFAULT_BATCH_SIZE as u32,
             engine: Engine::Wasm,
             parse_threads: None,
             max_line_bytes: MAX_LINE_DEFAULT,
