@@ -155,7 +155,7 @@ fn writer_properties(layouts: &[(&str, ColumnLayout)]) -> WriterProperties {
             ColumnLayout::Unordered => {
                 properties.set_column_statistics_enabled(path(), EnabledStatistics::None)
             }
-            ColumnLayout::Ascending => properties
+            ColumnLayout::Ascending | ColumnLayout::ManyValues => properties
                 .set_column_dictionary_enabled(path(), false)
                 .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED),
         };
