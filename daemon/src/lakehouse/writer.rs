@@ -301,7 +301,7 @@ pub(super) trait RowBuffer {
 /// Rows per chunk handed to a writer thread: large enough to amortise the
 /// per-chunk costs, small enough that the writer's pass over the rows for
 /// each column reads them from the second-level cache (900 KiB of curated
-/// rows; chunks of 64Ki rows, 7 MiB, cost the writers 5% more CPU and the
+/// rows; chunks of 64Ki rows, 7 MiB, cost the writers up to 5% more CPU and the
 /// process 50 MB more memory).
 pub(super) const ROWS_PER_CHUNK: usize = 8 * 1024;
 

@@ -511,7 +511,6 @@ pub fn render_record(record: &Record<'_>) -> String {
     line.to_string()
 }
 
-/// Checks a user or computer name.
 /// What [`check_name`] asks of a name known to be printable ASCII.
 #[inline]
 fn check_name_length(field: &'static str, value: &[u8]) -> Result<(), Reject> {
@@ -524,6 +523,7 @@ fn check_name_length(field: &'static str, value: &[u8]) -> Result<(), Reject> {
     Ok(())
 }
 
+/// Checks a user or computer name.
 fn check_name(field: &'static str, value: &[u8]) -> Result<(), Reject> {
     check_name_length(field, value)?;
     // Fast path: printable ASCII, which every real name is, is valid as is.
