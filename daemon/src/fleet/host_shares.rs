@@ -477,6 +477,36 @@ mod tests {
         assert_eq!(expired.slowest, None, "b's worker died after publishing");
     }
 
+    /// A child shard nobody has published yet holds nobody back while a
+    /// parent of it is still read (its events come after the parent's);
+    /// once its parents are finished, it does, as any unpublished shard.
+    #[test]
+    fn an_unpublished_child_holds_the_fleet_back_only_once_its_parents_are_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Arc<dyn SnapshotFiles> = Arc::new(LocalFiles::new(dir.path()).unwrap());
+        let live = LiveShards::fixed([("a", true), ("b", true), ("c", false)]);
+        live.set_parents("c", &["b"]);
+        let (mut a, mut b) = halves(&files, &live);
+        trade(&mut b, 5, 20, true);
+        let parent_read = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(
+            parent_read.slowest,
+            Some(20),
+            "c waits for b: b is the slowest"
+        );
+
+        // b is read to its end: its lease is finished, c is next.
+        live.set_fixed([("a", true), ("c", false)]);
+        live.set_parents("c", &["b"]);
+        let parent_done = trade(&mut a, 3, 90, true).unwrap();
+        assert_eq!(
+            parent_done.slowest,
+            Some(i64::MIN),
+            "c has scored nothing yet"
+        );
+        drop((a, b));
+    }
+
     /// The slowest other shard holds a worker back while the lease table
     /// says a live worker holds it, however old its share; once its lease
     /// has expired (its worker died) it holds nobody back, and its counts

@@ -237,6 +237,15 @@ impl LiveShards {
             .collect();
     }
 
+    /// Makes `shard` a child of `parents` (a split's, a merge's), as a
+    /// lease that names them would.
+    #[cfg(test)]
+    pub fn set_parents(&self, shard: &str, parents: &[&str]) {
+        if let Some(live) = self.view().live.get_mut(shard) {
+            live.parents = parents.iter().map(|p| p.to_string()).collect();
+        }
+    }
+
     /// Takes in a read of the whole table: what `expired` says of each
     /// lease, as this worker observed it.
     fn set(&self, leases: &[Lease], expired: impl Fn(&Lease) -> bool) {

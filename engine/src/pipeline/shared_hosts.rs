@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::Pipeline;
 use super::shared_risk::{ComputerDecisions, ComputerRisk};
 use crate::entity::EntityRisk;
-use crate::event::{Interner, NameId};
+use crate::event::{DAY, HOUR, Interner, NameId};
 use crate::snapshot::ComputersDecided;
 use crate::state::HostShare;
 
@@ -86,6 +86,15 @@ pub struct FleetPace {
     /// How far (event time, seconds) a worker may score ahead of the
     /// slowest other shard; `None`: no bound.
     pub max_drift_s: Option<i64>,
+}
+
+impl FleetPace {
+    /// How far behind a worker's event time the workers reading its shares
+    /// may score: the drift bound and an hour for the batch it is checked
+    /// after (a day without a bound).
+    fn readers_behind_s(&self) -> i64 {
+        self.max_drift_s.map_or(DAY, |drift| drift + HOUR)
+    }
 }
 
 /// What trading host shares has cost a worker.
@@ -259,6 +268,7 @@ impl<'o> Pipeline<'o> {
         }
         let shares = self.state.host_shares(
             self.closed_through.max(0),
+            fleet.pace.readers_behind_s(),
             exchange.shards(),
             &|user| {
                 let shard = user_shards[user as usize];

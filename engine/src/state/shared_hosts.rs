@@ -43,8 +43,9 @@ pub struct HostCounts {
     /// Clock hour (hours since the epoch) `users_this_hour` counts.
     pub hour: i64,
     pub users_this_hour: u32,
-    /// When each of them first logged on to it, within the 24 hours before
-    /// `now`, oldest first.
+    /// When each of them first logged on to it, oldest first: within the
+    /// day before the earliest event a worker reading the share may score
+    /// (`EngineState::host_shares`' `behind_s` and a day before `now`).
     pub firsts: Vec<i64>,
     /// Those of them who first logged on to it a day or more after anyone
     /// did (its usual rate of new users counts these).
@@ -158,9 +159,16 @@ impl EngineState {
     /// `shards`), what its users make of each computer as of `now`, in
     /// the order of the computers' ids. `shard_of` is asked once per
     /// device pair: it should be a lookup, not a hash of the name.
+    ///
+    /// `behind_s`: how far behind `now` in event time a worker reading the
+    /// shares may score (the fleet's drift bound). The firsts go back a day
+    /// before that, so that such a worker counts the users new to a
+    /// computer over the whole day up to its event, not only those of the
+    /// day up to `now`.
     pub fn host_shares(
         &self,
         now: i64,
+        behind_s: i64,
         shards: usize,
         shard_of: &dyn Fn(NameId) -> Option<usize>,
         computer_name: &dyn Fn(NameId) -> String,
@@ -207,7 +215,7 @@ impl EngineState {
             share.first_seen = share.first_seen.min(device.first_seen);
             share.users_today += u32::from(device.last_day == day);
             share.users_this_hour += u32::from(device.last_seen.div_euclid(HOUR) == hour);
-            if device.first_seen > now - DAY {
+            if device.first_seen > now - behind_s.max(0) - DAY {
                 share.firsts.push(device.first_seen);
             }
         }
@@ -302,11 +310,11 @@ mod tests {
         let shares: Vec<Vec<HostShare>> = halves
             .iter()
             .map(|h| {
-                h.host_shares(now, 2, &|u| Some(half_of(u)), &name)
+                h.host_shares(now, 0, 2, &|u| Some(half_of(u)), &name)
                     .swap_remove(0)
             })
             .collect();
-        let odd = halves[1].host_shares(now, 2, &|u| Some(half_of(u)), &name)[1].clone();
+        let odd = halves[1].host_shares(now, 0, 2, &|u| Some(half_of(u)), &name)[1].clone();
         assert!(shares[1].is_empty(), "the even half has no odd users");
         // Each half adds the other's; the same shares again change nothing.
         halves[0].set_shared_hosts(&odd, id);
@@ -342,7 +350,7 @@ mod tests {
         let name = |c: NameId| format!("C{c}");
         let id = |_: &str| 0;
         let share_of = |half: usize| {
-            halves[half].host_shares(now, 2, &|u| Some(half_of(u)), &name)[half].clone()
+            halves[half].host_shares(now, 0, 2, &|u| Some(half_of(u)), &name)[half].clone()
         };
         let (even, odd) = (share_of(0), share_of(1));
         halves[0].set_shared_hosts(&odd, id);
@@ -363,7 +371,7 @@ mod tests {
         let mut ahead = EngineState::default();
         ahead.observe(1_000, 1, 0);
         ahead.observe(5_000, 3, 0);
-        let shares = ahead.host_shares(5_000, 1, &|_| Some(0), &|c| format!("C{c}"));
+        let shares = ahead.host_shares(5_000, 0, 1, &|_| Some(0), &|c| format!("C{c}"));
         let mut behind = EngineState::default();
         behind.set_shared_hosts(&shares[0], |_| 0);
         let early = behind.observe(2_000, 2, 0);
@@ -380,5 +388,45 @@ mod tests {
         let before_all = first.observe(500, 9, 0);
         assert_eq!(before_all.host_users_ever, 1);
         assert_ne!(before_all.flags & FLAG_NEW_COMPUTER, 0, "nobody before it");
+    }
+
+    /// A share taken ahead of the reader's event keeps the users new to the
+    /// computer over the whole day up to that event, as far behind as it
+    /// is told the readers may be: counted over the day up to the share's
+    /// own time, the first of them was missing.
+    #[test]
+    fn a_share_from_ahead_keeps_the_day_before_a_reader_behind_it() {
+        let mut ahead = EngineState::default();
+        ahead.observe(1_000, 1, 0);
+        let now = 1_000 + DAY + 1_800;
+        ahead.observe(now, 3, 0);
+        let event = DAY + 900;
+        let mut whole = EngineState::default();
+        whole.observe(1_000, 1, 0);
+        let expected = whole.observe(event, 2, 0);
+        assert_eq!(
+            (expected.host_users_ever, expected.host_new_users_24h),
+            (2, 2)
+        );
+        let read = |behind_s: i64| {
+            let shares = ahead.host_shares(now, behind_s, 1, &|_| Some(0), &|c| format!("C{c}"));
+            let mut behind = EngineState::default();
+            behind.set_shared_hosts(&shares[0], |_| 0);
+            behind.observe(event, 2, 0)
+        };
+        // (Its users of the day and the hour are its own time's: user 3's
+        // logon, after the event, among them.)
+        let day_side = |f: &authpulse_rules_sdk::Features| {
+            let [ever, _, _, new_24h, new_1h, tenure, ..] = host_side(f);
+            [ever, new_24h, new_1h, tenure]
+        };
+        let within = read(HOUR);
+        assert_eq!(day_side(&within), day_side(&expected));
+        let too_far = read(0);
+        assert_eq!(
+            (too_far.host_users_ever, too_far.host_new_users_24h),
+            (2, 1),
+            "user 1's first logon left the share's day"
+        );
     }
 }
