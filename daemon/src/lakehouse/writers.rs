@@ -413,6 +413,58 @@ mod tests {
         ));
     }
 
+    /// A change staged on a table another writer commits to before the
+    /// swap is made again on that commit, and counted as a conflict in
+    /// `/metrics`.
+    #[test]
+    fn a_commit_that_loses_the_race_is_made_again_and_counted() {
+        let (_dir, warehouse) = one_checkpoint_of_a();
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let mut attempts = 0;
+        let committed = metrics::with_local_recorder(&recorder, || {
+            replace::commit_with(&warehouse, tables::RAW, "test", |_| {
+                attempts += 1;
+                if attempts == 1 {
+                    // Another writer's commit lands between this attempt's
+                    // load and its swap.
+                    let other = progress("a/1", 2, &[("s0", "11"), ("s1", "21")]);
+                    commit(&warehouse, tables::RAW, &other, true).unwrap();
+                }
+                Ok(Some(Change {
+                    operation: Operation::Append,
+                    removed: Vec::new(),
+                    added: Vec::new(),
+                    properties: HashMap::from([(
+                        "authpulse.operation".to_string(),
+                        "test".to_string(),
+                    )]),
+                    label: "test",
+                }))
+            })
+        })
+        .unwrap();
+        assert_eq!(attempts, 2);
+        let snapshot = committed.metadata().current_snapshot().unwrap();
+        assert_eq!(
+            snapshot.summary().additional_properties["authpulse.operation"],
+            "test"
+        );
+        let parent = committed
+            .metadata()
+            .snapshot_by_id(snapshot.parent_snapshot_id().unwrap())
+            .unwrap();
+        assert!(
+            parent.summary().additional_properties[Progress::PROPERTY].contains("\"checkpoint\":2"),
+            "made again on the other writer's commit"
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("authpulse_table_commit_conflicts_total{table=\"auth_events_raw\"} 1"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn writers_of_different_shards_commit_side_by_side() {
         let dir = tempfile::tempdir().unwrap();
