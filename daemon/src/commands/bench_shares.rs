@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use authpulse::aws::shards::{HashRange, partition_hash};
 use authpulse::fleet::LiveShards;
 use authpulse::fleet::host_shares::ShareFiles;
-use authpulse::run::fleet::DEFAULT_MAX_DRIFT;
 use authpulse_engine::input::{LineReader, MAX_LINE_DEFAULT};
 use authpulse_engine::pipeline::{FleetPace, FleetStats, consume};
 use authpulse_engine::policy::Policy;
@@ -98,12 +97,9 @@ fn score(
     let mut pipeline = sinks.pipeline(policy, Engine::Native, batch_size, Some(0))?;
     let started = Instant::now();
     if let Some(exchange) = exchange {
-        // The default bound, with nobody to wait for (every other shard's
-        // lease is dead): what it changes is how far back the shares'
-        // firsts reach, as a default worker's do.
         let pace = FleetPace {
             trade_every: TRADE_EVERY,
-            max_drift_s: Some(DEFAULT_MAX_DRIFT.as_secs() as i64),
+            max_drift_s: None,
         };
         pipeline.share_hosts(exchange, pace);
     }

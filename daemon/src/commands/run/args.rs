@@ -250,7 +250,7 @@ impl RunArgs {
             lease_table: None,
             worker_id: None,
             failover: authpulse::fleet::DEFAULT_FAILOVER,
-            fleet_max_drift: authpulse::run::fleet::DEFAULT_MAX_DRIFT,
+            fleet_max_drift: std::time::Duration::from_secs(3600),
             fleet_trade_interval: authpulse::run::fleet::DEFAULT_TRADE_INTERVAL,
             limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
