@@ -25,6 +25,7 @@ use iceberg::spec::{Snapshot, TableMetadata};
 use super::LakehouseError;
 use super::progress::progress_of;
 use authpulse_engine::sinks::Progress;
+use authpulse_engine::snapshot::SnapshotStore;
 
 /// Snapshot summary property: the snapshots (a JSON array of ids) whose
 /// added files this snapshot removed.
@@ -218,6 +219,32 @@ pub fn complete_point(per_table: &[&[ShardCommit]]) -> Option<ShardCommit> {
                 .all(|commits| commits.iter().any(|c| c.same_checkpoint(candidate)))
         })
         .cloned()
+}
+
+/// The newest commit of each run that committed the shard before `start`
+/// (one of `log`'s commits, newest first), `start`'s own run aside: the
+/// attempts it was taken over from before that one. One of them may have
+/// left its snapshots to a worker that could not remove them (it stalled,
+/// or died, before the rest of that attempt's shards were claimed), so a
+/// taker looks after them too. A commit without a fleet run's snapshot
+/// (a run that read every shard) is not one.
+pub fn earlier_runs(log: &[ShardCommit], start: &ShardCommit) -> Vec<ShardCommit> {
+    let run_of = |c: &ShardCommit| {
+        c.state
+            .as_deref()
+            .and_then(SnapshotStore::run_of)
+            .filter(|run| !run.is_empty())
+            .map(str::to_string)
+    };
+    let Some(at) = log.iter().position(|c| c.same_checkpoint(start)) else {
+        return Vec::new();
+    };
+    let mut seen: HashSet<String> = run_of(start).into_iter().collect();
+    log[at + 1..]
+        .iter()
+        .filter(|c| run_of(c).is_some_and(|run| seen.insert(run)))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

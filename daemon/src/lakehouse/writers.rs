@@ -29,7 +29,7 @@ use iceberg::spec::{DataFile, Operation};
 use iceberg::table::Table;
 
 use super::replace::{self, Change, live_entries};
-use super::shard_log::{self, REVERTED, ShardCommit, complete_point, shard_commits};
+use super::shard_log::{self, REVERTED, ShardCommit, complete_point, earlier_runs, shard_commits};
 use super::{LakehouseError, Warehouse, tables};
 use authpulse_engine::sinks::Progress;
 
@@ -39,6 +39,8 @@ pub struct ShardStart {
     pub shard: String,
     /// Its newest commit every table holds; `None`: read it from its start.
     pub from: Option<ShardCommit>,
+    /// The newest commit of each run that held it before `from`'s.
+    pub earlier: Vec<ShardCommit>,
 }
 
 /// A writer's claim on its shards.
@@ -112,9 +114,15 @@ impl Warehouse {
                     .iter()
                     .map(|log| log.get(shard).map_or(&[][..], Vec::as_slice))
                     .collect();
+                let from = complete_point(&per_table);
+                let earlier = match (&from, per_table.first()) {
+                    (Some(from), Some(log)) => earlier_runs(log, from),
+                    _ => Vec::new(),
+                };
                 ShardStart {
                     shard: shard.clone(),
-                    from: complete_point(&per_table),
+                    from,
+                    earlier,
                 }
             })
             .collect())

@@ -450,13 +450,13 @@ pub(super) fn prepare(
             state: state.as_ref().map(|(name, _)| name.clone()),
         })
         .map_err(lakehouse)?;
-    // The runs the claim took shards over from: theirs go once the rest of
-    // their shards are claimed too.
+    // The runs the claim took shards over from (and those that held them
+    // before): theirs go once the rest of their shards are claimed too.
     assignment
         .ended
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .extend(starts.iter().filter_map(EndedRun::taken_over));
+        .extend(starts.iter().flat_map(EndedRun::left_by));
     for start in &starts {
         tracing::info!(
             shard = start.shard,

@@ -68,6 +68,23 @@ impl EndedRun {
         })
     }
 
+    /// The runs a claim of `start`'s shard leaves to its worker: the one
+    /// it takes the shard over from ([`EndedRun::taken_over`]) and those
+    /// that held it before that one, in case one of them was left to a
+    /// worker that stalled or died before it could remove it (they go as
+    /// any other once no shard starts from them).
+    pub fn left_by(start: &ShardStart) -> impl Iterator<Item = EndedRun> + '_ {
+        Self::taken_over(start)
+            .into_iter()
+            .chain(start.earlier.iter().filter_map(|commit| {
+                let run = SnapshotStore::run_of(commit.state.as_deref()?)?;
+                Some(EndedRun {
+                    run: run.to_string(),
+                    checkpoints: Self::kept_before(commit.checkpoint)..=commit.checkpoint + 2,
+                })
+            }))
+    }
+
     fn kept_before(checkpoint: u64) -> u64 {
         checkpoint.saturating_sub(KEEP_SNAPSHOTS as u64).max(1)
     }
@@ -121,7 +138,15 @@ pub fn sweep(
         if needed.contains(&ended.run) {
             return true;
         }
-        for name in ended.snapshot_names() {
+        // A run that held a shard long ago has mostly been removed already.
+        let present: Vec<String> = ended
+            .snapshot_names()
+            .filter(|name| files.exists(name).unwrap_or(true))
+            .collect();
+        if present.is_empty() {
+            return false;
+        }
+        for name in present {
             if let Err(error) = files.delete(&name) {
                 tracing::warn!(snapshot = %files.location(&name), %error, "could not remove an ended run's state snapshot");
             }
@@ -279,7 +304,7 @@ mod tests {
                 state: Some(state),
             })
             .unwrap();
-        starts.iter().filter_map(EndedRun::taken_over).collect()
+        starts.iter().flat_map(EndedRun::left_by).collect()
     }
 
     fn write(files: &LocalFiles, name: &str) {
@@ -352,6 +377,30 @@ mod tests {
             );
         }
         assert!(exists(&files, "r2", 0) && exists(&files, "r3", 0));
+    }
+
+    /// The run a dead worker's shards were taken over from is left to its
+    /// takers; when the taker of its last shard stalls before it sweeps,
+    /// whoever takes that shard over next removes it.
+    #[test]
+    fn a_run_left_to_a_stalled_taker_goes_with_the_next_taker() {
+        let (_dir, warehouse, files) = warehouse();
+        claim(&warehouse, &files, "a", "r1", &["s0", "s1"]);
+        // a dies; b and c take its shards, and c stalls before it sweeps.
+        claim(&warehouse, &files, "b", "r2", &["s0"]);
+        claim(&warehouse, &files, "c", "r3", &["s1"]);
+        // d takes s1 from c: it looks after c's run, and after a's before it.
+        let mut ended = claim(&warehouse, &files, "d", "r4", &["s1"]);
+        let runs: Vec<&str> = ended.iter().map(|e| e.run.as_str()).collect();
+        assert_eq!(runs, ["r3", "r1"]);
+        let both = shards(&[("s0", &[]), ("s1", &[])], &[]);
+        assert_eq!(sweep(&warehouse, &files, &both, &mut ended).unwrap(), 2);
+        assert!(!exists(&files, "r1", 0) && !exists(&files, "r3", 0));
+        assert!(exists(&files, "r2", 0) && exists(&files, "r4", 0));
+        // Runs long removed are forgotten without a word.
+        let mut again = vec![EndedRun::attempt("r1", 3)];
+        assert_eq!(sweep(&warehouse, &files, &both, &mut again).unwrap(), 0);
+        assert!(again.is_empty());
     }
 
     #[test]
