@@ -22,8 +22,9 @@
 //! the end, a stop), `snapshots` (state written and restored), `counters`
 //! (metrics and the summary), `consume` (reading a source through it),
 //! `inspect` (what the operations API asks), and for a fleet's workers
-//! `shared_hosts` (computer popularity traded, the pace kept) and
-//! `shared_risk` (each computer's incidents decided by one worker).
+//! `shared_hosts` (computer popularity traded, the pace kept),
+//! `shared_risk` (each computer's incidents decided by one worker) and
+//! `first_visits` (the first visits to a computer judged again by it).
 
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -48,6 +49,7 @@ mod commit;
 mod consume;
 mod counters;
 mod escalation;
+mod first_visits;
 mod ingest;
 mod inspect;
 mod parse_stage;
@@ -61,6 +63,7 @@ mod tests;
 pub use consume::consume;
 use counters::Counters;
 pub use counters::{ReloadTimings, Summary};
+pub use first_visits::SharedVisit;
 use ingest::StoredIds;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 use scoring::Batch;

@@ -278,6 +278,17 @@ impl Features {
         unsafe { core::slice::from_raw_parts(records.as_ptr().cast::<u8>(), size_of_val(records)) }
     }
 
+    /// A record from the bytes [`Features::slice_as_bytes`] gives for one
+    /// (`None`: not one record's size).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Features> {
+        if bytes.len() != size_of::<Features>() {
+            return None;
+        }
+        // SAFETY: `Features` has only integer fields and no padding, so
+        // every bit pattern is one; the read does not assume alignment.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<Features>()) })
+    }
+
     /// True when the record says the logon failed.
     #[inline]
     pub fn is_failure(&self) -> bool {

@@ -121,6 +121,11 @@ impl<'o> Pipeline<'o> {
             computers: &self.computers,
             time_base: self.options.time_base,
         })?;
+        if let Some(fleet) = self.fleet.as_mut() {
+            fleet.keep_first_visits(events, features, |event| {
+                event.event_id(self.options.time_base, &self.users, &self.computers)
+            });
+        }
         let now = events[n - 1].event_time;
         events.clear();
         features.clear();

@@ -10,10 +10,13 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use authpulse_rules_sdk::Features;
+
 use super::Pipeline;
-use super::shared_risk::{ComputerDecisions, ComputerRisk};
+use super::first_visits::{FirstVisit, OwnVisits};
+use super::shared_risk::{ComputerDecisions, ComputerRisk, Evidence};
 use crate::entity::EntityRisk;
-use crate::event::{DAY, HOUR, Interner, NameId};
+use crate::event::{DAY, Event, EventId, HOUR, Interner, NameId};
 use crate::snapshot::ComputersDecided;
 use crate::state::HostShare;
 
@@ -141,6 +144,12 @@ pub(super) struct Fleet<'o> {
     /// asked of the exchange once per user (a hash of the name), not at
     /// every trade.
     user_shards: Vec<u16>,
+    /// Whether this worker opens each computer's (by id) incidents: asked
+    /// of the exchange once per computer.
+    computers_opened: Vec<bool>,
+    /// The first visits this worker has scored, for the workers that
+    /// decide their computers (and itself).
+    visits: OwnVisits,
 }
 
 /// A user of none of the shards held.
@@ -157,6 +166,23 @@ impl Fleet<'_> {
     /// them as it does the pipeline's own).
     pub(super) fn computer_ledgers(&mut self) -> &mut EntityRisk {
         &mut self.decisions.ledgers
+    }
+
+    /// Keeps the first visits among a scored batch's `events`.
+    pub(super) fn keep_first_visits(
+        &mut self,
+        events: &[Event],
+        features: &[Features],
+        event_id: impl Fn(&Event) -> EventId,
+    ) {
+        for (event, features) in events.iter().zip(features) {
+            if features.is_new_device() {
+                self.visits.0.push_back(FirstVisit {
+                    event_id: event_id(event),
+                    features: *features,
+                });
+            }
+        }
     }
 }
 
@@ -190,6 +216,8 @@ impl<'o> Pipeline<'o> {
                 &mut self.computers,
             ),
             user_shards: Vec::new(),
+            computers_opened: Vec::new(),
+            visits: OwnVisits::default(),
         });
         self.trade_hosts(Trade::First);
     }
@@ -266,9 +294,21 @@ impl<'o> Pipeline<'o> {
                     .unwrap_or(NOT_HELD),
             );
         }
+        let opened = &mut fleet.computers_opened;
+        for computer in opened.len()..computers.len() {
+            opened.push(exchange.opens_computer(computers.name(computer as NameId)));
+        }
+        // A reader may score as far back as this; this worker's own
+        // decisions have judged the visits through the other bound.
+        let behind = fleet.pace.readers_behind_s();
+        fleet.visits.forget_through(
+            self.closed_through
+                .saturating_sub(behind)
+                .min(fleet.decisions.judged_through()),
+        );
         let shares = self.state.host_shares(
             self.closed_through.max(0),
-            fleet.pace.readers_behind_s(),
+            behind,
             exchange.shards(),
             &|user| {
                 let shard = user_shards[user as usize];
@@ -277,8 +317,20 @@ impl<'o> Pipeline<'o> {
             &|computer| computers.name(computer).to_string(),
         );
         let published: usize = shares.iter().map(Vec::len).sum();
+        // This worker's own part of the counts of the computers it decides,
+        // for their first visits judged again.
+        let own_hosts: Vec<HostShare> = shares
+            .iter()
+            .flatten()
+            .filter(|share| {
+                computers
+                    .get(share.computer.as_bytes())
+                    .is_some_and(|id| opened[id as usize])
+            })
+            .cloned()
+            .collect();
         self.counters.fleet.handed_over += 1;
-        let risk = self.risk_shares(exchange);
+        let risk = self.risk_shares(exchange, &fleet.visits, opened);
         let progress = Progress {
             scored_through: self.closed_through,
             caught_up: fleet.caught_up,
@@ -303,9 +355,14 @@ impl<'o> Pipeline<'o> {
                         .saturating_sub(1)
                 };
                 let decisions = &mut fleet.decisions;
+                let hosts: Vec<&HostShare> = own_hosts.iter().chain(&traded.shares).collect();
                 let merged = self.decide_computers(
                     decisions,
-                    &traded.risk,
+                    Evidence {
+                        traded: &traded.risk,
+                        own_visits: &fleet.visits,
+                        hosts: &hosts,
+                    },
                     |name| exchange.opens_computer(name),
                     through,
                 );

@@ -25,10 +25,12 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
+use super::first_visits::{FirstVisit, OwnVisits, SharedVisit, judged_ids};
 use super::{HostExchange, Pipeline};
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
 use crate::event::{EventId, Interner, NameId};
 use crate::snapshot::ComputersDecided;
+use crate::state::HostShare;
 
 /// The contributions one shard's users made to one computer's risk, inside
 /// the risk window.
@@ -36,6 +38,10 @@ use crate::snapshot::ComputersDecided;
 pub struct ComputerRisk {
     pub computer: String,
     pub contributions: Vec<SharedContribution>,
+    /// The first visits of the shard's users to it not yet judged by every
+    /// worker, for the one deciding it ([`super::first_visits`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_visits: Vec<SharedVisit>,
 }
 
 /// One event's part in a computer's risk, by name (ids are each worker's
@@ -66,6 +72,18 @@ pub(super) struct ComputerDecisions {
     /// ledgers again, they count as evidence but open nothing.
     everything: i64,
     computers: FxHashMap<NameId, i64>,
+    /// Evidence through this time has been taken (first visits judged
+    /// again) at an earlier trade.
+    judged_through: i64,
+}
+
+/// What a trade brings a deciding worker: the other shards' contributions
+/// and first visits, this worker's own first visits, and every shard's
+/// counts of the computers (its own among them).
+pub(super) struct Evidence<'a> {
+    pub(super) traded: &'a [ComputerRisk],
+    pub(super) own_visits: &'a OwnVisits,
+    pub(super) hosts: &'a [&'a HostShare],
 }
 
 impl ComputerDecisions {
@@ -83,7 +101,13 @@ impl ComputerDecisions {
                 .filter(|&(_, time)| time > restored.everything)
                 .map(|(name, time)| (names.intern(name.as_bytes()).0, time))
                 .collect(),
+            judged_through: i64::MIN,
         }
+    }
+
+    /// Through when evidence was taken in (first visits judged again).
+    pub(super) fn judged_through(&self) -> i64 {
+        self.judged_through
     }
 
     /// Contributions a risk window before `through` count for nothing any
@@ -131,9 +155,18 @@ impl ComputerDecisions {
 
 impl Pipeline<'_> {
     /// What the users of each shard `exchange` holds contributed to each
-    /// computer's risk, one list per shard.
-    pub(super) fn risk_shares(&self, exchange: &dyn HostExchange) -> Vec<Vec<ComputerRisk>> {
+    /// computer's risk, one list per shard, with their first visits to the
+    /// computers other workers decide (`opened`: whether this one decides
+    /// each computer, by id).
+    pub(super) fn risk_shares(
+        &self,
+        exchange: &dyn HostExchange,
+        visits: &OwnVisits,
+        opened: &[bool],
+    ) -> Vec<Vec<ComputerRisk>> {
         let mut shares: Vec<Vec<ComputerRisk>> = vec![Vec::new(); exchange.shards()];
+        // Each computer's place in a shard's list.
+        let mut places: FxHashMap<(usize, NameId), usize> = FxHashMap::default();
         for (computer, ledger) in self.entities.computer_ledgers() {
             let mut by_shard: Vec<Vec<SharedContribution>> = vec![Vec::new(); shares.len()];
             for c in ledger {
@@ -161,48 +194,115 @@ impl Pipeline<'_> {
             }
             for (shard, contributions) in by_shard.into_iter().enumerate() {
                 if !contributions.is_empty() {
+                    places.insert((shard, computer), shares[shard].len());
                     shares[shard].push(ComputerRisk {
                         computer: self.computers.name(computer).to_string(),
                         contributions,
+                        first_visits: Vec::new(),
                     });
                 }
             }
+        }
+        for visit in &visits.0 {
+            let (user, computer) = (visit.features.user, visit.features.computer);
+            if opened.get(computer as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            let name = self.users.name(user);
+            let Some(shard) = exchange.shard_of(name) else {
+                continue;
+            };
+            let list = &mut shares[shard];
+            let place = *places.entry((shard, computer)).or_insert_with(|| {
+                list.push(ComputerRisk {
+                    computer: self.computers.name(computer).to_string(),
+                    contributions: Vec::new(),
+                    first_visits: Vec::new(),
+                });
+                list.len() - 1
+            });
+            list[place].first_visits.push(visit.shared(name));
         }
         shares
     }
 
     /// Decides the computers `opens_computer` accepts through event time
     /// `through`: this worker's own contributions to them and those of the
-    /// other shards (`traded`), not yet decided, go into their ledgers and
+    /// other shards (`evidence`), not yet decided, go into their ledgers and
     /// incidents in event-time order, as one worker would have taken them
-    /// (and each computer's incidents close by that same time). Returns how
-    /// many were taken.
+    /// (and each computer's incidents close by that same time). Their first
+    /// visits are judged again with every shard's counts, and what the
+    /// computer-side rules make of them replaces their workers' verdicts
+    /// ([`super::first_visits`]). Returns how many contributions were taken.
     pub(super) fn decide_computers(
         &mut self,
         decisions: &mut ComputerDecisions,
-        traded: &[ComputerRisk],
+        evidence: Evidence<'_>,
         opens_computer: impl Fn(&str) -> bool,
         through: i64,
     ) -> usize {
-        let mut taken: Vec<(NameId, Contribution)> = Vec::new();
+        // Evidence up to the last trade's time was taken then (shares carry
+        // it again: what was taken is not taken twice).
+        let since = decisions.judged_through;
+        let new = |time: i64| time > since && time <= through;
+        let mut visits: Vec<FirstVisit> = evidence
+            .own_visits
+            .0
+            .iter()
+            .filter(|v| new(v.time()))
+            .filter(|v| opens_computer(self.computers.name(v.features.computer)))
+            .copied()
+            .collect();
+        for share in evidence
+            .traded
+            .iter()
+            .filter(|s| opens_computer(&s.computer))
+        {
+            for shared in share.first_visits.iter() {
+                if let Some(visit) = self.first_visit(&share.computer, shared)
+                    && new(visit.time())
+                {
+                    visits.push(visit);
+                }
+            }
+        }
+        let judged = self.judge_first_visits(&visits, evidence.hosts);
+        let replaced = judged_ids(&visits);
+        // A computer-side contribution of a visit judged again is replaced;
+        // one to a computer as where a logon came from is not.
+        let source_mask = self.rules.source_mask;
+        let stays =
+            |c: &Contribution| !replaced.contains(&c.event_id) || c.rules & source_mask != 0;
+        let mut taken: Vec<(NameId, Contribution)> = visits
+            .iter()
+            .zip(judged)
+            .filter_map(|(visit, judged)| Some((visit.features.computer, judged?)))
+            .collect();
         for (computer, ledger) in self.entities.computer_ledgers() {
             if opens_computer(self.computers.name(computer)) {
                 taken.extend(
                     ledger
                         .iter()
-                        .filter(|c| c.time <= through)
+                        .filter(|c| new(c.time) && stays(c))
                         .map(|c| (computer, *c)),
                 );
             }
         }
-        for share in traded.iter().filter(|s| opens_computer(&s.computer)) {
+        for share in evidence
+            .traded
+            .iter()
+            .filter(|s| opens_computer(&s.computer))
+        {
             let computer = self.computers.intern(share.computer.as_bytes()).0;
-            for shared in share.contributions.iter().filter(|c| c.time <= through) {
-                if let Some(c) = self.contribution(shared) {
+            for shared in share.contributions.iter().filter(|c| new(c.time)) {
+                if let Some(c) = self.contribution(shared)
+                    && stays(&c)
+                {
                     taken.push((computer, c));
                 }
             }
         }
+        decisions.judged_through = decisions.judged_through.max(through);
         taken.sort_by_key(|(_, c)| (c.time, c.event_id));
         let mut decided = 0;
         for (computer, c) in taken {
@@ -315,6 +415,16 @@ mod tests {
         pipeline
     }
 
+    /// What a trade brought: the other shards' contributions only.
+    fn evidence(traded: &[ComputerRisk]) -> Evidence<'_> {
+        static NO_VISITS: OwnVisits = OwnVisits(std::collections::VecDeque::new());
+        Evidence {
+            traded,
+            own_visits: &NO_VISITS,
+            hosts: &[],
+        }
+    }
+
     fn contribution(time: i64, user: &str) -> SharedContribution {
         SharedContribution {
             time,
@@ -343,6 +453,7 @@ mod tests {
         let share = |computer: &str, times: &[(i64, &str)]| ComputerRisk {
             computer: computer.into(),
             contributions: times.iter().map(|&(t, u)| contribution(t, u)).collect(),
+            first_visits: Vec::new(),
         };
         let opens = |name: &str| Shard.opens_computer(name);
         // This worker's own user on C1 between the other shard's two.
@@ -353,7 +464,7 @@ mod tests {
             share("C1", &[(1_000, "U20"), (1_100, "U21"), (1_200, "U22")]),
             share("C2", &[(1_000, "U20"), (1_100, "U21")]),
         ];
-        let decided = pipeline.decide_computers(&mut decisions, &traded, opens, 1_150);
+        let decided = pipeline.decide_computers(&mut decisions, evidence(&traded), opens, 1_150);
         assert_eq!(decided, 3, "C1's three through 1,150; none of C2's");
         let published: Vec<_> = pipeline.alerts.take_published().collect();
         let statuses: Vec<_> = published.iter().map(|p| p.status).collect();
@@ -363,16 +474,16 @@ mod tests {
         assert_eq!(incident.id, c1);
         // 50, then 75 (over the alert level) on this worker's own, between.
         assert_eq!(incident.opened_time, 1_050);
-        let evidence: Vec<i64> = incident.samples.iter().map(|s| s.time).collect();
-        assert_eq!(evidence, [1_000, 1_050]);
+        let sampled: Vec<i64> = incident.samples.iter().map(|s| s.time).collect();
+        assert_eq!(sampled, [1_000, 1_050]);
         assert_eq!(incident.samples[1].event_id, own.event_id);
         // Traded again: nothing new; later, the one past 1,150.
         assert_eq!(
-            pipeline.decide_computers(&mut decisions, &traded, opens, 1_150),
+            pipeline.decide_computers(&mut decisions, evidence(&traded), opens, 1_150),
             0
         );
         assert_eq!(
-            pipeline.decide_computers(&mut decisions, &traded, opens, 2_000),
+            pipeline.decide_computers(&mut decisions, evidence(&traded), opens, 2_000),
             1
         );
         let ledger = decisions
@@ -385,13 +496,13 @@ mod tests {
         // Closed by the computers' own time, an hour after its last.
         pipeline.alerts.close_due(i64::MAX / 2);
         assert!(pipeline.alerts.take_published().next().is_none());
-        pipeline.decide_computers(&mut decisions, &[], opens, 1_200 + 3_600);
+        pipeline.decide_computers(&mut decisions, evidence(&[]), opens, 1_200 + 3_600);
         let closed: Vec<_> = pipeline.alerts.take_published().collect();
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].status, AlertStatus::Closed);
         assert_eq!(closed[0].incident.event_count, 4);
         // What this worker publishes: its own shard's users' part only.
-        let shares = pipeline.risk_shares(&Shard);
+        let shares = pipeline.risk_shares(&Shard, &OwnVisits::default(), &[]);
         assert_eq!(shares[0].len(), 1);
         assert_eq!(shares[0][0].contributions, [contribution(1_050, "U10")]);
     }
@@ -417,10 +528,11 @@ mod tests {
                 .iter()
                 .map(|&(t, u)| contribution(t, u))
                 .collect(),
+            first_visits: Vec::new(),
         }];
         let opens = |name: &str| Shard.opens_computer(name);
         assert_eq!(
-            pipeline.decide_computers(&mut decisions, &traded, opens, 2_000),
+            pipeline.decide_computers(&mut decisions, evidence(&traded), opens, 2_000),
             1
         );
         let published: Vec<_> = pipeline.alerts.take_published().collect();
@@ -431,7 +543,7 @@ mod tests {
         let record = decisions.record(&pipeline.computers);
         assert_eq!(record.computers, [("C1".to_string(), 1_200)]);
         // A risk window on, all of it is settled: the record is one time.
-        pipeline.decide_computers(&mut decisions, &[], opens, 100_000);
+        pipeline.decide_computers(&mut decisions, evidence(&[]), opens, 100_000);
         let settled = decisions.record(&pipeline.computers);
         assert_eq!(settled.everything, 100_000 - 86_400);
         assert!(settled.computers.is_empty(), "{settled:?}");

@@ -323,6 +323,21 @@ impl RuleSet {
         })
     }
 
+    /// [`RuleSet::evaluate`] on records judged a second time (a fleet's
+    /// first visits, `pipeline::first_visits`): the rules' evaluations and
+    /// hits stay those of the events scored; failures and time count.
+    pub fn judge_again(&mut self, features: &[Features]) {
+        let counted: Vec<(u64, u64)> = self
+            .rules
+            .iter()
+            .map(|rule| (rule.stats.evaluations, rule.stats.hits))
+            .collect();
+        self.evaluate(features);
+        for (rule, (evaluations, hits)) in self.rules.iter_mut().zip(counted) {
+            (rule.stats.evaluations, rule.stats.hits) = (evaluations, hits);
+        }
+    }
+
     /// Runs every rule over the batch; afterwards `rule.verdicts[..features.len()]`
     /// holds each rule's verdicts. A failing rule contributes nothing to this
     /// batch (and may be disabled, per its policy); the others are unaffected.

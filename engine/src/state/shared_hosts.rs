@@ -18,7 +18,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DAY, EngineState, HOUR};
+use authpulse_rules_sdk::{FLAG_NEW_COMPUTER, Features};
+
+use super::{DAY, EngineState, HOUR, baseline, saturate};
 use crate::event::NameId;
 
 /// One computer as one shard's users have used it, as of `now`.
@@ -71,35 +73,8 @@ impl SharedHosts {
     /// What the other shards add to an event on `computer` at `time`.
     #[inline(never)]
     pub fn added_at(&self, computer: usize, time: i64) -> Added {
-        let Some(s) = self.get(computer) else {
-            return Added::default();
-        };
-        // A share taken ahead of `time` (a worker further on in event
-        // time) counts users who came after it: those of its last day are
-        // known and left out.
-        let through = s.firsts.partition_point(|&t| t <= time);
-        let later = s.firsts.len() - through;
-        let users_ever = s.users_ever - later as u32;
-        if users_ever == 0 {
-            return Added::default();
-        }
-        Added {
-            users_ever,
-            later_users: s.later_users.saturating_sub(later as u32),
-            users_today: if s.day == time.div_euclid(DAY) {
-                s.users_today
-            } else {
-                0
-            },
-            users_this_hour: if s.hour == time.div_euclid(HOUR) {
-                s.users_this_hour
-            } else {
-                0
-            },
-            new_users_1h: s.firsts_within(through, time - HOUR),
-            new_users_24h: s.firsts_within(through, time - DAY),
-            first_seen: Some(s.first_seen),
-        }
+        self.get(computer)
+            .map_or_else(Added::default, |s| s.at(time))
     }
 
     /// Users of `computer` on other shards (0 outside a fleet).
@@ -110,6 +85,74 @@ impl SharedHosts {
 }
 
 impl HostCounts {
+    /// Several shards' counts of one computer, added up.
+    pub fn sum<'a>(shares: impl IntoIterator<Item = &'a HostCounts>) -> HostCounts {
+        let mut sum = HostCounts::default();
+        for share in shares {
+            sum.add(share);
+        }
+        sum.firsts.sort_unstable();
+        sum
+    }
+
+    /// What these counts say of the computer at `time`. Counts taken ahead
+    /// of `time` (a worker further on in event time) include users who
+    /// came after it: those of their last day are known and left out.
+    fn at(&self, time: i64) -> Added {
+        let through = self.firsts.partition_point(|&t| t <= time);
+        let later = self.firsts.len() - through;
+        let users_ever = self.users_ever.saturating_sub(later as u32);
+        if users_ever == 0 {
+            return Added::default();
+        }
+        Added {
+            users_ever,
+            later_users: self.later_users.saturating_sub(later as u32),
+            users_today: if self.day == time.div_euclid(DAY) {
+                self.users_today
+            } else {
+                0
+            },
+            users_this_hour: if self.hour == time.div_euclid(HOUR) {
+                self.users_this_hour
+            } else {
+                0
+            },
+            new_users_1h: self.firsts_within(through, time - HOUR),
+            new_users_24h: self.firsts_within(through, time - DAY),
+            first_seen: Some(self.first_seen),
+        }
+    }
+
+    /// Gives a user's first logon to the computer (`features`, scored by
+    /// one worker with the other shards' counts as of its last trade) the
+    /// computer's side one state of the whole stream would have given it,
+    /// `self` being every shard's counts of the computer added up, taken at
+    /// or after the logon: its users ever, new within the hour and the day,
+    /// its age, its usual rate of new users, and whether it is new to
+    /// everyone. Its users of the day and of the clock hour, its busiest
+    /// hour and its peers stay as scored (counts taken later cannot say
+    /// them as of the logon). Users who came in the same second count as
+    /// before it. Counts that do not hold the logon's user change nothing.
+    pub fn judge_first_visit(&self, features: &mut Features) {
+        let time = features.event_time;
+        let now = self.at(time);
+        let Some(first_seen) = now.first_seen else {
+            return;
+        };
+        features.host_users_ever = now.users_ever;
+        features.host_new_users_1h = now.new_users_1h;
+        features.host_new_users_24h = now.new_users_24h;
+        features.host_tenure_s = saturate(time - first_seen);
+        (features.host_baseline_new_users, features.host_baseline_s) =
+            baseline(first_seen, time, now.later_users, now.new_users_24h);
+        if now.users_ever == 1 {
+            features.flags |= FLAG_NEW_COMPUTER;
+        } else {
+            features.flags &= !FLAG_NEW_COMPUTER;
+        }
+    }
+
     fn add(&mut self, share: &HostCounts) {
         if self.users_ever == 0 || share.first_seen < self.first_seen {
             self.first_seen = share.first_seen;
@@ -258,8 +301,6 @@ impl EngineState {
 
 #[cfg(test)]
 mod tests {
-    use authpulse_rules_sdk::FLAG_NEW_COMPUTER;
-
     use super::*;
 
     /// What a computer's features are: its users ever, today, this hour,
@@ -428,5 +469,95 @@ mod tests {
             (2, 1),
             "user 1's first logon left the share's day"
         );
+    }
+
+    /// Every first visit of the last six hours, judged again with both
+    /// halves' counts taken at the end, gets the computer side one state
+    /// of the whole stream gave it as it came, though each half scored it
+    /// with the other's counts of hours before.
+    #[test]
+    fn a_first_visit_judged_again_gets_the_whole_streams_computer_side() {
+        // Three days on 5 computers, with a user more every 30 events.
+        let events: Vec<(i64, NameId, NameId)> = (0..1_200)
+            .map(|i| {
+                let user = i * 7 % (5 + i / 30);
+                (i * 217, user as NameId, (i * 11 % 37 % 5) as NameId)
+            })
+            .collect();
+        let now = events.last().unwrap().0;
+        let from = now - 6 * HOUR;
+        let name = |c: NameId| format!("C{c}");
+        let id = |name: &str| name[1..].parse::<NameId>().unwrap();
+        let mut whole = EngineState::default();
+        let mut halves = [EngineState::default(), EngineState::default()];
+        let mut visits = Vec::new();
+        let trade_at = (from / 21_700 + 1) * 21_700;
+        for &(t, u, c) in &events {
+            if t == trade_at {
+                // One trade, hours before the end: what each half scores
+                // with from then on.
+                for half in 0..2 {
+                    let other = halves[1 - half].host_shares(t, 0, 2, &|u| Some(half_of(u)), &name)
+                        [1 - half]
+                        .clone();
+                    halves[half].set_shared_hosts(&other, id);
+                }
+            }
+            let expected = whole.observe(t, u, c);
+            let scored = halves[half_of(u)].observe(t, u, c);
+            if t > from && expected.flags & authpulse_rules_sdk::FLAG_NEW_DEVICE_FOR_USER != 0 {
+                visits.push((scored, expected));
+            }
+        }
+        let counts: Vec<Vec<HostShare>> = halves
+            .iter()
+            .enumerate()
+            .map(|(half, h)| {
+                h.host_shares(now, now - from, 2, &|u| Some(half_of(u)), &name)[half].clone()
+            })
+            .collect();
+        let judged_side = |f: &Features| {
+            let [
+                ever,
+                _,
+                _,
+                new_24h,
+                new_1h,
+                tenure,
+                baseline_users,
+                baseline_s,
+                flags,
+            ] = host_side(f);
+            [
+                ever,
+                new_24h,
+                new_1h,
+                tenure,
+                baseline_users,
+                baseline_s,
+                flags,
+            ]
+        };
+        assert!(visits.len() >= 10, "{}", visits.len());
+        let stale = visits
+            .iter()
+            .filter(|(scored, expected)| judged_side(scored) != judged_side(expected))
+            .count();
+        assert!(stale > 0, "some were scored with stale counts");
+        for (scored, expected) in &visits {
+            let computer = format!("C{}", scored.computer);
+            let all = HostCounts::sum(
+                counts
+                    .iter()
+                    .flatten()
+                    .filter(|s| s.computer == computer)
+                    .map(|s| &s.counts),
+            );
+            let mut judged = *scored;
+            all.judge_first_visit(&mut judged);
+            assert_eq!(judged_side(&judged), judged_side(expected), "{computer}");
+            // The user's side stays as scored.
+            assert_eq!(judged.user_known_computers, scored.user_known_computers);
+        }
     }
 }
