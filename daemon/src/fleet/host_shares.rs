@@ -111,6 +111,7 @@ impl ShareFiles {
             held: held.clone(),
             live,
             others: BTreeMap::new(),
+            inherited: None,
         };
         let thread = {
             let trader = Arc::clone(&trader);
@@ -196,6 +197,12 @@ struct Round {
     held: Vec<(String, HashRange)>,
     live: LiveShards,
     others: BTreeMap<String, ShareFile>,
+    /// What the held shards' last holders published of their users'
+    /// contributions and first visits to computers they did not decide
+    /// (read before this worker's first publication replaces it): a
+    /// shard's new holder may decide those computers, and the restored
+    /// state does not carry its first visits.
+    inherited: Option<Vec<ComputerRisk>>,
 }
 
 impl Round {
@@ -248,6 +255,17 @@ impl Round {
             risk,
             progress,
         } = outgoing;
+        if self.inherited.is_none() {
+            let mut inherited = Vec::new();
+            for (shard, _) in &self.held {
+                if let Some(file) = self.read(shard)?
+                    && file.writer != self.writer
+                {
+                    inherited.extend(file.risk);
+                }
+            }
+            self.inherited = Some(inherited);
+        }
         let now_ms = unix_ms();
         for (((shard, _), shares), risk) in self.held.iter().zip(shares).zip(risk) {
             let file = ShareFile {
@@ -308,6 +326,7 @@ impl Round {
                 .others
                 .values()
                 .flat_map(|file| file.risk.iter().cloned())
+                .chain(self.inherited.iter().flatten().cloned())
                 .collect(),
             slowest,
         })
@@ -529,5 +548,52 @@ mod tests {
             expired.shares[0].counts.users_ever, 5,
             "b's counts still count"
         );
+    }
+
+    /// A shard's new holder takes in what its last holder published of its
+    /// users' part in computers it did not decide (their first visits
+    /// among it), at every trade of its attempt: the state it restored does
+    /// not carry them. What it published itself, it does not.
+    #[test]
+    fn a_shards_taker_inherits_what_its_last_holder_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Arc<dyn SnapshotFiles> = Arc::new(LocalFiles::new(dir.path()).unwrap());
+        let live = LiveShards::fixed([("a", true)]);
+        let range = HashRange {
+            start: 0,
+            end: u128::MAX,
+        };
+        let worker = |writer: &str| {
+            ShareFiles::new(
+                Arc::clone(&files),
+                writer,
+                vec![("a".into(), range)],
+                live.clone(),
+            )
+            .unwrap()
+        };
+        let risk = ComputerRisk {
+            computer: "C9".into(),
+            contributions: Vec::new(),
+            first_visits: vec![authpulse_engine::pipeline::SharedVisit {
+                event_id: "x".into(),
+                user: "U1".into(),
+                features: vec![0; 64],
+            }],
+        };
+        let mut last = worker("w1/r1");
+        last.exchange(share("C1", 3), vec![vec![risk.clone()]], progress(50), true)
+            .unwrap();
+        drop(last);
+        let mut taker = worker("w2/r2");
+        for through in [60, 70] {
+            let traded = trade(&mut taker, 3, through, true).unwrap();
+            assert_eq!(traded.risk, [risk.clone()], "trade through {through}");
+        }
+        drop(taker);
+        // The same writer again (the taker's next attempt would be another
+        // run): nothing inherited from itself.
+        let mut again = worker("w2/r2");
+        assert!(trade(&mut again, 3, 80, true).unwrap().risk.is_empty());
     }
 }
