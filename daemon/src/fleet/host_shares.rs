@@ -588,7 +588,11 @@ mod tests {
         let mut taker = worker("w2/r2");
         for through in [60, 70] {
             let traded = trade(&mut taker, 3, through, true).unwrap();
-            assert_eq!(traded.risk, [risk.clone()], "trade through {through}");
+            assert_eq!(
+                traded.risk,
+                std::slice::from_ref(&risk),
+                "trade through {through}"
+            );
         }
         drop(taker);
         // The same writer again (the taker's next attempt would be another
