@@ -137,6 +137,36 @@ impl EntityRisk {
         self.risk(kind, id, now)
     }
 
+    /// Puts `with` in place of the computer-side contribution of event
+    /// `event_id` to computer `id` (a fleet's first visit judged again;
+    /// `None`: takes it out), so that the ledger a state snapshot keeps
+    /// holds the verdict the computer was decided with. A contribution
+    /// with a bit of `keep` (one to the computer as a source) stays; a
+    /// judged one with no contribution to replace is added in its place.
+    pub fn judge_again(
+        &mut self,
+        id: NameId,
+        event_id: EventId,
+        with: Option<Contribution>,
+        keep: u32,
+    ) {
+        let ledger = self.computers.entry(id).or_default();
+        let at = ledger
+            .recent
+            .iter()
+            .position(|c| c.event_id == event_id && c.rules & keep == 0);
+        match (at, with) {
+            (Some(at), Some(with)) => ledger.recent[at] = with,
+            (Some(at), None) => {
+                ledger.recent.remove(at);
+            }
+            (None, Some(with)) => {
+                self.merge(EntityKind::Computer, id, with);
+            }
+            (None, None) => {}
+        }
+    }
+
     /// The entity's accumulated risk at `now`, 0..=100.
     pub fn risk(&self, kind: EntityKind, id: NameId, now: i64) -> f32 {
         let ledgers = match kind {

@@ -330,6 +330,47 @@ mod tests {
             .ledgers
             .contributions(EntityKind::Computer, c2, NOW + 1);
         assert_eq!(ledger.count(), 0, "the claim is not borne out");
+        // This worker's own visit to C3, which it scored as a fan-in with
+        // stale counts: judged with every shard's, its own ledger (what its
+        // snapshots keep) no longer holds the verdict.
+        let mut decisions_3 = ComputerDecisions::new(
+            EntityRisk::new(DAY as u64, 0),
+            ComputersDecided::all_through(0),
+            &mut pipeline.computers,
+        );
+        let stale = scored_visit("C3", "U3", 20);
+        let own_visit = pipeline.first_visit("C3", &stale).unwrap();
+        let c3 = own_visit.features.computer;
+        let mut raw = pipeline
+            .contribution(&crate::pipeline::SharedContribution {
+                time: NOW,
+                weight: 0.9,
+                event_id: stale.event_id.clone(),
+                user: "U3".into(),
+                event_computer: "C3".into(),
+                event_score: 90,
+                rules: vec![("fan_in".into(), 0)],
+            })
+            .unwrap();
+        raw.rules = 1 << fan_in;
+        pipeline.entities.add(EntityKind::Computer, c3, raw);
+        let own_visits = OwnVisits(std::collections::VecDeque::from([own_visit]));
+        let quiet = [counts("C3", 1)];
+        let quiet_refs: Vec<&HostShare> = quiet.iter().collect();
+        let evidence = Evidence {
+            traded: &[],
+            own_visits: &own_visits,
+            hosts: &quiet_refs,
+        };
+        assert_eq!(
+            pipeline.decide_computers(&mut decisions_3, evidence, |_| true, NOW + 1),
+            0
+        );
+        let kept = pipeline
+            .entities
+            .contributions(EntityKind::Computer, c3, NOW + 1);
+        assert_eq!(kept.count(), 0, "the replaced verdict is gone");
+
         // Without the visit's record, its worker's verdict stands.
         let mut decisions = ComputerDecisions::new(
             EntityRisk::new(DAY as u64, 0),

@@ -253,6 +253,7 @@ impl Pipeline<'_> {
             .filter(|v| opens_computer(self.computers.name(v.features.computer)))
             .copied()
             .collect();
+        let own = visits.len();
         for share in evidence
             .traded
             .iter()
@@ -268,9 +269,21 @@ impl Pipeline<'_> {
         }
         let judged = self.judge_first_visits(&visits, evidence.hosts);
         let replaced = judged_ids(&visits);
+        // This worker's own ledger, which its state snapshots keep, takes
+        // the verdicts its computers are decided with: restored (after a
+        // restart, or by a worker taking its shards over) it must not bring
+        // back the verdicts they replaced.
+        let source_mask = self.rules.source_mask;
+        for (visit, judged) in visits[..own].iter().zip(&judged) {
+            self.entities.judge_again(
+                visit.features.computer,
+                visit.event_id,
+                *judged,
+                source_mask,
+            );
+        }
         // A computer-side contribution of a visit judged again is replaced;
         // one to a computer as where a logon came from is not.
-        let source_mask = self.rules.source_mask;
         let stays =
             |c: &Contribution| !replaced.contains(&c.event_id) || c.rules & source_mask != 0;
         let mut taken: Vec<(NameId, Contribution)> = visits
@@ -334,7 +347,7 @@ impl Pipeline<'_> {
 
     /// A contribution another worker published, with this worker's ids and
     /// rule positions (`None`: its event id is not one).
-    fn contribution(&mut self, shared: &SharedContribution) -> Option<Contribution> {
+    pub(super) fn contribution(&mut self, shared: &SharedContribution) -> Option<Contribution> {
         let event_id = EventId::parse(&shared.event_id)?;
         let mut rules = 0u32;
         let mut reasons = [0u8; MAX_RULES];
