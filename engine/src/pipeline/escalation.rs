@@ -6,7 +6,6 @@
 use crate::alerts::AlertEngine;
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
 use crate::event::{Event, Interner, TimeBase};
-use crate::risk;
 use crate::rules::RuleSet;
 
 /// A batch's step from scores to entity risk and incidents: the entity
@@ -69,13 +68,7 @@ impl Escalation<'_> {
             if side == 0 {
                 continue;
             }
-            let (score, _) =
-                risk::combine(rules.scoring_weights().zip(&rules.rules).enumerate().map(
-                    |(r, (weight, rule))| {
-                        let weight = if side & (1 << r) != 0 { weight } else { 0.0 };
-                        (weight, &rule.verdicts[i])
-                    },
-                ));
+            let score = rules.side_score(i, side);
             let contribution = Contribution {
                 time: event.event_time,
                 weight: f32::from(score) / 100.0,

@@ -158,13 +158,7 @@ impl Pipeline<'_> {
                     judged.push(None);
                     continue;
                 }
-                let (score, _) =
-                    risk::combine(rules.scoring_weights().zip(&rules.rules).enumerate().map(
-                        |(r, (weight, rule))| {
-                            let weight = if side & (1 << r) != 0 { weight } else { 0.0 };
-                            (weight, &rule.verdicts[i])
-                        },
-                    ));
+                let score = rules.side_score(i, side);
                 let mut reasons = [0u8; MAX_RULES];
                 for (r, rule) in rules.rules.iter().enumerate().take(MAX_RULES) {
                     if side & (1 << r) != 0 {

@@ -323,6 +323,19 @@ impl RuleSet {
         })
     }
 
+    /// What the rules in `side` (bit `r`: rule `r`) make together of event
+    /// `i` of the last evaluation, weighed as [`crate::risk::combine`]
+    /// weighs an event's: an entity's part of the event's risk.
+    pub fn side_score(&self, i: usize, side: u32) -> u8 {
+        crate::risk::combine(self.scoring_weights().zip(&self.rules).enumerate().map(
+            |(r, (weight, rule))| {
+                let weight = if side & (1 << r) != 0 { weight } else { 0.0 };
+                (weight, &rule.verdicts[i])
+            },
+        ))
+        .0
+    }
+
     /// [`RuleSet::evaluate`] on records judged a second time (a fleet's
     /// first visits, `pipeline::first_visits`): the rules' evaluations and
     /// hits stay those of the events scored; failures and time count.
