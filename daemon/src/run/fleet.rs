@@ -48,7 +48,7 @@ pub struct FleetSpec {
     /// A lease whose holder stopped renewing it this long is taken over.
     pub failover: Duration,
     /// How far (event time) a worker may score ahead of the slowest other
-    /// shard; `None`: no bound.
+    /// shard ([`DEFAULT_MAX_DRIFT`]); `None`: no bound.
     pub max_drift: Option<Duration>,
     /// How often a worker trades host shares while reading
     /// ([`DEFAULT_TRADE_INTERVAL`]).
@@ -79,6 +79,10 @@ pub(super) struct Assignment {
 
 /// How often a worker trades host shares while reading, unless told.
 pub const DEFAULT_TRADE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How far ahead of the slowest other shard a worker may score, unless
+/// told: an hour of event time (docs/fleet.md).
+pub const DEFAULT_MAX_DRIFT: Duration = Duration::from_secs(3600);
 
 /// Where an attempt trades its shards' host shares with the fleet.
 pub(super) fn host_shares(

@@ -330,7 +330,12 @@ impl<'o> Pipeline<'o> {
             .cloned()
             .collect();
         self.counters.fleet.handed_over += 1;
-        let risk = self.risk_shares(exchange, &fleet.visits, opened);
+        let shard_of = |user: NameId| {
+            let shard = user_shards.get(user as usize).copied().unwrap_or(NOT_HELD);
+            (shard != NOT_HELD).then_some(usize::from(shard))
+        };
+        let opens = |computer: NameId| opened.get(computer as usize).copied().unwrap_or(false);
+        let risk = self.risk_shares(exchange.shards(), shard_of, opens, &fleet.visits);
         let progress = Progress {
             scored_through: self.closed_through,
             caught_up: fleet.caught_up,
@@ -343,6 +348,14 @@ impl<'o> Pipeline<'o> {
                 let computers = &mut self.computers;
                 self.state
                     .set_shared_hosts(&traded.shares, |name| computers.intern(name.as_bytes()).0);
+                for share in &traded.risk {
+                    computers.intern(share.computer.as_bytes());
+                }
+                // The computers new in this trade: whether this worker
+                // decides them, asked once each.
+                for computer in opened.len()..computers.len() {
+                    opened.push(exchange.opens_computer(computers.name(computer as NameId)));
+                }
                 // Every shard's events before this second are scored (the
                 // others' as of their shares, this worker's own as of now).
                 // At the end, what it knows up to its own last event (the
@@ -363,7 +376,7 @@ impl<'o> Pipeline<'o> {
                         own_visits: &fleet.visits,
                         hosts: &hosts,
                     },
-                    |name| exchange.opens_computer(name),
+                    |computer| opened.get(computer as usize).copied().unwrap_or(false),
                     through,
                 );
                 self.counters.fleet.trades += 1;

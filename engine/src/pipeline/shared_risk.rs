@@ -5,7 +5,7 @@
 //!
 //! So each computer's incidents are opened by one worker, the one holding
 //! the shard whose hash-key range holds the computer's name
-//! ([`HostExchange::opens_computer`]: every worker comes to the same
+//! ([`super::HostExchange::opens_computer`]: every worker comes to the same
 //! answer). The others keep adding their events' computer-side
 //! contributions to the computer's ledger, but open nothing on it; what
 //! their shards' users contributed goes out with the host shares
@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 
+use super::Pipeline;
 use super::first_visits::{FirstVisit, OwnVisits, SharedVisit, judged_ids};
-use super::{HostExchange, Pipeline};
 use crate::entity::{Contribution, EntityKind, EntityRisk, MAX_RULES};
 use crate::event::{EventId, Interner, NameId};
 use crate::snapshot::ComputersDecided;
@@ -154,26 +154,28 @@ impl ComputerDecisions {
 }
 
 impl Pipeline<'_> {
-    /// What the users of each shard `exchange` holds contributed to each
+    /// What the users of each of the `shards` held contributed to each
     /// computer's risk, one list per shard, with their first visits to the
-    /// computers other workers decide (`opened`: whether this one decides
-    /// each computer, by id).
+    /// computers other workers decide. `shard_of`: which held shard a user
+    /// (by id) is of; `opens`: whether this worker decides a computer (by
+    /// id).
     pub(super) fn risk_shares(
         &self,
-        exchange: &dyn HostExchange,
+        shards: usize,
+        shard_of: impl Fn(NameId) -> Option<usize>,
+        opens: impl Fn(NameId) -> bool,
         visits: &OwnVisits,
-        opened: &[bool],
     ) -> Vec<Vec<ComputerRisk>> {
-        let mut shares: Vec<Vec<ComputerRisk>> = vec![Vec::new(); exchange.shards()];
+        let mut shares: Vec<Vec<ComputerRisk>> = vec![Vec::new(); shards];
         // Each computer's place in a shard's list.
         let mut places: FxHashMap<(usize, NameId), usize> = FxHashMap::default();
         for (computer, ledger) in self.entities.computer_ledgers() {
             let mut by_shard: Vec<Vec<SharedContribution>> = vec![Vec::new(); shares.len()];
             for c in ledger {
-                let user = self.users.name(c.user);
-                let Some(shard) = exchange.shard_of(user) else {
+                let Some(shard) = shard_of(c.user) else {
                     continue;
                 };
+                let user = self.users.name(c.user);
                 let rules = self
                     .rules
                     .rules
@@ -205,13 +207,13 @@ impl Pipeline<'_> {
         }
         for visit in &visits.0 {
             let (user, computer) = (visit.features.user, visit.features.computer);
-            if opened.get(computer as usize).copied().unwrap_or(false) {
+            if opens(computer) {
                 continue;
             }
-            let name = self.users.name(user);
-            let Some(shard) = exchange.shard_of(name) else {
+            let Some(shard) = shard_of(user) else {
                 continue;
             };
+            let name = self.users.name(user);
             let list = &mut shares[shard];
             let place = *places.entry((shard, computer)).or_insert_with(|| {
                 list.push(ComputerRisk {
@@ -226,7 +228,7 @@ impl Pipeline<'_> {
         shares
     }
 
-    /// Decides the computers `opens_computer` accepts through event time
+    /// Decides the computers `opens` accepts (by id) through event time
     /// `through`: this worker's own contributions to them and those of the
     /// other shards (`evidence`), not yet decided, go into their ledgers and
     /// incidents in event-time order, as one worker would have taken them
@@ -238,7 +240,7 @@ impl Pipeline<'_> {
         &mut self,
         decisions: &mut ComputerDecisions,
         evidence: Evidence<'_>,
-        opens_computer: impl Fn(&str) -> bool,
+        opens: impl Fn(NameId) -> bool,
         through: i64,
     ) -> usize {
         // Evidence up to the last trade's time was taken then (shares carry
@@ -250,15 +252,15 @@ impl Pipeline<'_> {
             .0
             .iter()
             .filter(|v| new(v.time()))
-            .filter(|v| opens_computer(self.computers.name(v.features.computer)))
+            .filter(|v| opens(v.features.computer))
             .copied()
             .collect();
         let own = visits.len();
-        for share in evidence
-            .traded
-            .iter()
-            .filter(|s| opens_computer(&s.computer))
-        {
+        for share in evidence.traded {
+            let computer = self.computers.intern(share.computer.as_bytes()).0;
+            if !opens(computer) {
+                continue;
+            }
             for shared in share.first_visits.iter() {
                 if let Some(visit) = self.first_visit(&share.computer, shared)
                     && new(visit.time())
@@ -292,7 +294,7 @@ impl Pipeline<'_> {
             .filter_map(|(visit, judged)| Some((visit.features.computer, judged?)))
             .collect();
         for (computer, ledger) in self.entities.computer_ledgers() {
-            if opens_computer(self.computers.name(computer)) {
+            if opens(computer) {
                 taken.extend(
                     ledger
                         .iter()
@@ -301,12 +303,11 @@ impl Pipeline<'_> {
                 );
             }
         }
-        for share in evidence
-            .traded
-            .iter()
-            .filter(|s| opens_computer(&s.computer))
-        {
+        for share in evidence.traded {
             let computer = self.computers.intern(share.computer.as_bytes()).0;
+            if !opens(computer) {
+                continue;
+            }
             for shared in share.contributions.iter().filter(|c| new(c.time)) {
                 if let Some(c) = self.contribution(shared)
                     && stays(&c)
@@ -378,6 +379,7 @@ impl Pipeline<'_> {
 mod tests {
     use super::*;
     use crate::alerts::AlertStatus;
+    use crate::pipeline::HostExchange;
     use crate::pipeline::{FleetProgress as Progress, Outputs, PipelineOptions, Traded};
     use crate::policy::Policy;
     use crate::sinks::Collect;
@@ -468,10 +470,10 @@ mod tests {
             contributions: times.iter().map(|&(t, u)| contribution(t, u)).collect(),
             first_visits: Vec::new(),
         };
-        let opens = |name: &str| Shard.opens_computer(name);
         // This worker's own user on C1 between the other shard's two.
         let own = pipeline.contribution(&contribution(1_050, "U10")).unwrap();
         let c1 = pipeline.computers.intern(b"C1").0;
+        let opens = |id: NameId| id == c1;
         pipeline.entities.add(EntityKind::Computer, c1, own);
         let traded = [
             share("C1", &[(1_000, "U20"), (1_100, "U21"), (1_200, "U22")]),
@@ -515,7 +517,8 @@ mod tests {
         assert_eq!(closed[0].status, AlertStatus::Closed);
         assert_eq!(closed[0].incident.event_count, 4);
         // What this worker publishes: its own shard's users' part only.
-        let shares = pipeline.risk_shares(&Shard, &OwnVisits::default(), &[]);
+        let shard_of = |user: NameId| Shard.shard_of(pipeline.users.name(user));
+        let shares = pipeline.risk_shares(1, shard_of, opens, &OwnVisits::default());
         assert_eq!(shares[0].len(), 1);
         assert_eq!(shares[0][0].contributions, [contribution(1_050, "U10")]);
     }
@@ -543,7 +546,8 @@ mod tests {
                 .collect(),
             first_visits: Vec::new(),
         }];
-        let opens = |name: &str| Shard.opens_computer(name);
+        let c1 = pipeline.computers.get(b"C1").unwrap();
+        let opens = |id: NameId| id == c1;
         assert_eq!(
             pipeline.decide_computers(&mut decisions, evidence(&traded), opens, 2_000),
             1

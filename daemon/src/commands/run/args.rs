@@ -250,7 +250,7 @@ impl RunArgs {
             lease_table: None,
             worker_id: None,
             failover: authpulse::fleet::DEFAULT_FAILOVER,
-            fleet_max_drift: std::time::Duration::from_secs(3600),
+            fleet_max_drift: authpulse::run::fleet::DEFAULT_MAX_DRIFT,
             fleet_trade_interval: authpulse::run::fleet::DEFAULT_TRADE_INTERVAL,
             limits: LimitArgs::default(),
             catalog: CatalogArgs::default(),
@@ -513,5 +513,44 @@ fn aws_settings(args: &RunArgs) -> AwsSettings {
     AwsSettings {
         region: args.catalog.aws_region.clone(),
         endpoint: args.aws.aws_endpoint.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `run`'s flags as the command line has them.
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    /// A default is written twice, in the flag's text and in the program's
+    /// constants (for runs built without a command line): both must agree.
+    #[test]
+    fn the_flags_defaults_are_the_programs() {
+        let parsed = Run::try_parse_from(["run", "--output", "out", "events.csv"])
+            .unwrap()
+            .args;
+        let built = RunArgs::with_input("events.csv".into(), "out".into());
+        let durations = |a: &RunArgs| {
+            [
+                a.policy_poll_interval,
+                a.shutdown_timeout,
+                a.recover_for,
+                a.failover,
+                a.fleet_max_drift,
+                a.fleet_trade_interval,
+                a.limits.max_future_skew,
+            ]
+        };
+        assert_eq!(durations(&parsed), durations(&built));
+        assert_eq!(parsed.batch_size, built.batch_size);
+        assert_eq!(parsed.max_line_bytes, built.max_line_bytes);
+        assert_eq!(parsed.input(), built.input());
+        assert_eq!(parsed.output, built.output);
     }
 }
