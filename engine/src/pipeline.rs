@@ -22,7 +22,8 @@
 //! the end, a stop), `snapshots` (state written and restored), `counters`
 //! (metrics and the summary), `consume` (reading a source through it),
 //! `inspect` (what the operations API asks), and for a fleet's workers
-//! `shared_hosts` (computer popularity traded, the pace kept),
+//! `shared_hosts` (computer popularity traded), `fleet_pace` (when to
+//! trade, how far ahead to score, waiting for the others at the end),
 //! `shared_risk` (each computer's incidents decided by one worker) and
 //! `first_visits` (the first visits to a computer judged again by it).
 
@@ -50,6 +51,9 @@ mod consume;
 mod counters;
 mod escalation;
 mod first_visits;
+#[cfg(test)]
+mod fleet_fixtures;
+mod fleet_pace;
 mod ingest;
 mod inspect;
 mod parse_stage;
@@ -64,10 +68,11 @@ pub use consume::consume;
 use counters::Counters;
 pub use counters::{ReloadTimings, Summary};
 pub use first_visits::SharedVisit;
+pub use fleet_pace::FleetPace;
 use ingest::StoredIds;
 pub use inspect::{RiskyEvent, RuleInfo, Sizes, UserView};
 use scoring::Batch;
-pub use shared_hosts::{FleetPace, FleetStats, HostExchange, Progress as FleetProgress, Traded};
+pub use shared_hosts::{FleetStats, HostExchange, Progress as FleetProgress, Traded};
 pub use shared_risk::{ComputerRisk, SharedContribution};
 
 /// Longest raw text kept in a dead letter.

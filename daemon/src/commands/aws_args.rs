@@ -61,7 +61,10 @@ pub struct AwsArgs {
     #[arg(long, value_name = "POSITION")]
     pub from: Option<StreamFrom>,
     /// Stop (score, commit, print the summary) once every open shard has
-    /// been read to its tip: for backfills and tests.
+    /// been read to its tip: for backfills and tests. With --lease-table a
+    /// worker that gets there first waits (five minutes at most) for the
+    /// others to get to theirs, so that the computers it decides take
+    /// their last events too.
     #[arg(long)]
     pub until_caught_up: bool,
     /// Kinesis read positions of a run without tables or state. Default:

@@ -316,6 +316,12 @@ impl Round {
             })
             .map(|_| i64::MIN);
         let slowest = published.chain(starting).min();
+        let latest = self
+            .others
+            .values()
+            .filter(|file| file.caught_up)
+            .map(|file| file.scored_through)
+            .max();
         Ok(Traded {
             shares: self
                 .others
@@ -329,6 +335,7 @@ impl Round {
                 .chain(self.inherited.iter().flatten().cloned())
                 .collect(),
             slowest,
+            latest,
         })
     }
 }

@@ -312,6 +312,11 @@ pub(super) fn attempt(
             .stop_at(source.position())
             .map_err(RunError::scoring("commit before stopping"))?
     } else {
+        if let Some(wait) = fleet.and_then(|assignment| assignment.wait_at_end) {
+            pipeline
+                .wait_for_fleet_to_finish(stop, wait)
+                .map_err(RunError::scoring("score the last events"))?;
+        }
         pipeline
             .end_of_input()
             .map_err(RunError::scoring("score the last events"))?;

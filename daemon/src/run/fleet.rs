@@ -75,10 +75,19 @@ pub(super) struct Assignment {
     pub ended: Ended,
     /// The newest checkpoint whose snapshot this attempt handed over.
     pub saved_through: Arc<AtomicU64>,
+    /// In a backfill (`--until-caught-up`): how long the attempt, at the
+    /// end of its input, waits for the other shards' workers to reach
+    /// theirs, so that the computers it decides take all their evidence.
+    pub wait_at_end: Option<Duration>,
 }
 
 /// How often a worker trades host shares while reading, unless told.
 pub const DEFAULT_TRADE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The longest a backfill's worker at the end of its input waits for the
+/// others to reach theirs: they are at most the drift apart in event time,
+/// seconds of reading, unless one took a dead worker's shards over late.
+const WAIT_AT_END: Duration = Duration::from_secs(300);
 
 /// How far ahead of the slowest other shard a worker may score, unless
 /// told: an hour of event time (docs/fleet.md).
@@ -186,6 +195,7 @@ pub(super) fn run(
             },
             ended: Arc::clone(&ended),
             saved_through: Arc::default(),
+            wait_at_end: stream.until_caught_up.then_some(WAIT_AT_END),
         };
         tracing::info!(writer = assignment.writer, shards = ?held.readable, "reading");
         // The attempt stops when the whole run does, or when its shards change.

@@ -133,6 +133,14 @@ impl<'o> Pipeline<'o> {
     /// incident (their alerts go out). [`Pipeline::finish`] does this too;
     /// calling it first lets a caller read the final [`Pipeline::metrics`].
     pub fn end_of_input(&mut self) -> io::Result<()> {
+        self.release_held()?;
+        self.last_trade();
+        self.alerts.close_all();
+        self.emit_alerts()
+    }
+
+    /// Releases and scores every event held for lateness or order.
+    pub(super) fn release_held(&mut self) -> io::Result<()> {
         self.clock.finish(&mut self.decided);
         self.admit_decided()?;
         let mut ready = std::mem::take(&mut self.ready);
@@ -140,10 +148,7 @@ impl<'o> Pipeline<'o> {
             .release_all((&self.users, &self.computers), &mut ready);
         self.ready = ready;
         self.process_ready()?;
-        self.score_batch()?;
-        self.last_trade();
-        self.alerts.close_all();
-        self.emit_alerts()
+        self.score_batch()
     }
 
     /// End of input: [`Pipeline::end_of_input`], then flushes the sinks and

@@ -2,10 +2,9 @@
 //! ([`crate::state::HostShare`]): the shares of the shards it holds go
 //! out, the other shards' come in and count from then on, every
 //! [`FleetPace::trade_every`] while it reads. With them goes how far in
-//! event time each worker has scored, so that none runs further ahead of
-//! the slowest than [`FleetPace::max_drift_s`]: the others' shares are then
-//! never older, in event time, than that (a backfill would otherwise read
-//! days of one shard while another's share still says its first hour).
+//! event time each worker has scored, which keeps the workers in step
+//! ([`super::fleet_pace`]), and what its users contributed to the
+//! computers others decide ([`super::shared_risk`]).
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -14,9 +13,10 @@ use authpulse_rules_sdk::Features;
 
 use super::Pipeline;
 use super::first_visits::{FirstVisit, OwnVisits};
+use super::fleet_pace::{FleetPace, Trade};
 use super::shared_risk::{ComputerDecisions, ComputerRisk, Evidence};
 use crate::entity::EntityRisk;
-use crate::event::{DAY, Event, EventId, HOUR, Interner, NameId};
+use crate::event::{Event, EventId, Interner, NameId};
 use crate::snapshot::ComputersDecided;
 use crate::state::HostShare;
 
@@ -66,38 +66,9 @@ pub struct Traded {
     /// The earliest event time scored through by a worker of another shard
     /// that still has events to read (`None`: none such, or none known).
     pub slowest: Option<i64>,
-}
-
-/// A worker that has scored this much event time since its last trade
-/// trades again (in the background) once [`MIN_TRADE_GAP`] has passed: in a
-/// backfill a second is hours of event time, and computer features a second
-/// old would be hours behind the other shards.
-const TRADE_EVERY_EVENT_S: i64 = 300;
-
-/// The least wall time between two trades, however fast event time goes:
-/// what bounds a backfill's requests (a live stream trades every
-/// [`FleetPace::trade_every`]).
-const MIN_TRADE_GAP: Duration = Duration::from_millis(100);
-
-/// How a fleet worker keeps in step with the others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FleetPace {
-    /// How often shares and progress are traded while reading (and, in a
-    /// backfill, also after every five minutes of event time scored, ten
-    /// times a second at most).
-    pub trade_every: Duration,
-    /// How far (event time, seconds) a worker may score ahead of the
-    /// slowest other shard; `None`: no bound.
-    pub max_drift_s: Option<i64>,
-}
-
-impl FleetPace {
-    /// How far behind a worker's event time the workers reading its shares
-    /// may score: the drift bound and an hour for the batch it is checked
-    /// after (a day without a bound).
-    fn readers_behind_s(&self) -> i64 {
-        self.max_drift_s.map_or(DAY, |drift| drift + HOUR)
-    }
+    /// The latest event time scored through by a worker of another shard
+    /// that has read all it had (`None`: none such).
+    pub latest: Option<i64>,
 }
 
 /// What trading host shares has cost a worker.
@@ -115,31 +86,20 @@ pub struct FleetStats {
     pub waited: Duration,
 }
 
-/// Which trade of a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Trade {
-    /// Before the first event: the others' shares count from it on.
-    First,
-    /// While reading, every [`FleetPace::trade_every`]: in the background.
-    While,
-    /// At the end of input.
-    Last,
-}
-
 /// The host-share state of a pipeline in a fleet.
 pub(super) struct Fleet<'o> {
     exchange: &'o mut dyn HostExchange,
-    pace: FleetPace,
-    last_trade: Instant,
+    pub(super) pace: FleetPace,
+    pub(super) last_trade: Instant,
     /// Event time scored through at the last trade.
-    traded_through: i64,
-    slowest: Option<i64>,
+    pub(super) traded_through: i64,
+    pub(super) slowest: Option<i64>,
     /// The source was idle at the last look.
-    caught_up: bool,
+    pub(super) caught_up: bool,
     /// Whether a wait for the fleet is under way (logged once per wait).
-    waiting_since: Option<Instant>,
+    pub(super) waiting_since: Option<Instant>,
     /// The computers whose incidents this worker opens, as decided so far.
-    decisions: ComputerDecisions,
+    pub(super) decisions: ComputerDecisions,
     /// Which held shard each user (by id) is of, [`NOT_HELD`] if none:
     /// asked of the exchange once per user (a hash of the name), not at
     /// every trade.
@@ -227,53 +187,13 @@ impl<'o> Pipeline<'o> {
         self.trade_hosts(Trade::Last);
     }
 
-    /// Trades if it is time to; says whether this worker is now too far
-    /// ahead of the slowest other shard to go on. `idle`: the source has
-    /// nothing to read now.
-    pub(super) fn keep_pace(&mut self, idle: bool) -> bool {
-        let Some(fleet) = self.fleet.as_mut() else {
-            return false;
-        };
-        fleet.caught_up = idle;
-        let since = fleet.last_trade.elapsed();
-        let scored = self.closed_through.saturating_sub(fleet.traded_through);
-        if since >= fleet.pace.trade_every
-            || (since >= MIN_TRADE_GAP && scored >= TRADE_EVERY_EVENT_S)
-        {
-            self.trade_hosts(Trade::While);
-        }
-        let Some(fleet) = self.fleet.as_mut() else {
-            return false;
-        };
-        let ahead = match (fleet.pace.max_drift_s, fleet.slowest) {
-            (Some(drift), Some(slowest)) => self.closed_through > slowest.saturating_add(drift),
-            _ => false,
-        };
-        match (ahead, fleet.waiting_since) {
-            (true, None) => {
-                fleet.waiting_since = Some(Instant::now());
-                tracing::debug!(
-                    scored_through = self.closed_through,
-                    slowest = fleet.slowest,
-                    "ahead of the fleet: waiting for the slowest shard"
-                );
-            }
-            (false, Some(since)) => {
-                fleet.waiting_since = None;
-                self.counters.fleet.waited += since.elapsed();
-            }
-            _ => {}
-        }
-        ahead
-    }
-
     /// Publishes this worker's shares and takes in the others', then decides
     /// its computers through what every worker has scored (the last trade:
     /// through its own last event, at the end of input). A failed trade, or
     /// one still under way, leaves the others' last shares counting: the
     /// computer features are then staler, not wrong by more, and computers
     /// wait for the next.
-    fn trade_hosts(&mut self, trade: Trade) {
+    pub(super) fn trade_hosts(&mut self, trade: Trade) {
         // Out of the pipeline while it trades, so that the pipeline's
         // parts can be lent beside it.
         let Some(mut fleet) = self.fleet.take() else {
@@ -358,10 +278,15 @@ impl<'o> Pipeline<'o> {
                 }
                 // Every shard's events before this second are scored (the
                 // others' as of their shares, this worker's own as of now).
-                // At the end, what it knows up to its own last event (the
-                // rest is for whoever reads on; its snapshot says so).
+                // At the end, what it knows up to its own last event, or
+                // with every other shard read to its end, up to the last of
+                // theirs (otherwise the rest is for whoever reads on; its
+                // snapshot says so).
                 let through = if last {
-                    self.closed_through
+                    match (traded.slowest, traded.latest) {
+                        (None, Some(latest)) => self.closed_through.max(latest),
+                        _ => self.closed_through,
+                    }
                 } else {
                     self.closed_through
                         .min(traded.slowest.unwrap_or(i64::MAX))
@@ -402,112 +327,7 @@ impl<'o> Pipeline<'o> {
 mod tests {
     use super::*;
     use crate::input::Line;
-    use crate::pipeline::{Outputs, PipelineOptions};
-    use crate::policy::Policy;
-    use crate::sinks::Collect;
-
-    /// Another worker, as the trades show it.
-    struct Other {
-        slowest: std::rc::Rc<std::cell::Cell<Option<i64>>>,
-        shares: Vec<HostShare>,
-        published: Vec<(usize, Progress)>,
-    }
-
-    impl HostExchange for Other {
-        fn shards(&self) -> usize {
-            1
-        }
-
-        fn shard_of(&self, _user: &str) -> Option<usize> {
-            Some(0)
-        }
-
-        fn opens_computer(&self, _computer: &str) -> bool {
-            true
-        }
-
-        fn exchange(
-            &mut self,
-            shares: Vec<Vec<HostShare>>,
-            _risk: Vec<Vec<ComputerRisk>>,
-            progress: Progress,
-            _wait: bool,
-        ) -> io::Result<Option<Traded>> {
-            self.published.push((shares[0].len(), progress));
-            Ok(Some(Traded {
-                shares: self.shares.clone(),
-                risk: Vec::new(),
-                slowest: self.slowest.get(),
-            }))
-        }
-    }
-
-    /// A pipeline scoring each event as it is released (native rules, into
-    /// `(scored, dead letters, alerts)`).
-    fn worker((scored, dead, alerts): &mut (Collect, Collect, Collect)) -> Pipeline<'_> {
-        Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions {
-                engine: crate::rules::Engine::Native,
-                batch_size: 1,
-                ..PipelineOptions::default()
-            },
-            Outputs {
-                dead_letters: dead,
-                alerts,
-                scored,
-                received: None,
-            },
-        )
-        .unwrap()
-    }
-
-    /// In a backfill, five minutes of event time scored make a trade, long
-    /// before the wall-clock interval would.
-    #[test]
-    fn a_backfill_trades_by_event_time() {
-        let mut other = Other {
-            slowest: Default::default(),
-            shares: Vec::new(),
-            published: Vec::new(),
-        };
-        let mut sinks = Default::default();
-        let mut pipeline = worker(&mut sinks);
-        let pace = FleetPace {
-            trade_every: Duration::from_secs(3600),
-            max_drift_s: None,
-        };
-        pipeline.share_hosts(&mut other, pace);
-        let push_until = |pipeline: &mut Pipeline<'_>, from: i64, until: i64| {
-            for t in (from..until).step_by(10) {
-                let line = format!("{t},U1,C1");
-                pipeline
-                    .push_line(t as u64, Line::Complete(line.as_bytes()))
-                    .unwrap();
-            }
-        };
-        // The watermark holds five minutes: scored through ~4 minutes.
-        push_until(&mut pipeline, 0, 540);
-        std::thread::sleep(MIN_TRADE_GAP);
-        pipeline.keep_pace(false);
-        push_until(&mut pipeline, 540, 1_000);
-        pipeline.keep_pace(false);
-        std::thread::sleep(MIN_TRADE_GAP);
-        pipeline.keep_pace(false);
-        drop(pipeline);
-        // The first trade (nothing scored), one once events are scored, none
-        // within the least gap, then one five minutes of event time on.
-        let through: Vec<i64> = other
-            .published
-            .iter()
-            .map(|(_, p)| p.scored_through)
-            .collect();
-        assert_eq!(through.len(), 3, "{through:?}");
-        assert!(
-            through[2] - through[1] >= TRADE_EVERY_EVENT_S,
-            "{through:?}"
-        );
-    }
+    use crate::pipeline::fleet_fixtures::{Other, worker};
 
     /// The other shards' users count in this worker's computer features,
     /// and a worker further ahead than the drift of the slowest waits.
@@ -524,6 +344,7 @@ mod tests {
                 },
             }],
             published: Vec::new(),
+            finished: None,
         };
         let mut sinks = Default::default();
         let mut pipeline = worker(&mut sinks);
