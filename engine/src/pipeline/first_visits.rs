@@ -81,20 +81,28 @@ impl OwnVisits {
 }
 
 impl Pipeline<'_> {
-    /// The first visit another worker published, with this worker's ids
-    /// (`None`: not a record or an event id).
+    /// The first visit another worker published, with this worker's ids,
+    /// if its time is `wanted` (`None`: not wanted, or not a record or an
+    /// event id). The time is looked at first: a share carries hours of
+    /// visits, a trade takes the last second's.
     pub(super) fn first_visit(
         &mut self,
         computer: &str,
         shared: &SharedVisit,
+        wanted: impl Fn(i64) -> bool,
     ) -> Option<FirstVisit> {
-        let event_id = EventId::parse(&shared.event_id)?;
-        let bytes: Vec<u8> = shared
-            .features
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect();
+        let mut bytes = [0u8; std::mem::size_of::<Features>()];
+        if shared.features.len() * 4 != bytes.len() {
+            return None;
+        }
+        for (word, out) in shared.features.iter().zip(bytes.chunks_exact_mut(4)) {
+            out.copy_from_slice(&word.to_le_bytes());
+        }
         let mut features = Features::from_bytes(&bytes)?;
+        if !wanted(features.event_time) {
+            return None;
+        }
+        let event_id = EventId::parse(&shared.event_id)?;
         features.user = self.users.intern(shared.user.as_bytes()).0;
         features.computer = self.computers.intern(computer.as_bytes()).0;
         Some(FirstVisit { event_id, features })
@@ -110,12 +118,19 @@ impl Pipeline<'_> {
         visits: &[FirstVisit],
         hosts: &[&HostShare],
     ) -> Vec<Option<Contribution>> {
-        let mut fleet: FxHashMap<&str, Vec<&HostCounts>> = FxHashMap::default();
+        if visits.is_empty() {
+            return Vec::new();
+        }
+        // Only the visits' computers: `hosts` holds every computer of every
+        // shard, and a trade judges the visits of a second or two.
+        let mut fleet: FxHashMap<&str, Vec<&HostCounts>> = visits
+            .iter()
+            .map(|visit| (self.computers.name(visit.features.computer), Vec::new()))
+            .collect();
         for share in hosts {
-            fleet
-                .entry(&share.computer)
-                .or_default()
-                .push(&share.counts);
+            if let Some(counts) = fleet.get_mut(share.computer.as_str()) {
+                counts.push(&share.counts);
+            }
         }
         let mut counts: FxHashMap<NameId, HostCounts> = FxHashMap::default();
         let records: Vec<Features> = visits
@@ -333,7 +348,7 @@ mod tests {
             &mut pipeline.computers,
         );
         let stale = scored_visit("C3", "U3", 20);
-        let own_visit = pipeline.first_visit("C3", &stale).unwrap();
+        let own_visit = pipeline.first_visit("C3", &stale, |_| true).unwrap();
         let c3 = own_visit.features.computer;
         let mut raw = pipeline
             .contribution(&crate::pipeline::SharedContribution {

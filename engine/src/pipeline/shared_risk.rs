@@ -262,9 +262,7 @@ impl Pipeline<'_> {
                 continue;
             }
             for shared in share.first_visits.iter() {
-                if let Some(visit) = self.first_visit(&share.computer, shared)
-                    && new(visit.time())
-                {
+                if let Some(visit) = self.first_visit(&share.computer, shared, new) {
                     visits.push(visit);
                 }
             }
