@@ -6,6 +6,7 @@ use std::io;
 use super::shared_hosts::{Progress, Traded};
 use super::shared_risk::ComputerRisk;
 use super::{HostExchange, Outputs, Pipeline, PipelineOptions};
+use crate::input::Line;
 use crate::policy::Policy;
 use crate::sinks::Collect;
 use crate::state::HostShare;
@@ -72,4 +73,15 @@ pub(super) fn worker((scored, dead, alerts): &mut (Collect, Collect, Collect)) -
         },
     )
     .unwrap()
+}
+
+/// An hour of logons to `C1` by three users in turn, one a minute (LANL
+/// time 0 to 3,600).
+pub(super) fn an_hour_on_c1(pipeline: &mut Pipeline<'_>) {
+    for (n, t) in (0..=3_600).step_by(60).enumerate() {
+        let line = format!("{t},U{},C1", n % 3);
+        pipeline
+            .push_line(n as u64 + 1, Line::Complete(line.as_bytes()))
+            .unwrap();
+    }
 }

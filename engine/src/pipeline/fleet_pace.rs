@@ -158,7 +158,7 @@ impl Pipeline<'_> {
 mod tests {
     use super::*;
     use crate::input::Line;
-    use crate::pipeline::fleet_fixtures::{Other, worker};
+    use crate::pipeline::fleet_fixtures::{Other, an_hour_on_c1, worker};
 
     /// In a backfill, five minutes of event time scored make a trade, long
     /// before the wall-clock interval would.
@@ -227,12 +227,7 @@ mod tests {
             max_drift_s: None,
         };
         pipeline.share_hosts(&mut other, pace);
-        for (n, t) in (0..=3_600).step_by(60).enumerate() {
-            let line = format!("{t},U{},C1", n % 3);
-            pipeline
-                .push_line(n as u64 + 1, Line::Complete(line.as_bytes()))
-                .unwrap();
-        }
+        an_hour_on_c1(&mut pipeline);
         assert!(
             pipeline.closed_through < unix(3_600),
             "the last minutes are held"

@@ -326,8 +326,7 @@ impl<'o> Pipeline<'o> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Line;
-    use crate::pipeline::fleet_fixtures::{Other, worker};
+    use crate::pipeline::fleet_fixtures::{Other, an_hour_on_c1, worker};
 
     /// The other shards' users count in this worker's computer features,
     /// and a worker further ahead than the drift of the slowest waits.
@@ -353,12 +352,7 @@ mod tests {
             max_drift_s: Some(600),
         };
         pipeline.share_hosts(&mut other, pace);
-        for (n, t) in (0..=3_600).step_by(60).enumerate() {
-            let line = format!("{t},U{},C1", n % 3);
-            pipeline
-                .push_line(n as u64 + 1, Line::Complete(line.as_bytes()))
-                .unwrap();
-        }
+        an_hour_on_c1(&mut pipeline);
         let scored_through = pipeline.closed_through;
         assert!(scored_through > 0, "{scored_through}");
         assert!(pipeline.keep_pace(false), "far ahead of the slowest");
