@@ -116,31 +116,38 @@ impl Pipeline<'_> {
         }
         self.release_held()?;
         let started = Instant::now();
+        // The wait is counted whole, whatever the drift check in
+        // `keep_pace` counted of it.
+        let waited_before = self.counters.fleet.waited;
         let mut told = false;
         loop {
             self.keep_pace(true);
             let Some(fleet) = self.fleet.as_mut() else {
                 return Ok(true);
             };
-            if fleet.slowest.is_none() {
+            let finished = fleet.slowest.is_none();
+            let stopped = stop.load(Ordering::Relaxed);
+            let timed_out = started.elapsed() >= at_most;
+            if finished || stopped || timed_out {
                 fleet.waiting_since = None;
-                if told {
+                let waited = started.elapsed();
+                self.counters.fleet.waited = waited_before + waited;
+                let waited_s = waited.as_secs_f64();
+                if finished && told {
+                    tracing::info!(waited_s, "every other shard's worker has finished");
+                } else if stopped && !finished {
                     tracing::info!(
-                        waited_s = started.elapsed().as_secs_f64(),
-                        "every other shard's worker has finished"
+                        waited_s,
+                        "asked to stop while waiting for the other shards' workers"
+                    );
+                } else if !finished {
+                    tracing::warn!(
+                        slowest = fleet.slowest,
+                        waited_s,
+                        "finishing before every other shard's worker has: the computers this worker decides miss their last evidence"
                     );
                 }
-                self.counters.fleet.waited += started.elapsed();
-                return Ok(true);
-            }
-            if stop.load(Ordering::Relaxed) || started.elapsed() >= at_most {
-                tracing::warn!(
-                    slowest = fleet.slowest,
-                    waited_s = started.elapsed().as_secs_f64(),
-                    "finishing before every other shard's worker has: the computers this worker decides miss their last evidence"
-                );
-                self.counters.fleet.waited += started.elapsed();
-                return Ok(false);
+                return Ok(finished);
             }
             if !told {
                 told = true;
