@@ -209,10 +209,8 @@ mod tests {
     use super::*;
     use crate::entity::{EntityKind, EntityRisk};
     use crate::event::{DAY, HOUR};
+    use crate::pipeline::fleet_fixtures::fleet_worker;
     use crate::pipeline::shared_risk::{ComputerDecisions, ComputerRisk, Evidence};
-    use crate::pipeline::{Outputs, PipelineOptions};
-    use crate::policy::Policy;
-    use crate::sinks::Collect;
     use crate::snapshot::ComputersDecided;
 
     const NOW: i64 = 40 * DAY;
@@ -266,20 +264,8 @@ mod tests {
     /// nothing.
     #[test]
     fn a_first_visit_is_judged_with_every_shards_counts() {
-        let (mut scored, mut dead, mut alerts) =
-            (Collect::default(), Collect::default(), Collect::default());
-        let mut pipeline = Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions::default(),
-            Outputs {
-                dead_letters: &mut dead,
-                alerts: &mut alerts,
-                scored: &mut scored,
-                received: None,
-            },
-        )
-        .unwrap();
-        pipeline.alerts.set_computers_apart();
+        let mut sinks = Default::default();
+        let mut pipeline = fleet_worker(&mut sinks);
         let fan_in = pipeline
             .rules
             .rules

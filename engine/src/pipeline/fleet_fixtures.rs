@@ -85,3 +85,22 @@ pub(super) fn an_hour_on_c1(pipeline: &mut Pipeline<'_>) {
             .unwrap();
     }
 }
+
+/// A pipeline whose computers are decided apart, as a fleet worker's.
+pub(super) fn fleet_worker(
+    (scored, dead, alerts): &mut (Collect, Collect, Collect),
+) -> Pipeline<'_> {
+    let mut pipeline = Pipeline::new(
+        Policy::builtin(),
+        PipelineOptions::default(),
+        Outputs {
+            dead_letters: dead,
+            alerts,
+            scored,
+            received: None,
+        },
+    )
+    .unwrap();
+    pipeline.alerts.set_computers_apart();
+    pipeline
+}

@@ -378,9 +378,8 @@ mod tests {
     use super::*;
     use crate::alerts::AlertStatus;
     use crate::pipeline::HostExchange;
-    use crate::pipeline::{FleetProgress as Progress, Outputs, PipelineOptions, Traded};
-    use crate::policy::Policy;
-    use crate::sinks::Collect;
+    use crate::pipeline::fleet_fixtures::fleet_worker;
+    use crate::pipeline::{FleetProgress as Progress, Traded};
     use crate::state::HostShare;
 
     /// A worker holding the shard of users `U1*`, opening the incidents of
@@ -409,23 +408,6 @@ mod tests {
         ) -> std::io::Result<Option<Traded>> {
             Ok(Some(Traded::default()))
         }
-    }
-
-    /// A pipeline whose computers are decided apart, as a fleet worker's.
-    fn fleet_worker((scored, dead, alerts): &mut (Collect, Collect, Collect)) -> Pipeline<'_> {
-        let mut pipeline = Pipeline::new(
-            Policy::builtin(),
-            PipelineOptions::default(),
-            Outputs {
-                dead_letters: dead,
-                alerts,
-                scored,
-                received: None,
-            },
-        )
-        .unwrap();
-        pipeline.alerts.set_computers_apart();
-        pipeline
     }
 
     /// What a trade brought: the other shards' contributions only.
